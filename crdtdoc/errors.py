@@ -1,0 +1,58 @@
+"""The exception hierarchy: every error crdtdoc raises derives from `CrdtdocError`.
+
+Errors caused by bytes from elsewhere (a peer, a file, a token) are `RemoteError`s and carry a
+websocket close code, so the hub can close the offending connection with a reason a person can read.
+"""
+
+from __future__ import annotations
+
+
+class CrdtdocError(Exception):
+    """Root of every error crdtdoc raises."""
+
+
+class RemoteError(CrdtdocError):
+    """Input that came from outside this process was refused.
+
+    `close_code` is the websocket close code a hub uses when the input arrived on a connection.
+    """
+
+    close_code: int = 1008  # policy violation
+
+
+class InvalidUpdate(RemoteError):
+    """Bytes that are not a valid Yjs v1 update; nothing was applied."""
+
+    close_code = 1007  # invalid frame payload data
+
+
+class InvalidMessage(RemoteError):
+    """Bytes that are not a valid y-protocols / crdtdoc message."""
+
+    close_code = 1002  # protocol error
+
+
+class InvalidToken(CrdtdocError, ValueError):
+    """A version token that cannot be decoded."""
+
+
+class InvalidValue(CrdtdocError, ValueError):
+    """A value that cannot be stored in a shared artifact (for example an int beyond 2**53)."""
+
+
+class InvalidIndex(CrdtdocError, IndexError):
+    """A text index or range outside the current text."""
+
+
+class ReplicaRebuilt(CrdtdocError):
+    """The CRDT engine failed mid-operation; the replica discarded its damaged document and rebuilt
+    it from its last good state. The operation that triggered this was not applied."""
+
+
+class PendingLimitExceeded(CrdtdocError):
+    """The causal buffer is full: too many updates wait for missing dependencies. Resync with a peer
+    (sync step 1) to fetch what is missing."""
+
+
+class StorageError(CrdtdocError):
+    """A saved replica file cannot be read or written."""

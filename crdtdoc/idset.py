@@ -1,0 +1,177 @@
+"""`IdSet`: sets of Yjs ids stored as sorted, merged clock ranges per client.
+
+A Yjs delete set is an `IdSet`; so are "what is missing" reports. Ranges are half-open
+`(start, end)` clock intervals; every method keeps them sorted, disjoint and non-adjacent, so two
+sets holding the same ids compare equal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from crdtdoc.encoding import Decoder, Encoder
+
+Range = tuple[int, int]
+
+
+def _normalize(ranges: list[Range]) -> list[Range]:
+    ranges = sorted(r for r in ranges if r[1] > r[0])
+    out: list[Range] = []
+    for start, end in ranges:
+        if out and start <= out[-1][1]:
+            if end > out[-1][1]:
+                out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out
+
+
+class IdSet:
+    """Immutable-by-convention set of ids; mutate only through `add` while building one."""
+
+    __slots__ = ("_ranges",)
+
+    def __init__(self, ranges: Mapping[int, list[Range]] | None = None) -> None:
+        self._ranges: dict[int, list[Range]] = {}
+        if ranges:
+            for client, rs in ranges.items():
+                norm = _normalize(list(rs))
+                if norm:
+                    self._ranges[client] = norm
+
+    def add(self, client: int, start: int, end: int) -> None:
+        """Adds the ids `client:start` up to (not including) `client:end`."""
+        if end <= start:
+            return
+        rs = self._ranges.get(client)
+        if rs is None:
+            self._ranges[client] = [(start, end)]
+        elif start >= rs[-1][1]:
+            if start == rs[-1][1]:
+                rs[-1] = (rs[-1][0], end)
+            else:
+                rs.append((start, end))
+        else:
+            rs.append((start, end))
+            self._ranges[client] = _normalize(rs)
+
+    @property
+    def ranges(self) -> dict[int, list[Range]]:
+        """client id -> sorted disjoint `(start, end)` ranges (a copy)."""
+        return {c: list(rs) for c, rs in self._ranges.items()}
+
+    def clients(self) -> list[int]:
+        return sorted(self._ranges)
+
+    def client_ranges(self, client: int) -> list[Range]:
+        return list(self._ranges.get(client, ()))
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        """Yields `(client, start, end)` in client order."""
+        for client in sorted(self._ranges):
+            for start, end in self._ranges[client]:
+                yield client, start, end
+
+    def __bool__(self) -> bool:
+        return bool(self._ranges)
+
+    def __len__(self) -> int:
+        """The number of ids in the set."""
+        return sum(end - start for _, start, end in self)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IdSet) and self._ranges == other._ranges
+
+    def __hash__(self) -> int:
+        return hash(tuple((c, tuple(rs)) for c, rs in sorted(self._ranges.items())))
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{c}:{s}-{e}" for c, s, e in self)
+        return f"IdSet({body})"
+
+    def contains(self, client: int, clock: int) -> bool:
+        for start, end in self._ranges.get(client, ()):
+            if start <= clock < end:
+                return True
+            if start > clock:
+                break
+        return False
+
+    def union(self, other: IdSet) -> IdSet:
+        merged: dict[int, list[Range]] = {c: list(rs) for c, rs in self._ranges.items()}
+        for c, rs in other._ranges.items():
+            merged.setdefault(c, []).extend(rs)
+        return IdSet(merged)
+
+    def difference(self, other: IdSet) -> IdSet:
+        out: dict[int, list[Range]] = {}
+        for c, rs in self._ranges.items():
+            holes = other._ranges.get(c)
+            if not holes:
+                out[c] = list(rs)
+                continue
+            kept: list[Range] = []
+            for start, end in rs:
+                cur = start
+                for hs, he in holes:
+                    if he <= cur:
+                        continue
+                    if hs >= end:
+                        break
+                    if hs > cur:
+                        kept.append((cur, hs))
+                    cur = max(cur, he)
+                    if cur >= end:
+                        break
+                if cur < end:
+                    kept.append((cur, end))
+            out[c] = kept
+        return IdSet(out)
+
+    def issubset(self, other: IdSet) -> bool:
+        return not self.difference(other)
+
+    def intersection(self, other: IdSet) -> IdSet:
+        return self.difference(self.difference(other))
+
+    def clip_to(self, state: Mapping[int, int]) -> IdSet:
+        """The ids in this set that a document with state vector `state` holds."""
+        out: dict[int, list[Range]] = {}
+        for c, rs in self._ranges.items():
+            limit = state.get(c, 0)
+            out[c] = [(s, min(e, limit)) for s, e in rs if s < limit]
+        return IdSet(out)
+
+    # Yjs delete-set encoding: varuint clients, then per client: client, count, (clock, len)*.
+    def encode_into(self, enc: Encoder) -> None:
+        enc.write_var_uint(len(self._ranges))
+        for client in sorted(self._ranges, reverse=True):
+            rs = self._ranges[client]
+            enc.write_var_uint(client)
+            enc.write_var_uint(len(rs))
+            for start, end in rs:
+                enc.write_var_uint(start)
+                enc.write_var_uint(end - start)
+
+    def encode(self) -> bytes:
+        enc = Encoder()
+        self.encode_into(enc)
+        return enc.to_bytes()
+
+    @classmethod
+    def decode_from(cls, dec: Decoder, *, max_clock: int, max_client: int) -> IdSet:
+        """Reads a Yjs delete set, bounds-checking client ids and clocks."""
+        result = cls()
+        n_clients = dec.read_count("delete-set client", 2)
+        for _ in range(n_clients):
+            client = dec.read_var_uint()
+            if client >= max_client:
+                raise dec.fail(f"client id {client} in delete set is not below 2^53")
+            n_ranges = dec.read_count("delete-set range", 2)
+            for _ in range(n_ranges):
+                clock = dec.read_var_uint()
+                length = dec.read_var_uint()
+                if clock + length >= max_clock:
+                    raise dec.fail(f"deleted range {client}:{clock}+{length} reaches 2^32")
+                result.add(client, clock, clock + length)
+        return result

@@ -1,0 +1,74 @@
+"""`SyncSession`: one replica's side of one sync link, with no I/O of its own.
+
+Feed it the bytes that arrive (`receive`) and send the bytes it returns; call `open` when the link
+comes up and `local_update` for each local change. The hub, the websocket client and the simulated
+network all drive replicas through this one state machine.
+"""
+
+from __future__ import annotations
+
+from crdtdoc.errors import PendingLimitExceeded
+from crdtdoc.idset import IdSet
+from crdtdoc.protocol.messages import (
+    Auth,
+    Awareness,
+    QueryAwareness,
+    SyncStep1,
+    SyncStep2,
+    SyncUpdate,
+    decode_message,
+    encode_message,
+)
+from crdtdoc.replica import Replica
+
+
+class SyncSession:
+    """Drives `replica` through the y-protocols sync exchange with one peer."""
+
+    def __init__(self, replica: Replica) -> None:
+        self.replica = replica
+        self.synced = False  # True once the peer's step 2 has arrived
+        self._requested: IdSet | None = None  # what our last resync request was for
+
+    def open(self) -> list[bytes]:
+        """Messages to send when the link comes up: our state vector (sync step 1)."""
+        self.synced = False
+        return [self.step1()]
+
+    def step1(self) -> bytes:
+        return encode_message(SyncStep1(self.replica.state_vector()))
+
+    def local_update(self, update: bytes) -> bytes:
+        """The message carrying a local change to the peer."""
+        return encode_message(SyncUpdate(update))
+
+    def receive(self, data: bytes) -> list[bytes]:
+        """Handles one message from the peer; returns the replies to send.
+
+        Raises `InvalidMessage` / `InvalidUpdate` for bad input (close the link on those).
+        """
+        message = decode_message(data)
+        if isinstance(message, SyncStep1):
+            return [encode_message(SyncStep2(self.replica.encode_update(message.state_vector)))]
+        if isinstance(message, (SyncStep2, SyncUpdate)):
+            try:
+                self.replica.apply_update(message.update)
+            except PendingLimitExceeded:
+                return [self.step1()]
+            if isinstance(message, SyncStep2):
+                self.synced = True
+            return self._resync_if_stuck()
+        if isinstance(message, (Awareness, QueryAwareness, Auth)):
+            return []
+        return []  # pragma: no cover - every message kind is handled above
+
+    def _resync_if_stuck(self) -> list[bytes]:
+        """Asks the peer for what is missing, once per distinct gap (no request storms)."""
+        missing = self.replica.pending().missing
+        if not missing:
+            self._requested = None
+            return []
+        if missing == self._requested:
+            return []
+        self._requested = missing
+        return [self.step1()]

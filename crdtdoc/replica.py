@@ -1,0 +1,439 @@
+"""`Replica`: one agent's local copy of a shared room, and the only code that touches pycrdt.
+
+Every update is parsed and validated (`crdtdoc.updates`) before pycrdt sees it. Updates whose
+dependencies are missing wait in the replica's causal buffer and are applied, in dependency order,
+once what they need has arrived, because pycrdt does not converge when fed out of order. A pycrdt
+panic never escapes: the damaged document is dropped and rebuilt from the last checkpoint plus the
+log of committed updates since.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from pycrdt import Array, Doc, Map, Text, TransactionEvent
+
+from crdtdoc.encoding import Decoder
+from crdtdoc.errors import (
+    CrdtdocError,
+    InvalidUpdate,
+    PendingLimitExceeded,
+    ReplicaRebuilt,
+)
+from crdtdoc.idset import IdSet
+from crdtdoc.updates import (
+    MAX_CLIENT_ID,
+    MAX_CLOCK,
+    ParsedUpdate,
+    decode_state_vector,
+    deletes_only,
+    encode_state_vector,
+    parse_update,
+    structs_only,
+)
+from crdtdoc.versions import Version
+
+if TYPE_CHECKING:
+    from crdtdoc.artifacts.document import Document
+    from crdtdoc.artifacts.shared_map import SharedMap
+    from crdtdoc.changes import Change
+
+AGENTS_ROOT = "__crdtdoc_agents"
+"""Root Y.Map: str(client id) -> agent name. Each client writes only its own key."""
+DELETIONS_ROOT = "__crdtdoc_deletions"
+"""Root Y.Array of encoded delete sets; the client that appended an entry made those deletions."""
+INTERNAL_ROOTS = frozenset({AGENTS_ROOT, DELETIONS_ROOT})
+
+UpdateListener = Callable[[bytes, bool], None]
+"""Called with (update bytes, made locally) after each committed change."""
+
+_EMPTY_UPDATE = b"\x00\x00"
+_T = TypeVar("_T", Text, "Map[Any]", "Array[Any]")
+
+
+@dataclass(frozen=True)
+class ReplicaLimits:
+    """Bounds on what a replica holds for others. Defaults suit an agent process."""
+
+    max_pending_updates: int = 10_000
+    """Updates waiting in the causal buffer before `apply_update` refuses more."""
+    max_pending_bytes: int = 64 * 1024 * 1024
+    """Bytes waiting in the causal buffer before `apply_update` refuses more."""
+    checkpoint_log_bytes: int = 256 * 1024
+    """Committed-update bytes kept since the last checkpoint before taking a new one."""
+
+
+@dataclass(frozen=True)
+class Pending:
+    """What waits in the causal buffer and what it waits for."""
+
+    updates: int
+    bytes: int
+    deletions: IdSet  # deletions held until the items they delete arrive
+    missing: IdSet  # ids that must arrive before the waiting data can be applied
+
+    def __bool__(self) -> bool:
+        return self.updates > 0 or bool(self.deletions)
+
+
+def new_client_id(avoid: set[int] | frozenset[int] = frozenset()) -> int:
+    """A random 32-bit Yjs client id not in `avoid` (ids Yjs clients pick are 32-bit too)."""
+    while True:
+        cid = secrets.randbits(32)
+        if cid and cid not in avoid:
+            return cid
+
+
+def _is_panic(exc: BaseException) -> bool:
+    return type(exc).__name__ == "PanicException"
+
+
+class Replica:
+    """A local, Yjs-compatible CRDT replica: edit instantly and offline, merge without locks."""
+
+    def __init__(
+        self,
+        agent: str = "agent",
+        *,
+        client_id: int | None = None,
+        limits: ReplicaLimits | None = None,
+    ) -> None:
+        if not isinstance(agent, str) or not agent.strip():
+            raise CrdtdocError("agent must be a non-empty name, for example Replica(agent='alice')")
+        if client_id is None:
+            client_id = new_client_id()
+        elif not isinstance(client_id, int) or not 0 <= client_id < MAX_CLIENT_ID:
+            raise CrdtdocError(f"client_id must be an int in [0, 2**53), got {client_id!r}")
+        self._agent = agent
+        self._limits = limits or ReplicaLimits()
+        self._client_id = client_id
+        self._state: dict[int, int] = {}
+        self._deleted = IdSet()
+        self._pending_structs: list[tuple[bytes, ParsedUpdate]] = []
+        self._pending_bytes = 0
+        self._pending_deletes = IdSet()
+        self._checkpoint = b""
+        self._log: list[bytes] = []
+        self._log_bytes = 0
+        self._committed: list[tuple[bytes, bool, IdSet]] = []  # filled by the doc observer
+        self._listeners: list[UpdateListener] = []
+        self._registered = False
+        self._txn_depth = 0
+        self._doc = self._new_doc()
+
+    # -- identity --------------------------------------------------------------------------
+
+    @property
+    def agent(self) -> str:
+        return self._agent
+
+    @property
+    def client_id(self) -> int:
+        return self._client_id
+
+    def __repr__(self) -> str:
+        return f"Replica(agent={self._agent!r}, client_id={self._client_id}, {self.version()!r})"
+
+    # -- artifacts -------------------------------------------------------------------------
+
+    def document(self, name: str) -> Document:
+        """The shared text named `name` (a Yjs root Y.Text)."""
+        from crdtdoc.artifacts.document import Document
+
+        return Document(self, name)
+
+    def map(self, name: str) -> SharedMap:
+        """The shared map named `name` (a Yjs root Y.Map) holding JSON-like values."""
+        from crdtdoc.artifacts.shared_map import SharedMap
+
+        return SharedMap(self, name)
+
+    def _root(self, name: str, kind: type[_T]) -> _T:
+        """The root type `name` of the current document (refetched: a rebuild replaces the doc)."""
+        if not isinstance(name, str) or not name:
+            raise CrdtdocError("an artifact name must be a non-empty str")
+        if name in INTERNAL_ROOTS and kind is not Map and kind is not Array:
+            raise CrdtdocError(f"{name!r} is reserved for crdtdoc's own bookkeeping")
+        try:
+            return cast(_T, self._doc.get(name, type=kind))
+        except BaseException as exc:
+            if _is_panic(exc) or isinstance(exc, Exception):
+                raise CrdtdocError(
+                    f"artifact {name!r} already exists with another type; "
+                    f"it cannot be used as a {kind.__name__}"
+                ) from None
+            raise
+
+    # -- local changes ---------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Groups local changes into one update; nested calls join the outer transaction."""
+        if self._txn_depth:
+            self._txn_depth += 1
+            try:
+                yield
+            finally:
+                self._txn_depth -= 1
+            return
+        self._txn_depth = 1
+        start = len(self._committed)
+        try:
+            with self._doc.transaction():
+                if not self._registered:
+                    self._doc.get(AGENTS_ROOT, type=Map)[str(self._client_id)] = self._agent
+                    self._registered = True
+                yield
+        except BaseException as exc:
+            if _is_panic(exc):
+                self._rebuild()
+                raise ReplicaRebuilt(
+                    "the CRDT engine failed during a local change; the replica was rebuilt "
+                    "from its last good state and the change was not applied"
+                ) from None
+            raise
+        finally:
+            self._txn_depth = 0
+        self._record_deletions(start)
+        self._notify()
+
+    def _record_deletions(self, start: int) -> None:
+        """Appends this client's deletions to the deletions log, so others can attribute them."""
+        deleted = IdSet()
+        for _, local, ds in self._committed[start:]:
+            if local:
+                deleted = deleted.union(ds)
+        if deleted:
+            self._txn_depth = 1
+            try:
+                with self._doc.transaction():
+                    self._doc.get(DELETIONS_ROOT, type=Array).append(deleted.encode())
+            finally:
+                self._txn_depth = 0
+
+    # -- remote changes --------------------------------------------------------------------
+
+    def apply_update(self, data: bytes) -> None:
+        """Validates and applies a Yjs v1 update from elsewhere.
+
+        Data whose dependencies are missing waits in the causal buffer (see `pending()`) and is
+        applied as soon as they arrive. Raises `InvalidUpdate`, leaving the replica unchanged, when
+        the bytes are not a valid update; `PendingLimitExceeded` when the buffer is full.
+        """
+        if self._txn_depth:
+            raise CrdtdocError("apply_update cannot run inside a local transaction; call it after")
+        parsed = parse_update(data)
+        data = bytes(data)
+        state = self._state
+        if not parsed.missing(state) and not self._pending_structs and not self._pending_deletes:
+            after = dict(state)
+            for c, s in parsed.structs.items():
+                after[c] = max(after.get(c, 0), s.end)
+            if parsed.delete_set.clip_to(after) == parsed.delete_set:
+                # Fast path: everything it needs is here. Skip pure duplicates without pycrdt.
+                if parsed.new_ids(state) or not parsed.delete_set.issubset(self._deleted):
+                    self._apply_to_doc(data)
+                    self._notify()
+                return
+        self._buffer(data, parsed)
+        self._drain()
+        self._notify()
+
+    def _buffer(self, data: bytes, parsed: ParsedUpdate) -> None:
+        limits = self._limits
+        if parsed.structs and parsed.new_ids(self._state):
+            if (
+                len(self._pending_structs) >= limits.max_pending_updates
+                or self._pending_bytes + len(data) > limits.max_pending_bytes
+            ):
+                raise PendingLimitExceeded(
+                    f"{len(self._pending_structs)} updates ({self._pending_bytes} bytes) already "
+                    f"wait for missing data; resync with a peer (sync step 1) to fetch it"
+                )
+            part = structs_only(data, parsed) if parsed.delete_set else data
+            self._pending_structs.append((part, parsed))
+            self._pending_bytes += len(part)
+        if parsed.delete_set:
+            self._pending_deletes = self._pending_deletes.union(
+                parsed.delete_set.difference(self._deleted)
+            )
+
+    def _drain(self) -> None:
+        """Applies every buffered part whose dependencies are now present, until none is."""
+        progress = True
+        while progress:
+            progress = False
+            waiting: list[tuple[bytes, ParsedUpdate]] = []
+            for part, parsed in self._pending_structs:
+                if not parsed.new_ids(self._state):
+                    self._pending_bytes -= len(part)
+                    progress = True
+                elif parsed.missing(self._state):
+                    waiting.append((part, parsed))
+                else:
+                    self._pending_bytes -= len(part)
+                    self._apply_to_doc(structs_only(part, parsed) if parsed.delete_set else part)
+                    progress = True
+            self._pending_structs = waiting
+            if self._pending_deletes:
+                ready = self._pending_deletes.clip_to(self._state)
+                if ready:
+                    self._pending_deletes = self._pending_deletes.difference(ready)
+                    fresh = ready.difference(self._deleted)
+                    if fresh:
+                        self._apply_to_doc(deletes_only(fresh))
+                        progress = True
+
+    def _apply_to_doc(self, data: bytes) -> None:
+        log_length = len(self._log)
+        try:
+            self._doc.apply_update(data)
+        except BaseException as exc:
+            if not (_is_panic(exc) or isinstance(exc, Exception)):
+                raise
+            del self._log[log_length:]
+            self._rebuild()
+            if _is_panic(exc):
+                raise ReplicaRebuilt(
+                    "the CRDT engine panicked applying a validated update; the replica discarded "
+                    "the damaged document, rebuilt it from its last good state and did not apply "
+                    f"the update ({exc})"
+                ) from None
+            raise InvalidUpdate(f"the CRDT engine refused the update: {exc}") from None
+
+    def pending(self) -> Pending:
+        """What waits in the causal buffer, and which ids it waits for."""
+        missing = IdSet()
+        for _, parsed in self._pending_structs:
+            missing = missing.union(parsed.missing(self._state))
+        deletions = self._pending_deletes
+        for client, start, end in deletions:
+            have = self._state.get(client, 0)
+            if end > have:
+                missing.add(client, max(start, have), end)
+        return Pending(len(self._pending_structs), self._pending_bytes, deletions, missing)
+
+    # -- reading state ---------------------------------------------------------------------
+
+    def version(self) -> Version:
+        """What this replica has applied: state vector plus delete set (buffered data excluded)."""
+        return Version(self._state, IdSet(self._deleted.ranges))
+
+    def state_vector(self) -> bytes:
+        """The Yjs-encoded state vector (what sync step 1 carries)."""
+        return encode_state_vector(self._state)
+
+    def encode_update(self, since: Version | bytes | None = None) -> bytes:
+        """A Yjs v1 update with everything this replica has that `since` lacks.
+
+        `since` is a `Version`, an encoded state vector, or None for everything. Deletions are
+        always included in full, as in Yjs.
+        """
+        if since is None:
+            return self._doc.get_update()
+        if isinstance(since, Version):
+            state = encode_state_vector(since.clocks)
+        else:
+            decode_state_vector(since)  # validates; raises InvalidUpdate
+            state = bytes(since)
+        return self._doc.get_update(state)
+
+    def changes_since(self, since: Version | str | None = None) -> list[Change]:
+        """What changed since `since` (a Version or token), by artifact and agent."""
+        from crdtdoc.changes import changes_between
+
+        if isinstance(since, str):
+            since = Version.from_token(since)
+        return changes_between(self._doc.get_update(), since or Version(), self._deleted)
+
+    def agents(self) -> dict[int, str]:
+        """client id -> agent name, for every client that registered in this document."""
+        names: dict[int, str] = {}
+        for key, value in self._doc.get(AGENTS_ROOT, type=Map).items():
+            if key.isdigit() and isinstance(value, str):
+                names[int(key)] = value
+        return names
+
+    # -- change notifications --------------------------------------------------------------
+
+    def on_update(self, listener: UpdateListener) -> Callable[[], None]:
+        """Calls `listener(update, local)` after each committed change; returns an unsubscribe."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _notify(self) -> None:
+        committed, self._committed = self._committed, []
+        for update, local, _ in committed:
+            for listener in list(self._listeners):
+                listener(update, local)
+
+    # -- the pycrdt document ---------------------------------------------------------------
+
+    def _new_doc(self) -> Doc[Any]:
+        doc: Doc[Any] = Doc(client_id=self._client_id)
+        doc.observe(self._on_transaction)
+        return doc
+
+    def _on_transaction(self, event: TransactionEvent) -> None:
+        update: bytes = event.update
+        after_state: bytes = getattr(event, "after_state")  # noqa: B009 - missing from the stubs
+        delete_set: bytes = getattr(event, "delete_set")  # noqa: B009
+        if update == _EMPTY_UPDATE:
+            return
+        self._state = decode_state_vector(after_state)
+        ds = IdSet.decode_from(
+            Decoder(delete_set, InvalidUpdate), max_clock=MAX_CLOCK, max_client=MAX_CLIENT_ID
+        )
+        for client, start, end in ds:
+            self._deleted.add(client, start, end)
+        local = self._txn_depth > 0  # set only while this replica's own API is editing
+        self._committed.append((update, local, ds))
+        self._log.append(update)
+        self._log_bytes += len(update)
+        if self._log_bytes > max(self._limits.checkpoint_log_bytes, len(self._checkpoint)):
+            self._take_checkpoint()
+
+    def _take_checkpoint(self) -> None:
+        self._checkpoint = self._doc.get_update()
+        self._log = []
+        self._log_bytes = 0
+
+    def _rebuild(self) -> None:
+        """Replaces the document with one rebuilt from the checkpoint and the committed log."""
+        log = self._log
+        doc: Doc[Any] = Doc(client_id=self._client_id)
+        if self._checkpoint:
+            doc.apply_update(self._checkpoint)
+        for update in log:
+            doc.apply_update(update)
+        self._doc = doc
+        doc.observe(self._on_transaction)
+        self._state = decode_state_vector(doc.get_state())
+        self._deleted = parse_update(doc.get_update()).delete_set
+        self._committed = []
+        self._registered = str(self._client_id) in doc.get(AGENTS_ROOT, type=Map)
+        self._take_checkpoint()
+
+    # -- saving and loading ----------------------------------------------------------------
+
+    def save(self, path: str) -> None:
+        """Writes this replica (content, buffered data, agent) to `path`, atomically."""
+        from crdtdoc.storage import save_replica
+
+        save_replica(self, path)
+
+    @classmethod
+    def load(cls, path: str, *, agent: str | None = None) -> Replica:
+        """Restores a saved replica under a fresh client id, so no id is ever reused."""
+        from crdtdoc.storage import load_replica
+
+        return load_replica(cls, path, agent=agent)

@@ -1,0 +1,124 @@
+"""Minimal edit scripts between two strings (Myers' O(ND) algorithm), for whole-text writes.
+
+An agent that rewrites a document should change only what it changed, so concurrent edits by
+others elsewhere in the text survive the merge.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+MAX_EXACT_EDIT_DISTANCE = 2000
+"""Up to this many inserted plus deleted characters the script is minimal; beyond, near-minimal."""
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """Delete `delete` characters at `index` of the old text, then insert `insert` there."""
+
+    index: int
+    delete: int
+    insert: str
+
+
+def diff(old: str, new: str) -> list[Edit]:
+    """Edits turning `old` into `new`, ordered by index in `old`, non-overlapping."""
+    prefix = 0
+    limit = min(len(old), len(new))
+    while prefix < limit and old[prefix] == new[prefix]:
+        prefix += 1
+    suffix = 0
+    while suffix < limit - prefix and old[-1 - suffix] == new[-1 - suffix]:
+        suffix += 1
+    a = old[prefix : len(old) - suffix]
+    b = new[prefix : len(new) - suffix]
+    if not a and not b:
+        return []
+    if not a or not b:
+        return [Edit(prefix, len(a), b)]
+    ops = _myers(a, b)
+    if ops is None:
+        ops = _difflib_ops(a, b)
+    return [Edit(prefix + i, d, s) for i, d, s in ops]
+
+
+def _merge(ops: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    out: list[tuple[int, int, str]] = []
+    for i, d, s in ops:
+        if out and out[-1][0] + out[-1][1] == i:
+            pi, pd, ps = out[-1]
+            out[-1] = (pi, pd + d, ps + s)
+        else:
+            out.append((i, d, s))
+    return out
+
+
+def _myers(a: str, b: str) -> list[tuple[int, int, str]] | None:
+    n, m = len(a), len(b)
+    max_d = min(n + m, MAX_EXACT_EDIT_DISTANCE)
+    offset = max_d + 1
+    v = [0] * (2 * max_d + 3)
+    trace: list[list[int]] = []
+    for d in range(max_d + 1):
+        trace.append(v[offset - d - 1 : offset + d + 2])
+        for k in range(-d, d + 1, 2):
+            if k == -d or (k != d and v[offset + k - 1] < v[offset + k + 1]):
+                x = v[offset + k + 1]
+            else:
+                x = v[offset + k - 1] + 1
+            y = x - k
+            while x < n and y < m and a[x] == b[y]:
+                x += 1
+                y += 1
+            v[offset + k] = x
+            if x >= n and y >= m:
+                return _backtrack(trace, a, b, d)
+    return None
+
+
+def _backtrack(trace: list[list[int]], a: str, b: str, d_final: int) -> list[tuple[int, int, str]]:
+    x, y = len(a), len(b)
+    ops: list[tuple[int, int, str]] = []
+    for d in range(d_final, 0, -1):
+        snapshot = trace[d]  # v before step d, covering k in [-d-1, d+1]
+
+        def get(k: int, snap: list[int] = snapshot, d: int = d) -> int:
+            return snap[k + d + 1]
+
+        k = x - y
+        # Down (k + 1) is an insertion of b[prev_y]; right (k - 1) a deletion of a[prev_x].
+        came_down = k == -d or (k != d and get(k - 1) < get(k + 1))
+        prev_k = k + 1 if came_down else k - 1
+        prev_x = get(prev_k)
+        prev_y = prev_x - prev_k
+        while x > prev_x and y > prev_y:
+            x -= 1
+            y -= 1
+        if prev_k == k + 1:
+            ops.append((prev_x, 0, b[prev_y]))
+        else:
+            ops.append((prev_x, 1, ""))
+        x, y = prev_x, prev_y
+    ops.reverse()
+    return _merge(ops)
+
+
+def _difflib_ops(a: str, b: str) -> list[tuple[int, int, str]]:
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    ops = [
+        (i1, i2 - i1, b[j1:j2]) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"
+    ]
+    return _merge(ops)
+
+
+def apply(text: str, edits: list[Edit]) -> str:
+    """Applies `edits` (as returned by `diff`) to `text`."""
+    out = []
+    pos = 0
+    for e in edits:
+        out.append(text[pos : e.index])
+        out.append(e.insert)
+        pos = e.index + e.delete
+    out.append(text[pos:])
+    return "".join(out)

@@ -1,0 +1,375 @@
+"""A parser and validator for Yjs update encoding v1, working from the bytes alone.
+
+`parse_update` reads an update without pycrdt and returns what the replica needs to apply it
+safely: the clock range each client's structs cover, the ids those structs reference (and so depend
+on), and the delete set. It checks every bound it reads and only ever raises `InvalidUpdate`;
+what it keeps is proportional to the input. The format is written down in `protocol/PROTOCOL.md`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from crdtdoc.encoding import Decoder, Encoder
+from crdtdoc.errors import InvalidUpdate
+from crdtdoc.idset import IdSet, Range
+
+MAX_CLOCK = 2**32
+"""Clocks, and clock + length, must stay below this (yrs stores clocks in 32 bits)."""
+MAX_CLIENT_ID = 2**53
+"""Client ids must stay below this (JavaScript numbers; yrs cuts ids to 53 bits)."""
+MAX_ANY_DEPTH = 64
+"""How deeply `Any` values (and embedded JSON) may nest; deeper nesting crashes yrs."""
+
+# Content refs (the low five bits of a struct's info byte).
+GC = 0
+DELETED = 1
+JSON = 2
+BINARY = 3
+STRING = 4
+EMBED = 5
+FORMAT = 6
+TYPE = 7
+ANY = 8
+DOC = 9
+SKIP = 10
+CONTENT_NAMES = {
+    GC: "gc",
+    DELETED: "deleted",
+    JSON: "json",
+    BINARY: "binary",
+    STRING: "string",
+    EMBED: "embed",
+    FORMAT: "format",
+    TYPE: "type",
+    ANY: "any",
+    DOC: "doc",
+    SKIP: "skip",
+}
+TYPE_NAMES = ("Array", "Map", "Text", "XmlElement", "XmlFragment", "XmlHook", "XmlText")
+_XML_ELEMENT, _XML_HOOK = 3, 5
+
+Id = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One struct of an update, as read (kept only when `parse_update(details=True)`)."""
+
+    client: int
+    clock: int
+    length: int
+    content: int  # a content ref: STRING, ANY, DELETED, GC, SKIP, ...
+    origin: Id | None = None
+    right_origin: Id | None = None
+    parent: str | Id | None = None  # a root name, the id of a nested type, or None (copied)
+    parent_sub: str | None = None  # the map key, for map entries
+    value: Any = None  # str for STRING, list for ANY/JSON, type name for TYPE, ...
+
+
+@dataclass(slots=True)
+class ClientStructs:
+    """The structs one client contributes to an update: clocks `start` up to `end`."""
+
+    start: int
+    end: int
+    skips: list[Range] = field(default_factory=list)  # gaps (Skip structs) not carried
+    gcs: list[Range] = field(default_factory=list)  # garbage-collected ranges
+
+
+@dataclass(slots=True)
+class ParsedUpdate:
+    """What an update carries, depends on and deletes."""
+
+    structs: dict[int, ClientStructs]
+    references: dict[int, int]  # client -> highest referenced clock + 1
+    delete_set: IdSet
+    ds_offset: int  # byte offset at which the delete set starts
+    size: int
+    items: list[Item] | None = None
+
+    def is_empty(self) -> bool:
+        return not self.structs and not self.delete_set
+
+    def clock_ranges(self) -> dict[int, Range]:
+        """client -> (first clock, end clock) of the structs carried."""
+        return {c: (s.start, s.end) for c, s in self.structs.items()}
+
+    def missing(self, state: dict[int, int]) -> IdSet:
+        """Ids a document with state vector `state` lacks before these structs can be applied.
+
+        Empty means the structs can be integrated now: each client's structs begin at or before the
+        known clock, every gap (Skip) is already known, and every referenced id is known or carried.
+        """
+        missing = IdSet()
+        after = dict(state)
+        for client, s in self.structs.items():
+            have = state.get(client, 0)
+            if s.start > have:
+                missing.add(client, have, s.start)
+            else:
+                for skip_start, skip_end in s.skips:
+                    if skip_end > have:
+                        missing.add(client, max(have, skip_start), skip_end)
+                after[client] = max(have, s.end)
+        for client, needed in self.references.items():
+            have = after.get(client, 0)
+            if needed > have:
+                own = self.structs.get(client)
+                # A gap before this client's own structs is already reported above.
+                start = have if own is None or own.start <= state.get(client, 0) else own.end
+                if needed > start:
+                    missing.add(client, start, needed)
+        return missing
+
+    def new_ids(self, state: dict[int, int]) -> bool:
+        """True when the structs carry any clock a document with `state` does not have."""
+        return any(s.end > state.get(c, 0) for c, s in self.structs.items())
+
+
+def structs_only(data: bytes, parsed: ParsedUpdate) -> bytes:
+    """The update's structs with an empty delete set."""
+    return data[: parsed.ds_offset] + b"\x00"
+
+
+def deletes_only(delete_set: IdSet) -> bytes:
+    """An update carrying no structs and the given delete set."""
+    enc = Encoder()
+    enc.write_var_uint(0)
+    delete_set.encode_into(enc)
+    return enc.to_bytes()
+
+
+def parse_update(data: bytes, *, details: bool = False) -> ParsedUpdate:
+    """Parses and validates a Yjs v1 update; raises `InvalidUpdate` saying what is wrong."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InvalidUpdate(f"an update must be bytes, not {type(data).__name__}")
+    dec = Decoder(bytes(data), InvalidUpdate)
+    if dec.end == 0:
+        raise InvalidUpdate("empty update: a Yjs v1 update has at least two bytes")
+    items: list[Item] | None = [] if details else None
+    structs: dict[int, ClientStructs] = {}
+    references: dict[int, int] = {}
+    n_clients = dec.read_count("client", 3)
+    for _ in range(n_clients):
+        n_structs = dec.read_count("struct", 2)
+        client = dec.read_var_uint()
+        if client >= MAX_CLIENT_ID:
+            raise dec.fail(f"client id {client} is not below 2^53")
+        if client in structs:
+            raise dec.fail(f"client {client} has two struct sections")
+        clock = dec.read_var_uint()
+        if clock >= MAX_CLOCK:
+            raise dec.fail(f"clock {clock} of client {client} is not below 2^32")
+        entry = ClientStructs(clock, clock)
+        structs[client] = entry  # registered first so a repeated client is caught
+        for _ in range(n_structs):
+            clock = _read_struct(dec, client, clock, entry, references, items)
+        entry.end = clock
+        if n_structs == 0:
+            del structs[client]
+    ds_offset = dec.pos
+    delete_set = IdSet.decode_from(dec, max_clock=MAX_CLOCK, max_client=MAX_CLIENT_ID)
+    if not dec.at_end():
+        raise dec.fail(f"{dec.remaining} trailing bytes after the delete set")
+    return ParsedUpdate(structs, references, delete_set, ds_offset, dec.end, items)
+
+
+def _reference(dec: Decoder, references: dict[int, int], what: str) -> Id:
+    client = dec.read_var_uint()
+    if client >= MAX_CLIENT_ID:
+        raise dec.fail(f"{what} client id {client} is not below 2^53")
+    clock = dec.read_var_uint()
+    if clock >= MAX_CLOCK:
+        raise dec.fail(f"{what} clock {clock} is not below 2^32")
+    if references.get(client, 0) <= clock:
+        references[client] = clock + 1
+    return client, clock
+
+
+def _read_struct(
+    dec: Decoder,
+    client: int,
+    clock: int,
+    entry: ClientStructs,
+    references: dict[int, int],
+    items: list[Item] | None,
+) -> int:
+    """Reads one struct starting at `clock`; returns the clock after it."""
+    info = dec.read_u8()
+    ref = info & 0x1F
+    origin = right_origin = None
+    parent: str | Id | None = None
+    parent_sub = None
+    value: Any = None
+    if ref in (GC, SKIP):
+        if info != ref:
+            raise dec.fail(f"{CONTENT_NAMES[ref]} struct with flag bits set (info byte {info})")
+        length = dec.read_var_uint()
+    else:
+        if info & 0x80:
+            origin = _reference(dec, references, "origin")
+        if info & 0x40:
+            right_origin = _reference(dec, references, "right origin")
+        if not info & 0xC0:
+            kind = dec.read_var_uint()
+            if kind == 1:
+                parent = dec.read_var_string()
+            elif kind == 0:
+                parent = _reference(dec, references, "parent")
+            else:
+                raise dec.fail(f"parent info {kind} is neither 0 (nested type) nor 1 (root)")
+            if info & 0x20:
+                parent_sub = dec.read_var_string()
+        length, value = _read_content(dec, ref)
+    if length == 0:
+        raise dec.fail(f"zero-length {CONTENT_NAMES.get(ref, ref)} struct at {client}:{clock}")
+    end = clock + length
+    if end >= MAX_CLOCK:
+        raise dec.fail(f"struct {client}:{clock} of length {length} reaches 2^32")
+    if ref == SKIP:
+        entry.skips.append((clock, end))
+    elif ref == GC:
+        entry.gcs.append((clock, end))
+    if items is not None:
+        items.append(
+            Item(client, clock, length, ref, origin, right_origin, parent, parent_sub, value)
+        )
+    return end
+
+
+def _utf16_length(s: str, raw_len: int) -> int:
+    if raw_len == len(s):  # ASCII
+        return raw_len
+    return len(s) + sum(1 for ch in s if ord(ch) > 0xFFFF)
+
+
+def _read_content(dec: Decoder, ref: int) -> tuple[int, Any]:
+    """Reads an item's content; returns (clock length, value)."""
+    if ref == STRING:
+        raw = dec.read_var_bytes()
+        try:
+            s = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise dec.fail(f"invalid UTF-8 in string ({exc.reason})") from None
+        return _utf16_length(s, len(raw)), s
+    if ref == ANY:
+        n = dec.read_count("any value", 1)
+        return n, [_read_any(dec, 0) for _ in range(n)]
+    if ref == DELETED:
+        return dec.read_var_uint(), None
+    if ref == TYPE:
+        type_ref = dec.read_var_uint()
+        if type_ref >= len(TYPE_NAMES):
+            raise dec.fail(f"unknown type ref {type_ref} (known: 0-{len(TYPE_NAMES) - 1})")
+        name = TYPE_NAMES[type_ref]
+        if type_ref in (_XML_ELEMENT, _XML_HOOK):
+            dec.read_var_string()  # node name / hook name
+        return 1, name
+    if ref == JSON:
+        n = dec.read_count("json value", 1)
+        values = []
+        for _ in range(n):
+            text = dec.read_var_string()
+            values.append(None if text == "undefined" else _parse_json(dec, text))
+        return n, values
+    if ref == BINARY:
+        return 1, dec.read_var_bytes()
+    if ref == EMBED:
+        return 1, _parse_json(dec, dec.read_var_string())
+    if ref == FORMAT:
+        key = dec.read_var_string()
+        return 1, (key, _parse_json(dec, dec.read_var_string()))
+    if ref == DOC:
+        guid = dec.read_var_string()
+        _read_any(dec, 0)  # options
+        return 1, guid
+    raise dec.fail(f"unknown content ref {ref}")
+
+
+def _parse_json(dec: Decoder, text: str) -> Any:
+    depth = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_ANY_DEPTH:
+                raise dec.fail(f"JSON content nested deeper than {MAX_ANY_DEPTH}")
+        elif ch in "]}":
+            depth -= 1
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise dec.fail(f"invalid JSON content: {exc}") from None
+
+
+def _read_any(dec: Decoder, depth: int) -> Any:
+    """Reads one lib0 `Any` value, nesting at most MAX_ANY_DEPTH deep."""
+    tag = dec.read_u8()
+    if tag == 119:
+        return dec.read_var_string()
+    if tag == 125:
+        return dec.read_var_int()
+    if tag == 123:
+        return dec.read_f64()
+    if tag == 124:
+        return dec.read_f32()
+    if tag == 126 or tag == 127:
+        return None
+    if tag == 120:
+        return True
+    if tag == 121:
+        return False
+    if tag == 118 or tag == 117:
+        if depth >= MAX_ANY_DEPTH:
+            raise dec.fail(f"Any value nested deeper than {MAX_ANY_DEPTH}")
+        if tag == 117:
+            n = dec.read_count("array element", 1)
+            return [_read_any(dec, depth + 1) for _ in range(n)]
+        n = dec.read_count("object entry", 2)
+        obj = {}
+        for _ in range(n):
+            key = dec.read_var_string()
+            obj[key] = _read_any(dec, depth + 1)
+        return obj
+    if tag == 122:
+        return dec.read_i64()
+    if tag == 116:
+        return dec.read_var_bytes()
+    raise dec.fail(f"unknown Any type tag {tag}")
+
+
+def encode_state_vector(state: dict[int, int]) -> bytes:
+    """The Yjs state-vector encoding: varuint count, then (client, clock) pairs."""
+    enc = Encoder()
+    enc.write_var_uint(len(state))
+    for client in sorted(state, reverse=True):
+        enc.write_var_uint(client)
+        enc.write_var_uint(state[client])
+    return enc.to_bytes()
+
+
+def decode_state_vector(data: bytes) -> dict[int, int]:
+    """Parses a Yjs state vector; raises `InvalidUpdate` on bad bytes."""
+    dec = Decoder(bytes(data), InvalidUpdate)
+    state: dict[int, int] = {}
+    for _ in range(dec.read_count("state vector entry", 2)):
+        client = dec.read_var_uint()
+        clock = dec.read_var_uint()
+        if client >= MAX_CLIENT_ID or clock >= MAX_CLOCK:
+            raise dec.fail(f"state vector entry {client}:{clock} is out of range")
+        state[client] = clock
+    if not dec.at_end():
+        raise dec.fail(f"{dec.remaining} trailing bytes after the state vector")
+    return state
