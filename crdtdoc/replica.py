@@ -123,6 +123,7 @@ class Replica:
         self._listeners: list[UpdateListener] = []
         self._registered = False
         self._txn_depth = 0
+        self._root_kinds: dict[str, type] = {AGENTS_ROOT: Map, DELETIONS_ROOT: Array}
         self._doc = self._new_doc()
 
     # -- identity --------------------------------------------------------------------------
@@ -156,17 +157,16 @@ class Replica:
         """The root type `name` of the current document (refetched: a rebuild replaces the doc)."""
         if not isinstance(name, str) or not name:
             raise CrdtdocError("an artifact name must be a non-empty str")
-        if name in INTERNAL_ROOTS and kind is not Map and kind is not Array:
+        if name in INTERNAL_ROOTS:
             raise CrdtdocError(f"{name!r} is reserved for crdtdoc's own bookkeeping")
-        try:
-            return cast(_T, self._doc.get(name, type=kind))
-        except BaseException as exc:
-            if _is_panic(exc) or isinstance(exc, Exception):
-                raise CrdtdocError(
-                    f"artifact {name!r} already exists with another type; "
-                    f"it cannot be used as a {kind.__name__}"
-                ) from None
-            raise
+        declared = self._root_kinds.setdefault(name, kind)
+        if declared is not kind:
+            # pycrdt would silently hand out a second view of another type on the same root.
+            raise CrdtdocError(
+                f"artifact {name!r} is a {declared.__name__}; it cannot also be used as a "
+                f"{kind.__name__}"
+            )
+        return cast(_T, self._doc.get(name, type=kind))
 
     # -- local changes ---------------------------------------------------------------------
 
@@ -182,6 +182,7 @@ class Replica:
             return
         self._txn_depth = 1
         start = len(self._committed)
+        log_length = len(self._log)
         try:
             with self._doc.transaction():
                 if not self._registered:
@@ -190,6 +191,7 @@ class Replica:
                 yield
         except BaseException as exc:
             if _is_panic(exc):
+                del self._log[log_length:]
                 self._rebuild()
                 raise ReplicaRebuilt(
                     "the CRDT engine failed during a local change; the replica was rebuilt "
@@ -246,7 +248,8 @@ class Replica:
     def _buffer(self, data: bytes, parsed: ParsedUpdate) -> None:
         limits = self._limits
         if parsed.structs and parsed.new_ids(self._state):
-            if (
+            must_wait = bool(parsed.missing(self._state))
+            if must_wait and (
                 len(self._pending_structs) >= limits.max_pending_updates
                 or self._pending_bytes + len(data) > limits.max_pending_bytes
             ):
@@ -371,6 +374,9 @@ class Replica:
         return unsubscribe
 
     def _notify(self) -> None:
+        """Runs after each commit, outside pycrdt: checkpoints, then tells the listeners."""
+        if self._log_bytes > max(self._limits.checkpoint_log_bytes, len(self._checkpoint)):
+            self._take_checkpoint()
         committed, self._committed = self._committed, []
         for update, local, _ in committed:
             for listener in list(self._listeners):
@@ -399,8 +405,6 @@ class Replica:
         self._committed.append((update, local, ds))
         self._log.append(update)
         self._log_bytes += len(update)
-        if self._log_bytes > max(self._limits.checkpoint_log_bytes, len(self._checkpoint)):
-            self._take_checkpoint()
 
     def _take_checkpoint(self) -> None:
         self._checkpoint = self._doc.get_update()

@@ -1,0 +1,51 @@
+"""Builders of real updates for tests: several writers editing and partly syncing with pycrdt."""
+
+from __future__ import annotations
+
+import random
+
+from crdtdoc import Replica
+
+ALPHABET = ["a", "b", "xyz", "é", "😀", "中文", "\n", " "]
+
+
+def random_edit(replica: Replica, rng: random.Random) -> None:
+    """One random text or map edit (or deletion) on `replica`."""
+    roll = rng.random()
+    if roll < 0.45:
+        doc = replica.document("text")
+        doc.insert(rng.randint(0, len(doc)), rng.choice(ALPHABET))
+    elif roll < 0.65:
+        doc = replica.document("text")
+        if len(doc):
+            index = rng.randrange(len(doc))
+            doc.delete(index, min(rng.randint(1, 4), len(doc) - index))
+    elif roll < 0.9:
+        replica.map("map").set(rng.choice("klmn"), rng.choice([rng.randint(-9, 9), "s", None, 1.5]))
+    else:
+        replica.map("map").delete(rng.choice("klmn"))
+
+
+def writer_stream(seed: int, writers: int = 3, steps: int = 40) -> list[bytes]:
+    """Updates from several writers who sometimes see each other's work, in a causal order.
+
+    Returns every update in the order it was made (a valid in-order delivery).
+    """
+    rng = random.Random(seed)
+    replicas = [Replica(f"w{i}", client_id=100 + i) for i in range(writers)]
+    log: list[bytes] = []
+    for r in replicas:
+        r.on_update(lambda update, local: log.append(update) if local else None)
+    seen = [0] * writers  # how much of the log each writer has received
+    for _ in range(steps):
+        w = rng.randrange(writers)
+        if rng.random() < 0.3:
+            for update in log[seen[w] :]:
+                replicas[w].apply_update(update)
+            seen[w] = len(log)
+        random_edit(replicas[w], rng)
+    return log
+
+
+def content(replica: Replica) -> tuple[str, dict[str, object]]:
+    return replica.document("text").read(), replica.map("map").to_dict()

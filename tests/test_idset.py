@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from crdtdoc.encoding import Decoder
+from crdtdoc.idset import IdSet
+
+ranges = st.lists(
+    st.tuples(st.integers(0, 3), st.integers(0, 40), st.integers(0, 10)), max_size=12
+)
+
+
+def _build(rs: list[tuple[int, int, int]]) -> IdSet:
+    s = IdSet()
+    for client, start, length in rs:
+        s.add(client, start, start + length)
+    return s
+
+
+def _ids(s: IdSet) -> set[tuple[int, int]]:
+    return {(c, k) for c, start, end in s for k in range(start, end)}
+
+
+@given(ranges, ranges)
+def test_set_operations_match_python_sets(a: list[tuple[int, int, int]], b: list[tuple[int, int, int]]) -> None:
+    x, y = _build(a), _build(b)
+    assert _ids(x.union(y)) == _ids(x) | _ids(y)
+    assert _ids(x.difference(y)) == _ids(x) - _ids(y)
+    assert _ids(x.intersection(y)) == _ids(x) & _ids(y)
+    assert x.issubset(y) == (_ids(x) <= _ids(y))
+    assert len(x) == len(_ids(x))
+    assert all(x.contains(c, k) for c, k in _ids(x))
+
+
+@given(ranges)
+def test_equal_sets_are_equal_however_built(a: list[tuple[int, int, int]]) -> None:
+    assert _build(a) == _build(list(reversed(a)))
+    assert hash(_build(a)) == hash(_build(list(reversed(a))))
+
+
+@given(ranges)
+def test_encoding_round_trips(a: list[tuple[int, int, int]]) -> None:
+    s = _build(a)
+    assert IdSet.decode_from(Decoder(s.encode()), max_clock=2**32, max_client=2**53) == s
+
+
+def test_clip_to_keeps_only_known_ids() -> None:
+    s = IdSet({1: [(0, 10)], 2: [(5, 8)]})
+    assert s.clip_to({1: 4}).ranges == {1: [(0, 4)]}
