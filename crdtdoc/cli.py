@@ -28,7 +28,9 @@ def _inspect(args: argparse.Namespace) -> int:
             for c, s in sorted(parsed.structs.items())
         },
         "references": {str(c): k for c, k in sorted(parsed.references.items())},
-        "deletes": {str(c): parsed.delete_set.client_ranges(c) for c in parsed.delete_set.clients()},
+        "deletes": {
+            str(c): parsed.delete_set.client_ranges(c) for c in parsed.delete_set.clients()
+        },
     }
     if parsed.items is not None:
         report["items"] = [

@@ -6,9 +6,7 @@ from hypothesis import strategies as st
 from crdtdoc.encoding import Decoder
 from crdtdoc.idset import IdSet
 
-ranges = st.lists(
-    st.tuples(st.integers(0, 3), st.integers(0, 40), st.integers(0, 10)), max_size=12
-)
+ranges = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 40), st.integers(0, 10)), max_size=12)
 
 
 def _build(rs: list[tuple[int, int, int]]) -> IdSet:
@@ -23,7 +21,9 @@ def _ids(s: IdSet) -> set[tuple[int, int]]:
 
 
 @given(ranges, ranges)
-def test_set_operations_match_python_sets(a: list[tuple[int, int, int]], b: list[tuple[int, int, int]]) -> None:
+def test_set_operations_match_python_sets(
+    a: list[tuple[int, int, int]], b: list[tuple[int, int, int]]
+) -> None:
     x, y = _build(a), _build(b)
     assert _ids(x.union(y)) == _ids(x) | _ids(y)
     assert _ids(x.difference(y)) == _ids(x) - _ids(y)

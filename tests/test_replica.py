@@ -276,8 +276,17 @@ def test_misuse_gets_clear_errors() -> None:
 
 def test_map_values_round_trip_through_another_replica() -> None:
     a = Replica("a")
-    values = {"i": 42, "neg": -7, "big": 2**53 - 1, "f": 2.5, "s": "x", "n": None, "b": True,
-              "l": [1, 2, {"x": 3}], "d": {"k": [True, None]}}
+    values = {
+        "i": 42,
+        "neg": -7,
+        "big": 2**53 - 1,
+        "f": 2.5,
+        "s": "x",
+        "n": None,
+        "b": True,
+        "l": [1, 2, {"x": 3}],
+        "d": {"k": [True, None]},
+    }
     for k, v in values.items():
         a.map("m").set(k, v)
     b = Replica("b")

@@ -92,7 +92,7 @@ def test_dependencies_and_delete_set_are_reported() -> None:
     assert parsed.clock_ranges() == {2: (0, 2)}
     assert parsed.references == {1: 3}  # origin 1:1 ('e'), right origin 1:2 ('l')
     assert parsed.delete_set.ranges == {1: [(0, 1)]}
-    assert parsed.missing({}) .ranges == {1: [(0, 3)]}
+    assert parsed.missing({}).ranges == {1: [(0, 3)]}
     assert not parsed.missing({1: 5})
 
 
@@ -203,7 +203,9 @@ REFUSALS.update(
         "gc with flag bits": (_update(1, 0, b"\x80\x01"), "flag bits"),
         "bad parent info": (_update(1, 0, b"\x04\x02\x01t"), "parent info 2"),
         "client twice": (
-            b"\x02" + _update(1, 0, _string_item(b"x"))[1:-1] + _update(1, 1, _string_item(b"y"))[1:],
+            b"\x02"
+            + _update(1, 0, _string_item(b"x"))[1:-1]
+            + _update(1, 1, _string_item(b"y"))[1:],
             "two struct sections",
         ),
         "not bytes": ("text", "must be bytes"),

@@ -62,6 +62,8 @@ class SimNetwork:
         self.now = 0
         self.stats = LinkStats()
         self.errors: list[str] = []
+        self.history: list[bytes] = []
+        """Every local update any node made, in the order made (a causal order): the oracle."""
         n = len(self.nodes)
         self._queues: dict[tuple[int, int], list[_Message]] = {
             (i, j): [] for i in range(n) for j in range(n) if i != j
@@ -91,6 +93,7 @@ class SimNetwork:
 
         def on_update(update: bytes, local: bool, i: int = i) -> None:
             if local:
+                self.history.append(update)
                 for j in range(len(self.nodes)):
                     if self.connected(i, j):
                         self._send(i, j, self._sessions[(i, j)].local_update(update))
@@ -185,6 +188,15 @@ class SimNetwork:
             if self.connected(i, j):
                 self._send(j, i, reply)
 
+    def relay(self, node: int, index: int) -> None:
+        """Delivers `history[index]` to `node` out of band, as a hub forwarding a third party's
+        update does: any update, from anyone, in any order."""
+        if not self.history:
+            return
+        update = self.history[index % len(self.history)]
+        self.stats.delivered += 1
+        self.nodes[node].apply_update(update)
+
     def drop(self, i: int, j: int, index: int = 0) -> None:
         """Loses one queued message."""
         self._queues[(i, j)].pop(index)
@@ -230,6 +242,13 @@ class SimNetwork:
                 self._send(i, j, session.step1())
 
     # -- convergence -----------------------------------------------------------------------
+
+    def reference(self) -> Replica:
+        """A replica that received every local update in the order made: what all must equal."""
+        reference = Replica("reference")
+        for update in self.history:
+            reference.apply_update(update)
+        return reference
 
     def converged(self) -> bool:
         first = self.nodes[0].version()
