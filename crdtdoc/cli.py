@@ -19,7 +19,11 @@ from crdtdoc.versions import Version
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    data = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()
+    if args.file == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        with open(args.file, "rb") as f:
+            data = f.read()
     parsed = parse_update(data, details=args.items)
     report: dict[str, object] = {
         "bytes": parsed.size,

@@ -49,6 +49,15 @@ class Decoder:
         return b
 
     def read_var_uint(self) -> int:
+        pos = self.pos
+        if pos < self.end:
+            b = self.data[pos]
+            if b < 0x80:  # one byte: the common case
+                self.pos = pos + 1
+                return b
+        return self._read_long_var_uint()
+
+    def _read_long_var_uint(self) -> int:
         data, pos, end = self.data, self.pos, self.end
         value = 0
         shift = 0

@@ -28,6 +28,7 @@ from crdtdoc.idset import IdSet
 from crdtdoc.updates import (
     MAX_CLIENT_ID,
     MAX_CLOCK,
+    ClientStructs,
     ParsedUpdate,
     decode_state_vector,
     deletes_only,
@@ -52,6 +53,7 @@ UpdateListener = Callable[[bytes, bool], None]
 """Called with (update bytes, made locally) after each committed change."""
 
 _EMPTY_UPDATE = b"\x00\x00"
+_EMPTY_DELETE_SET = b"\x00"
 _T = TypeVar("_T", Text, "Map[Any]", "Array[Any]")
 
 
@@ -123,6 +125,7 @@ class Replica:
         self._listeners: list[UpdateListener] = []
         self._registered = False
         self._txn_depth = 0
+        self._applying: tuple[bytes, dict[int, ClientStructs]] | None = None
         self._root_kinds: dict[str, type] = {AGENTS_ROOT: Map, DELETIONS_ROOT: Array}
         self._doc = self._new_doc()
 
@@ -232,13 +235,15 @@ class Replica:
         data = bytes(data)
         state = self._state
         if not parsed.missing(state) and not self._pending_structs and not self._pending_deletes:
-            after = dict(state)
-            for c, s in parsed.structs.items():
-                after[c] = max(after.get(c, 0), s.end)
-            if parsed.delete_set.clip_to(after) == parsed.delete_set:
+            deletes = parsed.delete_set
+            if deletes:
+                after = dict(state)
+                for c, s in parsed.structs.items():
+                    after[c] = max(after.get(c, 0), s.end)
+            if not deletes or deletes.clip_to(after) == deletes:
                 # Fast path: everything it needs is here. Skip pure duplicates without pycrdt.
-                if parsed.new_ids(state) or not parsed.delete_set.issubset(self._deleted):
-                    self._apply_to_doc(data)
+                if parsed.new_ids(state) or not deletes.issubset(self._deleted):
+                    self._apply_to_doc(data, parsed.structs)
                     self._notify()
                 return
         self._buffer(data, parsed)
@@ -279,7 +284,8 @@ class Replica:
                     waiting.append((part, parsed))
                 else:
                     self._pending_bytes -= len(part)
-                    self._apply_to_doc(structs_only(part, parsed) if parsed.delete_set else part)
+                    part = structs_only(part, parsed) if parsed.delete_set else part
+                    self._apply_to_doc(part, parsed.structs)
                     progress = True
             self._pending_structs = waiting
             if self._pending_deletes:
@@ -288,14 +294,18 @@ class Replica:
                     self._pending_deletes = self._pending_deletes.difference(ready)
                     fresh = ready.difference(self._deleted)
                     if fresh:
-                        self._apply_to_doc(deletes_only(fresh))
+                        self._apply_to_doc(deletes_only(fresh), {})
                         progress = True
 
-    def _apply_to_doc(self, data: bytes) -> None:
+    def _apply_to_doc(self, data: bytes, structs: dict[int, ClientStructs]) -> None:
+        """Hands pycrdt one update whose dependencies are all present; `structs` is what it
+        carries (the observer uses it to advance the state vector)."""
         log_length = len(self._log)
+        self._applying = (data, structs)
         try:
             self._doc.apply_update(data)
         except BaseException as exc:
+            self._applying = None
             if not (_is_panic(exc) or isinstance(exc, Exception)):
                 raise
             del self._log[log_length:]
@@ -307,6 +317,7 @@ class Replica:
                     f"the update ({exc})"
                 ) from None
             raise InvalidUpdate(f"the CRDT engine refused the update: {exc}") from None
+        self._applying = None
 
     def pending(self) -> Pending:
         """What waits in the causal buffer, and which ids it waits for."""
@@ -390,19 +401,33 @@ class Replica:
         return doc
 
     def _on_transaction(self, event: TransactionEvent) -> None:
-        update: bytes = event.update
-        after_state: bytes = getattr(event, "after_state")  # noqa: B009 - missing from the stubs
+        """Tracks state vector, delete set and log after each commit (inside pycrdt: no edits)."""
+        remote = self._applying
+        if remote is None:  # a local transaction: ask pycrdt what it did
+            update: bytes = event.update
+            if update == _EMPTY_UPDATE:
+                return
+            after_state: bytes = getattr(event, "after_state")  # noqa: B009 - not in the stubs
+            self._state = decode_state_vector(after_state)
+        else:
+            # A remote update is applied only once all it depends on is present, so the state
+            # after it is known without asking pycrdt (which would re-encode it).
+            update, structs = remote
+            state = self._state
+            for client, s in structs.items():
+                if s.end > state.get(client, 0):
+                    state[client] = s.end
+        # The transaction's own delete set: it includes deletions made while integrating (the
+        # loser of two concurrent writes to one map key), which the update's bytes do not list.
         delete_set: bytes = getattr(event, "delete_set")  # noqa: B009
-        if update == _EMPTY_UPDATE:
-            return
-        self._state = decode_state_vector(after_state)
-        ds = IdSet.decode_from(
-            Decoder(delete_set, InvalidUpdate), max_clock=MAX_CLOCK, max_client=MAX_CLIENT_ID
-        )
-        for client, start, end in ds:
-            self._deleted.add(client, start, end)
-        local = self._txn_depth > 0  # set only while this replica's own API is editing
-        self._committed.append((update, local, ds))
+        ds = IdSet()
+        if delete_set != _EMPTY_DELETE_SET:
+            ds = IdSet.decode_from(
+                Decoder(delete_set, InvalidUpdate), max_clock=MAX_CLOCK, max_client=MAX_CLIENT_ID
+            )
+            for client, start, end in ds:
+                self._deleted.add(client, start, end)
+        self._committed.append((update, remote is None, ds))
         self._log.append(update)
         self._log_bytes += len(update)
 

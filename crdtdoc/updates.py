@@ -240,10 +240,17 @@ def _read_struct(
     return end
 
 
-def _utf16_length(s: str, raw_len: int) -> int:
-    if raw_len == len(s):  # ASCII
-        return raw_len
-    return len(s) + sum(1 for ch in s if ord(ch) > 0xFFFF)
+_FOUR_BYTE_LEADS = tuple(bytes([b]) for b in range(0xF0, 0xF5))
+
+
+def _utf16_length(s: str, raw: bytes) -> int:
+    """Yjs counts string clocks in UTF-16 units: one per code point, two beyond U+FFFF.
+
+    In valid UTF-8 exactly the code points beyond U+FFFF take four bytes, led by F0-F4.
+    """
+    if len(raw) == len(s):  # ASCII
+        return len(s)
+    return len(s) + sum(raw.count(lead) for lead in _FOUR_BYTE_LEADS)
 
 
 def _read_content(dec: Decoder, ref: int) -> tuple[int, Any]:
@@ -254,7 +261,7 @@ def _read_content(dec: Decoder, ref: int) -> tuple[int, Any]:
             s = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise dec.fail(f"invalid UTF-8 in string ({exc.reason})") from None
-        return _utf16_length(s, len(raw)), s
+        return _utf16_length(s, raw), s
     if ref == ANY:
         n = dec.read_count("any value", 1)
         return n, [_read_any(dec, 0) for _ in range(n)]

@@ -1,0 +1,176 @@
+"""What validation and causal ordering cost: `Replica.apply_update` against raw pycrdt.
+
+Both sides apply the same updates, in the same order, to a fresh document, interleaved in one
+process so machine noise hits both alike; each figure is the median of several repetitions.
+Workloads:
+
+- agent-sized: what agents write (a sentence to a few paragraphs, spec/task map entries with JSON
+  values, range deletions), 1,000 updates from 3 writers who see each other's work;
+- paragraphs: 300 inserts of about 2 KB each (an agent pasting a drafted section);
+- keystrokes: the first 5,000 edits of the automerge-paper trace, one character per update (the
+  worst case for per-update overhead; shared/data, CC BY 4.0).
+
+Run: `python -m benchmarks.validation_overhead` (results in benchmarks/results/).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import platform
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from pycrdt import Doc
+
+import crdtdoc
+from crdtdoc import Replica
+from crdtdoc.updates import parse_update
+
+ROOT = Path(__file__).resolve().parent
+TRACE = ROOT.parent.parent / "shared" / "data" / "automerge-paper.json.gz"
+RESULTS = ROOT / "results" / "validation_overhead.json"
+
+WORDS = "agent task spec design migration interface review merge conflict version".split()
+
+
+def agent_sized(count: int = 1000, seed: int = 1) -> list[bytes]:
+    rng = random.Random(seed)
+    writers = [Replica(f"agent{i}") for i in range(3)]
+    log: list[bytes] = []
+    for w in writers:
+        w.on_update(lambda u, local: log.append(u) if local else None)
+    seen = [0] * 3
+    while len(log) < count:
+        i = rng.randrange(3)
+        w = writers[i]
+        if rng.random() < 0.3:
+            for u in log[seen[i] :]:
+                w.apply_update(u)
+            seen[i] = len(log)
+        roll = rng.random()
+        doc = w.document("design")
+        if roll < 0.5:
+            n = rng.choice([8, 20, 60, 200])
+            text = " ".join(rng.choice(WORDS) for _ in range(n)) + ".\n"
+            doc.insert(rng.randint(0, len(doc)), text)
+        elif roll < 0.65 and len(doc) > 50:
+            start = rng.randrange(len(doc) - 40)
+            doc.delete(start, rng.randint(1, 40))
+        else:
+            w.map("spec").set(
+                f"{rng.choice(WORDS)}{rng.randrange(50)}",
+                {"signature": "(x: str) -> dict", "owner": f"agent{i}", "rev": rng.randrange(99)},
+            )
+    return log[:count]
+
+
+def paragraphs(count: int = 300, seed: int = 2) -> list[bytes]:
+    """Whole sections (about 2 KB each, some non-ASCII), as an agent pasting a draft writes."""
+    rng = random.Random(seed)
+    r = Replica("drafter")
+    log: list[bytes] = []
+    r.on_update(lambda u, local: log.append(u))
+    doc = r.document("design")
+    for _ in range(count):
+        text = " ".join(rng.choice([*WORDS, "café", "数据", "✓"]) for _ in range(300)) + "\n"
+        doc.insert(rng.randint(0, len(doc)), text)
+    return log
+
+
+def keystrokes(count: int = 5000) -> list[bytes]:
+    with gzip.open(TRACE, "rt") as f:
+        trace = json.load(f)
+    r = Replica("typist")
+    log: list[bytes] = []
+    r.on_update(lambda u, local: log.append(u))
+    doc = r.document("paper")
+    for txn in trace["txns"][:count]:
+        for pos, deleted, inserted in txn["patches"]:
+            if deleted:
+                doc.delete(pos, deleted)
+            if inserted:
+                doc.insert(pos, inserted)
+    return log
+
+
+def time_raw(updates: list[bytes]) -> float:
+    doc: Doc = Doc()
+    start = time.perf_counter()
+    for u in updates:
+        doc.apply_update(u)
+    return time.perf_counter() - start
+
+
+def time_replica(updates: list[bytes]) -> float:
+    replica = Replica("bench")
+    start = time.perf_counter()
+    for u in updates:
+        replica.apply_update(u)
+    return time.perf_counter() - start
+
+
+def time_parse(updates: list[bytes]) -> float:
+    start = time.perf_counter()
+    for u in updates:
+        parse_update(u)
+    return time.perf_counter() - start
+
+
+def measure(name: str, updates: list[bytes], repeats: int = 7) -> dict[str, object]:
+    raw, ours, parse = [], [], []
+    for _ in range(repeats):
+        raw.append(time_raw(updates))
+        ours.append(time_replica(updates))
+        parse.append(time_parse(updates))
+    raw_s, ours_s, parse_s = (statistics.median(x) for x in (raw, ours, parse))
+    sizes = sorted(len(u) for u in updates)
+    return {
+        "workload": name,
+        "updates": len(updates),
+        "median_update_bytes": sizes[len(sizes) // 2],
+        "raw_pycrdt_us_per_update": round(raw_s / len(updates) * 1e6, 2),
+        "replica_us_per_update": round(ours_s / len(updates) * 1e6, 2),
+        "parse_only_us_per_update": round(parse_s / len(updates) * 1e6, 2),
+        "replica_over_raw": round(ours_s / raw_s, 3),
+        "parse_over_raw": round(parse_s / raw_s, 3),
+        "repeats": repeats,
+    }
+
+
+def main() -> int:
+    workloads = [("agent-sized", agent_sized()), ("paragraphs (~2 KB)", paragraphs())]
+    if TRACE.exists():
+        workloads.append(("keystrokes (automerge-paper)", keystrokes()))
+    else:
+        print(f"note: {TRACE} not found; skipping the keystroke workload", file=sys.stderr)
+    rows = []
+    for i, (name, updates) in enumerate(workloads, 1):
+        print(f"[{i}/{len(workloads)}] {name}: {len(updates)} updates ...", file=sys.stderr)
+        rows.append(measure(name, updates))
+    result = {
+        "benchmark": "validation_overhead",
+        "crdtdoc": crdtdoc.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "rows": rows,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    header = f"{'workload':32} {'bytes':>6} {'raw us':>8} {'replica us':>11} {'parse us':>9} {'ratio':>6}"
+    print(header)
+    for row in rows:
+        print(
+            f"{row['workload']:32} {row['median_update_bytes']:>6} "
+            f"{row['raw_pycrdt_us_per_update']:>8} {row['replica_us_per_update']:>11} "
+            f"{row['parse_only_us_per_update']:>9} {row['replica_over_raw']:>6}"
+        )
+    print(f"written to {RESULTS.relative_to(ROOT.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

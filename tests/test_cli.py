@@ -1,0 +1,59 @@
+"""The command line, run as a user runs it: a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from crdtdoc import Replica
+
+
+def _run(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "crdtdoc.cli", *args], input=stdin, capture_output=True, check=False
+    )
+
+
+def test_inspect_reports_ranges_references_and_deletes(tmp_path: Path) -> None:
+    r = Replica("a", client_id=42)
+    r.document("d").insert(0, "hello")
+    r.document("d").delete(0, 1)
+    path = tmp_path / "u.bin"
+    path.write_bytes(r.encode_update())
+    result = _run("inspect", str(path), "--items")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["clients"]["42"]["start"] == 0
+    deleted = [list(rng) for rng in r.version().deleted.client_ranges(42)]
+    assert report["deletes"]["42"] == deleted and len(deleted) == 1
+    assert any(item["value"] == "ello" for item in report["items"])
+
+
+def test_inspect_explains_invalid_bytes_without_a_traceback() -> None:
+    result = _run("inspect", "-", stdin=b"\x01\x01\x01")
+    assert result.returncode == 1
+    assert b"InvalidUpdate" in result.stderr and b"Traceback" not in result.stderr
+
+
+def test_missing_file_is_a_clear_error() -> None:
+    result = _run("inspect", "/nonexistent/update.bin")
+    assert result.returncode == 1
+    assert b"No such file" in result.stderr and b"Traceback" not in result.stderr
+
+
+def test_version_decode() -> None:
+    r = Replica("a", client_id=9)
+    r.document("d").insert(0, "abc")
+    result = _run("version", "decode", r.version().token())
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["clocks"] == {"9": r.version().clocks[9]}
+    bad = _run("version", "decode", "%%%")
+    assert bad.returncode == 1 and b"InvalidToken" in bad.stderr
+
+
+def test_help_lists_the_commands() -> None:
+    result = _run("--help")
+    assert result.returncode == 0
+    assert b"inspect" in result.stdout and b"version" in result.stdout
