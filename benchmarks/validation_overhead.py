@@ -34,7 +34,18 @@ ROOT = Path(__file__).resolve().parent
 TRACE = ROOT.parent.parent / "shared" / "data" / "automerge-paper.json.gz"
 RESULTS = ROOT / "results" / "validation_overhead.json"
 
-WORDS = "agent task spec design migration interface review merge conflict version".split()
+WORDS = [
+    "agent",
+    "task",
+    "spec",
+    "design",
+    "migration",
+    "interface",
+    "review",
+    "merge",
+    "conflict",
+    "version",
+]
 
 
 def agent_sized(count: int = 1000, seed: int = 1) -> list[bytes]:
@@ -160,8 +171,8 @@ def main() -> int:
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    header = f"{'workload':32} {'bytes':>6} {'raw us':>8} {'replica us':>11} {'parse us':>9} {'ratio':>6}"
-    print(header)
+    columns = ("bytes", 6), ("raw us", 8), ("replica us", 11), ("parse us", 9), ("ratio", 6)
+    print(f"{'workload':32} " + " ".join(f"{name:>{width}}" for name, width in columns))
     for row in rows:
         print(
             f"{row['workload']:32} {row['median_update_bytes']:>6} "

@@ -9,7 +9,7 @@ set carries no author).
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from crdtdoc.encoding import Decoder
@@ -51,6 +51,7 @@ class Change:
     length: int = 0  # characters / elements inserted or deleted
     key: str | None = None  # the map key, for "set" and "remove"
     value: Any = None  # the new value, for "set"
+    text_artifact: bool = False  # the artifact is a text (lengths count characters)
 
     def describe(self) -> str:
         """One line a person (or an agent's prompt) can read."""
@@ -60,9 +61,11 @@ class Change:
         if self.kind == "remove":
             return f"{who} removed {self.artifact}.{self.key}"
         if self.kind == "insert":
-            what = repr(self.text) if self.text else f"{self.length} element(s)"
+            what = repr(self.text) if self.text else f"{self.length} element(s)"  # lists
             return f"{who} inserted {what} into {self.artifact}"
-        return f"{who} deleted {self.length} character(s)/element(s) from {self.artifact}"
+        unit = "character" if self.text_artifact else "element"
+        plural = "" if self.length == 1 else "s"
+        return f"{who} deleted {self.length} {unit}{plural} from {self.artifact}"
 
 
 class _Index:
@@ -142,15 +145,26 @@ def _utf16_slice(s: str, start_units: int) -> str:
     return ""
 
 
-def changes_between(full_update: bytes, since: Version, deleted_now: IdSet) -> list[Change]:
-    """Changes in the document `full_update` encodes that `since` has not seen."""
+def changes_between(
+    full_update: bytes,
+    since: Version,
+    deleted_now: IdSet,
+    text_roots: frozenset[str] = frozenset(),
+) -> list[Change]:
+    """Changes in the document `full_update` encodes that `since` has not seen.
+
+    `text_roots` names roots known to be texts (deleted text leaves no string behind to tell).
+    """
     parsed = parse_update(full_update, details=True)
     items = parsed.items or []
     index = _Index(items)
+    texts = set(text_roots)
     agents: dict[int, str] = {}
     deleters: list[tuple[int, IdSet]] = []
     for item in items:
         root = index.root(item) if item.content in (ANY, STRING) else None
+        if item.content == STRING and root is not None:
+            texts.add(root)
         if root == _AGENTS_ROOT and item.content == ANY:
             sub = index.sub(item)
             if sub and sub.isdigit() and item.value and isinstance(item.value[-1], str):
@@ -219,7 +233,9 @@ def changes_between(full_update: bytes, since: Version, deleted_now: IdSet) -> l
                     if (root, sub) not in live_keys:
                         changes.append(Change(agent, author, root, "remove", key=sub))
                 else:
-                    change = Change(agent, author, root, "delete", length=length)
+                    change = Change(
+                        agent, author, root, "delete", length=length, text_artifact=root in texts
+                    )
                     _add(changes, change, merge=True)
     return changes
 
@@ -250,13 +266,8 @@ def _add(changes: list[Change], change: Change, *, merge: bool) -> None:
             and last.artifact == change.artifact
             and last.kind in ("insert", "delete")
         ):
-            changes[-1] = Change(
-                last.agent,
-                last.client_id,
-                last.artifact,
-                last.kind,
-                last.text + change.text,
-                last.length + change.length,
+            changes[-1] = replace(
+                last, text=last.text + change.text, length=last.length + change.length
             )
             return
     changes.append(change)

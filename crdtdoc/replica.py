@@ -362,7 +362,8 @@ class Replica:
 
         if isinstance(since, str):
             since = Version.from_token(since)
-        return changes_between(self._doc.get_update(), since or Version(), self._deleted)
+        texts = frozenset(n for n, kind in self._root_kinds.items() if kind is Text)
+        return changes_between(self._doc.get_update(), since or Version(), self._deleted, texts)
 
     def agents(self) -> dict[int, str]:
         """client id -> agent name, for every client that registered in this document."""

@@ -32,7 +32,7 @@ def test_inserts_sets_deletes_and_removes_are_attributed() -> None:
         assert described == sorted(
             [
                 "bob inserted '!' into design",
-                "bob deleted 4 character(s)/element(s) from design",
+                "bob deleted 4 characters from design",
                 "bob set spec.getUsersByRole = '(role) -> list[User]'",
                 "bob removed spec.old",
             ]
