@@ -9,6 +9,7 @@ log of committed updates since.
 
 from __future__ import annotations
 
+import heapq
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -90,6 +91,14 @@ def new_client_id(avoid: set[int] | frozenset[int] = frozenset()) -> int:
             return cid
 
 
+def _after(state: dict[int, int], parsed: ParsedUpdate) -> dict[int, int]:
+    """The state vector once `parsed`'s structs are applied."""
+    after = dict(state)
+    for client, s in parsed.structs.items():
+        after[client] = max(after.get(client, 0), s.end)
+    return after
+
+
 def _is_panic(exc: BaseException) -> bool:
     return type(exc).__name__ == "PanicException"
 
@@ -115,7 +124,9 @@ class Replica:
         self._client_id = client_id
         self._state: dict[int, int] = {}
         self._deleted = IdSet()
-        self._pending_structs: list[tuple[bytes, ParsedUpdate]] = []
+        self._pending_structs: dict[int, tuple[bytes, ParsedUpdate]] = {}  # key -> waiting update
+        self._waiting: dict[int, list[tuple[int, int]]] = {}  # client -> heap of (clock, key)
+        self._next_pending = 0
         self._pending_bytes = 0
         self._pending_deletes = IdSet()
         self._checkpoint = b""
@@ -204,6 +215,8 @@ class Replica:
         finally:
             self._txn_depth = 0
         self._record_deletions(start)
+        if self._waiting:  # nothing remote should wait on our own ids, but never strand it
+            self._wake(list(self._waiting))
         self._notify()
 
     def _record_deletions(self, start: int) -> None:
@@ -234,68 +247,89 @@ class Replica:
         parsed = parse_update(data)
         data = bytes(data)
         state = self._state
-        if not parsed.missing(state) and not self._pending_structs and not self._pending_deletes:
-            deletes = parsed.delete_set
-            if deletes:
-                after = dict(state)
-                for c, s in parsed.structs.items():
-                    after[c] = max(after.get(c, 0), s.end)
-            if not deletes or deletes.clip_to(after) == deletes:
-                # Fast path: everything it needs is here. Skip pure duplicates without pycrdt.
-                if parsed.new_ids(state) or not deletes.issubset(self._deleted):
-                    self._apply_to_doc(data, parsed.structs)
-                    self._notify()
-                return
-        self._buffer(data, parsed)
-        self._drain()
+        deletes = parsed.delete_set
+        fresh_structs = parsed.new_ids(state)
+        if fresh_structs and parsed.missing(state):
+            self._wait(data, parsed)
+        elif fresh_structs:
+            if not deletes:
+                self._apply_to_doc(data, parsed.structs)  # the common case
+            elif deletes.clip_to(_after(state, parsed)) == deletes:
+                self._apply_to_doc(data, parsed.structs)  # deletions of what is here: one go
+                deletes = IdSet()
+            else:
+                self._apply_to_doc(structs_only(data, parsed), parsed.structs)
+            if self._waiting:
+                self._wake(list(parsed.structs))
+        elif deletes and not deletes.issubset(self._deleted) and deletes.clip_to(state) == deletes:
+            self._apply_to_doc(data, {})  # deletions only (or with known structs), all targets here
+            deletes = IdSet()
+        if deletes and not deletes.issubset(self._deleted):
+            self._pending_deletes = self._pending_deletes.union(deletes.difference(self._deleted))
+        self._apply_ready_deletes()
         self._notify()
 
-    def _buffer(self, data: bytes, parsed: ParsedUpdate) -> None:
+    def _wait(self, data: bytes, parsed: ParsedUpdate) -> None:
+        """Puts an update's structs in the causal buffer (its deletions are held separately)."""
         limits = self._limits
-        if parsed.structs and parsed.new_ids(self._state):
-            must_wait = bool(parsed.missing(self._state))
-            if must_wait and (
-                len(self._pending_structs) >= limits.max_pending_updates
-                or self._pending_bytes + len(data) > limits.max_pending_bytes
-            ):
-                raise PendingLimitExceeded(
-                    f"{len(self._pending_structs)} updates ({self._pending_bytes} bytes) already "
-                    f"wait for missing data; resync with a peer (sync step 1) to fetch it"
-                )
-            part = structs_only(data, parsed) if parsed.delete_set else data
-            self._pending_structs.append((part, parsed))
-            self._pending_bytes += len(part)
-        if parsed.delete_set:
-            self._pending_deletes = self._pending_deletes.union(
-                parsed.delete_set.difference(self._deleted)
+        if (
+            len(self._pending_structs) >= limits.max_pending_updates
+            or self._pending_bytes + len(data) > limits.max_pending_bytes
+        ):
+            raise PendingLimitExceeded(
+                f"{len(self._pending_structs)} updates ({self._pending_bytes} bytes) already "
+                f"wait for missing data; resync with a peer (sync step 1) to fetch it"
             )
+        part = structs_only(data, parsed) if parsed.delete_set else data
+        key = self._next_pending
+        self._next_pending += 1
+        self._pending_structs[key] = (part, parsed)
+        self._pending_bytes += len(part)
+        self._register(key, parsed.missing(self._state))
 
-    def _drain(self) -> None:
-        """Applies every buffered part whose dependencies are now present, until none is."""
-        progress = True
-        while progress:
-            progress = False
-            waiting: list[tuple[bytes, ParsedUpdate]] = []
-            for part, parsed in self._pending_structs:
-                if not parsed.new_ids(self._state):
+    def _register(self, key: int, missing: IdSet) -> None:
+        """Files a waiting update under the last id of the first range it lacks: it is rechecked
+        only once that whole range has arrived, so a backlog drains in O(n log n), not O(n^2)."""
+        client, _, end = next(iter(missing))
+        heapq.heappush(self._waiting.setdefault(client, []), (end - 1, key))
+
+    def _wake(self, clients: list[int]) -> None:
+        """Applies every waiting update that the clocks of `clients` advancing made ready."""
+        work = list(clients)
+        while work:
+            client = work.pop()
+            heap = self._waiting.get(client)
+            while heap and heap[0][0] < self._state.get(client, 0):
+                _, key = heapq.heappop(heap)
+                entry = self._pending_structs.get(key)
+                if entry is None:
+                    continue
+                part, parsed = entry
+                if not parsed.new_ids(self._state):  # everything in it arrived some other way
+                    del self._pending_structs[key]
                     self._pending_bytes -= len(part)
-                    progress = True
-                elif parsed.missing(self._state):
-                    waiting.append((part, parsed))
-                else:
-                    self._pending_bytes -= len(part)
-                    part = structs_only(part, parsed) if parsed.delete_set else part
-                    self._apply_to_doc(part, parsed.structs)
-                    progress = True
-            self._pending_structs = waiting
-            if self._pending_deletes:
-                ready = self._pending_deletes.clip_to(self._state)
-                if ready:
-                    self._pending_deletes = self._pending_deletes.difference(ready)
-                    fresh = ready.difference(self._deleted)
-                    if fresh:
-                        self._apply_to_doc(deletes_only(fresh), {})
-                        progress = True
+                    continue
+                missing = parsed.missing(self._state)
+                if missing:
+                    self._register(key, missing)
+                    continue
+                del self._pending_structs[key]
+                self._pending_bytes -= len(part)
+                self._apply_to_doc(part, parsed.structs)
+                work.extend(parsed.structs)
+            if not heap:
+                self._waiting.pop(client, None)
+
+    def _apply_ready_deletes(self) -> None:
+        """Applies held deletions whose target ids have all arrived."""
+        if not self._pending_deletes:
+            return
+        ready = self._pending_deletes.clip_to(self._state)
+        if ready:
+            self._pending_deletes = self._pending_deletes.difference(ready)
+            fresh = ready.difference(self._deleted)
+            if fresh:
+                self._apply_to_doc(deletes_only(fresh), {})
 
     def _apply_to_doc(self, data: bytes, structs: dict[int, ClientStructs]) -> None:
         """Hands pycrdt one update whose dependencies are all present; `structs` is what it
@@ -322,7 +356,7 @@ class Replica:
     def pending(self) -> Pending:
         """What waits in the causal buffer, and which ids it waits for."""
         missing = IdSet()
-        for _, parsed in self._pending_structs:
+        for _, parsed in self._pending_structs.values():
             missing = missing.union(parsed.missing(self._state))
         deletions = self._pending_deletes
         for client, start, end in deletions:

@@ -25,7 +25,7 @@ FORMAT = 1
 
 
 def save_replica(replica: Replica, path: str | os.PathLike[str]) -> None:
-    pending = replica._pending_structs
+    pending = list(replica._pending_structs.values())
     record = {
         "format": FORMAT,
         "agent": replica.agent,

@@ -118,6 +118,25 @@ def test_a_deletion_waits_for_its_target_without_holding_back_inserts() -> None:
     assert not c.pending()
 
 
+def test_a_long_backlog_delivered_in_reverse_drains_completely() -> None:
+    writer = Replica("w")
+    log: list[bytes] = []
+    writer.on_update(lambda u, local: log.append(u))
+    doc = writer.document("d")
+    for i in range(3000):
+        doc.insert(i // 2, "ab"[i % 2])
+    reader = Replica("r")
+    for u in reversed(log[1:]):
+        reader.apply_update(u)
+    assert reader.pending().updates == len(log) - 1
+    assert reader.document("d").read() == ""
+    reader.apply_update(log[0])
+    assert not reader.pending()
+    assert reader.document("d").read() == doc.read()
+    assert reader.version() == writer.version()
+    assert not reader._waiting  # no stale wake-up entries left behind
+
+
 def test_bad_bytes_raise_and_leave_the_replica_exactly_as_it_was() -> None:
     a = Replica("a")
     a.document("d").insert(0, "keep me")
