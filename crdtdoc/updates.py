@@ -357,19 +357,16 @@ def _read_any(dec: Decoder, depth: int) -> Any:
     raise dec.fail(f"unknown Any type tag {tag}")
 
 
-def encode_state_vector(state: dict[int, int]) -> bytes:
+def write_state_vector(enc: Encoder, state: dict[int, int]) -> None:
     """The Yjs state-vector encoding: varuint count, then (client, clock) pairs."""
-    enc = Encoder()
     enc.write_var_uint(len(state))
     for client in sorted(state, reverse=True):
         enc.write_var_uint(client)
         enc.write_var_uint(state[client])
-    return enc.to_bytes()
 
 
-def decode_state_vector(data: bytes) -> dict[int, int]:
-    """Parses a Yjs state vector; raises `InvalidUpdate` on bad bytes."""
-    dec = Decoder(bytes(data), InvalidUpdate)
+def read_state_vector(dec: Decoder) -> dict[int, int]:
+    """Reads a state vector, bounds-checked, through the decoder's own error class."""
     state: dict[int, int] = {}
     for _ in range(dec.read_count("state vector entry", 2)):
         client = dec.read_var_uint()
@@ -377,6 +374,19 @@ def decode_state_vector(data: bytes) -> dict[int, int]:
         if client >= MAX_CLIENT_ID or clock >= MAX_CLOCK:
             raise dec.fail(f"state vector entry {client}:{clock} is out of range")
         state[client] = clock
+    return state
+
+
+def encode_state_vector(state: dict[int, int]) -> bytes:
+    enc = Encoder()
+    write_state_vector(enc, state)
+    return enc.to_bytes()
+
+
+def decode_state_vector(data: bytes) -> dict[int, int]:
+    """Parses a Yjs state vector; raises `InvalidUpdate` on bad bytes."""
+    dec = Decoder(bytes(data), InvalidUpdate)
+    state = read_state_vector(dec)
     if not dec.at_end():
         raise dec.fail(f"{dec.remaining} trailing bytes after the state vector")
     return state

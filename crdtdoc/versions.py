@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from crdtdoc.encoding import Decoder, Encoder
 from crdtdoc.errors import InvalidToken
 from crdtdoc.idset import IdSet
-from crdtdoc.updates import MAX_CLIENT_ID, MAX_CLOCK
+from crdtdoc.updates import MAX_CLIENT_ID, MAX_CLOCK, read_state_vector, write_state_vector
 
 _TOKEN_FORMAT = 1
 MAX_TOKEN_LENGTH = 1 << 20
@@ -101,13 +101,6 @@ class Version:
     def __or__(self, other: Version) -> Version:
         return self.join(other)
 
-    def missing_from(self, other: Version) -> IdSet:
-        """The inserted ids this version has and `other` lacks."""
-        missing = IdSet()
-        for c, k in self._clocks.items():
-            missing.add(c, other._clocks.get(c, 0), k)
-        return missing
-
     def __repr__(self) -> str:
         clocks = ", ".join(f"{c}:{k}" for c, k in sorted(self._clocks.items()))
         return f"Version({{{clocks}}}, deleted={len(self._deleted)})"
@@ -118,10 +111,7 @@ class Version:
         """A compact binary form: format byte, state vector, delete set (lib0 varints)."""
         enc = Encoder()
         enc.write_u8(_TOKEN_FORMAT)
-        enc.write_var_uint(len(self._clocks))
-        for c in sorted(self._clocks):
-            enc.write_var_uint(c)
-            enc.write_var_uint(self._clocks[c])
+        write_state_vector(enc, self._clocks)
         self._deleted.encode_into(enc)
         return enc.to_bytes()
 
@@ -131,13 +121,7 @@ class Version:
         fmt = dec.read_u8()
         if fmt != _TOKEN_FORMAT:
             raise InvalidToken(f"unknown version format {fmt}; this crdtdoc reads format 1")
-        clocks: dict[int, int] = {}
-        for _ in range(dec.read_count("clock", 2)):
-            c = dec.read_var_uint()
-            k = dec.read_var_uint()
-            if c >= MAX_CLIENT_ID or k >= MAX_CLOCK:
-                raise dec.fail(f"clock entry {c}:{k} out of range")
-            clocks[c] = k
+        clocks = read_state_vector(dec)
         deleted = IdSet.decode_from(dec, max_clock=MAX_CLOCK, max_client=MAX_CLIENT_ID)
         if not dec.at_end():
             raise dec.fail(f"{dec.remaining} trailing bytes")
