@@ -186,7 +186,11 @@ class Replica:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Groups local changes into one update; nested calls join the outer transaction."""
+        """Groups local changes into one update; nested calls join the outer transaction.
+
+        As in Yjs there is no rollback: if the block raises, what it changed before raising is
+        committed (and announced); the exception then propagates.
+        """
         if self._txn_depth:
             self._txn_depth += 1
             try:
@@ -211,9 +215,14 @@ class Replica:
                     "the CRDT engine failed during a local change; the replica was rebuilt "
                     "from its last good state and the change was not applied"
                 ) from None
+            self._txn_depth = 0
+            self._after_local_commit(start)
             raise
         finally:
             self._txn_depth = 0
+        self._after_local_commit(start)
+
+    def _after_local_commit(self, start: int) -> None:
         self._record_deletions(start)
         if self._waiting:  # nothing remote should wait on our own ids, but never strand it
             self._wake(list(self._waiting))
@@ -245,7 +254,12 @@ class Replica:
         if self._txn_depth:
             raise CrdtdocError("apply_update cannot run inside a local transaction; call it after")
         parsed = parse_update(data)
-        data = bytes(data)
+        try:
+            self._apply_parsed(bytes(data), parsed)
+        finally:
+            self._notify()  # whatever committed is announced, even if a later part failed
+
+    def _apply_parsed(self, data: bytes, parsed: ParsedUpdate) -> None:
         state = self._state
         deletes = parsed.delete_set
         fresh_structs = parsed.new_ids(state)
@@ -267,7 +281,6 @@ class Replica:
         if deletes and not deletes.issubset(self._deleted):
             self._pending_deletes = self._pending_deletes.union(deletes.difference(self._deleted))
         self._apply_ready_deletes()
-        self._notify()
 
     def _wait(self, data: bytes, parsed: ParsedUpdate) -> None:
         """Puts an update's structs in the causal buffer (its deletions are held separately)."""
@@ -296,6 +309,7 @@ class Replica:
     def _wake(self, clients: list[int]) -> None:
         """Applies every waiting update that the clocks of `clients` advancing made ready."""
         work = list(clients)
+        failure: CrdtdocError | None = None
         while work:
             client = work.pop()
             heap = self._waiting.get(client)
@@ -315,10 +329,16 @@ class Replica:
                     continue
                 del self._pending_structs[key]
                 self._pending_bytes -= len(part)
-                self._apply_to_doc(part, parsed.structs)
+                try:
+                    self._apply_to_doc(part, parsed.structs)
+                except CrdtdocError as exc:  # the engine refused it: drop it, finish the drain
+                    failure = failure or exc
+                    continue
                 work.extend(parsed.structs)
             if not heap:
                 self._waiting.pop(client, None)
+        if failure is not None:
+            raise failure
 
     def _apply_ready_deletes(self) -> None:
         """Applies held deletions whose target ids have all arrived."""

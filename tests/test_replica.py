@@ -208,6 +208,25 @@ def test_engine_refusal_mid_apply_rebuilds_and_raises_invalid_update() -> None:
     assert r.document("t").read() == "hello!"
 
 
+def test_a_refused_buffered_update_does_not_strand_the_rest() -> None:
+    author = Replica("author", client_id=1)
+    author.document("t").insert(0, "hello")
+    bad = _item_with_parent((1, 3))  # waits for 1:3, which will be a string: yrs refuses it
+    good = Replica("other", client_id=2)
+    good.apply_update(author.encode_update())
+    good.document("t").insert(5, "!")
+    good_update = good.encode_update(author.version())  # also waits for client 1
+    r = Replica("r")
+    r.apply_update(bad)
+    r.apply_update(good_update)
+    assert r.pending().updates == 2
+    with pytest.raises(InvalidUpdate, match="refused"):
+        r.apply_update(author.encode_update())
+    assert not r.pending()
+    assert r.document("t").read() == "hello!"
+    assert r.version() == good.version()
+
+
 def test_pending_limit_refuses_instead_of_growing() -> None:
     a = Replica("a", client_id=1)
     log: list[bytes] = []
@@ -255,6 +274,20 @@ def test_changes_are_announced_once_with_their_origin() -> None:
     unsubscribe()
     b.document("d").insert(0, "y")
     assert seen_b == [False]
+
+
+def test_a_block_that_raises_still_announces_what_it_committed() -> None:
+    r = Replica("a")
+    updates: list[bytes] = []
+    r.on_update(lambda u, local: updates.append(u))
+    with pytest.raises(RuntimeError, match="agent crashed"), r.transaction():
+        r.document("d").insert(0, "half done")
+        raise RuntimeError("agent crashed")
+    assert r.document("d").read() == "half done"
+    peer = Replica("peer")
+    for u in updates:
+        peer.apply_update(u)
+    assert peer.document("d").read() == "half done"
 
 
 def test_agent_names_travel_inside_the_document() -> None:
