@@ -7,7 +7,7 @@ import random
 import tracemalloc
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, Text, merge_updates
 
@@ -239,6 +239,7 @@ def _parse_or_invalid(data: bytes) -> None:
         parse_update(data, details=True)
 
 
+@settings(max_examples=1000)
 @given(st.binary(max_size=300))
 def test_random_bytes_only_ever_raise_invalid_update(data: bytes) -> None:
     _parse_or_invalid(data)
@@ -249,6 +250,7 @@ REAL_UPDATES = [u for seed in range(4) for u in writer_stream(seed, steps=25)] +
 ]
 
 
+@settings(max_examples=1000)
 @given(
     st.sampled_from(REAL_UPDATES),
     st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=6),
@@ -262,6 +264,7 @@ def test_mutated_real_updates_only_ever_raise_invalid_update(
     _parse_or_invalid(bytes(data))
 
 
+@settings(max_examples=1000)
 @given(st.sampled_from(REAL_UPDATES), st.integers(0, 10**6), st.binary(min_size=1, max_size=8))
 def test_spliced_real_updates_only_ever_raise_invalid_update(
     update: bytes, pos: int, insert: bytes
