@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from crdtdoc.errors import CrdtdocError, StorageError
-from crdtdoc.updates import decode_state_vector
+from crdtdoc.updates import deletes_only, parse_update
 
 if TYPE_CHECKING:
     from crdtdoc.replica import Replica
@@ -25,14 +25,15 @@ FORMAT = 1
 
 
 def save_replica(replica: Replica, path: str | os.PathLike[str]) -> None:
-    pending = list(replica._pending_structs.values())
+    pending = [part for part, _ in replica._pending_structs.values()]
+    if replica._pending_deletes:
+        pending.append(deletes_only(replica._pending_deletes))
     record = {
         "format": FORMAT,
         "agent": replica.agent,
         "client_id": replica.client_id,
         "state": replica.encode_update(),
-        "pending": [part for part, _ in pending],
-        "pending_deletes": replica._pending_deletes.encode(),
+        "pending": pending,
     }
     blob = MAGIC + msgpack.packb(record, use_bin_type=True)
     path = os.fspath(path)
@@ -78,22 +79,16 @@ def load_replica(
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise StorageError(f"{path} has an unknown format; this crdtdoc reads format {FORMAT}")
     state, pending = record.get("state"), record.get("pending", [])
-    pending_deletes = record.get("pending_deletes", b"\x00")
     name = agent or record.get("agent")
     if not isinstance(state, bytes) or not isinstance(name, str) or not isinstance(pending, list):
         raise StorageError(f"{path} is damaged: missing fields")
     try:
-        replica = cls(agent=name, client_id=0)
-        replica.apply_update(state)
-        used = set(replica.version().clocks) | {record.get("client_id")}
+        used = set(parse_update(state).structs) | {record.get("client_id")}
         fresh = cls(agent=name, client_id=new_client_id({c for c in used if isinstance(c, int)}))
-        fresh.apply_update(replica.encode_update())
+        fresh.apply_update(state)
         for part in pending:
             if isinstance(part, bytes):
                 fresh.apply_update(part)
-        if isinstance(pending_deletes, bytes):
-            fresh.apply_update(b"\x00" + pending_deletes)
     except CrdtdocError as exc:
         raise StorageError(f"{path} holds data that does not apply: {exc}") from None
-    decode_state_vector(fresh.state_vector())
     return fresh

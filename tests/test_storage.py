@@ -39,6 +39,25 @@ def test_save_and_load_keep_content_pending_data_and_agent(tmp_path: Path) -> No
     assert restored.agents()[restored.client_id] == "bob"
 
 
+def test_a_held_deletion_survives_save_and_load(tmp_path: Path) -> None:
+    a = Replica("a")
+    a.document("d").insert(0, "hello")
+    b = Replica("b")
+    b.apply_update(a.encode_update())
+    mark = b.version()
+    b.document("d").delete(0, 1)
+    c = Replica("c")
+    c.apply_update(b.encode_update(mark))  # the deletion, without the text it deletes
+    assert c.pending().deletions
+    path = tmp_path / "c.replica"
+    c.save(str(path))
+    restored = Replica.load(str(path))
+    assert restored.pending().deletions == c.pending().deletions
+    restored.apply_update(a.encode_update())
+    assert restored.document("d").read() == "ello"
+    assert not restored.pending()
+
+
 def test_a_killed_agent_restarts_with_its_unsent_work(tmp_path: Path) -> None:
     path = tmp_path / "agent.replica"
     script = f"""
