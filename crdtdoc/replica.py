@@ -265,19 +265,16 @@ class Replica:
         fresh_structs = parsed.new_ids(state)
         if fresh_structs and parsed.missing(state):
             self._wait(data, parsed)
-        elif fresh_structs:
-            if not deletes:
-                self._apply_to_doc(data, parsed.structs)  # the common case
-            elif deletes.clip_to(_after(state, parsed)) == deletes:
-                self._apply_to_doc(data, parsed.structs)  # deletions of what is here: one go
+        else:
+            new_deletes = bool(deletes) and not deletes.issubset(self._deleted)
+            targets_here = not deletes or deletes.clip_to(_after(state, parsed)) == deletes
+            if targets_here and (fresh_structs or new_deletes):
+                self._apply_to_doc(data, parsed.structs)  # the common case: all in one go
                 deletes = IdSet()
-            else:
+            elif fresh_structs:
                 self._apply_to_doc(structs_only(data, parsed), parsed.structs)
-            if self._waiting:
+            if fresh_structs and self._waiting:
                 self._wake(list(parsed.structs))
-        elif deletes and not deletes.issubset(self._deleted) and deletes.clip_to(state) == deletes:
-            self._apply_to_doc(data, {})  # deletions only (or with known structs), all targets here
-            deletes = IdSet()
         if deletes and not deletes.issubset(self._deleted):
             self._pending_deletes = self._pending_deletes.union(deletes.difference(self._deleted))
         self._apply_ready_deletes()
