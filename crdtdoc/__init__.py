@@ -6,6 +6,8 @@ concurrent edits converge without locks and `Version`s say what each replica has
 
 from crdtdoc.artifacts import Document, SharedMap
 from crdtdoc.changes import Change
+from crdtdoc.client.connection import ConnectedReplica, connect
+from crdtdoc.client.presence import Presence
 from crdtdoc.errors import (
     CrdtdocError,
     InvalidIndex,
@@ -13,10 +15,12 @@ from crdtdoc.errors import (
     InvalidToken,
     InvalidUpdate,
     InvalidValue,
+    NotConnected,
     PendingLimitExceeded,
     RemoteError,
     ReplicaRebuilt,
     StorageError,
+    SyncTimeout,
 )
 from crdtdoc.replica import Pending, Replica, ReplicaLimits
 from crdtdoc.versions import Order, Version
@@ -25,6 +29,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Change",
+    "ConnectedReplica",
     "CrdtdocError",
     "Document",
     "InvalidIndex",
@@ -32,14 +37,18 @@ __all__ = [
     "InvalidToken",
     "InvalidUpdate",
     "InvalidValue",
+    "NotConnected",
     "Order",
     "Pending",
     "PendingLimitExceeded",
+    "Presence",
     "RemoteError",
     "Replica",
     "ReplicaLimits",
     "ReplicaRebuilt",
     "SharedMap",
     "StorageError",
+    "SyncTimeout",
     "Version",
+    "connect",
 ]

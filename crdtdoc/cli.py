@@ -1,8 +1,7 @@
 """The `crdtdoc` command line.
 
-`crdtdoc inspect FILE` shows what a Yjs update carries (or why it is invalid); `crdtdoc version
-decode TOKEN` shows what a version token names. The hub (`crdtdoc serve`) arrives with the hub
-issue.
+`crdtdoc serve` runs the sync hub; `crdtdoc inspect FILE` shows what a Yjs update carries (or why
+it is invalid); `crdtdoc version decode TOKEN` shows what a version token names.
 """
 
 from __future__ import annotations
@@ -62,6 +61,125 @@ def _version_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from server.config import HubConfig
+    from server.logs import configure
+    from server.serve import serve
+
+    configure(args.log_level)
+    fields = {f: getattr(args, f) for f in HubConfig.__dataclass_fields__ if hasattr(args, f)}
+    try:
+        config = HubConfig(**fields)
+    except ValueError as exc:
+        raise CrdtdocError(f"bad setting: {exc}") from None
+    asyncio.run(serve(config))
+    return 0
+
+
+def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from server.config import HubConfig
+
+    d = HubConfig()
+    serve = commands.add_parser(
+        "serve",
+        help="run the sync hub (websockets + SQLite)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Run the crdtdoc sync hub. Clients join rooms at ws://HOST:PORT/<room> and "
+        "speak y-protocols (stock Yjs y-websocket providers work unchanged). Every update is "
+        "validated, stored durably in SQLite before it is acknowledged, and relayed to the room. "
+        "Prints 'crdtdoc hub listening on ws://HOST:PORT' once it accepts connections; SIGTERM "
+        "or SIGINT shut it down gracefully. GET /healthz answers on the same port.",
+    )
+    add = serve.add_argument
+    add("--host", default=d.host, help="address to listen on")
+    add("--port", type=int, default=d.port, help="port to listen on (0: any free port)")
+    add("--db", default=d.db, help="SQLite database file holding every room")
+    add(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="log verbosity (JSON lines on stderr)",
+    )
+    limits = serve.add_argument_group("limits")
+    add = limits.add_argument
+    add(
+        "--max-message-bytes",
+        type=int,
+        default=d.max_message_bytes,
+        help="largest websocket message accepted (bigger ones close the connection, 1009)",
+    )
+    add(
+        "--max-connections",
+        type=int,
+        default=d.max_connections,
+        help="open connections; more are refused with HTTP 503",
+    )
+    add("--max-rooms", type=int, default=d.max_rooms, help="rooms held in memory at once")
+    add(
+        "--max-awareness-bytes",
+        type=int,
+        default=d.max_awareness_bytes,
+        help="largest presence (awareness) state one client may publish",
+    )
+    add(
+        "--handshake-timeout",
+        type=float,
+        default=d.handshake_timeout,
+        help="seconds to complete the websocket handshake",
+    )
+    add(
+        "--idle-timeout",
+        type=float,
+        default=d.idle_timeout,
+        help="seconds a connection may stay silent before it is closed (0: never)",
+    )
+    add(
+        "--room-idle-seconds",
+        type=float,
+        default=d.room_idle_seconds,
+        help="seconds an empty room stays in memory before it is unloaded",
+    )
+    add(
+        "--send-queue-messages",
+        type=int,
+        default=d.send_queue_messages,
+        help="messages queued for a slow peer before it is resynced",
+    )
+    add(
+        "--send-queue-bytes",
+        type=int,
+        default=d.send_queue_bytes,
+        help="bytes queued for a slow peer before it is resynced",
+    )
+    add(
+        "--send-timeout",
+        type=float,
+        default=d.send_timeout,
+        help="seconds a send may block on a peer that does not read before it is disconnected",
+    )
+    add(
+        "--compact-log-updates",
+        type=int,
+        default=d.compact_log_updates,
+        help="logged updates per room before they are compacted into a snapshot",
+    )
+    add(
+        "--compact-log-bytes",
+        type=int,
+        default=d.compact_log_bytes,
+        help="logged bytes per room before they are compacted into a snapshot",
+    )
+    add(
+        "--synchronous",
+        default=d.synchronous,
+        choices=["full", "normal"],
+        help="SQLite durability: full survives power loss, normal survives a process crash",
+    )
+    serve.set_defaults(run=_serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crdtdoc",
@@ -69,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"crdtdoc {crdtdoc.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_serve(commands)
 
     inspect = commands.add_parser(
         "inspect",

@@ -56,3 +56,12 @@ class PendingLimitExceeded(CrdtdocError):
 
 class StorageError(CrdtdocError):
     """A saved replica file cannot be read or written."""
+
+
+class SyncTimeout(CrdtdocError, TimeoutError):
+    """A connected replica's `flush` or `wait_for` did not complete in time. The data is not lost:
+    it stays in the replica and keeps syncing; call again to wait longer."""
+
+
+class NotConnected(CrdtdocError):
+    """The operation needs a live connection to the hub, and there is none."""

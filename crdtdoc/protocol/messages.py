@@ -16,6 +16,8 @@ MESSAGE_SYNC = 0
 MESSAGE_AWARENESS = 1
 MESSAGE_AUTH = 2
 MESSAGE_QUERY_AWARENESS = 3
+MESSAGE_CRDTDOC = 100
+"""crdtdoc's extension messages (`crdtdoc.protocol.extension`), only for peers that opted in."""
 
 SYNC_STEP1 = 0
 SYNC_STEP2 = 1
@@ -64,7 +66,14 @@ class Auth:
     reason: str
 
 
-Message = SyncStep1 | SyncStep2 | SyncUpdate | Awareness | QueryAwareness | Auth
+@dataclass(frozen=True, slots=True)
+class Extension:
+    """A crdtdoc extension message; `payload` is msgpack, decoded by `protocol.extension`."""
+
+    payload: bytes
+
+
+Message = SyncStep1 | SyncStep2 | SyncUpdate | Awareness | QueryAwareness | Auth | Extension
 
 
 def encode_message(message: Message) -> bytes:
@@ -86,6 +95,9 @@ def encode_message(message: Message) -> bytes:
         enc.write_var_bytes(message.data)
     elif isinstance(message, QueryAwareness):
         enc.write_var_uint(MESSAGE_QUERY_AWARENESS)
+    elif isinstance(message, Extension):
+        enc.write_var_uint(MESSAGE_CRDTDOC)
+        enc.write_var_bytes(message.payload)
     else:
         enc.write_var_uint(MESSAGE_AUTH)
         enc.write_var_uint(AUTH_PERMISSION_DENIED)
@@ -119,6 +131,8 @@ def decode_message(data: bytes) -> Message:
         if dec.read_var_uint() != AUTH_PERMISSION_DENIED:
             raise dec.fail("unknown auth message type")
         message = Auth(dec.read_var_string())
+    elif kind == MESSAGE_CRDTDOC:
+        message = Extension(dec.read_var_bytes())
     else:
         raise dec.fail(f"unknown message type {kind}")
     if not dec.at_end():

@@ -10,9 +10,7 @@ from __future__ import annotations
 from crdtdoc.errors import PendingLimitExceeded
 from crdtdoc.idset import IdSet
 from crdtdoc.protocol.messages import (
-    Auth,
-    Awareness,
-    QueryAwareness,
+    Message,
     SyncStep1,
     SyncStep2,
     SyncUpdate,
@@ -47,7 +45,11 @@ class SyncSession:
 
         Raises `InvalidMessage` / `InvalidUpdate` for bad input (close the link on those).
         """
-        message = decode_message(data)
+        return self.handle(decode_message(data))
+
+    def handle(self, message: Message) -> list[bytes]:
+        """Handles one decoded message. Only sync messages concern the session; awareness and
+        extension messages belong to whoever drives it, and are ignored here."""
         if isinstance(message, SyncStep1):
             return [encode_message(SyncStep2(self.replica.encode_update(message.state_vector)))]
         if isinstance(message, (SyncStep2, SyncUpdate)):
@@ -58,9 +60,7 @@ class SyncSession:
             if isinstance(message, SyncStep2):
                 self.synced = True
             return self._resync_if_stuck()
-        if isinstance(message, (Awareness, QueryAwareness, Auth)):
-            return []
-        return []  # pragma: no cover - every message kind is handled above
+        return []
 
     def _resync_if_stuck(self) -> list[bytes]:
         """Asks the peer for what is missing, once per distinct gap (no request storms)."""

@@ -1,0 +1,494 @@
+"""The connected replica: a `Replica` kept in sync with a hub room in the background.
+
+`HubLink` is the machinery shared by the async `ConnectedReplica` and the thread-based
+`BlockingReplica`: it keeps one websocket connection to the room open (reconnecting with backoff
+and jitter), runs the y-protocols sync exchange, sends every local change, publishes presence, and
+tracks the hub's durable version from its acknowledgements. Edits made while disconnected stay in
+the replica (and, with `state_file`, in a journal on disk) and reach the hub in the sync exchange
+that follows every reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
+
+from crdtdoc.client.backoff import Backoff
+from crdtdoc.client.journal import Journal, read_journal
+from crdtdoc.client.presence import Presence, parse_presence, presence_state
+from crdtdoc.errors import CrdtdocError, NotConnected, RemoteError, SyncTimeout
+from crdtdoc.protocol.awareness import AwarenessEntry, decode_awareness, encode_awareness
+from crdtdoc.protocol.extension import Durable, Hello, Welcome, decode_extension, encode_extension
+from crdtdoc.protocol.messages import (
+    Awareness,
+    Extension,
+    Message,
+    QueryAwareness,
+    SyncUpdate,
+    decode_message,
+    encode_message,
+)
+from crdtdoc.protocol.session import SyncSession
+from crdtdoc.replica import Replica, ReplicaLimits
+from crdtdoc.versions import Version
+
+log = logging.getLogger("crdtdoc.client")
+
+HEARTBEAT_SECONDS = 15.0
+"""How often presence is renewed (y-protocols considers a state stale after 30 s)."""
+MAX_OUTBOX_MESSAGES = 4096
+MAX_OUTBOX_BYTES = 16 * 1024 * 1024
+"""Past these, the outbox is dropped and the link reconnects: the sync exchange on reconnect sends
+the hub everything it lacks, so nothing is lost and memory stays bounded."""
+MAX_PRESENCE_BYTES = 1024 * 1024
+
+
+def room_url(url: str, token: str | None) -> str:
+    """`url` with `?token=` added (the form stock Yjs providers can send too)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss"):
+        raise CrdtdocError(f"hub URL must start with ws:// or wss://, got {url!r}")
+    if not parts.path.strip("/"):
+        raise CrdtdocError(f"hub URL names no room: use ws://HOST:PORT/<room>, got {url!r}")
+    query = parts.query
+    if token is not None:
+        query = (query + "&" if query else "") + "token=" + quote(token, safe="")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+class _Outbox:
+    """Messages for the current connection, sent in order by one writer task."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.messages: deque[bytes] = deque()
+        self.bytes = 0
+        self.ready = asyncio.Event()
+        self.overflowed = False
+
+    def put(self, message: bytes) -> None:
+        if self.overflowed:
+            return
+        if len(self.messages) >= MAX_OUTBOX_MESSAGES or self.bytes > MAX_OUTBOX_BYTES:
+            self.overflowed = True  # the writer closes the link; reconnect resyncs
+            self.messages.clear()
+        else:
+            self.messages.append(message)
+            self.bytes += len(message)
+        self.ready.set()
+
+    async def run(self) -> None:
+        while True:
+            await self.ready.wait()
+            self.ready.clear()
+            if self.overflowed:
+                await self.ws.close(1000, "client outbox overflow; reconnecting to resync")
+                return
+            while self.messages:
+                message = self.messages.popleft()
+                self.bytes -= len(message)
+                await self.ws.send(message)
+
+
+class HubLink(Replica):
+    """A replica plus the background link to one hub room (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        agent: str,
+        *,
+        token: str | None = None,
+        client_id: int | None = None,
+        limits: ReplicaLimits | None = None,
+        state_file: str | None = None,
+        status: str = "active",
+        backoff: Backoff | None = None,
+        open_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(agent, client_id=client_id, limits=limits)
+        self.url = url
+        self._ws_url = room_url(url, token)
+        self._headers = {"Authorization": f"Bearer {token}"} if token else None
+        self._backoff = backoff or Backoff()
+        self._open_timeout = open_timeout
+        self._session = SyncSession(self)
+        self._outbox: _Outbox | None = None
+        self._from_hub = False
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._wake_reconnect: asyncio.Event | None = None
+        self._durable = Version()
+        self._durable_from_hub = False
+        self._presence: dict[int, Presence] = {}
+        self._presence_clocks: dict[int, int] = {}
+        self._status = status
+        self._task_name: str | None = None
+        self._awareness_clock = 0
+        self.connects = 0
+        self.last_error: str | None = None
+        self._journal: Journal | None = None
+        if state_file is not None:
+            for update in read_journal(state_file):
+                try:
+                    self.apply_update(update)
+                except CrdtdocError as exc:
+                    log.warning("skipping a bad journal record", extra={"error": str(exc)})
+            self._journal = Journal(state_file)
+            self._journal.open(self.encode_update())
+        self.on_update(self._on_commit)
+
+    # -- what the hub has ------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._outbox is not None
+
+    @property
+    def synced(self) -> bool:
+        """Connected, and the hub's answer to our state vector has arrived."""
+        return self._outbox is not None and self._session.synced
+
+    @property
+    def durable(self) -> Version:
+        """The newest version the hub reported as durably stored."""
+        return self._durable
+
+    def is_durable(self, version: Version | None = None) -> bool:
+        """Whether the hub has durably stored everything in `version` (default: this replica)."""
+        return (version or self.version()) <= self._durable
+
+    def peers(self) -> list[Presence]:
+        """Everyone else present in the room, from their awareness states."""
+        return sorted(
+            (p for cid, p in self._presence.items() if cid != self.client_id),
+            key=lambda p: (p.agent or "", p.client_id),
+        )
+
+    def set_presence(self, status: str | None = None, task: str | None = None) -> None:
+        """Changes what this agent publishes about itself (status, current task)."""
+        if status is not None:
+            self._status = status
+        self._task_name = task
+        self._call_in_loop(self._publish_presence)
+
+    # -- hooks for the async / threaded variants -------------------------------------------
+
+    def _deliver_sync(self, message: Message) -> None:
+        """A sync message from the hub arrived (on the loop): apply it (the async variant) or
+        hand it to the owning thread (the blocking variant)."""
+        self._apply_from_hub(message)
+
+    def _call_in_loop(self, fn: Callable[[], object]) -> None:
+        """Runs `fn()` on the link's event loop (directly when already there)."""
+        fn()
+
+    def _activity(self) -> None:
+        """Something arrived (durability, an update): waiters may re-check."""
+
+    # -- the replica side ------------------------------------------------------------------
+
+    def _apply_from_hub(self, message: Message) -> None:
+        self._from_hub = True
+        try:
+            replies = self._session.handle(message)
+        except (RemoteError, CrdtdocError) as exc:
+            log.error("the hub sent data this replica refuses", extra={"error": str(exc)})
+            self.last_error = f"hub sent invalid data: {exc}"
+            replies = []
+        finally:
+            self._from_hub = False
+        for reply in replies:
+            self._send(reply)
+
+    def _on_commit(self, update: bytes, local: bool) -> None:
+        if self._journal is not None:
+            self._journal.append(update, sync=local)
+            if self._journal.needs_compaction():
+                self._journal.compact(self.encode_update())
+        if not self._from_hub:  # local edits, and updates applied from elsewhere
+            self._send(encode_message(SyncUpdate(update)))
+        self._activity()
+
+    def _send(self, message: bytes) -> None:
+        self._call_in_loop(lambda: self._outbox.put(message) if self._outbox else None)
+
+    # -- the link (runs on the event loop) -------------------------------------------------
+
+    def _start_link(self) -> None:
+        self._wake_reconnect = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="crdtdoc-link")
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._closing:
+            try:
+                async with ws_connect(
+                    self._ws_url,
+                    additional_headers=self._headers,
+                    max_size=None,  # the hub bounds what it sends; a whole room can be large
+                    compression=None,
+                    open_timeout=self._open_timeout,
+                    proxy=None,
+                ) as ws:
+                    await self._serve(ws)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # refused, reset, timed out: all mean "retry later"
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.info("hub link down", extra={"url": self.url, "error": self.last_error})
+            if self._closing:
+                return
+            if self._session.synced:  # the link worked: start the backoff afresh
+                attempt = 0
+                self._session.synced = False
+            delay = self._backoff.delay(attempt)
+            attempt += 1
+            assert self._wake_reconnect is not None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake_reconnect.wait()
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        outbox = _Outbox(ws)
+        writer = asyncio.get_running_loop().create_task(outbox.run())
+        heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
+        self._outbox = outbox
+        self.connects += 1
+        try:
+            outbox.put(encode_message(encode_extension(Hello(self.agent))))
+            self._awareness_clock += 1  # above the "left" entry the hub wrote when we dropped
+            self._publish_presence()
+            for message in self._open_session():
+                outbox.put(message)
+            async for data in ws:
+                if isinstance(data, str):
+                    raise RemoteError("the hub sent a text frame; y-protocols messages are binary")
+                self._receive(data)
+            self.last_error = f"hub closed the connection: {ws.close_code} {ws.close_reason}"
+        except ConnectionClosed as exc:
+            self.last_error = f"connection closed: {exc}"
+        finally:
+            self._outbox = None
+            heartbeat.cancel()
+            writer.cancel()
+            self._presence.clear()
+            self._activity()
+            if ws.close_code in (1002, 1003, 1007, 1008, 1009):
+                log.warning(
+                    "the hub closed the link for a protocol reason",
+                    extra={"code": ws.close_code, "reason": ws.close_reason},
+                )
+
+    def _open_session(self) -> list[bytes]:
+        return self._session.open()
+
+    def _receive(self, data: bytes) -> None:
+        message = decode_message(data)
+        if isinstance(message, Extension):
+            ext = decode_extension(message)
+            if isinstance(ext, (Welcome, Durable)):
+                self._durable = ext.durable if isinstance(ext, Welcome) else ext.version
+                self._durable_from_hub = True
+                self._activity()
+        elif isinstance(message, Awareness):
+            self._receive_presence(message.data)
+        elif isinstance(message, QueryAwareness):
+            self._publish_presence(bump=False)
+        else:
+            self._deliver_sync(message)
+            self._activity()
+
+    def _receive_presence(self, data: bytes) -> None:
+        for entry in decode_awareness(data, max_state_bytes=MAX_PRESENCE_BYTES):
+            if entry.clock < self._presence_clocks.get(entry.client, -1):
+                continue
+            self._presence_clocks[entry.client] = entry.clock
+            if entry.removed:
+                self._presence.pop(entry.client, None)
+            else:
+                self._presence[entry.client] = parse_presence(entry.client, entry.state)
+
+    def _publish_presence(self, bump: bool = True, *, leaving: bool = False) -> None:
+        if self._outbox is None:
+            return
+        if bump:
+            self._awareness_clock += 1
+        state = "null" if leaving else presence_state(self.agent, self._status, self._task_name)
+        entry = AwarenessEntry(self.client_id, self._awareness_clock, state)
+        self._outbox.put(encode_message(Awareness(encode_awareness([entry]))))
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            self._publish_presence()
+
+    async def _stop_link(self) -> None:
+        self._closing = True
+        outbox = self._outbox
+        if outbox is not None:
+            self._publish_presence(leaving=True)
+            # Let the writer send what is queued (our last edits, the goodbye), briefly.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2.0):
+                    while outbox.messages and self._outbox is outbox:
+                        await asyncio.sleep(0.01)
+            with contextlib.suppress(Exception):
+                await outbox.ws.close(1000, "agent leaving")
+        if self._wake_reconnect is not None:
+            self._wake_reconnect.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        if self._journal is not None:
+            self._journal.close()
+
+    def _timeout_error(self, what: str, timeout: float) -> SyncTimeout:
+        state = (
+            "connected" if self.connected else f"not connected ({self.last_error or 'connecting'})"
+        )
+        return SyncTimeout(f"{what} within {timeout:g} s; the link to {self.url} is {state}")
+
+
+class ConnectedReplica(HubLink):
+    """A `Replica` synced with a hub room by a task on the running event loop.
+
+    Use `async with crdtdoc.connect(url, agent=...) as replica:`; every `Replica` method works as
+    usual, and the replica stays in sync in the background.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        agent: str,
+        *,
+        wait_synced: bool = True,
+        token: str | None = None,
+        client_id: int | None = None,
+        limits: ReplicaLimits | None = None,
+        state_file: str | None = None,
+        status: str = "active",
+        backoff: Backoff | None = None,
+        open_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(
+            url,
+            agent,
+            token=token,
+            client_id=client_id,
+            limits=limits,
+            state_file=state_file,
+            status=status,
+            backoff=backoff,
+            open_timeout=open_timeout,
+        )
+        self._wait_synced = wait_synced
+        self._changed: asyncio.Event | None = None
+
+    def _activity(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    async def __aenter__(self) -> ConnectedReplica:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Opens the link; with `wait_synced` (the default), waits for the first sync and raises
+        `NotConnected` if the hub cannot be reached within `open_timeout`."""
+        self._changed = asyncio.Event()
+        self._start_link()
+        if self._wait_synced:
+            try:
+                await self._wait_until(lambda: self.synced, self._open_timeout, "no sync")
+            except SyncTimeout:
+                await self.close()
+                raise NotConnected(
+                    f"cannot sync with {self.url} within {self._open_timeout:g} s "
+                    f"({self.last_error or 'no answer'}); pass wait_synced=False to start offline"
+                ) from None
+
+    async def close(self) -> None:
+        """Sends what is queued, says goodbye, and closes the link (the replica stays usable)."""
+        await self._stop_link()
+
+    async def flush(self, timeout: float = 30.0) -> Version:
+        """Returns once the hub has durably stored everything this replica holds now (every
+        local change made so far); returns the durable version. Raises `SyncTimeout`."""
+        target = self.version()
+        await self._wait_until(
+            lambda: target <= self._durable, timeout, "the hub did not confirm durable storage"
+        )
+        return self._durable
+
+    async def wait_for(self, version: Version | str, timeout: float | None = None) -> None:
+        """Returns once this replica has everything in `version` (a `Version` or its token)."""
+        target = Version.from_token(version) if isinstance(version, str) else version
+        await self._wait_until(
+            lambda: target <= self.version(),
+            timeout,
+            "this replica did not receive everything in that version",
+        )
+
+    async def _wait_until(
+        self, check: Callable[[], bool], timeout: float | None, what: str
+    ) -> None:
+        changed = self._changed
+        if changed is None:
+            raise NotConnected("the replica is not started: use `async with crdtdoc.connect(...)`")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not check():
+            changed.clear()
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise self._timeout_error(what, timeout or 0.0)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
+
+
+def connect(
+    url: str,
+    agent: str,
+    *,
+    token: str | None = None,
+    client_id: int | None = None,
+    state_file: str | None = None,
+    status: str = "active",
+    wait_synced: bool = True,
+    open_timeout: float = 10.0,
+    backoff: Backoff | None = None,
+    limits: ReplicaLimits | None = None,
+) -> ConnectedReplica:
+    """A replica of the room at `url` (`ws://HOST:PORT/<room>`) kept in sync with the hub.
+
+    `async with crdtdoc.connect(url, agent="alice") as replica:` syncs, then yields the replica.
+    `state_file` keeps local data on disk across a crash of the agent; `wait_synced=False` starts
+    without waiting for the hub (offline work is sent when the link comes up).
+    """
+    return ConnectedReplica(
+        url,
+        agent,
+        token=token,
+        client_id=client_id,
+        state_file=state_file,
+        status=status,
+        wait_synced=wait_synced,
+        open_timeout=open_timeout,
+        backoff=backoff,
+        limits=limits,
+    )

@@ -1,0 +1,76 @@
+"""y-protocols awareness updates (presence: who is here), decoded with bounds.
+
+An awareness update is a varuint count, then for each entry a varuint client id, a varuint clock
+and a JSON string (the literal `null` means "this client left"). The hub keeps the newest state of
+each client and relays updates, so it checks the JSON itself: a stock Yjs client would throw on a
+malformed state, and one bad peer must not break everyone else's presence.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from crdtdoc.encoding import Decoder, Encoder
+from crdtdoc.errors import InvalidMessage
+
+MAX_AWARENESS_ENTRIES = 1024
+"""Entries one awareness update may carry."""
+MAX_AWARENESS_CLIENT = 2**53 - 1
+MAX_AWARENESS_CLOCK = 2**53 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class AwarenessEntry:
+    """One client's presence state at `clock`; `state` is its JSON text (`"null"` when gone)."""
+
+    client: int
+    clock: int
+    state: str
+
+    @property
+    def removed(self) -> bool:
+        return self.state == "null"
+
+
+def decode_awareness(data: bytes, *, max_state_bytes: int) -> list[AwarenessEntry]:
+    """Parses an awareness update; raises `InvalidMessage` saying what is wrong."""
+    dec = Decoder(data, InvalidMessage)
+    count = dec.read_var_uint()
+    if count > MAX_AWARENESS_ENTRIES:
+        raise dec.fail(f"awareness update with {count} entries (at most {MAX_AWARENESS_ENTRIES})")
+    entries = []
+    for _ in range(count):
+        client = dec.read_var_uint()
+        clock = dec.read_var_uint()
+        if client > MAX_AWARENESS_CLIENT or clock > MAX_AWARENESS_CLOCK:
+            raise dec.fail("awareness client id or clock beyond 2**53")
+        start = dec.pos
+        state = dec.read_var_string()
+        if dec.pos - start > max_state_bytes:
+            raise dec.fail(
+                f"awareness state of client {client} is {dec.pos - start} bytes "
+                f"(the hub accepts at most {max_state_bytes})"
+            )
+        _check_json(dec, client, state)
+        entries.append(AwarenessEntry(client, clock, state))
+    if not dec.at_end():
+        raise dec.fail(f"{dec.remaining} trailing bytes after the awareness update")
+    return entries
+
+
+def _check_json(dec: Decoder, client: int, state: str) -> None:
+    try:
+        json.loads(state)
+    except (ValueError, RecursionError):
+        raise dec.fail(f"awareness state of client {client} is not valid JSON") from None
+
+
+def encode_awareness(entries: list[AwarenessEntry]) -> bytes:
+    enc = Encoder()
+    enc.write_var_uint(len(entries))
+    for entry in entries:
+        enc.write_var_uint(entry.client)
+        enc.write_var_uint(entry.clock)
+        enc.write_var_string(entry.state)
+    return enc.to_bytes()

@@ -1,0 +1,106 @@
+"""crdtdoc's extension messages: y-protocols message type 100 with a msgpack map as payload.
+
+A stock Yjs client never sees these: a crdtdoc client opts in by sending `Hello` first, and only
+then does the hub send it `Welcome` and, after every durable commit, `Durable` with the hub's
+durable version. Unknown keys are ignored (newer peers may add some); unknown types are refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from crdtdoc.errors import InvalidMessage, InvalidToken
+from crdtdoc.protocol.messages import Extension
+from crdtdoc.versions import Version
+
+PROTOCOL_VERSION = 1
+MAX_AGENT_NAME = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Client -> hub, first: "I speak crdtdoc's extensions; I am `agent`"."""
+
+    agent: str
+    protocol: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """Hub -> client, answering `Hello`: the room and what the hub has durably stored so far."""
+
+    room: str
+    durable: Version
+    protocol: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class Durable:
+    """Hub -> client after each durable commit: everything in `version` survives a hub crash."""
+
+    version: Version
+
+
+ExtensionMessage = Hello | Welcome | Durable
+
+
+def encode_extension(message: ExtensionMessage) -> Extension:
+    body: dict[str, Any]
+    if isinstance(message, Hello):
+        body = {"type": "hello", "protocol": message.protocol, "agent": message.agent}
+    elif isinstance(message, Welcome):
+        body = {
+            "type": "welcome",
+            "protocol": message.protocol,
+            "room": message.room,
+            "durable": message.durable.to_bytes(),
+        }
+    else:
+        body = {"type": "durable", "version": message.version.to_bytes()}
+    return Extension(msgpack.packb(body, use_bin_type=True))
+
+
+def decode_extension(message: Extension) -> ExtensionMessage:
+    """Parses an extension payload; raises `InvalidMessage` saying what is wrong."""
+    try:
+        body = msgpack.unpackb(message.payload, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types for bad bytes
+        raise InvalidMessage(f"extension message payload is not msgpack: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidMessage("extension message payload must be a msgpack map")
+    kind = body.get("type")
+    if kind == "hello":
+        agent = _field(body, "agent", str)
+        if not agent or len(agent) > MAX_AGENT_NAME:
+            raise InvalidMessage(f"hello: agent must be 1..{MAX_AGENT_NAME} characters")
+        return Hello(agent, _field(body, "protocol", int))
+    if kind == "welcome":
+        return Welcome(
+            _field(body, "room", str),
+            _version(body, "durable"),
+            _field(body, "protocol", int),
+        )
+    if kind == "durable":
+        return Durable(_version(body, "version"))
+    raise InvalidMessage(
+        f"unknown extension message type {kind!r} (known: hello, welcome, durable)"
+    )
+
+
+def _field(body: dict[str, Any], key: str, kind: type) -> Any:
+    value = body.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise InvalidMessage(
+            f"{body.get('type')}: field {key!r} must be {kind.__name__}, got {type(value).__name__}"
+        )
+    return value
+
+
+def _version(body: dict[str, Any], key: str) -> Version:
+    try:
+        return Version.from_bytes(_field(body, key, bytes))
+    except InvalidToken as exc:
+        raise InvalidMessage(f"{body.get('type')}: field {key!r} is not a version: {exc}") from None

@@ -1,0 +1,66 @@
+"""`HubConfig`: every limit and timing of the hub as one named setting with a documented default.
+
+Each field is also a `crdtdoc serve` flag (see `crdtdoc serve --help` and docs/HUB.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    db: str = "crdtdoc.db"
+    """SQLite file holding every room (created if missing)."""
+
+    max_message_bytes: int = 1024 * 1024
+    """Largest websocket message accepted; a bigger one closes the connection (1009)."""
+    max_connections: int = 1000
+    """Open websocket connections; more are refused with HTTP 503 until some close."""
+    max_rooms: int = 1000
+    """Rooms held in memory; idle ones are unloaded first, then new rooms are refused (1013)."""
+    max_awareness_bytes: int = 64 * 1024
+    """Largest single awareness (presence) state a client may publish."""
+    handshake_timeout: float = 10.0
+    """Seconds a client has to complete the websocket opening handshake."""
+    idle_timeout: float = 300.0
+    """Seconds a connection may stay silent (no message) before it is closed; 0 disables.
+    crdtdoc clients and y-websocket providers send presence every 15 s, so they never idle out."""
+    room_idle_seconds: float = 30.0
+    """Seconds a room with no connections stays in memory before it is unloaded."""
+    send_queue_messages: int = 1024
+    """Messages queued for one slow peer before the hub drops its queue and resyncs it."""
+    send_queue_bytes: int = 8 * 1024 * 1024
+    """Bytes queued for one slow peer before the hub drops its queue and resyncs it."""
+    send_timeout: float = 30.0
+    """Seconds one send to a peer may block (the peer is not reading) before it is disconnected."""
+    compact_log_updates: int = 1000
+    """Logged updates in a room before they are compacted into a snapshot, in the background."""
+    compact_log_bytes: int = 4 * 1024 * 1024
+    """Logged bytes in a room before they are compacted into a snapshot."""
+    synchronous: str = "full"
+    """SQLite `synchronous` setting: "full" survives power loss, "normal" survives a process
+    crash (SIGKILL) but may lose the last commits on power loss."""
+
+    def __post_init__(self) -> None:
+        if self.synchronous not in ("full", "normal"):
+            raise ValueError("synchronous must be 'full' or 'normal'")
+        for name in (
+            "max_message_bytes",
+            "max_connections",
+            "max_rooms",
+            "max_awareness_bytes",
+            "send_queue_messages",
+            "send_queue_bytes",
+            "compact_log_updates",
+            "compact_log_bytes",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        for name in ("handshake_timeout", "room_idle_seconds", "send_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.idle_timeout < 0:
+            raise ValueError("idle_timeout must be 0 (off) or positive")

@@ -1,0 +1,235 @@
+"""`Hub`: the websocket sync server. Rooms are URL paths; each connection joins one room.
+
+The hub owns the listening socket, the store's committer and the loaded rooms. It loads a room
+once, before anyone's message is handled (joiners of a cold room all wait for the same load),
+unloads rooms that stay empty, and shuts down gracefully: stop accepting, close every connection
+with 1001, write what is queued, close the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from http import HTTPStatus
+from urllib.parse import unquote, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from crdtdoc.errors import CrdtdocError, RemoteError
+from server.config import HubConfig
+from server.peer import Peer, close_reason
+from server.room import Room
+from server.store import Committer, SqliteStore
+
+log = logging.getLogger("crdtdoc.hub")
+
+MAX_ROOM_NAME = 256
+
+
+class RoomUnavailable(CrdtdocError):
+    """A room could not be opened (too many rooms, or its stored data is unreadable)."""
+
+    def __init__(self, message: str, close_code: int) -> None:
+        super().__init__(message)
+        self.close_code = close_code
+
+
+def room_name(path: str) -> str:
+    """The room a request path names (`/<room>?query`); raises `RemoteError` if it names none."""
+    name = unquote(urlsplit(path).path).strip("/")
+    if not name:
+        raise RemoteError("no room in the URL: connect to ws://HOST:PORT/<room>")
+    if len(name) > MAX_ROOM_NAME or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise RemoteError(f"room names are 1..{MAX_ROOM_NAME} printable characters")
+    return name
+
+
+class Hub:
+    """Serves rooms over websockets until `close()`."""
+
+    def __init__(self, config: HubConfig | None = None) -> None:
+        self.config = config or HubConfig()
+        self.rooms: dict[str, Room] = {}
+        self._loading: dict[str, asyncio.Task[Room]] = {}
+        self._server: Server | None = None
+        self._committer: Committer | None = None
+        self._janitor: asyncio.Task[None] | None = None
+        self.connections = 0
+        self.started = time.time()
+
+    @property
+    def committer(self) -> Committer:
+        if self._committer is None:
+            raise CrdtdocError("the hub is not started")
+        return self._committer
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise CrdtdocError("the hub is not started")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.config.host}:{self.port}"
+
+    async def start(self) -> None:
+        config = self.config
+        loop = asyncio.get_running_loop()
+        store = await loop.run_in_executor(
+            None, lambda: SqliteStore(config.db, synchronous=config.synchronous)
+        )
+        self._committer = Committer(store)
+        self._committer.start()
+        self._server = await serve(
+            self._serve_connection,
+            config.host,
+            config.port,
+            process_request=self._process_request,
+            max_size=config.max_message_bytes,
+            open_timeout=config.handshake_timeout,
+            compression=None,  # messages are encoded once for all peers; deflate would redo it
+            max_queue=64,
+            server_header="crdtdoc",
+        )
+        self._janitor = loop.create_task(self._unload_idle_rooms(), name="room-janitor")
+        log.info("hub listening", extra={"url": self.url, "db": config.db})
+
+    async def close(self) -> None:
+        """Stops accepting, closes every connection (1001), writes what is queued."""
+        if self._janitor is not None:
+            self._janitor.cancel()
+        if self._server is not None:
+            self._server.close(code=1001, reason="hub shutting down")
+            await self._server.wait_closed()
+        if self._committer is not None:
+            await self._committer.close()
+        log.info("hub stopped")
+
+    async def __aenter__(self) -> Hub:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- HTTP and websocket entry ----------------------------------------------------------
+
+    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if path == "/healthz":
+            return ws.respond(HTTPStatus.OK, "ok\n")
+        if self.connections >= self.config.max_connections:
+            return ws.respond(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                f"the hub serves at most {self.config.max_connections} connections; retry later\n",
+            )
+        return None
+
+    async def _serve_connection(self, ws: ServerConnection) -> None:
+        self.connections += 1
+        remote = "{}:{}".format(*ws.remote_address[:2]) if ws.remote_address else "?"
+        try:
+            try:
+                name = room_name(ws.request.path if ws.request else "")
+                room = await self._room(name)
+            except RemoteError as exc:
+                await ws.close(exc.close_code, close_reason(str(exc)))
+                return
+            except RoomUnavailable as exc:
+                await ws.close(exc.close_code, close_reason(str(exc)))
+                return
+            peer = Peer(ws, self.config, remote)
+            writer = asyncio.get_running_loop().create_task(peer.run_writer())
+            room.join(peer)
+            log.info("peer joined", extra={"room": name, "peer": remote})
+            try:
+                await self._read(ws, room, peer)
+            finally:
+                room.leave(peer)
+                writer.cancel()
+                log.info("peer left", extra={"room": name, "peer": remote})
+        finally:
+            self.connections -= 1
+
+    async def _read(self, ws: ServerConnection, room: Room, peer: Peer) -> None:
+        idle = self.config.idle_timeout or None
+        while True:
+            try:
+                async with asyncio.timeout(idle):
+                    data = await ws.recv()
+            except TimeoutError:
+                await ws.close(1000, f"idle for {idle:g} s; reconnect when there is work")
+                return
+            except ConnectionClosed:
+                return
+            if isinstance(data, str):
+                await ws.close(1003, "y-protocols messages are binary frames")
+                return
+            try:
+                room.receive(peer, data)
+            except RemoteError as exc:
+                log.info(
+                    "refused a message",
+                    extra={"room": room.name, "peer": peer.remote, "reason": str(exc)},
+                )
+                await ws.close(exc.close_code, close_reason(str(exc)))
+                return
+
+    # -- rooms -----------------------------------------------------------------------------
+
+    async def _room(self, name: str) -> Room:
+        """The loaded room `name`; joiners of a cold room all await one load."""
+        room = self.rooms.get(name)
+        if room is not None:
+            return room
+        task = self._loading.get(name)
+        if task is None:
+            if len(self.rooms) + len(self._loading) >= self.config.max_rooms:
+                self._unload(force=True)
+                if len(self.rooms) + len(self._loading) >= self.config.max_rooms:
+                    raise RoomUnavailable(
+                        f"the hub holds at most {self.config.max_rooms} rooms in memory and all "
+                        "are in use; retry later",
+                        1013,
+                    )
+            task = asyncio.get_running_loop().create_task(self._load(name))
+            self._loading[name] = task
+        return await asyncio.shield(task)
+
+    async def _load(self, name: str) -> Room:
+        try:
+            stored = await self.committer.run_blocking(lambda: self.committer.store.load(name))
+            room = Room(name, self.committer, self.config)
+            room.restore(stored)
+        except CrdtdocError as exc:
+            log.error("cannot load room", extra={"room": name, "error": str(exc)})
+            raise RoomUnavailable(f"room {name!r} cannot be loaded: {exc}", 1011) from None
+        finally:
+            self._loading.pop(name, None)
+        self.rooms[name] = room
+        log.info("room loaded", extra={"room": name, "updates": len(stored.updates)})
+        return room
+
+    def _unload(self, force: bool = False) -> None:
+        """Drops rooms with no peers whose writes are all durable (idle long enough, or any
+        such room when `force`)."""
+        now = time.monotonic()
+        for name, room in list(self.rooms.items()):
+            if room.peers or not room.fully_durable:
+                continue
+            if force or now - room.last_active >= self.config.room_idle_seconds:
+                del self.rooms[name]
+                log.info("room unloaded", extra={"room": name})
+
+    async def _unload_idle_rooms(self) -> None:
+        period = min(5.0, self.config.room_idle_seconds / 2)
+        while True:
+            await asyncio.sleep(period)
+            with contextlib.suppress(Exception):
+                self._unload()

@@ -1,0 +1,128 @@
+"""`Peer`: one websocket connection in one room, with a bounded send queue and its own writer.
+
+The room never awaits a peer: it enqueues messages (already encoded, shared by every peer) and
+moves on. A peer whose queue overflows has the queue dropped and is resynced with one message
+computed when its writer gets to it (the room's whole state, which covers everything dropped); a
+peer whose single send blocks longer than `send_timeout` is not reading and is disconnected. So a
+slow or stuck client costs the hub a bounded amount of memory and never delays the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+
+from websockets.asyncio.server import ServerConnection
+
+from server.config import HubConfig
+
+log = logging.getLogger("crdtdoc.hub.peer")
+
+MAX_CLOSE_REASON = 123  # bytes, per RFC 6455
+
+
+def close_reason(text: str) -> str:
+    """`text` cut to what a websocket close frame can carry (123 UTF-8 bytes)."""
+    data = text.encode()
+    if len(data) <= MAX_CLOSE_REASON:
+        return text
+    return data[: MAX_CLOSE_REASON - 3].decode(errors="ignore") + "..."
+
+
+class Peer:
+    """A connection's presence in a room: what to send it, and what it announced."""
+
+    def __init__(self, ws: ServerConnection, config: HubConfig, remote: str = "") -> None:
+        self.ws = ws
+        self.remote = remote
+        self.extensions = False  # sent crdtdoc's Hello: may receive extension messages
+        self.agent: str | None = None
+        self.awareness_clients: set[int] = set()  # awareness client ids this peer published
+        self.resync: Callable[[Peer], list[bytes]] | None = None  # set by the room
+        self.resyncs = 0
+        self._max_messages = config.send_queue_messages
+        self._max_bytes = config.send_queue_bytes
+        self._send_timeout = config.send_timeout
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._needs_resync = False
+        self._ready = asyncio.Event()
+        self._closed = False
+
+    @property
+    def queued(self) -> tuple[int, int]:
+        """(messages, bytes) waiting to be sent."""
+        return len(self._queue), self._queued_bytes
+
+    def send(self, message: bytes) -> None:
+        """Queues `message` without waiting; overflow turns into a resync, never into memory."""
+        if self._closed or self._needs_resync:
+            return  # a pending resync already covers everything sent from now until it runs
+        if (
+            len(self._queue) >= self._max_messages
+            or self._queued_bytes + len(message) > self._max_bytes
+        ):
+            log.info(
+                "peer not keeping up: queue dropped, resync scheduled",
+                extra={"peer": self.remote, "queued": len(self._queue)},
+            )
+            self._queue.clear()
+            self._queued_bytes = 0
+            self._needs_resync = True
+            self.resyncs += 1
+        else:
+            self._queue.append(message)
+            self._queued_bytes += len(message)
+        self._ready.set()
+
+    async def run_writer(self) -> None:
+        """Sends queued messages until the connection closes."""
+        ws = self.ws
+        try:
+            while True:
+                await self._ready.wait()
+                self._ready.clear()
+                while self._queue or self._needs_resync:
+                    if self._needs_resync:
+                        # Computed now, so it includes everything committed up to this moment;
+                        # messages queued after this point are sent normally.
+                        self._needs_resync = False
+                        batch = self.resync(self) if self.resync is not None else []
+                    else:
+                        message = self._queue.popleft()
+                        self._queued_bytes -= len(message)
+                        batch = [message]
+                    for message in batch:
+                        try:
+                            async with asyncio.timeout(self._send_timeout):
+                                await ws.send(message)
+                        except TimeoutError:
+                            log.warning(
+                                "peer stopped reading: disconnected",
+                                extra={"peer": self.remote, "timeout": self._send_timeout},
+                            )
+                            self.close_soon(1013, "not reading messages; reconnect to resync")
+                            return
+        except Exception:  # the connection closed under us: the handler cleans up
+            return
+        finally:
+            self._closed = True
+
+    def close_soon(self, code: int, reason: str) -> None:
+        """Closes the connection in the background (never blocks the room)."""
+        self._closed = True
+        self._queue.clear()
+        self._queued_bytes = 0
+        task = asyncio.get_running_loop().create_task(self._close(code, close_reason(reason)))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close(code, reason)
+
+
+_background: set[asyncio.Task[None]] = set()

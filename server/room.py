@@ -1,0 +1,242 @@
+"""`Room`: one shared document on the hub: its replica, its peers, presence and durability.
+
+Every update a peer sends goes through the room's `Replica`, which validates it and holds it until
+its dependencies are present. What the replica commits is appended to the store's log, fanned out
+to the other peers (each message encoded once for all), and, once the store has committed it,
+acknowledged to crdtdoc clients with the room's durable version.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from crdtdoc.errors import CrdtdocError, InvalidMessage, PendingLimitExceeded, ReplicaRebuilt
+from crdtdoc.protocol.awareness import AwarenessEntry, decode_awareness, encode_awareness
+from crdtdoc.protocol.extension import (
+    Durable,
+    Hello,
+    Welcome,
+    decode_extension,
+    encode_extension,
+)
+from crdtdoc.protocol.messages import (
+    Awareness,
+    Extension,
+    QueryAwareness,
+    SyncStep2,
+    SyncUpdate,
+    decode_message,
+    encode_message,
+)
+from crdtdoc.protocol.session import SyncSession
+from crdtdoc.replica import Replica, ReplicaLimits
+from crdtdoc.versions import Version
+from server.config import HubConfig
+from server.peer import Peer
+from server.store import Committer, StoredRoom
+
+log = logging.getLogger("crdtdoc.hub.room")
+
+MAX_AWARENESS_CLIENTS_PER_PEER = 16
+"""Awareness client ids one connection may publish (a Yjs provider uses one)."""
+
+HUB_LIMITS = ReplicaLimits(max_pending_updates=10_000, max_pending_bytes=32 * 1024 * 1024)
+
+
+class Room:
+    """A loaded room. All methods run on the hub's event loop; none of them awaits."""
+
+    def __init__(self, name: str, committer: Committer, config: HubConfig) -> None:
+        self.name = name
+        self.replica = Replica(agent="hub", limits=HUB_LIMITS)
+        self.peers: dict[Peer, SyncSession] = {}
+        self.awareness: dict[int, AwarenessEntry] = {}
+        self.durable = Version()
+        self.last_active = time.monotonic()
+        self.updates_in = 0
+        self._committer = committer
+        self._config = config
+        self._seq = 0  # log position of the last committed update
+        self._durable_seq = 0
+        self._log_updates = 0  # log entries (and bytes) since the last snapshot
+        self._log_bytes = 0
+        self._origin: tuple[Peer, bytes] | None = None
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def restore(self, stored: StoredRoom) -> None:
+        """Rebuilds the room from the store; raises `CrdtdocError` if stored data is invalid."""
+        if stored.snapshot is not None:
+            self.replica.apply_update(stored.snapshot)
+        for update in stored.updates:
+            self.replica.apply_update(update)
+        if self.replica.pending():
+            raise CrdtdocError(
+                f"room {self.name!r}: the stored log misses data its updates depend on"
+            )
+        self._seq = self._durable_seq = stored.last_seq
+        self._log_updates = len(stored.updates)
+        self._log_bytes = sum(len(u) for u in stored.updates)
+        self.durable = self.replica.version()
+        self.replica.on_update(self._on_commit)
+
+    @property
+    def fully_durable(self) -> bool:
+        return self._durable_seq == self._seq
+
+    # -- peers -----------------------------------------------------------------------------
+
+    def join(self, peer: Peer) -> None:
+        session = SyncSession(self.replica)
+        self.peers[peer] = session
+        peer.resync = self._resync_messages
+        self.last_active = time.monotonic()
+        for message in session.open():  # our state vector: the peer answers with what we lack
+            peer.send(message)
+        if self._present():
+            peer.send(self._awareness_message(self._present()))
+
+    def leave(self, peer: Peer) -> None:
+        if self.peers.pop(peer, None) is None:
+            return
+        self.last_active = time.monotonic()
+        gone = []
+        for client in peer.awareness_clients:
+            entry = self.awareness.get(client)
+            if entry is not None and not entry.removed:
+                gone.append(AwarenessEntry(client, entry.clock + 1, "null"))
+                self.awareness[client] = gone[-1]
+        if gone:
+            self._broadcast(self._awareness_message(gone), exclude=peer)
+
+    def receive(self, peer: Peer, data: bytes) -> None:
+        """Handles one message from `peer`. Raises `RemoteError` (close the connection) for bad
+        input; the room itself is unharmed: nothing invalid was applied or stored."""
+        self.last_active = time.monotonic()
+        message = decode_message(data)
+        if isinstance(message, Awareness):
+            self._receive_awareness(peer, message.data)
+        elif isinstance(message, QueryAwareness):
+            if self._present():
+                peer.send(self._awareness_message(self._present()))
+        elif isinstance(message, Extension):
+            self._receive_extension(peer, message)
+        elif isinstance(message, (SyncStep2, SyncUpdate)):
+            self.updates_in += 1
+            self._origin = (peer, message.update)
+            try:
+                replies = self.peers[peer].handle(message)
+            except ReplicaRebuilt as exc:
+                raise InvalidMessage(f"update refused by the CRDT engine: {exc}") from None
+            except PendingLimitExceeded:
+                replies = [self.peers[peer].step1()]
+            finally:
+                self._origin = None
+            for reply in replies:
+                peer.send(reply)
+        else:
+            for reply in self.peers[peer].handle(message):  # sync step 1: answer with step 2
+                peer.send(reply)
+
+    def _receive_extension(self, peer: Peer, message: Extension) -> None:
+        ext = decode_extension(message)
+        if not isinstance(ext, Hello):
+            raise InvalidMessage(f"clients may not send {type(ext).__name__} messages")
+        peer.extensions = True
+        peer.agent = ext.agent
+        peer.send(encode_message(encode_extension(Welcome(self.name, self.durable))))
+
+    def _receive_awareness(self, peer: Peer, data: bytes) -> None:
+        entries = decode_awareness(data, max_state_bytes=self._config.max_awareness_bytes)
+        accepted = []
+        for entry in entries:
+            current = self.awareness.get(entry.client)
+            if (
+                current is not None
+                and not current.removed
+                and entry.client not in peer.awareness_clients
+            ):
+                continue  # another connection's presence: not this peer's to change
+            if current is not None and not (
+                entry.clock > current.clock
+                or (entry.clock == current.clock and entry.removed and not current.removed)
+            ):
+                continue  # stale
+            if entry.removed:
+                peer.awareness_clients.discard(entry.client)
+            else:
+                if (
+                    entry.client not in peer.awareness_clients
+                    and len(peer.awareness_clients) >= MAX_AWARENESS_CLIENTS_PER_PEER
+                ):
+                    raise InvalidMessage(
+                        f"a connection may publish presence for at most "
+                        f"{MAX_AWARENESS_CLIENTS_PER_PEER} client ids"
+                    )
+                peer.awareness_clients.add(entry.client)
+            self.awareness[entry.client] = entry
+            accepted.append(entry)
+        if accepted:
+            self._broadcast(self._awareness_message(accepted), exclude=peer)
+
+    def _present(self) -> list[AwarenessEntry]:
+        return [e for e in self.awareness.values() if not e.removed]
+
+    @staticmethod
+    def _awareness_message(entries: list[AwarenessEntry]) -> bytes:
+        return encode_message(Awareness(encode_awareness(entries)))
+
+    def _resync_messages(self, peer: Peer) -> list[bytes]:
+        """What a peer whose queue was dropped needs: the whole state, presence, durability."""
+        messages = [encode_message(SyncUpdate(self.replica.encode_update()))]
+        if self._present():
+            messages.append(self._awareness_message(self._present()))
+        if peer.extensions:
+            messages.append(encode_message(encode_extension(Durable(self.durable))))
+        return messages
+
+    def _broadcast(self, message: bytes, exclude: Peer | None = None) -> None:
+        for peer in self.peers:
+            if peer is not exclude:
+                peer.send(message)
+
+    # -- commits and durability ------------------------------------------------------------
+
+    def _on_commit(self, update: bytes, local: bool) -> None:
+        """The replica committed `update`: log it, fan it out (encoded once), maybe compact."""
+        self._seq += 1
+        self._committer.append(self.name, self._seq, update, self._taken)
+        self._log_updates += 1
+        self._log_bytes += len(update)
+        origin = self._origin
+        exclude = origin[0] if origin is not None and origin[1] == update else None
+        self._broadcast(encode_message(SyncUpdate(update)), exclude=exclude)
+        if (
+            self._log_updates >= self._config.compact_log_updates
+            or self._log_bytes >= self._config.compact_log_bytes
+        ):
+            self.compact()
+
+    def compact(self) -> None:
+        """Queues a snapshot replacing the log so far (written in the background, atomically)."""
+        if self._log_updates == 0:
+            return
+        self._committer.compact(self.name, self._seq, self.replica.encode_update(), self._taken)
+        self._log_updates = 0
+        self._log_bytes = 0
+
+    def _taken(self) -> Callable[[], None]:
+        """The store took this room's writes into a transaction: remember what they cover."""
+        version, seq = self.replica.version(), self._seq
+
+        def durable() -> None:
+            self._durable_seq = max(self._durable_seq, seq)
+            self.durable = version
+            message = encode_message(encode_extension(Durable(version)))
+            for peer in self.peers:
+                if peer.extensions:
+                    peer.send(message)
+
+        return durable

@@ -1,0 +1,22 @@
+"""`crdtdoc serve`: run a hub until SIGTERM or SIGINT, then shut down gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from server.config import HubConfig
+from server.hub import Hub
+
+
+async def serve(config: HubConfig) -> None:
+    """Runs the hub; prints `crdtdoc hub listening on ws://HOST:PORT` once it accepts."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with Hub(config) as hub:
+        print(f"crdtdoc hub listening on {hub.url} (database {config.db})", flush=True)
+        await stop.wait()
+        print("crdtdoc hub shutting down", file=sys.stderr, flush=True)

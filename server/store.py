@@ -1,0 +1,237 @@
+"""Durable room storage on SQLite (WAL): an append-only update log plus one snapshot per room.
+
+`SqliteStore` is blocking and owned by one thread; `Committer` is its asyncio face. Rooms hand the
+committer each update they commit (`append`) and, now and then, a snapshot of their whole state
+(`compact`); the committer writes whatever has accumulated in one SQLite transaction (group commit)
+on its own thread, then tells each room which of its updates are durable. A snapshot and the
+deletion of the log entries it covers are one transaction, queued behind every append it covers,
+so compaction never loses a write and a crash at any instant leaves either the old log or the new
+snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeVar
+
+from crdtdoc.errors import StorageError
+
+log = logging.getLogger("crdtdoc.hub.store")
+
+SCHEMA_VERSION = 1
+_PUT_SNAPSHOT = "INSERT OR REPLACE INTO snapshots(room, seq, data) VALUES (?, ?, ?)"
+_T = TypeVar("_T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS updates (
+    room TEXT NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (room, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshots (
+    room TEXT PRIMARY KEY, seq INTEGER NOT NULL, data BLOB NOT NULL
+);
+"""
+
+
+@dataclass
+class StoredRoom:
+    """A room as stored: its snapshot (covering log entries up to `snapshot_seq`) and the log
+    entries after it, in order."""
+
+    snapshot: bytes | None = None
+    snapshot_seq: int = 0
+    updates: list[bytes] = field(default_factory=list)
+    last_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    room: str
+    seq: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Compact:
+    """Replace the room's snapshot with `data`, which covers every log entry up to `seq`."""
+
+    room: str
+    seq: int
+    data: bytes
+
+
+Write = Append | Compact
+
+
+class SqliteStore:
+    """Blocking SQLite access. Use from one thread only (the committer's)."""
+
+    def __init__(self, path: str, *, synchronous: str = "full") -> None:
+        self.path = path
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if row is None:
+                self._db.execute(
+                    "INSERT INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+                )
+            elif row[0] != str(SCHEMA_VERSION):
+                raise StorageError(
+                    f"{path} uses storage schema {row[0]}; this crdtdoc reads schema "
+                    f"{SCHEMA_VERSION}"
+                )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the hub database {path}: {exc}") from None
+
+    def load(self, room: str) -> StoredRoom:
+        try:
+            stored = StoredRoom()
+            row = self._db.execute(
+                "SELECT seq, data FROM snapshots WHERE room = ?", (room,)
+            ).fetchone()
+            if row is not None:
+                stored.snapshot_seq, stored.snapshot = row[0], bytes(row[1])
+            stored.last_seq = stored.snapshot_seq
+            for seq, data in self._db.execute(
+                "SELECT seq, data FROM updates WHERE room = ? AND seq > ? ORDER BY seq",
+                (room, stored.snapshot_seq),
+            ):
+                stored.updates.append(bytes(data))
+                stored.last_seq = seq
+            return stored
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read room {room!r} from {self.path}: {exc}") from None
+
+    def commit(self, writes: list[Write]) -> None:
+        """Writes everything in one transaction (all or nothing)."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                appends = [(w.room, w.seq, w.data) for w in writes if isinstance(w, Append)]
+                if len(appends) == len(writes):
+                    db.executemany("INSERT INTO updates(room, seq, data) VALUES (?, ?, ?)", appends)
+                else:
+                    for w in writes:
+                        if isinstance(w, Append):
+                            db.execute(
+                                "INSERT INTO updates(room, seq, data) VALUES (?, ?, ?)",
+                                (w.room, w.seq, w.data),
+                            )
+                        else:
+                            db.execute(_PUT_SNAPSHOT, (w.room, w.seq, w.data))
+                            db.execute(
+                                "DELETE FROM updates WHERE room = ? AND seq <= ?", (w.room, w.seq)
+                            )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot write to {self.path}: {exc}") from None
+
+    def rooms(self) -> list[str]:
+        rows = self._db.execute(
+            "SELECT room FROM snapshots UNION SELECT DISTINCT room FROM updates ORDER BY 1"
+        )
+        return [r[0] for r in rows]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+DurableCallback = Callable[[], Callable[[], None]]
+"""Called when a room's writes are taken into a batch; returns what to call once it commits."""
+
+
+class Committer:
+    """Group commit: writes accumulate while a transaction runs, then go in the next one."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crdtdoc-store")
+        self._writes: list[Write] = []
+        self._rooms: dict[str, DurableCallback] = {}
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.commits = 0
+        self.commit_seconds = 0.0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="committer")
+
+    async def run_blocking(self, fn: Callable[[], _T]) -> _T:
+        """Runs `fn` on the store's thread (reads go there too: one connection, one thread)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def append(self, room: str, seq: int, data: bytes, on_taken: DurableCallback) -> None:
+        self._add(Append(room, seq, data), on_taken)
+
+    def compact(self, room: str, seq: int, data: bytes, on_taken: DurableCallback) -> None:
+        self._add(Compact(room, seq, data), on_taken)
+
+    def _add(self, write: Write, on_taken: DurableCallback) -> None:
+        if self._closing and self._task is None:
+            raise StorageError("the hub's store is closed")
+        self._writes.append(write)
+        self._rooms[write.room] = on_taken
+        self._idle.clear()
+        self._wakeup.set()
+
+    async def drained(self) -> None:
+        """Returns once everything handed over so far is durable."""
+        await self._idle.wait()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if not self._writes:
+                if self._closing:
+                    return
+                continue
+            writes, self._writes = self._writes, []
+            callbacks = [taken() for taken in self._rooms.values()]
+            self._rooms = {}
+            started = time.perf_counter()
+            while True:
+                try:
+                    await self.run_blocking(partial(self.store.commit, writes))
+                    break
+                except StorageError as exc:  # disk full, locked...: keep the data, retry
+                    log.error("store commit failed, retrying in 1 s", extra={"error": str(exc)})
+                    await asyncio.sleep(1.0)
+            self.commits += 1
+            self.commit_seconds += time.perf_counter() - started
+            for done in callbacks:
+                done()
+            if not self._writes:
+                self._idle.set()
+                if self._closing:
+                    return
+            else:
+                self._wakeup.set()
+
+    async def close(self) -> None:
+        """Writes what is queued, then stops and closes the database."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        await self.run_blocking(self.store.close)
+        self._executor.shutdown(wait=True)
