@@ -6,6 +6,7 @@ concurrent edits converge without locks and `Version`s say what each replica has
 
 from crdtdoc.artifacts import Document, SharedMap
 from crdtdoc.changes import Change
+from crdtdoc.client.blocking import BlockingReplica, connect_blocking
 from crdtdoc.client.connection import ConnectedReplica, connect
 from crdtdoc.client.presence import Presence
 from crdtdoc.errors import (
@@ -28,6 +29,7 @@ from crdtdoc.versions import Order, Version
 __version__ = "0.1.0"
 
 __all__ = [
+    "BlockingReplica",
     "Change",
     "ConnectedReplica",
     "CrdtdocError",
@@ -51,4 +53,5 @@ __all__ = [
     "SyncTimeout",
     "Version",
     "connect",
+    "connect_blocking",
 ]

@@ -173,6 +173,7 @@ class Replica:
             raise CrdtdocError("an artifact name must be a non-empty str")
         if name in INTERNAL_ROOTS:
             raise CrdtdocError(f"{name!r} is reserved for crdtdoc's own bookkeeping")
+        self._sync_point()
         declared = self._root_kinds.setdefault(name, kind)
         if declared is not kind:
             # pycrdt would silently hand out a second view of another type on the same root.
@@ -191,6 +192,7 @@ class Replica:
         As in Yjs there is no rollback: if the block raises, what it changed before raising is
         committed (and announced); the exception then propagates.
         """
+        self._sync_point()
         if self._txn_depth:
             self._txn_depth += 1
             try:
@@ -386,6 +388,7 @@ class Replica:
 
     def version(self) -> Version:
         """What this replica has applied: state vector plus delete set (buffered data excluded)."""
+        self._sync_point()
         return Version(self._state, IdSet(self._deleted.ranges))
 
     def state_vector(self) -> bytes:
@@ -398,6 +401,7 @@ class Replica:
         `since` is a `Version`, an encoded state vector, or None for everything. Deletions are
         always included in full, as in Yjs.
         """
+        self._sync_point()
         if since is None:
             return self._doc.get_update()
         if isinstance(since, Version):
@@ -409,6 +413,7 @@ class Replica:
 
     def changes_since(self, since: Version | str | None = None) -> list[Change]:
         """What changed since `since` (a Version or token), by artifact and agent."""
+        self._sync_point()
         from crdtdoc.changes import changes_between
 
         if isinstance(since, str):
@@ -423,6 +428,10 @@ class Replica:
             if key.isdigit() and isinstance(value, str):
                 names[int(key)] = value
         return names
+
+    def _sync_point(self) -> None:
+        """Called as a public method starts using the document; a subclass that receives data
+        on another thread applies it here, in the owning thread (see `BlockingReplica`)."""
 
     # -- change notifications --------------------------------------------------------------
 

@@ -10,7 +10,6 @@ slow or stuck client costs the hub a bounded amount of memory and never delays t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -22,6 +21,8 @@ from server.config import HubConfig
 log = logging.getLogger("crdtdoc.hub.peer")
 
 MAX_CLOSE_REASON = 123  # bytes, per RFC 6455
+CLOSE_TIMEOUT = 1.0
+"""Seconds to wait for a closing handshake with a peer that stopped reading before dropping it."""
 
 
 def close_reason(text: str) -> str:
@@ -121,8 +122,11 @@ class Peer:
         task.add_done_callback(_background.discard)
 
     async def _close(self, code: int, reason: str) -> None:
-        with contextlib.suppress(Exception):
-            await self.ws.close(code, reason)
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self.ws.close(code, reason)
+        except Exception:  # the close frame cannot get through a peer that does not read
+            self.ws.transport.abort()
 
 
 _background: set[asyncio.Task[None]] = set()

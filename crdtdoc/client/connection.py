@@ -170,7 +170,7 @@ class HubLink(Replica):
     def peers(self) -> list[Presence]:
         """Everyone else present in the room, from their awareness states."""
         return sorted(
-            (p for cid, p in self._presence.items() if cid != self.client_id),
+            (p for cid, p in list(self._presence.items()) if cid != self.client_id),
             key=lambda p: (p.agent or "", p.client_id),
         )
 
@@ -351,8 +351,11 @@ class HubLink(Replica):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
+
+    def _close_journal(self) -> None:
         if self._journal is not None:
             self._journal.close()
+            self._journal = None
 
     def _timeout_error(self, what: str, timeout: float) -> SyncTimeout:
         state = (
@@ -425,6 +428,7 @@ class ConnectedReplica(HubLink):
     async def close(self) -> None:
         """Sends what is queued, says goodbye, and closes the link (the replica stays usable)."""
         await self._stop_link()
+        self._close_journal()
 
     async def flush(self, timeout: float = 30.0) -> Version:
         """Returns once the hub has durably stored everything this replica holds now (every

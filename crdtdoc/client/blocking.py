@@ -1,0 +1,167 @@
+"""`BlockingReplica`: the connected replica for agents that are plain (non-async) scripts.
+
+The websocket link runs on an event loop in a background thread; the replica itself stays in the
+caller's thread, because a pycrdt document must not be used from two threads at once. Updates
+from the hub wait in an inbox and are applied whenever the caller uses the replica (any artifact
+call, `version()`, `transaction()`...), and in `flush`, `wait_for` and `poll`. So a script sees
+its peers' changes the moment it looks, and nothing changes under it while it reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+from crdtdoc.client.backoff import Backoff
+from crdtdoc.client.connection import HubLink
+from crdtdoc.errors import NotConnected
+from crdtdoc.protocol.messages import Message
+from crdtdoc.replica import ReplicaLimits
+from crdtdoc.versions import Version
+
+
+class BlockingReplica(HubLink):
+    """A `Replica` synced with a hub room, for synchronous code (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        agent: str,
+        *,
+        token: str | None = None,
+        client_id: int | None = None,
+        limits: ReplicaLimits | None = None,
+        state_file: str | None = None,
+        status: str = "active",
+        backoff: Backoff | None = None,
+        open_timeout: float = 10.0,
+        wait_synced: bool = True,
+    ) -> None:
+        self._owner = threading.get_ident()
+        self._inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
+        self._arrived = threading.Event()
+        self._pumping = False
+        self._loop = asyncio.new_event_loop()
+        super().__init__(
+            url,
+            agent,
+            token=token,
+            client_id=client_id,
+            limits=limits,
+            state_file=state_file,
+            status=status,
+            backoff=backoff,
+            open_timeout=open_timeout,
+        )
+        self._thread = threading.Thread(target=self._run_loop, name="crdtdoc-link", daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result()
+        if wait_synced:
+            try:
+                self._wait_until(lambda: self.synced, open_timeout, "no sync")
+            except TimeoutError:
+                self.close()
+                raise NotConnected(
+                    f"cannot sync with {url} within {open_timeout:g} s "
+                    f"({self.last_error or 'no answer'}); pass wait_synced=False to start offline"
+                ) from None
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_forever()
+
+    async def _start(self) -> None:
+        self._start_link()
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    def _deliver_sync(self, message: Message) -> None:
+        self._inbox.put(message)
+
+    def _call_in_loop(self, fn: Callable[[], object]) -> None:
+        if threading.get_ident() == self._thread.ident:
+            fn()
+        elif not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(fn)
+
+    def _activity(self) -> None:
+        self._arrived.set()
+
+    def _sync_point(self) -> None:
+        if self._pumping or self._txn_depth or threading.get_ident() != self._owner:
+            return
+        self._pumping = True
+        try:
+            while True:
+                try:
+                    message = self._inbox.get_nowait()
+                except queue.Empty:
+                    return
+                self._apply_from_hub(message)
+        finally:
+            self._pumping = False
+
+    # -- the blocking API ------------------------------------------------------------------
+
+    def poll(self) -> None:
+        """Applies whatever the hub has sent so far (every other call does this too)."""
+        self._sync_point()
+
+    def flush(self, timeout: float = 30.0) -> Version:
+        """Returns once the hub has durably stored everything this replica holds now; returns
+        the durable version. Raises `SyncTimeout`."""
+        target = self.version()
+        self._wait_until(
+            lambda: target <= self._durable, timeout, "the hub did not confirm durable storage"
+        )
+        return self._durable
+
+    def wait_for(self, version: Version | str, timeout: float | None = None) -> None:
+        """Returns once this replica has everything in `version` (a `Version` or its token)."""
+        target = Version.from_token(version) if isinstance(version, str) else version
+        self._wait_until(
+            lambda: target <= self.version(),
+            timeout,
+            "this replica did not receive everything in that version",
+        )
+
+    def _wait_until(self, check: Callable[[], bool], timeout: float | None, what: str) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._arrived.clear()
+            self._sync_point()
+            if check():
+                return
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise self._timeout_error(what, timeout or 0.0)
+            self._arrived.wait(0.5 if remaining is None else min(remaining, 0.5))
+
+    def close(self) -> None:
+        """Sends what is queued, says goodbye, closes the link, and stops the thread."""
+        if self._loop.is_closed():
+            return
+        self._sync_point()
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self._stop_link(), self._loop).result(timeout=15)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=15)
+        self._loop.close()
+        self._close_journal()
+
+    def __enter__(self) -> BlockingReplica:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect_blocking(url: str, agent: str, **options: object) -> BlockingReplica:
+    """`crdtdoc.connect` for synchronous code: `with crdtdoc.connect_blocking(url, agent=...)`.
+
+    Takes the same options as `crdtdoc.connect`."""
+    return BlockingReplica(url, agent, **options)  # type: ignore[arg-type]

@@ -1,0 +1,112 @@
+"""Running real hubs for tests: in-process (`running_hub`) or as a `crdtdoc serve` process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from crdtdoc import Replica
+from server.config import HubConfig
+from server.hub import Hub
+from server.store import SqliteStore
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+    """Runs an async test body with a hard time limit."""
+
+    async def bounded() -> T:
+        async with asyncio.timeout(timeout):
+            return await coro
+
+    return asyncio.run(bounded())
+
+
+@contextlib.asynccontextmanager
+async def running_hub(db: Path, **settings: Any) -> AsyncIterator[Hub]:
+    hub = Hub(HubConfig(port=0, db=str(db), **settings))
+    await hub.start()
+    try:
+        yield hub
+    finally:
+        await hub.close()
+
+
+def stored_replica(db: Path, room: str) -> Replica:
+    """The room as the hub's database holds it, read directly (no hub involved)."""
+    store = SqliteStore(str(db))
+    try:
+        stored = store.load(room)
+    finally:
+        store.close()
+    replica = Replica("reader")
+    if stored.snapshot is not None:
+        replica.apply_update(stored.snapshot)
+    for update in stored.updates:
+        replica.apply_update(update)
+    return replica
+
+
+class HubProcess:
+    """`crdtdoc serve` in a child process."""
+
+    def __init__(self, db: Path, port: int = 0, *args: str) -> None:
+        self.db = db
+        self.args = args
+        self.port = port
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self, timeout: float = 20.0) -> str:
+        cmd = [
+            sys.executable,
+            "-m",
+            "crdtdoc.cli",
+            "serve",
+            "--port",
+            str(self.port),
+            "--db",
+            str(self.db),
+            *self.args,
+        ]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        deadline = time.monotonic() + timeout
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(
+                    f"hub exited early: {self.proc.stderr.read() if self.proc.stderr else ''}"
+                )
+            match = re.search(r"ws://127\.0\.0\.1:(\d+)", line)
+            if match:
+                self.port = int(match.group(1))
+                return f"ws://127.0.0.1:{self.port}"
+        raise RuntimeError("hub did not print its address in time")
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def kill(self, sig: int = signal.SIGKILL) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=30)
+        self.proc = None
+        return code
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill(signal.SIGKILL)
