@@ -18,5 +18,8 @@ def test_readme_python_example_runs() -> None:
 def test_readme_quick_start_is_the_ci_test_command() -> None:
     text = README.read_text()
     ci = (README.parent / ".ci" / "run").read_text()
-    command = "python -m pip install -e '.[test]' && python -m pytest"
+    command = (
+        "python -m pip install -e '.[test]' && npm ci --prefix tests/interop --no-audit --no-fund"
+        " && python -m pytest"
+    )
     assert command in text and command in ci

@@ -1,0 +1,90 @@
+"""A stock Yjs client (npm yjs + y-websocket, from the lockfile beside this file) and crdtdoc
+agents edit one room through the hub; everyone converges and sees everyone's presence."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+import crdtdoc
+from tests.hubs import run, running_hub
+
+HERE = Path(__file__).parent
+
+
+def node_peer_available() -> None:
+    """Skips (or, with CRDTDOC_REQUIRE_SERVICES=1, fails) when Node or the npm packages are
+    missing."""
+    problem = None
+    if shutil.which("node") is None:
+        problem = "node is not installed"
+    elif not (HERE / "node_modules" / "y-websocket").is_dir():
+        problem = f"run `npm ci --prefix {HERE}` to install the interop peer"
+    if problem is not None:
+        if os.environ.get("CRDTDOC_REQUIRE_SERVICES") == "1":
+            pytest.fail(problem)
+        pytest.skip(problem)
+
+
+async def _line(proc: asyncio.subprocess.Process, timeout: float = 30) -> dict[str, object]:
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+    if not line:
+        raise AssertionError("the Node peer exited early")
+    result: dict[str, object] = json.loads(line)
+    return result
+
+
+def test_stock_yjs_client_and_crdtdoc_agents_converge(tmp_path: Path) -> None:
+    node_peer_available()
+
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db") as hub:
+            url = hub.url + "/interop"
+            async with (
+                crdtdoc.connect(url, agent="py-agent") as py,
+                crdtdoc.connect(url, agent="py-other") as other,
+            ):
+                py.document("d").insert(0, "start ☃ ")
+                proc = await asyncio.create_subprocess_exec(
+                    "node",
+                    str(HERE / "yjs_peer.mjs"),
+                    hub.url,
+                    "interop",
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=sys.stderr,
+                )
+                try:
+                    assert (await _line(proc))["event"] == "synced"
+                    for i in range(20):  # concurrent with the Node peer's edits
+                        doc = py.document("d")
+                        doc.insert(len(doc) // 2, f"py{i}é ")
+                        other.document("d").append("😀")
+                        await asyncio.sleep(0.005)
+                    while "NODEDONE" not in py.document("d").read():
+                        await py.wait_for(py.version(), timeout=1)
+                        await asyncio.sleep(0.02)
+                    py.document("d").append("PYDONE")
+                    final = await _line(proc)
+                    assert final["event"] == "final"
+                    await py.flush()
+                    await other.wait_for(py.version(), timeout=10)
+                    text = py.document("d").read()
+                    assert final["text"] == text == other.document("d").read()
+                    for piece in ("héllo", "😀", "中文", "ünïcödé", "py19é", "☃"):
+                        assert piece in text
+                    assert "py-agent" in final["peers"]  # type: ignore[operator]
+                    assert "node-peer" in [p.agent for p in py.peers()]
+                finally:
+                    assert proc.stdin is not None
+                    proc.stdin.close()
+                    await asyncio.wait_for(proc.wait(), 10)
+
+    run(body(), timeout=90)
