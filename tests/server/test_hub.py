@@ -14,6 +14,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import crdtdoc
 from crdtdoc import Replica
+from crdtdoc.client.backoff import Backoff
 from crdtdoc.protocol.messages import (
     SyncStep1,
     SyncStep2,
@@ -21,6 +22,8 @@ from crdtdoc.protocol.messages import (
     decode_message,
     encode_message,
 )
+from server.config import HubConfig
+from server.hub import Hub
 from tests.helpers import random_edit
 from tests.hubs import run, running_hub, stored_replica
 from tests.test_updates import REFUSALS
@@ -82,10 +85,9 @@ def test_two_clients_joining_a_cold_room_at_the_same_instant_both_sync(tmp_path:
     db = tmp_path / "hub.db"
 
     async def body() -> None:
-        async with running_hub(db) as hub:
-            async with crdtdoc.connect(hub.url + "/cold", agent="writer") as w:
-                w.document("d").insert(0, "stored before the restart")
-                await w.flush()
+        async with running_hub(db) as hub, crdtdoc.connect(hub.url + "/cold", agent="w") as w:
+            w.document("d").insert(0, "stored before the restart")
+            await w.flush()
         for _ in range(5):
             async with running_hub(db) as hub:  # a fresh hub: the room is cold
                 url = hub.url + "/cold"
@@ -119,9 +121,7 @@ def test_offline_edits_arrive_after_the_hub_restarts(tmp_path: Path) -> None:
     async def body() -> None:
         hub = await _start(db, 0)
         port = hub.port
-        a = crdtdoc.connect(
-            hub.url + "/r", agent="a", backoff=crdtdoc.client.backoff.Backoff(0.05, 0.2)
-        )
+        a = crdtdoc.connect(hub.url + "/r", agent="a", backoff=Backoff(0.05, 0.2))
         await a.start()
         a.document("d").insert(0, "online ")
         await a.flush()
@@ -142,13 +142,10 @@ def test_offline_edits_arrive_after_the_hub_restarts(tmp_path: Path) -> None:
     run(body())
 
 
-async def _start(db: Path, port: int) -> crdtdoc.ConnectedReplica:  # type: ignore[name-defined]
-    from server.config import HubConfig
-    from server.hub import Hub
-
+async def _start(db: Path, port: int) -> Hub:
     hub = Hub(HubConfig(port=port, db=str(db)))
     await hub.start()
-    return hub  # type: ignore[return-value]
+    return hub
 
 
 def _bad_inputs() -> dict[str, tuple[bytes | str, int]]:
