@@ -34,7 +34,7 @@ def run(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
 
 @contextlib.asynccontextmanager
 async def running_hub(db: Path, **settings: Any) -> AsyncIterator[Hub]:
-    hub = Hub(HubConfig(port=0, db=str(db), **settings))
+    hub = Hub(HubConfig(db=str(db), **{"port": 0, **settings}))
     await hub.start()
     try:
         yield hub

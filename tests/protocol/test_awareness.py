@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from crdtdoc.errors import InvalidMessage
+from crdtdoc.protocol.awareness import AwarenessEntry, decode_awareness, encode_awareness
+
+
+def test_round_trip_and_removal_marker() -> None:
+    entries = [AwarenessEntry(7, 3, '{"user":{"name":"ané"}}'), AwarenessEntry(9, 4, "null")]
+    decoded = decode_awareness(encode_awareness(entries), max_state_bytes=1000)
+    assert decoded == entries
+    assert [e.removed for e in decoded] == [False, True]
+
+
+@pytest.mark.parametrize(
+    ("data", "pattern"),
+    [
+        (encode_awareness([AwarenessEntry(1, 1, "{x")]), "not valid JSON"),
+        (encode_awareness([AwarenessEntry(1, 1, "[" * 50 + "]" * 49)]), "not valid JSON"),
+        (encode_awareness([AwarenessEntry(1, 1, '"' + "a" * 200 + '"')]), "at most 100"),
+        (encode_awareness([AwarenessEntry(1, 1, "{}")]) + b"\x00", "trailing"),
+        (b"\x02\x01\x01\x02{}", "truncated|count"),
+        (b"\xff\xff\x03", "count|entries|truncated"),
+    ],
+)
+def test_refusals_say_what_is_wrong(data: bytes, pattern: str) -> None:
+    with pytest.raises(InvalidMessage, match=pattern):
+        decode_awareness(data, max_state_bytes=100)
+
+
+def test_json_nested_past_the_interpreter_stack_is_refused_not_crashed() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(InvalidMessage, match="not valid JSON"):
+        decode_awareness(encode_awareness([AwarenessEntry(1, 1, deep)]), max_state_bytes=10**6)
+
+
+@given(st.binary(max_size=200))
+def test_random_bytes_only_ever_raise_invalid_message(data: bytes) -> None:
+    try:
+        decode_awareness(data, max_state_bytes=100)
+    except InvalidMessage:
+        pass

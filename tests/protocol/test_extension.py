@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from crdtdoc import Replica
+from crdtdoc.errors import InvalidMessage
+from crdtdoc.protocol.extension import (
+    Durable,
+    Hello,
+    Welcome,
+    decode_extension,
+    encode_extension,
+)
+from crdtdoc.protocol.messages import Extension, decode_message, encode_message
+
+
+def test_round_trips_through_the_message_layer() -> None:
+    r = Replica("a")
+    r.document("d").insert(0, "hi")
+    r.document("d").delete(0, 1)
+    for message in (Hello("alice"), Welcome("room/1", r.version()), Durable(r.version())):
+        wire = encode_message(encode_extension(message))
+        assert wire[0] == 100  # message type 100: never sent to stock Yjs clients
+        decoded = decode_message(wire)
+        assert isinstance(decoded, Extension)
+        assert decode_extension(decoded) == message
+
+
+def _payload(body: object) -> Extension:
+    return Extension(msgpack.packb(body, use_bin_type=True))
+
+
+@pytest.mark.parametrize(
+    ("payload", "pattern"),
+    [
+        (Extension(b"\xc1"), "not msgpack"),
+        (Extension(b"\x93\x01\x02"), "not msgpack"),
+        (_payload([1, 2]), "must be a msgpack map"),
+        (_payload({"type": "launch"}), "unknown extension message type 'launch'"),
+        (_payload({"type": "hello", "agent": 5, "protocol": 1}), "'agent' must be str"),
+        (_payload({"type": "hello", "agent": "", "protocol": 1}), "1..200"),
+        (_payload({"type": "hello", "agent": "a", "protocol": True}), "'protocol' must be int"),
+        (_payload({"type": "durable", "version": b"\x07"}), "not a version"),
+    ],
+)
+def test_refusals_say_what_is_wrong(payload: Extension, pattern: str) -> None:
+    with pytest.raises(InvalidMessage, match=pattern):
+        decode_extension(payload)
+
+
+@given(st.binary(max_size=100))
+def test_random_payloads_only_ever_raise_invalid_message(data: bytes) -> None:
+    try:
+        decode_extension(Extension(data))
+    except InvalidMessage:
+        pass
