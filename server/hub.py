@@ -9,7 +9,6 @@ with 1001, write what is queued, close the database.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from http import HTTPStatus
@@ -97,7 +96,7 @@ class Hub:
             max_queue=64,
             server_header="crdtdoc",
         )
-        self._janitor = loop.create_task(self._unload_idle_rooms(), name="room-janitor")
+        self._janitor = loop.create_task(self._janitor_loop(), name="hub-janitor")
         log.info("hub listening", extra={"url": self.url, "db": config.db})
 
     async def close(self) -> None:
@@ -138,10 +137,7 @@ class Hub:
             try:
                 name = room_name(ws.request.path if ws.request else "")
                 room = await self._room(name)
-            except RemoteError as exc:
-                await ws.close(exc.close_code, close_reason(str(exc)))
-                return
-            except RoomUnavailable as exc:
+            except (RemoteError, RoomUnavailable) as exc:
                 await ws.close(exc.close_code, close_reason(str(exc)))
                 return
             peer = Peer(ws, self.config, remote)
@@ -158,16 +154,12 @@ class Hub:
             self.connections -= 1
 
     async def _read(self, ws: ServerConnection, room: Room, peer: Peer) -> None:
-        idle = self.config.idle_timeout or None
         while True:
             try:
-                async with asyncio.timeout(idle):
-                    data = await ws.recv()
-            except TimeoutError:
-                await ws.close(1000, f"idle for {idle:g} s; reconnect when there is work")
-                return
+                data = await ws.recv()
             except ConnectionClosed:
                 return
+            peer.last_received = time.monotonic()
             if isinstance(data, str):
                 await ws.close(1003, "y-protocols messages are binary frames")
                 return
@@ -180,6 +172,9 @@ class Hub:
                 )
                 await ws.close(exc.close_code, close_reason(str(exc)))
                 return
+            # recv() returns at once while frames are buffered; yield so that the writers fan
+            # this update out now, instead of after the whole backlog (latency, queue growth).
+            await asyncio.sleep(0)
 
     # -- rooms -----------------------------------------------------------------------------
 
@@ -227,9 +222,24 @@ class Hub:
                 del self.rooms[name]
                 log.info("room unloaded", extra={"room": name})
 
-    async def _unload_idle_rooms(self) -> None:
-        period = min(5.0, self.config.room_idle_seconds / 2)
+    def _check_peers(self) -> None:
+        """Disconnects peers that stopped reading or stayed silent past the idle timeout."""
+        now = time.monotonic()
+        idle = self.config.idle_timeout
+        for room in self.rooms.values():
+            for peer in list(room.peers):
+                if peer.check_stuck(now):
+                    continue
+                if idle and now - peer.last_received > idle:
+                    peer.close_soon(1000, f"idle for {idle:g} s; reconnect when there is work")
+
+    async def _janitor_loop(self) -> None:
+        """Once in a while: drop stuck and idle peers, unload idle rooms."""
+        period = min(1.0, self.config.room_idle_seconds / 2, self.config.send_timeout / 2)
         while True:
             await asyncio.sleep(period)
-            with contextlib.suppress(Exception):
+            try:
+                self._check_peers()
                 self._unload()
+            except Exception:  # never let housekeeping take the hub down
+                log.exception("janitor failed")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -52,6 +53,8 @@ class Peer:
         self._needs_resync = False
         self._ready = asyncio.Event()
         self._closed = False
+        self.last_received = time.monotonic()  # for the hub's idle check
+        self._send_started: float | None = None  # for the hub's stuck-send check
 
     @property
     def queued(self) -> tuple[int, int]:
@@ -97,20 +100,26 @@ class Peer:
                         self._queued_bytes -= len(message)
                         batch = [message]
                     for message in batch:
-                        try:
-                            async with asyncio.timeout(self._send_timeout):
-                                await ws.send(message)
-                        except TimeoutError:
-                            log.warning(
-                                "peer stopped reading: disconnected",
-                                extra={"peer": self.remote, "timeout": self._send_timeout},
-                            )
-                            self.close_soon(1013, "not reading messages; reconnect to resync")
-                            return
+                        self._send_started = time.monotonic()
+                        await ws.send(message)
+                        self._send_started = None
         except Exception:  # the connection closed under us: the handler cleans up
             return
         finally:
             self._closed = True
+
+    def check_stuck(self, now: float) -> bool:
+        """Disconnects the peer if one send has blocked longer than `send_timeout` (it is not
+        reading). Called periodically by the hub, so sends need no timer of their own."""
+        started = self._send_started
+        if self._closed or started is None or now - started < self._send_timeout:
+            return False
+        log.warning(
+            "peer stopped reading: disconnected",
+            extra={"peer": self.remote, "timeout": self._send_timeout},
+        )
+        self.close_soon(1013, "not reading messages; reconnect to resync")
+        return True
 
     def close_soon(self, code: int, reason: str) -> None:
         """Closes the connection in the background (never blocks the room)."""

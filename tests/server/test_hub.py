@@ -328,3 +328,19 @@ def test_healthz_and_connection_limit(tmp_path: Path) -> None:
             assert room_less.close_code == 1008 and "no room" in (room_less.close_reason or "")
 
     run(body())
+
+
+def test_silent_connections_are_closed_after_the_idle_timeout(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db", idle_timeout=0.5) as hub:
+            ws, _ = await raw_sync(hub.url + "/quiet")
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await ws.recv()
+            assert ws.close_code == 1000 and "idle for 0.5 s" in (ws.close_reason or "")
+            async with crdtdoc.connect(hub.url + "/quiet", agent="a") as a:  # heartbeats
+                await asyncio.sleep(0.1)
+                a.document("d").insert(0, "still here")
+                await a.flush()
+
+    run(body())

@@ -1,0 +1,210 @@
+"""The hub under load, against its peers, driven by the same stock Yjs clients.
+
+Every hub is driven by the same Node process of `yjs` + `y-websocket` providers
+(`hub_load/driver.mjs`), so the comparison is between hubs, not clients. In one invocation it runs:
+
+- crdtdoc: `crdtdoc serve` (validating every update, acknowledging only after the SQLite commit);
+- y-websocket: the npm `@y/websocket-server` reference server (in memory, no persistence);
+- pycrdt-websocket: `pycrdt.websocket.WebsocketServer` on `websockets` (in memory).
+
+Scenarios: 10 clients x 1,000 edits as fast as they go (burst), and 50 clients at 2 edits/s each
+(rate). Reported per hub: time to converge, updates/s through the hub, edit-to-visible latency
+p50/p99 at the other clients, hub CPU seconds and peak RSS. Each figure is the median of
+`--repeat` runs (3 by default), hubs interleaved run by run so machine noise hits all alike.
+
+Setup: `pip install -e '.[bench]' && npm ci --prefix benchmarks/hub_load`.
+Run: `python -m benchmarks.hub_load` (results in benchmarks/results/hub_load.json and .md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+DRIVER_DIR = HERE / "hub_load"
+RESULTS = HERE / "results"
+
+SCENARIOS = {
+    "burst-10x1000": ["10", "burst", "1000"],
+    "rate-50x2/s": ["50", "rate", "2", "20"],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def hub_command(hub: str, port: int, db: str) -> list[str]:
+    if hub == "crdtdoc":
+        return [sys.executable, "-m", "crdtdoc.cli", "serve", "--port", str(port), "--db", db]
+    if hub == "y-websocket":
+        server = DRIVER_DIR / "node_modules" / "@y" / "websocket-server" / "src" / "server.js"
+        return ["node", str(server)]
+    return [sys.executable, str(DRIVER_DIR / "pycrdt_websocket_server.py"), str(port)]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mib(pid: int) -> float:
+    match = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"hub exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("hub did not start listening")
+
+
+def run_once(hub: str, scenario: str, tmp: str) -> dict[str, object]:
+    port = free_port()
+    db = os.path.join(tmp, f"{hub}-{port}.db")
+    env = dict(os.environ, HOST="127.0.0.1", PORT=str(port))
+    proc = subprocess.Popen(
+        hub_command(hub, port, db), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_listening(port, proc)
+        cpu0 = cpu_seconds(proc.pid)
+        room = f"bench-{port}"
+        out = subprocess.run(
+            [
+                "node",
+                str(DRIVER_DIR / "driver.mjs"),
+                f"ws://127.0.0.1:{port}",
+                room,
+                *SCENARIOS[scenario],
+            ],
+            capture_output=True,
+            text=True,
+            timeout=400,
+            check=False,
+        )
+        if out.returncode != 0 or not out.stdout.strip():
+            raise RuntimeError(f"driver failed: {out.stderr[-2000:]}")
+        result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+        result["hub_cpu_s"] = cpu_seconds(proc.pid) - cpu0
+        result["hub_peak_rss_mib"] = peak_rss_mib(proc.pid)
+        return result
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def median_of(runs: list[dict[str, object]]) -> dict[str, object]:
+    summary: dict[str, object] = {
+        "runs": len(runs),
+        "all_converged": all(r["converged"] for r in runs),
+    }
+    for key in ("seconds", "updates_per_s", "p50_ms", "p99_ms", "hub_cpu_s", "hub_peak_rss_mib"):
+        values = [float(r[key]) for r in runs if r.get(key) is not None]  # type: ignore[arg-type]
+        summary[key] = round(statistics.median(values), 3) if values else None
+    return summary
+
+
+def markdown(results: dict[str, dict[str, dict[str, object]]]) -> str:
+    lines = [
+        "| scenario | hub | converged | time to converge (s) | updates/s | p50 (ms) | p99 (ms) "
+        "| hub CPU (s) | hub peak RSS (MiB) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for scenario, hubs in results.items():
+        for hub, s in hubs.items():
+            lines.append(
+                f"| {scenario} | {hub} | {'yes' if s['all_converged'] else 'NO'} | {s['seconds']} "
+                f"| {s['updates_per_s']} | {s['p50_ms']} | {s['p99_ms']} | {s['hub_cpu_s']} "
+                f"| {s['hub_peak_rss_mib']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def available_hubs() -> list[str]:
+    hubs = ["crdtdoc"]
+    if (DRIVER_DIR / "node_modules" / "@y" / "websocket-server").is_dir():
+        hubs.append("y-websocket")
+    try:
+        import pycrdt.websocket  # noqa: F401
+
+        hubs.append("pycrdt-websocket")
+    except ImportError:
+        print("pycrdt-websocket not installed (pip install -e '.[bench]'): skipping it")
+    return hubs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3, help="runs per hub and scenario")
+    parser.add_argument("--scenario", action="append", choices=list(SCENARIOS))
+    parser.add_argument("--hub", action="append", help="only these hubs")
+    args = parser.parse_args()
+    if shutil.which("node") is None or not (DRIVER_DIR / "node_modules" / "yjs").is_dir():
+        sys.exit("needs node and `npm ci --prefix benchmarks/hub_load`")
+    hubs = args.hub or available_hubs()
+    scenarios = args.scenario or list(SCENARIOS)
+    raw: dict[str, dict[str, list[dict[str, object]]]] = {
+        s: {h: [] for h in hubs} for s in scenarios
+    }
+    total = len(scenarios) * len(hubs) * args.repeat
+    done = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for scenario in scenarios:
+            for _ in range(args.repeat):
+                for hub in hubs:
+                    done += 1
+                    print(f"[{done}/{total}] {scenario} on {hub} ...", end=" ", flush=True)
+                    result = run_once(hub, scenario, tmp)
+                    raw[scenario][hub].append(result)
+                    print(
+                        f"{result['updates_per_s']:.0f} updates/s, p99 {result['p99_ms']:.1f} ms"
+                        if result["converged"]
+                        else "did NOT converge",
+                        flush=True,
+                    )
+    results = {s: {h: median_of(runs) for h, runs in hubs_.items()} for s, hubs_ in raw.items()}
+    RESULTS.mkdir(exist_ok=True)
+    report = {
+        "benchmark": "hub_load",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "clients": "yjs 13.6.33 + y-websocket 3.1.0 providers in one Node process",
+        "scenarios": {s: SCENARIOS[s] for s in scenarios},
+        "median": results,
+        "runs": raw,
+    }
+    (RESULTS / "hub_load.json").write_text(json.dumps(report, indent=2) + "\n")
+    table = markdown(results)
+    (RESULTS / "hub_load.md").write_text(
+        "# Hub load (median of runs; see hub_load.json for every run)\n\n" + table
+    )
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
