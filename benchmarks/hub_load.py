@@ -146,6 +146,39 @@ def markdown(results: dict[str, dict[str, dict[str, object]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(results: dict[str, dict[str, dict[str, object]]], path: Path) -> None:
+    """Bars per scenario and hub: updates/s, and p99 edit-to-visible latency (log scale)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed (pip install -e '.[bench]'): no plot")
+        return
+    scenarios = list(results)
+    hubs = sorted({h for s in results.values() for h in s})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    width = 0.8 / len(hubs)
+    for ax, key, label in (
+        (axes[0], "updates_per_s", "updates/s through the hub (higher is better)"),
+        (axes[1], "p99_ms", "p99 edit-to-visible latency, ms (lower is better)"),
+    ):
+        for k, hub in enumerate(hubs):
+            values = [float(results[s].get(hub, {}).get(key) or 0) for s in scenarios]  # type: ignore[arg-type]
+            ax.bar([i + k * width for i in range(len(scenarios))], values, width, label=hub)
+        ax.set_xticks([i + width * (len(hubs) - 1) / 2 for i in range(len(scenarios))])
+        ax.set_xticklabels(scenarios)
+        ax.set_title(label, fontsize=10)
+        if key == "p99_ms":
+            ax.set_yscale("log")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Hubs driven by the same yjs + y-websocket clients (median of runs)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def available_hubs() -> list[str]:
     hubs = ["crdtdoc"]
     if (DRIVER_DIR / "node_modules" / "@y" / "websocket-server").is_dir():
@@ -164,7 +197,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per hub and scenario")
     parser.add_argument("--scenario", action="append", choices=list(SCENARIOS))
     parser.add_argument("--hub", action="append", help="only these hubs")
+    parser.add_argument(
+        "--plot-only", action="store_true", help="redraw the plot from the recorded results"
+    )
     args = parser.parse_args()
+    if args.plot_only:
+        recorded = json.loads((RESULTS / "hub_load.json").read_text())
+        plot(recorded["median"], RESULTS / "hub_load.png")
+        return
     if shutil.which("node") is None or not (DRIVER_DIR / "node_modules" / "yjs").is_dir():
         sys.exit("needs node and `npm ci --prefix benchmarks/hub_load`")
     hubs = args.hub or available_hubs()
@@ -192,7 +232,8 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     report = {
         "benchmark": "hub_load",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
         "clients": "yjs 13.6.33 + y-websocket 3.1.0 providers in one Node process",
         "scenarios": {s: SCENARIOS[s] for s in scenarios},
         "median": results,
@@ -203,6 +244,7 @@ def main() -> None:
     (RESULTS / "hub_load.md").write_text(
         "# Hub load (median of runs; see hub_load.json for every run)\n\n" + table
     )
+    plot(results, RESULTS / "hub_load.png")
     print(table)
 
 

@@ -212,7 +212,7 @@ class Committer:
                 try:
                     await self.run_blocking(partial(self.store.commit, writes))
                     break
-                except StorageError as exc:  # disk full, locked...: keep the data, retry
+                except Exception as exc:  # disk full, locked...: keep the data, retry
                     log.error("store commit failed, retrying in 1 s", extra={"error": str(exc)})
                     await asyncio.sleep(1.0)
             self.commits += 1

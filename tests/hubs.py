@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,6 +42,34 @@ async def running_hub(db: Path, **settings: Any) -> AsyncIterator[Hub]:
         yield hub
     finally:
         await hub.close()
+
+
+@contextlib.contextmanager
+def hub_in_thread(db: Path, **settings: Any) -> Iterator[str]:
+    """A hub on its own event loop in a background thread (for code that calls asyncio.run);
+    yields its ws:// URL."""
+    ready: queue.Queue[str | BaseException] = queue.Queue()
+    stop = threading.Event()
+
+    async def serve() -> None:
+        try:
+            async with running_hub(db, **settings) as hub:
+                ready.put(hub.url)
+                while not stop.is_set():
+                    await asyncio.sleep(0.02)
+        except BaseException as exc:
+            ready.put(exc)
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    url = ready.get(timeout=20)
+    if isinstance(url, BaseException):
+        raise url
+    try:
+        yield url
+    finally:
+        stop.set()
+        thread.join(timeout=20)
 
 
 def stored_replica(db: Path, room: str) -> Replica:

@@ -56,4 +56,28 @@ def test_version_decode() -> None:
 def test_help_lists_the_commands() -> None:
     result = _run("--help")
     assert result.returncode == 0
-    assert b"inspect" in result.stdout and b"version" in result.stdout
+    assert b"inspect" in result.stdout and b"version" in result.stdout and b"serve" in result.stdout
+
+
+def test_serve_help_documents_every_limit_with_its_default() -> None:
+    result = _run("serve", "--help")
+    assert result.returncode == 0
+    text = result.stdout.decode()
+    for flag in (
+        "--max-message-bytes",
+        "--max-connections",
+        "--max-rooms",
+        "--idle-timeout",
+        "--max-awareness-bytes",
+        "--handshake-timeout",
+        "--send-queue-bytes",
+    ):
+        assert flag in text
+    assert "default: 1048576" in text  # 1 MiB messages
+
+
+def test_serve_refuses_a_bad_setting_with_a_clear_message() -> None:
+    result = _run("serve", "--port", "0", "--max-rooms", "0")
+    assert result.returncode == 1
+    assert b"max_rooms must be at least 1" in result.stderr
+    assert b"Traceback" not in result.stderr

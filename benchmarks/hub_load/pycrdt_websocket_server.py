@@ -1,4 +1,6 @@
-"""pycrdt-websocket's server on `websockets`, as a benchmark peer: `python pycrdt_websocket_server.py PORT`.
+"""pycrdt-websocket's server on `websockets`, as a benchmark peer.
+
+Run: `python pycrdt_websocket_server.py PORT`.
 
 Needs `pip install pycrdt-websocket` (the `bench` extra). Prints its address once listening.
 """
@@ -38,10 +40,11 @@ class Channel:
 
 
 async def main(port: int) -> None:
-    async with WebsocketServer() as server:
-        async with serve(lambda ws: server.serve(Channel(ws)), "127.0.0.1", port, compression=None):
-            print(f"pycrdt-websocket listening on ws://127.0.0.1:{port}", flush=True)
-            await asyncio.Future()
+    server = WebsocketServer()
+    handler = lambda ws: server.serve(Channel(ws))  # noqa: E731
+    async with server, serve(handler, "127.0.0.1", port, compression=None):
+        print(f"pycrdt-websocket listening on ws://127.0.0.1:{port}", flush=True)
+        await asyncio.Future()
 
 
 if __name__ == "__main__":

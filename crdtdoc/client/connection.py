@@ -214,7 +214,8 @@ class HubLink(Replica):
         if self._journal is not None:
             self._journal.append(update, sync=local)
             if self._journal.needs_compaction():
-                self._journal.compact(self.encode_update())
+                # The document itself, not encode_update(): no sync point inside a listener.
+                self._journal.compact(self._doc.get_update())
         if not self._from_hub:  # local edits, and updates applied from elsewhere
             self._send(encode_message(SyncUpdate(update)))
         self._activity()
