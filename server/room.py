@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from crdtdoc.errors import CrdtdocError, InvalidMessage, PendingLimitExceeded, ReplicaRebuilt
+from crdtdoc.errors import CrdtdocError, InvalidMessage, InvalidUpdate, ReplicaRebuilt
 from crdtdoc.protocol.awareness import AwarenessEntry, decode_awareness, encode_awareness
 from crdtdoc.protocol.extension import (
     Durable,
@@ -55,7 +55,6 @@ class Room:
         self.awareness: dict[int, AwarenessEntry] = {}
         self.durable = Version()
         self.last_active = time.monotonic()
-        self.updates_in = 0
         self._committer = committer
         self._config = config
         self._seq = 0  # log position of the last committed update
@@ -124,14 +123,11 @@ class Room:
         elif isinstance(message, Extension):
             self._receive_extension(peer, message)
         elif isinstance(message, (SyncStep2, SyncUpdate)):
-            self.updates_in += 1
             self._origin = (peer, message.update)
-            try:
+            try:  # a full causal buffer makes the session ask the peer to resync instead
                 replies = self.peers[peer].handle(message)
             except ReplicaRebuilt as exc:
-                raise InvalidMessage(f"update refused by the CRDT engine: {exc}") from None
-            except PendingLimitExceeded:
-                replies = [self.peers[peer].step1()]
+                raise InvalidUpdate(f"update refused by the CRDT engine: {exc}") from None
             finally:
                 self._origin = None
             for reply in replies:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import time
 from collections import deque
@@ -50,6 +51,12 @@ MAX_OUTBOX_BYTES = 16 * 1024 * 1024
 """Past these, the outbox is dropped and the link reconnects: the sync exchange on reconnect sends
 the hub everything it lacks, so nothing is lost and memory stays bounded."""
 MAX_PRESENCE_BYTES = 1024 * 1024
+
+
+class Keep(enum.Enum):
+    """Marks an argument left out (where None has a meaning of its own)."""
+
+    KEEP = enum.auto()
 
 
 def room_url(url: str, token: str | None) -> str:
@@ -174,11 +181,13 @@ class HubLink(Replica):
             key=lambda p: (p.agent or "", p.client_id),
         )
 
-    def set_presence(self, status: str | None = None, task: str | None = None) -> None:
-        """Changes what this agent publishes about itself (status, current task)."""
+    def set_presence(self, status: str | None = None, task: str | Keep | None = Keep.KEEP) -> None:
+        """Changes what this agent publishes about itself: its status, and its current task
+        (`task=None` clears it; leaving `task` out keeps it)."""
         if status is not None:
             self._status = status
-        self._task_name = task
+        if not isinstance(task, Keep):
+            self._task_name = task
         self._call_in_loop(self._publish_presence)
 
     # -- hooks for the async / threaded variants -------------------------------------------
@@ -201,7 +210,7 @@ class HubLink(Replica):
         self._from_hub = True
         try:
             replies = self._session.handle(message)
-        except (RemoteError, CrdtdocError) as exc:
+        except CrdtdocError as exc:
             log.error("the hub sent data this replica refuses", extra={"error": str(exc)})
             self.last_error = f"hub sent invalid data: {exc}"
             replies = []

@@ -1,5 +1,10 @@
 """A stock Yjs client (npm yjs + y-websocket, from the lockfile beside this file) and crdtdoc
-agents edit one room through the hub; everyone converges and sees everyone's presence."""
+agents edit one room through the hub; everyone converges and sees everyone's presence.
+
+The Node peer edits at code point boundaries. A JS client that deletes or inserts inside a
+surrogate pair keeps a lone surrogate in its own string, which yrs (and so pycrdt and crdtdoc)
+cannot represent: the peers would then differ by that one code unit. crdtdoc's own API counts code
+points and never splits a pair."""
 
 from __future__ import annotations
 

@@ -32,7 +32,8 @@ provider.on('sync', (synced) => {
       let pos = at
       if (pos > 0 && pos < s.length && /[\uDC00-\uDFFF]/.test(s[pos])) pos -= 1
       text.insert(pos, pieces[i % pieces.length])
-      if (i % 7 === 3 && text.length > 4) text.delete(0, 1)
+      // delete the first character, whole: never half of a surrogate pair (see the test)
+      if (i % 7 === 3 && text.length > 4) text.delete(0, /[\uD800-\uDBFF]/.test(text.toString()[0]) ? 2 : 1)
       i++
     } else {
       clearInterval(timer)

@@ -295,6 +295,12 @@ def test_presence_is_relayed_and_removed_when_an_agent_leaves(tmp_path: Path) ->
                     ("bob", "reviewing", "task-7")
                 ]
                 assert [p.agent for p in b.peers()] == ["alice"]
+                b.set_presence(status="idle")  # the task is kept unless given
+                for _ in range(100):
+                    if [p.status for p in a.peers()] == ["idle"]:
+                        break
+                    await asyncio.sleep(0.02)
+                assert [(p.status, p.task) for p in a.peers()] == [("idle", "task-7")]
                 await b.close()
                 for _ in range(100):
                     if not a.peers():
