@@ -7,7 +7,7 @@ concurrent edits converge without locks and `Version`s say what each replica has
 from crdtdoc.artifacts import Document, SharedMap
 from crdtdoc.changes import Change
 from crdtdoc.client.blocking import BlockingReplica, connect_blocking
-from crdtdoc.client.connection import ConnectedReplica, connect
+from crdtdoc.client.connection import ConnectedReplica, LinkOptions, connect
 from crdtdoc.client.presence import Presence
 from crdtdoc.errors import (
     CrdtdocError,
@@ -39,6 +39,7 @@ __all__ = [
     "InvalidToken",
     "InvalidUpdate",
     "InvalidValue",
+    "LinkOptions",
     "NotConnected",
     "Order",
     "Pending",

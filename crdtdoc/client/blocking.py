@@ -15,58 +15,34 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
-from crdtdoc.client.backoff import Backoff
-from crdtdoc.client.connection import HubLink
+from crdtdoc.client.connection import HubLink, LinkOptions
 from crdtdoc.errors import NotConnected
 from crdtdoc.protocol.messages import Message
-from crdtdoc.replica import ReplicaLimits
 from crdtdoc.versions import Version
 
 
 class BlockingReplica(HubLink):
     """A `Replica` synced with a hub room, for synchronous code (see the module docstring)."""
 
-    def __init__(
-        self,
-        url: str,
-        agent: str,
-        *,
-        token: str | None = None,
-        client_id: int | None = None,
-        limits: ReplicaLimits | None = None,
-        state_file: str | None = None,
-        status: str = "active",
-        backoff: Backoff | None = None,
-        open_timeout: float = 10.0,
-        wait_synced: bool = True,
-    ) -> None:
+    def __init__(self, url: str, agent: str, options: LinkOptions) -> None:
         self._owner = threading.get_ident()
         self._inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self._arrived = threading.Event()
         self._pumping = False
         self._loop = asyncio.new_event_loop()
-        super().__init__(
-            url,
-            agent,
-            token=token,
-            client_id=client_id,
-            limits=limits,
-            state_file=state_file,
-            status=status,
-            backoff=backoff,
-            open_timeout=open_timeout,
-        )
+        super().__init__(url, agent, options)
         self._thread = threading.Thread(target=self._run_loop, name="crdtdoc-link", daemon=True)
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result()
-        if wait_synced:
+        if options.wait_synced:
             try:
-                self._wait_until(lambda: self.synced, open_timeout, "no sync")
+                self._wait_until(lambda: self.synced, options.open_timeout, "no sync")
             except TimeoutError:
                 self.close()
                 raise NotConnected(
-                    f"cannot sync with {url} within {open_timeout:g} s "
+                    f"cannot sync with {url} within {options.open_timeout:g} s "
                     f"({self.last_error or 'no answer'}); pass wait_synced=False to start offline"
                 ) from None
 
@@ -160,8 +136,8 @@ class BlockingReplica(HubLink):
         self.close()
 
 
-def connect_blocking(url: str, agent: str, **options: object) -> BlockingReplica:
+def connect_blocking(url: str, agent: str, **options: Any) -> BlockingReplica:
     """`crdtdoc.connect` for synchronous code: `with crdtdoc.connect_blocking(url, agent=...)`.
 
-    Takes the same options as `crdtdoc.connect`."""
-    return BlockingReplica(url, agent, **options)  # type: ignore[arg-type]
+    Takes the same keyword options as `crdtdoc.connect` (the fields of `LinkOptions`)."""
+    return BlockingReplica(url, agent, LinkOptions(**options))

@@ -17,6 +17,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection
@@ -106,28 +107,31 @@ class _Outbox:
                 await self.ws.send(message)
 
 
+@dataclass(frozen=True)
+class LinkOptions:
+    """How a connected replica links to its hub (the keyword arguments of `connect`)."""
+
+    token: str | None = None
+    client_id: int | None = None
+    limits: ReplicaLimits | None = None
+    state_file: str | None = None
+    status: str = "active"
+    backoff: Backoff | None = None  # None: Backoff()
+    open_timeout: float = 10.0
+    wait_synced: bool = True
+
+
 class HubLink(Replica):
     """A replica plus the background link to one hub room (see the module docstring)."""
 
-    def __init__(
-        self,
-        url: str,
-        agent: str,
-        *,
-        token: str | None = None,
-        client_id: int | None = None,
-        limits: ReplicaLimits | None = None,
-        state_file: str | None = None,
-        status: str = "active",
-        backoff: Backoff | None = None,
-        open_timeout: float = 10.0,
-    ) -> None:
-        super().__init__(agent, client_id=client_id, limits=limits)
+    def __init__(self, url: str, agent: str, options: LinkOptions) -> None:
+        super().__init__(agent, client_id=options.client_id, limits=options.limits)
         self.url = url
-        self._ws_url = room_url(url, token)
-        self._headers = {"Authorization": f"Bearer {token}"} if token else None
-        self._backoff = backoff or Backoff()
-        self._open_timeout = open_timeout
+        self._ws_url = room_url(url, options.token)
+        self._headers = {"Authorization": f"Bearer {options.token}"} if options.token else None
+        self._backoff = options.backoff or Backoff()
+        self._open_timeout = options.open_timeout
+        self._wait_synced = options.wait_synced
         self._session = SyncSession(self)
         self._outbox: _Outbox | None = None
         self._from_hub = False
@@ -135,22 +139,21 @@ class HubLink(Replica):
         self._task: asyncio.Task[None] | None = None
         self._wake_reconnect: asyncio.Event | None = None
         self._durable = Version()
-        self._durable_from_hub = False
         self._presence: dict[int, Presence] = {}
         self._presence_clocks: dict[int, int] = {}
-        self._status = status
+        self._status = options.status
         self._task_name: str | None = None
         self._awareness_clock = 0
         self.connects = 0
         self.last_error: str | None = None
         self._journal: Journal | None = None
-        if state_file is not None:
-            for update in read_journal(state_file):
+        if options.state_file is not None:
+            for update in read_journal(options.state_file):
                 try:
                     self.apply_update(update)
                 except CrdtdocError as exc:
                     log.warning("skipping a bad journal record", extra={"error": str(exc)})
-            self._journal = Journal(state_file)
+            self._journal = Journal(options.state_file)
             self._journal.open(self.encode_update())
         self.on_update(self._on_commit)
 
@@ -308,7 +311,6 @@ class HubLink(Replica):
             ext = decode_extension(message)
             if isinstance(ext, (Welcome, Durable)):
                 self._durable = ext.durable if isinstance(ext, Welcome) else ext.version
-                self._durable_from_hub = True
                 self._activity()
         elif isinstance(message, Awareness):
             self._receive_presence(message.data)
@@ -381,33 +383,7 @@ class ConnectedReplica(HubLink):
     usual, and the replica stays in sync in the background.
     """
 
-    def __init__(
-        self,
-        url: str,
-        agent: str,
-        *,
-        wait_synced: bool = True,
-        token: str | None = None,
-        client_id: int | None = None,
-        limits: ReplicaLimits | None = None,
-        state_file: str | None = None,
-        status: str = "active",
-        backoff: Backoff | None = None,
-        open_timeout: float = 10.0,
-    ) -> None:
-        super().__init__(
-            url,
-            agent,
-            token=token,
-            client_id=client_id,
-            limits=limits,
-            state_file=state_file,
-            status=status,
-            backoff=backoff,
-            open_timeout=open_timeout,
-        )
-        self._wait_synced = wait_synced
-        self._changed: asyncio.Event | None = None
+    _changed: asyncio.Event | None = None  # set by the loop whenever something arrives
 
     def _activity(self) -> None:
         if self._changed is not None:
@@ -494,15 +470,14 @@ def connect(
     `state_file` keeps local data on disk across a crash of the agent; `wait_synced=False` starts
     without waiting for the hub (offline work is sent when the link comes up).
     """
-    return ConnectedReplica(
-        url,
-        agent,
+    options = LinkOptions(
         token=token,
         client_id=client_id,
+        limits=limits,
         state_file=state_file,
         status=status,
-        wait_synced=wait_synced,
-        open_timeout=open_timeout,
         backoff=backoff,
-        limits=limits,
+        open_timeout=open_timeout,
+        wait_synced=wait_synced,
     )
+    return ConnectedReplica(url, agent, options)
