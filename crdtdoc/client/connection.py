@@ -238,10 +238,10 @@ class HubLink(Replica):
     # -- the link (runs on the event loop) -------------------------------------------------
 
     def _start_link(self) -> None:
-        self._wake_reconnect = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="crdtdoc-link")
 
     async def _run(self) -> None:
+        self._wake_reconnect = wake = asyncio.Event()
         attempt = 0
         while not self._closing:
             try:
@@ -266,10 +266,9 @@ class HubLink(Replica):
                 self._session.synced = False
             delay = self._backoff.delay(attempt)
             attempt += 1
-            assert self._wake_reconnect is not None
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
-                    await self._wake_reconnect.wait()
+                    await wake.wait()
 
     async def _serve(self, ws: ClientConnection) -> None:
         outbox = _Outbox(ws)
@@ -281,7 +280,7 @@ class HubLink(Replica):
             outbox.put(encode_message(encode_extension(Hello(self.agent))))
             self._awareness_clock += 1  # above the "left" entry the hub wrote when we dropped
             self._publish_presence()
-            for message in self._open_session():
+            for message in self._session.open():
                 outbox.put(message)
             async for data in ws:
                 if isinstance(data, str):
@@ -301,9 +300,6 @@ class HubLink(Replica):
                     "the hub closed the link for a protocol reason",
                     extra={"code": ws.close_code, "reason": ws.close_reason},
                 )
-
-    def _open_session(self) -> list[bytes]:
-        return self._session.open()
 
     def _receive(self, data: bytes) -> None:
         message = decode_message(data)
