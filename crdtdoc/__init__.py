@@ -4,22 +4,36 @@ Each agent holds a `Replica`, edits it instantly and offline, and exchanges Yjs 
 concurrent edits converge without locks and `Version`s say what each replica has seen.
 """
 
-from crdtdoc.artifacts import Document, SharedMap
+from crdtdoc.artifacts import (
+    Document,
+    InterfaceSpec,
+    Note,
+    SharedMap,
+    SpecValue,
+    Task,
+    TaskList,
+)
 from crdtdoc.changes import Change
 from crdtdoc.client.blocking import BlockingReplica, connect_blocking
 from crdtdoc.client.connection import ConnectedReplica, LinkOptions, connect
 from crdtdoc.client.presence import Presence
 from crdtdoc.errors import (
+    AlreadyClaimed,
+    AmbiguousText,
+    ConflictError,
     CrdtdocError,
+    FrozenError,
     InvalidIndex,
     InvalidMessage,
     InvalidToken,
     InvalidUpdate,
     InvalidValue,
     NotConnected,
+    NotFound,
     PendingLimitExceeded,
     RemoteError,
     ReplicaRebuilt,
+    StaleRead,
     StorageError,
     SyncTimeout,
 )
@@ -29,11 +43,16 @@ from crdtdoc.versions import Order, Version
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlreadyClaimed",
+    "AmbiguousText",
     "BlockingReplica",
     "Change",
+    "ConflictError",
     "ConnectedReplica",
     "CrdtdocError",
     "Document",
+    "FrozenError",
+    "InterfaceSpec",
     "InvalidIndex",
     "InvalidMessage",
     "InvalidToken",
@@ -41,6 +60,8 @@ __all__ = [
     "InvalidValue",
     "LinkOptions",
     "NotConnected",
+    "NotFound",
+    "Note",
     "Order",
     "Pending",
     "PendingLimitExceeded",
@@ -50,8 +71,12 @@ __all__ = [
     "ReplicaLimits",
     "ReplicaRebuilt",
     "SharedMap",
+    "SpecValue",
+    "StaleRead",
     "StorageError",
     "SyncTimeout",
+    "Task",
+    "TaskList",
     "Version",
     "connect",
     "connect_blocking",

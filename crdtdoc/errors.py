@@ -6,6 +6,8 @@ websocket close code, so the hub can close the offending connection with a reaso
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CrdtdocError(Exception):
     """Root of every error crdtdoc raises."""
@@ -65,3 +67,44 @@ class SyncTimeout(CrdtdocError, TimeoutError):
 
 class NotConnected(CrdtdocError):
     """The operation needs a live connection to the hub, and there is none."""
+
+
+class NotFound(CrdtdocError, LookupError):
+    """A task, spec member or piece of text that is not there."""
+
+
+class AmbiguousText(CrdtdocError, ValueError):
+    """`Document.replace` found the text to replace more than once."""
+
+
+class AlreadyClaimed(CrdtdocError):
+    """Another agent already holds the task. `holder` is the agent that has it; `claimants`
+    lists every agent with a claim, in assignee order."""
+
+    def __init__(self, message: str, holder: str, claimants: list[str]) -> None:
+        super().__init__(message)
+        self.holder = holder
+        self.claimants = claimants
+
+
+class ConflictError(CrdtdocError):
+    """A spec member holds values written concurrently; none silently wins. `values` holds each
+    one with its author (`SpecValue`s); `InterfaceSpec.resolve` supersedes them."""
+
+    def __init__(self, message: str, member: str, values: list[Any]) -> None:
+        super().__init__(message)
+        self.member = member
+        self.values = values
+
+
+class FrozenError(CrdtdocError):
+    """The spec is frozen: it no longer accepts writes."""
+
+
+class StaleRead(CrdtdocError):
+    """A guarded write found that others changed what it read: `changes` lists what, by whom.
+    Nothing was written; read again and redo the work."""
+
+    def __init__(self, message: str, changes: list[Any]) -> None:
+        super().__init__(message)
+        self.changes = changes

@@ -42,13 +42,18 @@ from crdtdoc.versions import Version
 if TYPE_CHECKING:
     from crdtdoc.artifacts.document import Document
     from crdtdoc.artifacts.shared_map import SharedMap
+    from crdtdoc.artifacts.spec import InterfaceSpec
+    from crdtdoc.artifacts.tasks import TaskList
     from crdtdoc.changes import Change
 
 AGENTS_ROOT = "__crdtdoc_agents"
 """Root Y.Map: str(client id) -> agent name. Each client writes only its own key."""
 DELETIONS_ROOT = "__crdtdoc_deletions"
 """Root Y.Array of encoded delete sets; the client that appended an entry made those deletions."""
-INTERNAL_ROOTS = frozenset({AGENTS_ROOT, DELETIONS_ROOT})
+ARTIFACTS_ROOT = "__crdtdoc_artifacts"
+"""Root Y.Map: artifact name -> kind ("document", "tasks", "spec", "map"), written by whoever
+first writes the artifact, so every reader (and the change feed) knows how to read a root."""
+INTERNAL_ROOTS = frozenset({AGENTS_ROOT, DELETIONS_ROOT, ARTIFACTS_ROOT})
 
 UpdateListener = Callable[[bytes, bool], None]
 """Called with (update bytes, made locally) after each committed change."""
@@ -137,7 +142,13 @@ class Replica:
         self._registered = False
         self._txn_depth = 0
         self._applying: tuple[bytes, dict[int, ClientStructs]] | None = None
-        self._root_kinds: dict[str, type] = {AGENTS_ROOT: Map, DELETIONS_ROOT: Array}
+        self._root_kinds: dict[str, type] = {
+            AGENTS_ROOT: Map,
+            DELETIONS_ROOT: Array,
+            ARTIFACTS_ROOT: Map,
+        }
+        self._artifact_kinds: dict[str, str] = {}  # name -> kind, as used through this replica
+        self._recorded_kinds: set[str] = set()  # names whose kind this replica has written
         self._doc = self._new_doc()
 
     # -- identity --------------------------------------------------------------------------
@@ -166,6 +177,47 @@ class Replica:
         from crdtdoc.artifacts.shared_map import SharedMap
 
         return SharedMap(self, name)
+
+    def tasks(self, name: str) -> TaskList:
+        """The task list named `name` (a Yjs root Y.Map; layout in docs/SCHEMA.md)."""
+        from crdtdoc.artifacts.tasks import TaskList
+
+        return TaskList(self, name)
+
+    def spec(self, name: str) -> InterfaceSpec:
+        """The interface spec named `name` (a Yjs root Y.Map; layout in docs/SCHEMA.md)."""
+        from crdtdoc.artifacts.spec import InterfaceSpec
+
+        return InterfaceSpec(self, name)
+
+    def artifacts(self) -> dict[str, str]:
+        """Every artifact the document knows of: name -> kind ("document", "tasks", ...)."""
+        self._sync_point()
+        kinds = {
+            k: v for k, v in self._doc.get(ARTIFACTS_ROOT, type=Map).items() if isinstance(v, str)
+        }
+        kinds.update(self._artifact_kinds)
+        return kinds
+
+    def _declare(self, name: str, artifact: str, kind: type[_T]) -> None:
+        """Checks that `name` can be used as an artifact of this kind (locally and by what the
+        document records), and declares its root type."""
+        self._root(name, kind)
+        used = self._artifact_kinds.setdefault(name, artifact)
+        recorded = self._doc.get(ARTIFACTS_ROOT, type=Map).get(name)
+        if used != artifact or (isinstance(recorded, str) and recorded != artifact):
+            raise CrdtdocError(
+                f"artifact {name!r} is a {recorded if isinstance(recorded, str) else used}; it "
+                f"cannot also be used as a {artifact}"
+            )
+
+    def _record_kind(self, name: str) -> None:
+        """Inside a write: records the artifact's kind in the document, once per replica."""
+        if name not in self._recorded_kinds:
+            registry = self._doc.get(ARTIFACTS_ROOT, type=Map)
+            if registry.get(name) != self._artifact_kinds[name]:
+                registry[name] = self._artifact_kinds[name]
+            self._recorded_kinds.add(name)
 
     def _root(self, name: str, kind: type[_T]) -> _T:
         """The root type `name` of the current document (refetched: a rebuild replaces the doc)."""

@@ -7,12 +7,14 @@ edit (it may append at the end or delete the whole text). Every index here count
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from pycrdt import Text
 
 from crdtdoc import textdiff
-from crdtdoc.errors import CrdtdocError, InvalidIndex
+from crdtdoc.errors import AmbiguousText, CrdtdocError, InvalidIndex, NotFound
 
 if TYPE_CHECKING:
     from crdtdoc.replica import Replica
@@ -30,7 +32,7 @@ class Document:
     def __init__(self, replica: Replica, name: str) -> None:
         self._replica = replica
         self._name = name
-        replica._root(name, Text)  # declares the root, and checks it is a text
+        replica._declare(name, "document", Text)  # checks the root is (or can be) a text
 
     @property
     def name(self) -> str:
@@ -38,6 +40,13 @@ class Document:
 
     def _text(self) -> Text:
         return self._replica._root(self._name, Text)
+
+    @contextmanager
+    def _editing(self) -> Iterator[Text]:
+        """A local transaction on the text (recording the artifact's kind on first write)."""
+        with self._replica.transaction():
+            self._replica._record_kind(self._name)
+            yield self._text()
 
     def read(self) -> str:
         """The current text."""
@@ -60,8 +69,8 @@ class Document:
         _check_index(index, len(current), "insert index")
         if not text:
             return
-        with self._replica.transaction():
-            self._text().insert(_byte_offset(current, index), text)
+        with self._editing() as shared:
+            shared.insert(_byte_offset(current, index), text)
 
     def append(self, text: str) -> None:
         """Inserts `text` at the end."""
@@ -81,8 +90,8 @@ class Document:
             return
         start = _byte_offset(current, index)
         end = start + len(current[index : index + length].encode("utf-8"))
-        with self._replica.transaction():
-            del self._text()[start:end]
+        with self._editing() as shared:
+            del shared[start:end]
 
     def write(self, new_text: str) -> None:
         """Makes the text equal `new_text` through the minimal inserts and deletes.
@@ -96,8 +105,7 @@ class Document:
         edits = textdiff.diff(current, new_text)
         if not edits:
             return
-        with self._replica.transaction():
-            text = self._text()
+        with self._editing() as text:
             ascii_text = current.isascii()
             # Right to left, so each edit's offset in the old text is still valid.
             for edit in reversed(edits):
@@ -107,6 +115,50 @@ class Document:
                     del text[start:end]
                 if edit.insert:
                     text.insert(start, edit.insert)
+
+    def lines(self) -> list[str]:
+        """The text's lines, without their line endings (as `str.splitlines`)."""
+        return self.read().splitlines()
+
+    def replace(self, old: str, new: str) -> None:
+        """Replaces the one occurrence of `old` with `new` (a local edit: concurrent edits
+        elsewhere in the text are kept). Raises `NotFound` when `old` is absent and
+        `AmbiguousText` when it occurs more than once: add context to make it unique."""
+        if not isinstance(old, str) or not isinstance(new, str):
+            raise CrdtdocError("replace takes two str: the text to find and its replacement")
+        if not old:
+            raise CrdtdocError("replace needs a non-empty text to find")
+        current = self.read()
+        at = current.find(old)
+        if at < 0:
+            raise NotFound(f"{old!r} is not in {self._name!r}; read the document again")
+        again = current.find(old, at + 1)
+        if again >= 0:
+            line, other = current.count("\n", 0, at) + 1, current.count("\n", 0, again) + 1
+            raise AmbiguousText(
+                f"{old!r} occurs more than once in {self._name!r} (lines {line} and {other}); "
+                "include surrounding text to say which"
+            )
+        prefix = _common_prefix(old, new)
+        suffix = _common_prefix(old[prefix:][::-1], new[prefix:][::-1])
+        with self._editing() as text:
+            start = _byte_offset(current, at + prefix)
+            end = start + len(old[prefix : len(old) - suffix].encode("utf-8"))
+            if end > start:
+                del text[start:end]
+            inserted = new[prefix : len(new) - suffix]
+            if inserted:
+                text.insert(start, inserted)
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """How many leading characters `a` and `b` share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _check_index(index: int, length: int, what: str) -> None:

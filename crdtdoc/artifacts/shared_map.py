@@ -26,7 +26,7 @@ class SharedMap:
     def __init__(self, replica: Replica, name: str) -> None:
         self._replica = replica
         self._name = name
-        replica._root(name, Map)
+        replica._declare(name, "map", Map)
 
     @property
     def name(self) -> str:
@@ -39,6 +39,7 @@ class SharedMap:
         _check_key(key)
         stored = to_yjs(value)
         with self._replica.transaction():
+            self._replica._record_kind(self._name)
             self._map()[key] = stored
 
     def get(self, key: str, default: JSONValue = None) -> JSONValue:
@@ -53,6 +54,7 @@ class SharedMap:
         if key not in m:
             return False
         with self._replica.transaction():
+            self._replica._record_kind(self._name)
             del self._map()[key]
         return True
 

@@ -1,0 +1,212 @@
+"""`InterfaceSpec`: named members (an interface's methods, a schema's fields) whose concurrent
+writes are all kept and shown as conflicts, never silently overwritten.
+
+A spec is a Yjs root Y.Map (layout in docs/SCHEMA.md). Each write of a member is its own entry,
+`"m:<write id>" -> {"member", "value", "by", "at"}`, and a write deletes exactly the entries for
+that member its writer had seen. So each member is a multi-value register: after sequential writes
+one value remains; writes made concurrently (neither writer saw the other's) all remain, and
+reading the member raises `ConflictError` with every value and its author until someone
+`resolve`s it. Entries are flat root keys: no nested type is ever created concurrently under one
+key, which in Yjs would make one writer's whole subtree vanish.
+
+`freeze()` records `"frozen" -> {"by", "at", "version"}`; afterwards writes raise `FrozenError`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pycrdt import Map
+
+from crdtdoc.errors import ConflictError, CrdtdocError, FrozenError, NotFound
+from crdtdoc.values import JSONValue, from_yjs, to_yjs
+from crdtdoc.versions import Version
+
+if TYPE_CHECKING:
+    from crdtdoc.replica import Replica
+
+ENTRY_PREFIX = "m:"
+FROZEN_KEY = "frozen"
+_MISSING: Any = object()
+
+
+@dataclass(frozen=True)
+class SpecValue:
+    """One value of a member, with who wrote it and when."""
+
+    value: JSONValue
+    agent: str | None
+    at: float | None
+
+
+class InterfaceSpec:
+    """A shared interface spec (see the module docstring for the merge rules)."""
+
+    __slots__ = ("_name", "_replica")
+
+    def __init__(self, replica: Replica, name: str) -> None:
+        self._replica = replica
+        self._name = name
+        replica._declare(name, "spec", Map)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def _map(self) -> Map[Any]:
+        return self._replica._root(self._name, Map)
+
+    def _entries(self) -> dict[str, list[tuple[str, SpecValue]]]:
+        """member -> [(entry key, value)], ordered by (time, agent, key)."""
+        out: dict[str, list[tuple[str, SpecValue]]] = {}
+        for key, raw in self._map().items():
+            if not key.startswith(ENTRY_PREFIX) or not isinstance(raw, dict):
+                continue
+            member = raw.get("member")
+            if not isinstance(member, str):
+                continue
+            at = raw.get("at")
+            by = raw.get("by")
+            value = SpecValue(
+                from_yjs(raw.get("value")),
+                by if isinstance(by, str) else None,
+                float(at) if isinstance(at, (int, float)) else None,
+            )
+            out.setdefault(member, []).append((key, value))
+        for values in out.values():
+            values.sort(key=lambda kv: (kv[1].at or 0.0, kv[1].agent or "", kv[0]))
+        return out
+
+    @contextmanager
+    def _writing(self, member: str | None = None) -> Iterator[Map[Any]]:
+        if member is not None and (not isinstance(member, str) or not member):
+            raise CrdtdocError("a member name is a non-empty str")
+        frozen = self.frozen_by()
+        if frozen is not None:
+            raise FrozenError(
+                f"spec {self._name!r} was frozen by {frozen}; it accepts no more writes"
+            )
+        with self._replica.transaction():
+            self._replica._record_kind(self._name)
+            yield self._map()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def set(self, member: str, value: JSONValue) -> None:
+        """Writes `member`, superseding every value of it this replica has seen."""
+        stored = to_yjs(value)
+        current = self._entries().get(member, []) if isinstance(member, str) else []
+        if len(current) == 1 and _same(current[0][1].value, value):
+            self._check_writable(member)
+            return  # already exactly this
+        with self._writing(member) as spec:
+            for key, _ in current:
+                del spec[key]
+            spec[ENTRY_PREFIX + secrets.token_hex(8)] = {
+                "member": member,
+                "value": stored,
+                "by": self._replica.agent,
+                "at": time.time(),
+            }
+
+    def resolve(self, member: str, value: JSONValue) -> None:
+        """Settles a conflict: writes `value`, superseding every value seen (as `set` does)."""
+        self.set(member, value)
+
+    def delete(self, member: str) -> bool:
+        """Removes `member` (every value of it seen); returns whether it was there. A value
+        written concurrently, unseen, survives."""
+        current = self._entries().get(member, []) if isinstance(member, str) else []
+        if not current:
+            self._check_writable(member)
+            return False
+        with self._writing(member) as spec:
+            for key, _ in current:
+                del spec[key]
+        return True
+
+    def freeze(self) -> Version:
+        """Freezes the spec at the current version; returns that version."""
+        version = self._replica.version()
+        with self._writing() as spec:
+            spec[FROZEN_KEY] = {
+                "by": self._replica.agent,
+                "at": time.time(),
+                "version": version.token(),
+            }
+        return version
+
+    def _check_writable(self, member: str) -> None:
+        with self._writing(member):
+            pass
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, member: str, default: JSONValue = _MISSING) -> JSONValue:
+        """The member's value. Raises `ConflictError` (with every value and author) when it
+        holds concurrent values, and `NotFound` when absent unless `default` is given."""
+        values = self.values(member)
+        if not values:
+            if default is _MISSING:
+                raise NotFound(f"spec {self._name!r} has no member {member!r}")
+            return default
+        if len(values) > 1:
+            listing = "; ".join(f"{v.agent or 'someone'}: {v.value!r}" for v in values)
+            raise ConflictError(
+                f"{self._name}.{member} was written concurrently ({listing}); resolve it",
+                member,
+                values,
+            )
+        return values[0].value
+
+    def values(self, member: str) -> list[SpecValue]:
+        """Every current value of `member` (one, or several when conflicted)."""
+        return [v for _, v in self._entries().get(member, [])]
+
+    def members(self) -> list[str]:
+        return sorted(self._entries())
+
+    def conflicts(self) -> dict[str, list[SpecValue]]:
+        """Members holding concurrent values, with every value and its author."""
+        return {m: [v for _, v in vs] for m, vs in sorted(self._entries().items()) if len(vs) > 1}
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        """member -> value, for members without conflicts."""
+        return {m: vs[0][1].value for m, vs in sorted(self._entries().items()) if len(vs) == 1}
+
+    @property
+    def frozen(self) -> bool:
+        return self.frozen_by() is not None
+
+    def frozen_by(self) -> str | None:
+        info = self._map().get(FROZEN_KEY)
+        if not isinstance(info, dict):
+            return None
+        by = info.get("by")
+        return by if isinstance(by, str) else "someone"
+
+    def frozen_at(self) -> Version | None:
+        """The version the spec was frozen at (None when not frozen)."""
+        info = self._map().get(FROZEN_KEY)
+        if not isinstance(info, dict) or not isinstance(info.get("version"), str):
+            return None
+        return Version.from_token(info["version"])
+
+    def __contains__(self, member: object) -> bool:
+        return isinstance(member, str) and member in self._entries()
+
+    def __len__(self) -> int:
+        return len(self._entries())
+
+    def __repr__(self) -> str:
+        return f"InterfaceSpec({self._name!r}, {len(self)} members)"
+
+
+def _same(a: JSONValue, b: JSONValue) -> bool:
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)

@@ -1,0 +1,320 @@
+"""`TaskList`: tasks agents add, claim, note and complete, merging without lost work.
+
+A task list is a Yjs root Y.Map of task id -> task (a Y.Map); the layout is in docs/SCHEMA.md.
+Every field that several agents may write at once is a collection each agent writes its own part
+of, so concurrent work is kept, never overwritten:
+
+- claims: a Y.Map agent -> claim. Concurrent claims (unseen by each other) are all kept; the task is
+  then *contested* and every replica names the same assignee: the earliest claim (by its recorded
+  time, then agent name). `claim` refuses when it already sees another agent's claim.
+- completions: a Y.Map token -> completion. `complete` adds one; `reopen` removes those it has
+  seen. So a reopen concurrent with a completion it has not seen leaves the task done (the newer
+  work is kept, visible as done), while a reopen after the completions it saw makes it open again.
+- notes: a Y.Array of notes, append-only: concurrent notes are all kept, in a merge order every
+  replica agrees on.
+
+Status: "done" while any completion remains; otherwise "claimed" while any claim remains;
+otherwise "open". `reopen` removes the claims it sees too. Plain fields (title, description,
+labels, depends_on) are last-writer-wins per field.
+"""
+
+from __future__ import annotations
+
+import builtins
+import secrets
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pycrdt import Array, Map
+
+from crdtdoc.errors import AlreadyClaimed, CrdtdocError, InvalidValue, NotFound
+from crdtdoc.values import from_yjs, to_yjs
+
+if TYPE_CHECKING:
+    from crdtdoc.replica import Replica
+
+STATUSES = ("open", "claimed", "done")
+
+
+@dataclass(frozen=True)
+class Note:
+    agent: str
+    text: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task as this replica sees it now."""
+
+    id: str
+    title: str
+    description: str
+    status: str  # "open" | "claimed" | "done"
+    assignee: str | None  # the claimant every replica agrees holds the task
+    claimants: list[str]  # every agent with a claim, assignee first
+    contested: bool  # claimed by several agents that did not see each other's claim
+    labels: list[str]
+    depends_on: list[str]
+    notes: list[Note]
+    completed_by: list[str]
+    created_by: str | None
+    created_at: float | None
+
+    def describe(self) -> str:
+        """One line for a person or an agent's prompt."""
+        who = f" by {self.assignee}" if self.assignee else ""
+        contested = f" (contested: {', '.join(self.claimants)})" if self.contested else ""
+        return f"[{self.status}{who}{contested}] {self.id}: {self.title}"
+
+
+def new_task_id() -> str:
+    """An id unique without coordination (60 random bits)."""
+    return "t" + secrets.token_hex(8)[:15]
+
+
+def _strings(value: Iterable[str], what: str) -> list[str]:
+    if isinstance(value, str):
+        raise InvalidValue(f"{what} must be a list of str, not a single str")
+    items = list(value)
+    if not all(isinstance(v, str) for v in items):
+        raise InvalidValue(f"{what} must contain only str")
+    return items
+
+
+class TaskList:
+    """A shared task list (see the module docstring for the merge rules)."""
+
+    __slots__ = ("_name", "_replica")
+
+    def __init__(self, replica: Replica, name: str) -> None:
+        self._replica = replica
+        self._name = name
+        replica._declare(name, "tasks", Map)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def _map(self) -> Map[Any]:
+        return self._replica._root(self._name, Map)
+
+    def _task_map(self, task_id: str) -> Map[Any]:
+        if not isinstance(task_id, str):
+            raise CrdtdocError(f"task ids are str, got {type(task_id).__name__}")
+        task = self._map().get(task_id)
+        if not isinstance(task, Map):
+            raise NotFound(f"no task {task_id!r} in {self._name!r}")
+        return task
+
+    @contextmanager
+    def _editing(self) -> Iterator[None]:
+        with self._replica.transaction():
+            self._replica._record_kind(self._name)
+            yield
+
+    def _part(self, task: Map[Any], key: str, kind: type[Map[Any]] | type[Array[Any]]) -> Any:
+        """A task's claims / completions / notes, created if a foreign writer left it out."""
+        part = task.get(key)
+        if not isinstance(part, kind):
+            task[key] = part = kind()
+        return part
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def add(
+        self,
+        title: str,
+        description: str = "",
+        depends_on: Iterable[str] = (),
+        labels: Iterable[str] = (),
+    ) -> str:
+        """Adds an open task; returns its id (unique without coordination)."""
+        if not isinstance(title, str) or not title.strip():
+            raise InvalidValue("a task needs a non-empty title")
+        if not isinstance(description, str):
+            raise InvalidValue("description must be a str")
+        task_id = new_task_id()
+        fields = {
+            "title": title,
+            "description": description,
+            "labels": _strings(labels, "labels"),
+            "depends_on": _strings(depends_on, "depends_on"),
+            "created_by": self._replica.agent,
+            "created_at": time.time(),
+        }
+        with self._editing():
+            self._map()[task_id] = Map(
+                {**fields, "claims": Map(), "completions": Map(), "notes": Array()}
+            )
+        return task_id
+
+    def update(
+        self,
+        task_id: str,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        labels: Iterable[str] | None = None,
+        depends_on: Iterable[str] | None = None,
+    ) -> None:
+        """Changes the given fields (each last-writer-wins)."""
+        changes: dict[str, Any] = {}
+        if title is not None:
+            if not isinstance(title, str) or not title.strip():
+                raise InvalidValue("a task needs a non-empty title")
+            changes["title"] = title
+        if description is not None:
+            if not isinstance(description, str):
+                raise InvalidValue("description must be a str")
+            changes["description"] = description
+        if labels is not None:
+            changes["labels"] = _strings(labels, "labels")
+        if depends_on is not None:
+            changes["depends_on"] = _strings(depends_on, "depends_on")
+        task = self._task_map(task_id)
+        with self._editing():
+            for key, value in changes.items():
+                task[key] = to_yjs(value)
+
+    def note(self, task_id: str, text: str) -> None:
+        """Appends a note (append-only: concurrent notes are all kept)."""
+        if not isinstance(text, str) or not text:
+            raise InvalidValue("a note is a non-empty str")
+        task = self._task_map(task_id)
+        with self._editing():
+            self._part(task, "notes", Array).append(
+                {"by": self._replica.agent, "text": text, "at": time.time()}
+            )
+
+    def claim(self, task_id: str) -> None:
+        """Claims the task for this agent. Raises `AlreadyClaimed` (naming the holder) when this
+        replica sees another agent's claim; claims made concurrently elsewhere are all kept and
+        the task shows as contested."""
+        task = self._task_map(task_id)
+        current = self._read(task_id, task)
+        me = self._replica.agent
+        if current.status == "done":
+            raise CrdtdocError(f"task {task_id!r} is done; reopen it before claiming it")
+        if me in current.claimants:
+            return  # already ours (if contested, `get(id).assignee` says who holds it)
+        if current.claimants:
+            holder = current.assignee or current.claimants[0]
+            raise AlreadyClaimed(
+                f"task {task_id!r} is claimed by {holder}; pick another task or ask {holder}",
+                holder,
+                current.claimants,
+            )
+        with self._editing():
+            self._part(task, "claims", Map)[me] = {"at": time.time()}
+
+    def release(self, task_id: str) -> bool:
+        """Drops this agent's claim; returns whether it had one."""
+        task = self._task_map(task_id)
+        claims = task.get("claims")
+        me = self._replica.agent
+        if not isinstance(claims, Map) or me not in claims:
+            return False
+        with self._editing():
+            del claims[me]
+        return True
+
+    def complete(self, task_id: str, note: str | None = None) -> None:
+        """Marks the task done (optionally with a note)."""
+        task = self._task_map(task_id)
+        with self._editing():
+            self._part(task, "completions", Map)[secrets.token_hex(8)] = {
+                "by": self._replica.agent,
+                "at": time.time(),
+            }
+            if note:
+                self.note(task_id, note)
+
+    def reopen(self, task_id: str) -> None:
+        """Makes the task open again: removes the completions and claims this replica sees."""
+        task = self._task_map(task_id)
+        with self._editing():
+            for key in ("completions", "claims"):
+                part = task.get(key)
+                if isinstance(part, Map):
+                    for entry in list(part.keys()):
+                        del part[entry]
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> Task:
+        return self._read(task_id, self._task_map(task_id))
+
+    def __contains__(self, task_id: object) -> bool:
+        return isinstance(task_id, str) and isinstance(self._map().get(task_id), Map)
+
+    def ids(self) -> builtins.list[str]:
+        return [k for k, v in self._map().items() if isinstance(v, Map)]
+
+    def list(self, status: str | None = None, assignee: str | None = None) -> builtins.list[Task]:
+        """Tasks (oldest first), optionally only those with this status / assignee."""
+        if status is not None and status not in STATUSES:
+            raise CrdtdocError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+        tasks = [self._read(k, v) for k, v in self._map().items() if isinstance(v, Map)]
+        tasks.sort(key=lambda t: (t.created_at or 0.0, t.id))
+        return [
+            t
+            for t in tasks
+            if (status is None or t.status == status)
+            and (assignee is None or t.assignee == assignee)
+        ]
+
+    def ready(self) -> builtins.list[Task]:
+        """Open (unclaimed, not done) tasks whose dependencies are all done."""
+        tasks = self.list()
+        done = {t.id for t in tasks if t.status == "done"}
+        return [t for t in tasks if t.status == "open" and all(d in done for d in t.depends_on)]
+
+    def __len__(self) -> int:
+        return len(self.ids())
+
+    def __repr__(self) -> str:
+        return f"TaskList({self._name!r}, {len(self)} tasks)"
+
+    def _read(self, task_id: str, task: Map[Any]) -> Task:
+        data = from_yjs(task.to_py())
+        claims = data.get("claims") if isinstance(data.get("claims"), dict) else {}
+        order = sorted(
+            claims.items(),
+            key=lambda kv: (kv[1].get("at", 0.0) if isinstance(kv[1], dict) else 0.0, kv[0]),
+        )
+        claimants = [agent for agent, _ in order]
+        completions = data.get("completions") if isinstance(data.get("completions"), dict) else {}
+        completed_by = sorted(
+            {
+                c["by"]
+                for c in completions.values()
+                if isinstance(c, dict) and isinstance(c.get("by"), str)
+            }
+        )
+        notes_raw = data.get("notes") if isinstance(data.get("notes"), list) else []
+        notes = [
+            Note(str(n.get("by", "")), str(n.get("text", "")), float(n.get("at", 0.0)))
+            for n in notes_raw
+            if isinstance(n, dict)
+        ]
+        status = "done" if completions else "claimed" if claimants else "open"
+        created_at = data.get("created_at")
+        return Task(
+            id=task_id,
+            title=str(data.get("title", "")),
+            description=str(data.get("description", "")),
+            status=status,
+            assignee=claimants[0] if claimants else None,
+            claimants=claimants,
+            contested=status != "done" and len(claimants) > 1,
+            labels=[x for x in data.get("labels") or [] if isinstance(x, str)],
+            depends_on=[x for x in data.get("depends_on") or [] if isinstance(x, str)],
+            notes=notes,
+            completed_by=completed_by,
+            created_by=data.get("created_by") if isinstance(data.get("created_by"), str) else None,
+            created_at=float(created_at) if isinstance(created_at, (int, float)) else None,
+        )
