@@ -202,14 +202,14 @@ class Replica:
     def _declare(self, name: str, artifact: str, kind: type[_T]) -> None:
         """Checks that `name` can be used as an artifact of this kind (locally and by what the
         document records), and declares its root type."""
-        self._root(name, kind)
-        used = self._artifact_kinds.setdefault(name, artifact)
         recorded = self._doc.get(ARTIFACTS_ROOT, type=Map).get(name)
-        if used != artifact or (isinstance(recorded, str) and recorded != artifact):
+        known = self._artifact_kinds.get(name, recorded if isinstance(recorded, str) else None)
+        if known is not None and known != artifact:
             raise CrdtdocError(
-                f"artifact {name!r} is a {recorded if isinstance(recorded, str) else used}; it "
-                f"cannot also be used as a {artifact}"
+                f"artifact {name!r} is a {known}; it cannot also be used as a {artifact}"
             )
+        self._root(name, kind)
+        self._artifact_kinds[name] = artifact
 
     def _record_kind(self, name: str) -> None:
         """Inside a write: records the artifact's kind in the document, once per replica."""

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import crdtdoc
 from crdtdoc import CrdtdocError, InvalidIndex, Replica
 
 chars = st.sampled_from(["a", "b", "é", "😀", "中", "👩‍💻", "\n", "ß"])
@@ -103,3 +104,28 @@ def test_write_changes_only_what_changed() -> None:
     inserted = sum(k - before.clocks.get(c, 0) for c, k in r.version().clocks.items())
     assert inserted == 1
     assert not r.version().deleted.difference(before.deleted)
+
+
+def test_lines_and_replace_keep_concurrent_edits() -> None:
+    a, b = Replica("alice"), Replica("bob")
+    a.document("design").write("# Design\nids are UUIDs 😀\nstore: SQLite\n")
+    b.apply_update(a.encode_update())
+    a.document("design").replace("UUIDs", "integers")
+    b.document("design").replace("SQLite", "PostgreSQL")
+    a.apply_update(b.encode_update(since=a.version()))
+    b.apply_update(a.encode_update(since=b.version()))
+    expected = ["# Design", "ids are integers 😀", "store: PostgreSQL"]
+    assert a.document("design").lines() == b.document("design").lines() == expected
+
+
+def test_replace_says_clearly_when_the_text_is_absent_or_ambiguous() -> None:
+    doc = Replica("a").document("d")
+    doc.write("one\ntwo\none\n")
+    with pytest.raises(crdtdoc.NotFound, match="'three' is not in 'd'"):
+        doc.replace("three", "3")
+    with pytest.raises(crdtdoc.AmbiguousText, match="lines 1 and 3"):
+        doc.replace("one", "1")
+    doc.replace("one\ntwo", "1\ntwo")  # more context makes it unique
+    assert doc.read() == "1\ntwo\none\n"
+    with pytest.raises(crdtdoc.CrdtdocError, match="non-empty"):
+        doc.replace("", "x")
