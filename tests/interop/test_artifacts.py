@@ -63,7 +63,6 @@ def test_node_peer_and_crdtdoc_share_tasks_and_specs_by_the_schema(tmp_path: Pat
                     }
                     written = await _line(proc)
                     added = str(written["added"])
-                    await py.wait_for(py.version(), timeout=5)
                     while added not in tasks:
                         await asyncio.sleep(0.02)
                     # crdtdoc reads the Node peer's writes by the same rules.
@@ -75,46 +74,15 @@ def test_node_peer_and_crdtdoc_share_tasks_and_specs_by_the_schema(tmp_path: Pat
                     assert tasks.get(second).status == "done"
                     assert spec.get("User.id") == "int"  # the Node peer saw "UUID": superseded
                     assert spec.get("getUser") == "(id: int) -> User"
-                    assert (
-                        py.agents().get(
-                            next(iter(c for c, a in py.agents().items() if a == "node-agent"))
-                        )
-                        == "node-agent"
-                    )
+                    assert "node-agent" in py.agents().values()  # changes attributed by name
                     # A concurrent write from crdtdoc: both sides see the conflict.
                     offline.spec("user-service").set("Order.total", "int cents")
                     py.apply_update(offline.encode_update(since=py.version()))
                     final = await _line(proc)
                     assert final["conflict"] == ["decimal", "int cents"]
-                    conflicts = spec.conflicts()
-                    assert sorted(v.value for v in conflicts["Order.total"]) == [
-                        "decimal",
-                        "int cents",
-                    ]
-                    assert {v.agent for v in conflicts["Order.total"]} == {
-                        "node-agent",
-                        "py-offline",
-                    }
-                finally:
-                    assert proc.stdin is not None
-                    proc.stdin.close()
-                    await asyncio.wait_for(proc.wait(), 10)
-
-    run(body(), timeout=90)                    assert "node-agent" in py.agents().values()  # attributed by name
-                    # A concurrent write from crdtdoc: both sides see the conflict.
-                    offline.spec("user-service").set("Order.total", "int cents")
-                    py.apply_update(offline.encode_update(since=py.version()))
-                    final = await _line(proc)
-                    assert final["conflict"] == ["decimal", "int cents"]
-                    conflicts = spec.conflicts()
-                    assert sorted(v.value for v in conflicts["Order.total"]) == [
-                        "decimal",
-                        "int cents",
-                    ]
-                    assert {v.agent for v in conflicts["Order.total"]} == {
-                        "node-agent",
-                        "py-offline",
-                    }
+                    values = spec.conflicts()["Order.total"]
+                    assert sorted(v.value for v in values) == ["decimal", "int cents"]
+                    assert {v.agent for v in values} == {"node-agent", "py-offline"}
                 finally:
                     assert proc.stdin is not None
                     proc.stdin.close()
