@@ -15,6 +15,7 @@ from typing import Any
 from crdtdoc.encoding import Decoder
 from crdtdoc.errors import InvalidUpdate
 from crdtdoc.idset import IdSet
+from crdtdoc.roots import AGENTS_ROOT, DELETIONS_ROOT, NOTES_ROOT
 from crdtdoc.updates import (
     ANY,
     DELETED,
@@ -30,9 +31,6 @@ from crdtdoc.updates import (
 )
 from crdtdoc.values import from_yjs
 from crdtdoc.versions import Version
-
-_AGENTS_ROOT = "__crdtdoc_agents"
-_DELETIONS_ROOT = "__crdtdoc_deletions"
 
 
 @dataclass(frozen=True)
@@ -50,17 +48,27 @@ class Change:
     text: str = ""  # inserted text
     length: int = 0  # characters / elements inserted or deleted
     key: str | None = None  # the map key, for "set" and "remove"
-    value: Any = None  # the new value, for "set"
+    value: Any = None  # the new value, for "set"; the inserted elements, for list inserts
     text_artifact: bool = False  # the artifact is a text (lengths count characters)
+    path: tuple[str, ...] = ()  # keys from the artifact's root to the changed nested type
+    subject: str | None = None  # what the change is about: a task id, a spec member...
+    summary: str | None = None  # the change in the artifact's own terms, without the agent
+    line: int | None = None  # for text inserts: the line (1-based) the text now starts on
+    version: str | None = None  # token of the version that includes this change
 
     def describe(self) -> str:
         """One line a person (or an agent's prompt) can read."""
         who = self.agent or "someone"
+        if self.summary is not None:
+            return f"{who} {self.summary}"
         if self.kind == "set":
             return f"{who} set {self.artifact}.{self.key} = {self.value!r}"
         if self.kind == "remove":
             return f"{who} removed {self.artifact}.{self.key}"
         if self.kind == "insert":
+            if self.text and self.line is not None:
+                what = repr(self.text) if len(self.text) <= 40 else f"{self.length} characters"
+                return f"{who} inserted {what} at line {self.line} of {self.artifact}"
             what = repr(self.text) if self.text else f"{self.length} element(s)"  # lists
             return f"{who} inserted {what} into {self.artifact}"
         unit = "character" if self.text_artifact else "element"
@@ -77,6 +85,7 @@ class _Index:
             self.by_client.setdefault(item.client, []).append(item)
         self.starts = {c: [i.clock for i in its] for c, its in self.by_client.items()}
         self._roots: dict[tuple[int, int], str | None] = {}
+        self._paths: dict[tuple[int, int], tuple[str, ...]] = {}
 
     def find(self, client: int, clock: int) -> Item | None:
         starts = self.starts.get(client)
@@ -123,6 +132,34 @@ class _Index:
             self._roots[key] = result
         return result
 
+    def container(self, item: Item) -> str | tuple[int, int] | None:
+        """The root name or nested-type id an item lives in (copied from its origins)."""
+        current: Item | None = item
+        for _ in range(100_000):
+            if current is None:
+                return None
+            if current.parent is not None:
+                return current.parent
+            ref = current.origin or current.right_origin
+            current = self.find(*ref) if ref is not None else None
+        return None
+
+    def path(self, item: Item, _depth: int = 0) -> tuple[str, ...]:
+        """Keys from the root down to the nested type holding `item` (() at the root)."""
+        parent = self.container(item)
+        if parent is None or isinstance(parent, str) or _depth > 64:
+            return ()
+        cached = self._paths.get(parent)
+        if cached is not None:
+            return cached
+        holder = self.find(*parent)
+        if holder is None:
+            return ()
+        key = self.sub(holder)
+        path = (*self.path(holder, _depth + 1), key if key is not None else "[]")
+        self._paths[parent] = path
+        return path
+
     def sub(self, item: Item) -> str | None:
         """The map key of an item (copied from its origin when not written)."""
         current: Item | None = item
@@ -165,11 +202,11 @@ def changes_between(
         root = index.root(item) if item.content in (ANY, STRING) else None
         if item.content == STRING and root is not None:
             texts.add(root)
-        if root == _AGENTS_ROOT and item.content == ANY:
+        if root == AGENTS_ROOT and item.content == ANY:
             sub = index.sub(item)
             if sub and sub.isdigit() and item.value and isinstance(item.value[-1], str):
                 agents[int(sub)] = item.value[-1]
-        elif root == _DELETIONS_ROOT and item.content == ANY:
+        elif root == DELETIONS_ROOT and item.content == ANY:
             for entry in item.value or []:
                 if isinstance(entry, bytes):
                     try:
@@ -184,17 +221,17 @@ def changes_between(
 
     clocks = since.clocks
     changes: list[Change] = []
-    live_keys: set[tuple[str, str]] = set()
+    live_keys: set[tuple[str, tuple[str, ...], str]] = set()
     prev_end: tuple[int, int] | None = None
     for item in items:
         if item.content in (GC, SKIP):
             continue
         root = index.root(item)
-        if root is None or root.startswith("__crdtdoc_"):
+        if root is None or (root.startswith("__crdtdoc_") and root != NOTES_ROOT):
             continue
         sub = index.sub(item) if item.content != STRING else None
         if sub is not None and item.content != DELETED:
-            live_keys.add((root, sub))
+            live_keys.add((root, index.path(item), sub))
         seen = clocks.get(item.client, 0)
         if item.clock + item.length <= seen or item.content == DELETED:
             continue
@@ -204,13 +241,29 @@ def changes_between(
             value: Any = item.value[-1] if item.content in (ANY, JSON) and item.value else None
             if item.content == TYPE:
                 value = f"<{item.value}>"
-            changes.append(Change(agent, item.client, root, "set", key=sub, value=from_yjs(value)))
+            changes.append(
+                Change(
+                    agent,
+                    item.client,
+                    root,
+                    "set",
+                    key=sub,
+                    value=from_yjs(value),
+                    path=index.path(item),
+                )
+            )
         else:
             # Consecutive typing (each item's origin is the previous one's last id) reads as one.
             follows = prev_end is not None and item.origin == prev_end and offset == 0
             text = _utf16_slice(item.value, offset) if item.content == STRING else ""
             length = len(text) if text else item.length - offset
-            change = Change(agent, item.client, root, "insert", text, length)
+            elements = None
+            if item.content in (ANY, JSON) and isinstance(item.value, list):
+                elements = [from_yjs(v) for v in item.value[offset:]]
+            path = index.path(item)
+            change = Change(
+                agent, item.client, root, "insert", text, length, value=elements, path=path
+            )
             _add(changes, change, merge=follows)
             prev_end = (item.client, item.clock + item.length - 1)
             continue
@@ -230,8 +283,9 @@ def changes_between(
             for author, length in _attribute(part, deleters):
                 agent = agents.get(author) if author is not None else None
                 if sub is not None:
-                    if (root, sub) not in live_keys:
-                        changes.append(Change(agent, author, root, "remove", key=sub))
+                    path = index.path(item)
+                    if (root, path, sub) not in live_keys:
+                        changes.append(Change(agent, author, root, "remove", key=sub, path=path))
                 else:
                     change = Change(
                         agent, author, root, "delete", length=length, text_artifact=root in texts
@@ -265,9 +319,16 @@ def _add(changes: list[Change], change: Change, *, merge: bool) -> None:
             and last.client_id == change.client_id
             and last.artifact == change.artifact
             and last.kind in ("insert", "delete")
+            and last.path == change.path
         ):
+            elements = None
+            if last.value is not None or change.value is not None:
+                elements = (last.value or []) + (change.value or [])
             changes[-1] = replace(
-                last, text=last.text + change.text, length=last.length + change.length
+                last,
+                text=last.text + change.text,
+                length=last.length + change.length,
+                value=elements,
             )
             return
     changes.append(change)

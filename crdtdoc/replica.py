@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import heapq
 import secrets
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -24,8 +25,16 @@ from crdtdoc.errors import (
     InvalidUpdate,
     PendingLimitExceeded,
     ReplicaRebuilt,
+    StaleRead,
 )
 from crdtdoc.idset import IdSet
+from crdtdoc.roots import (
+    AGENTS_ROOT,
+    ARTIFACTS_ROOT,
+    DELETIONS_ROOT,
+    INTERNAL_ROOTS,
+    NOTES_ROOT,
+)
 from crdtdoc.updates import (
     MAX_CLIENT_ID,
     MAX_CLOCK,
@@ -46,14 +55,6 @@ if TYPE_CHECKING:
     from crdtdoc.artifacts.tasks import TaskList
     from crdtdoc.changes import Change
 
-AGENTS_ROOT = "__crdtdoc_agents"
-"""Root Y.Map: str(client id) -> agent name. Each client writes only its own key."""
-DELETIONS_ROOT = "__crdtdoc_deletions"
-"""Root Y.Array of encoded delete sets; the client that appended an entry made those deletions."""
-ARTIFACTS_ROOT = "__crdtdoc_artifacts"
-"""Root Y.Map: artifact name -> kind ("document", "tasks", "spec", "map"), written by whoever
-first writes the artifact, so every reader (and the change feed) knows how to read a root."""
-INTERNAL_ROOTS = frozenset({AGENTS_ROOT, DELETIONS_ROOT, ARTIFACTS_ROOT})
 
 UpdateListener = Callable[[bytes, bool], None]
 """Called with (update bytes, made locally) after each committed change."""
@@ -104,6 +105,16 @@ def _after(state: dict[int, int], parsed: ParsedUpdate) -> dict[int, int]:
     return after
 
 
+def _artifact_names(on: Iterable[object]) -> set[str]:
+    names = set()
+    for artifact in on:
+        name = artifact if isinstance(artifact, str) else getattr(artifact, "name", None)
+        if not isinstance(name, str):
+            raise CrdtdocError(f"on= takes artifacts or their names, not {artifact!r}")
+        names.add(name)
+    return names
+
+
 def _is_panic(exc: BaseException) -> bool:
     return type(exc).__name__ == "PanicException"
 
@@ -141,11 +152,13 @@ class Replica:
         self._listeners: list[UpdateListener] = []
         self._registered = False
         self._txn_depth = 0
+        self._notifying = 0  # > 0 while listeners run
         self._applying: tuple[bytes, dict[int, ClientStructs]] | None = None
         self._root_kinds: dict[str, type] = {
             AGENTS_ROOT: Map,
             DELETIONS_ROOT: Array,
             ARTIFACTS_ROOT: Map,
+            NOTES_ROOT: Array,
         }
         self._artifact_kinds: dict[str, str] = {}  # name -> kind, as used through this replica
         self._recorded_kinds: set[str] = set()  # names whose kind this replica has written
@@ -238,13 +251,29 @@ class Replica:
     # -- local changes ---------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(
+        self,
+        *,
+        expect: Version | str | None = None,
+        on: Iterable[object] = (),
+        note: str | None = None,
+    ) -> Iterator[None]:
         """Groups local changes into one update; nested calls join the outer transaction.
+
+        A guarded write (optimistic concurrency): with `expect` (a version or token the agent
+        read at), raises `StaleRead`, listing what changed and by whom, before anything is
+        written, if another replica changed any artifact in `on` (artifacts or names; all
+        artifacts when empty) since then. `note` says what the block does; it appears in the
+        change feed of everyone.
 
         As in Yjs there is no rollback: if the block raises, what it changed before raising is
         committed (and announced); the exception then propagates.
         """
         self._sync_point()
+        if expect is not None:
+            self._check_fresh(expect, on)
+        if note is not None and (not isinstance(note, str) or not note):
+            raise CrdtdocError("a transaction note is a non-empty str")
         if self._txn_depth:
             self._txn_depth += 1
             try:
@@ -260,6 +289,11 @@ class Replica:
                 if not self._registered:
                     self._doc.get(AGENTS_ROOT, type=Map)[str(self._client_id)] = self._agent
                     self._registered = True
+                if note is not None:
+                    names = sorted(_artifact_names(on))
+                    self._doc.get(NOTES_ROOT, type=Array).append(
+                        {"by": self._agent, "note": note, "at": time.time(), "artifacts": names}
+                    )
                 yield
         except BaseException as exc:
             if _is_panic(exc):
@@ -275,6 +309,28 @@ class Replica:
         finally:
             self._txn_depth = 0
         self._after_local_commit(start)
+
+    def _check_fresh(self, expect: Version | str, on: Iterable[object]) -> None:
+        """Raises `StaleRead` if others changed the artifacts `on` since `expect`."""
+        since = Version.from_token(expect) if isinstance(expect, str) else expect
+        if not isinstance(since, Version):
+            raise CrdtdocError("expect= takes a Version or a version token")
+        names = _artifact_names(on)
+        if since.compare(self.version()) in ("equal", "after"):
+            return  # nothing arrived since (the common case: no feed to compute)
+        stale = [
+            c
+            for c in self._changes(since)
+            if c.client_id != self._client_id and (not names or c.artifact in names)
+        ]
+        if stale:
+            listing = "; ".join(c.describe() for c in stale[:10])
+            more = f" and {len(stale) - 10} more" if len(stale) > 10 else ""
+            raise StaleRead(
+                f"{len(stale)} change(s) since the version you read: {listing}{more}. Nothing "
+                "was written; read again and redo the change.",
+                stale,
+            )
 
     def _after_local_commit(self, start: int) -> None:
         self._record_deletions(start)
@@ -441,6 +497,9 @@ class Replica:
     def version(self) -> Version:
         """What this replica has applied: state vector plus delete set (buffered data excluded)."""
         self._sync_point()
+        return self._current_version()
+
+    def _current_version(self) -> Version:
         return Version(self._state, IdSet(self._deleted.ranges))
 
     def state_vector(self) -> bytes:
@@ -466,12 +525,17 @@ class Replica:
     def changes_since(self, since: Version | str | None = None) -> list[Change]:
         """What changed since `since` (a Version or token), by artifact and agent."""
         self._sync_point()
-        from crdtdoc.changes import changes_between
-
         if isinstance(since, str):
             since = Version.from_token(since)
+        return self._changes(since or Version())
+
+    def _changes(self, since: Version) -> list[Change]:
+        from crdtdoc.changes import changes_between
+        from crdtdoc.feed import in_artifact_terms
+
         texts = frozenset(n for n, kind in self._root_kinds.items() if kind is Text)
-        return changes_between(self._doc.get_update(), since or Version(), self._deleted, texts)
+        raw = changes_between(self._doc.get_update(), since, self._deleted, texts)
+        return in_artifact_terms(raw, self)
 
     def agents(self) -> dict[int, str]:
         """client id -> agent name, for every client that registered in this document."""
@@ -502,9 +566,31 @@ class Replica:
         if self._log_bytes > max(self._limits.checkpoint_log_bytes, len(self._checkpoint)):
             self._take_checkpoint()
         committed, self._committed = self._committed, []
-        for update, local, _ in committed:
-            for listener in list(self._listeners):
-                listener(update, local)
+        self._notifying += 1
+        try:
+            for update, local, _ in committed:
+                for listener in list(self._listeners):
+                    listener(update, local)
+        finally:
+            self._notifying -= 1
+
+    def observe(self, callback: Callable[[list[Change]], None]) -> Callable[[], None]:
+        """Calls `callback(changes)` after each commit, local or remote, with what changed in
+        artifact terms (as `changes_since` reports it). Returns a function that unsubscribes.
+
+        Each call reads the whole document to describe the change, so observers cost time in
+        proportion to the document's size."""
+        seen = [self._current_version()]
+
+        def listener(update: bytes, local: bool) -> None:
+            now = self._current_version()
+            if now == seen[0]:
+                return  # several updates of one commit: reported together already
+            changes, seen[0] = self._changes(seen[0]), now
+            if changes:
+                callback(changes)
+
+        return self.on_update(listener)
 
     # -- the pycrdt document ---------------------------------------------------------------
 

@@ -31,7 +31,7 @@ def test_inserts_sets_deletes_and_removes_are_attributed() -> None:
         described = sorted(c.describe() for c in changes)
         assert described == sorted(
             [
-                "bob inserted '!' into design",
+                "bob inserted '!' at line 1 of design",
                 "bob deleted 4 characters from design",
                 "bob set spec.getUsersByRole = '(role) -> list[User]'",
                 "bob removed spec.old",
@@ -67,9 +67,10 @@ def test_a_late_joiner_attributes_everything() -> None:
     late = Replica("carol")
     late.apply_update(bob.encode_update())
     described = [c.describe() for c in late.changes_since(None)]
-    assert described == ["alice inserted 'abc' into d", "bob inserted 'def' into d"] or sorted(
-        described
-    ) == sorted(["alice inserted 'abc' into d", "bob inserted 'def' into d"])
+    assert sorted(described) == [
+        "alice inserted 'abc' at line 1 of d",
+        "bob inserted 'def' at line 1 of d",
+    ]
 
 
 def test_multibyte_text_since_a_mid_item_version() -> None:
@@ -79,3 +80,56 @@ def test_multibyte_text_since_a_mid_item_version() -> None:
     r.document("d").insert(2, "中")
     (change,) = r.changes_since(mark)
     assert change.text == "中"
+
+
+def test_changes_speak_in_artifact_terms() -> None:
+    alice, bob, carol = Replica("alice"), Replica("bob"), Replica("carol")
+    backlog = alice.tasks("backlog")
+    tid = backlog.add("write migration")
+    alice.spec("user-service").set("getUserByEmail", "(email) -> User")
+    alice.document("design").write("# Design\n\n\nend\n")
+    _sync(alice, bob)
+    _sync(bob, carol)
+    mark = carol.version()
+    bob.tasks("backlog").claim(tid)
+    bob.tasks("backlog").note(tid, "starting now")
+    alice.spec("user-service").set("getUserByEmail", "(email: str) -> User")
+    carol.document("design").insert(len("# Design\n\n\n"), "x" * 120)
+    _sync(alice, bob)
+    _sync(bob, carol)
+    _sync(alice, bob)
+    label = f"task {tid} ('write migration')"
+    for replica in (alice, bob, carol):
+        changes = replica.changes_since(mark)
+        assert sorted(c.describe() for c in changes) == sorted(
+            [
+                f"bob claimed {label} in backlog",
+                f"bob noted on {label} in backlog: 'starting now'",
+                "alice set getUserByEmail in user-service to '(email: str) -> User'",
+                "carol inserted 120 characters at line 4 of design",
+            ]
+        ), replica.agent
+        kinds = {c.kind: c for c in changes}
+        assert kinds["claimed"].subject == tid and kinds["claimed"].artifact == "backlog"
+        assert kinds["member-set"].subject == "getUserByEmail"
+        assert all(c.version == replica.version().token() for c in changes)
+
+
+def test_task_lifecycle_in_the_feed() -> None:
+    r = Replica("alice")
+    tasks = r.tasks("backlog")
+    mark = r.version()
+    tid = tasks.add("ship it")
+    tasks.claim(tid)
+    tasks.complete(tid)
+    middle = r.version()
+    tasks.reopen(tid)
+    tasks.update(tid, title="ship it twice")
+    label = f"task {tid} ('ship it twice')"
+    # A claim and a completion made and undone since `mark` cancel out; the task reads as added.
+    assert [c.describe() for c in r.changes_since(mark)] == [f"alice added {label} to backlog"]
+    assert sorted(c.kind for c in r.changes_since(middle)) == [
+        "released",
+        "reopened",
+        "task-updated",
+    ]

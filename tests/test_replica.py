@@ -318,7 +318,7 @@ def test_misuse_gets_clear_errors() -> None:
     with pytest.raises(CrdtdocError, match="inside a local transaction"), r.transaction():
         r.apply_update(b"\x00\x00")
     r.map("m")
-    with pytest.raises(CrdtdocError, match="is a Map; it cannot also be used as a Text"):
+    with pytest.raises(CrdtdocError, match="is a map; it cannot also be used as a document"):
         r.document("m")
     with pytest.raises(CrdtdocError, match="reserved"):
         r.document("__crdtdoc_agents")

@@ -68,7 +68,12 @@ class BlockingReplica(HubLink):
         self._arrived.set()
 
     def _sync_point(self) -> None:
-        if self._pumping or self._txn_depth or threading.get_ident() != self._owner:
+        if (
+            self._pumping
+            or self._txn_depth
+            or self._notifying
+            or threading.get_ident() != self._owner
+        ):
             return
         self._pumping = True
         try:
