@@ -18,9 +18,9 @@ def test_a_stale_guarded_write_raises_before_writing_anything() -> None:
     a.spec("api").set("getUser", "(id: int) -> User")  # meanwhile alice changes it
     sync(a, b)
     before = b.version()
-    with pytest.raises(crdtdoc.StaleRead, match="alice set getUser in api") as stale:
-        with b.transaction(expect=read_at, on=[b.spec("api")], note="add listUsers"):
-            b.spec("api").set("listUsers", "() -> list[User]")
+    guarded = b.transaction(expect=read_at, on=[b.spec("api")], note="add listUsers")
+    with pytest.raises(crdtdoc.StaleRead, match="alice set getUser in api") as stale, guarded:
+        b.spec("api").set("listUsers", "() -> list[User]")
     assert [c.agent for c in stale.value.changes] == ["alice"]
     assert b.version() == before  # nothing was written
     # Changes to other artifacts, and one's own changes, do not make a read stale.
@@ -30,9 +30,9 @@ def test_a_stale_guarded_write_raises_before_writing_anything() -> None:
     sync(a, b)
     with b.transaction(expect=read_at, on=["api"]):
         b.spec("api").set("listUsers", "() -> list[User]")
-    with pytest.raises(crdtdoc.StaleRead, match="inserted"):  # on=() guards every artifact
-        with b.transaction(expect=read_at):
-            pass
+    # on=() guards every artifact
+    with pytest.raises(crdtdoc.StaleRead, match="inserted"), b.transaction(expect=read_at):
+        pass
 
 
 def test_a_guarded_transaction_travels_as_one_update_with_its_note() -> None:
@@ -54,15 +54,15 @@ def test_a_guarded_transaction_travels_as_one_update_with_its_note() -> None:
 
 def test_guard_arguments_are_checked() -> None:
     r = Replica("a")
-    with pytest.raises(crdtdoc.InvalidToken):
-        with r.transaction(expect="not a token!"):
-            pass
-    with pytest.raises(crdtdoc.CrdtdocError, match="on= takes artifacts"):
-        with r.transaction(expect=r.version(), on=[42]):
-            pass
-    with pytest.raises(crdtdoc.CrdtdocError, match="note is a non-empty str"):
-        with r.transaction(note=""):
-            pass
+    with pytest.raises(crdtdoc.InvalidToken), r.transaction(expect="not a token!"):
+        pass
+    with (
+        pytest.raises(crdtdoc.CrdtdocError, match="on= takes artifacts"),
+        r.transaction(expect=r.version(), on=[42]),
+    ):
+        pass
+    with pytest.raises(crdtdoc.CrdtdocError, match="non-empty str"), r.transaction(note=""):
+        pass
 
 
 def test_observe_reports_local_and_remote_changes_until_unsubscribed() -> None:
