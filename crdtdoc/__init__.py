@@ -16,18 +16,24 @@ from crdtdoc.artifacts import (
 from crdtdoc.changes import Change
 from crdtdoc.client.blocking import BlockingReplica, connect_blocking
 from crdtdoc.client.connection import ConnectedReplica, LinkOptions, connect
+from crdtdoc.client.coordination import Lease, LeaseInfo, retry
 from crdtdoc.client.presence import Presence
 from crdtdoc.errors import (
     AlreadyClaimed,
     AmbiguousText,
+    Conflict,
     ConflictError,
     CrdtdocError,
+    Deadlock,
+    FencedOut,
     FrozenError,
     InvalidIndex,
     InvalidMessage,
     InvalidToken,
     InvalidUpdate,
     InvalidValue,
+    LeaseHeld,
+    LeaseLost,
     NotConnected,
     NotFound,
     PendingLimitExceeded,
@@ -47,10 +53,13 @@ __all__ = [
     "AmbiguousText",
     "BlockingReplica",
     "Change",
+    "Conflict",
     "ConflictError",
     "ConnectedReplica",
     "CrdtdocError",
+    "Deadlock",
     "Document",
+    "FencedOut",
     "FrozenError",
     "InterfaceSpec",
     "InvalidIndex",
@@ -58,6 +67,10 @@ __all__ = [
     "InvalidToken",
     "InvalidUpdate",
     "InvalidValue",
+    "Lease",
+    "LeaseHeld",
+    "LeaseInfo",
+    "LeaseLost",
     "LinkOptions",
     "NotConnected",
     "NotFound",
@@ -80,4 +93,5 @@ __all__ = [
     "Version",
     "connect",
     "connect_blocking",
+    "retry",
 ]

@@ -108,3 +108,36 @@ class StaleRead(CrdtdocError):
     def __init__(self, message: str, changes: list[Any]) -> None:
         super().__init__(message)
         self.changes = changes
+
+
+class LeaseHeld(CrdtdocError):
+    """The lease is held by another agent (`holder`), and waiting was not asked for or timed
+    out."""
+
+    def __init__(self, message: str, holder: str | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+class LeaseLost(CrdtdocError):
+    """This agent no longer holds the lease (it expired, or the hub handed it on): stop acting
+    on it. Writes fenced with it are refused."""
+
+
+class FencedOut(CrdtdocError):
+    """The hub refused a write carrying an old fencing token: another agent holds the lease now.
+    The write was not applied anywhere; this replica was rolled back to match the hub."""
+
+
+class Deadlock(CrdtdocError):
+    """Waiting for the lease would close a cycle of agents waiting for each other; `cycle` names
+    it (for example ["alice waits for module (held by bob)", "bob waits for ..."])."""
+
+    def __init__(self, message: str, cycle: list[str]) -> None:
+        super().__init__(message)
+        self.cycle = cycle
+
+
+class Conflict(StaleRead):
+    """A guarded commit lost a race at the hub: others changed what it was based on. Nothing was
+    applied anywhere (this replica included); `changes` lists what changed, by whom."""

@@ -105,7 +105,8 @@ def _after(state: dict[int, int], parsed: ParsedUpdate) -> dict[int, int]:
     return after
 
 
-def _artifact_names(on: Iterable[object]) -> set[str]:
+def artifact_names(on: Iterable[object]) -> set[str]:
+    """The names of `on` (artifacts or names); raises `CrdtdocError` for anything else."""
     names = set()
     for artifact in on:
         name = artifact if isinstance(artifact, str) else getattr(artifact, "name", None)
@@ -153,6 +154,7 @@ class Replica:
         self._registered = False
         self._txn_depth = 0
         self._notifying = 0  # > 0 while listeners run
+        self._log_pinned = False  # True: keep the log (no checkpoint) so updates can be undone
         self._applying: tuple[bytes, dict[int, ClientStructs]] | None = None
         self._root_kinds: dict[str, type] = {
             AGENTS_ROOT: Map,
@@ -290,7 +292,7 @@ class Replica:
                     self._doc.get(AGENTS_ROOT, type=Map)[str(self._client_id)] = self._agent
                     self._registered = True
                 if note is not None:
-                    names = sorted(_artifact_names(on))
+                    names = sorted(artifact_names(on))
                     self._doc.get(NOTES_ROOT, type=Array).append(
                         {"by": self._agent, "note": note, "at": time.time(), "artifacts": names}
                     )
@@ -315,7 +317,7 @@ class Replica:
         since = Version.from_token(expect) if isinstance(expect, str) else expect
         if not isinstance(since, Version):
             raise CrdtdocError("expect= takes a Version or a version token")
-        names = _artifact_names(on)
+        names = artifact_names(on)
         if since.compare(self.version()) in ("equal", "after"):
             return  # nothing arrived since (the common case: no feed to compute)
         stale = [
@@ -563,7 +565,9 @@ class Replica:
 
     def _notify(self) -> None:
         """Runs after each commit, outside pycrdt: checkpoints, then tells the listeners."""
-        if self._log_bytes > max(self._limits.checkpoint_log_bytes, len(self._checkpoint)):
+        if not self._log_pinned and self._log_bytes > max(
+            self._limits.checkpoint_log_bytes, len(self._checkpoint)
+        ):
             self._take_checkpoint()
         committed, self._committed = self._committed, []
         self._notifying += 1
@@ -629,6 +633,17 @@ class Replica:
         self._committed.append((update, remote is None, ds))
         self._log.append(update)
         self._log_bytes += len(update)
+
+    def _undo(self, updates: list[bytes]) -> None:
+        """Removes these committed updates (still in the log, after the last checkpoint) and
+        rebuilds the document without them. Used to roll back writes the hub refused; nothing
+        else in the log may depend on them. The replica continues under a fresh client id, so
+        the ids those writes used are never used again (a hub that did apply them, unknown to
+        us, would otherwise see two different edits under one id)."""
+        doomed = {id(u) for u in updates}
+        self._log = [u for u in self._log if id(u) not in doomed]
+        self._client_id = new_client_id(avoid=set(self._state))
+        self._rebuild()
 
     def _take_checkpoint(self) -> None:
         self._checkpoint = self._doc.get_update()

@@ -20,6 +20,7 @@ from websockets.http11 import Request, Response
 
 from crdtdoc.errors import CrdtdocError, RemoteError
 from server.config import HubConfig
+from server.coordination import Coordinator
 from server.peer import Peer, close_reason
 from server.room import Room
 from server.store import Committer, SqliteStore
@@ -56,6 +57,7 @@ class Hub:
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._server: Server | None = None
         self._committer: Committer | None = None
+        self._coordinator: Coordinator | None = None
         self._janitor: asyncio.Task[None] | None = None
         self.connections = 0
         self.started = time.time()
@@ -65,6 +67,20 @@ class Hub:
         if self._committer is None:
             raise CrdtdocError("the hub is not started")
         return self._committer
+
+    @property
+    def coordinator(self) -> Coordinator:
+        if self._coordinator is None:
+            raise CrdtdocError("the hub is not started")
+        return self._coordinator
+
+    async def _lease_expired(self, room_name: str, lease: str, agent: str) -> None:
+        """A task claim's lease ran out: the task returns to open (the hub drops the claim)."""
+        parts = lease.split("/", 2)
+        if len(parts) != 3 or parts[0] != "task":
+            return
+        room = await self._room(room_name)
+        room.drop_claim(parts[1], parts[2], agent)
 
     @property
     def port(self) -> int:
@@ -85,6 +101,8 @@ class Hub:
         )
         self._committer = Committer(store)
         self._committer.start()
+        self._coordinator = Coordinator(self._committer, on_expire=self._lease_expired)
+        await self._coordinator.load()
         self._server = await serve(
             self._serve_connection,
             config.host,
@@ -200,7 +218,7 @@ class Hub:
     async def _load(self, name: str) -> Room:
         try:
             stored = await self.committer.run_blocking(lambda: self.committer.store.load(name))
-            room = Room(name, self.committer, self.config)
+            room = Room(name, self.committer, self.config, self.coordinator)
             room.restore(stored)
         except CrdtdocError as exc:
             log.error("cannot load room", extra={"room": name, "error": str(exc)})

@@ -8,6 +8,7 @@ acknowledged to crdtdoc clients with the room's durable version.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from crdtdoc.protocol.awareness import AwarenessEntry, decode_awareness, encode_
 from crdtdoc.protocol.extension import (
     Durable,
     Hello,
+    Reply,
+    Request,
     Welcome,
     decode_extension,
     encode_extension,
@@ -32,8 +35,10 @@ from crdtdoc.protocol.messages import (
 )
 from crdtdoc.protocol.session import SyncSession
 from crdtdoc.replica import Replica, ReplicaLimits
+from crdtdoc.updates import parse_update
 from crdtdoc.versions import Version
 from server.config import HubConfig
+from server.coordination import Coordinator
 from server.peer import Peer
 from server.store import Committer, StoredRoom
 
@@ -48,8 +53,11 @@ HUB_LIMITS = ReplicaLimits(max_pending_updates=10_000, max_pending_bytes=32 * 10
 class Room:
     """A loaded room. All methods run on the hub's event loop; none of them awaits."""
 
-    def __init__(self, name: str, committer: Committer, config: HubConfig) -> None:
+    def __init__(
+        self, name: str, committer: Committer, config: HubConfig, coordinator: Coordinator
+    ) -> None:
         self.name = name
+        self._coordinator = coordinator
         self.replica = Replica(agent="hub", limits=HUB_LIMITS)
         self.peers: dict[Peer, SyncSession] = {}
         self.awareness: dict[int, AwarenessEntry] = {}
@@ -100,6 +108,7 @@ class Room:
     def leave(self, peer: Peer) -> None:
         if self.peers.pop(peer, None) is None:
             return
+        self._coordinator.forget(peer)
         self.last_active = time.monotonic()
         gone = []
         for client in peer.awareness_clients:
@@ -138,11 +147,104 @@ class Room:
 
     def _receive_extension(self, peer: Peer, message: Extension) -> None:
         ext = decode_extension(message)
-        if not isinstance(ext, Hello):
+        if isinstance(ext, Hello):
+            peer.extensions = True
+            peer.agent = ext.agent
+            peer.send(encode_message(encode_extension(Welcome(self.name, self.durable))))
+            return
+        if not isinstance(ext, Request):
             raise InvalidMessage(f"clients may not send {type(ext).__name__} messages")
-        peer.extensions = True
-        peer.agent = ext.agent
-        peer.send(encode_message(encode_extension(Welcome(self.name, self.durable))))
+        if peer.agent is None:
+            raise InvalidMessage("send hello before any request")
+        if ext.op == "commit":  # decided here and now, atomically with respect to the room
+            self._reply(peer, self._commit(peer, ext))
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._coordinator.handle(self.name, peer, peer.agent, ext.id, ext.op, ext.args)
+        )
+        task.add_done_callback(lambda done: self._reply_when_done(peer, ext.id, done))
+
+    def _reply(self, peer: Peer, reply: Reply) -> None:
+        peer.send(encode_message(encode_extension(reply)))
+
+    def _reply_when_done(self, peer: Peer, request_id: int, task: asyncio.Task[Reply]) -> None:
+        if task.cancelled():
+            return  # the peer left while waiting
+        error = task.exception()
+        if error is not None:
+            log.error("request failed", exc_info=error)
+            self._reply(peer, Reply(request_id, {}, "internal", "the hub failed on this request"))
+        else:
+            self._reply(peer, task.result())
+
+    def _commit(self, peer: Peer, request: Request) -> Reply:
+        """A guarded commit: applies the request's updates only if its fence is current and
+        none of the artifacts `on` changed since `expect` (other than by the committer)."""
+        args, rid = request.args, request.id
+        updates = args.get("updates")
+        client = args.get("client")
+        if (
+            not isinstance(updates, list)
+            or not updates
+            or not all(isinstance(u, bytes) for u in updates)
+            or not isinstance(client, int)
+        ):
+            return Reply(rid, {}, "invalid", "commit needs updates (a list of bytes) and client")
+        fence = args.get("fence")
+        if fence is not None:
+            name, token = (
+                (fence.get("name"), fence.get("token")) if isinstance(fence, dict) else (None, None)
+            )
+            if not isinstance(name, str) or not isinstance(token, int):
+                return Reply(rid, {}, "invalid", "fence must be {name: str, token: int}")
+            ok, why = self._coordinator.fence_ok(self.name, name, token)
+            if not ok:
+                return Reply(rid, {}, "fenced", why)
+        expect = args.get("expect")
+        if expect is not None:
+            on = args.get("on") or []
+            if not isinstance(expect, bytes) or not all(isinstance(n, str) for n in on):
+                return Reply(rid, {}, "invalid", "expect must be a version, on a list of names")
+            try:
+                since = Version.from_bytes(expect)
+            except CrdtdocError as exc:
+                return Reply(rid, {}, "invalid", f"expect is not a version: {exc}")
+            stale = [
+                c
+                for c in self.replica.changes_since(since)
+                if c.client_id != client and (not on or c.artifact in on)
+            ]
+            if stale:
+                described = [c.describe() for c in stale]
+                return Reply(
+                    rid,
+                    {"changes": described},
+                    "conflict",
+                    f"{len(stale)} change(s) since the expected version: "
+                    + "; ".join(described[:10]),
+                )
+        state = dict(self.replica.version().clocks)
+        for update in updates:
+            try:
+                parsed = parse_update(update)
+            except CrdtdocError as exc:
+                raise InvalidUpdate(f"commit carries an invalid update: {exc}") from None
+            if parsed.missing(state):
+                return Reply(
+                    rid,
+                    {},
+                    "missing",
+                    "the hub lacks data this commit builds on; let the replica sync, then retry",
+                )
+            for c, structs in parsed.structs.items():
+                state[c] = max(state.get(c, 0), structs.end)
+        for update in updates:
+            self._origin = (peer, update)
+            try:
+                self.replica.apply_update(update)
+            finally:
+                self._origin = None
+        return Reply(rid, {"applied": len(updates)})
 
     def _receive_awareness(self, peer: Peer, data: bytes) -> None:
         entries = decode_awareness(data, max_state_bytes=self._config.max_awareness_bytes)
@@ -236,3 +338,10 @@ class Room:
                     peer.send(message)
 
         return durable
+
+    def drop_claim(self, task_list: str, task_id: str, agent: str) -> None:
+        """Removes `agent`'s claim on a task (its claim lease expired), as the hub."""
+        try:
+            self.replica.tasks(task_list).drop_claim(task_id, agent)
+        except CrdtdocError as exc:
+            log.info("expired claim not dropped", extra={"room": self.name, "error": str(exc)})

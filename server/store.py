@@ -37,6 +37,16 @@ CREATE TABLE IF NOT EXISTS updates (
 CREATE TABLE IF NOT EXISTS snapshots (
     room TEXT PRIMARY KEY, seq INTEGER NOT NULL, data BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS leases (
+    room TEXT NOT NULL, name TEXT NOT NULL, owner TEXT NOT NULL, agent TEXT NOT NULL,
+    token INTEGER NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (room, name)
+);
+CREATE TABLE IF NOT EXISTS fencing (
+    room TEXT NOT NULL, name TEXT NOT NULL, token INTEGER NOT NULL, PRIMARY KEY (room, name)
+);
+CREATE TABLE IF NOT EXISTS sequences (
+    room TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (room, name)
+);
 """
 
 
@@ -49,6 +59,16 @@ class StoredRoom:
     snapshot_seq: int = 0
     updates: list[bytes] = field(default_factory=list)
     last_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLease:
+    room: str
+    name: str
+    owner: str  # "agent#client id": who may renew and release it
+    agent: str
+    token: int  # fencing token
+    expires_at: float  # Unix time
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +157,83 @@ class SqliteStore:
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot write to {self.path}: {exc}") from None
+
+    # -- coordination state (leases, fencing tokens, sequences) ----------------------------
+
+    def load_coordination(self) -> tuple[list[StoredLease], dict[tuple[str, str], int]]:
+        """Every lease held and the last fencing token of every lease name."""
+        try:
+            leases = [
+                StoredLease(*row)
+                for row in self._db.execute(
+                    "SELECT room, name, owner, agent, token, expires_at FROM leases"
+                )
+            ]
+            tokens = {
+                (r, n): t for r, n, t in self._db.execute("SELECT room, name, token FROM fencing")
+            }
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read leases from {self.path}: {exc}") from None
+        return leases, tokens
+
+    def grant_lease(self, lease: StoredLease) -> None:
+        """Records `lease` as held, and its token as the newest for its name (one transaction)."""
+        self._write(
+            (
+                "INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?)",
+                (lease.room, lease.name, lease.owner, lease.agent, lease.token, lease.expires_at),
+            ),
+            (
+                "INSERT OR REPLACE INTO fencing VALUES (?, ?, ?)",
+                (lease.room, lease.name, lease.token),
+            ),
+        )
+
+    def renew_lease(self, room: str, name: str, token: int, expires_at: float) -> None:
+        self._write(
+            (
+                "UPDATE leases SET expires_at = ? WHERE room = ? AND name = ? AND token = ?",
+                (expires_at, room, name, token),
+            ),
+        )
+
+    def drop_lease(self, room: str, name: str, token: int) -> None:
+        self._write(
+            ("DELETE FROM leases WHERE room = ? AND name = ? AND token = ?", (room, name, token)),
+        )
+
+    def next_number(self, room: str, name: str) -> int:
+        """The sequence's next value, committed before it is returned."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT value FROM sequences WHERE room = ? AND name = ?", (room, name)
+                ).fetchone()
+                value = (row[0] if row else 0) + 1
+                self._db.execute(
+                    "INSERT OR REPLACE INTO sequences VALUES (?, ?, ?)", (room, name, value)
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot advance sequence {name!r}: {exc}") from None
+        return int(value)
+
+    def _write(self, *statements: tuple[str, tuple[object, ...]]) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    self._db.execute(sql, params)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
             raise StorageError(f"cannot write to {self.path}: {exc}") from None

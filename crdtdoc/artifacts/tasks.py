@@ -34,6 +34,7 @@ from crdtdoc.errors import AlreadyClaimed, CrdtdocError, InvalidValue, NotFound
 from crdtdoc.values import from_yjs, to_yjs
 
 if TYPE_CHECKING:
+    from crdtdoc.client.coordination import Lease
     from crdtdoc.replica import Replica
 
 STATUSES = ("open", "claimed", "done")
@@ -211,6 +212,36 @@ class TaskList:
         with self._editing():
             self._part(task, "claims", Map)[me] = {"at": time.time()}
 
+    async def acquire(self, task_id: str, ttl: float = 60.0) -> Lease:
+        """Claims the task exclusively, through a hub lease: of many agents racing for one task
+        exactly one wins; the others get `AlreadyClaimed` naming the holder. The claim shows in
+        the task list; releasing the returned lease removes it, and if the lease expires (the
+        holder died) the hub removes it and the task is open again. Needs a connected replica."""
+        from crdtdoc.errors import LeaseHeld
+
+        acquire = getattr(self._replica, "acquire", None)
+        if acquire is None or not getattr(self._replica, "_coordination", False):
+            raise CrdtdocError("exclusive claims need a replica connected with crdtdoc.connect")
+        task = self._task_map(task_id)
+        if self._read(task_id, task).status == "done":
+            raise CrdtdocError(f"task {task_id!r} is done; reopen it before claiming it")
+        try:
+            lease: Lease = await acquire(f"task/{self._name}/{task_id}", ttl=ttl)
+        except LeaseHeld as held:
+            holder = held.holder or "another agent"
+            raise AlreadyClaimed(
+                f"task {task_id!r} is claimed by {holder}", holder, [holder]
+            ) from None
+        me = self._replica.agent
+        with self._editing():
+            self._part(task, "claims", Map)[me] = {"at": time.time(), "lease": lease.token}
+
+        async def drop_claim() -> None:
+            self.drop_claim(task_id, me)
+
+        lease._on_release.append(drop_claim)
+        return lease
+
     def release(self, task_id: str) -> bool:
         """Drops this agent's claim; returns whether it had one."""
         task = self._task_map(task_id)
@@ -220,6 +251,16 @@ class TaskList:
             return False
         with self._editing():
             del claims[me]
+        return True
+
+    def drop_claim(self, task_id: str, agent: str) -> bool:
+        """Removes `agent`'s claim (the hub does this when the lease behind a claim expires);
+        returns whether there was one."""
+        claims = self._task_map(task_id).get("claims")
+        if not isinstance(claims, Map) or agent not in claims:
+            return False
+        with self._editing():
+            del claims[agent]
         return True
 
     def complete(self, task_id: str, note: str | None = None) -> None:

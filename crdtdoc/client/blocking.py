@@ -24,7 +24,11 @@ from crdtdoc.versions import Version
 
 
 class BlockingReplica(HubLink):
-    """A `Replica` synced with a hub room, for synchronous code (see the module docstring)."""
+    """A `Replica` synced with a hub room, for synchronous code (see the module docstring).
+
+    Leases, fenced writes and guarded commits are async operations: use `crdtdoc.connect`."""
+
+    _coordination = False
 
     def __init__(self, url: str, agent: str, options: LinkOptions) -> None:
         self._owner = threading.get_ident()

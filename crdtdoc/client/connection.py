@@ -16,8 +16,10 @@ import enum
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection
@@ -25,11 +27,28 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from crdtdoc.client.backoff import Backoff
+from crdtdoc.client.coordination import Lease, LeaseInfo, reply_error
 from crdtdoc.client.journal import Journal, read_journal
 from crdtdoc.client.presence import Presence, parse_presence, presence_state
-from crdtdoc.errors import CrdtdocError, NotConnected, RemoteError, SyncTimeout
+from crdtdoc.errors import (
+    Conflict,
+    CrdtdocError,
+    FencedOut,
+    NotConnected,
+    RemoteError,
+    StaleRead,
+    SyncTimeout,
+)
 from crdtdoc.protocol.awareness import AwarenessEntry, decode_awareness, encode_awareness
-from crdtdoc.protocol.extension import Durable, Hello, Welcome, decode_extension, encode_extension
+from crdtdoc.protocol.extension import (
+    Durable,
+    Hello,
+    Reply,
+    Request,
+    Welcome,
+    decode_extension,
+    encode_extension,
+)
 from crdtdoc.protocol.messages import (
     Awareness,
     Extension,
@@ -40,7 +59,7 @@ from crdtdoc.protocol.messages import (
     encode_message,
 )
 from crdtdoc.protocol.session import SyncSession
-from crdtdoc.replica import Replica, ReplicaLimits
+from crdtdoc.replica import Replica, ReplicaLimits, artifact_names
 from crdtdoc.versions import Version
 
 log = logging.getLogger("crdtdoc.client")
@@ -124,6 +143,8 @@ class LinkOptions:
 class HubLink(Replica):
     """A replica plus the background link to one hub room (see the module docstring)."""
 
+    _coordination = True  # leases, fenced and guarded writes (async API) are available
+
     def __init__(self, url: str, agent: str, options: LinkOptions) -> None:
         super().__init__(agent, client_id=options.client_id, limits=options.limits)
         self.url = url
@@ -146,6 +167,13 @@ class HubLink(Replica):
         self._awareness_clock = 0
         self.connects = 0
         self.last_error: str | None = None
+        self._welcomed = False  # the hub answered our hello: it speaks the extensions
+        self._requests: dict[int, asyncio.Future[Reply]] = {}
+        self._next_request = 0
+        self._held: list[bytes] | None = None  # local updates held back for a guarded write
+        self._hold_lock: asyncio.Lock | None = None
+        self._pending_fence: asyncio.Task[None] | None = None
+        self.fenced_out: FencedOut | None = None  # set when a fenced transaction was refused
         self._journal: Journal | None = None
         if options.state_file is not None:
             for update in read_journal(options.state_file):
@@ -223,6 +251,10 @@ class HubLink(Replica):
             self._send(reply)
 
     def _on_commit(self, update: bytes, local: bool) -> None:
+        if self._held is not None and not self._from_hub:
+            self._held.append(update)  # sent (or undone) when the guarded write is decided
+            self._activity()
+            return
         if self._journal is not None:
             self._journal.append(update, sync=local)
             if self._journal.needs_compaction():
@@ -291,6 +323,13 @@ class HubLink(Replica):
             self.last_error = f"connection closed: {exc}"
         finally:
             self._outbox = None
+            self._welcomed = False
+            for waiter in self._requests.values():
+                if not waiter.done():
+                    waiter.set_exception(
+                        NotConnected("the link to the hub dropped; the outcome is unknown")
+                    )
+            self._requests.clear()
             heartbeat.cancel()
             writer.cancel()
             self._presence.clear()
@@ -307,7 +346,13 @@ class HubLink(Replica):
             ext = decode_extension(message)
             if isinstance(ext, (Welcome, Durable)):
                 self._durable = ext.durable if isinstance(ext, Welcome) else ext.version
+                if isinstance(ext, Welcome):
+                    self._welcomed = True
                 self._activity()
+            elif isinstance(ext, Reply):
+                waiter = self._requests.pop(ext.id, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(ext)
         elif isinstance(message, Awareness):
             self._receive_presence(message.data)
         elif isinstance(message, QueryAwareness):
@@ -324,7 +369,9 @@ class HubLink(Replica):
             if entry.removed:
                 self._presence.pop(entry.client, None)
             else:
-                self._presence[entry.client] = parse_presence(entry.client, entry.state)
+                self._presence[entry.client] = replace(
+                    parse_presence(entry.client, entry.state), last_seen=time.time()
+                )
 
     def _publish_presence(self, bump: bool = True, *, leaving: bool = False) -> None:
         if self._outbox is None:
@@ -365,11 +412,199 @@ class HubLink(Replica):
             self._journal.close()
             self._journal = None
 
+    # -- coordination through the hub (async only) -----------------------------------------
+
+    async def _request(
+        self, op: str, args: dict[str, Any], timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """Sends a request to the hub and returns its result; raises the typed error of a
+        refusal, `NotConnected` when there is no link (never pretends)."""
+        if self._outbox is None or not self._welcomed:
+            raise NotConnected(
+                f"{op} needs the hub, and the link to {self.url} is down "
+                f"({self.last_error or 'connecting'})"
+            )
+        self._next_request += 1
+        request_id = self._next_request
+        waiter: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._requests[request_id] = waiter
+        self._outbox.put(encode_message(encode_extension(Request(request_id, op, args))))
+        try:
+            async with asyncio.timeout(timeout):
+                reply = await waiter
+        except TimeoutError:
+            raise self._timeout_error(f"the hub did not answer {op}", timeout) from None
+        finally:
+            self._requests.pop(request_id, None)
+        if reply.error is not None:
+            raise reply_error(reply.error, reply.message, reply.result)
+        return reply.result
+
+    async def acquire(self, name: str, ttl: float = 30.0, wait: float = 0.0) -> Lease:
+        """Takes the lease `name` through the hub, waiting up to `wait` seconds in a fair queue.
+
+        Raises `LeaseHeld` (naming the holder), `Deadlock` (naming the cycle) when waiting would
+        close a cycle of waits, `NotConnected` without a link. The lease renews itself while
+        this replica lives; a crashed holder loses it once `ttl` runs out."""
+        args = {"name": name, "ttl": ttl, "wait": wait, "client": self.client_id}
+        result = await self._request("acquire", args, timeout=wait + 30.0)
+        return Lease(self, name, int(result["token"]), float(result["ttl"]))
+
+    def lease(self, name: str, ttl: float = 30.0, wait: float = 0.0) -> _LeaseContext:
+        """`async with replica.lease(name, ttl=..., wait=...) as lease:` holds it for the block."""
+        return _LeaseContext(self, name, ttl, wait)
+
+    async def leases(self) -> list[LeaseInfo]:
+        """Every lease held in this room: who holds it, its token, who waits for it."""
+        result = await self._request("leases", {})
+        return [LeaseInfo(**entry) for entry in result.get("leases", [])]
+
+    async def next_number(self, sequence: str) -> int:
+        """The next number of `sequence`: strictly increasing and never handed out twice, also
+        across hub restarts (recorded before it is returned)."""
+        return int((await self._request("next", {"sequence": sequence}))["value"])
+
+    @contextlib.asynccontextmanager
+    async def commit(
+        self,
+        expect: Version | str | None = None,
+        on: Iterable[object] = (),
+        *,
+        fence: Lease | None = None,
+        note: str | None = None,
+    ) -> AsyncIterator[None]:
+        """A guarded commit decided by the hub: the block's changes travel as one update that
+        the hub applies only if no artifact in `on` (all when empty) changed since `expect`,
+        and only if `fence` (a lease) is still current. Otherwise nothing is applied anywhere,
+        this replica included, and `Conflict` / `FencedOut` is raised at the end of the block.
+        """
+        if isinstance(expect, str):
+            expect = Version.from_token(expect)
+        if expect is not None:
+            try:  # fail fast on what this replica already knows
+                self._check_fresh(expect, on)
+            except StaleRead as stale:
+                raise Conflict(str(stale), stale.changes) from None
+        lock = self._hold_lock = self._hold_lock or asyncio.Lock()
+        async with lock:
+            if self._pending_fence is not None:
+                await asyncio.shield(self._pending_fence)
+            self._begin_hold()
+            try:
+                with Replica.transaction(self, note=note):
+                    yield
+            except BaseException:
+                self._rollback_hold()
+                raise
+            await self._submit_hold(expect, on, fence)
+
+    @contextmanager
+    def transaction(
+        self,
+        *,
+        expect: Version | str | None = None,
+        on: Iterable[object] = (),
+        note: str | None = None,
+        fence: Lease | None = None,
+    ) -> Iterator[None]:
+        """`Replica.transaction`, plus `fence=lease`: the hub applies the block's changes only
+        while the lease's fencing token is current. A refused write is undone here too, and
+        `FencedOut` is raised by the next `flush()` (and kept in `fenced_out`). One fenced
+        write at a time: await `flush()` before the next."""
+        if fence is None or self._txn_depth:
+            with super().transaction(expect=expect, on=on, note=note):
+                yield
+            return
+        if not self._coordination:
+            raise CrdtdocError("fenced writes need the async replica (crdtdoc.connect)")
+        if self._held is not None:
+            raise CrdtdocError("a guarded write is still in flight; await replica.flush() first")
+        self._begin_hold()
+        try:
+            with super().transaction(expect=expect, on=on, note=note):
+                yield
+        except BaseException:
+            self._rollback_hold()
+            raise
+        self._pending_fence = asyncio.get_running_loop().create_task(self._settle_fenced(fence))
+
+    async def _settle_fenced(self, fence: Lease) -> None:
+        try:
+            await self._submit_hold(None, (), fence)
+        except FencedOut as exc:
+            self.fenced_out = exc
+        except CrdtdocError as exc:
+            self.fenced_out = FencedOut(f"the fenced write was not confirmed: {exc}")
+        finally:
+            self._pending_fence = None
+            self._activity()
+
+    def _begin_hold(self) -> None:
+        if self._outbox is None or not self._welcomed:
+            raise NotConnected(
+                f"a guarded write needs the hub, and the link to {self.url} is down "
+                f"({self.last_error or 'connecting'})"
+            )
+        self._take_checkpoint()
+        self._log_pinned = True
+        self._held = []
+
+    def _rollback_hold(self) -> None:
+        held, self._held = self._held or [], None
+        self._log_pinned = False
+        if held:
+            self._undo(held)
+        self._activity()
+
+    async def _submit_hold(
+        self, expect: Version | None, on: Iterable[object], fence: Lease | None
+    ) -> None:
+        """Sends the held updates as one guarded commit and settles them by the answer."""
+        held = list(self._held or [])
+        if not held:
+            self._held = None
+            self._log_pinned = False
+            return
+        args: dict[str, Any] = {"updates": held, "client": self.client_id}
+        if expect is not None:
+            args["expect"] = expect.to_bytes()
+            args["on"] = sorted(artifact_names(on))
+        if fence is not None:
+            args["fence"] = {"name": fence.name, "token": fence.token}
+        try:
+            await self._request("commit", args)
+        except BaseException:
+            self._rollback_hold()  # refused, or the outcome is unknown: undo (a fresh id)
+            raise
+        later = (self._held or [])[len(held) :]
+        self._held = None
+        self._log_pinned = False
+        for update in held:
+            if self._journal is not None:
+                self._journal.append(update, sync=True)
+        for update in later:  # edits made while the hub decided: on their way as usual
+            self._on_commit(update, True)
+
     def _timeout_error(self, what: str, timeout: float) -> SyncTimeout:
         state = (
             "connected" if self.connected else f"not connected ({self.last_error or 'connecting'})"
         )
         return SyncTimeout(f"{what} within {timeout:g} s; the link to {self.url} is {state}")
+
+
+class _LeaseContext:
+    def __init__(self, link: HubLink, name: str, ttl: float, wait: float) -> None:
+        self._args = (link, name, ttl, wait)
+        self._lease: Lease | None = None
+
+    async def __aenter__(self) -> Lease:
+        link, name, ttl, wait = self._args
+        self._lease = await link.acquire(name, ttl=ttl, wait=wait)
+        return self._lease
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._lease is not None:
+            await self._lease.release()
 
 
 class ConnectedReplica(HubLink):
@@ -415,6 +650,11 @@ class ConnectedReplica(HubLink):
     async def flush(self, timeout: float = 30.0) -> Version:
         """Returns once the hub has durably stored everything this replica holds now (every
         local change made so far); returns the durable version. Raises `SyncTimeout`."""
+        if self._pending_fence is not None:  # a fenced write first gets its answer
+            await asyncio.shield(self._pending_fence)
+        if self.fenced_out is not None:
+            refused, self.fenced_out = self.fenced_out, None
+            raise refused
         target = self.version()
         await self._wait_until(
             lambda: target <= self._durable, timeout, "the hub did not confirm durable storage"

@@ -20,6 +20,7 @@ class Presence:
     status: str | None = None
     task: str | None = None
     state: dict[str, Any] = field(default_factory=dict)  # the full awareness state
+    last_seen: float | None = None  # Unix time this client's presence was last renewed
 
 
 def presence_state(agent: str, status: str, task: str | None) -> str:

@@ -44,7 +44,28 @@ class Durable:
     version: Version
 
 
-ExtensionMessage = Hello | Welcome | Durable
+@dataclass(frozen=True, slots=True)
+class Request:
+    """Client -> hub: a coordination operation (`op`) the hub answers with a `Reply` of the same
+    `id`. Operations and their arguments are listed in PROTOCOL.md section 10."""
+
+    id: int
+    op: str
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Hub -> client: the outcome of request `id`: `result` when `error` is None, else an error
+    code (PROTOCOL.md section 10) with a message a person can read and details in `result`."""
+
+    id: int
+    result: dict[str, Any]
+    error: str | None = None
+    message: str = ""
+
+
+ExtensionMessage = Hello | Welcome | Durable | Request | Reply
 
 
 def encode_extension(message: ExtensionMessage) -> Extension:
@@ -58,8 +79,18 @@ def encode_extension(message: ExtensionMessage) -> Extension:
             "room": message.room,
             "durable": message.durable.to_bytes(),
         }
-    else:
+    elif isinstance(message, Durable):
         body = {"type": "durable", "version": message.version.to_bytes()}
+    elif isinstance(message, Request):
+        body = {"type": "request", "id": message.id, "op": message.op, "args": message.args}
+    else:
+        body = {
+            "type": "reply",
+            "id": message.id,
+            "result": message.result,
+            "error": message.error,
+            "message": message.message,
+        }
     return Extension(msgpack.packb(body, use_bin_type=True))
 
 
@@ -85,8 +116,21 @@ def decode_extension(message: Extension) -> ExtensionMessage:
         )
     if kind == "durable":
         return Durable(_version(body, "version"))
+    if kind == "request":
+        return Request(_field(body, "id", int), _field(body, "op", str), _field(body, "args", dict))
+    if kind == "reply":
+        error = body.get("error")
+        if error is not None and not isinstance(error, str):
+            raise InvalidMessage("reply: field 'error' must be str or nil")
+        message = body.get("message", "")
+        return Reply(
+            _field(body, "id", int),
+            _field(body, "result", dict),
+            error,
+            message if isinstance(message, str) else "",
+        )
     raise InvalidMessage(
-        f"unknown extension message type {kind!r} (known: hello, welcome, durable)"
+        f"unknown extension message type {kind!r} (known: hello, welcome, durable, request, reply)"
     )
 
 

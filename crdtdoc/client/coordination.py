@@ -1,0 +1,143 @@
+"""Leases held through the hub: fencing tokens, automatic renewal, and the errors a reply maps to.
+
+A `Lease` is what `ConnectedReplica.acquire` returns. While it is held, the replica renews it at a
+third of its TTL; if a renewal is refused (the TTL ran out while this agent was paused or cut
+off), the lease is marked `lost` and writes fenced with it are refused by the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from crdtdoc.errors import (
+    Conflict,
+    CrdtdocError,
+    Deadlock,
+    FencedOut,
+    LeaseHeld,
+    LeaseLost,
+    StaleRead,
+)
+
+if TYPE_CHECKING:
+    from crdtdoc.client.connection import HubLink
+
+log = logging.getLogger("crdtdoc.client.lease")
+T = TypeVar("T")
+
+
+def reply_error(code: str, message: str, result: dict[str, Any]) -> CrdtdocError:
+    """The typed error for a refused request."""
+    if code == "held":
+        holder = result.get("holder")
+        return LeaseHeld(message, holder if isinstance(holder, str) else None)
+    if code == "deadlock":
+        cycle = result.get("cycle")
+        return Deadlock(message, [str(c) for c in cycle] if isinstance(cycle, list) else [])
+    if code == "lost":
+        return LeaseLost(message)
+    if code == "fenced":
+        return FencedOut(message)
+    if code == "conflict":
+        changes = result.get("changes")
+        return Conflict(message, list(changes) if isinstance(changes, list) else [])
+    return CrdtdocError(f"the hub refused the request ({code}): {message}")
+
+
+@dataclass(frozen=True)
+class LeaseInfo:
+    """A lease as the hub lists it."""
+
+    name: str
+    holder: str
+    token: int
+    expires_in: float
+    waiting: list[str]
+
+
+class Lease:
+    """A lease this agent holds; `token` is its fencing token."""
+
+    def __init__(self, link: HubLink, name: str, token: int, ttl: float) -> None:
+        self._link = link
+        self.name = name
+        self.token = token
+        self.ttl = ttl
+        self.lost = False
+        self.released = False
+        self._on_release: list[Callable[[], Awaitable[None]]] = []
+        self._renewer = asyncio.get_running_loop().create_task(self._renew_forever())
+
+    def __repr__(self) -> str:
+        state = "lost" if self.lost else "released" if self.released else "held"
+        return f"Lease({self.name!r}, token={self.token}, {state})"
+
+    @property
+    def held(self) -> bool:
+        return not (self.lost or self.released)
+
+    async def renew(self, ttl: float | None = None) -> None:
+        """Extends the lease by `ttl` (default: its TTL) from now. Raises `LeaseLost`."""
+        if not self.held:
+            raise LeaseLost(f"lease {self.name!r} is {'lost' if self.lost else 'released'}")
+        ttl = self.ttl if ttl is None else ttl
+        try:
+            await self._link._request("renew", {"name": self.name, "token": self.token, "ttl": ttl})
+        except LeaseLost:
+            self.lost = True
+            raise
+        self.ttl = ttl
+
+    async def release(self) -> None:
+        """Gives the lease up (the next waiter gets it). Releasing twice is harmless."""
+        if self.released:
+            return
+        self.released = True
+        self._renewer.cancel()
+        for hook in self._on_release:
+            await hook()
+        if not self.lost:
+            with contextlib.suppress(LeaseLost):
+                await self._link._request("release", {"name": self.name, "token": self.token})
+
+    async def _renew_forever(self) -> None:
+        while self.held:
+            await asyncio.sleep(self.ttl / 3)
+            if not self.held:
+                return
+            try:
+                await self.renew()
+            except LeaseLost:
+                log.warning("lease lost", extra={"lease": self.name, "token": self.token})
+                return
+            except CrdtdocError as exc:  # not connected right now: try again next period
+                log.info("lease renewal failed", extra={"lease": self.name, "error": str(exc)})
+
+    async def __aenter__(self) -> Lease:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.release()
+
+
+async def retry(attempt: Callable[[], Awaitable[T]], attempts: int = 5, pause: float = 0.05) -> T:
+    """Runs `attempt()` until it does not lose a race (`StaleRead` / `Conflict`), at most
+    `attempts` times, pausing (with jitter) so the replica receives what the winner wrote.
+
+    `attempt` must read afresh each time it runs: for example
+    `await crdtdoc.retry(lambda: bump(replica))` where `bump` reads a value, computes, and writes
+    it in `async with replica.commit(expect=read_version, on=[...])`."""
+    for number in range(1, attempts + 1):
+        try:
+            return await attempt()
+        except StaleRead:
+            if number == attempts:
+                raise
+            await asyncio.sleep(pause * number * (0.5 + random.random()))
+    raise CrdtdocError("retry needs attempts >= 1")

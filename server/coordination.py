@@ -1,0 +1,359 @@
+"""`Coordinator`: leases with fencing tokens, fair waiting with deadlock detection, and unique
+numbers, for every room of one hub.
+
+Linearizable per hub: every decision is taken on the hub's event loop, in the order requests
+arrive, and recorded in the store before the requester is told. A fencing token strictly increases
+each time a lease changes hands, and the newest token of every lease name is stored with the
+grant, so neither a restart nor a crash can hand out a token twice or let two agents hold one
+lease. Expiry uses the hub's clock: a holder that stops renewing (it crashed, or it is cut off)
+loses the lease when its TTL runs out, and the next waiter gets it with a higher token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from crdtdoc.protocol.extension import Reply
+from server.store import Committer, StoredLease
+
+log = logging.getLogger("crdtdoc.hub.coordination")
+
+MAX_NAME = 200
+MIN_TTL, MAX_TTL = 0.1, 3600.0
+MAX_WAIT = 600.0
+
+Key = tuple[str, str]  # (room, lease or sequence name)
+ExpiryHook = Callable[[str, str, str], Awaitable[None]]
+"""Called with (room, lease name, agent) when a lease expires without being released."""
+
+
+class RequestError(Exception):
+    """An operation's refusal: `code` and message go back in the reply."""
+
+    def __init__(self, code: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details
+
+
+@dataclass
+class Lease:
+    owner: str  # "agent#client id"
+    agent: str
+    token: int
+    expires: float  # monotonic
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class Waiter:
+    owner: str
+    agent: str
+    ttl: float
+    peer: object
+    granted: asyncio.Future[Reply] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+def _ok(request_id: int, **result: Any) -> Reply:
+    return Reply(request_id, result)
+
+
+class Coordinator:
+    """Coordination state for all rooms of one hub (see the module docstring)."""
+
+    def __init__(self, committer: Committer, on_expire: ExpiryHook | None = None) -> None:
+        self._committer = committer
+        self._on_expire = on_expire
+        self._leases: dict[Key, Lease] = {}
+        self._tokens: dict[Key, int] = {}
+        self._waiters: dict[Key, deque[Waiter]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def load(self) -> None:
+        """Restores held leases and last fencing tokens from the store."""
+        store = self._committer.store
+        leases, self._tokens = await self._committer.run_blocking(store.load_coordination)
+        now_wall, now = time.time(), time.monotonic()
+        for stored in leases:
+            key = (stored.room, stored.name)
+            self._tokens[key] = max(self._tokens.get(key, 0), stored.token)
+            remaining = stored.expires_at - now_wall
+            if remaining <= 0:
+                self._spawn(self._persist_drop(key, stored.token, stored.agent, expired=True))
+                continue
+            lease = Lease(stored.owner, stored.agent, stored.token, now + remaining)
+            self._leases[key] = lease
+            self._arm(key, lease)
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def handle(
+        self, room: str, peer: object, agent: str, request_id: int, op: str, args: dict[str, Any]
+    ) -> Reply:
+        try:
+            if op == "acquire":
+                return await self._acquire(room, peer, agent, request_id, args)
+            if op == "renew":
+                return await self._renew(room, request_id, args)
+            if op == "release":
+                return await self._release(room, request_id, args)
+            if op == "leases":
+                return self._list(room, request_id)
+            if op == "next":
+                name = _name(args, "sequence")
+                store = self._committer.store
+                value = await self._committer.run_blocking(partial(store.next_number, room, name))
+                return _ok(request_id, value=value)
+            raise RequestError("invalid", f"unknown operation {op!r}")
+        except RequestError as exc:
+            return Reply(request_id, exc.details, exc.code, str(exc))
+
+    def fence_ok(self, room: str, name: str, token: int) -> tuple[bool, str]:
+        """Whether a write fenced with `token` for lease `name` may be applied."""
+        newest = self._tokens.get((room, name), 0)
+        if token >= newest:
+            return True, ""
+        holder = self._leases.get((room, name))
+        who = f" (held by {holder.agent})" if holder is not None else ""
+        return False, (
+            f"lease {name!r} is at fencing token {newest}{who}; this write carries the older "
+            f"token {token}"
+        )
+
+    def forget(self, peer: object) -> None:
+        """The peer disconnected: it waits for nothing any more."""
+        for queue in self._waiters.values():
+            for waiter in list(queue):
+                if waiter.peer is peer:
+                    queue.remove(waiter)
+                    waiter.granted.cancel()
+
+    # -- operations ------------------------------------------------------------------------
+
+    async def _acquire(
+        self, room: str, peer: object, agent: str, request_id: int, args: dict[str, Any]
+    ) -> Reply:
+        name = _name(args, "name")
+        ttl = _number(args, "ttl", MIN_TTL, MAX_TTL)
+        wait = _number(args, "wait", 0.0, MAX_WAIT, default=0.0)
+        client = args.get("client")
+        owner = f"{agent}#{client}"
+        key = (room, name)
+        lease = self._leases.get(key)
+        if lease is not None and lease.owner == owner:  # already ours: extend it
+            return await self._renew(
+                room, request_id, {"name": name, "token": lease.token, "ttl": ttl}
+            )
+        if lease is None and not self._waiters.get(key):
+            return await self._grant(key, owner, agent, ttl, request_id)
+        holder = lease.agent if lease is not None else "a waiting agent"
+        if wait <= 0:
+            raise RequestError("held", f"lease {name!r} is held by {holder}", holder=holder)
+        waiter = Waiter(owner, agent, ttl, peer)
+        self._waiters.setdefault(key, deque()).append(waiter)
+        cycle = self._cycle_through(owner)
+        if cycle:
+            self._waiters[key].remove(waiter)
+            raise RequestError(
+                "deadlock",
+                "waiting would deadlock: " + "; ".join(cycle),
+                cycle=cycle,
+            )
+        try:
+            async with asyncio.timeout(wait):
+                reply = await waiter.granted
+        except TimeoutError:
+            queue = self._waiters.get(key)
+            if queue is not None and waiter in queue:
+                queue.remove(waiter)
+            if waiter.granted.done() and not waiter.granted.cancelled():
+                reply = waiter.granted.result()  # granted in the same instant
+            else:
+                current = self._leases.get(key)
+                holder = current.agent if current is not None else holder
+                raise RequestError(
+                    "held",
+                    f"lease {name!r} is still held by {holder} after waiting {wait:g} s",
+                    holder=holder,
+                ) from None
+        return Reply(request_id, reply.result, reply.error, reply.message)
+
+    def _take(self, key: Key, owner: str, agent: str, ttl: float) -> StoredLease:
+        """Hands the lease over, at once, with the next fencing token (recording follows)."""
+        token = self._tokens.get(key, 0) + 1
+        self._tokens[key] = token
+        lease = Lease(owner, agent, token, time.monotonic() + ttl)
+        self._leases[key] = lease
+        self._arm(key, lease)
+        return StoredLease(key[0], key[1], owner, agent, token, time.time() + ttl)
+
+    async def _grant(self, key: Key, owner: str, agent: str, ttl: float, request_id: int) -> Reply:
+        return await self._record_grant(self._take(key, owner, agent, ttl), ttl, request_id)
+
+    async def _record_grant(self, stored: StoredLease, ttl: float, request_id: int) -> Reply:
+        key, agent, token = (stored.room, stored.name), stored.agent, stored.token
+        await self._committer.run_blocking(partial(self._committer.store.grant_lease, stored))
+        log.info(
+            "lease granted", extra={"room": key[0], "lease": key[1], "agent": agent, "token": token}
+        )
+        return _ok(request_id, token=token, ttl=ttl, holder=agent)
+
+    async def _renew(self, room: str, request_id: int, args: dict[str, Any]) -> Reply:
+        name = _name(args, "name")
+        token = _int(args, "token")
+        ttl = _number(args, "ttl", MIN_TTL, MAX_TTL)
+        key = (room, name)
+        lease = self._leases.get(key)
+        if lease is None or lease.token != token:
+            raise RequestError("lost", f"lease {name!r} with token {token} is no longer held")
+        lease.expires = time.monotonic() + ttl
+        self._arm(key, lease)
+        store = self._committer.store
+        await self._committer.run_blocking(
+            partial(store.renew_lease, room, name, token, time.time() + ttl)
+        )
+        return _ok(request_id, token=token, ttl=ttl, holder=lease.agent)
+
+    async def _release(self, room: str, request_id: int, args: dict[str, Any]) -> Reply:
+        name = _name(args, "name")
+        token = _int(args, "token")
+        key = (room, name)
+        lease = self._leases.get(key)
+        if lease is None or lease.token != token:
+            raise RequestError("lost", f"lease {name!r} with token {token} is no longer held")
+        self._drop(key)
+        await self._persist_drop(key, token, lease.agent, expired=False)
+        return _ok(request_id, released=True)
+
+    def _list(self, room: str, request_id: int) -> Reply:
+        now = time.monotonic()
+        leases = [
+            {
+                "name": name,
+                "holder": lease.agent,
+                "token": lease.token,
+                "expires_in": round(max(lease.expires - now, 0.0), 3),
+                "waiting": [w.agent for w in self._waiters.get((r, name), ())],
+            }
+            for (r, name), lease in sorted(self._leases.items())
+            if r == room
+        ]
+        return _ok(request_id, leases=leases)
+
+    # -- expiry and hand-over --------------------------------------------------------------
+
+    def _arm(self, key: Key, lease: Lease) -> None:
+        if lease.timer is not None:
+            lease.timer.cancel()
+        delay = max(lease.expires - time.monotonic(), 0.0)
+        lease.timer = asyncio.get_running_loop().call_later(delay, self._expire, key, lease.token)
+
+    def _expire(self, key: Key, token: int) -> None:
+        lease = self._leases.get(key)
+        if lease is None or lease.token != token:
+            return
+        log.info("lease expired", extra={"room": key[0], "lease": key[1], "agent": lease.agent})
+        self._drop(key)
+        self._spawn(self._persist_drop(key, token, lease.agent, expired=True))
+
+    def _drop(self, key: Key) -> None:
+        """Frees the lease and hands it to the first live waiter."""
+        lease = self._leases.pop(key, None)
+        if lease is not None and lease.timer is not None:
+            lease.timer.cancel()
+        queue = self._waiters.get(key)
+        while queue:
+            waiter = queue.popleft()
+            if waiter.granted.done():
+                continue
+            stored = self._take(key, waiter.owner, waiter.agent, waiter.ttl)  # no gap
+            self._spawn(self._hand_to(stored, waiter))
+            return
+
+    async def _hand_to(self, stored: StoredLease, waiter: Waiter) -> None:
+        reply = await self._record_grant(stored, waiter.ttl, 0)
+        if waiter.granted.done():  # the waiter gave up meanwhile: free it again
+            key = (stored.room, stored.name)
+            current = self._leases.get(key)
+            if current is not None and current.token == stored.token:
+                self._drop(key)
+                await self._persist_drop(key, stored.token, waiter.agent, expired=False)
+            return
+        waiter.granted.set_result(reply)
+
+    async def _persist_drop(self, key: Key, token: int, agent: str, *, expired: bool) -> None:
+        store = self._committer.store
+        await self._committer.run_blocking(partial(store.drop_lease, key[0], key[1], token))
+        if expired and self._on_expire is not None:
+            try:
+                await self._on_expire(key[0], key[1], agent)
+            except Exception:
+                log.exception("lease expiry hook failed")
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- deadlock detection ----------------------------------------------------------------
+
+    def _cycle_through(self, owner: str) -> list[str]:
+        """A cycle of waits that passes through `owner`, described, or [] if there is none."""
+        edges: dict[str, list[tuple[str, str, str]]] = {}
+        for key, queue in self._waiters.items():
+            lease = self._leases.get(key)
+            if lease is None:
+                continue
+            for waiter in queue:
+                if not waiter.granted.done():
+                    edges.setdefault(waiter.owner, []).append((key[1], lease.owner, lease.agent))
+        agents = {w.owner: w.agent for q in self._waiters.values() for w in q}
+        agents.update({lease.owner: lease.agent for lease in self._leases.values()})
+        path: list[str] = []
+        seen: set[str] = set()
+
+        def visit(node: str) -> bool:
+            for name, holder, holder_agent in edges.get(node, []):
+                path.append(f"{agents.get(node, node)} waits for {name!r} held by {holder_agent}")
+                if holder == owner:
+                    return True
+                if holder not in seen:
+                    seen.add(holder)
+                    if visit(holder):
+                        return True
+                path.pop()
+            return False
+
+        return path if visit(owner) else []
+
+
+def _name(args: dict[str, Any], key: str) -> str:
+    value = args.get(key)
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME:
+        raise RequestError("invalid", f"{key} must be a str of 1..{MAX_NAME} characters")
+    return value
+
+
+def _int(args: dict[str, Any], key: str) -> int:
+    value = args.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RequestError("invalid", f"{key} must be an int")
+    return value
+
+
+def _number(
+    args: dict[str, Any], key: str, low: float, high: float, default: float | None = None
+) -> float:
+    value = args.get(key, default)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+        raise RequestError("invalid", f"{key} must be a number from {low:g} to {high:g}")
+    return float(value)
