@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -294,6 +295,8 @@ def test_presence_is_relayed_and_removed_when_an_agent_leaves(tmp_path: Path) ->
                 assert [(p.agent, p.status, p.task) for p in a.peers()] == [
                     ("bob", "reviewing", "task-7")
                 ]
+                last_seen = a.peers()[0].last_seen
+                assert last_seen is not None and abs(time.time() - last_seen) < 5
                 assert [p.agent for p in b.peers()] == ["alice"]
                 b.set_presence(status="idle")  # the task is kept unless given
                 for _ in range(100):
