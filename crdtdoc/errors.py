@@ -141,3 +141,38 @@ class Deadlock(CrdtdocError):
 class Conflict(StaleRead):
     """A guarded commit lost a race at the hub: others changed what it was based on. Nothing was
     applied anywhere (this replica included); `changes` lists what changed, by whom."""
+
+
+class AuthError(RemoteError):
+    """A connection presented no valid token (missing, malformed, forged or expired)."""
+
+    close_code = 4401
+
+
+class Forbidden(RemoteError):
+    """An authenticated agent tried something its token does not allow (a write with a read-only
+    token, a change outside its artifacts, content under another agent's client id, a frozen
+    spec). Nothing was applied."""
+
+    close_code = 4403
+
+
+class RateLimited(RemoteError):
+    """A connection exceeded a rate or size limit of the hub."""
+
+    close_code = 4429
+
+
+class Refused(CrdtdocError):
+    """The hub refused this replica's write (`code`, `reason` from the hub). The replica was reset
+    to the hub's state, so it never silently diverges; redo the work within what is allowed."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class RoomFull(RemoteError):
+    """The update would make the room larger than the hub allows."""
+
+    close_code = 4413

@@ -645,6 +645,24 @@ class Replica:
         self._client_id = new_client_id(avoid=set(self._state))
         self._rebuild()
 
+    def _reset(self) -> None:
+        """Drops everything (content, buffer, log) and continues empty under a fresh client id:
+        how a replica whose writes were refused resyncs to exactly the hub's state."""
+        self._client_id = new_client_id(avoid=set(self._state))
+        self._state = {}
+        self._deleted = IdSet()
+        self._pending_structs.clear()
+        self._waiting.clear()
+        self._pending_bytes = 0
+        self._pending_deletes = IdSet()
+        self._checkpoint = b""
+        self._log = []
+        self._log_bytes = 0
+        self._committed = []
+        self._registered = False
+        self._recorded_kinds.clear()
+        self._doc = self._new_doc()
+
     def _take_checkpoint(self) -> None:
         self._checkpoint = self._doc.get_update()
         self._log = []

@@ -40,6 +40,23 @@ class HubConfig:
     """Logged updates in a room before they are compacted into a snapshot, in the background."""
     compact_log_bytes: int = 4 * 1024 * 1024
     """Logged bytes in a room before they are compacted into a snapshot."""
+    secret: bytes | None = None
+    """HMAC secret for access tokens (`--secret-file` or $CRDTDOC_SECRET). Without one the hub
+    lets anyone in, which it accepts only on a loopback address unless `insecure`."""
+    insecure: bool = False
+    """Allow a non-loopback address without a secret (anyone who can connect can write)."""
+    max_connections_per_identity: int = 32
+    """Open connections one agent (one token identity) may hold; more are refused (4429)."""
+    max_connections_per_ip: int = 256
+    """Open connections from one address; more are refused (4429)."""
+    updates_per_second: float = 500.0
+    """Average updates per second one identity may send (bursts of twice that); past it, 4429."""
+    update_bytes_per_second: float = 8 * 1024 * 1024
+    """Average update bytes per second one identity may send (bursts of twice that)."""
+    awareness_per_second: float = 20.0
+    """Average presence updates per second one identity may send (bursts of twice that)."""
+    max_room_bytes: int = 256 * 1024 * 1024
+    """Largest stored size of a room (snapshot plus log); an update past it is refused (4413)."""
     synchronous: str = "full"
     """SQLite `synchronous` setting: "full" survives power loss, "normal" survives a process
     crash (SIGKILL) but may lose the last commits on power loss."""
@@ -56,10 +73,20 @@ class HubConfig:
             "send_queue_bytes",
             "compact_log_updates",
             "compact_log_bytes",
+            "max_connections_per_identity",
+            "max_connections_per_ip",
+            "max_room_bytes",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        for name in ("handshake_timeout", "room_idle_seconds", "send_timeout"):
+        for name in (
+            "handshake_timeout",
+            "room_idle_seconds",
+            "send_timeout",
+            "updates_per_second",
+            "update_bytes_per_second",
+            "awareness_per_second",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.idle_timeout < 0:

@@ -9,18 +9,29 @@ with 1001, write what is queued, close the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from http import HTTPStatus
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from crdtdoc.errors import CrdtdocError, RemoteError
+from crdtdoc.errors import (
+    AuthError,
+    CrdtdocError,
+    Forbidden,
+    RateLimited,
+    RemoteError,
+    RoomFull,
+)
+from crdtdoc.protocol.messages import Auth, encode_message
+from crdtdoc.tokens import Grant, verify_token
 from server.config import HubConfig
 from server.coordination import Coordinator
+from server.limits import RateLimits
 from server.peer import Peer, close_reason
 from server.room import Room
 from server.store import Committer, SqliteStore
@@ -60,6 +71,12 @@ class Hub:
         self._coordinator: Coordinator | None = None
         self._janitor: asyncio.Task[None] | None = None
         self.connections = 0
+        self._per_ip: dict[str, int] = {}
+        self._per_identity: dict[str, int] = {}
+        config = self.config
+        self._rates = RateLimits(
+            config.updates_per_second, config.update_bytes_per_second, config.awareness_per_second
+        )
         self.started = time.time()
 
     @property
@@ -151,14 +168,23 @@ class Hub:
     async def _serve_connection(self, ws: ServerConnection) -> None:
         self.connections += 1
         remote = "{}:{}".format(*ws.remote_address[:2]) if ws.remote_address else "?"
+        ip = remote.rsplit(":", 1)[0]
+        identity: str | None = None
+        counted = False
         try:
             try:
                 name = room_name(ws.request.path if ws.request else "")
+                grant = self._authenticate(ws, name)  # before any room is created or loaded
+                identity = grant.agent if grant is not None else None
+                self._admit(identity, ip)
+                counted = True
                 room = await self._room(name)
             except (RemoteError, RoomUnavailable) as exc:
+                log.info("connection refused", extra={"peer": remote, "reason": str(exc)})
                 await ws.close(exc.close_code, close_reason(str(exc)))
                 return
             peer = Peer(ws, self.config, remote)
+            peer.grant, peer.identity = grant, identity
             writer = asyncio.get_running_loop().create_task(peer.run_writer())
             room.join(peer)
             log.info("peer joined", extra={"room": name, "peer": remote})
@@ -170,6 +196,44 @@ class Hub:
                 log.info("peer left", extra={"room": name, "peer": remote})
         finally:
             self.connections -= 1
+            if counted:
+                self._per_ip[ip] -= 1
+                if identity is not None:
+                    self._per_identity[identity] -= 1
+
+    def _authenticate(self, ws: ServerConnection, room: str) -> Grant | None:
+        """The grant of the connection's token (`?token=` or `Authorization: Bearer`); None
+        when the hub has no secret. Raises `AuthError` / `Forbidden`."""
+        secret = self.config.secret
+        if secret is None:
+            return None
+        request = ws.request
+        token = None
+        if request is not None:
+            query = parse_qs(urlsplit(request.path).query).get("token")
+            token = query[0] if query else None
+            header = request.headers.get("Authorization", "")
+            if token is None and header.startswith("Bearer "):
+                token = header[len("Bearer ") :].strip()
+        if token is None:
+            raise AuthError("this hub needs a token: pass ?token=... or Authorization: Bearer")
+        grant = verify_token(secret, token)
+        if not grant.allows_room(room):
+            raise Forbidden(f"the token of {grant.agent} does not allow room {room!r}")
+        return grant
+
+    def _admit(self, identity: str | None, ip: str) -> None:
+        """Counts the connection against its identity's and address's limits."""
+        if self._per_ip.get(ip, 0) >= self.config.max_connections_per_ip:
+            raise RateLimited(f"too many connections from {ip}; close some and retry")
+        if (
+            identity is not None
+            and self._per_identity.get(identity, 0) >= self.config.max_connections_per_identity
+        ):
+            raise RateLimited(f"too many connections for {identity}; close some and retry")
+        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
+        if identity is not None:
+            self._per_identity[identity] = self._per_identity.get(identity, 0) + 1
 
     async def _read(self, ws: ServerConnection, room: Room, peer: Peer) -> None:
         while True:
@@ -188,6 +252,10 @@ class Hub:
                     "refused a message",
                     extra={"room": room.name, "peer": peer.remote, "reason": str(exc)},
                 )
+                if isinstance(exc, (Forbidden, RateLimited, RoomFull)):
+                    # y-protocols' own way to say "permission denied", before the close.
+                    with contextlib.suppress(Exception):
+                        await ws.send(encode_message(Auth(str(exc))))
                 await ws.close(exc.close_code, close_reason(str(exc)))
                 return
             # recv() returns at once while frames are buffered; yield so that the writers fan
@@ -218,7 +286,7 @@ class Hub:
     async def _load(self, name: str) -> Room:
         try:
             stored = await self.committer.run_blocking(lambda: self.committer.store.load(name))
-            room = Room(name, self.committer, self.config, self.coordinator)
+            room = Room(name, self.committer, self.config, self.coordinator, self._rates)
             room.restore(stored)
         except CrdtdocError as exc:
             log.error("cannot load room", extra={"room": name, "error": str(exc)})

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from websockets.asyncio.server import ServerConnection
 
+from crdtdoc.tokens import Grant
 from server.config import HubConfig
 
 log = logging.getLogger("crdtdoc.hub.peer")
@@ -40,6 +41,10 @@ class Peer:
     def __init__(self, ws: ServerConnection, config: HubConfig, remote: str = "") -> None:
         self.ws = ws
         self.remote = remote
+        self.grant: Grant | None = None  # what its token allows (None: the hub has no secret)
+        self.identity: str | None = None  # the authenticated agent, when there is a token
+        self.ip = remote.rsplit(":", 1)[0]
+        self.told_read_only = False
         self.extensions = False  # sent crdtdoc's Hello: may receive extension messages
         self.agent: str | None = None
         self.awareness_clients: set[int] = set()  # awareness client ids this peer published

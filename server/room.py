@@ -13,7 +13,15 @@ import logging
 import time
 from collections.abc import Callable
 
-from crdtdoc.errors import CrdtdocError, InvalidMessage, InvalidUpdate, ReplicaRebuilt
+from crdtdoc.errors import (
+    CrdtdocError,
+    Forbidden,
+    InvalidMessage,
+    InvalidUpdate,
+    RateLimited,
+    ReplicaRebuilt,
+    RoomFull,
+)
 from crdtdoc.protocol.awareness import AwarenessEntry, decode_awareness, encode_awareness
 from crdtdoc.protocol.extension import (
     Durable,
@@ -25,6 +33,7 @@ from crdtdoc.protocol.extension import (
     encode_extension,
 )
 from crdtdoc.protocol.messages import (
+    Auth,
     Awareness,
     Extension,
     QueryAwareness,
@@ -37,8 +46,10 @@ from crdtdoc.protocol.session import SyncSession
 from crdtdoc.replica import Replica, ReplicaLimits
 from crdtdoc.updates import parse_update
 from crdtdoc.versions import Version
+from server.access import BOOKKEEPING, RootIndex, check_agent_entries
 from server.config import HubConfig
 from server.coordination import Coordinator
+from server.limits import RateLimits
 from server.peer import Peer
 from server.store import Committer, StoredRoom
 
@@ -54,10 +65,20 @@ class Room:
     """A loaded room. All methods run on the hub's event loop; none of them awaits."""
 
     def __init__(
-        self, name: str, committer: Committer, config: HubConfig, coordinator: Coordinator
+        self,
+        name: str,
+        committer: Committer,
+        config: HubConfig,
+        coordinator: Coordinator,
+        limits: RateLimits,
     ) -> None:
         self.name = name
         self._coordinator = coordinator
+        self._limits = limits
+        self.owners: dict[int, str] = {}  # client id -> the identity that introduced it
+        self.size_bytes = 0
+        self._roots: RootIndex | None = None  # built when a check first needs it
+        self._frozen: frozenset[str] | None = None
         self.replica = Replica(agent="hub", limits=HUB_LIMITS)
         self.peers: dict[Peer, SyncSession] = {}
         self.awareness: dict[int, AwarenessEntry] = {}
@@ -86,7 +107,10 @@ class Room:
         self._seq = self._durable_seq = stored.last_seq
         self._log_updates = len(stored.updates)
         self._log_bytes = sum(len(u) for u in stored.updates)
+        self.size_bytes = len(stored.snapshot or b"") + self._log_bytes
         self.durable = self.replica.version()
+        # Names in the registry were checked against each writer's token when written.
+        self.owners = dict(self.replica.agents())
         self.replica.on_update(self._on_commit)
 
     @property
@@ -125,6 +149,14 @@ class Room:
         self.last_active = time.monotonic()
         message = decode_message(data)
         if isinstance(message, Awareness):
+            if peer.grant is not None and peer.grant.read_only:
+                if not peer.told_read_only:  # dropped, said once (stock clients always send it)
+                    peer.told_read_only = True
+                    peer.send(encode_message(Auth("read-only token: presence is not relayed")))
+                return
+            exceeded = self._limits.awareness(peer.identity or peer.ip)
+            if exceeded:
+                raise RateLimited(f"presence refused: {exceeded}")
             self._receive_awareness(peer, message.data)
         elif isinstance(message, QueryAwareness):
             if self._present():
@@ -132,6 +164,10 @@ class Room:
         elif isinstance(message, Extension):
             self._receive_extension(peer, message)
         elif isinstance(message, (SyncStep2, SyncUpdate)):
+            exceeded = self._limits.update(peer.identity or peer.ip, len(message.update))
+            if exceeded:
+                raise RateLimited(f"update refused: {exceeded}; slow down and reconnect")
+            self.authorize(peer, message.update)
             self._origin = (peer, message.update)
             try:  # a full causal buffer makes the session ask the peer to resync instead
                 replies = self.peers[peer].handle(message)
@@ -145,11 +181,91 @@ class Room:
             for reply in self.peers[peer].handle(message):  # sync step 1: answer with step 2
                 peer.send(reply)
 
+    # -- who may write what ----------------------------------------------------------------
+
+    def authorize(self, peer: Peer, update: bytes) -> None:
+        """Refuses (raising) an update this peer may not apply: nothing new is judged, so a
+        read-only client's empty sync step 2 passes. See `server.access`."""
+        grant = peer.grant
+        frozen = self._frozen_specs()
+        identity = peer.identity
+        scoped = grant is not None and grant.artifacts is not None
+        parsed = parse_update(update, details=bool(frozen or scoped or identity))
+        state = self.replica.version().clocks
+        deleted = self.replica.version().deleted
+        fresh = {c: s for c, s in parsed.structs.items() if s.end > state.get(c, 0)}
+        if not fresh and (not parsed.delete_set or parsed.delete_set.issubset(deleted)):
+            return
+        if grant is not None and grant.read_only:
+            raise Forbidden("this token is read-only: writes are refused")
+        if self.size_bytes + len(update) > self._config.max_room_bytes:
+            raise RoomFull(
+                f"room {self.name!r} would exceed {self._config.max_room_bytes} bytes; "
+                "the hub refuses to grow it further"
+            )
+        if identity is not None:
+            for client in fresh:
+                owner = self.owners.get(client)
+                if owner is not None and owner != identity:
+                    raise Forbidden(
+                        f"client id {client} belongs to {owner}; an agent writes only under its "
+                        "own client ids"
+                    )
+        if frozen or scoped or identity is not None:
+            index = self._root_index()
+            new_items = [
+                i for i in parsed.items or [] if i.clock + i.length > state.get(i.client, 0)
+            ]
+            roots = index.resolve(new_items)
+            if identity is not None:
+                check_agent_entries(new_items, roots, identity)
+            touched = set(roots.values())
+            for client, start, end in parsed.delete_set.difference(deleted):
+                touched.update(index.roots_of_range(client, start, end))
+            if scoped and grant is not None:
+                outside = sorted(
+                    str(r)
+                    for r in touched
+                    if r is None or (r not in BOOKKEEPING and not grant.allows_artifact(r))
+                )
+                if outside:
+                    allowed = ", ".join(sorted(grant.artifacts or ())) or "nothing"
+                    raise Forbidden(
+                        f"this token may change only {allowed}; the update touches "
+                        f"{', '.join(outside)}"
+                    )
+            for name in sorted(r for r in touched if r in frozen):
+                raise Forbidden(f"spec {name!r} is frozen: it accepts no more writes")
+        if identity is not None:
+            for client in fresh:
+                self.owners.setdefault(client, identity)
+
+    def _frozen_specs(self) -> frozenset[str]:
+        if self._frozen is None:
+            frozen = set()
+            for name, kind in self.replica.artifacts().items():
+                if kind != "spec":
+                    continue
+                try:
+                    if self.replica.spec(name).frozen:
+                        frozen.add(name)
+                except CrdtdocError:
+                    continue
+            self._frozen = frozenset(frozen)
+        return self._frozen
+
+    def _root_index(self) -> RootIndex:
+        if self._roots is None:
+            index = RootIndex()
+            index.add(parse_update(self.replica.encode_update(), details=True).items or [])
+            self._roots = index
+        return self._roots
+
     def _receive_extension(self, peer: Peer, message: Extension) -> None:
         ext = decode_extension(message)
         if isinstance(ext, Hello):
             peer.extensions = True
-            peer.agent = ext.agent
+            peer.agent = peer.identity or ext.agent  # with a token, its agent name counts
             peer.send(encode_message(encode_extension(Welcome(self.name, self.durable))))
             return
         if not isinstance(ext, Request):
@@ -225,10 +341,8 @@ class Room:
                 )
         state = dict(self.replica.version().clocks)
         for update in updates:
-            try:
-                parsed = parse_update(update)
-            except CrdtdocError as exc:
-                raise InvalidUpdate(f"commit carries an invalid update: {exc}") from None
+            self.authorize(peer, update)  # raises for invalid or forbidden updates
+            parsed = parse_update(update)
             if parsed.missing(state):
                 return Reply(
                     rid,
@@ -308,6 +422,10 @@ class Room:
         self._committer.append(self.name, self._seq, update, self._taken)
         self._log_updates += 1
         self._log_bytes += len(update)
+        self.size_bytes += len(update)
+        self._frozen = None
+        if self._roots is not None:
+            self._roots.add(parse_update(update, details=True).items or [])
         origin = self._origin
         exclude = origin[0] if origin is not None and origin[1] == update else None
         self._broadcast(encode_message(SyncUpdate(update)), exclude=exclude)
@@ -321,7 +439,9 @@ class Room:
         """Queues a snapshot replacing the log so far (written in the background, atomically)."""
         if self._log_updates == 0:
             return
-        self._committer.compact(self.name, self._seq, self.replica.encode_update(), self._taken)
+        snapshot = self.replica.encode_update()
+        self._committer.compact(self.name, self._seq, snapshot, self._taken)
+        self.size_bytes = len(snapshot)
         self._log_updates = 0
         self._log_bytes = 0
 
