@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import crdtdoc
 from crdtdoc.errors import CrdtdocError
+from crdtdoc.tokens import SECRET_ENV, create_token, load_secret, parse_duration
 from crdtdoc.updates import CONTENT_NAMES, parse_update
 from crdtdoc.versions import Version
 
@@ -70,11 +71,43 @@ def _serve(args: argparse.Namespace) -> int:
 
     configure(args.log_level)
     fields = {f: getattr(args, f) for f in HubConfig.__dataclass_fields__ if hasattr(args, f)}
+    fields["secret"] = load_secret(args.secret_file)
     try:
         config = HubConfig(**fields)
     except ValueError as exc:
         raise CrdtdocError(f"bad setting: {exc}") from None
+    if config.secret is None and not config.insecure and not _is_loopback(config.host):
+        raise CrdtdocError(
+            f"refusing to listen on {config.host} without a secret: anyone who can reach it "
+            f"could read and write every room. Pass --secret-file (or set {SECRET_ENV}), or "
+            "--insecure if that is really what you want"
+        )
     asyncio.run(serve(config))
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    secret = load_secret(args.secret_file)
+    if secret is None:
+        raise CrdtdocError(f"no secret: pass --secret-file or set {SECRET_ENV}")
+    artifacts = [a for a in args.artifacts.split(",") if a] if args.artifacts else None
+    ttl = parse_duration(args.ttl) if args.ttl else None
+    print(
+        create_token(
+            secret, args.agent, args.rooms, read_only=args.read_only, artifacts=artifacts, ttl=ttl
+        )
+    )
     return 0
 
 
@@ -177,6 +210,52 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=["full", "normal"],
         help="SQLite durability: full survives power loss, normal survives a process crash",
     )
+    add(
+        "--max-connections-per-identity",
+        type=int,
+        default=d.max_connections_per_identity,
+        help="open connections one token identity may hold",
+    )
+    add(
+        "--max-connections-per-ip",
+        type=int,
+        default=d.max_connections_per_ip,
+        help="open connections from one address",
+    )
+    add(
+        "--updates-per-second",
+        type=float,
+        default=d.updates_per_second,
+        help="average updates per second per identity (bursts of twice that); past it: 4429",
+    )
+    add(
+        "--update-bytes-per-second",
+        type=float,
+        default=d.update_bytes_per_second,
+        help="average update bytes per second per identity (bursts of twice that)",
+    )
+    add(
+        "--awareness-per-second",
+        type=float,
+        default=d.awareness_per_second,
+        help="average presence updates per second per identity",
+    )
+    add(
+        "--max-room-bytes",
+        type=int,
+        default=d.max_room_bytes,
+        help="largest stored size of a room; updates past it are refused (4413)",
+    )
+    security = serve.add_argument_group("security")
+    security.add_argument(
+        "--secret-file",
+        default=None,
+        help=f"file holding the token secret (else ${SECRET_ENV}); with a "
+        "secret every connection needs a token",
+    )
+    security.add_argument(
+        "--insecure", action="store_true", help="allow a non-loopback --host without a secret"
+    )
     serve.set_defaults(run=_serve)
 
 
@@ -198,6 +277,26 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("file", help="update file, or - to read standard input")
     inspect.add_argument("--items", action="store_true", help="also list every struct")
     inspect.set_defaults(run=_inspect)
+
+    token = commands.add_parser("token", help="create access tokens for agents")
+    token_commands = token.add_subparsers(dest="token_command", metavar="ACTION")
+    create = token_commands.add_parser(
+        "create",
+        help="print a signed token",
+        description="Print a token (HMAC-SHA256 with the hub's secret) that lets AGENT join "
+        "rooms matching PATTERN. Clients pass it as ?token=... or Authorization: Bearer.",
+    )
+    create.add_argument("--agent", required=True, help="the agent's name, as the hub records it")
+    create.add_argument("--rooms", default="*", help="glob of rooms it may join (default: *)")
+    create.add_argument("--read-only", action="store_true", help="may sync and read, not write")
+    create.add_argument(
+        "--artifacts", default=None, help="comma-separated artifacts it may change (default: all)"
+    )
+    create.add_argument("--ttl", default=None, help="lifetime such as 90s, 15m, 12h, 7d")
+    create.add_argument(
+        "--secret-file", default=None, help=f"the hub's secret (else ${SECRET_ENV})"
+    )
+    create.set_defaults(run=_token_create)
 
     version = commands.add_parser("version", help="work with version tokens")
     version_commands = version.add_subparsers(dest="version_command", metavar="ACTION")

@@ -35,6 +35,7 @@ class BlockingReplica(HubLink):
         self._inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self._arrived = threading.Event()
         self._pumping = False
+        self._refusal: tuple[int, str] | None = None
         self._loop = asyncio.new_event_loop()
         super().__init__(url, agent, options)
         self._thread = threading.Thread(target=self._run_loop, name="crdtdoc-link", daemon=True)
@@ -71,6 +72,10 @@ class BlockingReplica(HubLink):
     def _activity(self) -> None:
         self._arrived.set()
 
+    def _on_refused(self, code: int, reason: str) -> None:
+        self._refusal = (code, reason)  # the reset happens in the owning thread
+        self._arrived.set()
+
     def _sync_point(self) -> None:
         if (
             self._pumping
@@ -81,6 +86,9 @@ class BlockingReplica(HubLink):
             return
         self._pumping = True
         try:
+            if self._refusal is not None:
+                refusal, self._refusal = self._refusal, None
+                HubLink._on_refused(self, *refusal)
             while True:
                 try:
                     message = self._inbox.get_nowait()
@@ -100,9 +108,13 @@ class BlockingReplica(HubLink):
         """Returns once the hub has durably stored everything this replica holds now; returns
         the durable version. Raises `SyncTimeout`."""
         target = self.version()
+        self._raise_refused()
         self._wait_until(
-            lambda: target <= self._durable, timeout, "the hub did not confirm durable storage"
+            lambda: target <= self._durable or self.refused is not None,
+            timeout,
+            "the hub did not confirm durable storage",
         )
+        self._raise_refused()
         return self._durable
 
     def wait_for(self, version: Version | str, timeout: float | None = None) -> None:

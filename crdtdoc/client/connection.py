@@ -32,6 +32,7 @@ from crdtdoc.client.journal import Journal, read_journal
 from crdtdoc.client.presence import Presence, parse_presence, presence_state
 from crdtdoc.errors import (
     Conflict,
+    Refused,
     CrdtdocError,
     FencedOut,
     NotConnected,
@@ -50,6 +51,7 @@ from crdtdoc.protocol.extension import (
     encode_extension,
 )
 from crdtdoc.protocol.messages import (
+    Auth,
     Awareness,
     Extension,
     Message,
@@ -64,6 +66,8 @@ from crdtdoc.versions import Version
 
 log = logging.getLogger("crdtdoc.client")
 
+REFUSED_WRITE_CODES = frozenset({4403, 4413, 4429})
+"""Close codes meaning the hub refused something this replica wrote (see PROTOCOL.md §9)."""
 HEARTBEAT_SECONDS = 15.0
 """How often presence is renewed (y-protocols considers a state stale after 30 s)."""
 MAX_OUTBOX_MESSAGES = 4096
@@ -174,6 +178,7 @@ class HubLink(Replica):
         self._hold_lock: asyncio.Lock | None = None
         self._pending_fence: asyncio.Task[None] | None = None
         self.fenced_out: FencedOut | None = None  # set when a fenced transaction was refused
+        self.refused: Refused | None = None  # set when the hub refused a write (then reset)
         self._journal: Journal | None = None
         if options.state_file is not None:
             for update in read_journal(options.state_file):
@@ -334,14 +339,33 @@ class HubLink(Replica):
             writer.cancel()
             self._presence.clear()
             self._activity()
-            if ws.close_code in (1002, 1003, 1007, 1008, 1009):
+            if ws.close_code in (1002, 1003, 1007, 1008, 1009, 4401):
                 log.warning(
                     "the hub closed the link for a protocol reason",
                     extra={"code": ws.close_code, "reason": ws.close_reason},
                 )
+            if ws.close_code in REFUSED_WRITE_CODES:
+                self._on_refused(ws.close_code, ws.close_reason or "")
+
+    def _on_refused(self, code: int, reason: str) -> None:
+        """The hub refused a write of ours and closed the link: this replica now differs from
+        the hub. Start over from the hub's state (fresh client id), and tell the agent."""
+        log.warning("the hub refused a write; resyncing", extra={"code": code, "reason": reason})
+        self.refused = Refused(
+            f"the hub refused this replica's write ({code}: {reason}); the replica was reset "
+            "to the hub's state",
+            code,
+        )
+        self._reset()
+        self._session = SyncSession(self)
+        self._activity()
 
     def _receive(self, data: bytes) -> None:
         message = decode_message(data)
+        if isinstance(message, Auth):  # y-protocols "permission denied"
+            log.warning("the hub denied permission", extra={"reason": message.reason})
+            self.last_error = f"permission denied: {message.reason}"
+            return
         if isinstance(message, Extension):
             ext = decode_extension(message)
             if isinstance(ext, (Welcome, Durable)):
@@ -585,6 +609,11 @@ class HubLink(Replica):
         for update in later:  # edits made while the hub decided: on their way as usual
             self._on_commit(update, True)
 
+    def _raise_refused(self) -> None:
+        if self.refused is not None:
+            refused, self.refused = self.refused, None
+            raise refused
+
     def _timeout_error(self, what: str, timeout: float) -> SyncTimeout:
         state = (
             "connected" if self.connected else f"not connected ({self.last_error or 'connecting'})"
@@ -655,10 +684,14 @@ class ConnectedReplica(HubLink):
         if self.fenced_out is not None:
             refused, self.fenced_out = self.fenced_out, None
             raise refused
+        self._raise_refused()
         target = self.version()
         await self._wait_until(
-            lambda: target <= self._durable, timeout, "the hub did not confirm durable storage"
+            lambda: target <= self._durable or self.refused is not None,
+            timeout,
+            "the hub did not confirm durable storage",
         )
+        self._raise_refused()  # refused while waiting: the replica was reset
         return self._durable
 
     async def wait_for(self, version: Version | str, timeout: float | None = None) -> None:

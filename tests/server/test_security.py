@@ -1,0 +1,262 @@
+"""The hub against hostile and mistaken agents: authentication, read-only and scoped tokens,
+frozen specs, impersonation, clock poisoning, rate and size limits."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
+
+import crdtdoc
+from crdtdoc import Replica
+from crdtdoc.client.backoff import Backoff
+from crdtdoc.encoding import Encoder
+from crdtdoc.protocol.messages import (
+    Auth,
+    Awareness,
+    SyncStep1,
+    SyncStep2,
+    SyncUpdate,
+    decode_message,
+    encode_message,
+)
+from crdtdoc.protocol.awareness import AwarenessEntry, encode_awareness
+from crdtdoc.tokens import create_token
+from tests.hubs import run, running_hub
+from tests.test_updates import _string_item, _update
+
+SECRET = b"test-secret-of-32-bytes-exactly!"
+FAST = Backoff(initial=0.05, maximum=0.3)
+
+
+def token(agent: str, **options: object) -> str:
+    return create_token(SECRET, agent, **options)  # type: ignore[arg-type]
+
+
+async def raw(url: str, agent: str, **options: object) -> tuple[ClientConnection, Replica]:
+    """A bare client with a token for `agent`: syncs from empty, returns the hub's content in a
+    replica named like its token."""
+    ws = await ws_connect(f"{url}?token={token(agent, **options)}", max_size=None)
+    replica = Replica(agent)
+    await ws.send(encode_message(SyncStep1(b"\x00")))
+    while True:
+        message = decode_message(await ws.recv())  # type: ignore[arg-type]
+        if isinstance(message, SyncStep2):
+            replica.apply_update(message.update)
+            return ws, replica
+
+
+async def closed_with(ws: ClientConnection) -> tuple[int | None, str, list[str]]:
+    """Reads until the hub closes; returns the close code, reason and auth messages seen."""
+    denied = []
+    with pytest.raises(ConnectionClosed):
+        while True:
+            message = decode_message(await ws.recv())  # type: ignore[arg-type]
+            if isinstance(message, Auth):
+                denied.append(message.reason)
+    return ws.close_code, ws.close_reason or "", denied
+
+
+def test_no_room_opens_without_a_valid_token(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db", secret=SECRET) as hub:
+            url = hub.url + "/secret-room"
+            for tok, code, reason in (
+                (None, 4401, "needs a token"),
+                ("garbage", 4401, "signature"),
+                (create_token(b"other-secret-also-32-bytes-long!", "a"), 4401, "signature"),
+                (token("a", rooms="public-*"), 4403, "does not allow room 'secret-room'"),
+            ):
+                suffix = f"?token={tok}" if tok else ""
+                ws = await ws_connect(url + suffix)
+                got, why, _ = await closed_with(ws)
+                assert (got, reason in why) == (code, True), (got, why)
+            assert hub.rooms == {} and hub.committer.commits == 0  # nothing loaded or stored
+            # The Authorization header works as well as ?token=.
+            headers = {"Authorization": f"Bearer {token('a')}"}
+            ws = await ws_connect(url, additional_headers=headers)
+            await ws.send(encode_message(SyncStep1(b"\x00")))
+            assert isinstance(decode_message(await ws.recv()), SyncStep1)  # type: ignore[arg-type]
+            await ws.close()
+
+    run(body())
+
+
+def test_a_read_only_agent_reads_but_cannot_write(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db", secret=SECRET) as hub:
+            url = hub.url + "/r"
+            async with crdtdoc.connect(url, agent="alice", token=token("alice")) as alice:
+                alice.document("d").insert(0, "hello")
+                await alice.flush()
+                ws, replica = await raw(url, "reader", read_only=True)
+                assert replica.document("d").read() == "hello"  # sync and read: fine
+                presence = AwarenessEntry(replica.client_id, 1, '{"user":{"name":"r"}}')
+                await ws.send(encode_message(Awareness(encode_awareness([presence]))))
+                await asyncio.sleep(0.1)
+                assert alice.peers() == []  # not relayed
+                replica.document("d").insert(5, " world")
+                await ws.send(encode_message(SyncUpdate(replica.encode_update())))
+                code, reason, denied = await closed_with(ws)
+                assert code == 4403 and "read-only" in reason
+                assert any("read-only" in d for d in denied)
+                await asyncio.sleep(0.05)
+                assert alice.document("d").read() == "hello"
+
+    run(body())
+
+
+def test_scoped_tokens_and_frozen_specs_refuse_whole_updates(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db", secret=SECRET) as hub:
+            url = hub.url + "/s"
+            async with crdtdoc.connect(url, agent="lead", token=token("lead")) as lead:
+                lead.spec("api").set("ping", "() -> str")
+                lead.tasks("backlog").add("t")
+                await lead.flush()
+                writer = crdtdoc.connect(
+                    url,
+                    agent="writer",
+                    token=token("writer", artifacts=["design"]),
+                    backoff=FAST,
+                )
+                await writer.start()
+                writer.document("design").insert(0, "ok: in scope")
+                await writer.flush()
+                with writer.transaction():  # one update touching design and api: refused whole
+                    writer.document("design").append(" and more")
+                    writer.spec("api").set("pong", "() -> str")
+                with pytest.raises(crdtdoc.Refused, match="may change only design") as refused:
+                    await writer.flush(timeout=10)
+                assert refused.value.code == 4403
+                await writer.wait_for(lead.version(), timeout=10)
+                # The writer's replica was reset to the hub's state: nothing diverged.
+                assert writer.document("design").read() == "ok: in scope"
+                assert writer.spec("api").members() == ["ping"]
+                await lead.wait_for(writer.version(), timeout=10)
+                assert lead.document("design").read() == "ok: in scope"
+                assert lead.spec("api").members() == ["ping"]
+                # Frozen specs refuse writes at the hub, even from a replica that did not see
+                # the freeze (here: a raw client writing concurrently).
+                ws, stale = await raw(url, "other")
+                lead.spec("api").freeze()
+                await lead.flush()
+                stale.spec("api").set("late", "() -> None")
+                await ws.send(encode_message(SyncUpdate(stale.encode_update())))
+                code, reason, _ = await closed_with(ws)
+                assert code == 4403 and "spec 'api' is frozen" in reason
+                assert "late" not in lead.spec("api").members()
+                await writer.close()
+
+    run(body(), timeout=90)
+
+
+def _gc_struct(length: int) -> bytes:
+    enc = Encoder()
+    enc.write_u8(0)  # GC
+    enc.write_var_uint(length)
+    return enc.to_bytes()
+
+
+def test_impersonation_and_clock_poisoning_fail_and_the_victim_keeps_syncing(
+    tmp_path: Path,
+) -> None:
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db", secret=SECRET) as hub:
+            url = hub.url + "/p"
+            alice = crdtdoc.connect(url, agent="alice", token=token("alice"), backoff=FAST)
+            await alice.start()
+            async with crdtdoc.connect(url, agent="bob", token=token("bob")) as bob:
+                alice.document("d").insert(0, "alice 1;")
+                await alice.flush()
+                victim, clock = alice.client_id, alice.version().clocks[alice.client_id]
+                attacks = {
+                    "content under alice's id": _update(victim, clock, _string_item(b"forged")),
+                    "huge GC under alice's id": _update(
+                        victim, clock, _gc_struct(2**32 - 1 - clock)
+                    ),
+                }
+                for name, update in attacks.items():
+                    ws, _ = await raw(url, "mallory")
+                    await ws.send(encode_message(SyncUpdate(update)))
+                    code, reason, _ = await closed_with(ws)
+                    assert code == 4403 and "belongs to alice" in reason, name
+                # Registering a name other than one's token's: refused.
+                mallory = Replica("alice")  # claims to be alice in the registry
+                mallory.document("d").insert(0, "x")
+                ws, _ = await raw(url, "mallory")
+                await ws.send(encode_message(SyncUpdate(mallory.encode_update())))
+                code, reason, _ = await closed_with(ws)
+                assert code == 4403 and "attribution refused" in reason
+                # A huge GC under the attacker's own id poisons only itself.
+                ws, own = await raw(url, "mallory")
+                await ws.send(
+                    encode_message(SyncUpdate(_update(own.client_id, 0, _gc_struct(2**31))))
+                )
+                await asyncio.sleep(0.1)
+                await ws.close()
+                # The victim's later edits still reach everyone.
+                alice.document("d").append("alice 2;")
+                await alice.flush()
+                await bob.wait_for(alice.version(), timeout=10)
+                assert bob.document("d").read() == "alice 1;alice 2;"
+                assert {c.agent for c in bob.changes_since(None)} == {"alice"}
+            await alice.close()
+
+    run(body(), timeout=90)
+
+
+def test_rate_connection_and_size_limits_close_with_their_codes(tmp_path: Path) -> None:
+    async def body() -> None:
+        settings = dict(
+            secret=SECRET,
+            updates_per_second=20.0,
+            max_connections_per_identity=2,
+            max_room_bytes=200_000,
+        )
+        async with running_hub(tmp_path / "hub.db", **settings) as hub:
+            url = hub.url + "/l"
+            async with crdtdoc.connect(url, agent="calm", token=token("calm")) as calm:
+                flood, replica = await raw(url, "flood")
+                for i in range(200):
+                    replica.document("d").insert(0, f"{i};")
+                    try:
+                        await flood.send(encode_message(SyncUpdate(replica.encode_update())))
+                    except ConnectionClosed:
+                        break
+                code, reason, _ = await closed_with(flood)
+                assert code == 4429 and "updates per second" in reason
+                first, _ = await raw(url, "busy")
+                second, _ = await raw(url, "busy")
+                third = await ws_connect(url + "?token=" + token("busy"))
+                code, reason, _ = await closed_with(third)
+                assert code == 4429 and "too many connections for busy" in reason
+                await first.close()
+                await second.close()
+                big, replica = await raw(url, "big")
+                replica.document("d").insert(0, "x" * 300_000)
+                await big.send(encode_message(SyncUpdate(replica.encode_update())))
+                code, reason, _ = await closed_with(big)
+                assert code == 4413 and "would exceed" in reason
+                calm.document("c").insert(0, "still fine")  # everyone else carries on
+                await calm.flush()
+
+    run(body(), timeout=90)
+
+
+def test_agent_names_are_the_tokens(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db", secret=SECRET) as hub:
+            url = hub.url + "/n"
+            liar = crdtdoc.connect(url, agent="not-bob", token=token("bob"), backoff=FAST)
+            await liar.start()
+            liar.document("d").insert(0, "hi")
+            with pytest.raises(crdtdoc.Refused, match="attribution refused"):
+                await liar.flush(timeout=10)
+            await liar.close()
+
+    run(body())
