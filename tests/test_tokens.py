@@ -37,7 +37,7 @@ def test_refusals_say_why(token: str, pattern: str) -> None:
 
 
 def test_a_tampered_payload_fails_the_signature() -> None:
-    body, signature = create_token(SECRET, "mallory", "own-room").split(".")
+    signature = create_token(SECRET, "mallory", "own-room").split(".")[1]
     forged = create_token(SECRET, "mallory", "*").split(".")[0]
     with pytest.raises(AuthError, match="signature"):
         verify_token(SECRET, f"{forged}.{signature}")

@@ -32,10 +32,10 @@ from crdtdoc.client.journal import Journal, read_journal
 from crdtdoc.client.presence import Presence, parse_presence, presence_state
 from crdtdoc.errors import (
     Conflict,
-    Refused,
     CrdtdocError,
     FencedOut,
     NotConnected,
+    Refused,
     RemoteError,
     StaleRead,
     SyncTimeout,

@@ -15,6 +15,7 @@ import crdtdoc
 from crdtdoc import Replica
 from crdtdoc.client.backoff import Backoff
 from crdtdoc.encoding import Encoder
+from crdtdoc.protocol.awareness import AwarenessEntry, encode_awareness
 from crdtdoc.protocol.messages import (
     Auth,
     Awareness,
@@ -24,7 +25,6 @@ from crdtdoc.protocol.messages import (
     decode_message,
     encode_message,
 )
-from crdtdoc.protocol.awareness import AwarenessEntry, encode_awareness
 from crdtdoc.tokens import create_token
 from tests.hubs import run, running_hub
 from tests.test_updates import _string_item, _update
