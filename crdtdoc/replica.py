@@ -356,7 +356,7 @@ class Replica:
 
     # -- remote changes --------------------------------------------------------------------
 
-    def apply_update(self, data: bytes) -> None:
+    def apply_update(self, data: bytes, *, parsed: ParsedUpdate | None = None) -> None:
         """Validates and applies a Yjs v1 update from elsewhere.
 
         Data whose dependencies are missing waits in the causal buffer (see `pending()`) and is
@@ -365,7 +365,8 @@ class Replica:
         """
         if self._txn_depth:
             raise CrdtdocError("apply_update cannot run inside a local transaction; call it after")
-        parsed = parse_update(data)
+        if parsed is None:  # a caller that already parsed these very bytes may pass the result
+            parsed = parse_update(data)
         try:
             self._apply_parsed(bytes(data), parsed)
         finally:
@@ -500,6 +501,12 @@ class Replica:
         """What this replica has applied: state vector plus delete set (buffered data excluded)."""
         self._sync_point()
         return self._current_version()
+
+    def is_news(self, parsed: ParsedUpdate) -> bool:
+        """Whether a parsed update carries anything this replica has not applied."""
+        if parsed.new_ids(self._state):
+            return True
+        return bool(parsed.delete_set) and not parsed.delete_set.issubset(self._deleted)
 
     def _current_version(self) -> Version:
         return Version(self._state, IdSet(self._deleted.ranges))

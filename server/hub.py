@@ -192,6 +192,8 @@ class Hub:
                 await self._read(ws, room, peer)
             finally:
                 room.leave(peer)
+                if peer.identity is None:
+                    self._rates.forget(peer.rate_key)
                 writer.cancel()
                 log.info("peer left", extra={"room": name, "peer": remote})
         finally:

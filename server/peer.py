@@ -62,6 +62,12 @@ class Peer:
         self._send_started: float | None = None  # for the hub's stuck-send check
 
     @property
+    def rate_key(self) -> str:
+        """Whose rate this connection counts against: its identity, shared by all of that
+        agent's connections, or (on a hub without tokens) the connection alone."""
+        return self.identity if self.identity is not None else f"connection:{id(self)}"
+
+    @property
     def queued(self) -> tuple[int, int]:
         """(messages, bytes) waiting to be sent."""
         return len(self._queue), self._queued_bytes

@@ -44,7 +44,8 @@ from crdtdoc.protocol.messages import (
 )
 from crdtdoc.protocol.session import SyncSession
 from crdtdoc.replica import Replica, ReplicaLimits
-from crdtdoc.updates import parse_update
+from crdtdoc.roots import ARTIFACTS_ROOT
+from crdtdoc.updates import ParsedUpdate, parse_update
 from crdtdoc.versions import Version
 from server.access import BOOKKEEPING, RootIndex, check_agent_entries
 from server.config import HubConfig
@@ -154,7 +155,7 @@ class Room:
                     peer.told_read_only = True
                     peer.send(encode_message(Auth("read-only token: presence is not relayed")))
                 return
-            exceeded = self._limits.awareness(peer.identity or peer.ip)
+            exceeded = self._limits.awareness(peer.rate_key)
             if exceeded:
                 raise RateLimited(f"presence refused: {exceeded}")
             self._receive_awareness(peer, message.data)
@@ -164,13 +165,13 @@ class Room:
         elif isinstance(message, Extension):
             self._receive_extension(peer, message)
         elif isinstance(message, (SyncStep2, SyncUpdate)):
-            exceeded = self._limits.update(peer.identity or peer.ip, len(message.update))
+            exceeded = self._limits.update(peer.rate_key, len(message.update))
             if exceeded:
                 raise RateLimited(f"update refused: {exceeded}; slow down and reconnect")
-            self.authorize(peer, message.update)
+            parsed = self.authorize(peer, message.update)
             self._origin = (peer, message.update)
             try:  # a full causal buffer makes the session ask the peer to resync instead
-                replies = self.peers[peer].handle(message)
+                replies = self.peers[peer].handle(message, parsed)
             except ReplicaRebuilt as exc:
                 raise InvalidUpdate(f"update refused by the CRDT engine: {exc}") from None
             finally:
@@ -183,19 +184,26 @@ class Room:
 
     # -- who may write what ----------------------------------------------------------------
 
-    def authorize(self, peer: Peer, update: bytes) -> None:
+    def authorize(self, peer: Peer, update: bytes) -> ParsedUpdate:
         """Refuses (raising) an update this peer may not apply: nothing new is judged, so a
-        read-only client's empty sync step 2 passes. See `server.access`."""
+        read-only client's empty sync step 2 passes. Returns the parsed update (for applying
+        it without parsing again). See `server.access`."""
         grant = peer.grant
         frozen = self._frozen_specs()
         identity = peer.identity
         scoped = grant is not None and grant.artifacts is not None
         parsed = parse_update(update, details=bool(frozen or scoped or identity))
-        state = self.replica.version().clocks
-        deleted = self.replica.version().deleted
+        if not self.replica.is_news(parsed):
+            return parsed
+        if (
+            grant is None
+            and not frozen
+            and self.size_bytes + len(update) <= self._config.max_room_bytes
+        ):
+            return parsed  # no token, nothing frozen: nothing more to check
+        version = self.replica.version()
+        state, deleted = version.clocks, version.deleted
         fresh = {c: s for c, s in parsed.structs.items() if s.end > state.get(c, 0)}
-        if not fresh and (not parsed.delete_set or parsed.delete_set.issubset(deleted)):
-            return
         if grant is not None and grant.read_only:
             raise Forbidden("this token is read-only: writes are refused")
         if self.size_bytes + len(update) > self._config.max_room_bytes:
@@ -239,6 +247,7 @@ class Room:
         if identity is not None:
             for client in fresh:
                 self.owners.setdefault(client, identity)
+        return parsed
 
     def _frozen_specs(self) -> frozenset[str]:
         if self._frozen is None:
@@ -341,8 +350,7 @@ class Room:
                 )
         state = dict(self.replica.version().clocks)
         for update in updates:
-            self.authorize(peer, update)  # raises for invalid or forbidden updates
-            parsed = parse_update(update)
+            parsed = self.authorize(peer, update)  # raises for invalid or forbidden updates
             if parsed.missing(state):
                 return Reply(
                     rid,
@@ -423,7 +431,8 @@ class Room:
         self._log_updates += 1
         self._log_bytes += len(update)
         self.size_bytes += len(update)
-        self._frozen = None
+        if b"frozen" in update or ARTIFACTS_ROOT.encode() in update:
+            self._frozen = None  # a spec may have been frozen (a cheap, conservative test)
         if self._roots is not None:
             self._roots.add(parse_update(update, details=True).items or [])
         origin = self._origin

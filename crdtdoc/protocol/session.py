@@ -18,6 +18,7 @@ from crdtdoc.protocol.messages import (
     encode_message,
 )
 from crdtdoc.replica import Replica
+from crdtdoc.updates import ParsedUpdate
 
 
 class SyncSession:
@@ -47,14 +48,14 @@ class SyncSession:
         """
         return self.handle(decode_message(data))
 
-    def handle(self, message: Message) -> list[bytes]:
+    def handle(self, message: Message, parsed: ParsedUpdate | None = None) -> list[bytes]:
         """Handles one decoded message. Only sync messages concern the session; awareness and
         extension messages belong to whoever drives it, and are ignored here."""
         if isinstance(message, SyncStep1):
             return [encode_message(SyncStep2(self.replica.encode_update(message.state_vector)))]
         if isinstance(message, (SyncStep2, SyncUpdate)):
             try:
-                self.replica.apply_update(message.update)
+                self.replica.apply_update(message.update, parsed=parsed)
             except PendingLimitExceeded:
                 return [self.step1()]
             if isinstance(message, SyncStep2):
