@@ -260,3 +260,23 @@ def test_agent_names_are_the_tokens(tmp_path: Path) -> None:
             await liar.close()
 
     run(body())
+
+
+def test_without_tokens_each_connection_has_its_own_rate(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db", updates_per_second=20.0) as hub:
+            url = hub.url + "/anon"
+            agents = [crdtdoc.connect(url, agent=f"a{i}") for i in range(3)]
+            for a in agents:
+                await a.start()
+            for i in range(30):  # 90 updates from one address: more than one bucket's burst
+                for a in agents:
+                    a.document("d").insert(0, f"{a.agent}{i};")
+                await asyncio.sleep(0.001)
+            for a in agents:
+                await a.flush(timeout=10)  # none was rate limited
+                assert a.refused is None
+            for a in agents:
+                await a.close()
+
+    run(body())
