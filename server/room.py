@@ -155,9 +155,6 @@ class Room:
                     peer.told_read_only = True
                     peer.send(encode_message(Auth("read-only token: presence is not relayed")))
                 return
-            exceeded = self._limits.awareness(peer.rate_key)
-            if exceeded:
-                raise RateLimited(f"presence refused: {exceeded}")
             self._receive_awareness(peer, message.data)
         elif isinstance(message, QueryAwareness):
             if self._present():
@@ -370,6 +367,17 @@ class Room:
 
     def _receive_awareness(self, peer: Peer, data: bytes) -> None:
         entries = decode_awareness(data, max_state_bytes=self._config.max_awareness_bytes)
+        # Stock y-websocket clients echo every presence change they receive; only entries this
+        # connection may own (its own, or ones nobody holds) count against its presence rate.
+        if any(
+            e.client in peer.awareness_clients
+            or e.client not in self.awareness
+            or self.awareness[e.client].removed
+            for e in entries
+        ):
+            exceeded = self._limits.awareness(peer.rate_key)
+            if exceeded:
+                raise RateLimited(f"presence refused: {exceeded}")
         accepted = []
         for entry in entries:
             current = self.awareness.get(entry.client)

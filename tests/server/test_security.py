@@ -280,3 +280,31 @@ def test_without_tokens_each_connection_has_its_own_rate(tmp_path: Path) -> None
                 await a.close()
 
     run(body())
+
+
+def test_echoed_presence_does_not_count_against_a_client(tmp_path: Path) -> None:
+    """Stock y-websocket providers re-send every presence change they receive; in a big room
+    that is many messages a second, none of them the client's own."""
+
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db", awareness_per_second=2.0) as hub:
+            url = hub.url + "/echo"
+            async with crdtdoc.connect(url, agent="alice") as alice:
+                ws, replica = await raw(url, "echo")
+                for _ in range(100):  # alice's presence, echoed back by a stock client
+                    entry = AwarenessEntry(alice.client_id, 1, '{"agent":"alice"}')
+                    await ws.send(encode_message(Awareness(encode_awareness([entry]))))
+                await asyncio.sleep(0.1)
+                await ws.send(encode_message(SyncStep1(b"\x00")))
+                while not isinstance(decode_message(await ws.recv()), SyncStep2):  # type: ignore[arg-type]
+                    pass  # still connected
+                for clock in range(1, 10):  # its own presence, too often: limited
+                    entry = AwarenessEntry(replica.client_id, clock, '{"agent":"echo"}')
+                    try:
+                        await ws.send(encode_message(Awareness(encode_awareness([entry]))))
+                    except ConnectionClosed:
+                        break
+                code, reason, _ = await closed_with(ws)
+                assert code == 4429 and "presence" in reason
+
+    run(body())
