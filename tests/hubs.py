@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from crdtdoc import Replica
 from server.config import HubConfig
@@ -110,21 +110,34 @@ class HubProcess:
         ]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+            cmd, stdout=subprocess.PIPE, stderr=self._stderr(), text=True, env=env
         )
         deadline = time.monotonic() + timeout
         assert self.proc.stdout is not None
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line:
-                raise RuntimeError(
-                    f"hub exited early: {self.proc.stderr.read() if self.proc.stderr else ''}"
-                )
+                raise RuntimeError(f"hub exited early: {self.stderr_text()}")
             match = re.search(r"ws://127\.0\.0\.1:(\d+)", line)
             if match:
                 self.port = int(match.group(1))
                 return f"ws://127.0.0.1:{self.port}"
         raise RuntimeError("hub did not print its address in time")
+
+    def _stderr(self) -> IO[bytes]:
+        """The hub's stderr goes to a file beside its database: a pipe nobody reads would fill
+        up and stall the hub."""
+        return open(self.stderr_path, "ab")
+
+    @property
+    def stderr_path(self) -> Path:
+        return self.db.with_name(self.db.name + ".stderr")
+
+    def stderr_text(self) -> str:
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except OSError:
+            return ""
 
     @property
     def url(self) -> str:
