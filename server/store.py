@@ -15,8 +15,9 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
@@ -135,31 +136,35 @@ class SqliteStore:
 
     def commit(self, writes: list[Write]) -> None:
         """Writes everything in one transaction (all or nothing)."""
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                appends = [(w.room, w.seq, w.data) for w in writes if isinstance(w, Append)]
-                if len(appends) == len(writes):
-                    db.executemany("INSERT INTO updates(room, seq, data) VALUES (?, ?, ?)", appends)
+        with self._transaction(f"write to {self.path}") as db:
+            appends = [(w.room, w.seq, w.data) for w in writes if isinstance(w, Append)]
+            if len(appends) == len(writes):
+                db.executemany("INSERT INTO updates(room, seq, data) VALUES (?, ?, ?)", appends)
+                return
+            for w in writes:
+                if isinstance(w, Append):
+                    db.execute(
+                        "INSERT INTO updates(room, seq, data) VALUES (?, ?, ?)",
+                        (w.room, w.seq, w.data),
+                    )
                 else:
-                    for w in writes:
-                        if isinstance(w, Append):
-                            db.execute(
-                                "INSERT INTO updates(room, seq, data) VALUES (?, ?, ?)",
-                                (w.room, w.seq, w.data),
-                            )
-                        else:
-                            db.execute(_PUT_SNAPSHOT, (w.room, w.seq, w.data))
-                            db.execute(
-                                "DELETE FROM updates WHERE room = ? AND seq <= ?", (w.room, w.seq)
-                            )
-                db.execute("COMMIT")
+                    db.execute(_PUT_SNAPSHOT, (w.room, w.seq, w.data))
+                    db.execute("DELETE FROM updates WHERE room = ? AND seq <= ?", (w.room, w.seq))
+
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One SQLite transaction: committed if the block completes, rolled back otherwise;
+        SQLite's errors become `StorageError("cannot <what>: ...")`."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                self._db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise StorageError(f"cannot write to {self.path}: {exc}") from None
+            raise StorageError(f"cannot {what}: {exc}") from None
 
     # -- coordination state (leases, fencing tokens, sequences) ----------------------------
 
@@ -207,36 +212,18 @@ class SqliteStore:
 
     def next_number(self, room: str, name: str) -> int:
         """The sequence's next value, committed before it is returned."""
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute(
-                    "SELECT value FROM sequences WHERE room = ? AND name = ?", (room, name)
-                ).fetchone()
-                value = (row[0] if row else 0) + 1
-                self._db.execute(
-                    "INSERT OR REPLACE INTO sequences VALUES (?, ?, ?)", (room, name, value)
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot advance sequence {name!r}: {exc}") from None
+        with self._transaction(f"advance sequence {name!r}") as db:
+            row = db.execute(
+                "SELECT value FROM sequences WHERE room = ? AND name = ?", (room, name)
+            ).fetchone()
+            value = (row[0] if row else 0) + 1
+            db.execute("INSERT OR REPLACE INTO sequences VALUES (?, ?, ?)", (room, name, value))
         return int(value)
 
     def _write(self, *statements: tuple[str, tuple[object, ...]]) -> None:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, params in statements:
-                    self._db.execute(sql, params)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot write to {self.path}: {exc}") from None
+        with self._transaction(f"write to {self.path}") as db:
+            for sql, params in statements:
+                db.execute(sql, params)
 
     def rooms(self) -> list[str]:
         rows = self._db.execute(
