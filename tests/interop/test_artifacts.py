@@ -4,12 +4,11 @@ read its writes correctly, and it derives the same status, claims and conflicts 
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
 import crdtdoc
 from tests.hubs import run, running_hub
-from tests.interop.test_yjs_peer import HERE, _line, node_peer_available
+from tests.interop.test_yjs_peer import _line, node_peer, node_peer_available
 
 
 def test_node_peer_and_crdtdoc_share_tasks_and_specs_by_the_schema(tmp_path: Path) -> None:
@@ -31,16 +30,7 @@ def test_node_peer_and_crdtdoc_share_tasks_and_specs_by_the_schema(tmp_path: Pat
                 offline.apply_update(py.encode_update())
                 await py.flush()
 
-                proc = await asyncio.create_subprocess_exec(
-                    "node",
-                    str(HERE / "artifacts_peer.mjs"),
-                    hub.url,
-                    "artifacts",
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=sys.stderr,
-                )
-                try:
+                async with node_peer("artifacts_peer.mjs", hub.url, "artifacts") as proc:
                     read = await _line(proc)
                     assert read["event"] == "read"
                     assert read["tasks"] == {
@@ -83,9 +73,5 @@ def test_node_peer_and_crdtdoc_share_tasks_and_specs_by_the_schema(tmp_path: Pat
                     values = spec.conflicts()["Order.total"]
                     assert sorted(v.value for v in values) == ["decimal", "int cents"]
                     assert {v.agent for v in values} == {"node-agent", "py-offline"}
-                finally:
-                    assert proc.stdin is not None
-                    proc.stdin.close()
-                    await asyncio.wait_for(proc.wait(), 10)
 
     run(body(), timeout=90)

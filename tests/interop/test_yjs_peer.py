@@ -9,10 +9,13 @@ points and never splits a pair."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import sys
+from asyncio.subprocess import Process
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -46,6 +49,27 @@ async def _line(proc: asyncio.subprocess.Process, timeout: float = 30) -> dict[s
     return result
 
 
+@contextlib.asynccontextmanager
+async def node_peer(script: str, hub_url: str, room: str) -> AsyncIterator[Process]:
+    """Runs a Node peer script (beside this file) on the room; at the end closes its standard
+    input, which tells it to leave, and waits for it."""
+    proc = await asyncio.create_subprocess_exec(
+        "node",
+        str(HERE / script),
+        hub_url,
+        room,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=sys.stderr,
+    )
+    try:
+        yield proc
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        await asyncio.wait_for(proc.wait(), 10)
+
+
 def test_stock_yjs_client_and_crdtdoc_agents_converge(tmp_path: Path) -> None:
     node_peer_available()
 
@@ -57,16 +81,7 @@ def test_stock_yjs_client_and_crdtdoc_agents_converge(tmp_path: Path) -> None:
                 crdtdoc.connect(url, agent="py-other") as other,
             ):
                 py.document("d").insert(0, "start ☃ ")
-                proc = await asyncio.create_subprocess_exec(
-                    "node",
-                    str(HERE / "yjs_peer.mjs"),
-                    hub.url,
-                    "interop",
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=sys.stderr,
-                )
-                try:
+                async with node_peer("yjs_peer.mjs", hub.url, "interop") as proc:
                     assert (await _line(proc))["event"] == "synced"
                     for i in range(20):  # concurrent with the Node peer's edits
                         doc = py.document("d")
@@ -87,9 +102,5 @@ def test_stock_yjs_client_and_crdtdoc_agents_converge(tmp_path: Path) -> None:
                         assert piece in text
                     assert "py-agent" in final["peers"]  # type: ignore[operator]
                     assert "node-peer" in [p.agent for p in py.peers()]
-                finally:
-                    assert proc.stdin is not None
-                    proc.stdin.close()
-                    await asyncio.wait_for(proc.wait(), 10)
 
     run(body(), timeout=90)
