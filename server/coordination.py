@@ -277,6 +277,7 @@ class Coordinator:
                 continue
             stored = self._take(key, waiter.owner, waiter.agent, waiter.ttl)  # no gap
             self._spawn(self._hand_to(stored, waiter))
+            self._break_cycles(key)
             return
 
     async def _hand_to(self, stored: StoredLease, waiter: Waiter) -> None:
@@ -305,6 +306,25 @@ class Coordinator:
         task.add_done_callback(self._tasks.discard)
 
     # -- deadlock detection ----------------------------------------------------------------
+
+    def _break_cycles(self, key: Key) -> None:
+        """After `key` changed hands, its remaining waiters now wait for the new holder, which
+        may itself be waiting for one of them: fail each waiter that now closes a cycle."""
+        queue = self._waiters.get(key)
+        for waiter in list(queue or ()):
+            if waiter.granted.done():
+                continue
+            cycle = self._cycle_through(waiter.owner)
+            if cycle and queue is not None:
+                queue.remove(waiter)
+                waiter.granted.set_result(
+                    Reply(
+                        0,
+                        {"cycle": cycle},
+                        "deadlock",
+                        "waiting would deadlock: " + "; ".join(cycle),
+                    )
+                )
 
     def _cycle_through(self, owner: str) -> list[str]:
         """A cycle of waits that passes through `owner`, described, or [] if there is none."""

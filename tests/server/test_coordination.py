@@ -307,3 +307,27 @@ def test_a_random_mix_of_lease_traffic_never_has_two_holders(tmp_path: Path) -> 
 
     print(f"seed {seed}")
     run(body(), timeout=90)
+
+
+def test_a_cycle_formed_when_a_lease_changes_hands_is_broken(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db") as hub:
+            a, b, c = await agents(hub.url + "/handover", 3)
+            first = await a.acquire("L1", ttl=10)
+            second = await c.acquire("L2", ttl=10)
+            b_l1 = asyncio.create_task(b.acquire("L1", ttl=10, wait=10))  # b -> a
+            await asyncio.sleep(0.05)
+            b_l2 = asyncio.create_task(b.acquire("L2", ttl=10, wait=10))  # b -> c
+            await asyncio.sleep(0.05)
+            c_l1 = asyncio.create_task(c.acquire("L1", ttl=10, wait=10))  # c -> a: no cycle yet
+            await asyncio.sleep(0.05)
+            await first.release()  # L1 goes to b: now c waits for b while b waits for c
+            with pytest.raises(crdtdoc.Deadlock) as deadlock:
+                await asyncio.wait_for(c_l1, 5)  # failed at once, not after its 10 s wait
+            assert "agent2 waits for 'L1' held by agent1" in deadlock.value.cycle
+            await second.release()
+            for task in (b_l1, b_l2):
+                await (await task).release()
+            await close_all([a, b, c])
+
+    run(body())
