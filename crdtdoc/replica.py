@@ -317,14 +317,7 @@ class Replica:
         since = Version.from_token(expect) if isinstance(expect, str) else expect
         if not isinstance(since, Version):
             raise CrdtdocError("expect= takes a Version or a version token")
-        names = artifact_names(on)
-        if since.compare(self.version()) in ("equal", "after"):
-            return  # nothing arrived since (the common case: no feed to compute)
-        stale = [
-            c
-            for c in self._changes(since)
-            if c.client_id != self._client_id and (not names or c.artifact in names)
-        ]
+        stale = self.changes_by_others(since, artifact_names(on), self._client_id)
         if stale:
             listing = "; ".join(c.describe() for c in stale[:10])
             more = f" and {len(stale) - 10} more" if len(stale) > 10 else ""
@@ -333,6 +326,20 @@ class Replica:
                 "was written; read again and redo the change.",
                 stale,
             )
+
+    def changes_by_others(
+        self, since: Version, names: Iterable[str], client_id: int
+    ) -> list[Change]:
+        """Changes since `since` to the artifacts `names` (all when empty) made by any client
+        but `client_id`: what makes a guarded write stale, here and at the hub."""
+        if since.compare(self.version()) in ("equal", "after"):
+            return []  # nothing arrived since (the common case: no feed to compute)
+        wanted = set(names)
+        return [
+            c
+            for c in self._changes(since)
+            if c.client_id != client_id and (not wanted or c.artifact in wanted)
+        ]
 
     def _after_local_commit(self, start: int) -> None:
         self._record_deletions(start)

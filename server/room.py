@@ -331,11 +331,7 @@ class Room:
                 since = Version.from_bytes(expect)
             except CrdtdocError as exc:
                 return Reply(rid, {}, "invalid", f"expect is not a version: {exc}")
-            stale = [
-                c
-                for c in self.replica.changes_since(since)
-                if c.client_id != client and (not on or c.artifact in on)
-            ]
+            stale = self.replica.changes_by_others(since, on, client)
             if stale:
                 described = [c.describe() for c in stale]
                 return Reply(
