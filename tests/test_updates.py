@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, Text, merge_updates
 
-from crdtdoc.encoding import Encoder
+from crdtdoc.encoding import Encoder, encode_var_uint
 from crdtdoc.errors import InvalidUpdate
 from crdtdoc.updates import (
     MAX_ANY_DEPTH,
@@ -147,6 +147,11 @@ def _any_item(payload: bytes, count: int = 1) -> bytes:
     enc.write_var_uint(count)
     enc.write_bytes(payload)
     return enc.to_bytes()
+
+
+def _gc_struct(length: int) -> bytes:
+    """A GC struct (info byte 0) covering `length` clocks."""
+    return b"\x00" + encode_var_uint(length)
 
 
 def _nested_any(depth: int) -> bytes:

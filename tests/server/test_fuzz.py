@@ -26,32 +26,16 @@ from crdtdoc.protocol.messages import SyncStep1, SyncUpdate, encode_message
 from crdtdoc.tokens import create_token
 from tests.helpers import random_edit
 from tests.hubs import HubProcess, run, stored_replica
-from tests.test_updates import _any_item, _nested_any, _string_item, _update
+from tests.test_updates import _any_item, _gc_struct, _nested_any, _string_item, _update
 
 SECONDS = float(os.environ.get("CRDTDOC_FUZZ_SECONDS", "6"))
 FAST = Backoff(initial=0.05, maximum=0.3)
 
 
-def _gc(length: int) -> bytes:
-    return b"\x00" + _varuint(length)
-
-
-def _varuint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 DESIGN_CLASSES = [
     _update(7, 2**32 - 1, _string_item(b"x")),  # clock reaching 2^32
     _update(7, 0, _any_item(_nested_any(30_000))),  # Any nested ~30k deep (segfaults yrs)
-    _update(7, 0, _gc(2**32 - 2)),  # a huge GC struct
+    _update(7, 0, _gc_struct(2**32 - 2)),  # a huge GC struct
     _update(7, 0, _string_item(b"ok")) + b"\x00\x01",  # trailing bytes
     _update(2**53, 0, _string_item(b"x")),  # a client id beyond 53 bits
     _update(2**53 - 1, 0, _string_item(b"x")),  # the largest allowed client id

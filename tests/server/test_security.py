@@ -14,7 +14,6 @@ from websockets.exceptions import ConnectionClosed
 import crdtdoc
 from crdtdoc import Replica
 from crdtdoc.client.backoff import Backoff
-from crdtdoc.encoding import Encoder
 from crdtdoc.protocol.awareness import AwarenessEntry, encode_awareness
 from crdtdoc.protocol.messages import (
     Auth,
@@ -27,7 +26,7 @@ from crdtdoc.protocol.messages import (
 )
 from crdtdoc.tokens import create_token
 from tests.hubs import run, running_hub
-from tests.test_updates import _string_item, _update
+from tests.test_updates import _gc_struct, _string_item, _update
 
 SECRET = b"test-secret-of-32-bytes-exactly!"
 FAST = Backoff(initial=0.05, maximum=0.3)
@@ -153,13 +152,6 @@ def test_scoped_tokens_and_frozen_specs_refuse_whole_updates(tmp_path: Path) -> 
                 await writer.close()
 
     run(body(), timeout=90)
-
-
-def _gc_struct(length: int) -> bytes:
-    enc = Encoder()
-    enc.write_u8(0)  # GC
-    enc.write_var_uint(length)
-    return enc.to_bytes()
 
 
 def test_impersonation_and_clock_poisoning_fail_and_the_victim_keeps_syncing(
