@@ -141,7 +141,8 @@ class Replica:
         self._client_id = client_id
         self._state: dict[int, int] = {}
         self._deleted = IdSet()
-        self._pending_structs: dict[int, tuple[bytes, ParsedUpdate]] = {}  # key -> waiting update
+        # key -> (waiting update, its parse, the origin given to apply_update)
+        self._pending_structs: dict[int, tuple[bytes, ParsedUpdate, object]] = {}
         self._waiting: dict[int, list[tuple[int, int]]] = {}  # client -> heap of (clock, key)
         self._next_pending = 0
         self._pending_bytes = 0
@@ -149,13 +150,15 @@ class Replica:
         self._checkpoint = b""
         self._log: list[bytes] = []
         self._log_bytes = 0
-        self._committed: list[tuple[bytes, bool, IdSet]] = []  # filled by the doc observer
+        # (update, local, delete set, origin), filled by the doc observer
+        self._committed: list[tuple[bytes, bool, IdSet, object]] = []
+        self._commit_origin: object = None
         self._listeners: list[UpdateListener] = []
         self._registered = False
         self._txn_depth = 0
         self._notifying = 0  # > 0 while listeners run
         self._log_pinned = False  # True: keep the log (no checkpoint) so updates can be undone
-        self._applying: tuple[bytes, dict[int, ClientStructs]] | None = None
+        self._applying: tuple[bytes, dict[int, ClientStructs], object] | None = None
         self._root_kinds: dict[str, type] = {
             AGENTS_ROOT: Map,
             DELETIONS_ROOT: Array,
@@ -350,7 +353,7 @@ class Replica:
     def _record_deletions(self, start: int) -> None:
         """Appends this client's deletions to the deletions log, so others can attribute them."""
         deleted = IdSet()
-        for _, local, ds in self._committed[start:]:
+        for _, local, ds, _ in self._committed[start:]:
             if local:
                 deleted = deleted.union(ds)
         if deleted:
@@ -363,8 +366,13 @@ class Replica:
 
     # -- remote changes --------------------------------------------------------------------
 
-    def apply_update(self, data: bytes, *, parsed: ParsedUpdate | None = None) -> None:
+    def apply_update(
+        self, data: bytes, *, parsed: ParsedUpdate | None = None, origin: object = None
+    ) -> None:
         """Validates and applies a Yjs v1 update from elsewhere.
+
+        `origin` is any tag of the caller's; listeners read it back as `commit_origin` when
+        this update's data commits (at once, or later from the causal buffer).
 
         Data whose dependencies are missing waits in the causal buffer (see `pending()`) and is
         applied as soon as they arrive. Raises `InvalidUpdate`, leaving the replica unchanged, when
@@ -375,31 +383,31 @@ class Replica:
         if parsed is None:  # a caller that already parsed these very bytes may pass the result
             parsed = parse_update(data)
         try:
-            self._apply_parsed(bytes(data), parsed)
+            self._apply_parsed(bytes(data), parsed, origin)
         finally:
             self._notify()  # whatever committed is announced, even if a later part failed
 
-    def _apply_parsed(self, data: bytes, parsed: ParsedUpdate) -> None:
+    def _apply_parsed(self, data: bytes, parsed: ParsedUpdate, origin: object) -> None:
         state = self._state
         deletes = parsed.delete_set
         fresh_structs = parsed.new_ids(state)
         if fresh_structs and parsed.missing(state):
-            self._wait(data, parsed)
+            self._wait(data, parsed, origin)
         else:
             new_deletes = bool(deletes) and not deletes.issubset(self._deleted)
             targets_here = not deletes or deletes.clip_to(_after(state, parsed)) == deletes
             if targets_here and (fresh_structs or new_deletes):
-                self._apply_to_doc(data, parsed.structs)  # the common case: all in one go
+                self._apply_to_doc(data, parsed.structs, origin)  # the common case: all in one go
                 deletes = IdSet()
             elif fresh_structs:
-                self._apply_to_doc(structs_only(data, parsed), parsed.structs)
+                self._apply_to_doc(structs_only(data, parsed), parsed.structs, origin)
             if fresh_structs and self._waiting:
                 self._wake(list(parsed.structs))
         if deletes and not deletes.issubset(self._deleted):
             self._pending_deletes = self._pending_deletes.union(deletes.difference(self._deleted))
         self._apply_ready_deletes()
 
-    def _wait(self, data: bytes, parsed: ParsedUpdate) -> None:
+    def _wait(self, data: bytes, parsed: ParsedUpdate, origin: object) -> None:
         """Puts an update's structs in the causal buffer (its deletions are held separately)."""
         limits = self._limits
         if (
@@ -413,7 +421,7 @@ class Replica:
         part = structs_only(data, parsed) if parsed.delete_set else data
         key = self._next_pending
         self._next_pending += 1
-        self._pending_structs[key] = (part, parsed)
+        self._pending_structs[key] = (part, parsed, origin)
         self._pending_bytes += len(part)
         self._register(key, parsed.missing(self._state))
 
@@ -435,7 +443,7 @@ class Replica:
                 entry = self._pending_structs.get(key)
                 if entry is None:
                     continue
-                part, parsed = entry
+                part, parsed, origin = entry
                 if not parsed.new_ids(self._state):  # everything in it arrived some other way
                     del self._pending_structs[key]
                     self._pending_bytes -= len(part)
@@ -447,7 +455,7 @@ class Replica:
                 del self._pending_structs[key]
                 self._pending_bytes -= len(part)
                 try:
-                    self._apply_to_doc(part, parsed.structs)
+                    self._apply_to_doc(part, parsed.structs, origin)
                 except CrdtdocError as exc:  # the engine refused it: drop it, finish the drain
                     failure = failure or exc
                     continue
@@ -466,13 +474,15 @@ class Replica:
             self._pending_deletes = self._pending_deletes.difference(ready)
             fresh = ready.difference(self._deleted)
             if fresh:
-                self._apply_to_doc(deletes_only(fresh), {})
+                self._apply_to_doc(
+                    deletes_only(fresh), {}, None
+                )  # may mix origins: none is claimed
 
-    def _apply_to_doc(self, data: bytes, structs: dict[int, ClientStructs]) -> None:
+    def _apply_to_doc(self, data: bytes, structs: dict[int, ClientStructs], origin: object) -> None:
         """Hands pycrdt one update whose dependencies are all present; `structs` is what it
         carries (the observer uses it to advance the state vector)."""
         log_length = len(self._log)
-        self._applying = (data, structs)
+        self._applying = (data, structs, origin)
         try:
             self._doc.apply_update(data)
         except BaseException as exc:
@@ -493,7 +503,7 @@ class Replica:
     def pending(self) -> Pending:
         """What waits in the causal buffer, and which ids it waits for."""
         missing = IdSet()
-        for _, parsed in self._pending_structs.values():
+        for _, parsed, _ in self._pending_structs.values():
             missing = missing.union(parsed.missing(self._state))
         deletions = self._pending_deletes
         for client, start, end in deletions:
@@ -567,6 +577,13 @@ class Replica:
 
     # -- change notifications --------------------------------------------------------------
 
+    @property
+    def commit_origin(self) -> object:
+        """While an `on_update` listener runs: the `origin` passed to `apply_update` for the
+        update being announced. None for local edits, and for deletions released from the
+        causal buffer (those may combine several updates, so no single origin is claimed)."""
+        return self._commit_origin
+
     def on_update(self, listener: UpdateListener) -> Callable[[], None]:
         """Calls `listener(update, local)` after each committed change; returns an unsubscribe."""
         self._listeners.append(listener)
@@ -586,10 +603,12 @@ class Replica:
         committed, self._committed = self._committed, []
         self._notifying += 1
         try:
-            for update, local, _ in committed:
+            for update, local, _, origin in committed:
+                self._commit_origin = origin
                 for listener in list(self._listeners):
                     listener(update, local)
         finally:
+            self._commit_origin = None
             self._notifying -= 1
 
     def observe(self, callback: Callable[[list[Change]], None]) -> Callable[[], None]:
@@ -620,6 +639,7 @@ class Replica:
     def _on_transaction(self, event: TransactionEvent) -> None:
         """Tracks state vector, delete set and log after each commit (inside pycrdt: no edits)."""
         remote = self._applying
+        origin = None
         if remote is None:  # a local transaction: ask pycrdt what it did
             update: bytes = event.update
             if update == _EMPTY_UPDATE:
@@ -629,7 +649,7 @@ class Replica:
         else:
             # A remote update is applied only once all it depends on is present, so the state
             # after it is known without asking pycrdt (which would re-encode it).
-            update, structs = remote
+            update, structs, origin = remote
             state = self._state
             for client, s in structs.items():
                 if s.end > state.get(client, 0):
@@ -644,7 +664,7 @@ class Replica:
             )
             for client, start, end in ds:
                 self._deleted.add(client, start, end)
-        self._committed.append((update, remote is None, ds))
+        self._committed.append((update, remote is None, ds, origin))
         self._log.append(update)
         self._log_bytes += len(update)
 

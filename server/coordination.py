@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 
 from crdtdoc.protocol.extension import Reply
-from server.store import Committer, StoredLease
+from server.store import SqliteCommitter, StoredLease
 
 log = logging.getLogger("crdtdoc.hub.coordination")
 
@@ -70,7 +70,7 @@ def _ok(request_id: int, **result: Any) -> Reply:
 class Coordinator:
     """Coordination state for all rooms of one hub (see the module docstring)."""
 
-    def __init__(self, committer: Committer, on_expire: ExpiryHook | None = None) -> None:
+    def __init__(self, committer: SqliteCommitter, on_expire: ExpiryHook | None = None) -> None:
         self._committer = committer
         self._on_expire = on_expire
         self._leases: dict[Key, Lease] = {}
@@ -328,32 +328,47 @@ class Coordinator:
 
     def _cycle_through(self, owner: str) -> list[str]:
         """A cycle of waits that passes through `owner`, described, or [] if there is none."""
-        edges: dict[str, list[tuple[str, str, str]]] = {}
-        for key, queue in self._waiters.items():
-            lease = self._leases.get(key)
-            if lease is None:
-                continue
-            for waiter in queue:
-                if not waiter.granted.done():
-                    edges.setdefault(waiter.owner, []).append((key[1], lease.owner, lease.agent))
-        agents = {w.owner: w.agent for q in self._waiters.values() for w in q}
-        agents.update({lease.owner: lease.agent for lease in self._leases.values()})
-        path: list[str] = []
-        seen: set[str] = set()
+        holders = {key: (lease.owner, lease.agent) for key, lease in self._leases.items()}
+        waits = [
+            (key, w.owner, w.agent)
+            for key, queue in self._waiters.items()
+            for w in queue
+            if not w.granted.done()
+        ]
+        return find_cycle(owner, holders, waits)
 
-        def visit(node: str) -> bool:
-            for name, holder, holder_agent in edges.get(node, []):
-                path.append(f"{agents.get(node, node)} waits for {name!r} held by {holder_agent}")
-                if holder == owner:
+
+def find_cycle(
+    owner: str,
+    holders: dict[Key, tuple[str, str]],
+    waits: list[tuple[Key, str, str]],
+) -> list[str]:
+    """A cycle in the wait-for graph that passes through `owner`, described step by step, or []
+    if there is none. `holders` maps a lease to its (owner, agent); `waits` lists who (owner,
+    agent) waits for which lease. Owners are "agent#client id"."""
+    edges: dict[str, list[tuple[str, str, str]]] = {}
+    agents = {w_owner: agent for _, w_owner, agent in waits}
+    agents.update(dict(holders.values()))
+    for key, w_owner, _ in waits:
+        holder = holders.get(key)
+        if holder is not None:
+            edges.setdefault(w_owner, []).append((key[1], holder[0], holder[1]))
+    path: list[str] = []
+    seen: set[str] = set()
+
+    def visit(node: str) -> bool:
+        for name, holder, holder_agent in edges.get(node, []):
+            path.append(f"{agents.get(node, node)} waits for {name!r} held by {holder_agent}")
+            if holder == owner:
+                return True
+            if holder not in seen:
+                seen.add(holder)
+                if visit(holder):
                     return True
-                if holder not in seen:
-                    seen.add(holder)
-                    if visit(holder):
-                        return True
-                path.pop()
-            return False
+            path.pop()
+        return False
 
-        return path if visit(owner) else []
+    return path if visit(owner) else []
 
 
 def _name(args: dict[str, Any], key: str) -> str:

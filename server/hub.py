@@ -29,12 +29,13 @@ from crdtdoc.errors import (
 )
 from crdtdoc.protocol.messages import Auth, encode_message
 from crdtdoc.tokens import Grant, verify_token
+from server.commit import GroupCommitter
 from server.config import HubConfig
 from server.coordination import Coordinator
 from server.limits import RateLimits
 from server.peer import Peer, close_reason
 from server.room import Room
-from server.store import Committer, SqliteStore
+from server.store import SqliteCommitter, SqliteStore
 
 log = logging.getLogger("crdtdoc.hub")
 
@@ -67,7 +68,7 @@ class Hub:
         self.rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._server: Server | None = None
-        self._committer: Committer | None = None
+        self._committer: GroupCommitter | None = None
         self._coordinator: Coordinator | None = None
         self._janitor: asyncio.Task[None] | None = None
         self.connections = 0
@@ -80,7 +81,7 @@ class Hub:
         self.started = time.time()
 
     @property
-    def committer(self) -> Committer:
+    def committer(self) -> GroupCommitter:
         if self._committer is None:
             raise CrdtdocError("the hub is not started")
         return self._committer
@@ -116,7 +117,7 @@ class Hub:
         store = await loop.run_in_executor(
             None, lambda: SqliteStore(config.db, synchronous=config.synchronous)
         )
-        self._committer = Committer(store)
+        self._committer = SqliteCommitter(store)
         self._committer.start()
         self._coordinator = Coordinator(self._committer, on_expire=self._lease_expired)
         await self._coordinator.load()
@@ -287,7 +288,7 @@ class Hub:
 
     async def _load(self, name: str) -> Room:
         try:
-            stored = await self.committer.run_blocking(lambda: self.committer.store.load(name))
+            stored = await self.committer.load(name)
             room = Room(name, self.committer, self.config, self.coordinator, self._rates)
             room.restore(stored)
         except CrdtdocError as exc:

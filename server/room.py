@@ -48,11 +48,11 @@ from crdtdoc.roots import ARTIFACTS_ROOT
 from crdtdoc.updates import ParsedUpdate, parse_update
 from crdtdoc.versions import Version
 from server.access import BOOKKEEPING, RootIndex, check_agent_entries
+from server.commit import GroupCommitter, StoredRoom
 from server.config import HubConfig
 from server.coordination import Coordinator
 from server.limits import RateLimits
 from server.peer import Peer
-from server.store import Committer, StoredRoom
 
 log = logging.getLogger("crdtdoc.hub.room")
 
@@ -68,7 +68,7 @@ class Room:
     def __init__(
         self,
         name: str,
-        committer: Committer,
+        committer: GroupCommitter,
         config: HubConfig,
         coordinator: Coordinator,
         limits: RateLimits,

@@ -1,30 +1,25 @@
 """Durable room storage on SQLite (WAL): an append-only update log plus one snapshot per room.
 
-`SqliteStore` is blocking and owned by one thread; `Committer` is its asyncio face. Rooms hand the
-committer each update they commit (`append`) and, now and then, a snapshot of their whole state
-(`compact`); the committer writes whatever has accumulated in one SQLite transaction (group commit)
-on its own thread, then tells each room which of its updates are durable. A snapshot and the
-deletion of the log entries it covers are one transaction, queued behind every append it covers,
-so compaction never loses a write and a crash at any instant leaves either the old log or the new
-snapshot.
+`SqliteStore` is blocking and owned by one thread; `SqliteCommitter` is its asyncio face (group
+commit, see `server.commit`), running every transaction on that thread. A snapshot and the deletion
+of the log entries it covers are one transaction, queued behind every append it covers, so
+compaction never loses a write and a crash at any instant leaves either the old log or the new
+snapshot. One hub process owns the file: it numbers each room's log itself.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
 from crdtdoc.errors import StorageError
-
-log = logging.getLogger("crdtdoc.hub.store")
+from server.commit import Append, GroupCommitter, StoredRoom, Write
 
 SCHEMA_VERSION = 1
 _PUT_SNAPSHOT = "INSERT OR REPLACE INTO snapshots(room, seq, data) VALUES (?, ?, ?)"
@@ -51,17 +46,6 @@ CREATE TABLE IF NOT EXISTS sequences (
 """
 
 
-@dataclass
-class StoredRoom:
-    """A room as stored: its snapshot (covering log entries up to `snapshot_seq`) and the log
-    entries after it, in order."""
-
-    snapshot: bytes | None = None
-    snapshot_seq: int = 0
-    updates: list[bytes] = field(default_factory=list)
-    last_seq: int = 0
-
-
 @dataclass(frozen=True, slots=True)
 class StoredLease:
     room: str
@@ -70,25 +54,6 @@ class StoredLease:
     agent: str
     token: int  # fencing token
     expires_at: float  # Unix time
-
-
-@dataclass(frozen=True, slots=True)
-class Append:
-    room: str
-    seq: int
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Compact:
-    """Replace the room's snapshot with `data`, which covers every log entry up to `seq`."""
-
-    room: str
-    seq: int
-    data: bytes
-
-
-Write = Append | Compact
 
 
 class SqliteStore:
@@ -235,87 +200,25 @@ class SqliteStore:
         self._db.close()
 
 
-DurableCallback = Callable[[], Callable[[], None]]
-"""Called when a room's writes are taken into a batch; returns what to call once it commits."""
-
-
-class Committer:
-    """Group commit: writes accumulate while a transaction runs, then go in the next one."""
+class SqliteCommitter(GroupCommitter):
+    """Group commit into a `SqliteStore`, on the store's own thread."""
 
     def __init__(self, store: SqliteStore) -> None:
+        super().__init__()
         self.store = store
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crdtdoc-store")
-        self._writes: list[Write] = []
-        self._rooms: dict[str, DurableCallback] = {}
-        self._wakeup = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        self.commits = 0
-        self.commit_seconds = 0.0
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="committer")
 
     async def run_blocking(self, fn: Callable[[], _T]) -> _T:
         """Runs `fn` on the store's thread (reads go there too: one connection, one thread)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
-    def append(self, room: str, seq: int, data: bytes, on_taken: DurableCallback) -> None:
-        self._add(Append(room, seq, data), on_taken)
+    async def load(self, room: str) -> StoredRoom:
+        return await self.run_blocking(partial(self.store.load, room))
 
-    def compact(self, room: str, seq: int, data: bytes, on_taken: DurableCallback) -> None:
-        self._add(Compact(room, seq, data), on_taken)
+    async def _write(self, writes: list[Write]) -> list[int]:
+        await self.run_blocking(partial(self.store.commit, writes))
+        return [w.seq for w in writes if isinstance(w, Append)]
 
-    def _add(self, write: Write, on_taken: DurableCallback) -> None:
-        if self._closing and self._task is None:
-            raise StorageError("the hub's store is closed")
-        self._writes.append(write)
-        self._rooms[write.room] = on_taken
-        self._idle.clear()
-        self._wakeup.set()
-
-    async def drained(self) -> None:
-        """Returns once everything handed over so far is durable."""
-        await self._idle.wait()
-
-    async def _run(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            if not self._writes:
-                if self._closing:
-                    return
-                continue
-            writes, self._writes = self._writes, []
-            callbacks = [taken() for taken in self._rooms.values()]
-            self._rooms = {}
-            started = time.perf_counter()
-            while True:
-                try:
-                    await self.run_blocking(partial(self.store.commit, writes))
-                    break
-                except Exception as exc:  # disk full, locked...: keep the data, retry
-                    log.error("store commit failed, retrying in 1 s", extra={"error": str(exc)})
-                    await asyncio.sleep(1.0)
-            self.commits += 1
-            self.commit_seconds += time.perf_counter() - started
-            for done in callbacks:
-                done()
-            if not self._writes:
-                self._idle.set()
-                if self._closing:
-                    return
-            else:
-                self._wakeup.set()
-
-    async def close(self) -> None:
-        """Writes what is queued, then stops and closes the database."""
-        self._closing = True
-        self._wakeup.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
+    async def _close_store(self) -> None:
         await self.run_blocking(self.store.close)
         self._executor.shutdown(wait=True)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from crdtdoc.errors import StorageError
-from server.store import Append, Committer, Compact, SqliteStore
+from server.commit import Append, Compact
+from server.store import SqliteCommitter, SqliteStore
 from tests.hubs import run
 
 
@@ -55,7 +56,7 @@ def test_refuses_a_file_that_is_not_a_hub_database(tmp_path: Path) -> None:
 
 def test_committer_groups_writes_and_reports_what_each_batch_covered(tmp_path: Path) -> None:
     async def body() -> None:
-        committer = Committer(SqliteStore(str(tmp_path / "s.db")))
+        committer = SqliteCommitter(SqliteStore(str(tmp_path / "s.db")))
         committer.start()
         durable: list[int] = []
         taken = 0

@@ -1,0 +1,162 @@
+"""`GroupCommitter`: group commit for any store, on the hub's event loop.
+
+Rooms hand the committer each update they commit (`append`) and, now and then, a snapshot of their
+whole state (`compact`). Whatever accumulates while one transaction runs goes into the next one, so
+many small updates cost one commit. When a transaction commits, each room that had writes in it is
+told (the callback its `on_taken` returned), which is when the hub may acknowledge them as durable.
+A failed transaction keeps its writes and is retried: nothing handed over is dropped.
+
+Subclasses say how a batch is written (`_write`) and how the store is closed (`_close_store`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from crdtdoc.errors import StorageError
+
+log = logging.getLogger("crdtdoc.hub.store")
+
+RETRY_SECONDS = 1.0
+
+
+@dataclass
+class StoredRoom:
+    """A room as stored: its snapshot (covering log entries up to `snapshot_seq`) and the log
+    entries after it, in order."""
+
+    snapshot: bytes | None = None
+    snapshot_seq: int = 0
+    updates: list[bytes] = field(default_factory=list)
+    last_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """Append `data` to the room's log at `seq` (0: the store numbers it)."""
+
+    room: str
+    seq: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Compact:
+    """Replace the room's snapshot with `data`, which covers every log entry up to `seq`."""
+
+    room: str
+    seq: int
+    data: bytes
+
+
+Write = Append | Compact
+
+DurableCallback = Callable[[], Callable[[], None]]
+"""Called when a room's writes are taken into a batch; returns what to call once it commits."""
+
+AppendedHook = Callable[[str, int, bytes], None]
+"""Called with (room, seq, data) for every append, once its transaction committed."""
+
+
+class GroupCommitter:
+    """Writes accumulate while a transaction runs, then go in the next one (see the module)."""
+
+    def __init__(self) -> None:
+        self._writes: list[Write] = []
+        self._rooms: dict[str, DurableCallback] = {}
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.on_appended: AppendedHook | None = None
+        self.commits = 0
+        self.commit_seconds = 0.0
+
+    async def load(self, room: str) -> StoredRoom:
+        """The room as stored. Raises `StorageError`."""
+        raise NotImplementedError
+
+    async def _write(self, writes: list[Write]) -> list[int]:
+        """Writes the batch in one transaction; returns the log position of each `Append`, in
+        order. Raises `StorageError` (the batch is then retried)."""
+        raise NotImplementedError
+
+    async def _close_store(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="committer")
+
+    def append(self, room: str, seq: int, data: bytes, on_taken: DurableCallback) -> None:
+        self._add(Append(room, seq, data), on_taken)
+
+    def compact(self, room: str, seq: int, data: bytes, on_taken: DurableCallback) -> None:
+        self._add(Compact(room, seq, data), on_taken)
+
+    def touch(self, room: str, on_taken: DurableCallback) -> None:
+        """Asks for the room's durability callback after the next commit, even if the room
+        writes nothing (its state became durable some other way)."""
+        self._rooms[room] = on_taken
+        self._idle.clear()
+        self._wakeup.set()
+
+    def _add(self, write: Write, on_taken: DurableCallback) -> None:
+        if self._closing and self._task is None:
+            raise StorageError("the hub's store is closed")
+        self._writes.append(write)
+        self.touch(write.room, on_taken)
+
+    async def drained(self) -> None:
+        """Returns once everything handed over so far is durable."""
+        await self._idle.wait()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if not self._writes and not self._rooms:
+                if self._closing:
+                    return
+                continue
+            writes, self._writes = self._writes, []
+            callbacks = [taken() for taken in self._rooms.values()]
+            self._rooms = {}
+            started = time.perf_counter()
+            while True:
+                try:
+                    seqs = await self._write(writes) if writes else []
+                    break
+                except Exception as exc:  # disk full, database down...: keep the data, retry
+                    log.error(
+                        "store commit failed, retrying",
+                        extra={"error": str(exc), "retry_in": RETRY_SECONDS},
+                    )
+                    await asyncio.sleep(RETRY_SECONDS)
+            self.commits += 1
+            self.commit_seconds += time.perf_counter() - started
+            if self.on_appended is not None:
+                appends = [w for w in writes if isinstance(w, Append)]
+                for write, seq in zip(appends, seqs, strict=True):
+                    self.on_appended(write.room, seq, write.data)
+            for done in callbacks:
+                done()
+            if not self._writes and not self._rooms:
+                self._idle.set()
+                if self._closing:
+                    return
+            else:
+                self._wakeup.set()
+
+    async def close(self) -> None:
+        """Writes what is queued, then stops and closes the store."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        await self._close_store()
