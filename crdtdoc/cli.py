@@ -117,18 +117,33 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     d = HubConfig()
     serve = commands.add_parser(
         "serve",
-        help="run the sync hub (websockets + SQLite)",
+        help="run the sync hub (websockets + SQLite, or PostgreSQL + Redis for several hubs)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Run the crdtdoc sync hub. Clients join rooms at ws://HOST:PORT/<room> and "
         "speak y-protocols (stock Yjs y-websocket providers work unchanged). Every update is "
-        "validated, stored durably in SQLite before it is acknowledged, and relayed to the room. "
-        "Prints 'crdtdoc hub listening on ws://HOST:PORT' once it accepts connections; SIGTERM "
+        "validated, stored durably (SQLite, or PostgreSQL shared by several hubs) before it is "
+        "acknowledged, and relayed to the room. Prints 'crdtdoc hub listening on ws://HOST:PORT' "
+        "once it accepts connections; SIGTERM "
         "or SIGINT shut it down gracefully. GET /healthz answers on the same port.",
     )
     add = serve.add_argument
     add("--host", default=d.host, help="address to listen on")
     add("--port", type=int, default=d.port, help="port to listen on (0: any free port)")
-    add("--db", default=d.db, help="SQLite database file holding every room")
+    add(
+        "--store",
+        "--db",
+        dest="db",
+        metavar="STORE",
+        default=d.db,
+        help="where rooms are stored: a SQLite file for one hub, or a postgresql://USER@HOST/DB "
+        "URL shared by any number of hubs (see docs/SCALING.md)",
+    )
+    add(
+        "--redis",
+        default=None,
+        help="redis://HOST:PORT URL through which hubs on one PostgreSQL store relay updates to "
+        "each other at once (without it they converge through the database, more slowly)",
+    )
     add(
         "--log-level",
         default="warning",
@@ -246,6 +261,22 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=d.max_room_bytes,
         help="largest stored size of a room; updates past it are refused (4413)",
     )
+    cluster = serve.add_argument_group("several hubs (PostgreSQL)")
+    cluster.add_argument(
+        "--anti-entropy-seconds",
+        type=float,
+        default=d.anti_entropy_seconds,
+        help="how often a hub checks the database for updates it missed (lost Redis messages)",
+    )
+    cluster.add_argument(
+        "--lease-poll-seconds",
+        type=float,
+        default=d.lease_poll_seconds,
+        help="how often lease waits re-read the queue, and expired leases are swept",
+    )
+    cluster.add_argument(
+        "--fanout-drop-rate", type=float, default=0.0, help=argparse.SUPPRESS
+    )  # fault injection for tests
     security = serve.add_argument_group("security")
     security.add_argument(
         "--secret-file",

@@ -13,7 +13,19 @@ class HubConfig:
     host: str = "127.0.0.1"
     port: int = 8765
     db: str = "crdtdoc.db"
-    """SQLite file holding every room (created if missing)."""
+    """Where rooms are stored: a SQLite file (created if missing) for one hub process, or a
+    `postgresql://` URL for any number of hubs sharing the rooms (see docs/SCALING.md)."""
+    redis: str | None = None
+    """`redis://` URL through which hubs on one PostgreSQL database pass updates to each other
+    at once; without it they still converge, through the database, every `anti_entropy_seconds`."""
+    anti_entropy_seconds: float = 1.0
+    """With PostgreSQL: how often a hub compares its rooms with the database and reads what it
+    missed (a Redis message lost, a hub that was down)."""
+    lease_poll_seconds: float = 0.25
+    """With PostgreSQL: how often waits for a lease re-read the queue (a Redis message usually
+    wakes them first), and how often expired leases are swept."""
+    fanout_drop_rate: float = 0.0
+    """Fault injection for tests: the share of Redis messages this hub ignores on arrival."""
 
     max_message_bytes: int = 1024 * 1024
     """Largest websocket message accepted; a bigger one closes the connection (1009)."""
@@ -61,7 +73,16 @@ class HubConfig:
     """SQLite `synchronous` setting: "full" survives power loss, "normal" survives a process
     crash (SIGKILL) but may lose the last commits on power loss."""
 
+    @property
+    def shared(self) -> bool:
+        """Whether rooms live in PostgreSQL, shared with other hubs."""
+        return self.db.startswith(("postgresql://", "postgres://"))
+
     def __post_init__(self) -> None:
+        if self.redis is not None and not self.shared:
+            raise ValueError("--redis connects hubs that share a PostgreSQL --store")
+        if not 0.0 <= self.fanout_drop_rate <= 1.0:
+            raise ValueError("fanout_drop_rate must be between 0 and 1")
         if self.synchronous not in ("full", "normal"):
             raise ValueError("synchronous must be 'full' or 'normal'")
         for name in (
@@ -86,6 +107,8 @@ class HubConfig:
             "updates_per_second",
             "update_bytes_per_second",
             "awareness_per_second",
+            "anti_entropy_seconds",
+            "lease_poll_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")

@@ -63,7 +63,7 @@ class Waiter:
     )
 
 
-def _ok(request_id: int, **result: Any) -> Reply:
+def ok_reply(request_id: int, **result: Any) -> Reply:
     return Reply(request_id, result)
 
 
@@ -109,10 +109,10 @@ class Coordinator:
             if op == "leases":
                 return self._list(room, request_id)
             if op == "next":
-                name = _name(args, "sequence")
+                name = arg_name(args, "sequence")
                 store = self._committer.store
                 value = await self._committer.run_blocking(partial(store.next_number, room, name))
-                return _ok(request_id, value=value)
+                return ok_reply(request_id, value=value)
             raise RequestError("invalid", f"unknown operation {op!r}")
         except RequestError as exc:
             return Reply(request_id, exc.details, exc.code, str(exc))
@@ -142,9 +142,9 @@ class Coordinator:
     async def _acquire(
         self, room: str, peer: object, agent: str, request_id: int, args: dict[str, Any]
     ) -> Reply:
-        name = _name(args, "name")
-        ttl = _number(args, "ttl", MIN_TTL, MAX_TTL)
-        wait = _number(args, "wait", 0.0, MAX_WAIT, default=0.0)
+        name = arg_name(args, "name")
+        ttl = arg_number(args, "ttl", MIN_TTL, MAX_TTL)
+        wait = arg_number(args, "wait", 0.0, MAX_WAIT, default=0.0)
         client = args.get("client")
         owner = f"{agent}#{client}"
         key = (room, name)
@@ -205,12 +205,12 @@ class Coordinator:
         log.info(
             "lease granted", extra={"room": key[0], "lease": key[1], "agent": agent, "token": token}
         )
-        return _ok(request_id, token=token, ttl=ttl, holder=agent)
+        return ok_reply(request_id, token=token, ttl=ttl, holder=agent)
 
     async def _renew(self, room: str, request_id: int, args: dict[str, Any]) -> Reply:
-        name = _name(args, "name")
-        token = _int(args, "token")
-        ttl = _number(args, "ttl", MIN_TTL, MAX_TTL)
+        name = arg_name(args, "name")
+        token = arg_int(args, "token")
+        ttl = arg_number(args, "ttl", MIN_TTL, MAX_TTL)
         key = (room, name)
         lease = self._leases.get(key)
         if lease is None or lease.token != token:
@@ -221,18 +221,18 @@ class Coordinator:
         await self._committer.run_blocking(
             partial(store.renew_lease, room, name, token, time.time() + ttl)
         )
-        return _ok(request_id, token=token, ttl=ttl, holder=lease.agent)
+        return ok_reply(request_id, token=token, ttl=ttl, holder=lease.agent)
 
     async def _release(self, room: str, request_id: int, args: dict[str, Any]) -> Reply:
-        name = _name(args, "name")
-        token = _int(args, "token")
+        name = arg_name(args, "name")
+        token = arg_int(args, "token")
         key = (room, name)
         lease = self._leases.get(key)
         if lease is None or lease.token != token:
             raise RequestError("lost", f"lease {name!r} with token {token} is no longer held")
         self._drop(key)
         await self._persist_drop(key, token, lease.agent, expired=False)
-        return _ok(request_id, released=True)
+        return ok_reply(request_id, released=True)
 
     def _list(self, room: str, request_id: int) -> Reply:
         now = time.monotonic()
@@ -247,7 +247,7 @@ class Coordinator:
             for (r, name), lease in sorted(self._leases.items())
             if r == room
         ]
-        return _ok(request_id, leases=leases)
+        return ok_reply(request_id, leases=leases)
 
     # -- expiry and hand-over --------------------------------------------------------------
 
@@ -371,21 +371,21 @@ def find_cycle(
     return path if visit(owner) else []
 
 
-def _name(args: dict[str, Any], key: str) -> str:
+def arg_name(args: dict[str, Any], key: str) -> str:
     value = args.get(key)
     if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME:
         raise RequestError("invalid", f"{key} must be a str of 1..{MAX_NAME} characters")
     return value
 
 
-def _int(args: dict[str, Any], key: str) -> int:
+def arg_int(args: dict[str, Any], key: str) -> int:
     value = args.get(key)
     if not isinstance(value, int) or isinstance(value, bool):
         raise RequestError("invalid", f"{key} must be an int")
     return value
 
 
-def _number(
+def arg_number(
     args: dict[str, Any], key: str, low: float, high: float, default: float | None = None
 ) -> float:
     value = args.get(key, default)

@@ -29,12 +29,15 @@ from crdtdoc.errors import (
 )
 from crdtdoc.protocol.messages import Auth, encode_message
 from crdtdoc.tokens import Grant, verify_token
+from server.cluster import Cluster
 from server.commit import GroupCommitter
 from server.config import HubConfig
 from server.coordination import Coordinator
 from server.limits import RateLimits
 from server.peer import Peer, close_reason
+from server.pgstore import PostgresCommitter, PostgresStore, redacted
 from server.room import Room
+from server.shared_coordination import SharedCoordinator
 from server.store import SqliteCommitter, SqliteStore
 
 log = logging.getLogger("crdtdoc.hub")
@@ -69,7 +72,8 @@ class Hub:
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._server: Server | None = None
         self._committer: GroupCommitter | None = None
-        self._coordinator: Coordinator | None = None
+        self._coordinator: Coordinator | SharedCoordinator | None = None
+        self.cluster: Cluster | None = None  # with PostgreSQL: the link to other hubs
         self._janitor: asyncio.Task[None] | None = None
         self.connections = 0
         self._per_ip: dict[str, int] = {}
@@ -87,7 +91,7 @@ class Hub:
         return self._committer
 
     @property
-    def coordinator(self) -> Coordinator:
+    def coordinator(self) -> Coordinator | SharedCoordinator:
         if self._coordinator is None:
             raise CrdtdocError("the hub is not started")
         return self._coordinator
@@ -114,13 +118,16 @@ class Hub:
     async def start(self) -> None:
         config = self.config
         loop = asyncio.get_running_loop()
-        store = await loop.run_in_executor(
-            None, lambda: SqliteStore(config.db, synchronous=config.synchronous)
-        )
-        self._committer = SqliteCommitter(store)
-        self._committer.start()
-        self._coordinator = Coordinator(self._committer, on_expire=self._lease_expired)
-        await self._coordinator.load()
+        if config.shared:
+            await self._start_shared()
+        else:
+            store = await loop.run_in_executor(
+                None, lambda: SqliteStore(config.db, synchronous=config.synchronous)
+            )
+            self._committer = SqliteCommitter(store)
+            self._committer.start()
+            self._coordinator = Coordinator(self._committer, on_expire=self._lease_expired)
+        await self.coordinator.load()
         self._server = await serve(
             self._serve_connection,
             config.host,
@@ -133,7 +140,36 @@ class Hub:
             server_header="crdtdoc",
         )
         self._janitor = loop.create_task(self._janitor_loop(), name="hub-janitor")
-        log.info("hub listening", extra={"url": self.url, "db": config.db})
+        log.info("hub listening", extra={"url": self.url, "db": redacted(config.db)})
+
+    async def _start_shared(self) -> None:
+        """PostgreSQL for the rooms and coordination, Redis (if given) between hubs."""
+        config = self.config
+        store = PostgresStore(config.db)
+        await store.open()
+        committer = PostgresCommitter(store)
+        cluster = Cluster(
+            config.redis,
+            store,
+            lambda: self.rooms,
+            anti_entropy_seconds=config.anti_entropy_seconds,
+            drop_rate=config.fanout_drop_rate,
+        )
+        committer.on_appended = self._appended
+        committer.start()
+        await cluster.start()
+        self._committer, self.cluster = committer, cluster
+        self._coordinator = SharedCoordinator(
+            store, cluster, on_expire=self._lease_expired, poll_seconds=config.lease_poll_seconds
+        )
+
+    def _appended(self, name: str, seq: int, data: bytes) -> None:
+        """An update of this hub's is in the shared log at `seq`: note it, tell the others."""
+        room = self.rooms.get(name)
+        if room is not None:
+            room.seqs.add(seq)
+        if self.cluster is not None:
+            self.cluster.publish(name, seq, data)
 
     async def close(self) -> None:
         """Stops accepting, closes every connection (1001), writes what is queued."""
@@ -142,8 +178,12 @@ class Hub:
         if self._server is not None:
             self._server.close(code=1001, reason="hub shutting down")
             await self._server.wait_closed()
+        if isinstance(self._coordinator, SharedCoordinator):
+            await self._coordinator.close()
         if self._committer is not None:
             await self._committer.close()
+        if self.cluster is not None:
+            await self.cluster.close()
         log.info("hub stopped")
 
     async def __aenter__(self) -> Hub:
@@ -287,16 +327,24 @@ class Hub:
         return await asyncio.shield(task)
 
     async def _load(self, name: str) -> Room:
+        if self.cluster is not None:
+            self.cluster.watch(name)  # before reading: nothing committed meanwhile is missed
         try:
             stored = await self.committer.load(name)
-            room = Room(name, self.committer, self.config, self.coordinator, self._rates)
+            room = Room(
+                name, self.committer, self.config, self.coordinator, self._rates, self.cluster
+            )
             room.restore(stored)
         except CrdtdocError as exc:
             log.error("cannot load room", extra={"room": name, "error": str(exc)})
+            if self.cluster is not None:
+                self.cluster.unwatch(name)
             raise RoomUnavailable(f"room {name!r} cannot be loaded: {exc}", 1011) from None
         finally:
             self._loading.pop(name, None)
         self.rooms[name] = room
+        if self.cluster is not None:
+            self.cluster.catch_up(name)
         log.info("room loaded", extra={"room": name, "updates": len(stored.updates)})
         return room
 
@@ -309,6 +357,8 @@ class Hub:
                 continue
             if force or now - room.last_active >= self.config.room_idle_seconds:
                 del self.rooms[name]
+                if self.cluster is not None:
+                    self.cluster.unwatch(name)
                 log.info("room unloaded", extra={"room": name})
 
     def _check_peers(self) -> None:

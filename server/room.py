@@ -4,6 +4,11 @@ Every update a peer sends goes through the room's `Replica`, which validates it 
 its dependencies are present. What the replica commits is appended to the store's log, fanned out
 to the other peers (each message encoded once for all), and, once the store has committed it,
 acknowledged to crdtdoc clients with the room's durable version.
+
+With a `Cluster` (several hubs on PostgreSQL), the store numbers the log; the room tracks which
+positions it has applied (`seqs`), applies other hubs' entries with the origin `FROM_LOG` (shown to
+its peers, never stored again), decides guarded commits inside a database transaction that holds
+the room's log, and compacts only what every hub can rebuild (see `server.cluster`).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from crdtdoc.errors import (
     CrdtdocError,
@@ -19,8 +25,10 @@ from crdtdoc.errors import (
     InvalidMessage,
     InvalidUpdate,
     RateLimited,
+    RemoteError,
     ReplicaRebuilt,
     RoomFull,
+    StorageError,
 )
 from crdtdoc.protocol.awareness import AwarenessEntry, decode_awareness, encode_awareness
 from crdtdoc.protocol.extension import (
@@ -48,11 +56,14 @@ from crdtdoc.roots import ARTIFACTS_ROOT
 from crdtdoc.updates import ParsedUpdate, parse_update
 from crdtdoc.versions import Version
 from server.access import BOOKKEEPING, RootIndex, check_agent_entries
+from server.cluster import Cluster, SeqTracker
 from server.commit import GroupCommitter, StoredRoom
 from server.config import HubConfig
 from server.coordination import Coordinator
 from server.limits import RateLimits
 from server.peer import Peer
+from server.pgstore import Fetched, append_in, fetch_in
+from server.shared_coordination import SharedCoordinator
 
 log = logging.getLogger("crdtdoc.hub.room")
 
@@ -60,6 +71,9 @@ MAX_AWARENESS_CLIENTS_PER_PEER = 16
 """Awareness client ids one connection may publish (a Yjs provider uses one)."""
 
 HUB_LIMITS = ReplicaLimits(max_pending_updates=10_000, max_pending_bytes=32 * 1024 * 1024)
+
+FROM_LOG = object()
+"""`Replica.commit_origin` of updates read from the shared log: stored already, not again."""
 
 
 class Room:
@@ -70,10 +84,16 @@ class Room:
         name: str,
         committer: GroupCommitter,
         config: HubConfig,
-        coordinator: Coordinator,
+        coordinator: Coordinator | SharedCoordinator,
         limits: RateLimits,
+        cluster: Cluster | None = None,
     ) -> None:
         self.name = name
+        self._cluster = cluster
+        self.seqs = SeqTracker()  # shared log positions applied (with a cluster)
+        self._snapshot_seq = 0
+        self._compacting = False
+        self._own_durable = asyncio.Event()  # set whenever all own appends are durable
         self._coordinator = coordinator
         self._limits = limits
         self.owners: dict[int, str] = {}  # client id -> the identity that introduced it
@@ -102,10 +122,18 @@ class Room:
         for update in stored.updates:
             self.replica.apply_update(update)
         if self.replica.pending():
-            raise CrdtdocError(
-                f"room {self.name!r}: the stored log misses data its updates depend on"
-            )
-        self._seq = self._durable_seq = stored.last_seq
+            if self._cluster is None:
+                raise CrdtdocError(
+                    f"room {self.name!r}: the stored log misses data its updates depend on"
+                )
+            # Another hub may have stored the missing data's dependants just before dying;
+            # clients that hold it send it when they sync. Keep serving.
+            log.warning("stored log waits for missing data", extra={"room": self.name})
+        if self._cluster is not None:
+            self.seqs = SeqTracker(stored.last_seq)
+            self._snapshot_seq = stored.snapshot_seq
+        else:
+            self._seq = self._durable_seq = stored.last_seq
         self._log_updates = len(stored.updates)
         self._log_bytes = sum(len(u) for u in stored.updates)
         self.size_bytes = len(stored.snapshot or b"") + self._log_bytes
@@ -278,12 +306,15 @@ class Room:
             raise InvalidMessage(f"clients may not send {type(ext).__name__} messages")
         if peer.agent is None:
             raise InvalidMessage("send hello before any request")
-        if ext.op == "commit":  # decided here and now, atomically with respect to the room
-            self._reply(peer, self._commit(peer, ext))
+        if ext.op == "commit" and self._cluster is None:
+            self._reply(peer, self._commit(peer, ext))  # decided now, atomically for the room
             return
-        task = asyncio.get_running_loop().create_task(
-            self._coordinator.handle(self.name, peer, peer.agent, ext.id, ext.op, ext.args)
-        )
+        if ext.op == "commit":
+            task = asyncio.get_running_loop().create_task(self._commit_shared(peer, ext))
+        else:
+            task = asyncio.get_running_loop().create_task(
+                self._coordinator.handle(self.name, peer, peer.agent, ext.id, ext.op, ext.args)
+            )
         task.add_done_callback(lambda done: self._reply_when_done(peer, ext.id, done))
 
     def _reply(self, peer: Peer, reply: Reply) -> None:
@@ -300,66 +331,116 @@ class Room:
             self._reply(peer, task.result())
 
     def _commit(self, peer: Peer, request: Request) -> Reply:
-        """A guarded commit: applies the request's updates only if its fence is current and
-        none of the artifacts `on` changed since `expect` (other than by the committer)."""
-        args, rid = request.args, request.id
-        updates = args.get("updates")
-        client = args.get("client")
-        if (
-            not isinstance(updates, list)
-            or not updates
-            or not all(isinstance(u, bytes) for u in updates)
-            or not isinstance(client, int)
-        ):
-            return Reply(rid, {}, "invalid", "commit needs updates (a list of bytes) and client")
-        fence = args.get("fence")
-        if fence is not None:
-            name, token = (
-                (fence.get("name"), fence.get("token")) if isinstance(fence, dict) else (None, None)
-            )
-            if not isinstance(name, str) or not isinstance(token, int):
-                return Reply(rid, {}, "invalid", "fence must be {name: str, token: int}")
-            ok, why = self._coordinator.fence_ok(self.name, name, token)
+        """A guarded commit, decided in one step on the hub's loop: applies the request's updates
+        only if its fence is current and none of the artifacts `on` changed since `expect`
+        (other than by the committer)."""
+        commit = _CommitRequest.parse(request)
+        if isinstance(commit, Reply):
+            return commit
+        if commit.fence is not None and isinstance(self._coordinator, Coordinator):
+            ok, why = self._coordinator.fence_ok(self.name, *commit.fence)
             if not ok:
-                return Reply(rid, {}, "fenced", why)
-        expect = args.get("expect")
-        if expect is not None:
-            on = args.get("on") or []
-            if not isinstance(expect, bytes) or not all(isinstance(n, str) for n in on):
-                return Reply(rid, {}, "invalid", "expect must be a version, on a list of names")
-            try:
-                since = Version.from_bytes(expect)
-            except CrdtdocError as exc:
-                return Reply(rid, {}, "invalid", f"expect is not a version: {exc}")
-            stale = self.replica.changes_by_others(since, on, client)
+                return Reply(commit.id, {}, "fenced", why)
+        refusal = self._check_commit(peer, commit)
+        if refusal is not None:
+            return refusal
+        self._apply_commit(peer, commit.updates, origin=None)
+        return Reply(commit.id, {"applied": len(commit.updates)})
+
+    async def _commit_shared(self, peer: Peer, request: Request) -> Reply:
+        """A guarded commit across hubs: decided inside a PostgreSQL transaction that locks the
+        room's log, after applying every entry other hubs stored, and with the fencing token
+        read under a share lock; the updates are stored in that same transaction. See
+        docs/SCALING.md for why this is linearizable."""
+        commit = _CommitRequest.parse(request)
+        if isinstance(commit, Reply):
+            return commit
+        cluster = self._cluster
+        if cluster is None:
+            return self._commit(peer, request)
+        # What this hub accepted before must be in the log first: the commit may build on it.
+        while not self.fully_durable:
+            self._own_durable.clear()
+            await self._own_durable.wait()
+        try:
+            async with cluster.store.transaction(f"commit to room {self.name!r}") as db:
+                cur = await db.execute(
+                    "INSERT INTO crdtdoc_rooms AS r VALUES (%s, 0) ON CONFLICT (room) "
+                    "DO UPDATE SET last_seq = r.last_seq RETURNING last_seq",
+                    (self.name,),
+                )  # locks the room's log until the transaction ends
+                row = await cur.fetchone()
+                if row is not None and row[0] > self.seqs.applied:
+                    self.apply_fetched(await fetch_in(db, self.name, self.seqs.applied))
+                if commit.fence is not None:
+                    name, token = commit.fence
+                    cur = await db.execute(
+                        "SELECT token FROM crdtdoc_fencing WHERE room = %s AND name = %s FOR SHARE",
+                        (self.name, name),
+                    )
+                    row = await cur.fetchone()
+                    newest = row[0] if row is not None else 0
+                    if token < newest:
+                        return Reply(
+                            commit.id,
+                            {},
+                            "fenced",
+                            f"lease {name!r} is at fencing token {newest}; this write carries "
+                            f"the older token {token}",
+                        )
+                try:
+                    refusal = self._check_commit(peer, commit)
+                except RemoteError as exc:
+                    peer.close_soon(exc.close_code, str(exc))
+                    return Reply(commit.id, {}, "invalid", str(exc))
+                if refusal is not None:
+                    return refusal
+                seqs = await append_in(db, [(self.name, u) for u in commit.updates])
+        except StorageError as exc:
+            log.error("guarded commit failed", extra={"room": self.name, "error": str(exc)})
+            return Reply(commit.id, {}, "unavailable", "the hub's database failed; retry")
+        for seq, update in zip(seqs, commit.updates, strict=True):
+            self.seqs.add(seq)
+            cluster.publish(self.name, seq, update)
+        self._apply_commit(peer, commit.updates, origin=FROM_LOG)
+        self._committer.touch(self.name, self._taken)  # acknowledge it with the next commit
+        return Reply(commit.id, {"applied": len(commit.updates)})
+
+    def _check_commit(self, peer: Peer, commit: _CommitRequest) -> Reply | None:
+        """The refusal of a guarded commit (stale `expect`, missing dependencies), or None.
+        Raises `RemoteError` for updates the peer may not write at all."""
+        if commit.expect is not None:
+            stale = self.replica.changes_by_others(commit.expect, commit.on, commit.client)
             if stale:
                 described = [c.describe() for c in stale]
                 return Reply(
-                    rid,
+                    commit.id,
                     {"changes": described},
                     "conflict",
                     f"{len(stale)} change(s) since the expected version: "
                     + "; ".join(described[:10]),
                 )
         state = dict(self.replica.version().clocks)
-        for update in updates:
+        for update in commit.updates:
             parsed = self.authorize(peer, update)  # raises for invalid or forbidden updates
             if parsed.missing(state):
                 return Reply(
-                    rid,
+                    commit.id,
                     {},
                     "missing",
                     "the hub lacks data this commit builds on; let the replica sync, then retry",
                 )
             for c, structs in parsed.structs.items():
                 state[c] = max(state.get(c, 0), structs.end)
+        return None
+
+    def _apply_commit(self, peer: Peer, updates: list[bytes], origin: object) -> None:
         for update in updates:
             self._origin = (peer, update)
             try:
-                self.replica.apply_update(update)
+                self.replica.apply_update(update, origin=origin)
             finally:
                 self._origin = None
-        return Reply(rid, {"applied": len(updates)})
 
     def _receive_awareness(self, peer: Peer, data: bytes) -> None:
         entries = decode_awareness(data, max_state_bytes=self._config.max_awareness_bytes)
@@ -430,8 +511,11 @@ class Room:
 
     def _on_commit(self, update: bytes, local: bool) -> None:
         """The replica committed `update`: log it, fan it out (encoded once), maybe compact."""
-        self._seq += 1
-        self._committer.append(self.name, self._seq, update, self._taken)
+        if self._cluster is not None and self.replica.commit_origin is FROM_LOG:
+            self._committer.touch(self.name, self._taken)  # stored already: durable now
+        else:
+            self._seq += 1
+            self._committer.append(self.name, self._seq, update, self._taken)
         self._log_updates += 1
         self._log_bytes += len(update)
         self.size_bytes += len(update)
@@ -449,8 +533,14 @@ class Room:
             self.compact()
 
     def compact(self) -> None:
-        """Queues a snapshot replacing the log so far (written in the background, atomically)."""
+        """Replaces the log so far with a snapshot, in the background and atomically: queued
+        behind this hub's appends on SQLite, a transaction of its own on PostgreSQL."""
         if self._log_updates == 0:
+            return
+        if self._cluster is not None:
+            if not self._compacting:
+                self._compacting = True
+                asyncio.get_running_loop().create_task(self._compact_shared(self._cluster))
             return
         snapshot = self.replica.encode_update()
         self._committer.compact(self.name, self._seq, snapshot, self._taken)
@@ -458,12 +548,64 @@ class Room:
         self._log_updates = 0
         self._log_bytes = 0
 
+    async def _compact_shared(self, cluster: Cluster) -> None:
+        """Compacts the shared log up to the last position this hub has applied without a gap.
+        The snapshot may hold more (entries ahead, this hub's own unstored writes): replaying
+        those later changes nothing. It must not hold less, so nothing may wait in the causal
+        buffer. Two hubs never compact a room at once (`PostgresStore.compact`)."""
+        try:
+            seq = self.seqs.applied
+            if seq <= self._snapshot_seq or self.replica.pending():
+                return
+            snapshot = self.replica.encode_update()
+            await cluster.store.compact(self.name, seq, snapshot)
+            # Done here or by another hub: either way the log up to `seq` is folded.
+            self._snapshot_seq = max(self._snapshot_seq, seq)
+            self.size_bytes = len(snapshot)
+            self._log_updates = 0
+            self._log_bytes = 0
+        except StorageError as exc:
+            log.warning("compaction failed", extra={"room": self.name, "error": str(exc)})
+        finally:
+            self._compacting = False
+
+    # -- the shared log (with a cluster) ---------------------------------------------------
+
+    def apply_stored(self, seq: int, data: bytes) -> None:
+        """Applies log entry `seq`, stored by any hub (ignored if already applied)."""
+        if not self.seqs.add(seq):
+            return
+        try:
+            self.replica.apply_update(data, origin=FROM_LOG)
+        except CrdtdocError as exc:
+            log.error(
+                "a stored update was refused",
+                extra={"room": self.name, "seq": seq, "error": str(exc)},
+            )
+
+    def apply_fetched(self, fetched: Fetched) -> None:
+        """Applies what a catch-up read from the log: the snapshot, if any, then entries."""
+        if fetched.snapshot is not None and fetched.snapshot_seq > self.seqs.applied:
+            try:
+                self.replica.apply_update(fetched.snapshot, origin=FROM_LOG)
+            except CrdtdocError as exc:
+                log.error(
+                    "a stored snapshot was refused", extra={"room": self.name, "error": str(exc)}
+                )
+                return
+            self.seqs.skip_to(fetched.snapshot_seq)
+            self._snapshot_seq = max(self._snapshot_seq, fetched.snapshot_seq)
+        for seq, data in fetched.entries:
+            self.apply_stored(seq, data)
+
     def _taken(self) -> Callable[[], None]:
         """The store took this room's writes into a transaction: remember what they cover."""
         version, seq = self.replica.version(), self._seq
 
         def durable() -> None:
             self._durable_seq = max(self._durable_seq, seq)
+            if self._durable_seq == self._seq:
+                self._own_durable.set()
             self.durable = version
             message = encode_message(encode_extension(Durable(version)))
             for peer in self.peers:
@@ -478,3 +620,53 @@ class Room:
             self.replica.tasks(task_list).drop_claim(task_id, agent)
         except CrdtdocError as exc:
             log.info("expired claim not dropped", extra={"room": self.name, "error": str(exc)})
+
+
+@dataclass(frozen=True)
+class _CommitRequest:
+    """A guarded commit's arguments, checked (see PROTOCOL.md §10)."""
+
+    id: int
+    updates: list[bytes]
+    client: int
+    fence: tuple[str, int] | None
+    expect: Version | None
+    on: list[str]
+
+    @staticmethod
+    def parse(request: Request) -> _CommitRequest | Reply:
+        """The checked arguments, or the reply refusing them."""
+        args, rid = request.args, request.id
+        updates = args.get("updates")
+        client = args.get("client")
+        if (
+            not isinstance(updates, list)
+            or not updates
+            or not all(isinstance(u, bytes) for u in updates)
+            or not isinstance(client, int)
+        ):
+            return Reply(rid, {}, "invalid", "commit needs updates (a list of bytes) and client")
+        fence = args.get("fence")
+        checked_fence = None
+        if fence is not None:
+            name, token = (
+                (fence.get("name"), fence.get("token")) if isinstance(fence, dict) else (None, None)
+            )
+            if not isinstance(name, str) or not isinstance(token, int):
+                return Reply(rid, {}, "invalid", "fence must be {name: str, token: int}")
+            checked_fence = (name, token)
+        expect = args.get("expect")
+        since = None
+        on = args.get("on") or []
+        if expect is not None:
+            if (
+                not isinstance(expect, bytes)
+                or not isinstance(on, list)
+                or not all(isinstance(n, str) for n in on)
+            ):
+                return Reply(rid, {}, "invalid", "expect must be a version, on a list of names")
+            try:
+                since = Version.from_bytes(expect)
+            except CrdtdocError as exc:
+                return Reply(rid, {}, "invalid", f"expect is not a version: {exc}")
+        return _CommitRequest(rid, updates, client, checked_fence, since, list(on))

@@ -8,6 +8,7 @@ import sys
 
 from server.config import HubConfig
 from server.hub import Hub
+from server.pgstore import redacted
 
 
 async def serve(config: HubConfig) -> None:
@@ -17,6 +18,6 @@ async def serve(config: HubConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with Hub(config) as hub:
-        print(f"crdtdoc hub listening on {hub.url} (database {config.db})", flush=True)
+        print(f"crdtdoc hub listening on {hub.url} (database {redacted(config.db)})", flush=True)
         await stop.wait()
         print("crdtdoc hub shutting down", file=sys.stderr, flush=True)

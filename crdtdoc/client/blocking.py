@@ -14,7 +14,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from crdtdoc.client.connection import HubLink, LinkOptions
@@ -30,7 +30,7 @@ class BlockingReplica(HubLink):
 
     _coordination = False
 
-    def __init__(self, url: str, agent: str, options: LinkOptions) -> None:
+    def __init__(self, url: str | Sequence[str], agent: str, options: LinkOptions) -> None:
         self._owner = threading.get_ident()
         self._inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self._arrived = threading.Event()
@@ -47,7 +47,7 @@ class BlockingReplica(HubLink):
             except TimeoutError:
                 self.close()
                 raise NotConnected(
-                    f"cannot sync with {url} within {options.open_timeout:g} s "
+                    f"cannot sync with {self.url} within {options.open_timeout:g} s "
                     f"({self.last_error or 'no answer'}); pass wait_synced=False to start offline"
                 ) from None
 
@@ -157,7 +157,7 @@ class BlockingReplica(HubLink):
         self.close()
 
 
-def connect_blocking(url: str, agent: str, **options: Any) -> BlockingReplica:
+def connect_blocking(url: str | Sequence[str], agent: str, **options: Any) -> BlockingReplica:
     """`crdtdoc.connect` for synchronous code: `with crdtdoc.connect_blocking(url, agent=...)`.
 
     Takes the same keyword options as `crdtdoc.connect` (the fields of `LinkOptions`)."""

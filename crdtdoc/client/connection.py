@@ -16,7 +16,7 @@ import enum
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -149,10 +149,13 @@ class HubLink(Replica):
 
     _coordination = True  # leases, fenced and guarded writes (async API) are available
 
-    def __init__(self, url: str, agent: str, options: LinkOptions) -> None:
+    def __init__(self, url: str | Sequence[str], agent: str, options: LinkOptions) -> None:
         super().__init__(agent, client_id=options.client_id, limits=options.limits)
-        self.url = url
-        self._ws_url = room_url(url, options.token)
+        self.urls = [url] if isinstance(url, str) else list(url)
+        if not self.urls:
+            raise CrdtdocError("connect needs at least one hub URL")
+        self._ws_urls = [room_url(u, options.token) for u in self.urls]
+        self._current = 0  # index of the hub in use (or tried next)
         self._headers = {"Authorization": f"Bearer {options.token}"} if options.token else None
         self._backoff = options.backoff or Backoff()
         self._open_timeout = options.open_timeout
@@ -191,6 +194,11 @@ class HubLink(Replica):
         self.on_update(self._on_commit)
 
     # -- what the hub has ------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The URL of the hub in use, or tried next (several URLs: see `connect`)."""
+        return self.urls[self._current]
 
     @property
     def connected(self) -> bool:
@@ -283,7 +291,7 @@ class HubLink(Replica):
         while not self._closing:
             try:
                 async with ws_connect(
-                    self._ws_url,
+                    self._ws_urls[self._current],
                     additional_headers=self._headers,
                     max_size=None,  # the hub bounds what it sends; a whole room can be large
                     compression=None,
@@ -301,7 +309,9 @@ class HubLink(Replica):
             if self._session.synced:  # the link worked: start the backoff afresh
                 attempt = 0
                 self._session.synced = False
-            delay = self._backoff.delay(attempt)
+            # Several hubs: try the next one; the delay grows only once each was tried.
+            self._current = (self._current + 1) % len(self.urls)
+            delay = self._backoff.delay(attempt // len(self.urls))
             attempt += 1
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
@@ -721,7 +731,7 @@ class ConnectedReplica(HubLink):
 
 
 def connect(
-    url: str,
+    url: str | Sequence[str],
     agent: str,
     *,
     token: str | None = None,
@@ -738,6 +748,10 @@ def connect(
     `async with crdtdoc.connect(url, agent="alice") as replica:` syncs, then yields the replica.
     `state_file` keeps local data on disk across a crash of the agent; `wait_synced=False` starts
     without waiting for the hub (offline work is sent when the link comes up).
+
+    `url` may be a list of URLs of hubs that share one PostgreSQL store (docs/SCALING.md): the
+    replica uses the first, and when a link fails it moves on to the next, so an agent survives
+    the death of its hub. What any hub acknowledged as durable is in the shared store.
     """
     options = LinkOptions(
         token=token,

@@ -1,0 +1,497 @@
+"""`SharedCoordinator`: leases, fencing tokens, fair waiting and unique numbers for several hubs,
+decided in PostgreSQL.
+
+Why this is linearizable: every operation on a room's leases runs in one transaction that first
+takes that room's advisory lock (`pg_advisory_xact_lock`), so all such operations, from every
+hub, happen one at a time in some order, and each sees everything the previous ones committed.
+Time comes from one clock, the database's `now()`, so hubs with drifting clocks cannot disagree
+about whether a lease has expired. A fencing token is the newest value of a counter row that
+only ever goes up (`crdtdoc_fencing`), incremented in the transaction that grants the lease; a
+guarded commit reads that row under a share lock in the transaction that stores its write
+(`Room._commit_shared`), so a write carrying an old token can never land after a newer grant.
+Unique numbers are one `INSERT .. ON CONFLICT DO UPDATE .. RETURNING`: the row lock makes
+concurrent draws take turns.
+
+Waiting is a queue table (`crdtdoc_waiters`), first come first served. When a lease is freed
+(released, or expired) the transaction that frees it hands it straight to the first live waiter,
+as on a single hub, then checks the remaining waiters for deadlock. The waiter's hub learns of the
+grant from a Redis message, or within `poll_seconds` by reading the table, so a lost message
+delays a hand-over but never loses it. Expired leases are swept every `poll_seconds` by whichever
+hub gets there first; the room lock makes sure one sweep runs the expiry hook (for task claims:
+the hub drops the claim).
+
+A waiter whose hub dies stays in the queue until its wait runs out; if the lease is handed to it
+first, the lease expires unrenewed after its TTL and moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from crdtdoc.protocol.extension import Reply
+from server.cluster import Cluster
+from server.coordination import (
+    MAX_TTL,
+    MAX_WAIT,
+    MIN_TTL,
+    ExpiryHook,
+    Key,
+    RequestError,
+    arg_int,
+    arg_name,
+    arg_number,
+    find_cycle,
+    ok_reply,
+)
+from server.pgstore import PostgresStore
+
+log = logging.getLogger("crdtdoc.hub.coordination")
+
+_GRANTED = "granted"
+_DEADLOCK = "deadlock:"
+
+
+@dataclass
+class _Wait:
+    """A request of this hub's that waits in the queue table."""
+
+    id: int
+    key: Key
+    peer: object
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    forgotten: bool = False
+
+
+@dataclass
+class _Effects:
+    """What a transaction did that others must hear of once it commits."""
+
+    changed: set[Key] = field(default_factory=set)  # leases that changed hands or were freed
+    expired: list[tuple[str, str, str]] = field(default_factory=list)  # (room, name, agent)
+
+
+class SharedCoordinator:
+    """Coordination for every hub on one database (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: PostgresStore,
+        cluster: Cluster,
+        on_expire: ExpiryHook | None = None,
+        *,
+        poll_seconds: float = 0.25,
+    ) -> None:
+        self._store = store
+        self._cluster = cluster
+        self._on_expire = on_expire
+        self._poll = poll_seconds
+        self._waits: dict[int, _Wait] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        cluster.lease_listeners.append(self._lease_changed)
+
+    async def load(self) -> None:
+        """Starts sweeping expired leases (the state itself lives in the database)."""
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop(), name="sweeper")
+
+    async def close(self) -> None:
+        tasks = [t for t in [self._sweeper, *self._tasks] if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def handle(
+        self, room: str, peer: object, agent: str, request_id: int, op: str, args: dict[str, Any]
+    ) -> Reply:
+        try:
+            if op == "acquire":
+                result = await self._acquire(room, peer, agent, args)
+            elif op == "renew":
+                result = await self._renew(room, args)
+            elif op == "release":
+                result = await self._release(room, args)
+            elif op == "leases":
+                result = await self._list(room)
+            elif op == "next":
+                result = {"value": await self._next(room, arg_name(args, "sequence"))}
+            else:
+                raise RequestError("invalid", f"unknown operation {op!r}")
+        except RequestError as exc:
+            return Reply(request_id, exc.details, exc.code, str(exc))
+        return ok_reply(request_id, **result)
+
+    def forget(self, peer: object) -> None:
+        """The peer disconnected: its waits end (and a lease handed to one is freed again)."""
+        for wait in self._waits.values():
+            if wait.peer is peer:
+                wait.forgotten = True
+                wait.wake.set()
+
+    # -- operations ------------------------------------------------------------------------
+
+    async def _acquire(
+        self, room: str, peer: object, agent: str, args: dict[str, Any]
+    ) -> dict[str, Any]:
+        name = arg_name(args, "name")
+        ttl = arg_number(args, "ttl", MIN_TTL, MAX_TTL)
+        wait = arg_number(args, "wait", 0.0, MAX_WAIT, default=0.0)
+        owner = f"{agent}#{args.get('client')}"
+        effects = _Effects()
+        refusal: RequestError | None = None
+        waiter_id = 0
+        async with self._locked(room, effects) as db:
+            cur = await db.execute(
+                "SELECT owner, agent FROM crdtdoc_leases WHERE room = %s AND name = %s",
+                (room, name),
+            )
+            lease = await cur.fetchone()
+            if lease is not None and lease[0] == owner:  # already ours: extend it
+                cur = await db.execute(
+                    "UPDATE crdtdoc_leases SET expires_at = now() + %s * interval '1 second' "
+                    "WHERE room = %s AND name = %s RETURNING token",
+                    (ttl, room, name),
+                )
+                row = await cur.fetchone()
+                return {"token": row[0] if row else 0, "ttl": ttl, "holder": agent}
+            queued = await _live_waiters(db, room, name)
+            if lease is None and not queued:
+                token = await _grant(db, room, name, owner, agent, ttl)
+                return {"token": token, "ttl": ttl, "holder": agent}
+            holder = lease[1] if lease is not None else "a waiting agent"
+            if wait <= 0:
+                refusal = RequestError("held", f"lease {name!r} is held by {holder}", holder=holder)
+            else:
+                cur = await db.execute(
+                    "INSERT INTO crdtdoc_waiters (room, name, owner, agent, ttl, deadline) "
+                    "VALUES (%s, %s, %s, %s, %s, now() + %s * interval '1 second') RETURNING id",
+                    (room, name, owner, agent, ttl, wait),
+                )
+                row = await cur.fetchone()
+                waiter_id = row[0] if row else 0
+                cycle = find_cycle(owner, *await _graph(db, room))
+                if cycle:
+                    await db.execute("DELETE FROM crdtdoc_waiters WHERE id = %s", (waiter_id,))
+                    refusal = RequestError(
+                        "deadlock", "waiting would deadlock: " + "; ".join(cycle), cycle=cycle
+                    )
+        if refusal is not None:
+            raise refusal
+        return await self._wait_for(room, name, waiter_id, peer, wait, ttl, agent)
+
+    async def _wait_for(
+        self,
+        room: str,
+        name: str,
+        waiter_id: int,
+        peer: object,
+        wait: float,
+        ttl: float,
+        agent: str,
+    ) -> dict[str, Any]:
+        """Waits in the queue until the lease is handed over, a deadlock fails the wait, or
+        `wait` seconds pass."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        entry = _Wait(waiter_id, (room, name), peer)
+        self._waits[waiter_id] = entry
+        try:
+            while not entry.forgotten:
+                outcome = await self._outcome(waiter_id)
+                if outcome is not None:
+                    return await self._settle(room, name, waiter_id, ttl, agent, accept=True)
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                entry.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(self._poll, remaining)):
+                        await entry.wake.wait()
+            result = await self._settle(
+                room, name, waiter_id, ttl, agent, accept=not entry.forgotten
+            )
+        finally:
+            self._waits.pop(waiter_id, None)
+        if entry.forgotten:
+            raise asyncio.CancelledError  # nobody to answer: the requester left
+        return result
+
+    async def _outcome(self, waiter_id: int) -> str | None:
+        async with self._store.transaction("read a lease wait") as db:
+            cur = await db.execute(
+                "SELECT outcome FROM crdtdoc_waiters WHERE id = %s", (waiter_id,)
+            )
+            row = await cur.fetchone()
+        return "gone" if row is None else row[0]
+
+    async def _settle(
+        self, room: str, name: str, waiter_id: int, ttl: float, agent: str, *, accept: bool
+    ) -> dict[str, Any]:
+        """Ends a wait: takes its outcome (a grant is kept if `accept`, else freed again) and
+        removes it from the queue."""
+        effects = _Effects()
+        granted: int | None = None
+        failure: RequestError | None = None
+        async with self._locked(room, effects) as db:
+            cur = await db.execute(
+                "DELETE FROM crdtdoc_waiters WHERE id = %s RETURNING outcome, owner",
+                (waiter_id,),
+            )
+            row = await cur.fetchone()
+            outcome, owner = (row[0], row[1]) if row is not None else (None, None)
+            if outcome == _GRANTED:
+                cur = await db.execute(
+                    "SELECT token FROM crdtdoc_leases WHERE room = %s AND name = %s AND owner = %s",
+                    (room, name, owner),
+                )
+                lease = await cur.fetchone()
+                if lease is not None and accept:
+                    granted = lease[0]
+                elif lease is not None:  # handed over as the requester left: free it again
+                    await db.execute(
+                        "DELETE FROM crdtdoc_leases WHERE room = %s AND name = %s AND token = %s",
+                        (room, name, lease[0]),
+                    )
+                    await self._hand_over(db, room, name, effects)
+            elif outcome is not None and outcome.startswith(_DEADLOCK):
+                cycle = json.loads(outcome[len(_DEADLOCK) :])
+                failure = RequestError(
+                    "deadlock", "waiting would deadlock: " + "; ".join(cycle), cycle=cycle
+                )
+            if granted is None and failure is None:
+                cur = await db.execute(
+                    "SELECT agent FROM crdtdoc_leases WHERE room = %s AND name = %s",
+                    (room, name),
+                )
+                holder_row = await cur.fetchone()
+                holder = holder_row[0] if holder_row else "a waiting agent"
+                failure = RequestError(
+                    "held", f"lease {name!r} is still held by {holder}", holder=holder
+                )
+        if granted is not None:
+            return {"token": granted, "ttl": ttl, "holder": agent}
+        if failure is None:  # unreachable: one of the two is always set
+            failure = RequestError("held", f"lease {name!r} is held")
+        raise failure
+
+    async def _renew(self, room: str, args: dict[str, Any]) -> dict[str, Any]:
+        name = arg_name(args, "name")
+        token = arg_int(args, "token")
+        ttl = arg_number(args, "ttl", MIN_TTL, MAX_TTL)
+        async with self._locked(room, _Effects()) as db:
+            cur = await db.execute(
+                "UPDATE crdtdoc_leases SET expires_at = now() + %s * interval '1 second' "
+                "WHERE room = %s AND name = %s AND token = %s RETURNING agent",
+                (ttl, room, name, token),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise RequestError("lost", f"lease {name!r} with token {token} is no longer held")
+        return {"token": token, "ttl": ttl, "holder": row[0]}
+
+    async def _release(self, room: str, args: dict[str, Any]) -> dict[str, Any]:
+        name = arg_name(args, "name")
+        token = arg_int(args, "token")
+        effects = _Effects()
+        async with self._locked(room, effects) as db:
+            cur = await db.execute(
+                "DELETE FROM crdtdoc_leases WHERE room = %s AND name = %s AND token = %s "
+                "RETURNING agent",
+                (room, name, token),
+            )
+            row = await cur.fetchone()
+            if row is not None:
+                await self._hand_over(db, room, name, effects)
+        if row is None:
+            raise RequestError("lost", f"lease {name!r} with token {token} is no longer held")
+        return {"released": True}
+
+    async def _list(self, room: str) -> dict[str, Any]:
+        async with self._locked(room, _Effects()) as db:
+            cur = await db.execute(
+                "SELECT name, agent, token, "
+                "greatest(extract(epoch FROM expires_at - now()), 0)::float "
+                "FROM crdtdoc_leases WHERE room = %s ORDER BY name",
+                (room,),
+            )
+            leases = await cur.fetchall()
+            cur = await db.execute(
+                "SELECT name, agent FROM crdtdoc_waiters WHERE room = %s AND outcome IS NULL "
+                "AND deadline > now() ORDER BY id",
+                (room,),
+            )
+            waiting: dict[str, list[str]] = {}
+            for name, agent in await cur.fetchall():
+                waiting.setdefault(name, []).append(agent)
+        return {
+            "leases": [
+                {
+                    "name": name,
+                    "holder": agent,
+                    "token": token,
+                    "expires_in": round(expires_in, 3),
+                    "waiting": waiting.get(name, []),
+                }
+                for name, agent, token, expires_in in leases
+            ]
+        }
+
+    async def _next(self, room: str, name: str) -> int:
+        async with self._store.transaction(f"advance sequence {name!r}") as db:
+            cur = await db.execute(
+                "INSERT INTO crdtdoc_sequences AS s VALUES (%s, %s, 1) ON CONFLICT (room, name) "
+                "DO UPDATE SET value = s.value + 1 RETURNING value",
+                (room, name),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise RequestError("internal", f"sequence {name!r} returned no value")
+        return int(row[0])
+
+    # -- transactions, hand-over, expiry ---------------------------------------------------
+
+    @asynccontextmanager
+    async def _locked(self, room: str, effects: _Effects) -> AsyncIterator[AsyncConnection]:
+        """A transaction holding the room's coordination lock, with expired leases swept first;
+        after it commits, other hubs hear of changed leases and expiry hooks run."""
+        async with self._store.transaction(f"coordinate in room {room!r}") as db:
+            await db.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended('crdtdoc.coord:' || %s, 0))",
+                (room,),
+            )
+            await self._expire(db, room, effects)
+            yield db
+        self._after(effects)
+
+    async def _expire(self, db: AsyncConnection, room: str, effects: _Effects) -> None:
+        cur = await db.execute(
+            "DELETE FROM crdtdoc_leases WHERE room = %s AND expires_at <= now() "
+            "RETURNING name, agent",
+            (room,),
+        )
+        for name, agent in await cur.fetchall():
+            log.info("lease expired", extra={"room": room, "lease": name, "agent": agent})
+            effects.expired.append((room, name, agent))
+            await self._hand_over(db, room, name, effects)
+
+    async def _hand_over(
+        self, db: AsyncConnection, room: str, name: str, effects: _Effects
+    ) -> None:
+        """The lease is free: give it to the first live waiter, then fail any remaining waiter
+        that now closes a cycle of waits."""
+        effects.changed.add((room, name))
+        cur = await db.execute(
+            "SELECT id, owner, agent, ttl FROM crdtdoc_waiters WHERE room = %s AND name = %s "
+            "AND outcome IS NULL AND deadline > now() ORDER BY id LIMIT 1",
+            (room, name),
+        )
+        first = await cur.fetchone()
+        if first is None:
+            return
+        waiter_id, owner, agent, ttl = first
+        await _grant(db, room, name, owner, agent, ttl)
+        await db.execute(
+            "UPDATE crdtdoc_waiters SET outcome = %s WHERE id = %s", (_GRANTED, waiter_id)
+        )
+        for other_id, other_owner in await _live_waiters(db, room, name):
+            cycle = find_cycle(other_owner, *await _graph(db, room))
+            if cycle:
+                await db.execute(
+                    "UPDATE crdtdoc_waiters SET outcome = %s WHERE id = %s",
+                    (_DEADLOCK + json.dumps(cycle), other_id),
+                )
+
+    def _after(self, effects: _Effects) -> None:
+        for room, name in effects.changed:
+            self._cluster.publish_lease(room, name)
+            self._lease_changed(room, name)
+        for room, name, agent in effects.expired:
+            if self._on_expire is not None:
+                self._spawn(self._run_hook(self._on_expire(room, name, agent)))
+
+    def _lease_changed(self, room: str, name: str) -> None:
+        for wait in self._waits.values():
+            if wait.key == (room, name):
+                wait.wake.set()
+
+    async def _run_hook(self, hook: Awaitable[None]) -> None:
+        try:
+            await hook
+        except Exception:
+            log.exception("lease expiry hook failed")
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _sweep_loop(self) -> None:
+        """Expires leases whose TTL ran out, in every room, now and then."""
+        while True:
+            await asyncio.sleep(self._poll)
+            try:
+                async with self._store.transaction("find expired leases") as db:
+                    cur = await db.execute(
+                        "SELECT DISTINCT room FROM crdtdoc_leases WHERE expires_at <= now()"
+                    )
+                    rooms = [r for (r,) in await cur.fetchall()]
+                for room in rooms:
+                    async with self._locked(room, _Effects()):
+                        pass  # _locked sweeps
+            except Exception as exc:
+                log.warning("lease sweep failed", extra={"error": str(exc)})
+
+
+async def _grant(
+    db: AsyncConnection, room: str, name: str, owner: str, agent: str, ttl: float
+) -> int:
+    """Records `owner` as the holder with the lease's next fencing token; returns the token."""
+    cur = await db.execute(
+        "INSERT INTO crdtdoc_fencing AS f VALUES (%s, %s, 1) ON CONFLICT (room, name) "
+        "DO UPDATE SET token = f.token + 1 RETURNING token",
+        (room, name),
+    )
+    row = await cur.fetchone()
+    token = int(row[0]) if row else 0
+    await db.execute(
+        "INSERT INTO crdtdoc_leases VALUES (%s, %s, %s, %s, %s, now() + %s * interval '1 second')",
+        (room, name, owner, agent, token, ttl),
+    )
+    log.info("lease granted", extra={"room": room, "lease": name, "agent": agent, "token": token})
+    return token
+
+
+async def _live_waiters(db: AsyncConnection, room: str, name: str) -> list[tuple[int, str]]:
+    cur = await db.execute(
+        "SELECT id, owner FROM crdtdoc_waiters WHERE room = %s AND name = %s "
+        "AND outcome IS NULL AND deadline > now() ORDER BY id",
+        (room, name),
+    )
+    return [(i, o) for i, o in await cur.fetchall()]
+
+
+async def _graph(
+    db: AsyncConnection, room: str
+) -> tuple[dict[Key, tuple[str, str]], list[tuple[Key, str, str]]]:
+    """The room's wait-for graph, as `find_cycle` takes it."""
+    cur = await db.execute("SELECT name, owner, agent FROM crdtdoc_leases WHERE room = %s", (room,))
+    holders = {(room, n): (o, a) for n, o, a in await cur.fetchall()}
+    cur = await db.execute(
+        "SELECT name, owner, agent FROM crdtdoc_waiters WHERE room = %s AND outcome IS NULL "
+        "AND deadline > now() ORDER BY id",
+        (room,),
+    )
+    waits = [((room, n), o, a) for n, o, a in await cur.fetchall()]
+    return holders, waits
