@@ -44,6 +44,39 @@ async def running_hub(db: Path, **settings: Any) -> AsyncIterator[Hub]:
         await hub.close()
 
 
+@contextlib.asynccontextmanager
+async def running_cluster(
+    pg_url: str, redis_url: str | None, hubs: int = 3, **settings: Any
+) -> AsyncIterator[list[Hub]]:
+    """`hubs` in-process hubs sharing one PostgreSQL database (and Redis, if given)."""
+    started: list[Hub] = []
+    try:
+        for _ in range(hubs):
+            hub = Hub(HubConfig(db=pg_url, redis=redis_url, **{"port": 0, **settings}))
+            await hub.start()
+            started.append(hub)
+        yield started
+    finally:
+        for hub in started:
+            await hub.close()
+
+
+def stored_shared_replica(pg_url: str, room: str) -> Replica:
+    """The room as the shared PostgreSQL database holds it, read directly (no hub involved)."""
+    import psycopg
+
+    replica = Replica("reader")
+    with psycopg.connect(pg_url) as db:
+        row = db.execute("SELECT data FROM crdtdoc_snapshots WHERE room = %s", (room,)).fetchone()
+        if row is not None:
+            replica.apply_update(bytes(row[0]))
+        for (data,) in db.execute(
+            "SELECT data FROM crdtdoc_updates WHERE room = %s ORDER BY seq", (room,)
+        ):
+            replica.apply_update(bytes(data))
+    return replica
+
+
 @contextlib.contextmanager
 def hub_in_thread(db: Path, **settings: Any) -> Iterator[str]:
     """A hub on its own event loop in a background thread (for code that calls asyncio.run);
@@ -90,8 +123,9 @@ def stored_replica(db: Path, room: str) -> Replica:
 class HubProcess:
     """`crdtdoc serve` in a child process."""
 
-    def __init__(self, db: Path, port: int = 0, *args: str) -> None:
+    def __init__(self, db: Path | str, port: int = 0, *args: str, log: Path | None = None) -> None:
         self.db = db
+        self.log = log  # stderr goes here (default: beside the SQLite file)
         self.args = args
         self.port = port
         self.proc: subprocess.Popen[str] | None = None
@@ -131,6 +165,10 @@ class HubProcess:
 
     @property
     def stderr_path(self) -> Path:
+        if self.log is not None:
+            return self.log
+        if not isinstance(self.db, Path):
+            raise ValueError("a hub on PostgreSQL needs log= for its stderr")
         return self.db.with_name(self.db.name + ".stderr")
 
     def stderr_text(self) -> str:

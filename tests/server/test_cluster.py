@@ -1,0 +1,282 @@
+"""Several hubs on one PostgreSQL database and Redis (in-process hubs, real sockets, real services):
+convergence, late joiners, lost and reordered Redis messages, a Redis restart, compaction racing
+across hubs, guarded and fenced commits decided across hubs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections.abc import Sequence
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import crdtdoc
+from crdtdoc.client.backoff import Backoff
+from server.cluster import INLINE_BYTES, SeqTracker, decode_entry, encode_entry
+from server.hub import Hub
+from tests.helpers import content, random_edit
+from tests.hubs import run, running_cluster, stored_shared_replica
+from tests.services import RedisServer, pg_url, redis  # noqa: F401 - fixtures
+
+FAST = Backoff(initial=0.05, maximum=0.3)
+
+
+# -- the sans-I/O parts ------------------------------------------------------------------------
+
+
+@given(st.lists(st.integers(1, 40), max_size=120), st.randoms(use_true_random=False))
+def test_seq_tracker_knows_exactly_the_contiguous_prefix(
+    arrivals: list[int], rng: random.Random
+) -> None:
+    everything = list(range(1, 41)) + arrivals  # every entry at least once, some twice
+    rng.shuffle(everything)
+    tracker, seen = SeqTracker(), set()
+    for seq in everything:
+        assert tracker.add(seq) == (seq not in seen)
+        seen.add(seq)
+        prefix = 0
+        while prefix + 1 in seen:
+            prefix += 1
+        assert tracker.applied == prefix
+        assert tracker.gap == (len(seen) > prefix)
+    assert (tracker.applied, tracker.gap) == (40, False)
+
+
+def test_seq_tracker_skips_what_a_snapshot_covers() -> None:
+    tracker = SeqTracker(3)
+    for seq in (6, 9, 12):
+        tracker.add(seq)
+    tracker.skip_to(8)
+    assert (tracker.applied, tracker.ahead) == (9, {12})
+    assert not tracker.add(5)
+
+
+def test_entries_round_trip_and_large_ones_are_only_announced() -> None:
+    assert decode_entry(encode_entry(7, b"abc")) == (7, b"abc")
+    assert decode_entry(encode_entry(2**40, b"x" * (INLINE_BYTES + 1))) == (2**40, None)
+    for junk in (b"", b"\x00short", b"\x07" + bytes(8)):
+        assert decode_entry(junk) is None
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+async def spread_agents(
+    hubs: Sequence[Hub], room: str, per_hub: int
+) -> list[crdtdoc.ConnectedReplica]:
+    """`per_hub` agents on each hub; each lists the other hubs as fallbacks."""
+    replicas = []
+    for h, hub in enumerate(hubs):
+        urls = [x.url + "/" + room for x in (*hubs[h:], *hubs[:h])]
+        for i in range(per_hub):
+            replicas.append(crdtdoc.connect(urls, agent=f"h{h}a{i}", backoff=FAST))
+    await asyncio.gather(*(r.start() for r in replicas))
+    return replicas
+
+
+async def converged(replicas: Sequence[crdtdoc.Replica], timeout: float = 30.0) -> None:
+    """Waits until every replica reads the same; fails naming the difference otherwise."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        views = [content(r) for r in replicas]
+        if all(v == views[0] for v in views):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"no convergence in {timeout} s: {views}")
+        await asyncio.sleep(0.05)
+
+
+async def edit_concurrently(
+    replicas: Sequence[crdtdoc.ConnectedReplica], seed: int, steps: int, pause: float = 0.002
+) -> None:
+    async def agent(i: int, r: crdtdoc.ConnectedReplica) -> None:
+        rng = random.Random(seed * 1000 + i)
+        for _ in range(steps):
+            random_edit(r, rng)
+            await asyncio.sleep(rng.random() * pause)
+
+    await asyncio.gather(*(agent(i, r) for i, r in enumerate(replicas)))
+
+
+def seed_for(name: str) -> int:
+    seed = int(os.environ.get("CRDTDOC_SEED", random.randrange(2**31)))
+    print(f"{name}: CRDTDOC_SEED={seed}")
+    return seed
+
+
+# -- convergence -------------------------------------------------------------------------------
+
+
+def test_agents_on_three_hubs_converge_and_late_joiners_get_everything(
+    pg_url: str, redis: RedisServer
+) -> None:
+    seed = seed_for("three hubs")
+
+    async def body() -> None:
+        async with running_cluster(pg_url, redis.url, 3) as hubs:
+            agents = await spread_agents(hubs, "design", 2)
+            await edit_concurrently(agents, seed, steps=40)
+            await asyncio.gather(*(a.flush() for a in agents))
+            await converged(agents)
+            for hub in hubs:  # a late joiner on any hub
+                async with crdtdoc.connect(hub.url + "/design", agent="late") as late:
+                    await converged([late, agents[0]])
+            assert content(stored_shared_replica(pg_url, "design")) == content(agents[0])
+            import psycopg
+
+            with psycopg.connect(pg_url) as db:  # no hub stored what it received from another
+                row = db.execute(
+                    "SELECT count(*), count(DISTINCT md5(data)) FROM crdtdoc_updates"
+                ).fetchone()
+            assert row is not None and row[0] == row[1] > 40
+            assert sum(h.cluster.received for h in hubs if h.cluster) > 0  # Redis did its part
+            for a in agents:
+                await a.close()
+
+    run(body(), timeout=120)
+
+
+@pytest.mark.parametrize("with_redis", [True, False], ids=["redis-drops-half", "no-redis"])
+def test_hubs_converge_when_redis_messages_are_lost(
+    pg_url: str, redis: RedisServer, with_redis: bool
+) -> None:
+    """Half of all Redis messages are dropped on arrival (or there is no Redis at all): gap
+    detection and the periodic comparison with the log still bring every hub up to date."""
+    seed = seed_for("lossy fan-out")
+
+    async def body() -> None:
+        async with running_cluster(
+            pg_url,
+            redis.url if with_redis else None,
+            3,
+            fanout_drop_rate=0.5 if with_redis else 0.0,
+            anti_entropy_seconds=0.3,
+        ) as hubs:
+            agents = await spread_agents(hubs, "lossy", 2)
+            await edit_concurrently(agents, seed, steps=30)
+            await asyncio.gather(*(a.flush() for a in agents))
+            await converged(agents)
+            clusters = [h.cluster for h in hubs if h.cluster]
+            assert sum(c.caught_up for c in clusters) > 0  # read from the log, not Redis
+            if with_redis:
+                assert sum(c.dropped for c in clusters) > 0
+            for a in agents:
+                await a.close()
+
+    run(body(), timeout=120)
+
+
+def test_hubs_recover_when_redis_restarts_mid_load(pg_url: str, redis: RedisServer) -> None:
+    """Redis goes away mid-load; what is published meanwhile is lost for good. The hubs notice
+    the reconnect and read what they missed from the log, without waiting for anti-entropy."""
+    seed = seed_for("redis restart")
+
+    async def body() -> None:
+        async with running_cluster(pg_url, redis.url, 3, anti_entropy_seconds=60.0) as hubs:
+            agents = await spread_agents(hubs, "restart", 2)
+            writing = asyncio.create_task(edit_concurrently(agents, seed, steps=40, pause=0.02))
+            await asyncio.sleep(0.2)
+            redis.stop()
+            await writing
+            await edit_concurrently(agents, seed + 1, steps=10)  # only while Redis is down
+            await asyncio.gather(*(a.flush() for a in agents))
+            redis.start()
+            await converged(agents, timeout=10.0)
+            assert all(h.cluster and h.cluster.reconnects > 0 for h in hubs)
+            for a in agents:
+                await a.close()
+
+    run(body(), timeout=120)
+
+
+def test_compaction_across_hubs_loses_nothing(pg_url: str, redis: RedisServer) -> None:
+    """Every hub compacts every 5 log entries while three write: compactions race, one wins
+    each time, and a hub that lags behind a compaction catches up from the snapshot."""
+    seed = seed_for("compaction")
+
+    async def body() -> None:
+        async with running_cluster(pg_url, redis.url, 3, compact_log_updates=5) as hubs:
+            agents = await spread_agents(hubs, "compacted", 1)
+            await edit_concurrently(agents, seed, steps=60)
+            await asyncio.gather(*(a.flush() for a in agents))
+            await converged(agents)
+            import psycopg
+
+            with psycopg.connect(pg_url) as db:
+                row = db.execute("SELECT seq FROM crdtdoc_snapshots").fetchone()
+                left = db.execute("SELECT count(*) FROM crdtdoc_updates").fetchone()
+            assert row is not None and row[0] > 5 and left is not None and left[0] < 60
+            assert content(stored_shared_replica(pg_url, "compacted")) == content(agents[0])
+            # A fresh hub started now loads the snapshot plus the tail.
+            async with running_cluster(pg_url, redis.url, 1) as (late_hub,):
+                async with crdtdoc.connect(late_hub.url + "/compacted", agent="late") as late:
+                    await converged([late, agents[0]])
+            for a in agents:
+                await a.close()
+
+    run(body(), timeout=120)
+
+
+# -- decisions across hubs ---------------------------------------------------------------------
+
+
+def test_guarded_commits_from_one_read_on_two_hubs_exactly_one_wins(
+    pg_url: str, redis: RedisServer
+) -> None:
+    async def body() -> None:
+        async with running_cluster(pg_url, redis.url, 2) as hubs:
+            a, b = await spread_agents(hubs, "guarded", 1)
+            a.spec("api").set("getUser", "v1")
+            await a.flush()
+
+            async def write(r: crdtdoc.ConnectedReplica, value: str) -> str:
+                try:
+                    async with r.commit(expect=read, on=["api"]):
+                        r.spec("api").set("getUser", value)
+                except crdtdoc.Conflict:
+                    return "conflict"
+                return "won"
+
+            for round_ in range(5):
+                await b.wait_for(a.version(), timeout=10)
+                await a.wait_for(b.version(), timeout=10)
+                read = a.version()
+                outcomes = await asyncio.gather(write(a, f"a{round_}"), write(b, f"b{round_}"))
+                assert sorted(outcomes) == ["conflict", "won"], outcomes
+            await a.flush()
+            await b.flush()
+            await converged([a, b])
+            assert a.spec("api").conflicts() == {}  # every write saw the one before it
+            await a.close()
+            await b.close()
+
+    run(body(), timeout=90)
+
+
+def test_a_write_fenced_with_an_old_token_is_refused_by_another_hub(
+    pg_url: str, redis: RedisServer
+) -> None:
+    async def body() -> None:
+        async with running_cluster(pg_url, redis.url, 2, lease_poll_seconds=0.05) as hubs:
+            a, b = await spread_agents(hubs, "fenced", 1)
+            old = await a.acquire("deploy", ttl=0.3)
+            old._renewer.cancel()  # a paused holder: it stops renewing
+            await asyncio.sleep(0.5)
+            new = await b.acquire("deploy", ttl=5, wait=5)
+            assert new.token > old.token
+            with pytest.raises(crdtdoc.FencedOut):
+                async with a.commit(fence=old):
+                    a.document("log").append("zombie write\n")
+            async with b.commit(fence=new):
+                b.document("log").append("holder write\n")
+            await b.flush()
+            await a.wait_for(b.version(), timeout=10)
+            assert a.document("log").read() == "holder write\n"
+            await new.release()
+            await a.close()
+            await b.close()
+
+    run(body(), timeout=60)
