@@ -6,6 +6,8 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+pytest_plugins = ["tests.services"]  # the pg_url and redis fixtures
+
 settings.register_profile(
     "default",
     deadline=None,

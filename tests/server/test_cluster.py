@@ -19,7 +19,7 @@ from server.cluster import INLINE_BYTES, SeqTracker, decode_entry, encode_entry
 from server.hub import Hub
 from tests.helpers import content, random_edit
 from tests.hubs import run, running_cluster, stored_shared_replica
-from tests.services import RedisServer, pg_url, redis  # noqa: F401 - fixtures
+from tests.services import RedisServer
 
 FAST = Backoff(initial=0.05, maximum=0.3)
 
@@ -69,7 +69,7 @@ async def spread_agents(
 ) -> list[crdtdoc.ConnectedReplica]:
     """`per_hub` agents on each hub; each lists the other hubs as fallbacks."""
     replicas = []
-    for h, hub in enumerate(hubs):
+    for h in range(len(hubs)):
         urls = [x.url + "/" + room for x in (*hubs[h:], *hubs[:h])]
         for i in range(per_hub):
             replicas.append(crdtdoc.connect(urls, agent=f"h{h}a{i}", backoff=FAST))
@@ -211,9 +211,11 @@ def test_compaction_across_hubs_loses_nothing(pg_url: str, redis: RedisServer) -
             assert row is not None and row[0] > 5 and left is not None and left[0] < 60
             assert content(stored_shared_replica(pg_url, "compacted")) == content(agents[0])
             # A fresh hub started now loads the snapshot plus the tail.
-            async with running_cluster(pg_url, redis.url, 1) as (late_hub,):
-                async with crdtdoc.connect(late_hub.url + "/compacted", agent="late") as late:
-                    await converged([late, agents[0]])
+            async with (
+                running_cluster(pg_url, redis.url, 1) as (late_hub,),
+                crdtdoc.connect(late_hub.url + "/compacted", agent="late") as late,
+            ):
+                await converged([late, agents[0]])
             for a in agents:
                 await a.close()
 
