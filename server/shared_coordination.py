@@ -37,6 +37,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from crdtdoc.errors import StorageError
 from crdtdoc.protocol.extension import Reply
 from server.cluster import Cluster
 from server.coordination import (
@@ -131,6 +132,9 @@ class SharedCoordinator:
                 raise RequestError("invalid", f"unknown operation {op!r}")
         except RequestError as exc:
             return Reply(request_id, exc.details, exc.code, str(exc))
+        except StorageError as exc:
+            log.error("coordination failed", extra={"room": room, "op": op, "error": str(exc)})
+            return Reply(request_id, {}, "unavailable", "the hub's database failed; retry")
         return ok_reply(request_id, **result)
 
     def forget(self, peer: object) -> None:
