@@ -16,6 +16,11 @@ it alone:
   and a hub never stores what it received from another (no loops between instances).
 - Only committed updates are published, so a hub never shows its clients data that a crash could
   take back from the database.
+
+Presence (awareness) is not stored: each hub publishes the presence changes of its own clients on
+the room's presence channel, tagged with its id, and relays the others' to its clients. A hub that
+starts serving a room asks the others for their current presence; an entry another hub stopped
+renewing (that hub died) expires after `PRESENCE_TIMEOUT`, as y-protocols' own 30 s rule says.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
@@ -37,11 +43,15 @@ log = logging.getLogger("crdtdoc.hub.cluster")
 
 ROOM_CHANNEL = b"crdtdoc:room:"
 LEASE_CHANNEL = b"crdtdoc:lease:"
+PRESENCE_CHANNEL = b"crdtdoc:presence:"
+PRESENCE_TIMEOUT = 30.0
+"""Seconds after which presence relayed from another hub, not renewed, counts as gone."""
 INLINE_BYTES = 256 * 1024
 """Updates larger than this are announced by position only; hubs read them from PostgreSQL."""
 GAP_GRACE = 0.05
 """Seconds a gap may stay open (messages from two hubs crossing) before the hub reads the log."""
 _DATA, _NOTICE = 0, 1
+_ENTRIES, _QUERY = 0, 1  # presence messages: awareness entries, or "send me yours"
 
 
 class SeqTracker:
@@ -100,6 +110,10 @@ class SharedRoom(Protocol):
 
     def apply_fetched(self, fetched: Fetched) -> None: ...
 
+    def apply_presence(self, hub: bytes, data: bytes) -> None: ...
+
+    def local_presence(self) -> bytes | None: ...
+
 
 class Cluster:
     """A hub's link to the other hubs (see the module docstring)."""
@@ -125,6 +139,7 @@ class Cluster:
         self._outgoing: list[tuple[bytes, bytes]] = []
         self._flushing: asyncio.Task[None] | None = None
         self.lease_listeners: list[Callable[[str, str], None]] = []
+        self.hub_id = uuid.uuid4().bytes  # tags this hub's presence messages
         self.connected = False
         self.received = 0
         self.dropped = 0  # by fault injection
@@ -165,17 +180,24 @@ class Cluster:
 
     def publish(self, room: str, seq: int, data: bytes) -> None:
         """Announces a committed log entry to the other hubs (batched, fire and forget)."""
+        self._publish(ROOM_CHANNEL + room.encode(), encode_entry(seq, data))
+
+    def publish_presence(self, room: str, awareness: bytes) -> None:
+        """Relays presence changes of this hub's clients to the other hubs."""
+        self._publish(PRESENCE_CHANNEL + room.encode(), bytes([_ENTRIES]) + self.hub_id + awareness)
+
+    def _ask_presence(self, room: str) -> None:
+        self._publish(PRESENCE_CHANNEL + room.encode(), bytes([_QUERY]) + self.hub_id)
+
+    def _publish(self, channel: bytes, payload: bytes) -> None:
         if self._redis is None:
             return
-        self._outgoing.append((ROOM_CHANNEL + room.encode(), encode_entry(seq, data)))
+        self._outgoing.append((channel, payload))
         self._kick()
 
     def publish_lease(self, room: str, name: str) -> None:
         """Tells every hub that lease `name` of `room` changed (its waiters look again)."""
-        if self._redis is None:
-            return
-        self._outgoing.append((LEASE_CHANNEL + room.encode(), name.encode()))
-        self._kick()
+        self._publish(LEASE_CHANNEL + room.encode(), name.encode())
 
     def _kick(self) -> None:
         if self._flushing is None or self._flushing.done():
@@ -209,7 +231,9 @@ class Cluster:
                 await pubsub.psubscribe(LEASE_CHANNEL + b"*")
                 watched = set(self._rooms())
                 for room in watched:
-                    await pubsub.subscribe(ROOM_CHANNEL + room.encode())
+                    await pubsub.subscribe(
+                        ROOM_CHANNEL + room.encode(), PRESENCE_CHANNEL + room.encode()
+                    )
                 if attempt or self.reconnects:
                     log.info("redis link up", extra={"rooms": len(watched)})
                 self.connected = True
@@ -218,11 +242,11 @@ class Cluster:
                 while True:
                     while not self._changes.empty():
                         add, room = self._changes.get_nowait()
-                        channel = ROOM_CHANNEL + room.encode()
+                        channels = (ROOM_CHANNEL + room.encode(), PRESENCE_CHANNEL + room.encode())
                         if add:
-                            await pubsub.subscribe(channel)
+                            await pubsub.subscribe(*channels)
                         else:
-                            await pubsub.unsubscribe(channel)
+                            await pubsub.unsubscribe(*channels)
                     message = await pubsub.get_message(timeout=0.05)
                     if message is not None:
                         self._receive(message)
@@ -250,12 +274,18 @@ class Cluster:
             # Subscribed: what was committed before this instant is in the log.
             self.catch_up(channel[len(ROOM_CHANNEL) :].decode(errors="replace"))
             return
+        if kind == "subscribe" and channel.startswith(PRESENCE_CHANNEL):
+            self._ask_presence(channel[len(PRESENCE_CHANNEL) :].decode(errors="replace"))
+            return
         if not isinstance(data, bytes):
             return
         if kind == "pmessage" and channel.startswith(LEASE_CHANNEL):
             room = channel[len(LEASE_CHANNEL) :].decode(errors="replace")
             for listener in self.lease_listeners:
                 listener(room, data.decode(errors="replace"))
+            return
+        if kind == "message" and channel.startswith(PRESENCE_CHANNEL):
+            self._receive_presence(channel[len(PRESENCE_CHANNEL) :].decode(errors="replace"), data)
             return
         if kind != "message" or not channel.startswith(ROOM_CHANNEL):
             return
@@ -272,6 +302,17 @@ class Cluster:
             target.apply_stored(seq, update)
         if update is None or target.seqs.gap:
             self.catch_up(target.name, delay=0.0 if update is None else GAP_GRACE)
+
+    def _receive_presence(self, name: str, payload: bytes) -> None:
+        room = self._rooms().get(name)
+        if room is None or len(payload) < 17 or payload[1:17] == self.hub_id:
+            return
+        if payload[0] == _QUERY:
+            mine = room.local_presence()
+            if mine is not None:
+                self.publish_presence(name, mine)
+        elif payload[0] == _ENTRIES:
+            room.apply_presence(payload[1:17], payload[17:])
 
     # -- anti-entropy -------------------------------------------------------------------------
 

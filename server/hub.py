@@ -29,7 +29,7 @@ from crdtdoc.errors import (
 )
 from crdtdoc.protocol.messages import Auth, encode_message
 from crdtdoc.tokens import Grant, verify_token
-from server.cluster import Cluster
+from server.cluster import PRESENCE_TIMEOUT, Cluster
 from server.commit import GroupCommitter
 from server.config import HubConfig
 from server.coordination import Coordinator
@@ -362,10 +362,13 @@ class Hub:
                 log.info("room unloaded", extra={"room": name})
 
     def _check_peers(self) -> None:
-        """Disconnects peers that stopped reading or stayed silent past the idle timeout."""
+        """Disconnects peers that stopped reading or stayed silent past the idle timeout; drops
+        presence that other hubs stopped renewing."""
         now = time.monotonic()
         idle = self.config.idle_timeout
         for room in self.rooms.values():
+            if self.cluster is not None:
+                room.expire_remote_presence(now, PRESENCE_TIMEOUT)
             for peer in list(room.peers):
                 if peer.check_stuck(now):
                     continue

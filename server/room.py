@@ -94,6 +94,7 @@ class Room:
         self._snapshot_seq = 0
         self._compacting = False
         self._own_durable = asyncio.Event()  # set whenever all own appends are durable
+        self._remote_presence: dict[int, float] = {}  # client id -> last heard (other hubs)
         self._coordinator = coordinator
         self._limits = limits
         self.owners: dict[int, str] = {}  # client id -> the identity that introduced it
@@ -171,6 +172,8 @@ class Room:
                 self.awareness[client] = gone[-1]
         if gone:
             self._broadcast(self._awareness_message(gone), exclude=peer)
+            if self._cluster is not None:
+                self._cluster.publish_presence(self.name, encode_awareness(gone))
 
     def receive(self, peer: Peer, data: bytes) -> None:
         """Handles one message from `peer`. Raises `RemoteError` (close the connection) for bad
@@ -485,6 +488,65 @@ class Room:
             accepted.append(entry)
         if accepted:
             self._broadcast(self._awareness_message(accepted), exclude=peer)
+            if self._cluster is not None:
+                self._cluster.publish_presence(self.name, encode_awareness(accepted))
+
+    # -- presence relayed between hubs (with a cluster) -------------------------------------
+
+    def apply_presence(self, hub: bytes, data: bytes) -> None:
+        """Presence changes of another hub's clients: taken unless a client here owns the id."""
+        try:
+            entries = decode_awareness(data, max_state_bytes=self._config.max_awareness_bytes)
+        except CrdtdocError as exc:
+            log.warning(
+                "bad presence from another hub", extra={"room": self.name, "error": str(exc)}
+            )
+            return
+        local = self._local_awareness_clients()
+        accepted = []
+        now = time.monotonic()
+        for entry in entries:
+            current = self.awareness.get(entry.client)
+            if entry.client in local:
+                continue
+            if current is not None and not (
+                entry.clock > current.clock
+                or (entry.clock == current.clock and entry.removed and not current.removed)
+            ):
+                if current.clock == entry.clock and not entry.removed:
+                    self._remote_presence[entry.client] = now  # a renewal we already had
+                continue
+            self.awareness[entry.client] = entry
+            if entry.removed:
+                self._remote_presence.pop(entry.client, None)
+            else:
+                self._remote_presence[entry.client] = now
+            accepted.append(entry)
+        if accepted:
+            self._broadcast(self._awareness_message(accepted))
+
+    def local_presence(self) -> bytes | None:
+        """The presence of this hub's own clients, encoded (None if nobody is present)."""
+        local = self._local_awareness_clients()
+        mine = [e for e in self._present() if e.client in local]
+        return encode_awareness(mine) if mine else None
+
+    def expire_remote_presence(self, now: float, timeout: float) -> None:
+        """Removes presence another hub stopped renewing (it died, or lost its clients)."""
+        gone = []
+        for client, heard in list(self._remote_presence.items()):
+            entry = self.awareness.get(client)
+            if now - heard <= timeout or entry is None:
+                continue
+            del self._remote_presence[client]
+            if not entry.removed:
+                gone.append(AwarenessEntry(client, entry.clock + 1, "null"))
+                self.awareness[client] = gone[-1]
+        if gone:
+            self._broadcast(self._awareness_message(gone))
+
+    def _local_awareness_clients(self) -> set[int]:
+        return {client for peer in self.peers for client in peer.awareness_clients}
 
     def _present(self) -> list[AwarenessEntry]:
         return [e for e in self.awareness.values() if not e.removed]

@@ -4,6 +4,8 @@
 //   node driver.mjs URL ROOM CLIENTS burst EDITS_PER_CLIENT
 //   node driver.mjs URL ROOM CLIENTS rate EDITS_PER_SECOND SECONDS
 //
+// URL may list several hubs serving the same rooms, comma-separated: client i joins hub i mod k.
+//
 // Every edit appends a unique tag "<client.seq>" to the Y.Text "t". The driver notes when each tag
 // was written and when each other client first sees it (edit-to-visible latency), and stops when
 // every client has every tag (converged) or after a time limit.
@@ -12,6 +14,7 @@ import { WebsocketProvider } from 'y-websocket'
 import WebSocket from 'ws'
 
 const [url, room, clientsArg, mode, a, b] = process.argv.slice(2)
+const urls = url.split(',')
 const n = Number(clientsArg)
 const LIMIT_MS = 180_000
 const sentAt = new Map()
@@ -31,7 +34,7 @@ const until = (pred, ms) => new Promise((resolve, reject) => {
 })
 for (let i = 0; i < n; i++) {
   const doc = new Y.Doc()
-  const provider = new WebsocketProvider(url, room, doc, { WebSocketPolyfill: WebSocket, disableBc: true })
+  const provider = new WebsocketProvider(urls[i % urls.length], room, doc, { WebSocketPolyfill: WebSocket, disableBc: true })
   const text = doc.getText('t')
   text.observe((event) => {
     const now = performance.now()

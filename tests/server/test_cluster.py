@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import time
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -297,3 +298,52 @@ def test_a_write_fenced_with_an_old_token_is_refused_by_another_hub(
             await b.close()
 
     run(body(), timeout=60)
+
+
+# -- presence across hubs ----------------------------------------------------------------------
+
+
+async def peers_become(
+    replica: crdtdoc.ConnectedReplica, agents: list[str], timeout: float = 10.0
+) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while sorted(p.agent or "" for p in replica.peers()) != agents:
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"{replica.agent} sees {replica.peers()}, expected {agents}")
+        await asyncio.sleep(0.05)
+
+
+def test_presence_is_relayed_between_hubs_and_expires_with_its_hub(
+    pg_url: str, redis: RedisServer
+) -> None:
+    async def body() -> None:
+        async with running_cluster(pg_url, redis.url, 3) as hubs:
+            a = crdtdoc.connect(hubs[0].url + "/team", agent="alice", backoff=FAST)
+            b = crdtdoc.connect(hubs[1].url + "/team", agent="bob", backoff=FAST)
+            await a.start()
+            await b.start()
+            await peers_become(b, ["alice"])
+            a.set_presence(status="reviewing", task="t-9")
+            for _ in range(100):
+                if [(p.status, p.task) for p in b.peers()] == [("reviewing", "t-9")]:
+                    break
+                await asyncio.sleep(0.05)
+            assert [(p.status, p.task) for p in b.peers()] == [("reviewing", "t-9")]
+            # A hub that starts serving the room later asks the others who is there.
+            async with crdtdoc.connect(hubs[2].url + "/team", agent="carol") as c:
+                await peers_become(c, ["alice", "bob"])
+            await a.close()  # leaving is relayed too
+            await peers_become(b, [])
+            # Presence from a hub that stops renewing (it died) expires after 30 s.
+            a = crdtdoc.connect(hubs[0].url + "/team", agent="alice", backoff=FAST)
+            await a.start()
+            await peers_become(b, ["alice"])
+            room = hubs[1].rooms["team"]
+            room.expire_remote_presence(time.monotonic() + 10, 30.0)
+            assert [p.agent for p in b.peers()] == ["alice"]  # not yet
+            room.expire_remote_presence(time.monotonic() + 31, 30.0)
+            await peers_become(b, [])
+            await a.close()
+            await b.close()
+
+    run(body(), timeout=90)
