@@ -106,7 +106,7 @@ class SharedRoom(Protocol):
     name: str
     seqs: SeqTracker
 
-    def apply_stored(self, seq: int, data: bytes) -> None: ...
+    def apply_stored(self, seq: int, data: bytes) -> bool: ...
 
     def apply_fetched(self, fetched: Fetched) -> None: ...
 
@@ -298,10 +298,10 @@ class Cluster:
         if target is None or entry is None:
             return
         seq, update = entry
-        if update is not None:
-            target.apply_stored(seq, update)
-        if update is None or target.seqs.gap:
-            self.catch_up(target.name, delay=0.0 if update is None else GAP_GRACE)
+        if update is None or not target.apply_stored(seq, update):
+            self.catch_up(target.name)  # announced only, or damaged: read it from the log
+        elif target.seqs.gap:
+            self.catch_up(target.name, delay=GAP_GRACE)
 
     def _receive_presence(self, name: str, payload: bytes) -> None:
         room = self._rooms().get(name)

@@ -83,6 +83,7 @@ class Hub:
             config.updates_per_second, config.update_bytes_per_second, config.awareness_per_second
         )
         self.started = time.time()
+        self._closed = False
 
     @property
     def committer(self) -> GroupCommitter:
@@ -172,7 +173,11 @@ class Hub:
             self.cluster.publish(name, seq, data)
 
     async def close(self) -> None:
-        """Stops accepting, closes every connection (1001), writes what is queued."""
+        """Stops accepting, closes every connection (1001), writes what is queued. Closing
+        twice does nothing more."""
+        if self._closed:
+            return
+        self._closed = True
         if self._janitor is not None:
             self._janitor.cancel()
         if self._server is not None:

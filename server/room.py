@@ -52,7 +52,7 @@ from crdtdoc.protocol.messages import (
 )
 from crdtdoc.protocol.session import SyncSession
 from crdtdoc.replica import Replica, ReplicaLimits
-from crdtdoc.roots import ARTIFACTS_ROOT
+from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT
 from crdtdoc.updates import ParsedUpdate, parse_update
 from crdtdoc.versions import Version
 from server.access import BOOKKEEPING, RootIndex, check_agent_entries
@@ -575,6 +575,9 @@ class Room:
         """The replica committed `update`: log it, fan it out (encoded once), maybe compact."""
         if self._cluster is not None and self.replica.commit_origin is FROM_LOG:
             self._committer.touch(self.name, self._taken)  # stored already: durable now
+            if AGENTS_ROOT.encode() in update:  # bind ids registered through other hubs
+                for client, agent in self.replica.agents().items():
+                    self.owners.setdefault(client, agent)
         else:
             self._seq += 1
             self._committer.append(self.name, self._seq, update, self._taken)
@@ -633,17 +636,24 @@ class Room:
 
     # -- the shared log (with a cluster) ---------------------------------------------------
 
-    def apply_stored(self, seq: int, data: bytes) -> None:
-        """Applies log entry `seq`, stored by any hub (ignored if already applied)."""
-        if not self.seqs.add(seq):
-            return
+    def apply_stored(self, seq: int, data: bytes) -> bool:
+        """Applies log entry `seq`, stored by any hub (ignored if already applied). False if
+        `data` does not even parse (damaged on the way): the entry must be read from the log."""
+        if seq <= self.seqs.applied or seq in self.seqs.ahead:
+            return True
         try:
-            self.replica.apply_update(data, origin=FROM_LOG)
+            parsed = parse_update(data)
+        except CrdtdocError:
+            return False
+        self.seqs.add(seq)
+        try:
+            self.replica.apply_update(data, parsed=parsed, origin=FROM_LOG)
         except CrdtdocError as exc:
             log.error(
                 "a stored update was refused",
                 extra={"room": self.name, "seq": seq, "error": str(exc)},
             )
+        return True
 
     def apply_fetched(self, fetched: Fetched) -> None:
         """Applies what a catch-up read from the log: the snapshot, if any, then entries."""

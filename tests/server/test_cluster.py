@@ -347,3 +347,74 @@ def test_presence_is_relayed_between_hubs_and_expires_with_its_hub(
             await b.close()
 
     run(body(), timeout=90)
+
+
+def test_client_ids_registered_on_one_hub_cannot_be_taken_on_another(
+    pg_url: str, redis: RedisServer
+) -> None:
+    from crdtdoc.protocol.messages import SyncUpdate, encode_message
+    from tests.server.test_security import SECRET, closed_with, raw, token
+    from tests.test_updates import _string_item, _update
+
+    async def body() -> None:
+        async with running_cluster(pg_url, redis.url, 2, secret=SECRET) as hubs:
+            # bob first: hub 1 has the room loaded before alice registers through hub 0.
+            bob = crdtdoc.connect(hubs[1].url + "/p", agent="bob", token=token("bob"))
+            await bob.start()
+            alice = crdtdoc.connect(
+                [hubs[0].url + "/p", hubs[1].url + "/p"],
+                agent="alice",
+                token=token("alice"),
+                backoff=FAST,
+            )
+            await alice.start()
+            alice.document("d").insert(0, "alice 1;")
+            await alice.flush()
+            await bob.wait_for(alice.version(), timeout=10)
+            victim, clock = alice.client_id, alice.version().clocks[alice.client_id]
+            ws, _ = await raw(hubs[1].url + "/p", "mallory")  # on the other hub
+            await ws.send(
+                encode_message(SyncUpdate(_update(victim, clock, _string_item(b"forged"))))
+            )
+            code, reason, _ = await closed_with(ws)
+            assert code == 4403 and "belongs to alice" in reason
+            await hubs[0].close()  # alice fails over and keeps her ids on hub 1
+            alice.document("d").append("alice 2;")
+            await alice.flush(timeout=20)
+            assert alice.url.startswith(hubs[1].url) and alice.refused is None
+            await bob.wait_for(alice.version(), timeout=10)
+            assert bob.document("d").read() == "alice 1;alice 2;"
+            await alice.close()
+            await bob.close()
+
+    run(body(), timeout=90)
+
+
+def test_damaged_redis_messages_are_ignored_and_read_from_the_log(
+    pg_url: str, redis: RedisServer
+) -> None:
+    import redis as redis_client
+
+    async def body() -> None:
+        async with running_cluster(pg_url, redis.url, 2, anti_entropy_seconds=60.0) as hubs:
+            a, b = await spread_agents(hubs, "damaged", 1)
+            a.document("text").insert(0, "before;")
+            await a.flush()
+            await converged([a, b])
+            room = hubs[1].rooms["damaged"]
+            position = room.seqs.applied
+            assert not room.apply_stored(position + 1, b"\x01\x02junk")  # not taken as applied
+            assert room.seqs.applied == position and not room.seqs.ahead
+            publisher = redis_client.Redis.from_url(redis.url)
+            for junk in (b"", b"\x07" + bytes(20), b"\x00" + (position + 1).to_bytes(8, "big")):
+                publisher.publish(b"crdtdoc:room:damaged", junk)
+                publisher.publish(b"crdtdoc:presence:damaged", junk)
+            publisher.close()
+            a.document("text").append("after;")
+            await a.flush()
+            await converged([a, b])  # the damaged entry was read from the log instead
+            assert b.document("text").read() == "before;after;"
+            await a.close()
+            await b.close()
+
+    run(body(), timeout=60)
