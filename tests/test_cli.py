@@ -81,3 +81,18 @@ def test_serve_refuses_a_bad_setting_with_a_clear_message() -> None:
     assert result.returncode == 1
     assert b"max_rooms must be at least 1" in result.stderr
     assert b"Traceback" not in result.stderr
+
+
+def test_serve_explains_an_unreachable_postgresql_store_and_hides_the_password() -> None:
+    result = _run("serve", "--port", "0", "--store", "postgresql://bob:hunter2@127.0.0.1:1/rooms")
+    assert result.returncode == 1
+    assert b"cannot open the PostgreSQL store postgresql://bob:***@127.0.0.1:1/rooms" in (
+        result.stderr
+    )
+    assert b"hunter2" not in result.stderr and b"Traceback" not in result.stderr
+
+
+def test_serve_refuses_redis_without_a_shared_store() -> None:
+    result = _run("serve", "--port", "0", "--redis", "redis://127.0.0.1:6379/0")
+    assert result.returncode == 1
+    assert b"--redis connects hubs that share a PostgreSQL --store" in result.stderr
