@@ -7,6 +7,7 @@ sets holding the same ids compare equal.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator, Mapping
 
 from crdtdoc.encoding import Decoder, Encoder
@@ -51,9 +52,16 @@ class IdSet:
                 rs[-1] = (rs[-1][0], end)
             else:
                 rs.append((start, end))
-        else:
-            rs.append((start, end))
-            self._ranges[client] = _normalize(rs)
+        else:  # in the middle: merge with the neighbours it touches (O(log n) to find them)
+            lo = bisect.bisect_left(rs, (start,))
+            if lo and rs[lo - 1][1] >= start:
+                lo -= 1
+            hi = lo
+            while hi < len(rs) and rs[hi][0] <= end:
+                hi += 1
+            if hi > lo:
+                start, end = min(start, rs[lo][0]), max(end, rs[hi - 1][1])
+            rs[lo:hi] = [(start, end)]
 
     @property
     def ranges(self) -> dict[int, list[Range]]:

@@ -28,6 +28,7 @@ from crdtdoc.errors import (
     StaleRead,
 )
 from crdtdoc.idset import IdSet
+from crdtdoc.rootindex import RootIndex
 from crdtdoc.roots import (
     AGENTS_ROOT,
     ARTIFACTS_ROOT,
@@ -167,6 +168,11 @@ class Replica:
         }
         self._artifact_kinds: dict[str, str] = {}  # name -> kind, as used through this replica
         self._recorded_kinds: set[str] = set()  # names whose kind this replica has written
+        self.generation = 0
+        self._texts: dict[str, tuple[int, str]] = {}  # root -> (generation, its text then)
+        self._roots: RootIndex | None = None  # built on first use, then kept up to date
+        """Counts commits (local and remote): equal generations mean an unchanged document, which
+        lets `Document` keep its text between edits instead of reading it whole each time."""
         self._doc = self._new_doc()
 
     # -- identity --------------------------------------------------------------------------
@@ -338,11 +344,37 @@ class Replica:
         if since.compare(self.version()) in ("equal", "after"):
             return []  # nothing arrived since (the common case: no feed to compute)
         wanted = set(names)
+        if wanted and not self._others_touched(since, wanted, client_id):
+            return []  # others changed only other artifacts: no feed to compute either
         return [
             c
             for c in self._changes(since)
             if c.client_id != client_id and (not wanted or c.artifact in wanted)
         ]
+
+    def root_index(self) -> RootIndex:
+        """Which artifact every item lives under (built on first use, then kept up to date)."""
+        self._sync_point()
+        if self._roots is None:
+            index = RootIndex()
+            index.add(parse_update(self._doc.get_update(), details=True).items or [])
+            self._roots = index
+        return self._roots
+
+    def _others_touched(self, since: Version, names: set[str], client_id: int) -> bool:
+        """Whether ids added or deleted since `since` (added by clients other than `client_id`)
+        may belong to the artifacts `names`: a cheap, conservative test (ids whose artifact is
+        unknown count as touching)."""
+        index = self.root_index()
+        now = self.version()
+        touched: set[str | None] = set()
+        for client, end in now.clocks.items():
+            start = since.clocks.get(client, 0)
+            if client != client_id and end > start:
+                touched |= index.roots_of_range(client, start, end)
+        for client, start, end in now.deleted.difference(since.deleted):
+            touched |= index.roots_of_range(client, start, end)  # whoever deleted them
+        return None in touched or bool(touched & names)
 
     def _after_local_commit(self, start: int) -> None:
         self._record_deletions(start)
@@ -654,6 +686,12 @@ class Replica:
             for client, s in structs.items():
                 if s.end > state.get(client, 0):
                     state[client] = s.end
+        self.generation += 1
+        if self._roots is not None:
+            try:
+                self._roots.add(parse_update(update, details=True).items or [])
+            except CrdtdocError:
+                self._roots = None  # rebuilt from the document when next needed
         # The transaction's own delete set: it includes deletions made while integrating (the
         # loser of two concurrent writes to one map key), which the update's bytes do not list.
         delete_set: bytes = getattr(event, "delete_set")  # noqa: B009
@@ -682,6 +720,8 @@ class Replica:
     def _reset(self) -> None:
         """Drops everything (content, buffer, log) and continues empty under a fresh client id:
         how a replica whose writes were refused resyncs to exactly the hub's state."""
+        self.generation += 1
+        self._roots = None
         self._client_id = new_client_id(avoid=set(self._state))
         self._state = {}
         self._deleted = IdSet()
@@ -704,6 +744,8 @@ class Replica:
 
     def _rebuild(self) -> None:
         """Replaces the document with one rebuilt from the checkpoint and the committed log."""
+        self.generation += 1
+        self._roots = None
         log = self._log
         doc: Doc[Any] = Doc(client_id=self._client_id)
         if self._checkpoint:

@@ -55,7 +55,7 @@ from crdtdoc.replica import Replica, ReplicaLimits
 from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT
 from crdtdoc.updates import ParsedUpdate, parse_update
 from crdtdoc.versions import Version
-from server.access import BOOKKEEPING, RootIndex, check_agent_entries
+from server.access import BOOKKEEPING, check_agent_entries
 from server.cluster import Cluster, SeqTracker
 from server.commit import GroupCommitter, StoredRoom
 from server.config import HubConfig
@@ -99,7 +99,6 @@ class Room:
         self._limits = limits
         self.owners: dict[int, str] = {}  # client id -> the identity that introduced it
         self.size_bytes = 0
-        self._roots: RootIndex | None = None  # built when a check first needs it
         self._frozen: frozenset[str] | None = None
         self.replica = Replica(agent="hub", limits=HUB_LIMITS)
         self.peers: dict[Peer, SyncSession] = {}
@@ -248,7 +247,7 @@ class Room:
                         "own client ids"
                     )
         if frozen or scoped or identity is not None:
-            index = self._root_index()
+            index = self.replica.root_index()
             new_items = [
                 i for i in parsed.items or [] if i.clock + i.length > state.get(i.client, 0)
             ]
@@ -290,13 +289,6 @@ class Room:
                     continue
             self._frozen = frozenset(frozen)
         return self._frozen
-
-    def _root_index(self) -> RootIndex:
-        if self._roots is None:
-            index = RootIndex()
-            index.add(parse_update(self.replica.encode_update(), details=True).items or [])
-            self._roots = index
-        return self._roots
 
     def _receive_extension(self, peer: Peer, message: Extension) -> None:
         ext = decode_extension(message)
@@ -586,8 +578,6 @@ class Room:
         self.size_bytes += len(update)
         if b"frozen" in update or ARTIFACTS_ROOT.encode() in update:
             self._frozen = None  # a spec may have been frozen (a cheap, conservative test)
-        if self._roots is not None:
-            self._roots.add(parse_update(update, details=True).items or [])
         origin = self._origin
         exclude = origin[0] if origin is not None and origin[1] == update else None
         self._broadcast(encode_message(SyncUpdate(update)), exclude=exclude)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import crdtdoc
 from crdtdoc import Change, Replica
@@ -82,3 +84,41 @@ def test_observe_reports_local_and_remote_changes_until_unsubscribed() -> None:
     a.document("d").insert(0, "after")
     sync(a, b)
     assert len(seen) == 2
+
+
+@settings(max_examples=60)
+@given(st.lists(st.tuples(st.sampled_from(["alice", "bob"]), st.integers(0, 5)), max_size=25))
+def test_the_quick_staleness_test_agrees_with_the_full_change_feed(
+    steps: list[tuple[str, int]],
+) -> None:
+    """`changes_by_others` skips the change feed when the root index shows that others touched
+    none of the artifacts asked about; it must give what the full feed gives."""
+    replicas = {"alice": Replica("alice"), "bob": Replica("bob")}
+    alice = replicas["alice"]
+    marks = [alice.version()]
+    for who, what in steps:
+        r = replicas[who]
+        if what == 0:
+            r.document("design").insert(0, f"{who} ")
+        elif what == 1:
+            r.tasks("backlog").add(f"task by {who}")
+        elif what == 2:
+            r.spec("api").set("getUser", who)
+        elif what == 3 and r.document("design").read():
+            r.document("design").delete(0, 1)
+        elif what == 4:
+            tasks = r.tasks("backlog").list()
+            if tasks:
+                r.tasks("backlog").note(tasks[0].id, f"note by {who}")
+        other = replicas["bob" if who == "alice" else "alice"]
+        other.apply_update(r.encode_update(since=other.version()))
+        marks.append(alice.version())
+    for since in marks:
+        for names in ({"design"}, {"backlog"}, {"api"}, {"design", "api"}):
+            full = [
+                c.describe()
+                for c in alice._changes(since)
+                if c.client_id != alice.client_id and c.artifact in names
+            ]
+            quick = [c.describe() for c in alice.changes_by_others(since, names, alice.client_id)]
+            assert quick == full

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -48,3 +50,17 @@ def test_encoding_round_trips(a: list[tuple[int, int, int]]) -> None:
 def test_clip_to_keeps_only_known_ids() -> None:
     s = IdSet({1: [(0, 10)], 2: [(5, 8)]})
     assert s.clip_to({1: 4}).ranges == {1: [(0, 4)]}
+
+
+@given(st.lists(st.tuples(st.integers(0, 60), st.integers(0, 8)), max_size=40))
+def test_adding_ranges_in_any_order_keeps_them_sorted_disjoint_and_merged(
+    ranges: list[tuple[int, int]],
+) -> None:
+    ids = IdSet()
+    for start, length in ranges:
+        ids.add(7, start, start + length)
+    covered = {c for start, length in ranges for c in range(start, start + length)}
+    out = ids.client_ranges(7)
+    assert {c for start, end in out for c in range(start, end)} == covered
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(out))  # disjoint, not adjacent
+    assert all(start < end for start, end in out)

@@ -50,7 +50,23 @@ class Document:
 
     def read(self) -> str:
         """The current text."""
-        return str(self._text())
+        shared = self._text()  # first: a sync point may apply updates that arrived
+        replica = self._replica
+        cached = replica._texts.get(self._name)
+        if cached is not None and cached[0] == replica.generation and not replica._txn_depth:
+            return cached[1]
+        text = str(shared)
+        if not replica._txn_depth:
+            replica._texts[self._name] = (replica.generation, text)
+        return text
+
+    def _remember(self, before: int, commits: int, text: str) -> None:
+        """After an edit of ours: `text` is the text now if exactly `commits` commits happened
+        since generation `before` (a listener editing meanwhile, or an enclosing transaction,
+        and the text is read afresh next time)."""
+        replica = self._replica
+        if not replica._txn_depth and replica.generation == before + commits:
+            replica._texts[self._name] = (replica.generation, text)
 
     def __str__(self) -> str:
         return self.read()
@@ -69,8 +85,10 @@ class Document:
         _check_index(index, len(current), "insert index")
         if not text:
             return
+        before = self._replica.generation
         with self._editing() as shared:
             shared.insert(_byte_offset(current, index), text)
+        self._remember(before, 1, current[:index] + text + current[index:])
 
     def append(self, text: str) -> None:
         """Inserts `text` at the end."""
@@ -90,8 +108,11 @@ class Document:
             return
         start = _byte_offset(current, index)
         end = start + len(current[index : index + length].encode("utf-8"))
+        before = self._replica.generation
         with self._editing() as shared:
             del shared[start:end]
+        # Two commits: the deletion, then its record in the deletions log.
+        self._remember(before, 2, current[:index] + current[index + length :])
 
     def write(self, new_text: str) -> None:
         """Makes the text equal `new_text` through the minimal inserts and deletes.

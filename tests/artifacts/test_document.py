@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pycrdt import Text
 
 import crdtdoc
 from crdtdoc import CrdtdocError, InvalidIndex, Replica
@@ -129,3 +130,54 @@ def test_replace_says_clearly_when_the_text_is_absent_or_ambiguous() -> None:
     assert doc.read() == "1\ntwo\none\n"
     with pytest.raises(crdtdoc.CrdtdocError, match="non-empty"):
         doc.replace("", "x")
+
+
+def _fresh(replica: Replica, name: str = "d") -> str:
+    """The text read straight from the pycrdt document, bypassing what `read()` keeps."""
+    return str(replica._doc.get(name, type=Text))
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["insert", "delete", "remote", "txn", "listener"]),
+            st.integers(0, 50),
+            st.sampled_from(["a", "é", "😀", "xyz\n"]),
+        ),
+        max_size=40,
+    )
+)
+def test_the_text_kept_between_edits_always_equals_the_document(
+    steps: list[tuple[str, int, str]],
+) -> None:
+    """`read()` keeps the text between edits; whatever happens (remote updates, transactions,
+    a listener editing in the middle of an edit), it must equal a fresh read of the document."""
+    alice, bob = Replica("alice"), Replica("bob")
+    doc = alice.document("d")
+    for kind, number, text in steps:
+        current = doc.read()
+        if kind == "insert":
+            doc.insert(number % (len(current) + 1), text)
+        elif kind == "delete" and current:
+            doc.delete(number % len(current), 1)
+        elif kind == "remote":
+            bob.apply_update(alice.encode_update())
+            bob.document("d").insert(0, text)
+            alice.apply_update(bob.encode_update())
+        elif kind == "txn":
+            with alice.transaction():
+                doc.insert(0, text)
+                assert doc.read() == _fresh(alice)
+                doc.insert(len(doc.read()), text)
+        elif kind == "listener":
+            once = [True]
+
+            def edit_again(update: bytes, local: bool, once: list[bool] = once) -> None:
+                if once[0] and local:
+                    once[0] = False
+                    alice.document("d").insert(0, "L")
+
+            stop = alice.on_update(edit_again)
+            doc.insert(0, text)
+            stop()
+        assert doc.read() == _fresh(alice)
