@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.hub_load import (
+    CORE_SCENARIOS,
     DRIVER_DIR,
     RESULTS,
     SCENARIOS,
@@ -329,7 +330,7 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("node") is None or not (DRIVER_DIR / "node_modules" / "yjs").is_dir():
         sys.exit("needs node and `npm ci --prefix benchmarks/hub_load`")
-    scenarios = args.scenario or list(SCENARIOS)
+    scenarios = args.scenario or CORE_SCENARIOS
     raw: dict[str, dict[str, list[dict[str, object]]]] = {
         s: {c: [] for c in CONFIGS} for s in scenarios
     }
@@ -391,6 +392,9 @@ def main() -> None:
         "# Several hubs on PostgreSQL + Redis (see cluster_load.json for every run)\n\n" + table
     )
     plot(load, RESULTS / "cluster_load.png")
+    from benchmarks.report import write_results
+
+    write_results()
     print(table)
 
 

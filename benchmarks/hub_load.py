@@ -1,19 +1,23 @@
 """The hub under load, against its peers, driven by the same stock Yjs clients.
 
-Every hub is driven by the same Node process of `yjs` + `y-websocket` providers
-(`hub_load/driver.mjs`), so the comparison is between hubs, not clients. In one invocation it runs:
+Every hub is driven by the same Node process of `yjs` clients (`hub_load/driver.mjs`; y-websocket
+providers, or Hocuspocus's own provider for Hocuspocus), so the comparison is between hubs, not
+clients. In one invocation it runs:
 
 - crdtdoc: `crdtdoc serve` (validating every update, acknowledging only after the SQLite commit);
 - y-websocket: the npm `@y/websocket-server` reference server (in memory, no persistence);
+- hocuspocus: the npm `@hocuspocus/server` (in memory, no persistence extension);
 - pycrdt-websocket: `pycrdt.websocket.WebsocketServer` on `websockets` (in memory).
 
-Scenarios: 10 clients x 1,000 edits as fast as they go (burst), and 50 clients at 2 edits/s each
-(rate). Reported per hub: time to converge, updates/s through the hub, edit-to-visible latency
-p50/p99 at the other clients, hub CPU seconds and peak RSS. Each figure is the median of
-`--repeat` runs (3 by default), hubs interleaved run by run so machine noise hits all alike.
+Scenarios: 10 and 50 clients editing as fast as they go (burst) and paced (rate), and "agent
+flushes": 50 clients each sending one 300 KB update at a random moment within 20 s while one
+client types 10 edits/s. Reported per hub: time to converge, updates/s through the hub,
+edit-to-visible latency p50/p99 at the other clients (and the typist's p99 during flushes), hub
+CPU seconds and peak RSS, and crdtdoc's ratio to each peer. Each figure is the median of
+`--repeat` runs, hubs interleaved run by run so machine noise hits all alike.
 
 Setup: `pip install -e '.[bench]' && npm ci --prefix benchmarks/hub_load`.
-Run: `python -m benchmarks.hub_load` (results in benchmarks/results/hub_load.json and .md).
+Run: `python -m benchmarks hub_load` (results in benchmarks/results/hub_load.json, .md, .png).
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import socket
@@ -38,8 +41,12 @@ RESULTS = HERE / "results"
 
 SCENARIOS = {
     "burst-10x1000": ["10", "burst", "1000"],
+    "burst-50x100": ["50", "burst", "100"],
+    "rate-10x5/s": ["10", "rate", "5", "20"],
     "rate-50x2/s": ["50", "rate", "2", "20"],
+    "flush-50x300KB": ["50", "flush", "300", "20"],
 }
+CORE_SCENARIOS = ["burst-10x1000", "rate-50x2/s"]  # what cluster_load reuses
 
 
 def free_port() -> int:
@@ -55,6 +62,8 @@ def hub_command(hub: str, port: int, db: str) -> list[str]:
     if hub == "y-websocket":
         server = DRIVER_DIR / "node_modules" / "@y" / "websocket-server" / "src" / "server.js"
         return ["node", str(server)]
+    if hub == "hocuspocus":
+        return ["node", str(DRIVER_DIR / "hocuspocus_server.mjs")]
     return [sys.executable, str(DRIVER_DIR / "pycrdt_websocket_server.py"), str(port)]
 
 
@@ -92,6 +101,9 @@ def run_once(hub: str, scenario: str, tmp: str) -> dict[str, object]:
         wait_listening(port, proc)
         cpu0 = cpu_seconds(proc.pid)
         room = f"bench-{port}"
+        driver_env = dict(os.environ)
+        if hub == "hocuspocus":
+            driver_env["CRDTDOC_PROVIDER"] = "hocuspocus"
         out = subprocess.run(
             [
                 "node",
@@ -104,6 +116,7 @@ def run_once(hub: str, scenario: str, tmp: str) -> dict[str, object]:
             text=True,
             timeout=400,
             check=False,
+            env=driver_env,
         )
         if out.returncode != 0 or not out.stdout.strip():
             raise RuntimeError(f"driver failed: {out.stderr[-2000:]}")
@@ -124,7 +137,15 @@ def median_of(runs: list[dict[str, object]]) -> dict[str, object]:
         "runs": len(runs),
         "all_converged": all(r["converged"] for r in runs),
     }
-    for key in ("seconds", "updates_per_s", "p50_ms", "p99_ms", "hub_cpu_s", "hub_peak_rss_mib"):
+    for key in (
+        "seconds",
+        "updates_per_s",
+        "p50_ms",
+        "p99_ms",
+        "typist_p99_ms",
+        "hub_cpu_s",
+        "hub_peak_rss_mib",
+    ):
         values = [float(r[key]) for r in runs if r.get(key) is not None]  # type: ignore[arg-type]
         summary[key] = round(statistics.median(values), 3) if values else None
     return summary
@@ -133,17 +154,47 @@ def median_of(runs: list[dict[str, object]]) -> dict[str, object]:
 def markdown(results: dict[str, dict[str, dict[str, object]]]) -> str:
     lines = [
         "| scenario | hub | converged | time to converge (s) | updates/s | p50 (ms) | p99 (ms) "
-        "| hub CPU (s) | hub peak RSS (MiB) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| typist p99 (ms) | hub CPU (s) | hub peak RSS (MiB) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for scenario, hubs in results.items():
         for hub, s in hubs.items():
             lines.append(
                 f"| {scenario} | {hub} | {'yes' if s['all_converged'] else 'NO'} | {s['seconds']} "
-                f"| {s['updates_per_s']} | {s['p50_ms']} | {s['p99_ms']} | {s['hub_cpu_s']} "
+                f"| {s['updates_per_s']} | {s['p50_ms']} | {s['p99_ms']} "
+                f"| {s.get('typist_p99_ms') or '-'} | {s['hub_cpu_s']} "
                 f"| {s['hub_peak_rss_mib']} |"
             )
+    lines += ["", "## crdtdoc against each peer", "", *ratio_lines(results)]
     return "\n".join(lines) + "\n"
+
+
+def ratio_lines(results: dict[str, dict[str, dict[str, object]]]) -> list[str]:
+    """crdtdoc's updates/s and p99 as multiples of each peer's, per scenario."""
+    lines = [
+        "| scenario | peer | updates/s (crdtdoc / peer) | p99 (crdtdoc / peer) "
+        "| CPU (crdtdoc / peer) |",
+        "|---|---|---|---|---|",
+    ]
+    for scenario, hubs in results.items():
+        ours = hubs.get("crdtdoc")
+        if ours is None:
+            continue
+        for peer, theirs in hubs.items():
+            if peer == "crdtdoc":
+                continue
+            cells = []
+            for key in ("updates_per_s", "p99_ms", "hub_cpu_s"):
+                a, b = ours.get(key), theirs.get(key)
+                cells.append(
+                    f"{float(a) / float(b):.2f}x"  # type: ignore[arg-type]
+                    if a and b and theirs.get("all_converged")
+                    else "n/a (peer did not converge)"
+                    if not theirs.get("all_converged")
+                    else "-"
+                )
+            lines.append(f"| {scenario} | {peer} | {' | '.join(cells)} |")
+    return lines
 
 
 def plot(results: dict[str, dict[str, dict[str, object]]], path: Path) -> None:
@@ -183,6 +234,8 @@ def available_hubs() -> list[str]:
     hubs = ["crdtdoc"]
     if (DRIVER_DIR / "node_modules" / "@y" / "websocket-server").is_dir():
         hubs.append("y-websocket")
+    if (DRIVER_DIR / "node_modules" / "@hocuspocus" / "server").is_dir():
+        hubs.append("hocuspocus")
     try:
         import pycrdt.websocket  # noqa: F401
 
@@ -194,7 +247,7 @@ def available_hubs() -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=3, help="runs per hub and scenario")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per hub and scenario")
     parser.add_argument("--scenario", action="append", choices=list(SCENARIOS))
     parser.add_argument("--hub", action="append", help="only these hubs")
     parser.add_argument(
@@ -230,21 +283,40 @@ def main() -> None:
                     )
     results = {s: {h: median_of(runs) for h, runs in hubs_.items()} for s, hubs_ in raw.items()}
     RESULTS.mkdir(exist_ok=True)
-    report = {
-        "benchmark": "hub_load",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
-        "clients": "yjs 13.6.33 + y-websocket 3.1.0 providers in one Node process",
-        "scenarios": {s: SCENARIOS[s] for s in scenarios},
-        "median": results,
-        "runs": raw,
-    }
-    (RESULTS / "hub_load.json").write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown(results)
-    (RESULTS / "hub_load.md").write_text(
-        "# Hub load (median of runs; see hub_load.json for every run)\n\n" + table
-    )
     plot(results, RESULTS / "hub_load.png")
+    table = markdown(results)
+    headline = []
+    for scenario, by_hub in results.items():
+        ours = by_hub.get("crdtdoc")
+        peers = {h: r for h, r in by_hub.items() if h != "crdtdoc" and r["all_converged"]}
+        if ours and peers:
+            best = max(peers, key=lambda h: float(peers[h]["updates_per_s"] or 0))  # type: ignore[arg-type]
+            headline.append(
+                f"{scenario}: crdtdoc {ours['updates_per_s']} updates/s, p99 {ours['p99_ms']} ms; "
+                f"fastest peer {best} {peers[best]['updates_per_s']} updates/s, "
+                f"p99 {peers[best]['p99_ms']} ms."
+            )
+    from benchmarks.common import npm_version, package_version, save
+
+    save(
+        "hub_load",
+        {
+            "clients": "yjs + y-websocket (Hocuspocus: @hocuspocus/provider) in one Node process",
+            "peers": {
+                "crdtdoc": package_version("crdtdoc"),
+                "yjs": npm_version(DRIVER_DIR, "yjs"),
+                "y-websocket": npm_version(DRIVER_DIR, "y-websocket"),
+                "@y/websocket-server": npm_version(DRIVER_DIR, "@y/websocket-server"),
+                "@hocuspocus/server": npm_version(DRIVER_DIR, "@hocuspocus/server"),
+                "pycrdt-websocket": package_version("pycrdt-websocket"),
+            },
+            "scenarios": {s: SCENARIOS[s] for s in scenarios},
+            "headline": headline,
+            "median": results,
+            "runs": raw,
+        },
+        "# Hub load (median of runs; see hub_load.json for every run)\n\n" + table,
+    )
     print(table)
 
 

@@ -14,10 +14,14 @@ Strategies, all on real services on loopback:
 - lock: `SELECT ... FOR UPDATE` in a transaction held while thinking (pessimistic lock).
 - queue: agents read and think freely, then hand their note to one writer task that applies
   changes one at a time (single writer with a queue).
-- crdtdoc: each agent holds a replica connected to a crdtdoc hub; the note is appended to the
-  field's task notes, a CRDT array, so concurrent appends merge.
+- crdtdoc: each agent holds a replica connected to a crdtdoc hub (`crdtdoc serve` on SQLite, its
+  own process, as PostgreSQL is for the others); the note is appended to the field's task notes,
+  a CRDT array, so concurrent appends merge.
 - crdtdoc-guarded: crdtdoc with a guarded commit (`expect` = the version read, `on` = the
   artifact), retried on `Conflict`: for work that must be based on the latest state.
+- crdtdoc-lease: crdtdoc's lock: a lease on the field (waiting first come, first served), then the
+  same guarded commit, fenced by the lease; a retry happens only when the previous holder's note
+  has not reached this replica yet.
 
 Measured per strategy: notes lost (written but absent at the end), wasted think time (thinking whose
 result was thrown away: retries, lost writes), stale decisions (notes that landed after notes
@@ -37,11 +41,14 @@ import contextlib
 import json
 import os
 import random
+import re
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,11 +57,9 @@ import psycopg
 
 import crdtdoc
 from benchmarks.common import RESULTS, Progress, package_version, save
-from server.config import HubConfig
-from server.hub import Hub
 
 PG_ADMIN = os.environ.get("CRDTDOC_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
-STRATEGIES = ["lww", "occ", "lock", "queue", "crdtdoc", "crdtdoc-guarded"]
+STRATEGIES = ["lww", "occ", "lock", "queue", "crdtdoc", "crdtdoc-guarded", "crdtdoc-lease"]
 HOT = "hot"
 
 
@@ -66,7 +71,7 @@ class Task:
 
     @property
     def note(self) -> str:
-        return f"a{self.agent}-t{self.index}"
+        return f"<a{self.agent}-t{self.index}>"  # delimited: no note is part of another
 
 
 @dataclass
@@ -241,84 +246,114 @@ async def run_postgres(strategy: str, plan: list[list[Task]], think: float) -> O
 # -- crdtdoc -----------------------------------------------------------------------------------
 
 
-async def run_crdtdoc(strategy: str, plan: list[list[Task]], think: float) -> Outcome:
-    outcome = Outcome(tasks=sum(len(t) for t in plan))
+@contextlib.contextmanager
+def hub_process() -> Iterator[str]:
+    """`crdtdoc serve` on a fresh SQLite file in its own process; yields its ws:// URL."""
     with tempfile.TemporaryDirectory() as tmp:
-        hub = Hub(HubConfig(db=str(Path(tmp) / "hub.db"), port=0))
-        await hub.start()
-        url = f"{hub.url}/strategies"
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "crdtdoc.cli",
+                "serve",
+                "--port",
+                "0",
+                "--db",
+                str(Path(tmp) / "hub.db"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         try:
-            setup = crdtdoc.connect(url, agent="setup")
-            await setup.start()
-            # One task list per field: a guarded commit is then checked per field, as occ is.
-            ids = {name: setup.tasks(name).add(name) for name in fields_of(plan)}
-            await setup.flush()
-            watcher = crdtdoc.connect(url, agent="watcher")
-            agents = [crdtdoc.connect(url, agent=f"a{i}") for i in range(len(plan))]
-            await asyncio.gather(watcher.start(), *(a.start() for a in agents))
-            for replica in (watcher, *agents):
-                await replica.wait_for(setup.version(), timeout=30)
-            decided_at: dict[str, float] = {}
-            seen: set[str] = set()
-            everything = {t.note for ts in plan for t in ts}
-            all_seen = asyncio.Event()
-
-            def on_update(update: bytes, local: bool) -> None:
-                now = time.perf_counter()
-                for name in ids:
-                    for note in watcher.tasks(name).get(ids[name]).notes:
-                        if note.text not in seen and note.text in decided_at:
-                            seen.add(note.text)
-                            outcome.latencies.append(now - decided_at[note.text])
-                if seen >= everything:
-                    all_seen.set()
-
-            watcher.on_update(on_update)
-
-            async def agent(replica: crdtdoc.ConnectedReplica, work: list[Task]) -> None:
-                for task in work:
-                    tid = ids[task.field]
-                    artifact = replica.tasks(task.field)
-                    first: float | None = None
-                    while True:
-                        read = replica.version()
-                        outcome.seen[task.note] = len(artifact.get(tid).notes)
-                        outcome.thinks += 1
-                        await asyncio.sleep(think)
-                        first = first or time.perf_counter()
-                        if strategy == "crdtdoc":
-                            decided_at[task.note] = first
-                            artifact.note(tid, task.note)
-                            break
-                        try:
-                            decided_at[task.note] = first
-                            async with replica.commit(expect=read, on=[artifact]):
-                                artifact.note(tid, task.note)
-                            break
-                        except crdtdoc.Conflict:
-                            outcome.wasted_thinks += 1
-                            await replica.wait_for(replica.version(), timeout=10)
-
-            started = time.perf_counter()
-            await asyncio.gather(*(agent(r, w) for r, w in zip(agents, plan, strict=True)))
-            await asyncio.gather(*(r.flush() for r in agents))
-            await asyncio.wait_for(all_seen.wait(), timeout=60)
-            outcome.seconds = time.perf_counter() - started
-            final = {
-                name: [n.text for n in watcher.tasks(name).get(tid).notes]
-                for name, tid in ids.items()
-            }
-            outcome.judge(final, everything)
-            for replica in (setup, watcher, *agents):
-                await replica.close()
+            line = proc.stdout.readline() if proc.stdout else ""
+            match = re.search(r"ws://[\d.]+:\d+", line)
+            if match is None:
+                raise RuntimeError(f"the hub did not start: {line!r}")
+            yield match.group(0)
         finally:
-            await hub.close()
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+async def run_crdtdoc(strategy: str, plan: list[list[Task]], think: float, hub: str) -> Outcome:
+    outcome = Outcome(tasks=sum(len(t) for t in plan))
+    url = f"{hub}/strategies-{uuid.uuid4().hex[:8]}"
+    setup = crdtdoc.connect(url, agent="setup")
+    await setup.start()
+    # One task list per field: a guarded commit is then checked per field, as occ is.
+    ids = {name: setup.tasks(name).add(name) for name in fields_of(plan)}
+    await setup.flush()
+    watcher = crdtdoc.connect(url, agent="watcher")
+    agents = [crdtdoc.connect(url, agent=f"a{i}") for i in range(len(plan))]
+    await asyncio.gather(watcher.start(), *(a.start() for a in agents))
+    for replica in (watcher, *agents):
+        await replica.wait_for(setup.version(), timeout=30)
+    decided_at: dict[str, float] = {}
+    waiting: set[str] = set()  # decided, not yet seen by the watcher
+    everything = {t.note for ts in plan for t in ts}
+    all_seen = asyncio.Event()
+    seen = 0
+
+    def on_update(update: bytes, local: bool) -> None:
+        nonlocal seen
+        now = time.perf_counter()
+        for note in [n for n in waiting if n.encode() in update]:
+            waiting.discard(note)
+            outcome.latencies.append(now - decided_at[note])
+            seen += 1
+        if seen >= len(everything):
+            all_seen.set()
+
+    watcher.on_update(on_update)
+
+    async def agent(replica: crdtdoc.ConnectedReplica, work: list[Task]) -> None:
+        for task in work:
+            tid = ids[task.field]
+            artifact = replica.tasks(task.field)
+            first: float | None = None
+            lease = None
+            if strategy == "crdtdoc-lease":
+                lease = await replica.acquire(f"field/{task.field}", ttl=30, wait=120)
+            while True:
+                read = replica.version()
+                outcome.seen[task.note] = len(artifact.get(tid).notes)
+                outcome.thinks += 1
+                await asyncio.sleep(think)
+                first = first or time.perf_counter()
+                decided_at[task.note] = first
+                if strategy == "crdtdoc":
+                    waiting.add(task.note)
+                    artifact.note(tid, task.note)
+                    break
+                try:
+                    waiting.add(task.note)
+                    async with replica.commit(expect=read, on=[artifact], fence=lease):
+                        artifact.note(tid, task.note)
+                    break
+                except crdtdoc.Conflict:
+                    waiting.discard(task.note)
+                    outcome.wasted_thinks += 1
+            if lease is not None:
+                await lease.release()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(agent(r, w) for r, w in zip(agents, plan, strict=True)))
+    await asyncio.gather(*(r.flush() for r in agents))
+    await asyncio.wait_for(all_seen.wait(), timeout=60)
+    outcome.seconds = time.perf_counter() - started
+    final = {
+        name: [n.text for n in watcher.tasks(name).get(tid).notes] for name, tid in ids.items()
+    }
+    outcome.judge(final, everything)
+    for replica in (setup, watcher, *agents):
+        await replica.close()
     return outcome
 
 
-async def run(strategy: str, plan: list[list[Task]], think: float) -> Outcome:
+async def run(strategy: str, plan: list[list[Task]], think: float, hub: str) -> Outcome:
     if strategy.startswith("crdtdoc"):
-        return await run_crdtdoc(strategy, plan, think)
+        return await run_crdtdoc(strategy, plan, think, hub)
     return await run_postgres(strategy, plan, think)
 
 
@@ -396,6 +431,26 @@ def plot(rows: list[dict[str, Any]]) -> list[str]:
     return written
 
 
+def measure(
+    strategy: str,
+    plan: list[list[Task]],
+    sweep: str,
+    conflict: float,
+    think: float,
+    hub: str,
+    agents: int,
+) -> dict[str, Any]:
+    outcome = asyncio.run(run(strategy, plan, think, hub))
+    return {
+        "sweep": sweep,
+        "conflict": conflict,
+        "think": think,
+        "strategy": strategy,
+        "agents": agents,
+        **outcome.summary(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=8)
@@ -412,25 +467,16 @@ def main() -> None:
     print(f"seed {args.seed}; {args.agents} agents x {args.tasks} tasks")
     progress = Progress(len(grid) * len(STRATEGIES), "strategies")
     rows: list[dict[str, Any]] = []
-    for sweep, conflict, think in grid:
-        plan = workload(args.agents, args.tasks, conflict, args.seed)
-        for strategy in STRATEGIES:
-            outcome = asyncio.run(run(strategy, plan, think))
-            summary = outcome.summary()
-            rows.append(
-                {
-                    "sweep": sweep,
-                    "conflict": conflict,
-                    "think": think,
-                    "strategy": strategy,
-                    "agents": args.agents,
-                    **summary,
-                }
-            )
-            progress.step(
-                f"{strategy} conflict={conflict} think={think}: lost {summary['lost']}, "
-                f"{summary['tasks_per_s']} tasks/s"
-            )
+    with hub_process() as hub:
+        for sweep, conflict, think in grid:
+            plan = workload(args.agents, args.tasks, conflict, args.seed)
+            for strategy in STRATEGIES:
+                rows.append(measure(strategy, plan, sweep, conflict, think, hub, args.agents))
+                r = rows[-1]
+                progress.step(
+                    f"{strategy} conflict={conflict} think={think}: lost {r['lost']}, "
+                    f"{r['tasks_per_s']} tasks/s"
+                )
     plots = plot(rows)
     hot = [r for r in rows if r["sweep"] == "conflict" and r["conflict"] == 1.0]
     by = {r["strategy"]: r for r in hot}
