@@ -51,6 +51,8 @@ def _section(name: str, title: str) -> list[str]:
     table = RESULTS / f"{name}.md"
     if table.is_file():
         body = [line for line in table.read_text().splitlines() if not line.startswith("# ")]
+        while body and not body[0].strip():
+            body.pop(0)
         lines += ["", *[line.replace("## ", "### ", 1) for line in body]]
     for plot in sorted(RESULTS.glob(f"{name}*.png")):
         lines += ["", f"![{plot.stem}](results/{plot.name})"]

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import crdtdoc
 from crdtdoc.errors import CrdtdocError
@@ -84,6 +85,31 @@ def _serve(args: argparse.Namespace) -> int:
         )
     asyncio.run(serve(config))
     return 0
+
+
+BENCHMARKS = (
+    "strategies",
+    "partitions",
+    "hub_load",
+    "trace",
+    "cluster_load",
+    "validation_overhead",
+    "report",
+)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    """Runs a benchmark from the source checkout this crdtdoc was installed from."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks" / "__main__.py").is_file():
+        raise CrdtdocError(
+            "the benchmarks live in crdtdoc's source checkout (benchmarks/): clone the "
+            "repository and `pip install -e '.[bench]'` there"
+        )
+    sys.path.insert(0, str(root))
+    from benchmarks.__main__ import main as run_benchmark
+
+    return run_benchmark([args.name, *args.options])
 
 
 def _is_loopback(host: str) -> bool:
@@ -328,6 +354,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--secret-file", default=None, help=f"the hub's secret (else ${SECRET_ENV})"
     )
     create.set_defaults(run=_token_create)
+
+    bench = commands.add_parser(
+        "bench",
+        help="run a benchmark (from a source checkout)",
+        description="Run one of crdtdoc's benchmarks; results go to benchmarks/results/ and "
+        "benchmarks/RESULTS.md. Same as `python -m benchmarks NAME`. Options after NAME go to "
+        "the benchmark (NAME --help lists them).",
+    )
+    bench.add_argument("name", choices=BENCHMARKS, help="which benchmark")
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options")
+    bench.set_defaults(run=_bench)
 
     version = commands.add_parser("version", help="work with version tokens")
     version_commands = version.add_subparsers(dest="version_command", metavar="ACTION")

@@ -96,3 +96,12 @@ def test_serve_refuses_redis_without_a_shared_store() -> None:
     result = _run("serve", "--port", "0", "--redis", "redis://127.0.0.1:6379/0")
     assert result.returncode == 1
     assert b"--redis connects hubs that share a PostgreSQL --store" in result.stderr
+
+
+def test_bench_lists_the_benchmarks_and_refuses_an_unknown_one() -> None:
+    result = _run("bench", "--help")
+    assert result.returncode == 0
+    for name in (b"strategies", b"partitions", b"hub_load", b"trace", b"report"):
+        assert name in result.stdout
+    result = _run("bench", "nonsense")
+    assert result.returncode == 2 and b"invalid choice" in result.stderr
