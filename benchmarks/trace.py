@@ -13,8 +13,9 @@ the trace's.
 - pycrdt: `pycrdt.Text` directly (the trace is ASCII, so its indices are already byte offsets);
 - yjs: Y.Text in Node (`benchmarks/hub_load/trace_yjs.mjs`);
 - through the hub: an agent replays the trace into a connected replica (each edit its own update,
-  `flush()` every 2,000 edits as a checkpoint), a second agent on the same room receives it; the
-  time until the second agent's text equals the trace's final text.
+  `flush()` every 2,000 edits as a checkpoint), a second agent in the same process receives it
+  through a `crdtdoc serve` process; the time until the second agent has all of it (peak RSS is
+  the two agents' process).
 
 Run: `python -m benchmarks trace` (needs `npm ci --prefix benchmarks/hub_load` for Yjs).
 """
@@ -29,7 +30,6 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,8 +40,15 @@ DRIVER_DIR = ROOT / "hub_load"
 IMPLEMENTATIONS = ["crdtdoc", "pycrdt", "yjs", "crdtdoc-through-hub"]
 
 
-def load_trace(path: Path) -> dict[str, Any]:
+def load_trace(path: Path, edits: int | None = None) -> dict[str, Any]:
+    """The trace; with `edits`, only its first edits (and the text they produce)."""
     data: dict[str, Any] = json.loads(gzip.decompress(path.read_bytes()))
+    if edits is not None:
+        kept, text = [], ""
+        for pos, deleted, inserted in patches(data)[:edits]:
+            text = text[:pos] + inserted + text[pos + deleted :]
+            kept.append({"patches": [[pos, deleted, inserted]]})
+        data = {**data, "txns": kept, "endContent": text}
     return data
 
 
@@ -89,39 +96,38 @@ def run_pycrdt(trace: dict[str, Any]) -> dict[str, Any]:
 
 def run_through_hub(trace: dict[str, Any]) -> dict[str, Any]:
     import crdtdoc
-    from server.config import HubConfig
-    from server.hub import Hub
+    from benchmarks.strategies import hub_process
 
     edits = patches(trace)
 
-    async def body() -> dict[str, Any]:
-        with tempfile.TemporaryDirectory() as tmp:
-            async with Hub(HubConfig(db=str(Path(tmp) / "hub.db"), port=0)) as hub:
-                url = f"{hub.url}/trace"
-                async with (
-                    crdtdoc.connect(url, agent="typist") as typist,
-                    crdtdoc.connect(url, agent="reader") as reader,
-                ):
-                    doc = typist.document("text")
-                    started = time.perf_counter()
-                    for k, (pos, deleted, inserted) in enumerate(edits, 1):
-                        if deleted:
-                            doc.delete(pos, deleted)
-                        if inserted:
-                            doc.insert(pos, inserted)
-                        if k % 2000 == 0:
-                            await typist.flush(timeout=120)
-                    await typist.flush(timeout=120)
-                    await reader.wait_for(typist.version(), timeout=300)
-                    seconds = time.perf_counter() - started
-                    final = reader.document("text").read()
-                    size = len(reader.encode_update())
-                    commits = hub.committer.commits
-        result = _result(seconds, len(edits), size, final, trace)
-        result["hub_commits"] = commits
-        return result
+    async def body(hub: str) -> dict[str, Any]:
+        url = f"{hub}/trace"
+        async with (
+            crdtdoc.connect(url, agent="typist") as typist,
+            crdtdoc.connect(url, agent="reader") as reader,
+        ):
+            doc = typist.document("text")
+            started = time.perf_counter()
+            for k, (pos, deleted, inserted) in enumerate(edits, 1):
+                if deleted:
+                    doc.delete(pos, deleted)
+                if inserted:
+                    doc.insert(pos, inserted)
+                if k % 2000 == 0:
+                    await typist.flush(timeout=300)
+            await typist.flush(timeout=300)
+            await reader.wait_for(typist.version(), timeout=600)
+            seconds = time.perf_counter() - started
+            return _result(
+                seconds,
+                len(edits),
+                len(reader.encode_update()),
+                reader.document("text").read(),
+                trace,
+            )
 
-    return asyncio.run(body())
+    with hub_process() as hub:  # the hub in its own process, as in production
+        return asyncio.run(body(hub))
 
 
 def _result(
@@ -137,11 +143,15 @@ def _result(
     }
 
 
-def run_in_child(name: str, path: Path) -> dict[str, Any]:
+def run_in_child(name: str, path: Path, edits: int | None) -> dict[str, Any]:
     if name == "yjs":
         cmd = ["node", str(DRIVER_DIR / "trace_yjs.mjs"), str(path)]
+        if edits is not None:
+            cmd.append(str(edits))
     else:
         cmd = [sys.executable, "-m", "benchmarks.trace", "--child", name, "--trace", str(path)]
+        if edits is not None:
+            cmd += ["--edits", str(edits)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
     if out.returncode != 0 or not out.stdout.strip():
         raise RuntimeError(f"{name} failed: {out.stderr[-2000:]}")
@@ -173,11 +183,12 @@ def main() -> None:
     parser.add_argument("--trace", default=None, help="the trace file (.json.gz)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", action="append", choices=IMPLEMENTATIONS)
+    parser.add_argument("--edits", type=int, default=None, help="only the first EDITS edits")
     parser.add_argument("--child", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     path = trace_path(args.trace)
     if args.child:
-        trace = load_trace(path)
+        trace = load_trace(path, args.edits)
         runner = {
             "crdtdoc": run_crdtdoc,
             "pycrdt": run_pycrdt,
@@ -193,7 +204,7 @@ def main() -> None:
     progress = Progress(len(names) * args.repeat, "trace")
     for _ in range(args.repeat):
         for name in names:
-            result = run_in_child(name, path)
+            result = run_in_child(name, path, args.edits)
             runs[name].append(result)
             progress.step(f"{name}: {result['seconds']:.1f} s")
     medians = {

@@ -1,11 +1,25 @@
 // Replays an editing trace through Yjs (one transaction per patch, as an editor makes them) and
 // prints one JSON line: seconds, ops, final encoded size, peak RSS, whether the text matched.
-//   node trace_yjs.mjs TRACE.json.gz
+//   node trace_yjs.mjs TRACE.json.gz [EDITS]
 import * as Y from 'yjs'
 import { readFileSync } from 'node:fs'
 import { gunzipSync } from 'node:zlib'
 
 const trace = JSON.parse(gunzipSync(readFileSync(process.argv[2])).toString())
+const limit = process.argv[3] ? Number(process.argv[3]) : Infinity // only the first edits
+if (limit !== Infinity) {
+  let text = ''
+  const kept = []
+  for (const txn of trace.txns) {
+    for (const [pos, del, ins] of txn.patches) {
+      if (kept.length >= limit) break
+      text = text.slice(0, pos) + ins + text.slice(pos + del)
+      kept.push({ patches: [[pos, del, ins]] })
+    }
+  }
+  trace.txns = kept
+  trace.endContent = text
+}
 const doc = new Y.Doc()
 const text = doc.getText('text')
 let ops = 0

@@ -66,8 +66,12 @@ from crdtdoc.versions import Version
 
 log = logging.getLogger("crdtdoc.client")
 
-REFUSED_WRITE_CODES = frozenset({4403, 4413, 4429})
+REFUSED_WRITE_CODES = frozenset({4403, 4413})
 """Close codes meaning the hub refused something this replica wrote (see PROTOCOL.md §9)."""
+TOO_FAST = 4429
+"""The hub's rate limit: nothing was refused for what it is, so nothing is reset; the link pauses
+`SLOW_DOWN_SECONDS` (the hub's budget refills) and the next sync sends the backlog as one update."""
+SLOW_DOWN_SECONDS = 1.0
 HEARTBEAT_SECONDS = 15.0
 """How often presence is renewed (y-protocols considers a state stale after 30 s)."""
 MAX_OUTBOX_MESSAGES = 4096
@@ -163,6 +167,7 @@ class HubLink(Replica):
         self._session = SyncSession(self)
         self._outbox: _Outbox | None = None
         self._from_hub = False
+        self._slow_down = False  # the hub closed with 4429: pause before reconnecting
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._wake_reconnect: asyncio.Event | None = None
@@ -312,6 +317,10 @@ class HubLink(Replica):
             # Several hubs: try the next one; the delay grows only once each was tried.
             self._current = (self._current + 1) % len(self.urls)
             delay = self._backoff.delay(attempt // len(self.urls))
+            if self._slow_down:  # rate-limited: the same hub, after its budget refills
+                self._slow_down = False
+                self._current = (self._current - 1) % len(self.urls)
+                delay = max(delay, SLOW_DOWN_SECONDS)
             attempt += 1
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
@@ -356,6 +365,9 @@ class HubLink(Replica):
                 )
             if ws.close_code in REFUSED_WRITE_CODES:
                 self._on_refused(ws.close_code, ws.close_reason or "")
+            elif ws.close_code == TOO_FAST:
+                log.info("the hub asked to slow down", extra={"reason": ws.close_reason})
+                self._slow_down = True
 
     def _on_refused(self, code: int, reason: str) -> None:
         """The hub refused a write of ours and closed the link: this replica now differs from

@@ -300,3 +300,27 @@ def test_echoed_presence_does_not_count_against_a_client(tmp_path: Path) -> None
                 assert code == 4429 and "presence" in reason
 
     run(body())
+
+
+def test_an_agent_faster_than_the_rate_limit_is_slowed_down_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """4429 refuses no content: the client keeps its edits, pauses, and sends the backlog."""
+
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db", secret=SECRET, updates_per_second=20.0) as hub:
+            url = hub.url + "/fast"
+            async with (
+                crdtdoc.connect(url, agent="typist", token=token("typist"), backoff=FAST) as typist,
+                crdtdoc.connect(url, agent="reader", token=token("reader")) as reader,
+            ):
+                for i in range(300):  # far past 20/s (bursts of 40)
+                    typist.document("d").append(f"{i};")
+                    await asyncio.sleep(0)
+                await typist.flush(timeout=30)
+                await reader.wait_for(typist.version(), timeout=30)
+                expected = "".join(f"{i};" for i in range(300))
+                assert reader.document("d").read() == expected
+                assert typist.refused is None and typist.connects >= 2  # slowed, not reset
+
+    run(body(), timeout=60)
