@@ -247,8 +247,9 @@ async def run_postgres(strategy: str, plan: list[list[Task]], think: float) -> O
 
 
 @contextlib.contextmanager
-def hub_process() -> Iterator[str]:
-    """`crdtdoc serve` on a fresh SQLite file in its own process; yields its ws:// URL."""
+def hub_process(*options: str) -> Iterator[str]:
+    """`crdtdoc serve` (with `options`) on a fresh SQLite file in its own process; yields its
+    ws:// URL."""
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.Popen(
             [
@@ -260,6 +261,7 @@ def hub_process() -> Iterator[str]:
                 "0",
                 "--db",
                 str(Path(tmp) / "hub.db"),
+                *options,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
