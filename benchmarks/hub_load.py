@@ -209,7 +209,7 @@ def plot(results: dict[str, dict[str, dict[str, object]]], path: Path) -> None:
         return
     scenarios = list(results)
     hubs = sorted({h for s in results.values() for h in s})
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(15, 4.8))
     width = 0.8 / len(hubs)
     for ax, key, label in (
         (axes[0], "updates_per_s", "updates/s through the hub (higher is better)"),
@@ -217,14 +217,21 @@ def plot(results: dict[str, dict[str, dict[str, object]]], path: Path) -> None:
     ):
         for k, hub in enumerate(hubs):
             values = [float(results[s].get(hub, {}).get(key) or 0) for s in scenarios]  # type: ignore[arg-type]
-            ax.bar([i + k * width for i in range(len(scenarios))], values, width, label=hub)
+            bars = ax.bar([i + k * width for i in range(len(scenarios))], values, width, label=hub)
+            for bar, s in zip(bars, scenarios, strict=True):
+                if not results[s].get(hub, {}).get("all_converged", True):
+                    bar.set_hatch("//")
         ax.set_xticks([i + width * (len(hubs) - 1) / 2 for i in range(len(scenarios))])
-        ax.set_xticklabels(scenarios)
+        ax.set_xticklabels(scenarios, rotation=15, fontsize=8)
         ax.set_title(label, fontsize=10)
         if key == "p99_ms":
             ax.set_yscale("log")
     axes[0].legend(fontsize=8)
-    fig.suptitle("Hubs driven by the same yjs + y-websocket clients (median of runs)", fontsize=11)
+    fig.suptitle(
+        "Hubs driven by the same yjs clients (y-websocket providers; Hocuspocus with its own "
+        "provider), median of runs; hatched: some run did not converge",
+        fontsize=11,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
