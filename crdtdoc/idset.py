@@ -8,11 +8,13 @@ sets holding the same ids compare equal.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Iterator, Mapping
 
 from crdtdoc.encoding import Decoder, Encoder
 
 Range = tuple[int, int]
+_END = 2**64  # sorts after any clock
 
 
 def _normalize(ranges: list[Range]) -> list[Range]:
@@ -119,9 +121,13 @@ class IdSet:
                 out[c] = list(rs)
                 continue
             kept: list[Range] = []
+            first = 0  # holes before this one end before the current range starts
             for start, end in rs:
+                # Jump (O(log n)) to the last hole starting at or before `start`: a small set
+                # checked against a large one (a delete set against a room's) stays cheap.
+                first = max(first, bisect.bisect_right(holes, (start, _END)) - 1, 0)
                 cur = start
-                for hs, he in holes:
+                for hs, he in itertools.islice(holes, first, None):
                     if he <= cur:
                         continue
                     if hs >= end:

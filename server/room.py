@@ -72,6 +72,13 @@ MAX_AWARENESS_CLIENTS_PER_PEER = 16
 
 HUB_LIMITS = ReplicaLimits(max_pending_updates=10_000, max_pending_bytes=32 * 1024 * 1024)
 
+DURABLE_INTERVAL = 0.02
+"""Seconds between two durable-version announcements to a room's clients, at least (see
+`Room._announce_durable`)."""
+DURABLE_BYTES_PER_SECOND = 2 * 1024 * 1024
+"""Announcement bytes per second a room may send each client: a large version (a long history of
+scattered deletions) is announced less often, down to one per 100 ms per 200 KB of version."""
+
 FROM_LOG = object()
 """`Replica.commit_origin` of updates read from the shared log: stored already, not again."""
 
@@ -95,6 +102,9 @@ class Room:
         self._compacting = False
         self._own_durable = asyncio.Event()  # set whenever all own appends are durable
         self._remote_presence: dict[int, float] = {}  # client id -> last heard (other hubs)
+        self._durable_told_at = 0.0  # when clients were last told the durable version
+        self._durable_due = False  # a durable announcement is scheduled
+        self._durable_gap = DURABLE_INTERVAL  # the least time until the next one
         self._coordinator = coordinator
         self._limits = limits
         self.owners: dict[int, str] = {}  # client id -> the identity that introduced it
@@ -669,12 +679,33 @@ class Room:
             if self._durable_seq == self._seq:
                 self._own_durable.set()
             self.durable = version
-            message = encode_message(encode_extension(Durable(version)))
-            for peer in self.peers:
-                if peer.extensions:
-                    peer.send(message)
+            self._announce_durable()
 
         return durable
+
+    def _announce_durable(self) -> None:
+        """Tells crdtdoc clients the durable version: at once, unless it was told less than an
+        interval ago (`DURABLE_INTERVAL`, longer for large versions); then once, with the newest
+        version, when the interval ends. A version carries the room's whole delete set, so
+        under a stream of commits this bounds what acknowledgements cost (the trace benchmark
+        spent most of its time on them)."""
+        now = time.monotonic()
+        wait = self._durable_told_at + self._durable_gap - now
+        if wait > 0:
+            if not self._durable_due:
+                self._durable_due = True
+                asyncio.get_running_loop().call_later(wait, self._tell_durable)
+            return
+        self._tell_durable()
+
+    def _tell_durable(self) -> None:
+        self._durable_due = False
+        self._durable_told_at = time.monotonic()
+        message = encode_message(encode_extension(Durable(self.durable)))
+        self._durable_gap = max(DURABLE_INTERVAL, len(message) / DURABLE_BYTES_PER_SECOND)
+        for peer in self.peers:
+            if peer.extensions:
+                peer.send(message)
 
     def drop_claim(self, task_list: str, task_id: str, agent: str) -> None:
         """Removes `agent`'s claim on a task (its claim lease expired), as the hub."""

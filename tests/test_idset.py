@@ -64,3 +64,25 @@ def test_adding_ranges_in_any_order_keeps_them_sorted_disjoint_and_merged(
     assert {c for start, end in out for c in range(start, end)} == covered
     assert all(a[1] < b[0] for a, b in itertools.pairwise(out))  # disjoint, not adjacent
     assert all(start < end for start, end in out)
+
+
+ranges_strategy = st.lists(
+    st.tuples(st.integers(1, 2), st.integers(0, 50), st.integers(0, 6)), max_size=15
+)
+
+
+@given(ranges_strategy, ranges_strategy)
+def test_difference_and_subset_agree_with_plain_sets(
+    a_ranges: list[tuple[int, int, int]], b_ranges: list[tuple[int, int, int]]
+) -> None:
+    a, b = IdSet(), IdSet()
+    for client, start, length in a_ranges:
+        a.add(client, start, start + length)
+    for client, start, length in b_ranges:
+        b.add(client, start, start + length)
+
+    def ids(s: IdSet) -> set[tuple[int, int]]:
+        return {(c, x) for c, start, end in s for x in range(start, end)}
+
+    assert ids(a.difference(b)) == ids(a) - ids(b)
+    assert a.issubset(b) == (ids(a) <= ids(b))
