@@ -1,7 +1,7 @@
 """crdtdoc's extension messages: y-protocols message type 100 with a msgpack map as payload.
 
 A stock Yjs client never sees these: a crdtdoc client opts in by sending `Hello` first, and only
-then does the hub send it `Welcome` and, after every durable commit, `Durable` with the hub's
+then does the hub send it `Welcome` and, after durable commits (coalesced), `Durable` with the hub's
 durable version. Unknown keys are ignored (newer peers may add some); unknown types are refused.
 """
 
