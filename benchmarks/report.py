@@ -46,8 +46,10 @@ def _section(name: str, title: str) -> list[str]:
     if isinstance(peers, dict) and peers:
         lines.append("")
         lines.append("Peers: " + ", ".join(f"{k} {v}" for k, v in peers.items() if v))
-    for sentence in data.get("headline", []):
-        lines += ["", f"- {sentence}"] if lines[-1] != "" else [f"- {sentence}"]
+    headline = data.get("headline", [])
+    if headline:
+        lines.append("")
+        lines += [f"- {sentence}" for sentence in headline]
     table = RESULTS / f"{name}.md"
     if table.is_file():
         body = [line for line in table.read_text().splitlines() if not line.startswith("# ")]

@@ -453,6 +453,23 @@ def measure(
     }
 
 
+def headline_for(rows: list[dict[str, Any]], agents: int, think: float) -> list[str]:
+    """One line per strategy: what happens when every task works on the one hot field."""
+    hot = {r["strategy"]: r for r in rows if r["sweep"] == "conflict" and r["conflict"] == 1.0}
+    if not hot:
+        return []
+    lines = [f"Every task on one field ({agents} agents, think {think} s):"]
+    for s in STRATEGIES:
+        if s in hot:
+            r = hot[s]
+            lines.append(
+                f"{s}: {r['lost_pct']}% of notes lost, {r['stale_pct']}% stale decisions, "
+                f"{r['wasted_think_pct']}% of thinking wasted, {r['tasks_per_s']} tasks/s, "
+                f"visible p99 {r['p99_ms']} ms"
+            )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=8)
@@ -480,20 +497,7 @@ def main() -> None:
                     f"{r['tasks_per_s']} tasks/s"
                 )
     plots = plot(rows)
-    hot = [r for r in rows if r["sweep"] == "conflict" and r["conflict"] == 1.0]
-    by = {r["strategy"]: r for r in hot}
-    headline = []
-    if by:
-        headline.append(
-            f"All tasks on one field ({args.agents} agents, think {base_think} s): "
-            + "; ".join(
-                f"{s} loses {by[s]['lost_pct']}% of notes, {by[s]['stale_pct']}% stale, wastes "
-                f"{by[s]['wasted_think_pct']}% of thinking, {by[s]['tasks_per_s']} tasks/s"
-                for s in STRATEGIES
-                if s in by
-            )
-            + "."
-        )
+    headline = headline_for(rows, args.agents, base_think)
     save(
         "strategies",
         {
