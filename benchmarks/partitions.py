@@ -31,19 +31,14 @@ import asyncio
 import contextlib
 import os
 import random
-import re
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from pathlib import Path
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import crdtdoc
-from benchmarks.common import RESULTS, Progress, package_version, save
+from benchmarks.common import RESULTS, HubProcess, Progress, hub_process, package_version, save
 from crdtdoc import Replica
 from crdtdoc.client.backoff import Backoff
 from crdtdoc.sim import SimNetwork
@@ -228,52 +223,6 @@ class CuttableProxy:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-
-
-class HubProcess:
-    def __init__(self, db: Path) -> None:
-        self.db = db
-        self.port = 0
-        self.proc: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "crdtdoc.cli",
-                "serve",
-                "--port",
-                str(self.port),
-                "--db",
-                str(self.db),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        line = self.proc.stdout.readline() if self.proc.stdout else ""
-        match = re.search(r"ws://127\.0\.0\.1:(\d+)", line)
-        if match is None:
-            raise RuntimeError(f"the hub did not start: {line!r}")
-        self.port = int(match.group(1))
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-
-@contextlib.contextmanager
-def hub_process() -> Iterator[HubProcess]:
-    with tempfile.TemporaryDirectory() as tmp:
-        hub = HubProcess(Path(tmp) / "hub.db")
-        hub.start()
-        try:
-            yield hub
-        finally:
-            hub.kill()
 
 
 @contextlib.asynccontextmanager

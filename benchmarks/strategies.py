@@ -41,22 +41,17 @@ import contextlib
 import json
 import os
 import random
-import re
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psycopg
 
 import crdtdoc
-from benchmarks.common import RESULTS, Progress, package_version, save
+from benchmarks.common import RESULTS, Progress, hub_process, package_version, save
 
 PG_ADMIN = os.environ.get("CRDTDOC_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 STRATEGIES = ["lww", "occ", "lock", "queue", "crdtdoc", "crdtdoc-guarded", "crdtdoc-lease"]
@@ -244,38 +239,6 @@ async def run_postgres(strategy: str, plan: list[list[Task]], think: float) -> O
 
 
 # -- crdtdoc -----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def hub_process(*options: str) -> Iterator[str]:
-    """`crdtdoc serve` (with `options`) on a fresh SQLite file in its own process; yields its
-    ws:// URL."""
-    with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "crdtdoc.cli",
-                "serve",
-                "--port",
-                "0",
-                "--db",
-                str(Path(tmp) / "hub.db"),
-                *options,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        try:
-            line = proc.stdout.readline() if proc.stdout else ""
-            match = re.search(r"ws://[\d.]+:\d+", line)
-            if match is None:
-                raise RuntimeError(f"the hub did not start: {line!r}")
-            yield match.group(0)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
 
 
 async def run_crdtdoc(strategy: str, plan: list[list[Task]], think: float, hub: str) -> Outcome:
@@ -486,7 +449,8 @@ def main() -> None:
     print(f"seed {args.seed}; {args.agents} agents x {args.tasks} tasks")
     progress = Progress(len(grid) * len(STRATEGIES), "strategies")
     rows: list[dict[str, Any]] = []
-    with hub_process() as hub:
+    with hub_process() as process:
+        hub = process.url
         for sweep, conflict, think in grid:
             plan = workload(args.agents, args.tasks, conflict, args.seed)
             for strategy in STRATEGIES:

@@ -96,7 +96,7 @@ def run_pycrdt(trace: dict[str, Any]) -> dict[str, Any]:
 
 def run_through_hub(trace: dict[str, Any]) -> dict[str, Any]:
     import crdtdoc
-    from benchmarks.strategies import hub_process
+    from benchmarks.common import hub_process
 
     edits = patches(trace)
 
@@ -129,7 +129,7 @@ def run_through_hub(trace: dict[str, Any]) -> dict[str, Any]:
     # The hub in its own process, as in production; its per-connection rate limit (500
     # updates/s by default) is lifted, or it would batch the stream (see docs/SECURITY.md).
     with hub_process("--updates-per-second", "1000000", "--update-bytes-per-second", "1e9") as hub:
-        return asyncio.run(body(hub))
+        return asyncio.run(body(hub.url))
 
 
 def _result(
