@@ -366,7 +366,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options")
     bench.set_defaults(run=_bench)
 
-    version = commands.add_parser("version", help="work with version tokens")
+    from crdtdoc.agent_cli import add_commands, add_version_options
+
+    add_commands(commands)
+    version = commands.add_parser(
+        "version",
+        help="the room's version token, or decode one (version decode TOKEN)",
+        description="Without an action: connect and print the room's current version token. "
+        "`version decode TOKEN` shows what a token names.",
+    )
+    add_version_options(version)
     version_commands = version.add_subparsers(dest="version_command", metavar="ACTION")
     decode = version_commands.add_parser(
         "decode",
@@ -389,8 +398,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = run(args)
         return result
     except CrdtdocError as exc:
+        from crdtdoc.agent_cli import exit_code
+
+        code = exit_code(exc)
+        if getattr(args, "json", False):
+            error: dict[str, object] = {"error": type(exc).__name__, "message": str(exc)}
+            for name in ("holder", "claimants", "values", "member", "changes"):
+                value = getattr(exc, name, None)
+                if value is not None:
+                    error[name] = [str(v) for v in value] if isinstance(value, list) else str(value)
+            error["exit"] = code
+            print(json.dumps(error, ensure_ascii=False))
         print(f"crdtdoc: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return code
     except OSError as exc:
         print(f"crdtdoc: {exc.strerror or exc}: {getattr(exc, 'filename', '')}", file=sys.stderr)
         return 1

@@ -1,0 +1,404 @@
+"""The command line for agents: read and change a room's artifacts through a hub, one command at a
+time (`crdtdoc doc|tasks|spec|changes|watch|version|peers`).
+
+Every command connects (`--hub`, `--room`, `--agent`, `--token`, or the environment variables
+CRDTDOC_HUB, CRDTDOC_ROOM, CRDTDOC_AGENT, CRDTDOC_TOKEN), does its work, waits until the hub has
+stored it durably, prints the result and the new version token, and exits with a code that says
+what happened (see `EXIT_CODES`). `--json` prints one JSON object for programs; otherwise the
+output is text for people.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from crdtdoc.client.blocking import BlockingReplica, connect_blocking
+from crdtdoc.errors import (
+    AlreadyClaimed,
+    AmbiguousText,
+    ConflictError,
+    CrdtdocError,
+    Forbidden,
+    FrozenError,
+    NotConnected,
+    NotFound,
+    Refused,
+    StaleRead,
+    SyncTimeout,
+)
+
+EXIT_CODES: list[tuple[type[CrdtdocError], int]] = [
+    (StaleRead, 4),  # others changed what an --expect write read (Conflict is a StaleRead)
+    (AlreadyClaimed, 5),
+    (ConflictError, 6),  # a spec member has several concurrent values
+    (Refused, 7),
+    (Forbidden, 7),
+    (FrozenError, 7),
+    (NotFound, 8),
+    (AmbiguousText, 8),
+    (NotConnected, 3),
+    (SyncTimeout, 3),
+]
+"""Exit code per error (first match wins); any other crdtdoc error exits 1, bad usage 2."""
+
+
+def exit_code(exc: CrdtdocError) -> int:
+    for kind, code in EXIT_CODES:
+        if isinstance(exc, kind):
+            return code
+    return 1
+
+
+# -- connecting --------------------------------------------------------------------------------
+
+
+def _setting(args: argparse.Namespace, name: str, env: str) -> str:
+    value = getattr(args, name) or os.environ.get(env)
+    if not value:
+        raise CrdtdocError(f"no {name}: pass --{name} or set {env}")
+    return str(value)
+
+
+@contextmanager
+def _replica(args: argparse.Namespace) -> Iterator[BlockingReplica]:
+    hubs = _setting(args, "hub", "CRDTDOC_HUB").split(",")
+    room = _setting(args, "room", "CRDTDOC_ROOM")
+    agent = _setting(args, "agent", "CRDTDOC_AGENT")
+    token = args.token or os.environ.get("CRDTDOC_TOKEN")
+    urls = [f"{hub.rstrip('/')}/{room}" for hub in hubs]
+    with connect_blocking(urls, agent=agent, token=token, open_timeout=args.timeout) as replica:
+        yield replica
+
+
+def _done(args: argparse.Namespace, replica: BlockingReplica, result: dict[str, Any]) -> None:
+    """Waits until the hub stored this replica's changes, then prints the result."""
+    replica.flush(timeout=args.timeout)
+    result["version"] = replica.version().token()
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "lines"}, ensure_ascii=False))
+        return
+    text = result.get("text")
+    if isinstance(text, str):
+        sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+    for line in result.get("lines", []):
+        print(line)
+    print(f"version {result['version']}", file=sys.stderr if "text" in result else sys.stdout)
+
+
+def _read_text(source: str) -> str:
+    if source == "-":
+        return sys.stdin.read()
+    with open(source, encoding="utf-8") as f:
+        return f.read()
+
+
+def _value(raw: str) -> Any:
+    """A spec value: JSON if it parses (numbers, objects, true...), else the string itself."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def _doc(args: argparse.Namespace) -> int:
+    with _replica(args) as r:
+        doc = r.document(args.name)
+        if args.action == "cat":
+            _done(args, r, {"text": doc.read()})
+            return 0
+        with r.transaction(expect=args.expect, on=[args.name]) if args.expect else _nothing():
+            if args.action == "write":
+                doc.write(_read_text(args.source))
+            else:  # edit
+                doc.replace(args.old, args.new)
+        _done(args, r, {"lines": [f"{args.action} {args.name}: {len(doc.read())} characters"]})
+    return 0
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def _task_row(task: Any) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "title": task.title,
+        "status": task.status,
+        "assignee": task.assignee,
+        "contested": task.contested,
+        "notes": [{"agent": n.agent, "text": n.text} for n in task.notes],
+    }
+
+
+def _tasks(args: argparse.Namespace) -> int:
+    with _replica(args) as r:
+        tasks = r.tasks(args.name)
+        action = args.action
+        if action == "list":
+            rows = [_task_row(t) for t in tasks.list(status=args.status)]
+            lines = [
+                f"{t['id']}  {t['status']:<9} {t['assignee'] or '-':<12} {t['title']}" for t in rows
+            ]
+            _done(args, r, {"tasks": rows, "lines": lines})
+            return 0
+        with r.transaction(expect=args.expect, on=[args.name]) if args.expect else _nothing():
+            if action == "add":
+                task_id = tasks.add(args.title, args.description or "")
+                _done(args, r, {"id": task_id, "lines": [task_id]})
+                return 0
+            if action == "claim":
+                tasks.claim(args.id)
+            elif action == "release":
+                tasks.release(args.id)
+            elif action == "done":
+                tasks.complete(args.id, args.note)
+            elif action == "note":
+                tasks.note(args.id, args.text)
+        task = tasks.get(args.id)
+        _done(args, r, {"task": _task_row(task), "lines": [task.describe()]})
+    return 0
+
+
+def _spec(args: argparse.Namespace) -> int:
+    with _replica(args) as r:
+        spec = r.spec(args.name)
+        action = args.action
+        if action == "get":
+            value = spec.get(args.member)  # ConflictError (exit 6) lists every value
+            _done(args, r, {"member": args.member, "value": value, "lines": [json.dumps(value)]})
+            return 0
+        if action == "conflicts":
+            found = {
+                m: [{"value": v.value, "by": v.agent} for v in values]
+                for m, values in spec.conflicts().items()
+            }
+            lines = [
+                f"{m}: " + " | ".join(f"{json.dumps(v['value'])} (by {v['by']})" for v in vs)
+                for m, vs in found.items()
+            ]
+            _done(args, r, {"conflicts": found, "lines": lines or ["no conflicts"]})
+            return 0
+        with r.transaction(expect=args.expect, on=[args.name]) if args.expect else _nothing():
+            if action == "set":
+                spec.set(args.member, _value(args.value))
+            elif action == "resolve":
+                spec.resolve(args.member, _value(args.value))
+            else:  # freeze
+                spec.freeze()
+        _done(
+            args,
+            r,
+            {
+                "lines": [
+                    f"{action} {args.name}" + (f".{args.member}" if action != "freeze" else "")
+                ]
+            },
+        )
+    return 0
+
+
+def _changes(args: argparse.Namespace) -> int:
+    with _replica(args) as r:
+        changes = r.changes_since(args.since)
+        _done(
+            args,
+            r,
+            {
+                "changes": [
+                    {"agent": c.agent, "kind": c.kind, "artifact": c.artifact, "text": c.describe()}
+                    for c in changes
+                ],
+                "lines": [c.describe() for c in changes] or ["no changes"],
+            },
+        )
+    return 0
+
+
+def _version(args: argparse.Namespace) -> int:
+    with _replica(args) as r:
+        _done(args, r, {"clocks": {str(k): v for k, v in r.version().clocks.items()}})
+    return 0
+
+
+def _peers(args: argparse.Namespace) -> int:
+    with _replica(args) as r:
+        deadline = time.monotonic() + min(args.timeout, 1.0)  # presence arrives just after sync
+        while time.monotonic() < deadline and not r.peers():
+            time.sleep(0.05)
+            r.poll()
+        peers = [{"agent": p.agent, "status": p.status, "task": p.task} for p in r.peers()]
+        lines = [f"{p['agent']}  {p['status'] or '-'}  {p['task'] or '-'}" for p in peers]
+        _done(args, r, {"peers": peers, "lines": lines or ["nobody else is here"]})
+    return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    """Prints changes as they arrive, until interrupted or `--for` seconds pass."""
+    with _replica(args) as r:
+        emit: Callable[[dict[str, Any]], None] = (
+            (lambda c: print(json.dumps(c, ensure_ascii=False), flush=True))
+            if args.json
+            else (lambda c: print(c["text"], flush=True))
+        )
+
+        def report(changes: list[Any]) -> None:
+            for c in changes:
+                emit(
+                    {
+                        "agent": c.agent,
+                        "artifact": c.artifact,
+                        "text": c.describe(),
+                        "version": r.version().token(),
+                    }
+                )
+
+        r.observe(report)
+        stop = time.monotonic() + args.seconds if args.seconds else None
+        try:
+            while stop is None or time.monotonic() < stop:
+                r.poll()
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+# -- the parser --------------------------------------------------------------------------------
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("connection (or CRDTDOC_HUB, _ROOM, _AGENT, _TOKEN)")
+    group.add_argument("--hub", help="hub URL, e.g. ws://127.0.0.1:8765 (several: comma-separated)")
+    group.add_argument("--room", help="the room to work in")
+    group.add_argument("--agent", help="who you are (as your token says, with a secret)")
+    group.add_argument("--token", help="access token from `crdtdoc token create`")
+    group.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the hub")
+    group.add_argument("--json", action="store_true", help="print one JSON object")
+    epilog = (
+        "Exit codes: 0 done; 3 hub unreachable or not answering; 4 stale read (others changed "
+        "what --expect was based on); 5 already claimed; 6 conflicting spec values; 7 refused "
+        "(forbidden, frozen); 8 not found or not unique; 1 other errors; 2 bad usage."
+    )
+
+    def parser(name: str, help_: str, run: Callable[[argparse.Namespace], int]) -> Any:
+        p = commands.add_parser(name, help=help_, description=help_, epilog=epilog)
+        p.set_defaults(run=run)
+        return p
+
+    def sub(p: Any, name: str, help_: str, expect: bool = False) -> argparse.ArgumentParser:
+        s: argparse.ArgumentParser = p.add_parser(
+            name, help=help_, description=help_, parents=[common], epilog=epilog
+        )
+        if expect:
+            s.add_argument(
+                "--expect",
+                help="version token you read: refuse (exit 4) if others "
+                "changed this artifact since",
+            )
+        return s
+
+    doc = parser("doc", "read and change a shared document", _doc).add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    s = sub(doc, "cat", "print the document")
+    s.add_argument("name")
+    s = sub(doc, "write", "make the document equal a file's text (a minimal diff)", expect=True)
+    s.add_argument("name")
+    s.add_argument("source", nargs="?", default="-", help="file with the new text (- for stdin)")
+    s = sub(doc, "edit", "replace one unique piece of text", expect=True)
+    s.add_argument("name")
+    s.add_argument("--old", required=True, help="the text to replace (must occur once)")
+    s.add_argument("--new", required=True, help="what replaces it")
+
+    tasks = parser("tasks", "list, add, claim, release and complete tasks", _tasks)
+    actions = tasks.add_subparsers(dest="action", required=True, metavar="ACTION")
+    s = sub(actions, "list", "list tasks")
+    s.add_argument("name")
+    s.add_argument("--status", choices=["open", "claimed", "contested", "done"])
+    s = sub(actions, "add", "add a task; prints its id", expect=True)
+    s.add_argument("name")
+    s.add_argument("title")
+    s.add_argument("--description")
+    for action, help_ in (
+        ("claim", "claim a task (exit 5 if another agent holds it)"),
+        ("release", "give up your claim"),
+        ("done", "mark a task done"),
+    ):
+        s = sub(actions, action, help_, expect=True)
+        s.add_argument("name")
+        s.add_argument("id")
+        if action == "done":
+            s.add_argument("--note", help="a note to leave with it")
+    s = sub(actions, "note", "add a note to a task", expect=True)
+    s.add_argument("name")
+    s.add_argument("id")
+    s.add_argument("text")
+
+    spec = parser("spec", "read and set interface spec members; see and resolve conflicts", _spec)
+    actions = spec.add_subparsers(dest="action", required=True, metavar="ACTION")
+    s = sub(actions, "get", "print a member's value (exit 6 with every value if they conflict)")
+    s.add_argument("name")
+    s.add_argument("member")
+    for action in ("set", "resolve"):
+        s = sub(actions, action, f"{action} a member (VALUE is JSON, or a plain string)", True)
+        s.add_argument("name")
+        s.add_argument("member")
+        s.add_argument("value")
+    s = sub(actions, "conflicts", "list members with several concurrent values")
+    s.add_argument("name")
+    s = sub(actions, "freeze", "freeze the spec: later writes are refused", expect=True)
+    s.add_argument("name")
+
+    s = commands.add_parser(
+        "changes",
+        parents=[common],
+        epilog=epilog,
+        help="what changed since a version token, agent by agent",
+        description="What changed since a version token, agent by agent.",
+    )
+    s.add_argument("--since", required=True, help="a version token (from any command's output)")
+    s.set_defaults(run=_changes)
+    s = commands.add_parser(
+        "watch",
+        parents=[common],
+        epilog=epilog,
+        help="print changes as they happen",
+        description="Print changes as they happen (one line, or one JSON object, each).",
+    )
+    s.add_argument("--for", dest="seconds", type=float, default=None, help="stop after seconds")
+    s.set_defaults(run=_watch)
+    s = commands.add_parser(
+        "peers",
+        parents=[common],
+        epilog=epilog,
+        help="who else is in the room",
+        description="Who else is in the room, with their status and task.",
+    )
+    s.set_defaults(run=_peers)
+
+
+def add_version_options(version: argparse.ArgumentParser) -> None:
+    """`crdtdoc version` (no action): the room's current version token."""
+    for action in version._actions:
+        if action.dest in ("hub",):
+            return
+    group = version.add_argument_group("connection (or CRDTDOC_HUB, _ROOM, _AGENT, _TOKEN)")
+    group.add_argument("--hub", help="hub URL (several: comma-separated)")
+    group.add_argument("--room", help="the room")
+    group.add_argument("--agent", help="who you are")
+    group.add_argument("--token", help="access token")
+    group.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the hub")
+    group.add_argument("--json", action="store_true", help="print one JSON object")
+    version.set_defaults(run=_version)

@@ -1,0 +1,174 @@
+"""The agents' command line against a real hub process: results, JSON, exit codes, guarded
+writes, minimal-diff writes, the change feed, watch and peers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crdtdoc import Replica
+from tests.hubs import HubProcess
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    process = HubProcess(tmp_path_factory.mktemp("cli") / "hub.db")
+    url = process.start()
+    try:
+        yield url
+    finally:
+        process.stop()
+
+
+def cli(
+    hub: str, *args: str, agent: str = "alice", room: str = "r", stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, CRDTDOC_HUB=hub, CRDTDOC_ROOM=room, CRDTDOC_AGENT=agent)
+    return subprocess.run(
+        [sys.executable, "-m", "crdtdoc.cli", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    assert result.returncode == 0, result.stderr
+    data: dict[str, object] = json.loads(result.stdout)
+    assert "Traceback" not in result.stderr
+    return data
+
+
+def test_documents_write_as_minimal_diffs_and_guarded_writes_refuse_stale_reads(hub: str) -> None:
+    room = "docs"
+    ok(cli(hub, "doc", "write", "design", "--json", room=room, stdin="# Design\nids are UUIDs\n"))
+    read = ok(cli(hub, "doc", "cat", "design", "--json", room=room))
+    assert read["text"] == "# Design\nids are UUIDs\n"
+    # bob edits the first line; alice rewrites from her old read: bob's edit survives.
+    ok(
+        cli(
+            hub,
+            "doc",
+            "edit",
+            "design",
+            "--old",
+            "# Design",
+            "--new",
+            "# Design v2",
+            "--json",
+            agent="bob",
+            room=room,
+        )
+    )
+    # alice's whole-text write is applied as a minimal diff: the change feed shows the word she
+    # changed on line 2, not a rewrite of the document.
+    before = ok(cli(hub, "version", "--json", room=room))["version"]
+    new_text = "# Design v2\nids are integers\n"
+    ok(cli(hub, "doc", "write", "design", "--json", room=room, stdin=new_text))
+    assert ok(cli(hub, "doc", "cat", "design", "--json", room=room))["text"] == new_text
+    feed = ok(cli(hub, "changes", "--since", str(before), "--json", room=room))["changes"]
+    assert isinstance(feed, list) and feed
+    assert not any("Design" in c["text"] for c in feed), feed
+    # A guarded write based on a stale version exits 4 and writes nothing.
+    stale = cli(
+        hub,
+        "doc",
+        "edit",
+        "design",
+        "--old",
+        "integers",
+        "--new",
+        "UUIDs",
+        "--expect",
+        str(read["version"]),
+        "--json",
+        agent="carol",
+        room=room,
+    )
+    assert stale.returncode == 4
+    assert json.loads(stale.stdout)["error"] == "StaleRead"
+    assert "integers" in str(ok(cli(hub, "doc", "cat", "design", "--json", room=room))["text"])
+    # Not there: exit 8; plain text output for people ends with the version.
+    missing = cli(hub, "doc", "edit", "design", "--old", "nowhere", "--new", "x", room=room)
+    assert missing.returncode == 8 and "NotFound" in missing.stderr
+    people = cli(hub, "doc", "cat", "design", room=room)
+    assert people.stdout.startswith("# Design v2") and "version " in people.stderr
+
+
+def test_tasks_and_their_exit_codes(hub: str) -> None:
+    room = "tasks"
+    added = ok(cli(hub, "tasks", "add", "backlog", "migration 267", "--json", room=room))
+    task_id = str(added["id"])
+    claimed = ok(cli(hub, "tasks", "claim", "backlog", task_id, "--json", room=room))
+    assert claimed["task"]["assignee"] == "alice"  # type: ignore[index]
+    taken = cli(hub, "tasks", "claim", "backlog", task_id, "--json", agent="bob", room=room)
+    assert taken.returncode == 5
+    assert json.loads(taken.stdout)["holder"] == "alice"
+    ok(cli(hub, "tasks", "note", "backlog", task_id, "started", "--json", room=room))
+    done = ok(cli(hub, "tasks", "done", "backlog", task_id, "--json", room=room))
+    assert done["task"]["status"] == "done"  # type: ignore[index]
+    listed = ok(cli(hub, "tasks", "list", "backlog", "--json", room=room))
+    assert [t["notes"] for t in listed["tasks"]] == [[{"agent": "alice", "text": "started"}]]  # type: ignore[union-attr, index]
+
+
+def test_spec_conflicts_resolve_and_freeze(hub: str) -> None:
+    room = "spec"
+    # Two agents set User.id concurrently (neither saw the other): a visible conflict.
+    a, b = Replica("alice"), Replica("bob")
+    a.spec("api").set("User.id", "UUID")
+    b.spec("api").set("User.id", 42)
+    ok(cli(hub, "version", "--json", room=room))  # the room exists
+    import crdtdoc
+    from tests.hubs import run
+
+    async def push() -> None:
+        async with crdtdoc.connect(f"{hub}/{room}", agent="loader") as loader:
+            loader.apply_update(a.encode_update())
+            loader.apply_update(b.encode_update())
+            await loader.flush()
+
+    run(push())
+    conflict = cli(hub, "spec", "get", "api", "User.id", "--json", room=room)
+    assert conflict.returncode == 6 and "ConflictError" in conflict.stdout
+    conflicts = ok(cli(hub, "spec", "conflicts", "api", "--json", room=room))
+    assert sorted(str(v["value"]) for v in conflicts["conflicts"]["User.id"]) == ["42", "UUID"]  # type: ignore[index]
+    ok(cli(hub, "spec", "resolve", "api", "User.id", '"UUID"', "--json", room=room))
+    assert ok(cli(hub, "spec", "get", "api", "User.id", "--json", room=room))["value"] == "UUID"
+    ok(cli(hub, "spec", "freeze", "api", "--json", room=room))
+    frozen = cli(hub, "spec", "set", "api", "User.name", "str", "--json", room=room)
+    assert frozen.returncode == 7 and "FrozenError" in frozen.stdout
+
+
+def test_changes_watch_peers_and_an_unreachable_hub(hub: str, tmp_path: Path) -> None:
+    room = "feed"
+    start = ok(cli(hub, "version", "--json", room=room))["version"]
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "crdtdoc.cli", "watch", "--for", "6", "--json"],
+        env=dict(os.environ, CRDTDOC_HUB=hub, CRDTDOC_ROOM=room, CRDTDOC_AGENT="watcher"),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    import time
+
+    time.sleep(2.5)  # the watcher is connected and present
+    peers = ok(cli(hub, "peers", "--json", room=room))
+    assert [p["agent"] for p in peers["peers"]] == ["watcher"]  # type: ignore[union-attr, index]
+    ok(cli(hub, "tasks", "add", "plan", "write the schema", "--json", agent="bob", room=room))
+    out, _ = watcher.communicate(timeout=30)
+    seen = [json.loads(line) for line in out.splitlines()]
+    assert any(c["agent"] == "bob" and "write the schema" in c["text"] for c in seen), seen
+    changes = ok(cli(hub, "changes", "--since", str(start), "--json", room=room))
+    assert any("bob" in c["text"] for c in changes["changes"])  # type: ignore[union-attr, index]
+    unreachable = cli("ws://127.0.0.1:9", "version", "--timeout", "1", "--json", room=room)
+    assert unreachable.returncode == 3 and "NotConnected" in unreachable.stdout
+    usage = cli(hub, "tasks", "claim", room=room)
+    assert usage.returncode == 2
