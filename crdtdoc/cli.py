@@ -112,6 +112,15 @@ def _bench(args: argparse.Namespace) -> int:
     return run_benchmark([args.name, *args.options])
 
 
+def _mcp(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from crdtdoc.mcp_server import serve_mcp
+
+    asyncio.run(serve_mcp(args.hub, args.room, args.agent, args.token))
+    return 0
+
+
 def _is_loopback(host: str) -> bool:
     import ipaddress
 
@@ -369,6 +378,18 @@ def build_parser() -> argparse.ArgumentParser:
     from crdtdoc.agent_cli import add_commands, add_version_options
 
     add_commands(commands)
+    mcp = commands.add_parser(
+        "mcp",
+        help="run an MCP server (stdio) for one agent in one room",
+        description="Serve the Model Context Protocol on stdin/stdout: an MCP-capable agent reads "
+        "and writes the room's documents, tasks and specs as itself through one connected "
+        "replica. Settings also from CRDTDOC_HUB, CRDTDOC_ROOM, CRDTDOC_AGENT, CRDTDOC_TOKEN.",
+    )
+    mcp.add_argument("--hub", help="hub URL (several: comma-separated)")
+    mcp.add_argument("--room", help="the room")
+    mcp.add_argument("--agent", help="who the agent is")
+    mcp.add_argument("--token", help="access token")
+    mcp.set_defaults(run=_mcp)
     version = commands.add_parser(
         "version",
         help="the room's version token, or decode one (version decode TOKEN)",

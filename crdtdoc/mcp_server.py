@@ -1,0 +1,200 @@
+"""`crdtdoc mcp`: an MCP server (stdio) through which an MCP-capable agent works on one room as
+itself.
+
+The server holds one connected replica for the whole session, so reads are local and instant and
+the agent's writes merge with everyone else's. Every write waits until the hub stored it durably
+and answers with the new version token; a refusal (already claimed, stale read, frozen spec,
+conflicting values...) comes back as a tool error whose text says what happened and what to do.
+`changes_since_last_look` reports, in plain sentences, what others did since the agent last asked.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from crdtdoc.client.connection import ConnectedReplica, connect
+from crdtdoc.errors import ConflictError, CrdtdocError
+from crdtdoc.versions import Version
+
+
+class Session:
+    """The agent's replica and what it last looked at."""
+
+    def __init__(self, replica: ConnectedReplica) -> None:
+        self.replica = replica
+        self.last_look: Version = replica.version()
+
+    async def written(self, what: str) -> str:
+        await self.replica.flush()
+        return f"{what}; version {self.replica.version().token()}"
+
+
+ToolFn = Callable[..., Awaitable[str]]
+
+
+def build_server(hub: str, room: str, agent: str, token: str | None) -> Any:
+    """The MCP server (tools bound to one room); run it with `run_stdio_async()`."""
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    state: dict[str, Session] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        urls = [f"{h.rstrip('/')}/{room}" for h in hub.split(",")]
+        async with connect(urls, agent=agent, token=token) as replica:
+            state["session"] = Session(replica)
+            yield
+
+    server = MCPServer(
+        name="crdtdoc",
+        instructions=(
+            f"Shared artifacts of room {room!r}, as agent {agent!r}. Documents, task lists and "
+            "interface specs merge with other agents' concurrent work; writes return a version "
+            "token once durable. Call changes_since_last_look to see what others did."
+        ),
+        lifespan=lifespan,
+    )
+
+    def session() -> Session:
+        return state["session"]
+
+    def tool(description: str) -> Callable[[ToolFn], ToolFn]:
+        """`server.tool`, with crdtdoc's errors passed to the agent as readable tool errors
+        ("AlreadyClaimed: task ... is claimed by alice; pick another task...")."""
+
+        def register(fn: ToolFn) -> ToolFn:
+            @functools.wraps(fn)
+            async def wrapped(*args: Any, **kwargs: Any) -> str:
+                try:
+                    return await fn(*args, **kwargs)
+                except CrdtdocError as exc:
+                    raise ToolError(f"{type(exc).__name__}: {exc}") from None
+
+            server.tool(description=description)(wrapped)
+            return fn
+
+        return register
+
+    @tool("The full text of a shared document.")
+    async def read_document(name: str) -> str:
+        return session().replica.document(name).read()
+
+    @tool(
+        "Make a document equal `text`. Applied as a minimal diff, so others' "
+        "concurrent edits elsewhere in it survive."
+    )
+    async def write_document(name: str, text: str) -> str:
+        s = session()
+        s.replica.document(name).write(text)
+        return await s.written(f"wrote {name} ({len(text)} characters)")
+
+    @tool("Replace one unique occurrence of `old` with `new` in a document.")
+    async def edit_document(name: str, old: str, new: str) -> str:
+        s = session()
+        s.replica.document(name).replace(old, new)
+        return await s.written(f"replaced in {name}")
+
+    @tool("Tasks of a task list, one per line: id, status, assignee, title.")
+    async def list_tasks(name: str, status: str | None = None) -> str:
+        tasks = session().replica.tasks(name).list(status=status)
+        return "\n".join(t.describe() for t in tasks) or "no tasks"
+
+    @tool("Add a task; returns its id.")
+    async def add_task(name: str, title: str, description: str = "") -> str:
+        s = session()
+        task_id = s.replica.tasks(name).add(title, description)
+        return await s.written(f"added task {task_id}")
+
+    @tool("Claim a task; fails if another agent holds it (pick another).")
+    async def claim_task(name: str, task_id: str) -> str:
+        s = session()
+        s.replica.tasks(name).claim(task_id)
+        return await s.written(f"claimed {task_id}")
+
+    @tool("Give up your claim on a task.")
+    async def release_task(name: str, task_id: str) -> str:
+        s = session()
+        s.replica.tasks(name).release(task_id)
+        return await s.written(f"released {task_id}")
+
+    @tool("Mark a task done, optionally with a note.")
+    async def complete_task(name: str, task_id: str, note: str | None = None) -> str:
+        s = session()
+        s.replica.tasks(name).complete(task_id, note)
+        return await s.written(f"completed {task_id}")
+
+    @tool("Add a note to a task (notes are never lost or overwritten).")
+    async def note_task(name: str, task_id: str, text: str) -> str:
+        s = session()
+        s.replica.tasks(name).note(task_id, text)
+        return await s.written(f"noted on {task_id}")
+
+    @tool(
+        "An interface spec as JSON: every member's value, and members whose "
+        "concurrent values conflict (with who wrote each)."
+    )
+    async def read_spec(name: str) -> str:
+        spec = session().replica.spec(name)
+        values: dict[str, Any] = {}
+        for member in spec.members():
+            try:
+                values[member] = spec.get(member)
+            except ConflictError:
+                continue
+        conflicts = {
+            m: [{"value": v.value, "by": v.agent} for v in vs] for m, vs in spec.conflicts().items()
+        }
+        return json.dumps({"members": values, "conflicts": conflicts, "frozen": spec.frozen})
+
+    @tool(
+        "Set a spec member to a JSON value (`value_json`, e.g. '\"str\"' or "
+        "'42'). Use it to resolve a conflict too."
+    )
+    async def set_spec_member(name: str, member: str, value_json: str) -> str:
+        s = session()
+        try:
+            value = json.loads(value_json)
+        except ValueError as exc:
+            raise CrdtdocError(
+                f"value_json is not JSON ({exc}); quote strings: '\"text\"'"
+            ) from None
+        s.replica.spec(name).set(member, value)
+        return await s.written(f"set {name}.{member}")
+
+    @tool("The version token of everything this agent has seen now.")
+    async def version() -> str:
+        return session().replica.version().token()
+
+    @tool("Wait until this agent has everything in a version token.")
+    async def wait_for(token: str, timeout: float = 30.0) -> str:
+        await session().replica.wait_for(token, timeout=timeout)
+        return f"up to date with {token}"
+
+    @tool("What others changed since you last asked, one sentence each.")
+    async def changes_since_last_look() -> str:
+        s = session()
+        changes = [
+            c for c in s.replica.changes_since(s.last_look) if c.client_id != s.replica.client_id
+        ]
+        s.last_look = s.replica.version()
+        return "\n".join(c.describe() for c in changes) or "nothing changed"
+
+    return server
+
+
+async def serve_mcp(
+    hub: str | None, room: str | None, agent: str | None, token: str | None
+) -> None:
+    hub = hub or os.environ.get("CRDTDOC_HUB")
+    room = room or os.environ.get("CRDTDOC_ROOM")
+    agent = agent or os.environ.get("CRDTDOC_AGENT")
+    token = token or os.environ.get("CRDTDOC_TOKEN")
+    if not hub or not room or not agent:
+        raise CrdtdocError("crdtdoc mcp needs --hub, --room and --agent (or CRDTDOC_HUB, ...)")
+    await build_server(hub, room, agent, token).run_stdio_async()

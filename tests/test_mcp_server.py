@@ -1,0 +1,119 @@
+"""`crdtdoc mcp` end to end: two MCP sessions (the SDK's own client over stdio) as two agents on
+a real hub process, editing concurrently; nothing is lost, refusals come back as tool errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.hubs import HubProcess, run
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[str]:
+    process = HubProcess(tmp_path / "hub.db")
+    url = process.start()
+    try:
+        yield url
+    finally:
+        process.stop()
+
+
+@asynccontextmanager
+async def agent_session(hub: str, agent: str) -> AsyncIterator[Any]:
+    from mcp import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "crdtdoc.cli", "mcp"],
+        env=dict(os.environ, CRDTDOC_HUB=hub, CRDTDOC_ROOM="mcp", CRDTDOC_AGENT=agent),
+    )
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        yield session
+
+
+async def call(session: Any, tool: str, **arguments: Any) -> tuple[bool, str]:
+    """(is_error, text) of one tool call."""
+    result = await session.call_tool(tool, arguments)
+    text = "".join(getattr(block, "text", "") for block in result.content)
+    return bool(result.is_error), text
+
+
+def test_two_agents_over_mcp_edit_concurrently_and_lose_nothing(hub: str) -> None:
+    async def body() -> None:
+        async with agent_session(hub, "alice") as alice, agent_session(hub, "bob") as bob:
+            names = {t.name for t in (await alice.list_tools()).tools}
+            assert {
+                "read_document",
+                "write_document",
+                "claim_task",
+                "read_spec",
+                "changes_since_last_look",
+                "wait_for",
+                "version",
+            } <= names
+            error, text = await call(
+                alice, "write_document", name="design", text="# Design\nids are UUIDs\n"
+            )
+            assert not error and "version" in text
+            token = text.rsplit("version ", 1)[1]
+            error, _ = await call(bob, "wait_for", token=token)
+            assert not error
+            # Concurrent edits to different lines, and both add a task: all survive.
+            results = await asyncio.gather(
+                call(alice, "edit_document", name="design", old="# Design", new="# Design v2"),
+                call(bob, "edit_document", name="design", old="UUIDs", new="integers"),
+                call(alice, "add_task", name="backlog", title="schema"),
+                call(bob, "add_task", name="backlog", title="migration"),
+            )
+            assert not any(error for error, _ in results), results
+            for session in (alice, bob):
+                for _, text in results:
+                    await call(session, "wait_for", token=text.rsplit("version ", 1)[1])
+            for session in (alice, bob):
+                _, text = await call(session, "read_document", name="design")
+                assert text == "# Design v2\nids are integers\n"
+                _, tasks = await call(session, "list_tasks", name="backlog")
+                assert "schema" in tasks and "migration" in tasks
+            # A claim race: one wins, the other gets a readable tool error.
+            _, tasks = await call(alice, "list_tasks", name="backlog")
+            error, text = await call(alice, "claim_task", name="backlog", task_id=_id(tasks))
+            assert not error, text
+            await call(bob, "wait_for", token=text.rsplit("version ", 1)[1])
+            error, text = await call(bob, "claim_task", name="backlog", task_id=_id(tasks))
+            assert error and "claimed by alice" in text
+            # Specs: a bad value is explained; conflicts are visible as JSON.
+            error, text = await call(
+                bob, "set_spec_member", name="api", member="User.id", value_json="not json"
+            )
+            assert error and "JSON" in text
+            await call(bob, "set_spec_member", name="api", member="User.id", value_json='"UUID"')
+            await call(alice, "wait_for", token=(await call(bob, "version"))[1])
+            _, spec = await call(alice, "read_spec", name="api")
+            assert json.loads(spec)["members"] == {"User.id": "UUID"}
+            # What changed since alice last looked: bob's work, once.
+            _, changes = await call(alice, "changes_since_last_look")
+            assert "bob" in changes and "User.id" in changes, changes
+            _, again = await call(alice, "changes_since_last_look")
+            assert again == "nothing changed"
+
+    run(body(), timeout=120)
+
+
+def _id(listing: str) -> str:
+    """The id of the "schema" task in a `list_tasks` answer ("[open] t...: schema")."""
+    match = re.search(r"\b(t[0-9a-f]{15})\b: schema", listing)
+    if match is None:
+        raise AssertionError(f"no schema task in {listing!r}")
+    return match.group(1)
