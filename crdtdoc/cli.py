@@ -112,6 +112,15 @@ def _bench(args: argparse.Namespace) -> int:
     return run_benchmark([args.name, *args.options])
 
 
+def _demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from crdtdoc.demo import run_demo
+
+    result = asyncio.run(run_demo())
+    return 0 if all(s.crdtdoc_ok for s in result.scenes) else 1
+
+
 def _mcp(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -378,6 +387,14 @@ def build_parser() -> argparse.ArgumentParser:
     from crdtdoc.agent_cli import add_commands, add_version_options
 
     add_commands(commands)
+    demo = commands.add_parser(
+        "demo",
+        help="see the failures crdtdoc prevents (well under a minute)",
+        description="Four scripted scenes (lost design section, duplicate migration number, lost "
+        "interface method, a task worked twice) on a naive shared store, then the same agents "
+        "on crdtdoc through an embedded hub on a temporary SQLite file.",
+    )
+    demo.set_defaults(run=_demo)
     mcp = commands.add_parser(
         "mcp",
         help="run an MCP server (stdio) for one agent in one room",
