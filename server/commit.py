@@ -74,6 +74,7 @@ class GroupCommitter:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.on_appended: AppendedHook | None = None
+        self.on_committed: Callable[[float], None] | None = None  # seconds one commit took
         self.commits = 0
         self.commit_seconds = 0.0
 
@@ -138,7 +139,10 @@ class GroupCommitter:
                     )
                     await asyncio.sleep(RETRY_SECONDS)
             self.commits += 1
-            self.commit_seconds += time.perf_counter() - started
+            took = time.perf_counter() - started
+            self.commit_seconds += took
+            if self.on_committed is not None and writes:
+                self.on_committed(took)
             if self.on_appended is not None:
                 appends = [w for w in writes if isinstance(w, Append)]
                 for write, seq in zip(appends, seqs, strict=True):

@@ -34,6 +34,7 @@ from server.commit import GroupCommitter
 from server.config import HubConfig
 from server.coordination import Coordinator
 from server.limits import RateLimits
+from server.metrics import HubMetrics
 from server.peer import Peer, close_reason
 from server.pgstore import PostgresCommitter, PostgresStore, redacted
 from server.room import Room
@@ -84,6 +85,7 @@ class Hub:
         )
         self.started = time.time()
         self._closed = False
+        self.metrics = HubMetrics(self._metric_state)
 
     @property
     def committer(self) -> GroupCommitter:
@@ -126,6 +128,7 @@ class Hub:
                 None, lambda: SqliteStore(config.db, synchronous=config.synchronous)
             )
             self._committer = SqliteCommitter(store)
+            self._committer.on_committed = self.metrics.commit_seconds.observe
             self._committer.start()
             self._coordinator = Coordinator(self._committer, on_expire=self._lease_expired)
         await self.coordinator.load()
@@ -157,6 +160,7 @@ class Hub:
             drop_rate=config.fanout_drop_rate,
         )
         committer.on_appended = self._appended
+        committer.on_committed = self.metrics.commit_seconds.observe
         committer.start()
         await cluster.start()
         self._committer, self.cluster = committer, cluster
@@ -204,6 +208,14 @@ class Hub:
         path = urlsplit(request.path).path
         if path == "/healthz":
             return ws.respond(HTTPStatus.OK, "ok\n")
+        if path == "/readyz":
+            if self._server is None or self._closed:
+                return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, "not ready\n")
+            return ws.respond(HTTPStatus.OK, "ready\n")
+        if path == "/metrics":
+            response = ws.respond(HTTPStatus.OK, self.metrics.render().decode())
+            response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
+            return response
         if self.connections >= self.config.max_connections:
             return ws.respond(
                 HTTPStatus.SERVICE_UNAVAILABLE,
@@ -226,11 +238,13 @@ class Hub:
                 counted = True
                 room = await self._room(name)
             except (RemoteError, RoomUnavailable) as exc:
+                self.metrics.refusals.labels(type(exc).__name__).inc()
                 log.info("connection refused", extra={"peer": remote, "reason": str(exc)})
                 await ws.close(exc.close_code, close_reason(str(exc)))
                 return
             peer = Peer(ws, self.config, remote)
             peer.grant, peer.identity = grant, identity
+            peer.on_sent = self._count_sent
             writer = asyncio.get_running_loop().create_task(peer.run_writer())
             room.join(peer)
             log.info("peer joined", extra={"room": name, "peer": remote})
@@ -290,12 +304,15 @@ class Hub:
             except ConnectionClosed:
                 return
             peer.last_received = time.monotonic()
+            self.metrics.messages_in.inc()
+            self.metrics.bytes_in.inc(len(data))
             if isinstance(data, str):
                 await ws.close(1003, "y-protocols messages are binary frames")
                 return
             try:
                 room.receive(peer, data)
             except RemoteError as exc:
+                self.metrics.refusals.labels(type(exc).__name__).inc()
                 log.info(
                     "refused a message",
                     extra={"room": room.name, "peer": peer.remote, "reason": str(exc)},
@@ -309,6 +326,24 @@ class Hub:
             # recv() returns at once while frames are buffered; yield so that the writers fan
             # this update out now, instead of after the whole backlog (latency, queue growth).
             await asyncio.sleep(0)
+
+    # -- metrics ---------------------------------------------------------------------------
+
+    def _count_sent(self, size: int) -> None:
+        self.metrics.messages_out.inc()
+        self.metrics.bytes_out.inc(size)
+
+    def _metric_state(self) -> dict[str, float]:
+        """The hub's state now, for the gauges of `/metrics`."""
+        queues = [peer.queued for room in self.rooms.values() for peer in room.peers]
+        return {
+            "connections": self.connections,
+            "rooms_loaded": len(self.rooms),
+            "peers": len(queues),
+            "send_queue_messages": sum(m for m, _ in queues),
+            "send_queue_bytes": sum(b for _, b in queues),
+            "send_queue_messages_max": max((m for m, _ in queues), default=0),
+        }
 
     # -- rooms -----------------------------------------------------------------------------
 
@@ -339,6 +374,7 @@ class Hub:
             room = Room(
                 name, self.committer, self.config, self.coordinator, self._rates, self.cluster
             )
+            room.metrics = self.metrics
             room.restore(stored)
         except CrdtdocError as exc:
             log.error("cannot load room", extra={"room": name, "error": str(exc)})

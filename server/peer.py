@@ -49,6 +49,7 @@ class Peer:
         self.agent: str | None = None
         self.awareness_clients: set[int] = set()  # awareness client ids this peer published
         self.resync: Callable[[Peer], list[bytes]] | None = None  # set by the room
+        self.on_sent: Callable[[int], None] | None = None  # told each sent message's size
         self.resyncs = 0
         self._max_messages = config.send_queue_messages
         self._max_bytes = config.send_queue_bytes
@@ -114,6 +115,8 @@ class Peer:
                         self._send_started = time.monotonic()
                         await ws.send(message)
                         self._send_started = None
+                        if self.on_sent is not None:
+                            self.on_sent(len(message))
         except Exception:  # the connection closed under us: the handler cleans up
             return
         finally:

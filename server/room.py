@@ -61,6 +61,7 @@ from server.commit import GroupCommitter, StoredRoom
 from server.config import HubConfig
 from server.coordination import Coordinator
 from server.limits import RateLimits
+from server.metrics import HubMetrics
 from server.peer import Peer
 from server.pgstore import Fetched, append_in, fetch_in
 from server.shared_coordination import SharedCoordinator
@@ -105,6 +106,8 @@ class Room:
         self._durable_told_at = 0.0  # when clients were last told the durable version
         self._durable_due = False  # a durable announcement is scheduled
         self._durable_gap = DURABLE_INTERVAL  # the least time until the next one
+        self.metrics: HubMetrics | None = None  # set by the hub
+        self._undurable_since: float | None = None  # when the oldest unstored update came
         self._coordinator = coordinator
         self._limits = limits
         self.owners: dict[int, str] = {}  # client id -> the identity that introduced it
@@ -582,6 +585,8 @@ class Room:
                     self.owners.setdefault(client, agent)
         else:
             self._seq += 1
+            if self._undurable_since is None:
+                self._undurable_since = time.monotonic()
             self._committer.append(self.name, self._seq, update, self._taken)
         self._log_updates += 1
         self._log_bytes += len(update)
@@ -608,6 +613,8 @@ class Room:
                 asyncio.get_running_loop().create_task(self._compact_shared(self._cluster))
             return
         snapshot = self.replica.encode_update()
+        if self.metrics is not None:
+            self.metrics.compactions.inc()
         self._committer.compact(self.name, self._seq, snapshot, self._taken)
         self.size_bytes = len(snapshot)
         self._log_updates = 0
@@ -623,7 +630,8 @@ class Room:
             if seq <= self._snapshot_seq or self.replica.pending():
                 return
             snapshot = self.replica.encode_update()
-            await cluster.store.compact(self.name, seq, snapshot)
+            if await cluster.store.compact(self.name, seq, snapshot) and self.metrics is not None:
+                self.metrics.compactions.inc()
             # Done here or by another hub: either way the log up to `seq` is folded.
             self._snapshot_seq = max(self._snapshot_seq, seq)
             self.size_bytes = len(snapshot)
@@ -673,8 +681,11 @@ class Room:
     def _taken(self) -> Callable[[], None]:
         """The store took this room's writes into a transaction: remember what they cover."""
         version, seq = self.replica.version(), self._seq
+        since, self._undurable_since = self._undurable_since, None
 
         def durable() -> None:
+            if since is not None and self.metrics is not None:
+                self.metrics.durable_seconds.observe(time.monotonic() - since)
             self._durable_seq = max(self._durable_seq, seq)
             if self._durable_seq == self._seq:
                 self._own_durable.set()

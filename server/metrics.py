@@ -1,0 +1,78 @@
+"""`HubMetrics`: what an operator watches, in the Prometheus text format at `GET /metrics`.
+
+Each hub has its own registry (several hubs may share a process, in tests). Counters and
+histograms are updated where things happen; gauges that describe the hub's state now (connections,
+rooms, send queues) are read from the hub when scraped, so they cannot drift. No metric is labelled
+by room or agent: label values stay few whatever clients send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class _State(Collector):
+    """Gauges read from the hub at scrape time."""
+
+    def __init__(self, read: Callable[[], dict[str, float]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Any]:
+        state = self._read()
+        for name, help_ in (
+            ("connections", "Open websocket connections."),
+            ("rooms_loaded", "Rooms held in memory."),
+            ("peers", "Connections that joined a room."),
+            ("send_queue_messages", "Messages waiting in all peers' send queues."),
+            ("send_queue_bytes", "Bytes waiting in all peers' send queues."),
+            ("send_queue_messages_max", "The longest send queue of one peer, in messages."),
+        ):
+            yield GaugeMetricFamily(f"crdtdoc_{name}", help_, value=state.get(name, 0.0))
+
+
+class HubMetrics:
+    def __init__(self, read_state: Callable[[], dict[str, float]]) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.messages_in = Counter(
+            "crdtdoc_messages_received", "Websocket messages received from clients.", registry=r
+        )
+        self.bytes_in = Counter(
+            "crdtdoc_bytes_received", "Bytes of messages received from clients.", registry=r
+        )
+        self.messages_out = Counter(
+            "crdtdoc_messages_sent", "Websocket messages sent to clients.", registry=r
+        )
+        self.bytes_out = Counter("crdtdoc_bytes_sent", "Bytes sent to clients.", registry=r)
+        self.refusals = Counter(
+            "crdtdoc_refusals",
+            "Connections refused or closed for bad input, by reason (the error's kind).",
+            ["reason"],
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "crdtdoc_store_commit_seconds",
+            "Duration of one store transaction (a group of appends).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.durable_seconds = Histogram(
+            "crdtdoc_receive_to_durable_seconds",
+            "From receiving a room's oldest not-yet-durable update to its durable commit.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.compactions = Counter(
+            "crdtdoc_compactions", "Room logs folded into snapshots.", registry=r
+        )
+        r.register(_State(read_state))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,69 @@
+"""`/metrics`, `/readyz`: the numbers appear, and move under load."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from pathlib import Path
+
+import crdtdoc
+from tests.hubs import run, running_hub
+
+
+def scrape(url: str, path: str = "/metrics") -> tuple[int, str]:
+    http = url.replace("ws://", "http://") + path
+    try:
+        with urllib.request.urlopen(http, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def value(text: str, name: str) -> float:
+    """The value of an unlabelled sample, or the sum of a labelled family."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_metrics_appear_and_move_under_load(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db", compact_log_updates=20) as hub:
+            loop = asyncio.get_running_loop()
+            status, before = await loop.run_in_executor(None, scrape, hub.url)
+            assert status == 200 and "crdtdoc_connections 0.0" in before
+            assert (await loop.run_in_executor(None, scrape, hub.url, "/readyz"))[0] == 200
+            async with (
+                crdtdoc.connect(hub.url + "/m", agent="a") as a,
+                crdtdoc.connect(hub.url + "/m", agent="b") as b,
+            ):
+                for i in range(60):
+                    a.document("d").append(f"{i};")
+                    await asyncio.sleep(0)
+                await a.flush()
+                await b.wait_for(a.version(), timeout=10)
+                _, during = await loop.run_in_executor(None, scrape, hub.url)
+            assert value(during, "crdtdoc_connections") == 2
+            assert value(during, "crdtdoc_rooms_loaded") == 1
+            for name in (
+                "crdtdoc_messages_received_total",
+                "crdtdoc_bytes_received_total",
+                "crdtdoc_messages_sent_total",
+                "crdtdoc_bytes_sent_total",
+                "crdtdoc_store_commit_seconds_count",
+                "crdtdoc_receive_to_durable_seconds_count",
+                "crdtdoc_compactions_total",
+            ):
+                assert value(during, name) > value(before, name), name
+            # A refusal is counted by its reason.
+            from websockets.asyncio.client import connect as ws_connect
+
+            async with ws_connect(hub.url + "/m") as raw:
+                await raw.send(b"\xff\xff")
+                await raw.wait_closed()
+            _, after = await loop.run_in_executor(None, scrape, hub.url)
+            assert 'crdtdoc_refusals_total{reason="InvalidMessage"} 1.0' in after
+
+    run(body(), timeout=60)
