@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from http import HTTPStatus
@@ -40,10 +41,19 @@ from server.pgstore import PostgresCommitter, PostgresStore, redacted
 from server.room import Room
 from server.shared_coordination import SharedCoordinator
 from server.store import SqliteCommitter, SqliteStore
+from server.web import page, room_list, room_state
 
 log = logging.getLogger("crdtdoc.hub")
 
 MAX_ROOM_NAME = 256
+
+
+def _respond(ws: ServerConnection, body: str, content_type: str) -> Response:
+    """A 200 response with `content_type` (websockets' own respond() says text/plain)."""
+    response = ws.respond(HTTPStatus.OK, body)
+    del response.headers["Content-Type"]
+    response.headers["Content-Type"] = content_type
+    return response
 
 
 class RoomUnavailable(CrdtdocError):
@@ -204,7 +214,7 @@ class Hub:
 
     # -- HTTP and websocket entry ----------------------------------------------------------
 
-    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if path == "/healthz":
             return ws.respond(HTTPStatus.OK, "ok\n")
@@ -213,9 +223,14 @@ class Hub:
                 return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, "not ready\n")
             return ws.respond(HTTPStatus.OK, "ready\n")
         if path == "/metrics":
-            response = ws.respond(HTTPStatus.OK, self.metrics.render().decode())
-            response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
-            return response
+            return _respond(
+                ws, self.metrics.render().decode(), "text/plain; version=0.0.4; charset=utf-8"
+            )
+        plain_http = "upgrade" not in request.headers.get("Connection", "").lower()
+        if plain_http and path.startswith("/rooms/"):
+            return await self._web(ws, request, path)
+        if plain_http and path == "/":
+            return self._room_list(ws, request)
         if self.connections >= self.config.max_connections:
             return ws.respond(
                 HTTPStatus.SERVICE_UNAVAILABLE,
@@ -232,7 +247,7 @@ class Hub:
         try:
             try:
                 name = room_name(ws.request.path if ws.request else "")
-                grant = self._authenticate(ws, name)  # before any room is created or loaded
+                grant = self._authenticate(ws.request, name)  # before any room is loaded
                 identity = grant.agent if grant is not None else None
                 self._admit(identity, ip)
                 counted = True
@@ -263,13 +278,13 @@ class Hub:
                 if identity is not None:
                     self._per_identity[identity] -= 1
 
-    def _authenticate(self, ws: ServerConnection, room: str) -> Grant | None:
-        """The grant of the connection's token (`?token=` or `Authorization: Bearer`); None
-        when the hub has no secret. Raises `AuthError` / `Forbidden`."""
+    def _authenticate(self, request: Request | None, room: str | None) -> Grant | None:
+        """The grant of the request's token (`?token=` or `Authorization: Bearer`), checked
+        against `room` unless that is None; None when the hub has no secret. Raises
+        `AuthError` / `Forbidden`."""
         secret = self.config.secret
         if secret is None:
             return None
-        request = ws.request
         token = None
         if request is not None:
             query = parse_qs(urlsplit(request.path).query).get("token")
@@ -280,7 +295,7 @@ class Hub:
         if token is None:
             raise AuthError("this hub needs a token: pass ?token=... or Authorization: Bearer")
         grant = verify_token(secret, token)
-        if not grant.allows_room(room):
+        if room is not None and not grant.allows_room(room):
             raise Forbidden(f"the token of {grant.agent} does not allow room {room!r}")
         return grant
 
@@ -326,6 +341,46 @@ class Hub:
             # recv() returns at once while frames are buffered; yield so that the writers fan
             # this update out now, instead of after the whole backlog (latency, queue growth).
             await asyncio.sleep(0)
+
+    # -- the supervision page (server/web.py) -----------------------------------------------
+
+    async def _web(self, ws: ServerConnection, request: Request, path: str) -> Response:
+        """`/rooms/<room>`: the page; `/rooms/<room>/state`: what it shows, as JSON. Both need
+        a token for the room when the hub has a secret (read-only is enough)."""
+        want_state = path.endswith("/state")
+        name = unquote(path[len("/rooms/") :].removesuffix("/state").strip("/"))
+        try:
+            room_name("/" + name)
+            self._authenticate(request, name)
+            room = await self._room(name)
+        except RemoteError as exc:
+            status = (
+                HTTPStatus.UNAUTHORIZED
+                if isinstance(exc, AuthError)
+                else (
+                    HTTPStatus.FORBIDDEN if isinstance(exc, Forbidden) else HTTPStatus.BAD_REQUEST
+                )
+            )
+            return ws.respond(status, f"{exc}\n")
+        except RoomUnavailable as exc:
+            return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, f"{exc}\n")
+        if not want_state:
+            return _respond(ws, page(name), "text/html; charset=utf-8")
+        return _respond(ws, json.dumps(room_state(room)), "application/json")
+
+    def _room_list(self, ws: ServerConnection, request: Request) -> Response:
+        """`/`: links to the loaded rooms the request's token may see."""
+        try:
+            grant = self._authenticate(request, None)
+        except AuthError as exc:
+            return ws.respond(HTTPStatus.UNAUTHORIZED, f"{exc}\n")
+        query = urlsplit(request.path).query
+        names = [
+            n
+            for n in sorted(self.rooms)
+            if self.config.secret is None or (grant is not None and grant.allows_room(n))
+        ]
+        return _respond(ws, room_list(names, query), "text/html; charset=utf-8")
 
     # -- metrics ---------------------------------------------------------------------------
 

@@ -103,6 +103,7 @@ class Room:
         self._compacting = False
         self._own_durable = asyncio.Event()  # set whenever all own appends are durable
         self._remote_presence: dict[int, float] = {}  # client id -> last heard (other hubs)
+        self.presence_seen: dict[int, float] = {}  # client id -> Unix time of its last presence
         self._durable_told_at = 0.0  # when clients were last told the durable version
         self._durable_due = False  # a durable announcement is scheduled
         self._durable_gap = DURABLE_INTERVAL  # the least time until the next one
@@ -490,6 +491,7 @@ class Room:
                     )
                 peer.awareness_clients.add(entry.client)
             self.awareness[entry.client] = entry
+            self.presence_seen[entry.client] = time.time()
             accepted.append(entry)
         if accepted:
             self._broadcast(self._awareness_message(accepted), exclude=peer)
@@ -522,6 +524,7 @@ class Room:
                     self._remote_presence[entry.client] = now  # a renewal we already had
                 continue
             self.awareness[entry.client] = entry
+            self.presence_seen[entry.client] = time.time()
             if entry.removed:
                 self._remote_presence.pop(entry.client, None)
             else:
