@@ -3,7 +3,8 @@
 `GET /rooms/<room>` serves one HTML page (plain HTML, CSS and a small script of our own, no build
 step) that reads `GET /rooms/<room>/state` once a second and redraws: the agents present, every
 artifact (documents as text, task lists as a board by status with contested claims marked, specs
-with conflicting members marked) and the latest changes. Both need the same token as a websocket
+with conflicting members marked), the latest changes, and how far behind the hub each agent is
+(the messages the hub holds for it and has not sent yet). Both need the same token as a websocket
 connection to the room (`?token=`; a read-only token is enough) when the hub has a secret.
 """
 
@@ -29,18 +30,25 @@ def room_state(room: Room) -> dict[str, Any]:
     """The room as the page shows it (JSON-ready)."""
     replica = room.replica
     now = time.time()
+    owner = {client: peer for peer in room.peers for client in peer.awareness_clients}
     present = []
     for entry in room.awareness.values():
         if entry.removed:
             continue
         p = parse_presence(entry.client, entry.state)
         seen = room.presence_seen.get(entry.client)
+        peer = owner.get(entry.client)
+        # How far behind the hub the agent is: what the hub holds for it, not yet sent (None
+        # for agents connected to another hub).
+        behind = peer.queued if peer is not None else None
         present.append(
             {
                 "agent": p.agent or f"client {entry.client}",
                 "status": p.status,
                 "task": p.task,
                 "seconds_ago": round(now - seen, 1) if seen else None,
+                "behind_messages": behind[0] if behind is not None else None,
+                "behind_bytes": behind[1] if behind is not None else None,
             }
         )
     artifacts: list[dict[str, Any]] = []

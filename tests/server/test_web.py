@@ -70,6 +70,7 @@ def test_the_page_shows_agents_artifacts_conflicts_and_changes(tmp_path: Path) -
                         (await fetch(f"{hub.url}/rooms/team/state?token={viewer}"))[2]
                     )
                 assert {p["agent"] for p in state["agents"]} == {"alice", "bob"}
+                assert all(p["behind_messages"] == 0 for p in state["agents"])  # both caught up
                 by_name = {a["name"]: a for a in state["artifacts"]}
                 assert by_name["design"]["text"] == "# Design\nids are UUIDs\n"
                 tasks = {t["title"]: t for t in by_name["backlog"]["tasks"]}

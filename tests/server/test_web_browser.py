@@ -66,6 +66,7 @@ def test_the_page_updates_live_without_a_reload(tmp_path: Path) -> None:
             claimed = page.locator(f"[data-task={task_id}]")
             expect(claimed).to_contain_text("write migration 267 - alice", timeout=10_000)
             expect(page.locator("#agents")).to_contain_text("alice")
+            expect(page.locator("#agents")).to_contain_text("up to date")
             assert page.evaluate("performance.getEntriesByType('navigation').length") == page_loads
             OUTPUT.mkdir(exist_ok=True)
             page.screenshot(path=str(OUTPUT / "supervision_page.png"), full_page=True)
