@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from crdtdoc.client.blocking import BlockingReplica, connect_blocking
@@ -116,18 +116,13 @@ def _doc(args: argparse.Namespace) -> int:
         if args.action == "cat":
             _done(args, r, {"text": doc.read()})
             return 0
-        with r.transaction(expect=args.expect, on=[args.name]) if args.expect else _nothing():
+        with r.transaction(expect=args.expect, on=[args.name]) if args.expect else nullcontext():
             if args.action == "write":
                 doc.write(_read_text(args.source))
             else:  # edit
                 doc.replace(args.old, args.new)
         _done(args, r, {"lines": [f"{args.action} {args.name}: {len(doc.read())} characters"]})
     return 0
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 def _task_row(task: Any) -> dict[str, Any]:
@@ -152,7 +147,7 @@ def _tasks(args: argparse.Namespace) -> int:
             ]
             _done(args, r, {"tasks": rows, "lines": lines})
             return 0
-        with r.transaction(expect=args.expect, on=[args.name]) if args.expect else _nothing():
+        with r.transaction(expect=args.expect, on=[args.name]) if args.expect else nullcontext():
             if action == "add":
                 task_id = tasks.add(args.title, args.description or "")
                 _done(args, r, {"id": task_id, "lines": [task_id]})
@@ -189,7 +184,7 @@ def _spec(args: argparse.Namespace) -> int:
             ]
             _done(args, r, {"conflicts": found, "lines": lines or ["no conflicts"]})
             return 0
-        with r.transaction(expect=args.expect, on=[args.name]) if args.expect else _nothing():
+        with r.transaction(expect=args.expect, on=[args.name]) if args.expect else nullcontext():
             if action == "set":
                 spec.set(args.member, _value(args.value))
             elif action == "resolve":
@@ -279,13 +274,7 @@ def _watch(args: argparse.Namespace) -> int:
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    group = common.add_argument_group("connection (or CRDTDOC_HUB, _ROOM, _AGENT, _TOKEN)")
-    group.add_argument("--hub", help="hub URL, e.g. ws://127.0.0.1:8765 (several: comma-separated)")
-    group.add_argument("--room", help="the room to work in")
-    group.add_argument("--agent", help="who you are (as your token says, with a secret)")
-    group.add_argument("--token", help="access token from `crdtdoc token create`")
-    group.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the hub")
-    group.add_argument("--json", action="store_true", help="print one JSON object")
+    add_connection_options(common)
     epilog = (
         "Exit codes: 0 done; 3 hub unreachable or not answering; 4 stale read (others changed "
         "what --expect was based on); 5 already claimed; 6 conflicting spec values; 7 refused "
@@ -389,16 +378,22 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     s.set_defaults(run=_peers)
 
 
+def add_connection_options(parser: argparse.ArgumentParser, *, output: bool = True) -> None:
+    """--hub, --room, --agent, --token (each also from CRDTDOC_*), and with `output` the
+    --timeout and --json of commands that print a result."""
+    group = parser.add_argument_group("connection (or CRDTDOC_HUB, _ROOM, _AGENT, _TOKEN)")
+    group.add_argument("--hub", help="hub URL, e.g. ws://127.0.0.1:8765 (several: comma-separated)")
+    group.add_argument("--room", help="the room to work in")
+    group.add_argument("--agent", help="who you are (as your token says, with a secret)")
+    group.add_argument("--token", help="access token from `crdtdoc token create`")
+    if output:
+        group.add_argument(
+            "--timeout", type=float, default=30.0, help="seconds to wait for the hub"
+        )
+        group.add_argument("--json", action="store_true", help="print one JSON object")
+
+
 def add_version_options(version: argparse.ArgumentParser) -> None:
     """`crdtdoc version` (no action): the room's current version token."""
-    for action in version._actions:
-        if action.dest in ("hub",):
-            return
-    group = version.add_argument_group("connection (or CRDTDOC_HUB, _ROOM, _AGENT, _TOKEN)")
-    group.add_argument("--hub", help="hub URL (several: comma-separated)")
-    group.add_argument("--room", help="the room")
-    group.add_argument("--agent", help="who you are")
-    group.add_argument("--token", help="access token")
-    group.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the hub")
-    group.add_argument("--json", action="store_true", help="print one JSON object")
+    add_connection_options(version)
     version.set_defaults(run=_version)

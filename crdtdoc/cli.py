@@ -384,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options")
     bench.set_defaults(run=_bench)
 
-    from crdtdoc.agent_cli import add_commands, add_version_options
+    from crdtdoc.agent_cli import add_commands, add_connection_options, add_version_options
 
     add_commands(commands)
     demo = commands.add_parser(
@@ -402,10 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and writes the room's documents, tasks and specs as itself through one connected "
         "replica. Settings also from CRDTDOC_HUB, CRDTDOC_ROOM, CRDTDOC_AGENT, CRDTDOC_TOKEN.",
     )
-    mcp.add_argument("--hub", help="hub URL (several: comma-separated)")
-    mcp.add_argument("--room", help="the room")
-    mcp.add_argument("--agent", help="who the agent is")
-    mcp.add_argument("--token", help="access token")
+    add_connection_options(mcp, output=False)
     mcp.set_defaults(run=_mcp)
     version = commands.add_parser(
         "version",
