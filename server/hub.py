@@ -41,7 +41,7 @@ from server.pgstore import PostgresCommitter, PostgresStore, redacted
 from server.room import Room
 from server.shared_coordination import SharedCoordinator
 from server.store import SqliteCommitter, SqliteStore
-from server.web import page, room_list, room_state
+from server.web import harden, page, room_list, room_state
 
 log = logging.getLogger("crdtdoc.hub")
 
@@ -147,6 +147,7 @@ class Hub:
             config.host,
             config.port,
             process_request=self._process_request,
+            process_response=harden,  # CSP, nosniff, no-referrer on every HTTP answer
             max_size=config.max_message_bytes,
             open_timeout=config.handshake_timeout,
             compression=None,  # messages are encoded once for all peers; deflate would redo it
@@ -223,6 +224,12 @@ class Hub:
                 return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, "not ready\n")
             return ws.respond(HTTPStatus.OK, "ready\n")
         if path == "/metrics":
+            # With a secret: any valid token (whatever rooms it allows; a scraper's may allow
+            # none). Metrics carry no room or agent names, but are the hub's, not the public's.
+            try:
+                self._authenticate(request, None)
+            except AuthError as exc:
+                return ws.respond(HTTPStatus.UNAUTHORIZED, f"{exc}\n")
             return _respond(
                 ws, self.metrics.render().decode(), "text/plain; version=0.0.4; charset=utf-8"
             )
@@ -365,7 +372,7 @@ class Hub:
         except RoomUnavailable as exc:
             return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, f"{exc}\n")
         if not want_state:
-            return _respond(ws, page(name), "text/html; charset=utf-8")
+            return _respond(ws, page(), "text/html; charset=utf-8")
         return _respond(ws, json.dumps(room_state(room)), "application/json")
 
     def _room_list(self, ws: ServerConnection, request: Request) -> Response:

@@ -6,16 +6,27 @@ artifact (documents as text, task lists as a board by status with contested clai
 with conflicting members marked), the latest changes, and how far behind the hub each agent is
 (the messages the hub holds for it and has not sent yet). Both need the same token as a websocket
 connection to the room (`?token=`; a read-only token is enough) when the hub has a secret.
+
+Nothing a room or its agents name reaches a page as markup or script: the room page is static
+(its script reads the room from its own URL and shows every name and text from the JSON state
+as text), the room list HTML-escapes names, and every HTTP answer carries a strict
+Content-Security-Policy that allows only the pages' own inline script and styles, by hash
+(`harden`), so an injection that slipped through still could not run.
 """
 
 from __future__ import annotations
 
-import json
+import base64
+import hashlib
+import re
 import time
 from html import escape
+from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+
+from websockets.http11 import Request, Response
 
 from crdtdoc.client.presence import parse_presence
 from crdtdoc.errors import CrdtdocError
@@ -105,22 +116,78 @@ def _artifact(room: Room, name: str, kind: str) -> dict[str, Any]:
     return {"name": name, "kind": kind}
 
 
+_LIST_STYLE = "body{font:14px system-ui,sans-serif;margin:1.5em}"
+
+
 def room_list(rooms: list[str], query: str) -> str:
-    """`/`: the rooms in memory, each a link to its page (keeping the token)."""
+    """`/`: the rooms in memory, each a link to its page (keeping the token). Names are
+    HTML-escaped in text and percent-encoded in links."""
     suffix = f"?{query}" if query else ""
     items = "".join(
-        f'<li><a href="/rooms/{quote(r)}{escape(suffix)}">{escape(r)}</a></li>' for r in rooms
+        f'<li><a href="/rooms/{quote(r, safe="")}{escape(suffix)}">{escape(r)}</a></li>'
+        for r in rooms
     )
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>crdtdoc hub</title>'
-        '</head><body style="font:14px system-ui,sans-serif;margin:1.5em"><h1>Rooms</h1>'
+        f"<style>{_LIST_STYLE}</style></head><body><h1>Rooms</h1>"
         f"<ul>{items or '<li>no room is loaded</li>'}</ul></body></html>"
     )
 
 
-def page(room: str) -> str:
-    """The page for `room`: it fetches `state` (same token) every second."""
-    return _PAGE.replace("__ROOM__", json.dumps(room))
+def page() -> str:
+    """The room page: the same static HTML for every room (it fetches `state` with the same
+    token every second), so no room name can become markup or script."""
+    return _PAGE
+
+
+def _csp_hash(text: str) -> str:
+    """The CSP source that allows one inline `<script>` or `<style>` whose content is `text`."""
+    digest = base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode()
+    return f"'sha256-{digest}'"
+
+
+def _inline(tag: str, html: str) -> list[str]:
+    """The contents of `html`'s inline `<tag>` elements (attribute-less, as our pages write
+    them), exactly as the browser hashes them (read_text already made newlines LF)."""
+    return re.findall(rf"<{tag}>(.*?)</{tag}>", html, re.DOTALL)
 
 
 _PAGE = (Path(__file__).parent / "static" / "room.html").read_text(encoding="utf-8")
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",  # nothing else: no images, fonts, frames, plugins, workers
+        "script-src " + " ".join(_csp_hash(s) for s in _inline("script", _PAGE)),
+        "style-src " + " ".join(_csp_hash(s) for s in [*_inline("style", _PAGE), _LIST_STYLE]),
+        "connect-src 'self'",  # the page's fetch of /rooms/<room>/state
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
+"""One policy for every HTTP answer of the hub: its pages' own inline script and styles (by
+hash, so no injected or attribute script runs, no 'unsafe-inline'), fetches to the hub itself,
+and nothing else. JSON and text answers carry it too, in case a browser renders them."""
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",  # JSON and text are never sniffed into HTML or script
+    "Referrer-Policy": "no-referrer",  # tokens travel in the query string
+    "X-Frame-Options": "DENY",  # frame-ancestors, for browsers that predate it
+    "Cross-Origin-Resource-Policy": "same-origin",  # no cross-site <script src=.../state>
+    "Cache-Control": "no-store",  # room data and token-bearing URLs stay out of caches
+}
+
+
+def harden(_connection: object, _request: Request, response: Response) -> None:
+    """`process_response` hook: adds `SECURITY_HEADERS` to every plain HTTP answer (pages,
+    JSON, metrics, health, refusals, websockets' own 4xx), and a Bearer challenge to 401s."""
+    if response.status_code == HTTPStatus.SWITCHING_PROTOCOLS:
+        return
+    for name, value in SECURITY_HEADERS.items():
+        if name not in response.headers:
+            response.headers[name] = value
+    if response.status_code == HTTPStatus.UNAUTHORIZED and "WWW-Authenticate" not in (
+        response.headers
+    ):
+        response.headers["WWW-Authenticate"] = 'Bearer realm="crdtdoc"'

@@ -7,13 +7,18 @@ import urllib.request
 from pathlib import Path
 
 import crdtdoc
+from crdtdoc.tokens import create_token
 from tests.hubs import run, running_hub
+from tests.server.test_security import SECRET, token
 
 
-def scrape(url: str, path: str = "/metrics") -> tuple[int, str]:
+def scrape(url: str, path: str = "/metrics", bearer: str | None = None) -> tuple[int, str]:
     http = url.replace("ws://", "http://") + path
+    request = urllib.request.Request(http)
+    if bearer is not None:
+        request.add_header("Authorization", f"Bearer {bearer}")
     try:
-        with urllib.request.urlopen(http, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
@@ -67,3 +72,36 @@ def test_metrics_appear_and_move_under_load(tmp_path: Path) -> None:
             assert 'crdtdoc_refusals_total{reason="InvalidMessage"} 1.0' in after
 
     run(body(), timeout=60)
+
+
+def test_with_a_secret_metrics_need_a_token_and_health_stays_open(tmp_path: Path) -> None:
+    """On a hub with a secret, /metrics answers only a valid token (any room scope, read-only
+    is enough: a scraper's token may allow no room at all); /healthz and /readyz answer load
+    balancers without one and say nothing about rooms."""
+
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db", secret=SECRET) as hub:
+            loop = asyncio.get_running_loop()
+
+            async def get(path: str, bearer: str | None = None) -> tuple[int, str]:
+                return await loop.run_in_executor(None, scrape, hub.url, path, bearer)
+
+            room = "secret-project-x"
+            async with crdtdoc.connect(f"{hub.url}/{room}", agent="alice", token=token("alice")):
+                status, text = await get("/metrics")
+                assert status == 401 and "token" in text and "crdtdoc_" not in text
+                assert (await get("/metrics", bearer="forged.token"))[0] == 401
+                other = create_token(b"another-secret-of-32-bytes-long!", "eve")
+                assert (await get("/metrics", bearer=other))[0] == 401
+                expired = token("prometheus", ttl=1, now=0)
+                assert (await get("/metrics", bearer=expired))[0] == 401
+                scraper = token("prometheus", rooms="", read_only=True)  # allows no room
+                status, text = await get("/metrics", bearer=scraper)
+                assert status == 200 and value(text, "crdtdoc_connections") == 1
+                assert room not in text and "alice" not in text
+                status, text = await get(f"/metrics?token={scraper}")
+                assert status == 200 and "crdtdoc_rooms_loaded 1.0" in text
+                for path, answer in (("/healthz", "ok\n"), ("/readyz", "ready\n")):
+                    assert await get(path) == (200, answer)
+
+    run(body(), timeout=30)

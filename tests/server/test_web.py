@@ -3,28 +3,109 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
+import re
 import urllib.error
 import urllib.request
+from email.message import Message
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import crdtdoc
 from tests.hubs import run, running_hub
 from tests.server.test_security import SECRET, token
 
 
-def get(url: str) -> tuple[int, str, str]:
+def get_full(url: str) -> tuple[int, Message, str]:
+    """Status, headers and body of a GET (an HTTP error is an answer too)."""
     http = url.replace("ws://", "http://")
     try:
         with urllib.request.urlopen(http, timeout=5) as response:
-            return response.status, response.headers["Content-Type"], response.read().decode()
+            return response.status, response.headers, response.read().decode()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers["Content-Type"], exc.read().decode()
+        return exc.code, exc.headers, exc.read().decode()
+
+
+def get(url: str) -> tuple[int, str, str]:
+    status, headers, text = get_full(url)
+    return status, headers["Content-Type"], text
 
 
 async def fetch(url: str) -> tuple[int, str, str]:
     return await asyncio.get_running_loop().run_in_executor(None, get, url)
+
+
+async def fetch_full(url: str) -> tuple[int, Message, str]:
+    return await asyncio.get_running_loop().run_in_executor(None, get_full, url)
+
+
+# Room names that break out of a script string, an attribute or a JS line if pasted raw.
+HOSTILE_ROOMS = [
+    "x</script><script>window.__xss=1</script>",
+    'q"uote</title><img src=x onerror=window.__xss=1>',
+    "a'pos'+alert(1)+'",
+    "lt<b>gt</b>",
+    "amp&amp;&lt;",
+    "line\u2028sep\u2029end",
+]
+
+
+def csp(headers: Message) -> dict[str, list[str]]:
+    """The Content-Security-Policy header, as directive -> sources."""
+    value = headers["Content-Security-Policy"]
+    assert value, "no Content-Security-Policy header"
+    directives: dict[str, list[str]] = {}
+    for part in value.split(";"):
+        words = part.split()
+        if words:
+            directives[words[0]] = words[1:]
+    return directives
+
+
+def assert_hardened(headers: Message) -> dict[str, list[str]]:
+    """The headers every HTTP answer of the hub carries: a strict CSP, nosniff, no referrer."""
+    policy = csp(headers)
+    assert policy["default-src"] == ["'none'"]
+    assert policy["frame-ancestors"] == ["'none'"]
+    assert policy["base-uri"] == ["'none'"]
+    assert policy["form-action"] == ["'none'"]
+    for directive in ("script-src", "style-src"):
+        for source in policy.get(directive, []):
+            assert source not in ("'unsafe-inline'", "'unsafe-eval'", "*", "data:"), policy
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "no-referrer"
+    return policy
+
+
+class Markup(HTMLParser):
+    """The tags, attributes and text of an HTML page, as a browser's parser sees them."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.tags: set[str] = set()
+        self.attributes: set[str] = set()
+        self.texts: list[str] = []
+        self.feed(page)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        self.attributes.update(name for name, _ in attrs)
+
+    def handle_data(self, data: str) -> None:
+        self.texts.append(data)
+
+
+def inline_hashes(page: str, tag: str) -> set[str]:
+    """CSP hash sources of the page's inline `<tag>` elements (what the policy must list)."""
+    return {
+        "'sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() + "'"
+        for body in re.findall(rf"<{tag}>(.*?)</{tag}>", page, re.DOTALL)
+    }
 
 
 def test_the_page_shows_agents_artifacts_conflicts_and_changes(tmp_path: Path) -> None:
@@ -80,9 +161,9 @@ def test_the_page_shows_agents_artifacts_conflicts_and_changes(tmp_path: Path) -
                 members = {m["member"]: m for m in by_name["api"]["members"]}
                 assert members["User.id"]["conflict"] is True
                 assert any("alice" in c["text"] for c in state["changes"])
-                status, kind, html = await fetch(f"{hub.url}/rooms/team?token={viewer}")
+                status, kind, page = await fetch(f"{hub.url}/rooms/team?token={viewer}")
                 assert status == 200 and kind.startswith("text/html")
-                assert "/state" in html and '"team"' in html
+                assert "/state" in page
                 status, _, listing = await fetch(f"{hub.url}/?token={viewer}")
                 assert status == 200 and "/rooms/team?token=" in listing
 
@@ -99,5 +180,49 @@ def test_the_page_refuses_requests_without_a_valid_token(tmp_path: Path) -> None
             assert hub.rooms == {}  # nothing was loaded for a refused request
             assert (await fetch(f"{hub.url}/"))[0] == 401
             assert "no room is loaded" in (await fetch(f"{hub.url}/?token={other}"))[2]
+
+    run(body(), timeout=30)
+
+
+def test_no_room_name_reaches_the_page_as_markup_or_script(tmp_path: Path) -> None:
+    """The page is the same static HTML whatever the room is called (the name only arrives in
+    the JSON state, which the page shows as text), under a strict CSP."""
+
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db", secret=SECRET) as hub:
+            viewer = token("supervisor", read_only=True)
+            status, headers, reference = await fetch_full(f"{hub.url}/rooms/team?token={viewer}")
+            assert status == 200
+            policy = assert_hardened(headers)
+            # The page's own inline script and style are allowed by hash, nothing else is.
+            assert inline_hashes(reference, "script") == set(policy["script-src"])
+            assert inline_hashes(reference, "style") <= set(policy["style-src"])
+            assert reference.count("<script") == 1
+            for name in HOSTILE_ROOMS:
+                url = f"{hub.url}/rooms/{quote(name, safe='')}"
+                status, headers, text = await fetch_full(f"{url}?token={viewer}")
+                assert status == 200, (name, text)
+                assert text == reference, name  # nothing of the name is in the page
+                assert_hardened(headers)
+                status, headers, state = await fetch_full(f"{url}/state?token={viewer}")
+                assert status == 200 and json.loads(state)["room"] == name
+                assert headers["Content-Type"] == "application/json"
+                assert_hardened(headers)
+            # The list of rooms escapes every name, in text and in links.
+            status, headers, listing = await fetch_full(f"{hub.url}/?token={viewer}")
+            assert status == 200
+            policy = assert_hardened(headers)
+            markup = Markup(listing)
+            allowed = {"html", "head", "meta", "title", "style", "body", "h1", "ul", "li", "a"}
+            assert markup.tags <= allowed, markup.tags - allowed  # no <script>, <img>, <b>...
+            # Inline style attributes and event handlers would need 'unsafe-inline'.
+            assert markup.attributes <= {"lang", "charset", "href"}, markup.attributes
+            assert inline_hashes(listing, "style") <= set(policy.get("style-src", []))
+            for name in HOSTILE_ROOMS:
+                assert name in markup.texts, name
+            # Refusals carry the same headers.
+            status, headers, _ = await fetch_full(f"{hub.url}/rooms/{quote(HOSTILE_ROOMS[0])}")
+            assert status == 401
+            assert_hardened(headers)
 
     run(body(), timeout=30)

@@ -1,11 +1,14 @@
 """The supervision page in a real browser (headless Chromium): an agent's edit and a task claim
-appear without a reload. The screenshot is kept in tests/output/ (a CI artifact)."""
+appear without a reload, and nothing a room or its agents name runs as script or becomes markup.
+The screenshots are kept in tests/output/ (a CI artifact)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -72,3 +75,62 @@ def test_the_page_updates_live_without_a_reload(tmp_path: Path) -> None:
             page.screenshot(path=str(OUTPUT / "supervision_page.png"), full_page=True)
         finally:
             browser.close()
+
+
+# Each payload, if it ever ran, would set window.__xss and the page's title.
+SCRIPT = "window.__xss=1;document.title='pwned'"
+ROOM = f"x</script><script>{SCRIPT}</script>'\"&\u2028"
+TAG = f'<img src=x onerror="{SCRIPT}">'
+
+
+def test_hostile_names_and_texts_show_as_text_and_never_run(tmp_path: Path) -> None:
+    """A room named to close the script, and an agent whose name, presence, artifact names,
+    document text, task title and spec member are markup: all shown literally, none run."""
+    executable = _browser()
+    from playwright.sync_api import ConsoleMessage, expect, sync_playwright
+
+    with (
+        hub_in_thread(tmp_path / "hub.db") as url,
+        crdtdoc.connect_blocking(f"{url}/{quote(ROOM, safe='')}", agent=TAG) as agent,
+        sync_playwright() as pw,
+    ):
+        agent.set_presence(status=TAG, task=TAG)
+        agent.document(TAG + "doc").write(TAG)
+        tasks = agent.tasks(TAG + "tasks")
+        tasks.claim(tasks.add(TAG))
+        agent.spec(TAG + "spec").set(TAG, TAG)
+        agent.flush()
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page()
+            console: list[str] = []
+
+            def on_console(message: ConsoleMessage) -> None:
+                console.append(message.text)
+
+            page.on("console", on_console)
+            page.goto(url.replace("ws://", "http://") + "/rooms/" + quote(ROOM, safe=""))
+            assert page.evaluate("window.__xss") is None  # the room name ran as script
+            expect(page.locator("#room")).to_have_text(ROOM, timeout=10_000)
+            expect(page.locator("pre")).to_have_text(TAG)
+            expect(page.locator("#artifacts")).to_contain_text(TAG + "doc")
+            expect(page.locator("#artifacts")).to_contain_text(TAG + "tasks")
+            expect(page.locator("#artifacts .task")).to_contain_text(f"{TAG} - {TAG}")
+            expect(page.locator("#artifacts")).to_contain_text(f"{TAG}: {json_string(TAG)}")
+            expect(page.locator("#agents")).to_contain_text(f"{TAG} - {TAG} on {TAG}")
+            expect(page.locator("#changes")).to_contain_text(f"{TAG} inserted")
+            page.wait_for_timeout(300)  # an image's error handler would have fired by now
+            assert page.evaluate("window.__xss") is None
+            assert page.evaluate("document.querySelectorAll('img').length") == 0
+            assert page.evaluate("document.querySelectorAll('script').length") == 1
+            assert page.title() != "pwned"
+            assert not [m for m in console if "Content Security Policy" in m], console
+            OUTPUT.mkdir(exist_ok=True)
+            page.screenshot(path=str(OUTPUT / "supervision_page_hostile.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+def json_string(text: str) -> str:
+    """`text` as the page shows a spec value (JSON)."""
+    return json.dumps(text, ensure_ascii=False)
