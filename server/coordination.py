@@ -7,6 +7,12 @@ each time a lease changes hands, and the newest token of every lease name is sto
 grant, so neither a restart nor a crash can hand out a token twice or let two agents hold one
 lease. Expiry uses the hub's clock: a holder that stops renewing (it crashed, or it is cut off)
 loses the lease when its TTL runs out, and the next waiter gets it with a higher token.
+
+Every request is authorized against its connection (`Caller`): a read-only token takes, renews
+and releases no lease and draws no number; only a lease's holder renews or releases it; `leases`
+shows a lease's token to its holder alone; and a fenced write passes only with the newest token
+actually issued for its lease (never one above it, so a made-up token fails). Who the holder is
+depends on what the hub can verify, see `Caller` and docs/SECURITY.md.
 """
 
 from __future__ import annotations
@@ -18,9 +24,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from crdtdoc.protocol.extension import Reply
+from crdtdoc.tokens import Grant
 from server.store import SqliteCommitter, StoredLease
 
 log = logging.getLogger("crdtdoc.hub.coordination")
@@ -67,6 +74,110 @@ def ok_reply(request_id: int, **result: Any) -> Reply:
     return Reply(request_id, result)
 
 
+class Requester(Protocol):
+    """What a coordinator needs of the connection a request came on (a `server.peer.Peer`)."""
+
+    @property
+    def grant(self) -> Grant | None:
+        """What its token allows; None when the hub has no secret."""
+
+    @property
+    def identity(self) -> str | None:
+        """The agent its token names; None when the hub has no secret."""
+
+
+READ_ONLY_REFUSED = {
+    "acquire": "take leases",
+    "renew": "renew leases",
+    "release": "release leases",
+    "next": "draw numbers",
+}
+"""Operations a read-only token may not send (they change coordination state), described."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a coordination request, as far as the hub can tell.
+
+    With a secret, `agent` is the identity in the connection's signed token: unforgeable, and the
+    whole of who holds a lease (the same identity may renew from any of its connections, so a
+    holder that reconnects, or fails over to another hub, keeps its lease). Without a secret,
+    `agent` is the name the client gave in hello and the client id it acquired under is its own
+    claim too: both only tell honest agents apart (they stop mistakes, not a client that lies,
+    as the hub trusts every client in that mode). The connection itself is not part of the
+    holder in either mode: a holder must keep renewing across a reconnect."""
+
+    agent: str
+    authenticated: bool  # `agent` comes from a token checked against the hub's secret
+    read_only: bool
+
+    @classmethod
+    def of(cls, peer: Requester, agent: str) -> Caller:
+        """The caller behind `peer`; `agent` is the name it gave in hello."""
+        grant = peer.grant
+        if grant is None:
+            return cls(agent, authenticated=False, read_only=False)
+        identity = peer.identity if peer.identity is not None else grant.agent
+        return cls(identity, authenticated=True, read_only=grant.read_only)
+
+    def check_may(self, op: str) -> None:
+        """Raises `forbidden` when a read-only token asks for an operation that changes state."""
+        what = READ_ONLY_REFUSED.get(op)
+        if self.read_only and what is not None:
+            raise RequestError(
+                "forbidden", f"{self.agent!r} has a read-only token: it may not {what}"
+            )
+
+    def check_holder(
+        self, name: str, holder: str, owner: str, args: dict[str, Any], action: str
+    ) -> None:
+        """Raises `forbidden` unless this caller holds lease `name` (held by agent `holder`,
+        owned by `owner` = "agent#client"). Without a secret, a `client` in the request must
+        also be the one that acquired it."""
+        if holder != self.agent:
+            raise RequestError(
+                "forbidden",
+                f"lease {name!r} is held by {holder}, not by {self.agent}: "
+                f"only its holder may {action} it",
+                holder=holder,
+            )
+        if self.authenticated or args.get("client") is None:
+            return
+        client = arg_int(args, "client")
+        if owner != f"{holder}#{client}":
+            raise RequestError(
+                "forbidden",
+                f"lease {name!r} was taken by another client of {holder} than client {client}: "
+                f"only that client may {action} it",
+                holder=holder,
+            )
+
+    def sees_token(self, holder: str) -> bool:
+        """Whether `leases` may show this caller the token of a lease `holder` holds (a token
+        is what renew and release present, so only its holder sees it)."""
+        return holder == self.agent
+
+
+def fence_refusal(name: str, token: int, newest: int, holder: str | None) -> str | None:
+    """Why a write fenced with `token` for lease `name` is refused, or None if it may pass.
+
+    `newest` is the newest fencing token issued for the name (0: none yet), `holder` the agent
+    holding the lease now, if any. Only the newest token passes: an older one belongs to a holder
+    that lost the lease, and one above it was never issued (made up, or from another hub's
+    database)."""
+    if 1 <= token == newest:
+        return None
+    if newest == 0:
+        return f"fencing token {token} was never issued for lease {name!r} (it was never taken)"
+    if not 1 <= token < newest:
+        return f"fencing token {token} was never issued for lease {name!r}"
+    who = f" (now held by {holder})" if holder is not None else ""
+    return (
+        f"lease {name!r} changed hands after fencing token {token}{who}; this write carries "
+        "that older token"
+    )
+
+
 class Coordinator:
     """Coordination state for all rooms of one hub (see the module docstring)."""
 
@@ -97,17 +208,26 @@ class Coordinator:
     # -- requests --------------------------------------------------------------------------
 
     async def handle(
-        self, room: str, peer: object, agent: str, request_id: int, op: str, args: dict[str, Any]
+        self,
+        room: str,
+        peer: Requester,
+        agent: str,
+        request_id: int,
+        op: str,
+        args: dict[str, Any],
     ) -> Reply:
+        """Answers one request from `peer` (whose hello named `agent`), authorized first."""
         try:
+            caller = Caller.of(peer, agent)
+            caller.check_may(op)
             if op == "acquire":
-                return await self._acquire(room, peer, agent, request_id, args)
+                return await self._acquire(room, peer, caller.agent, request_id, args)
             if op == "renew":
-                return await self._renew(room, request_id, args)
+                return await self._renew(room, caller, request_id, args)
             if op == "release":
-                return await self._release(room, request_id, args)
+                return await self._release(room, caller, request_id, args)
             if op == "leases":
-                return self._list(room, request_id)
+                return self._list(room, caller, request_id)
             if op == "next":
                 name = arg_name(args, "sequence")
                 store = self._committer.store
@@ -118,16 +238,13 @@ class Coordinator:
             return Reply(request_id, exc.details, exc.code, str(exc))
 
     def fence_ok(self, room: str, name: str, token: int) -> tuple[bool, str]:
-        """Whether a write fenced with `token` for lease `name` may be applied."""
-        newest = self._tokens.get((room, name), 0)
-        if token >= newest:
-            return True, ""
-        holder = self._leases.get((room, name))
-        who = f" (held by {holder.agent})" if holder is not None else ""
-        return False, (
-            f"lease {name!r} is at fencing token {newest}{who}; this write carries the older "
-            f"token {token}"
+        """Whether a write fenced with `token` for lease `name` may be applied, and if not,
+        why (see `fence_refusal`)."""
+        lease = self._leases.get((room, name))
+        why = fence_refusal(
+            name, token, self._tokens.get((room, name), 0), lease.agent if lease else None
         )
+        return why is None, why or ""
 
     def forget(self, peer: object) -> None:
         """The peer disconnected: it waits for nothing any more."""
@@ -150,9 +267,7 @@ class Coordinator:
         key = (room, name)
         lease = self._leases.get(key)
         if lease is not None and lease.owner == owner:  # already ours: extend it
-            return await self._renew(
-                room, request_id, {"name": name, "token": lease.token, "ttl": ttl}
-            )
+            return await self._extend(key, lease, ttl, request_id)
         if lease is None and not self._waiters.get(key):
             return await self._grant(key, owner, agent, ttl, request_id)
         holder = lease.agent if lease is not None else "a waiting agent"
@@ -207,40 +322,54 @@ class Coordinator:
         )
         return ok_reply(request_id, token=token, ttl=ttl, holder=agent)
 
-    async def _renew(self, room: str, request_id: int, args: dict[str, Any]) -> Reply:
+    async def _renew(
+        self, room: str, caller: Caller, request_id: int, args: dict[str, Any]
+    ) -> Reply:
         name = arg_name(args, "name")
         token = arg_int(args, "token")
         ttl = arg_number(args, "ttl", MIN_TTL, MAX_TTL)
         key = (room, name)
-        lease = self._leases.get(key)
-        if lease is None or lease.token != token:
-            raise RequestError("lost", f"lease {name!r} with token {token} is no longer held")
+        lease = self._held(key, token)
+        caller.check_holder(name, lease.agent, lease.owner, args, "renew")
+        return await self._extend(key, lease, ttl, request_id)
+
+    async def _extend(self, key: Key, lease: Lease, ttl: float, request_id: int) -> Reply:
+        """Moves the lease's expiry to `ttl` seconds from now (its holder asked)."""
         lease.expires = time.monotonic() + ttl
         self._arm(key, lease)
         store = self._committer.store
         await self._committer.run_blocking(
-            partial(store.renew_lease, room, name, token, time.time() + ttl)
+            partial(store.renew_lease, key[0], key[1], lease.token, time.time() + ttl)
         )
-        return ok_reply(request_id, token=token, ttl=ttl, holder=lease.agent)
+        return ok_reply(request_id, token=lease.token, ttl=ttl, holder=lease.agent)
 
-    async def _release(self, room: str, request_id: int, args: dict[str, Any]) -> Reply:
+    async def _release(
+        self, room: str, caller: Caller, request_id: int, args: dict[str, Any]
+    ) -> Reply:
         name = arg_name(args, "name")
         token = arg_int(args, "token")
         key = (room, name)
-        lease = self._leases.get(key)
-        if lease is None or lease.token != token:
-            raise RequestError("lost", f"lease {name!r} with token {token} is no longer held")
+        lease = self._held(key, token)
+        caller.check_holder(name, lease.agent, lease.owner, args, "release")
         self._drop(key)
         await self._persist_drop(key, token, lease.agent, expired=False)
         return ok_reply(request_id, released=True)
 
-    def _list(self, room: str, request_id: int) -> Reply:
+    def _held(self, key: Key, token: int) -> Lease:
+        """The lease `key` if it is held under `token`, else the `lost` refusal (a token that
+        changed hands means its holder lost it; who holds it now is checked after this)."""
+        lease = self._leases.get(key)
+        if lease is None or lease.token != token:
+            raise RequestError("lost", f"lease {key[1]!r} with token {token} is no longer held")
+        return lease
+
+    def _list(self, room: str, caller: Caller, request_id: int) -> Reply:
         now = time.monotonic()
         leases = [
             {
                 "name": name,
                 "holder": lease.agent,
-                "token": lease.token,
+                "token": lease.token if caller.sees_token(lease.agent) else None,
                 "expires_in": round(max(lease.expires - now, 0.0), 3),
                 "waiting": [w.agent for w in self._waiters.get((r, name), ())],
             }

@@ -22,6 +22,11 @@ the hub drops the claim).
 
 A waiter whose hub dies stays in the queue until its wait runs out; if the lease is handed to it
 first, the lease expires unrenewed after its TTL and moves on.
+
+Requests are authorized as on a single hub (`server.coordination.Caller`): read-only tokens change
+nothing, only the holder (the stored `agent`, and without a secret the `owner`'s client) renews
+or releases, `leases` shows tokens to their holder only, and `fence_refusal_in` passes only the
+newest token issued (the fenced commit must call it inside its transaction).
 """
 
 from __future__ import annotations
@@ -44,12 +49,15 @@ from server.coordination import (
     MAX_TTL,
     MAX_WAIT,
     MIN_TTL,
+    Caller,
     ExpiryHook,
     Key,
+    Requester,
     RequestError,
     arg_int,
     arg_name,
     arg_number,
+    fence_refusal,
     find_cycle,
     ok_reply,
 )
@@ -115,17 +123,26 @@ class SharedCoordinator:
     # -- requests --------------------------------------------------------------------------
 
     async def handle(
-        self, room: str, peer: object, agent: str, request_id: int, op: str, args: dict[str, Any]
+        self,
+        room: str,
+        peer: Requester,
+        agent: str,
+        request_id: int,
+        op: str,
+        args: dict[str, Any],
     ) -> Reply:
+        """Answers one request from `peer` (whose hello named `agent`), authorized first."""
         try:
+            caller = Caller.of(peer, agent)
+            caller.check_may(op)
             if op == "acquire":
-                result = await self._acquire(room, peer, agent, args)
+                result = await self._acquire(room, peer, caller.agent, args)
             elif op == "renew":
-                result = await self._renew(room, args)
+                result = await self._renew(room, caller, args)
             elif op == "release":
-                result = await self._release(room, args)
+                result = await self._release(room, caller, args)
             elif op == "leases":
-                result = await self._list(room)
+                result = await self._list(room, caller)
             elif op == "next":
                 result = {"value": await self._next(room, arg_name(args, "sequence"))}
             else:
@@ -136,6 +153,13 @@ class SharedCoordinator:
             log.error("coordination failed", extra={"room": room, "op": op, "error": str(exc)})
             return Reply(request_id, {}, "unavailable", "the hub's database failed; retry")
         return ok_reply(request_id, **result)
+
+    async def fence_ok(self, room: str, name: str, token: int) -> tuple[bool, str]:
+        """Whether a write fenced with `token` for lease `name` may be applied now, and if not,
+        why. A commit must decide inside its own transaction instead (`fence_refusal_in`)."""
+        async with self._store.transaction(f"check fence of lease {name!r}") as db:
+            why = await fence_refusal_in(db, room, name, token)
+        return why is None, why or ""
 
     def forget(self, peer: object) -> None:
         """The peer disconnected: its waits end (and a lease handed to one is freed again)."""
@@ -290,39 +314,39 @@ class SharedCoordinator:
             failure = RequestError("held", f"lease {name!r} is held")
         raise failure
 
-    async def _renew(self, room: str, args: dict[str, Any]) -> dict[str, Any]:
+    async def _renew(self, room: str, caller: Caller, args: dict[str, Any]) -> dict[str, Any]:
         name = arg_name(args, "name")
         token = arg_int(args, "token")
         ttl = arg_number(args, "ttl", MIN_TTL, MAX_TTL)
         async with self._locked(room, _Effects()) as db:
-            cur = await db.execute(
-                "UPDATE crdtdoc_leases SET expires_at = now() + %s * interval '1 second' "
-                "WHERE room = %s AND name = %s AND token = %s RETURNING agent",
-                (ttl, room, name, token),
-            )
-            row = await cur.fetchone()
-        if row is None:
-            raise RequestError("lost", f"lease {name!r} with token {token} is no longer held")
-        return {"token": token, "ttl": ttl, "holder": row[0]}
+            holder = await _holder(db, room, caller, name, token, args, "renew")
+            if not isinstance(holder, RequestError):
+                await db.execute(
+                    "UPDATE crdtdoc_leases SET expires_at = now() + %s * interval '1 second' "
+                    "WHERE room = %s AND name = %s AND token = %s",
+                    (ttl, room, name, token),
+                )
+        if isinstance(holder, RequestError):
+            raise holder  # after the commit, which keeps what the sweep expired meanwhile
+        return {"token": token, "ttl": ttl, "holder": holder}
 
-    async def _release(self, room: str, args: dict[str, Any]) -> dict[str, Any]:
+    async def _release(self, room: str, caller: Caller, args: dict[str, Any]) -> dict[str, Any]:
         name = arg_name(args, "name")
         token = arg_int(args, "token")
         effects = _Effects()
         async with self._locked(room, effects) as db:
-            cur = await db.execute(
-                "DELETE FROM crdtdoc_leases WHERE room = %s AND name = %s AND token = %s "
-                "RETURNING agent",
-                (room, name, token),
-            )
-            row = await cur.fetchone()
-            if row is not None:
+            holder = await _holder(db, room, caller, name, token, args, "release")
+            if not isinstance(holder, RequestError):
+                await db.execute(
+                    "DELETE FROM crdtdoc_leases WHERE room = %s AND name = %s AND token = %s",
+                    (room, name, token),
+                )
                 await self._hand_over(db, room, name, effects)
-        if row is None:
-            raise RequestError("lost", f"lease {name!r} with token {token} is no longer held")
+        if isinstance(holder, RequestError):
+            raise holder  # after the commit, which keeps what the sweep expired meanwhile
         return {"released": True}
 
-    async def _list(self, room: str) -> dict[str, Any]:
+    async def _list(self, room: str, caller: Caller) -> dict[str, Any]:
         async with self._locked(room, _Effects()) as db:
             cur = await db.execute(
                 "SELECT name, agent, token, "
@@ -344,7 +368,7 @@ class SharedCoordinator:
                 {
                     "name": name,
                     "holder": agent,
-                    "token": token,
+                    "token": token if caller.sees_token(agent) else None,
                     "expires_in": round(expires_in, 3),
                     "waiting": waiting.get(name, []),
                 }
@@ -475,6 +499,53 @@ async def _grant(
     )
     log.info("lease granted", extra={"room": room, "lease": name, "agent": agent, "token": token})
     return token
+
+
+async def _holder(
+    db: AsyncConnection,
+    room: str,
+    caller: Caller,
+    name: str,
+    token: int,
+    args: dict[str, Any],
+    action: str,
+) -> str | RequestError:
+    """The agent holding lease `name` under `token` if `caller` is that holder (the room is
+    locked); else the refusal, returned: `lost` when no lease is held under that token any more,
+    `forbidden` when someone else holds it."""
+    cur = await db.execute(
+        "SELECT owner, agent FROM crdtdoc_leases WHERE room = %s AND name = %s AND token = %s",
+        (room, name, token),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return RequestError("lost", f"lease {name!r} with token {token} is no longer held")
+    owner, agent = str(row[0]), str(row[1])
+    try:
+        caller.check_holder(name, agent, owner, args, action)
+    except RequestError as refusal:
+        return refusal
+    return agent
+
+
+async def fence_refusal_in(db: AsyncConnection, room: str, name: str, token: int) -> str | None:
+    """Why a write fenced with `token` for lease `name` is refused, or None: decided inside the
+    caller's transaction `db`, which it keeps from changing (a share lock on the lease's fencing
+    row), so no newer grant can land before the write commits. Only the newest token issued
+    passes (see `server.coordination.fence_refusal`)."""
+    cur = await db.execute(
+        "SELECT token FROM crdtdoc_fencing WHERE room = %s AND name = %s FOR SHARE",
+        (room, name),
+    )
+    row = await cur.fetchone()
+    newest = int(row[0]) if row is not None else 0
+    if 1 <= token == newest:
+        return None
+    cur = await db.execute(
+        "SELECT agent FROM crdtdoc_leases WHERE room = %s AND name = %s", (room, name)
+    )
+    holder = await cur.fetchone()
+    return fence_refusal(name, token, newest, str(holder[0]) if holder is not None else None)
 
 
 async def _live_waiters(db: AsyncConnection, room: str, name: str) -> list[tuple[int, str]]:

@@ -20,6 +20,7 @@ from crdtdoc.errors import (
     CrdtdocError,
     Deadlock,
     FencedOut,
+    Forbidden,
     LeaseHeld,
     LeaseLost,
     StaleRead,
@@ -44,6 +45,8 @@ def reply_error(code: str, message: str, result: dict[str, Any]) -> CrdtdocError
         return LeaseLost(message)
     if code == "fenced":
         return FencedOut(message)
+    if code == "forbidden":
+        return Forbidden(message)
     if code == "conflict":
         changes = result.get("changes")
         return Conflict(message, list(changes) if isinstance(changes, list) else [])
@@ -52,11 +55,12 @@ def reply_error(code: str, message: str, result: dict[str, Any]) -> CrdtdocError
 
 @dataclass(frozen=True)
 class LeaseInfo:
-    """A lease as the hub lists it."""
+    """A lease as the hub lists it. `token` (its fencing token) is shown to its holder only:
+    None for others' leases."""
 
     name: str
     holder: str
-    token: int
+    token: int | None
     expires_in: float
     waiting: list[str]
 
@@ -71,6 +75,7 @@ class Lease:
         self.ttl = ttl
         self.lost = False
         self.released = False
+        self._client = link.client_id  # the client it was acquired under: renewals name it
         self._on_release: list[Callable[[], Awaitable[None]]] = []
         self._renewer = asyncio.get_running_loop().create_task(self._renew_forever())
 
@@ -83,13 +88,15 @@ class Lease:
         return not (self.lost or self.released)
 
     async def renew(self, ttl: float | None = None) -> None:
-        """Extends the lease by `ttl` (default: its TTL) from now. Raises `LeaseLost`."""
+        """Extends the lease by `ttl` (default: its TTL) from now. Raises `LeaseLost`, or
+        `Forbidden` if the hub says another agent holds it (the lease is then lost too)."""
         if not self.held:
             raise LeaseLost(f"lease {self.name!r} is {'lost' if self.lost else 'released'}")
         ttl = self.ttl if ttl is None else ttl
+        args = {"name": self.name, "token": self.token, "ttl": ttl, "client": self._client}
         try:
-            await self._link._request("renew", {"name": self.name, "token": self.token, "ttl": ttl})
-        except LeaseLost:
+            await self._link._request("renew", args)
+        except (LeaseLost, Forbidden):
             self.lost = True
             raise
         self.ttl = ttl
@@ -104,7 +111,9 @@ class Lease:
             await hook()
         if not self.lost:
             with contextlib.suppress(LeaseLost):
-                await self._link._request("release", {"name": self.name, "token": self.token})
+                await self._link._request(
+                    "release", {"name": self.name, "token": self.token, "client": self._client}
+                )
 
     async def _renew_forever(self) -> None:
         while self.held:
@@ -113,8 +122,11 @@ class Lease:
                 return
             try:
                 await self.renew()
-            except LeaseLost:
-                log.warning("lease lost", extra={"lease": self.name, "token": self.token})
+            except (LeaseLost, Forbidden) as exc:
+                log.warning(
+                    "lease lost",
+                    extra={"lease": self.name, "token": self.token, "error": str(exc)},
+                )
                 return
             except CrdtdocError as exc:  # not connected right now: try again next period
                 log.info("lease renewal failed", extra={"lease": self.name, "error": str(exc)})
