@@ -28,7 +28,7 @@ from crdtdoc.errors import (
     StaleRead,
 )
 from crdtdoc.idset import IdSet
-from crdtdoc.rootindex import RootIndex
+from crdtdoc.itemindex import ItemIndex, Locator
 from crdtdoc.roots import (
     AGENTS_ROOT,
     ARTIFACTS_ROOT,
@@ -36,10 +36,12 @@ from crdtdoc.roots import (
     INTERNAL_ROOTS,
     NOTES_ROOT,
 )
+from crdtdoc.semantics import check_update
 from crdtdoc.updates import (
     MAX_CLIENT_ID,
     MAX_CLOCK,
     ClientStructs,
+    Item,
     ParsedUpdate,
     decode_state_vector,
     deletes_only,
@@ -117,6 +119,9 @@ def artifact_names(on: Iterable[object]) -> set[str]:
     return names
 
 
+Judge = Callable[[list[Item], Locator, dict[int, int], object], None]
+
+
 def _is_panic(exc: BaseException) -> bool:
     return type(exc).__name__ == "PanicException"
 
@@ -143,7 +148,7 @@ class Replica:
         self._state: dict[int, int] = {}
         self._deleted = IdSet()
         # key -> (waiting update, its parse, the origin given to apply_update)
-        self._pending_structs: dict[int, tuple[bytes, ParsedUpdate, object]] = {}
+        self._pending_structs: dict[int, tuple[bytes, ParsedUpdate, object, bool]] = {}
         self._waiting: dict[int, list[tuple[int, int]]] = {}  # client -> heap of (clock, key)
         self._next_pending = 0
         self._pending_bytes = 0
@@ -170,7 +175,14 @@ class Replica:
         self._recorded_kinds: set[str] = set()  # names whose kind this replica has written
         self.generation = 0
         self._texts: dict[str, tuple[int, str]] = {}  # root -> (generation, its text then)
-        self._roots: RootIndex | None = None  # built on first use, then kept up to date
+        self._items: ItemIndex | None = None  # built on first use, then kept up to date
+        self.judge: Judge | None = None
+        """Called with each untrusted update's items (placed), the state before it and its
+        origin, once the semantic gate passed it and just before the engine applies it; raising
+        a `CrdtdocError` refuses the update. The hub authorizes writes here."""
+        self.on_refused: Callable[[object, CrdtdocError], None] | None = None
+        """Told of a buffered update refused when it came out of the causal buffer (with the
+        origin it was given), instead of raising that to whoever's update woke it."""
         """Counts commits (local and remote): equal generations mean an unchanged document, which
         lets `Document` keep its text between edits instead of reading it whole each time."""
         self._doc = self._new_doc()
@@ -352,20 +364,23 @@ class Replica:
             if c.client_id != client_id and (not wanted or c.artifact in wanted)
         ]
 
-    def root_index(self) -> RootIndex:
-        """Which artifact every item lives under (built on first use, then kept up to date)."""
+    def item_index(self) -> ItemIndex:
+        """Where every item lives and what it holds (built on first use, then kept up to date)."""
         self._sync_point()
-        if self._roots is None:
-            index = RootIndex()
+        return self._item_index()
+
+    def _item_index(self) -> ItemIndex:
+        if self._items is None:
+            index = ItemIndex()
             index.add(parse_update(self._doc.get_update(), details=True).items or [])
-            self._roots = index
-        return self._roots
+            self._items = index
+        return self._items
 
     def _others_touched(self, since: Version, names: set[str], client_id: int) -> bool:
         """Whether ids added or deleted since `since` (added by clients other than `client_id`)
         may belong to the artifacts `names`: a cheap, conservative test (ids whose artifact is
         unknown count as touching)."""
-        index = self.root_index()
+        index = self.item_index()
         now = self.version()
         touched: set[str | None] = set()
         for client, end in now.clocks.items():
@@ -399,7 +414,12 @@ class Replica:
     # -- remote changes --------------------------------------------------------------------
 
     def apply_update(
-        self, data: bytes, *, parsed: ParsedUpdate | None = None, origin: object = None
+        self,
+        data: bytes,
+        *,
+        parsed: ParsedUpdate | None = None,
+        origin: object = None,
+        trusted: bool = False,
     ) -> None:
         """Validates and applies a Yjs v1 update from elsewhere.
 
@@ -408,38 +428,45 @@ class Replica:
 
         Data whose dependencies are missing waits in the causal buffer (see `pending()`) and is
         applied as soon as they arrive. Raises `InvalidUpdate`, leaving the replica unchanged, when
-        the bytes are not a valid update; `PendingLimitExceeded` when the buffer is full.
+        the bytes are not a valid update, or when they would mean something else to another Yjs
+        engine (`crdtdoc.semantics`, judged once the update's dependencies are present);
+        `PendingLimitExceeded` when the buffer is full. `trusted` skips the semantic judgement
+        for data this replica's owner accepted before (a hub reloading its own log), so data
+        stored under older rules still loads.
         """
         if self._txn_depth:
             raise CrdtdocError("apply_update cannot run inside a local transaction; call it after")
         if parsed is None:  # a caller that already parsed these very bytes may pass the result
             parsed = parse_update(data)
         try:
-            self._apply_parsed(bytes(data), parsed, origin)
+            self._apply_parsed(bytes(data), parsed, origin, trusted)
         finally:
             self._notify()  # whatever committed is announced, even if a later part failed
 
-    def _apply_parsed(self, data: bytes, parsed: ParsedUpdate, origin: object) -> None:
+    def _apply_parsed(
+        self, data: bytes, parsed: ParsedUpdate, origin: object, trusted: bool
+    ) -> None:
         state = self._state
         deletes = parsed.delete_set
         fresh_structs = parsed.new_ids(state)
         if fresh_structs and parsed.missing(state):
-            self._wait(data, parsed, origin)
+            self._wait(data, parsed, origin, trusted)
         else:
             new_deletes = bool(deletes) and not deletes.issubset(self._deleted)
             targets_here = not deletes or deletes.clip_to(_after(state, parsed)) == deletes
             if targets_here and (fresh_structs or new_deletes):
-                self._apply_to_doc(data, parsed.structs, origin)  # the common case: all in one go
+                # the common case: all in one go
+                self._apply_to_doc(data, parsed if fresh_structs else None, origin, trusted)
                 deletes = IdSet()
             elif fresh_structs:
-                self._apply_to_doc(structs_only(data, parsed), parsed.structs, origin)
+                self._apply_to_doc(structs_only(data, parsed), parsed, origin, trusted)
             if fresh_structs and self._waiting:
                 self._wake(list(parsed.structs))
         if deletes and not deletes.issubset(self._deleted):
             self._pending_deletes = self._pending_deletes.union(deletes.difference(self._deleted))
         self._apply_ready_deletes()
 
-    def _wait(self, data: bytes, parsed: ParsedUpdate, origin: object) -> None:
+    def _wait(self, data: bytes, parsed: ParsedUpdate, origin: object, trusted: bool) -> None:
         """Puts an update's structs in the causal buffer (its deletions are held separately)."""
         limits = self._limits
         if (
@@ -453,7 +480,7 @@ class Replica:
         part = structs_only(data, parsed) if parsed.delete_set else data
         key = self._next_pending
         self._next_pending += 1
-        self._pending_structs[key] = (part, parsed, origin)
+        self._pending_structs[key] = (part, parsed, origin, trusted)
         self._pending_bytes += len(part)
         self._register(key, parsed.missing(self._state))
 
@@ -475,7 +502,7 @@ class Replica:
                 entry = self._pending_structs.get(key)
                 if entry is None:
                     continue
-                part, parsed, origin = entry
+                part, parsed, origin, trusted = entry
                 if not parsed.new_ids(self._state):  # everything in it arrived some other way
                     del self._pending_structs[key]
                     self._pending_bytes -= len(part)
@@ -487,9 +514,12 @@ class Replica:
                 del self._pending_structs[key]
                 self._pending_bytes -= len(part)
                 try:
-                    self._apply_to_doc(part, parsed.structs, origin)
-                except CrdtdocError as exc:  # the engine refused it: drop it, finish the drain
-                    failure = failure or exc
+                    self._apply_to_doc(part, parsed, origin, trusted)
+                except CrdtdocError as exc:  # refused: drop it, finish the drain
+                    if self.on_refused is not None:
+                        self.on_refused(origin, exc)
+                    else:
+                        failure = failure or exc
                     continue
                 work.extend(parsed.structs)
             if not heap:
@@ -506,13 +536,27 @@ class Replica:
             self._pending_deletes = self._pending_deletes.difference(ready)
             fresh = ready.difference(self._deleted)
             if fresh:
-                self._apply_to_doc(
-                    deletes_only(fresh), {}, None
-                )  # may mix origins: none is claimed
+                self._apply_to_doc(deletes_only(fresh), None, None, True)  # no origin claimed
 
-    def _apply_to_doc(self, data: bytes, structs: dict[int, ClientStructs], origin: object) -> None:
-        """Hands pycrdt one update whose dependencies are all present; `structs` is what it
-        carries (the observer uses it to advance the state vector)."""
+    def _apply_to_doc(
+        self, data: bytes, parsed: ParsedUpdate | None, origin: object, trusted: bool
+    ) -> None:
+        """Hands pycrdt one update whose dependencies are all present, once the semantic gate
+        passed it (unless `trusted`). `parsed` describes the structs it carries (None: it only
+        deletes); the observer uses it to advance the state vector."""
+        structs: dict[int, ClientStructs] = {}
+        items: list[Item] | None = None
+        if parsed is not None:
+            structs = parsed.structs
+            if not trusted or self._items is not None:
+                items = parsed.items
+                if items is None:
+                    items = parse_update(data, details=True).items or []
+        before = {client: self._state.get(client, 0) for client in structs}
+        if items is not None and not trusted:
+            locator = check_update(self._item_index(), items, before)
+            if self.judge is not None:
+                self.judge(items, locator, before, origin)
         log_length = len(self._log)
         self._applying = (data, structs, origin)
         try:
@@ -531,11 +575,13 @@ class Replica:
                 ) from None
             raise InvalidUpdate(f"the CRDT engine refused the update: {exc}") from None
         self._applying = None
+        if items is not None and self._items is not None:
+            self._items.add(items, before)
 
     def pending(self) -> Pending:
         """What waits in the causal buffer, and which ids it waits for."""
         missing = IdSet()
-        for _, parsed, _ in self._pending_structs.values():
+        for _, parsed, _, _ in self._pending_structs.values():
             missing = missing.union(parsed.missing(self._state))
         deletions = self._pending_deletes
         for client, start, end in deletions:
@@ -687,11 +733,11 @@ class Replica:
                 if s.end > state.get(client, 0):
                     state[client] = s.end
         self.generation += 1
-        if self._roots is not None:
+        if remote is None and self._items is not None:  # remote items: see `_apply_to_doc`
             try:
-                self._roots.add(parse_update(update, details=True).items or [])
+                self._items.add(parse_update(update, details=True).items or [])
             except CrdtdocError:
-                self._roots = None  # rebuilt from the document when next needed
+                self._items = None  # rebuilt from the document when next needed
         # The transaction's own delete set: it includes deletions made while integrating (the
         # loser of two concurrent writes to one map key), which the update's bytes do not list.
         delete_set: bytes = getattr(event, "delete_set")  # noqa: B009
@@ -721,7 +767,7 @@ class Replica:
         """Drops everything (content, buffer, log) and continues empty under a fresh client id:
         how a replica whose writes were refused resyncs to exactly the hub's state."""
         self.generation += 1
-        self._roots = None
+        self._items = None
         self._client_id = new_client_id(avoid=set(self._state))
         self._state = {}
         self._deleted = IdSet()
@@ -745,7 +791,7 @@ class Replica:
     def _rebuild(self) -> None:
         """Replaces the document with one rebuilt from the checkpoint and the committed log."""
         self.generation += 1
-        self._roots = None
+        self._items = None
         log = self._log
         doc: Doc[Any] = Doc(client_id=self._client_id)
         if self._checkpoint:

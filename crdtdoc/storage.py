@@ -25,7 +25,7 @@ FORMAT = 1
 
 
 def save_replica(replica: Replica, path: str | os.PathLike[str]) -> None:
-    pending = [part for part, _, _ in replica._pending_structs.values()]
+    pending = [entry[0] for entry in replica._pending_structs.values()]
     if replica._pending_deletes:
         pending.append(deletes_only(replica._pending_deletes))
     record = {

@@ -129,6 +129,20 @@ class ParsedUpdate:
         return any(s.end > state.get(c, 0) for c, s in self.structs.items())
 
 
+def carried(parsed: ParsedUpdate) -> IdSet:
+    """The ids an update's structs carry (skipped ranges excluded)."""
+    ids = IdSet()
+    for client, s in parsed.structs.items():
+        start = s.start
+        for skip_start, skip_end in s.skips:
+            if skip_start > start:
+                ids.add(client, start, skip_start)
+            start = max(start, skip_end)
+        if s.end > start:
+            ids.add(client, start, s.end)
+    return ids
+
+
 def structs_only(data: bytes, parsed: ParsedUpdate) -> bytes:
     """The update's structs with an empty delete set."""
     return data[: parsed.ds_offset] + b"\x00"
@@ -276,12 +290,9 @@ def _read_content(dec: Decoder, ref: int) -> tuple[int, Any]:
             dec.read_var_string()  # node name / hook name
         return 1, name
     if ref == JSON:
-        n = dec.read_count("json value", 1)
-        values = []
-        for _ in range(n):
-            text = dec.read_var_string()
-            values.append(None if text == "undefined" else _parse_json(dec, text))
-        return n, values
+        # Legacy content (Yjs writes `any` instead since 13.0); yrs fails mid-apply to decode it
+        # as Yjs encodes it, so no engine could share it.
+        raise dec.fail("legacy JSON content (ref 2) is not supported: write it as `any` content")
     if ref == BINARY:
         return 1, dec.read_var_bytes()
     if ref == EMBED:

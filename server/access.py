@@ -1,32 +1,229 @@
-"""Who may write what: read-only tokens, per-artifact scopes, frozen specs, client-id ownership,
-forged agent names, and room size. The hub checks every update here before applying it.
+"""The authorization gate: who may write what, judged by what an update's items *are*.
 
-The room replica's `RootIndex` (`crdtdoc.rootindex`) knows which root (artifact) every item lives
-under, so an update can be judged by the artifacts it touches, including items nested in maps and
-arrays and ids it deletes.
+Runs after the semantic gate (`crdtdoc.semantics`), on items placed by the room's item index
+(`crdtdoc.itemindex`), so a map overwrite that names only an origin is judged under the key it
+inherits, and an item nested anywhere is judged by its artifact. Items are judged as they are
+applied (an update waiting in the causal buffer is judged once what it depends on is there, with
+its author's rights); deletions are judged when the update arrives.
+
+The rules, one place for every surface (docs/SECURITY.md has the table):
+
+- artifact scope: a scoped token touches only its artifacts (and bookkeeping, under the rules
+  below); frozen specs accept nothing.
+- `__crdtdoc_agents`: an entry is `str(client) -> name`, written by that client, naming the
+  writer's identity; entries are never deleted, except by their own client.
+- `__crdtdoc_artifacts`: an entry is `name -> kind` (a known kind); a kind is set once and never
+  changed or deleted (an entry that holds no valid kind may be replaced); a scoped token
+  registers only its artifacts.
+- `__crdtdoc_notes`: an entry is `{"by", "note", "at", "artifacts"}` signed by the writer's
+  identity, naming only artifacts its token may change; notes are never deleted by others.
+- `__crdtdoc_deletions`: an entry is an encoded delete set of ids the writer's identity deleted;
+  entries are never deleted by others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
-from crdtdoc.errors import Forbidden
-from crdtdoc.roots import AGENTS_ROOT, INTERNAL_ROOTS
-from crdtdoc.updates import Item
+from crdtdoc.encoding import Decoder
+from crdtdoc.errors import Forbidden, InvalidUpdate
+from crdtdoc.idset import IdSet
+from crdtdoc.itemindex import ItemIndex, Locator, Place
+from crdtdoc.replica import Replica
+from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT, DELETIONS_ROOT, INTERNAL_ROOTS, NOTES_ROOT
+from crdtdoc.tokens import Grant
+from crdtdoc.updates import ANY, GC, MAX_CLIENT_ID, MAX_CLOCK, SKIP, Item, parse_update
 
 BOOKKEEPING = INTERNAL_ROOTS
-"""Roots every writer may touch (its own agent entry, deletion log, artifact kinds, notes)."""
+"""Roots every writer may add to, under the rules of this module."""
+ARTIFACT_KINDS = frozenset({"document", "tasks", "spec", "map"})
+"""The kinds `__crdtdoc_artifacts` may record (docs/SCHEMA.md)."""
 
 
-def check_agent_entries(
-    items: Iterable[Item], roots: dict[tuple[int, int], str | None], agent: str
-) -> None:
-    """An item in the agents registry must be its own client's entry, naming `agent`."""
+class DeletionLedger:
+    """Who deleted what, as far as the hub knows, so that a deletions-log entry (which
+    attributes deletions in every change feed) claims only deletions its writer made, or ones
+    nobody is known to have made (deleted before the hub loaded the room, never logged)."""
+
+    def __init__(self) -> None:
+        self._by: dict[str, IdSet] = {}
+        self._known = IdSet()
+
+    def record(self, identity: str, deletes: IdSet) -> None:
+        mine = self._by.setdefault(identity, IdSet())
+        for client, start, end in deletes:
+            mine.add(client, start, end)
+            self._known.add(client, start, end)
+
+    def may_claim(self, identity: str, claimed: IdSet, deleted_now: IdSet) -> bool:
+        rest = claimed.difference(self._by.get(identity, IdSet()))
+        return not rest or (rest.difference(self._known) == rest and rest.issubset(deleted_now))
+
+
+@dataclass
+class Writer:
+    """Who sends an update, as the hub knows them."""
+
+    identity: str | None  # the token's agent (None: the hub has no secret)
+    grant: Grant | None
+    owns: Callable[[int], bool]  # whether a client id is this writer's
+    may_claim: Callable[[IdSet], bool] = lambda claimed: True  # see `DeletionLedger`
+
+    @property
+    def scope(self) -> frozenset[str] | None:
+        return self.grant.artifacts if self.grant is not None else None
+
+
+@dataclass(frozen=True)
+class RoomFacts:
+    """What the rules read about the room: recorded artifact kinds and frozen specs."""
+
+    kinds: Mapping[str, str]
+    frozen: frozenset[str]
+
+
+def judge_items(
+    items: list[Item], locator: Locator, state: dict[int, int], writer: Writer, facts: RoomFacts
+) -> set[str | None]:
+    """Raises `Forbidden` for an item this writer may not add; returns the roots touched."""
+    touched: set[str | None] = set()
     for item in items:
-        if roots.get((item.client, item.clock)) != AGENTS_ROOT or item.parent_sub is None:
+        if item.content in (GC, SKIP) or item.clock + item.length <= state.get(item.client, 0):
             continue
-        value = item.value[-1] if isinstance(item.value, list) and item.value else None
-        if item.parent_sub != str(item.client) or value != agent:
+        place = locator.place(item)
+        if place is not None and place.collected:
+            continue  # dropped by every engine
+        root = locator.root(place)
+        touched.add(root)
+        _judge_root(root, writer, facts, "add to")
+        if root in BOOKKEEPING and place is not None:
+            _judge_bookkeeping(root, item, place, writer, facts)
+    return touched
+
+
+def judge_deletes(deletes: IdSet, index: ItemIndex, writer: Writer, facts: RoomFacts) -> None:
+    """Raises `Forbidden` for a deletion (of ids not deleted yet) this writer may not make."""
+    strict = writer.identity is not None or writer.scope is not None
+    for client, start, end in deletes:
+        for run_start, _, place in index.runs(client, start, end):
+            if place is None:
+                if strict:
+                    raise Forbidden(
+                        f"the update deletes {client}:{run_start}, which this hub does not have "
+                        "yet; sync first, then delete"
+                    )
+                continue
+            if place.collected:
+                continue
+            root = index.root_of_parent(place.parent)
+            _judge_root(root, writer, facts, "delete from")
+            if root in (NOTES_ROOT, DELETIONS_ROOT) and not writer.owns(client):
+                raise Forbidden(f"entries of {root} are deleted only by their author")
+            if root == AGENTS_ROOT and not (place.sub == str(client) and writer.owns(client)):
+                raise Forbidden("an agent's registry entry is deleted only by its own client")
+            if root == ARTIFACTS_ROOT and place.sub in facts.kinds:
+                raise Forbidden(
+                    f"the kind of artifact {place.sub!r} is recorded once and never deleted"
+                )
+
+
+def _judge_root(root: str | None, writer: Writer, facts: RoomFacts, verb: str) -> None:
+    scope = writer.scope
+    if scope is not None and root not in BOOKKEEPING and (root is None or root not in scope):
+        allowed = ", ".join(sorted(scope)) or "nothing"
+        raise Forbidden(f"this token may change only {allowed}; the update would {verb} {root}")
+    if root in facts.frozen:
+        raise Forbidden(f"spec {root!r} is frozen: it accepts no more writes")
+
+
+def _judge_bookkeeping(
+    root: str | None, item: Item, place: Place, writer: Writer, facts: RoomFacts
+) -> None:
+    if place.parent != root or item.content != ANY or not item.value:
+        raise Forbidden(
+            f"{root} holds only crdtdoc's plain entries (any values written directly in it)"
+        )
+    values: list[object] = item.value
+    if root == AGENTS_ROOT:
+        name = values[-1]
+        if place.sub != str(item.client) or not isinstance(name, str):
             raise Forbidden(
-                f"attribution refused: client {item.client} may only register itself, as {agent!r}"
+                f"attribution refused: client {item.client} may only register itself, by name"
             )
+        if writer.identity is not None and name != writer.identity:
+            raise Forbidden(
+                f"attribution refused: client {item.client} may only register as "
+                f"{writer.identity!r}, not {name!r}"
+            )
+    elif root == ARTIFACTS_ROOT:
+        name, kind = place.sub, values[-1]
+        if name is None or kind not in ARTIFACT_KINDS:
+            raise Forbidden(
+                f"{ARTIFACTS_ROOT} maps artifact names to one of {sorted(ARTIFACT_KINDS)}"
+            )
+        scope = writer.scope
+        if scope is not None and name not in scope:
+            raise Forbidden(f"this token may not register artifact {name!r}")
+        recorded = facts.kinds.get(name)
+        if recorded is not None and recorded != kind:
+            raise Forbidden(f"artifact {name!r} is a {recorded}; its kind cannot change")
+    elif root == NOTES_ROOT:
+        for note in values:
+            _judge_note(note, writer)
+    elif root == DELETIONS_ROOT:
+        for entry in values:
+            _judge_deletions_entry(entry, writer)
+
+
+def _judge_note(note: object, writer: Writer) -> None:
+    if not (
+        isinstance(note, dict)
+        and isinstance(note.get("by"), str)
+        and isinstance(note.get("note"), str)
+        and isinstance(note.get("artifacts", []), list)
+        and all(isinstance(a, str) for a in note.get("artifacts", []))
+    ):
+        raise Forbidden('a note is {"by": str, "note": str, "at": time, "artifacts": [str]}')
+    if writer.identity is not None and note["by"] != writer.identity:
+        raise Forbidden(f"a note is signed by its writer, {writer.identity!r}")
+    scope = writer.scope
+    outside = [a for a in note.get("artifacts", []) if scope is not None and a not in scope]
+    if outside:
+        raise Forbidden(f"this token may not write notes about {', '.join(sorted(outside))}")
+
+
+def _decode_delete_set(entry: object) -> IdSet | None:
+    if not isinstance(entry, bytes):
+        return None
+    try:
+        dec = Decoder(entry, InvalidUpdate)
+        claimed = IdSet.decode_from(dec, max_clock=MAX_CLOCK, max_client=MAX_CLIENT_ID)
+    except InvalidUpdate:
+        return None
+    return claimed if dec.at_end() else None
+
+
+def _judge_deletions_entry(entry: object, writer: Writer) -> None:
+    claimed = _decode_delete_set(entry)
+    if claimed is None:
+        raise Forbidden(f"{DELETIONS_ROOT} holds encoded delete sets")
+    if not writer.may_claim(claimed):
+        raise Forbidden(
+            f"attribution refused: the entry claims deletions {writer.identity!r} did not make"
+        )
+
+
+def deletion_ledger(replica: Replica, owners: Mapping[int, str]) -> DeletionLedger:
+    """The ledger of a room loaded from its store: each deletions-log entry is its appender's."""
+    ledger = DeletionLedger()
+    index = replica.item_index()
+    for item in parse_update(replica.encode_update(), details=True).items or []:
+        if item.content != ANY or index.root_of(item.client, item.clock) != DELETIONS_ROOT:
+            continue
+        owner = owners.get(item.client)
+        for entry in item.value or []:
+            claimed = _decode_delete_set(entry) if owner is not None else None
+            if owner is not None and claimed is not None:
+                ledger.record(owner, claimed)
+    return ledger

@@ -30,6 +30,7 @@ from crdtdoc.errors import (
     RoomFull,
     StorageError,
 )
+from crdtdoc.itemindex import Locator
 from crdtdoc.protocol.awareness import AwarenessEntry, decode_awareness, encode_awareness
 from crdtdoc.protocol.extension import (
     Durable,
@@ -53,9 +54,18 @@ from crdtdoc.protocol.messages import (
 from crdtdoc.protocol.session import SyncSession
 from crdtdoc.replica import Replica, ReplicaLimits
 from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT
-from crdtdoc.updates import ParsedUpdate, parse_update
+from crdtdoc.semantics import check_update
+from crdtdoc.updates import Item, ParsedUpdate, carried, parse_update
 from crdtdoc.versions import Version
-from server.access import BOOKKEEPING, check_agent_entries
+from server.access import (
+    ARTIFACT_KINDS,
+    DeletionLedger,
+    RoomFacts,
+    Writer,
+    deletion_ledger,
+    judge_deletes,
+    judge_items,
+)
 from server.cluster import Cluster, SeqTracker
 from server.commit import GroupCommitter, StoredRoom
 from server.config import HubConfig
@@ -64,7 +74,7 @@ from server.limits import RateLimits
 from server.metrics import HubMetrics
 from server.peer import Peer
 from server.pgstore import Fetched, append_in, fetch_in
-from server.shared_coordination import SharedCoordinator
+from server.shared_coordination import SharedCoordinator, fence_refusal_in
 
 log = logging.getLogger("crdtdoc.hub.room")
 
@@ -114,7 +124,11 @@ class Room:
         self.owners: dict[int, str] = {}  # client id -> the identity that introduced it
         self.size_bytes = 0
         self._frozen: frozenset[str] | None = None
+        self._kinds: dict[str, str] | None = None  # artifact kinds recorded (cached)
+        self._ledger = DeletionLedger()
         self.replica = Replica(agent="hub", limits=HUB_LIMITS)
+        self.replica.judge = self._judge
+        self.replica.on_refused = self._refused
         self.peers: dict[Peer, SyncSession] = {}
         self.awareness: dict[int, AwarenessEntry] = {}
         self.durable = Version()
@@ -131,10 +145,11 @@ class Room:
 
     def restore(self, stored: StoredRoom) -> None:
         """Rebuilds the room from the store; raises `CrdtdocError` if stored data is invalid."""
+        # Trusted: accepted when stored, so data stored under older rules still loads.
         if stored.snapshot is not None:
-            self.replica.apply_update(stored.snapshot)
+            self.replica.apply_update(stored.snapshot, trusted=True)
         for update in stored.updates:
-            self.replica.apply_update(update)
+            self.replica.apply_update(update, trusted=True)
         if self.replica.pending():
             if self._cluster is None:
                 raise CrdtdocError(
@@ -154,6 +169,7 @@ class Room:
         self.durable = self.replica.version()
         # Names in the registry were checked against each writer's token when written.
         self.owners = dict(self.replica.agents())
+        self._ledger = deletion_ledger(self.replica, self.owners)
         self.replica.on_update(self._on_commit)
 
     @property
@@ -163,7 +179,7 @@ class Room:
     # -- peers -----------------------------------------------------------------------------
 
     def join(self, peer: Peer) -> None:
-        session = SyncSession(self.replica)
+        session = SyncSession(self.replica, origin=peer)
         self.peers[peer] = session
         peer.resync = self._resync_messages
         self.last_active = time.monotonic()
@@ -226,25 +242,17 @@ class Room:
     # -- who may write what ----------------------------------------------------------------
 
     def authorize(self, peer: Peer, update: bytes) -> ParsedUpdate:
-        """Refuses (raising) an update this peer may not apply: nothing new is judged, so a
-        read-only client's empty sync step 2 passes. Returns the parsed update (for applying
-        it without parsing again). See `server.access`."""
-        grant = peer.grant
-        frozen = self._frozen_specs()
-        identity = peer.identity
-        scoped = grant is not None and grant.artifacts is not None
-        parsed = parse_update(update, details=bool(frozen or scoped or identity))
+        """The gate an update passes on arrival: read-only tokens, room size, client-id
+        ownership and deletions (see `server.access`). Nothing new is judged, so a read-only
+        client's empty sync step 2 passes. The items themselves are judged as they are applied
+        (`_judge`), once what they build on is there. Returns the parsed update (for applying
+        it without parsing again)."""
+        parsed = parse_update(update, details=True)
+        grant, identity = peer.grant, peer.identity
         if not self.replica.is_news(parsed):
+            if identity is not None and parsed.delete_set:  # deleted by another one first
+                self._ledger.record(identity, parsed.delete_set)
             return parsed
-        if (
-            grant is None
-            and not frozen
-            and self.size_bytes + len(update) <= self._config.max_room_bytes
-        ):
-            return parsed  # no token, nothing frozen: nothing more to check
-        version = self.replica.version()
-        state, deleted = version.clocks, version.deleted
-        fresh = {c: s for c, s in parsed.structs.items() if s.end > state.get(c, 0)}
         if grant is not None and grant.read_only:
             raise Forbidden("this token is read-only: writes are refused")
         if self.size_bytes + len(update) > self._config.max_room_bytes:
@@ -252,6 +260,9 @@ class Room:
                 f"room {self.name!r} would exceed {self._config.max_room_bytes} bytes; "
                 "the hub refuses to grow it further"
             )
+        version = self.replica.version()
+        state = version.clocks
+        fresh = [c for c, s in parsed.structs.items() if s.end > state.get(c, 0)]
         if identity is not None:
             for client in fresh:
                 owner = self.owners.get(client)
@@ -260,35 +271,60 @@ class Room:
                         f"client id {client} belongs to {owner}; an agent writes only under its "
                         "own client ids"
                     )
-        if frozen or scoped or identity is not None:
-            index = self.replica.root_index()
-            new_items = [
-                i for i in parsed.items or [] if i.clock + i.length > state.get(i.client, 0)
-            ]
-            roots = index.resolve(new_items)
-            if identity is not None:
-                check_agent_entries(new_items, roots, identity)
-            touched = set(roots.values())
-            for client, start, end in parsed.delete_set.difference(deleted):
-                touched.update(index.roots_of_range(client, start, end))
-            if scoped and grant is not None:
-                outside = sorted(
-                    str(r)
-                    for r in touched
-                    if r is None or (r not in BOOKKEEPING and not grant.allows_artifact(r))
-                )
-                if outside:
-                    allowed = ", ".join(sorted(grant.artifacts or ())) or "nothing"
-                    raise Forbidden(
-                        f"this token may change only {allowed}; the update touches "
-                        f"{', '.join(outside)}"
-                    )
-            for name in sorted(r for r in touched if r in frozen):
-                raise Forbidden(f"spec {name!r} is frozen: it accepts no more writes")
+        deletes = None
+        if parsed.delete_set:
+            # Deleting what the update itself adds is judged with those items, as they apply.
+            deletes = parsed.delete_set.difference(version.deleted).difference(carried(parsed))
+        if deletes:
+            writer = self._writer(peer, fresh)
+            judge_deletes(deletes, self.replica.item_index(), writer, self._facts())
         if identity is not None:
             for client in fresh:
                 self.owners.setdefault(client, identity)
+            if parsed.delete_set:  # all of it: two agents may delete one id concurrently
+                self._ledger.record(identity, parsed.delete_set)
         return parsed
+
+    def _writer(self, peer: Peer, fresh: list[int] | None = None) -> Writer:
+        """The rights of the author of an update (`fresh`: client ids it introduces)."""
+        identity = peer.identity
+        ledger, deleted = self._ledger, self.replica.version().deleted
+        if identity is None:
+            mine = set(fresh or ())
+            return Writer(None, peer.grant, mine.__contains__)
+        return Writer(
+            identity,
+            peer.grant,
+            lambda client: self.owners.get(client, identity) == identity,
+            lambda claimed: ledger.may_claim(identity, claimed, deleted),
+        )
+
+    def _facts(self) -> RoomFacts:
+        if self._kinds is None:
+            self._kinds = {
+                name: kind
+                for name, kind in self.replica.artifacts().items()
+                if kind in ARTIFACT_KINDS
+            }
+        return RoomFacts(self._kinds, self._frozen_specs())
+
+    def _judge(
+        self, items: list[Item], locator: Locator, state: dict[int, int], origin: object
+    ) -> None:
+        """The replica's hook: authorizes a peer's items just before they are applied."""
+        if not isinstance(origin, Peer):
+            return  # the hub's own writes, or what the store already holds
+        facts = self._facts()
+        touched = judge_items(items, locator, state, self._writer(origin), facts)
+        if ARTIFACTS_ROOT in touched or any(facts.kinds.get(str(r)) == "spec" for r in touched):
+            self._kinds = None  # a kind, or a spec's freeze, may change: read them again
+            self._frozen = None
+
+    def _refused(self, origin: object, exc: CrdtdocError) -> None:
+        """A peer's update refused as it left the causal buffer: close that peer's link."""
+        if isinstance(origin, Peer) and origin in self.peers and isinstance(exc, RemoteError):
+            origin.close_soon(exc.close_code, str(exc))
+        log.info("buffered update refused", extra={"room": self.name, "error": str(exc)})
 
     def _frozen_specs(self) -> frozenset[str]:
         if self._frozen is None:
@@ -382,21 +418,9 @@ class Room:
                 if row is not None and row[0] > self.seqs.applied:
                     self.apply_fetched(await fetch_in(db, self.name, self.seqs.applied))
                 if commit.fence is not None:
-                    name, token = commit.fence
-                    cur = await db.execute(
-                        "SELECT token FROM crdtdoc_fencing WHERE room = %s AND name = %s FOR SHARE",
-                        (self.name, name),
-                    )
-                    row = await cur.fetchone()
-                    newest = row[0] if row is not None else 0
-                    if token < newest:
-                        return Reply(
-                            commit.id,
-                            {},
-                            "fenced",
-                            f"lease {name!r} is at fencing token {newest}; this write carries "
-                            f"the older token {token}",
-                        )
+                    why = await fence_refusal_in(db, self.name, *commit.fence)
+                    if why is not None:
+                        return Reply(commit.id, {}, "fenced", why)
                 try:
                     refusal = self._check_commit(peer, commit)
                 except RemoteError as exc:
@@ -429,7 +453,9 @@ class Room:
                     f"{len(stale)} change(s) since the expected version: "
                     + "; ".join(described[:10]),
                 )
-        state = dict(self.replica.version().clocks)
+        before = dict(self.replica.version().clocks)
+        state = dict(before)
+        items: list[Item] = []
         for update in commit.updates:
             parsed = self.authorize(peer, update)  # raises for invalid or forbidden updates
             if parsed.missing(state):
@@ -441,13 +467,18 @@ class Room:
                 )
             for c, structs in parsed.structs.items():
                 state[c] = max(state.get(c, 0), structs.end)
+            items.extend(parsed.items or [])
+        # Every item is judged now, as one update, so the commit applies whole or not at all.
+        locator = check_update(self.replica.item_index(), items, before)
+        self._judge(items, locator, before, peer)
         return None
 
     def _apply_commit(self, peer: Peer, updates: list[bytes], origin: object) -> None:
+        """Applies a guarded commit's updates, judged whole by `_check_commit` already."""
         for update in updates:
             self._origin = (peer, update)
             try:
-                self.replica.apply_update(update, origin=origin)
+                self.replica.apply_update(update, origin=origin, trusted=True)
             finally:
                 self._origin = None
 
@@ -658,7 +689,7 @@ class Room:
             return False
         self.seqs.add(seq)
         try:
-            self.replica.apply_update(data, parsed=parsed, origin=FROM_LOG)
+            self.replica.apply_update(data, parsed=parsed, origin=FROM_LOG, trusted=True)
         except CrdtdocError as exc:
             log.error(
                 "a stored update was refused",
@@ -670,7 +701,7 @@ class Room:
         """Applies what a catch-up read from the log: the snapshot, if any, then entries."""
         if fetched.snapshot is not None and fetched.snapshot_seq > self.seqs.applied:
             try:
-                self.replica.apply_update(fetched.snapshot, origin=FROM_LOG)
+                self.replica.apply_update(fetched.snapshot, origin=FROM_LOG, trusted=True)
             except CrdtdocError as exc:
                 log.error(
                     "a stored snapshot was refused", extra={"room": self.name, "error": str(exc)}

@@ -195,9 +195,13 @@ REFUSALS.update(
             _update(1, 0, _any_item(_nested_any(MAX_ANY_DEPTH + 1))),
             "nested deeper than 64",
         ),
-        "json nested too deep": (
-            _update(1, 0, b"\x02\x01\x01a\x01" + bytes([130, 1]) + b"[" * 130),
+        "embed nested too deep": (
+            _update(1, 0, b"\x05\x01\x01a" + bytes([130, 1]) + b"[" * 130),
             "nested deeper than 64",
+        ),
+        "legacy json content": (
+            _update(1, 0, b"\x02\x01\x01a\x01\x01" + b"1"),
+            "legacy JSON content",
         ),
         "invalid json": (_update(1, 0, b"\x05\x01\x01t\x03{x}"), "invalid JSON"),
         "count the bytes cannot hold": (b"\xff\xff\xff\x7f\x00", "count .* needs"),

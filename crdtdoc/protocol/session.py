@@ -24,8 +24,9 @@ from crdtdoc.updates import ParsedUpdate
 class SyncSession:
     """Drives `replica` through the y-protocols sync exchange with one peer."""
 
-    def __init__(self, replica: Replica) -> None:
+    def __init__(self, replica: Replica, origin: object = None) -> None:
         self.replica = replica
+        self.origin = origin  # the tag the replica's listeners see on updates from this peer
         self.synced = False  # True once the peer's step 2 has arrived
         self._requested: IdSet | None = None  # what our last resync request was for
 
@@ -55,7 +56,7 @@ class SyncSession:
             return [encode_message(SyncStep2(self.replica.encode_update(message.state_vector)))]
         if isinstance(message, (SyncStep2, SyncUpdate)):
             try:
-                self.replica.apply_update(message.update, parsed=parsed)
+                self.replica.apply_update(message.update, parsed=parsed, origin=self.origin)
             except PendingLimitExceeded:
                 return [self.step1()]
             if isinstance(message, SyncStep2):

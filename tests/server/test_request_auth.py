@@ -149,21 +149,7 @@ def test_leases_shows_a_lease_token_to_its_holder_only(
     run(body())
 
 
-def fenced_commit_case(backend: str) -> Any:
-    """The fenced commit on several hubs is decided in server/room.py (`_commit_shared`), which
-    still compares the token with `<` itself; it has to call
-    `server.shared_coordination.fence_refusal_in` (issue 15, reported)."""
-    if backend == "postgres":
-        return pytest.param(
-            backend,
-            marks=pytest.mark.xfail(
-                strict=True, reason="room._commit_shared must use fence_refusal_in (issue 15)"
-            ),
-        )
-    return backend
-
-
-@pytest.mark.parametrize("backend_", [fenced_commit_case(b) for b in BACKENDS])
+@pytest.mark.parametrize("backend_", BACKENDS)
 def test_a_fenced_commit_passes_only_with_the_newest_token_actually_issued(
     backend_: str, tmp_path: Path, request_: pytest.FixtureRequest
 ) -> None:

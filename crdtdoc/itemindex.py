@@ -1,0 +1,272 @@
+"""`ItemIndex`: where every item of a document lives, and what kind of content it holds.
+
+An update names the parent of an item only when the item has no neighbours; otherwise the parent
+and map key are inherited from the item's origin (or right origin). So telling what an item *is*
+(which artifact it belongs to, which map entry it overwrites, whether its content fits there)
+needs the whole document's structure. The index keeps that as sorted runs of ids per client, each
+run with one place (parent and map key) and one content kind, built once from a document and then
+extended with each update, so questions about an update cost a few bisections per item.
+
+The hub uses it to judge updates by the artifacts and entries they touch (`server.access`), every
+replica uses it to refuse updates the engines would read differently (`crdtdoc.semantics`), and a
+replica uses it to tell cheaply whether others changed what a guarded write depends on.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from crdtdoc.updates import (
+    ANY,
+    BINARY,
+    DELETED,
+    DOC,
+    EMBED,
+    FORMAT,
+    GC,
+    SKIP,
+    STRING,
+    TYPE,
+    Id,
+    Item,
+)
+
+Parent = str | Id | None
+"""A root name, the id of the nested type holding the item, or None when garbage-collected."""
+
+TEXT = "text"
+ARRAY = "array"
+SEQUENCE_FAMILY = {STRING: TEXT, EMBED: TEXT, FORMAT: TEXT, ANY: ARRAY, BINARY: ARRAY, DOC: ARRAY}
+"""The kind of sequence a content belongs to: Yjs writes strings, embeds and formats only into
+texts, and any/binary/subdocument values only into arrays (types and deletions fit both)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where an item lives: its parent and, for a map entry, its key; `content` is its kind."""
+
+    parent: Parent
+    sub: str | None
+    content: int
+
+    @property
+    def collected(self) -> bool:
+        """Garbage-collected: Yjs and yrs both drop whatever is anchored here alone."""
+        return self.parent is None
+
+
+COLLECTED = Place(None, None, GC)
+
+
+class ItemIndex:
+    """client -> sorted runs of (start, end, place) over every item id of a document."""
+
+    def __init__(self) -> None:
+        self._starts: dict[int, list[int]] = {}
+        self._runs: dict[int, list[tuple[int, int, Place]]] = {}
+        self._types: dict[Id, str] = {}  # id of a type item -> its type name ("Text", ...)
+        self._type_roots: dict[Id, str | None] = {}  # cache: the root a type item lives under
+        self._families: dict[str | Id, str] = {}  # sequence parent -> TEXT or ARRAY
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def place_of(self, client: int, clock: int) -> Place | None:
+        """The place of the item holding id `client:clock`, or None if the id is unknown."""
+        starts = self._starts.get(client)
+        if not starts:
+            return None
+        pos = bisect.bisect_right(starts, clock) - 1
+        if pos < 0:
+            return None
+        start, end, place = self._runs[client][pos]
+        return place if start <= clock < end else None
+
+    def type_name(self, type_id: Id) -> str | None:
+        """The Yjs type name ("Text", "Map", ...) of a type item, None if `type_id` is not one."""
+        return self._types.get(type_id)
+
+    def family(self, parent: str | Id) -> str | None:
+        """TEXT or ARRAY when the sequence under `parent` is known to be one, else None."""
+        if isinstance(parent, tuple):
+            name = self._types.get(parent)
+            if name in ("Text", "XmlText"):
+                return TEXT
+            if name == "Array":
+                return ARRAY
+        return self._families.get(parent)
+
+    def root_of_parent(self, parent: Parent) -> str | None:
+        """The root (artifact) under which a parent lives, None when collected or unknown."""
+        if parent is None or isinstance(parent, str):
+            return parent
+        if parent in self._type_roots:
+            return self._type_roots[parent]
+        root: str | None = None
+        chain = [parent]
+        current: Parent = parent
+        for _ in range(10_000):  # nesting is bounded by the parser's limits; cycles are not
+            place = self.place_of(*current) if isinstance(current, tuple) else None
+            if place is None:
+                break
+            if place.parent is None or isinstance(place.parent, str):
+                root = place.parent
+                break
+            if place.parent in self._type_roots:
+                root = self._type_roots[place.parent]
+                break
+            current = place.parent
+            chain.append(current)
+        for type_id in chain:
+            self._type_roots[type_id] = root
+        return root
+
+    def root_of(self, client: int, clock: int) -> str | None:
+        place = self.place_of(client, clock)
+        return None if place is None else self.root_of_parent(place.parent)
+
+    def runs(self, client: int, start: int, end: int) -> Iterable[tuple[int, int, Place | None]]:
+        """The ids [start, end) of `client` cut into runs of one place (None: unknown ids)."""
+        starts = self._starts.get(client, [])
+        runs = self._runs.get(client, [])
+        pos = max(bisect.bisect_right(starts, start) - 1, 0)
+        covered = start
+        for run_start, run_end, place in runs[pos:]:
+            if run_start >= end:
+                break
+            if run_end <= covered:
+                continue
+            if run_start > covered:
+                yield covered, run_start, None
+            yield max(run_start, covered), min(run_end, end), place
+            covered = run_end
+        if covered < end:
+            yield covered, end, None
+
+    def roots_of_range(self, client: int, start: int, end: int) -> set[str | None]:
+        """Roots of the ids [start, end) of `client` (None for ids not in the document)."""
+        return {
+            None if place is None else self.root_of_parent(place.parent)
+            for _, _, place in self.runs(client, start, end)
+        }
+
+    # -- an update's items -----------------------------------------------------------------
+
+    def locate(self, items: list[Item]) -> dict[Id, Place | None]:
+        """The place of each item of an update (by its first id), as Yjs integrates it, from the
+        index and the update's own items (a neighbour may come later in the same update). None
+        means unknown: a neighbour the document lacks."""
+        return Locator(self, items).all()
+
+    def add(self, items: list[Item], state: dict[int, int] | None = None) -> None:
+        """Records the items of an applied update (only ids beyond `state`, when given)."""
+        places = self.locate(items)
+        for item in items:
+            if item.content == SKIP:
+                continue
+            start = item.clock
+            if state is not None:
+                start = max(start, state.get(item.client, 0))
+                if start >= item.clock + item.length:
+                    continue
+            found = None if item.content == GC else places.get((item.client, item.clock))
+            # An item the engines cannot place either is dropped: collected.
+            place = COLLECTED if found is None else Place(found.parent, found.sub, item.content)
+            if item.content == TYPE and start == item.clock:
+                self._types[(item.client, item.clock)] = str(item.value)
+            family = SEQUENCE_FAMILY.get(item.content)
+            if family is not None and place.sub is None and place.parent is not None:
+                self._families.setdefault(place.parent, family)
+            self._insert(item.client, start, item.clock + item.length, place)
+
+    def _insert(self, client: int, start: int, end: int, place: Place) -> None:
+        starts = self._starts.setdefault(client, [])
+        runs = self._runs.setdefault(client, [])
+        if runs and runs[-1][1] == start and runs[-1][2] == place:  # the common case: appending
+            runs[-1] = (runs[-1][0], end, place)
+            return
+        pos = bisect.bisect_left(starts, start)
+        if pos < len(starts) and starts[pos] == start:
+            return  # already known
+        starts.insert(pos, start)
+        runs.insert(pos, (start, end, place))
+
+
+class Locator:
+    """Resolves the places of one update's items, memoized, following origins as Yjs does: an
+    item without a parent takes its origin's parent and key (else its right origin's), and an
+    item next to a garbage-collected neighbour, or inside a collected parent, is collected."""
+
+    def __init__(self, index: ItemIndex, items: list[Item]) -> None:
+        self.index = index
+        self.items = items
+        self.local: dict[int, list[Item]] = {}
+        for item in items:
+            self.local.setdefault(item.client, []).append(item)
+        self.local_starts = {c: [i.clock for i in its] for c, its in self.local.items()}
+        self.memo: dict[Id, Place | None] = {}
+
+    def all(self) -> dict[Id, Place | None]:
+        return {
+            (i.client, i.clock): self.place(i) for i in self.items if i.content not in (GC, SKIP)
+        }
+
+    def find_local(self, client: int, clock: int) -> Item | None:
+        starts = self.local_starts.get(client)
+        if not starts:
+            return None
+        pos = bisect.bisect_right(starts, clock) - 1
+        item = self.local[client][pos] if pos >= 0 else None
+        return item if item is not None and clock < item.clock + item.length else None
+
+    def place_of_id(self, ref: Id, depth: int = 0) -> Place | None:
+        """The place of the item holding id `ref` (this update's or the document's)."""
+        item = self.find_local(*ref)
+        if item is not None and item.content != SKIP:  # a skipped range is the document's
+            if item.content == GC:
+                return COLLECTED
+            return self.place(item, depth + 1)
+        return self.index.place_of(*ref)
+
+    def root(self, place: Place | None) -> str | None:
+        """The root (artifact) a place lives under, through this update's nested types too."""
+        parent = place.parent if place is not None else None
+        for _ in range(10_000):
+            if parent is None or isinstance(parent, str):
+                return parent
+            holder = self.find_local(*parent)
+            if holder is None:
+                return self.index.root_of_parent(parent)
+            found = self.place(holder)
+            parent = found.parent if found is not None else None
+        return None
+
+    def place(self, item: Item, depth: int = 0) -> Place | None:
+        key = (item.client, item.clock)
+        if key in self.memo:
+            return self.memo[key]
+        self.memo[key] = None  # a cycle resolves to "unknown"
+        result: Place | None = None
+        if depth < 10_000:
+            if item.parent is not None:
+                result = Place(item.parent, item.parent_sub, item.content)
+                if isinstance(item.parent, tuple):
+                    holder = self.place_of_id(item.parent, depth)
+                    if holder is not None and (holder.collected or holder.content == DELETED):
+                        result = COLLECTED  # a deleted type: Yjs and yrs drop what it gets
+            else:
+                left = self.place_of_id(item.origin, depth) if item.origin is not None else None
+                right = (
+                    self.place_of_id(item.right_origin, depth)
+                    if item.right_origin is not None
+                    else None
+                )
+                if (left is not None and left.collected) or (right is not None and right.collected):
+                    result = COLLECTED
+                else:
+                    anchor = left if item.origin is not None else right
+                    if anchor is not None:
+                        result = Place(anchor.parent, anchor.sub, item.content)
+        self.memo[key] = result
+        return result

@@ -1,0 +1,328 @@
+"""The authorization gate (`server.access`) against attackers holding ordinary tokens: forged
+attribution through inherited map keys, bookkeeping written or deleted outside one's rights,
+retyped and unfrozen artifacts, and the same on two hubs sharing PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
+
+import crdtdoc
+from crdtdoc import Replica
+from crdtdoc.client.backoff import Backoff
+from crdtdoc.idset import IdSet
+from crdtdoc.protocol.messages import SyncStep1, SyncStep2, SyncUpdate, decode_message
+from crdtdoc.protocol.messages import encode_message as msg
+from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT, DELETIONS_ROOT, NOTES_ROOT
+from crdtdoc.tokens import create_token
+from crdtdoc.updates import ANY, Item, parse_update
+from tests.hubs import run, running_cluster, running_hub
+from tests.services import RedisServer
+from tests.yjs_items import content, item, update
+
+SECRET = b"test-secret-of-32-bytes-exactly!"
+FAST = Backoff(initial=0.05, maximum=0.3)
+MALLORY = 7_000_001
+
+
+def token(agent: str, **options: Any) -> str:
+    return create_token(SECRET, agent, **options)
+
+
+async def attempt(url: str, agent: str, data: bytes, **options: Any) -> tuple[int | None, str]:
+    """Sends one update as `agent`; returns the close code and reason (None: accepted)."""
+    async with ws_connect(f"{url}?token={token(agent, **options)}", max_size=None) as ws:
+        await ws.send(msg(SyncStep1(b"\x00")))
+        await ws.send(msg(SyncUpdate(data)))
+        try:
+            async with asyncio.timeout(0.5):
+                while True:
+                    await ws.recv()
+        except ConnectionClosed:
+            return ws.close_code, ws.close_reason or ""
+        except TimeoutError:
+            return None, ""
+
+
+async def hub_items(url: str) -> list[Item]:
+    """Every item of the room, as the hub sends it to a new reader."""
+    async with ws_connect(f"{url}?token={token('reader', read_only=True)}", max_size=None) as ws:
+        await ws.send(msg(SyncStep1(b"\x00")))
+        while True:
+            message = decode_message(await ws.recv())  # type: ignore[arg-type]
+            if isinstance(message, SyncStep2):
+                return parse_update(message.update, details=True).items or []
+
+
+def entry_of(items: list[Item], root: str, key: str) -> tuple[int, int]:
+    for i in items:
+        if i.parent == root and i.parent_sub == key:
+            return i.client, i.clock
+    raise LookupError(f"no entry {key!r} in {root}")
+
+
+def any_item(value: Any, **where: Any) -> bytes:
+    ref, body, _ = content("any", [value])
+    return item(ref, body, **where)
+
+
+async def with_bob(
+    tmp_path: Path, attack: Callable[[str, crdtdoc.ConnectedReplica], Awaitable[None]]
+) -> None:
+    """A hub with a secret where bob has written a design, a spec and a task; runs `attack`."""
+    async with running_hub(tmp_path / "hub.db", secret=SECRET) as hub:
+        url = hub.url + "/room"
+        async with crdtdoc.connect(url, agent="bob", token=token("bob"), backoff=FAST) as bob:
+            bob.document("design").insert(0, "line one\nline two\n")
+            bob.document("docB").insert(0, "bob's B")
+            bob.spec("api").set("ping", "() -> str")
+            bob.spec("api").freeze()
+            bob.tasks("backlog").add("ship it")
+            await bob.flush()
+            await attack(url, bob)
+            # Whatever was tried, bob's work still reads as his, and the room takes his writes.
+            bob.document("design").append("line three\n")
+            await bob.flush(timeout=10)
+            assert bob.agents()[bob.client_id] == "bob"
+            assert bob.artifacts()["docB"] == "document"
+            assert all(c.agent == "bob" for c in bob.changes_since() if c.artifact == "design")
+
+
+def test_an_origin_overwrite_of_another_agents_registry_entry_is_refused(tmp_path: Path) -> None:
+    async def attack(url: str, bob: crdtdoc.ConnectedReplica) -> None:
+        bob_entry = entry_of(await hub_items(url), AGENTS_ROOT, str(bob.client_id))
+        # No key is written: Yjs and yrs inherit bob's key from the origin.
+        forged = update(MALLORY, 0, [any_item("mallory", origin=bob_entry)])
+        code, reason = await attempt(url, "mallory", forged)
+        assert code == 4403 and "attribution refused" in reason, (code, reason)
+
+    run(with_bob(tmp_path, attack))
+
+
+def test_a_chain_through_a_missing_item_cannot_rename_a_client(tmp_path: Path) -> None:
+    """The second item waits for the first; judged only on arrival it would pass unplaced."""
+
+    async def attack(url: str, bob: crdtdoc.ConnectedReplica) -> None:
+        async with ws_connect(f"{url}?token={token('mallory')}", max_size=None) as ws:
+            await ws.send(msg(SyncStep1(b"\x00")))
+            # 1:  the overwrite, anchored on an entry that has not arrived yet
+            await ws.send(
+                msg(SyncUpdate(update(MALLORY, 1, [any_item("bob", origin=(MALLORY, 0))])))
+            )
+            # 0: mallory's own, honest registry entry
+            own = any_item("mallory", root=AGENTS_ROOT, key=str(MALLORY))
+            await ws.send(msg(SyncUpdate(update(MALLORY, 0, [own]))))
+            with pytest.raises(ConnectionClosed):
+                async with asyncio.timeout(2):
+                    while True:
+                        await ws.recv()
+            assert ws.close_code == 4403 and "register as 'mallory'" in (ws.close_reason or "")
+        await asyncio.sleep(0.1)
+        assert bob.agents().get(MALLORY) in (None, "mallory")
+
+    run(with_bob(tmp_path, attack))
+
+
+def test_bookkeeping_is_not_open_to_every_writer(tmp_path: Path) -> None:
+    async def attack(url: str, bob: crdtdoc.ConnectedReplica) -> None:
+        items = await hub_items(url)
+        bob_entry = entry_of(items, AGENTS_ROOT, str(bob.client_id))
+        doc_b_kind = entry_of(items, ARTIFACTS_ROOT, "docB")
+        api_kind = entry_of(items, ARTIFACTS_ROOT, "api")
+        scoped = {"artifacts": ["docA"]}
+        note_ids = [(i.client, i.clock) for i in items if i.parent == NOTES_ROOT]
+        attacks: dict[str, tuple[bytes, dict[str, Any], str]] = {
+            "delete bob's registry entry": (
+                update(MALLORY, 0, [], [(*bob_entry, 1)]),
+                scoped,
+                "registry entry is deleted only by its own client",
+            ),
+            "retype docB": (
+                update(MALLORY, 0, [any_item("tasks", root=ARTIFACTS_ROOT, key="docB")]),
+                scoped,
+                "may not register artifact 'docB'",
+            ),
+            "retype docB with an unscoped token": (
+                update(MALLORY, 0, [any_item("tasks", origin=doc_b_kind)]),
+                {},
+                "its kind cannot change",
+            ),
+            "retype the frozen spec": (
+                update(MALLORY, 0, [any_item("map", origin=api_kind)]),
+                {},
+                "its kind cannot change",
+            ),
+            "delete the frozen spec's kind": (
+                update(MALLORY, 0, [], [(*api_kind, 1)]),
+                {},
+                "never deleted",
+            ),
+            "a kind that is no kind": (
+                update(MALLORY, 0, [any_item("virus", root=ARTIFACTS_ROOT, key="docA")]),
+                scoped,
+                "maps artifact names to one of",
+            ),
+            "a note signed by bob": (
+                update(MALLORY, 0, [any_item({"by": "bob", "note": "drop it"}, root=NOTES_ROOT)]),
+                {},
+                "signed by its writer",
+            ),
+            "a note about an artifact out of scope": (
+                update(
+                    MALLORY,
+                    0,
+                    [
+                        any_item(
+                            {"by": "mallory", "note": "n", "artifacts": ["api"]}, root=NOTES_ROOT
+                        )
+                    ],
+                ),
+                scoped,
+                "notes about api",
+            ),
+            "claiming bob's deletions": (
+                update(MALLORY, 0, [any_item(deleted_by_bob(items), root=DELETIONS_ROOT)]),
+                {},
+                "claims deletions 'mallory' did not make",
+            ),
+            "a nested type in the registry": (
+                update(
+                    MALLORY,
+                    0,
+                    [item(*content("type", "Map")[:2], root=AGENTS_ROOT, key=str(MALLORY))],
+                ),
+                {},
+                "plain entries",
+            ),
+        }
+        if note_ids:
+            attacks["delete a note"] = (update(MALLORY, 0, [], [(*note_ids[0], 1)]), {}, "author")
+        for name, (data, options, why) in attacks.items():
+            code, reason = await attempt(url, "mallory", data, **options)
+            assert code == 4403 and why in reason, (name, code, reason)
+        # The room is unharmed: bob's frozen spec is still frozen, docB still a document.
+        assert bob.spec("api").frozen and bob.artifacts()["docB"] == "document"
+
+    run(with_bob(tmp_path, attack))
+
+
+def deleted_by_bob(items: list[Item]) -> bytes:
+    """An encoded delete set naming bob's first text item (which bob then deletes)."""
+    first = next(i for i in items if i.parent == "design")
+    ids = IdSet()
+    ids.add(first.client, first.clock, first.clock + 1)
+    return ids.encode()
+
+
+def test_engine_traps_are_refused_and_the_room_keeps_serving(tmp_path: Path) -> None:
+    async def attack(url: str, bob: crdtdoc.ConnectedReplica) -> None:
+        items = await hub_items(url)
+        text = next(i for i in items if i.parent == "design")
+        api = next((i.client, i.clock) for i in items if i.parent == "api" and i.parent_sub)
+        fmt = content("format")
+        string = content("string", "hello")
+        traps = {
+            "a format in the artifacts registry": update(
+                MALLORY, 0, [item(*fmt[:2], root=ARTIFACTS_ROOT, key="evil")]
+            ),
+            "a format in the agents registry": update(
+                MALLORY, 0, [item(*fmt[:2], root=AGENTS_ROOT, key=str(MALLORY))]
+            ),
+            "a text item whose right origin is a map entry": update(
+                MALLORY,
+                0,
+                [item(*string[:2], origin=(text.client, text.clock + 3), right=api)],
+            ),
+            "a string as a map value": update(MALLORY, 0, [item(*string[:2], root="cfg", key="k")]),
+            "a parent that is not a type": update(
+                MALLORY, 0, [item(*string[:2], parent=(text.client, text.clock))]
+            ),
+        }
+        for name, data in traps.items():
+            code, reason = await attempt(url, "mallory", data, artifacts=["design"])
+            assert code == 1007 and "semantic rule" in reason, (name, code, reason)
+        # Still readable, writable and complete.
+        assert bob.document("design").read() == "line one\nline two\n"
+
+    run(with_bob(tmp_path, attack))
+
+
+def test_attribution_holds_across_two_hubs(pg_url: str, redis: RedisServer) -> None:
+    async def body() -> None:
+        async with running_cluster(pg_url, redis.url, 2, secret=SECRET) as (one, two):
+            url_one, url_two = one.url + "/room", two.url + "/room"
+            async with crdtdoc.connect(url_one, agent="bob", token=token("bob")) as bob:
+                bob.document("design").insert(0, "bob's line\n")
+                await bob.flush()
+                for _ in range(100):  # until the other hub has applied bob's registration
+                    items = await hub_items(url_two)
+                    if any(i.parent == AGENTS_ROOT for i in items):
+                        break
+                    await asyncio.sleep(0.05)
+                bob_entry = entry_of(items, AGENTS_ROOT, str(bob.client_id))
+                forged = update(MALLORY, 0, [any_item("mallory", origin=bob_entry)])
+                code, reason = await attempt(url_two, "mallory", forged)
+                assert code == 4403 and "attribution refused" in reason, (code, reason)
+                claimed = update(MALLORY, 0, [any_item(deleted_by_bob(items), root=DELETIONS_ROOT)])
+                code, reason = await attempt(url_two, "mallory", claimed)
+                assert code == 4403, (code, reason)
+                bob.document("design").append("more\n")
+                await bob.flush()
+                assert bob.agents()[bob.client_id] == "bob"
+
+    run(body())
+
+
+def test_honest_bookkeeping_passes_the_gate(tmp_path: Path) -> None:
+    """Deletions logged, notes, kinds and registrations of honest agents, scoped tokens too."""
+
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db", secret=SECRET) as hub:
+            url = hub.url + "/room"
+            async with (
+                crdtdoc.connect(url, agent="alice", token=token("alice")) as alice,
+                crdtdoc.connect(
+                    url, agent="carol", token=token("carol", artifacts=["notes"]), backoff=FAST
+                ) as carol,
+            ):
+                alice.document("design").insert(0, "abcdef")
+                await alice.flush()
+                await carol.wait_for(alice.version())
+                with carol.transaction(note="carol's notes", on=["notes"]):
+                    carol.document("notes").insert(0, "n1")
+                await carol.flush()
+                await alice.wait_for(carol.version())
+                seen = alice.version()
+                carol.document("notes").delete(0, 1)
+                alice.document("design").delete(1, 2)
+                with alice.transaction(note="tidy", on=["design"]):
+                    alice.map("cfg").set("k", 1)
+                alice.map("cfg").set("k", 2)  # an overwrite deletes the old value
+                await alice.flush()
+                await carol.flush()
+                await alice.wait_for(carol.version())
+                by = {c.agent for c in alice.changes_since(seen) if c.kind == "delete"}
+                assert by == {"alice", "carol"}
+
+    run(body())
+
+
+def test_deletion_claims_follow_who_deleted(tmp_path: Path) -> None:
+    """Sanity of the ledger through a real replica: the entry an honest agent writes is the
+    update's own delete set, which the hub recorded as that identity's."""
+    r = Replica("x")
+    r.document("d").insert(0, "abc")
+    before = r.version()
+    r.document("d").delete(0, 1)
+    entries = [
+        i
+        for i in parse_update(r.encode_update(before), details=True).items or []
+        if i.parent == DELETIONS_ROOT and i.content == ANY
+    ]
+    assert len(entries) == 1 and isinstance(entries[0].value[0], bytes)
