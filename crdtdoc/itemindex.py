@@ -38,6 +38,8 @@ Parent = str | Id | None
 
 TEXT = "text"
 ARRAY = "array"
+MIXED = "mixed"
+"""A sequence that holds both kinds already (data stored before the gate): left unconstrained."""
 SEQUENCE_FAMILY = {STRING: TEXT, EMBED: TEXT, FORMAT: TEXT, ANY: ARRAY, BINARY: ARRAY, DOC: ARRAY}
 """The kind of sequence a content belongs to: Yjs writes strings, embeds and formats only into
 texts, and any/binary/subdocument values only into arrays (types and deletions fit both)."""
@@ -68,7 +70,7 @@ class ItemIndex:
         self._runs: dict[int, list[tuple[int, int, Place]]] = {}
         self._types: dict[Id, str] = {}  # id of a type item -> its type name ("Text", ...)
         self._type_roots: dict[Id, str | None] = {}  # cache: the root a type item lives under
-        self._families: dict[str | Id, str] = {}  # sequence parent -> TEXT or ARRAY
+        self._families: dict[str | Id, str] = {}  # sequence parent -> TEXT, ARRAY or MIXED
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -88,7 +90,7 @@ class ItemIndex:
         return self._types.get(type_id)
 
     def family(self, parent: str | Id) -> str | None:
-        """TEXT or ARRAY when the sequence under `parent` is known to be one, else None."""
+        """TEXT, ARRAY (or MIXED) when the sequence under `parent` is known to be one."""
         if isinstance(parent, tuple):
             name = self._types.get(parent)
             if name in ("Text", "XmlText"):
@@ -177,7 +179,9 @@ class ItemIndex:
                 self._types[(item.client, item.clock)] = str(item.value)
             family = SEQUENCE_FAMILY.get(item.content)
             if family is not None and place.sub is None and place.parent is not None:
-                self._families.setdefault(place.parent, family)
+                known = self._families.setdefault(place.parent, family)
+                if known != family:  # trusted data from before the gate: both kinds
+                    self._families[place.parent] = MIXED
             self._insert(item.client, start, item.clock + item.length, place)
 
     def _insert(self, client: int, start: int, end: int, place: Place) -> None:

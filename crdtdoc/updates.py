@@ -286,8 +286,11 @@ def _read_content(dec: Decoder, ref: int) -> tuple[int, Any]:
         if type_ref >= len(TYPE_NAMES):
             raise dec.fail(f"unknown type ref {type_ref} (known: 0-{len(TYPE_NAMES) - 1})")
         name = TYPE_NAMES[type_ref]
-        if type_ref in (_XML_ELEMENT, _XML_HOOK):
-            dec.read_var_string()  # node name / hook name
+        if type_ref == _XML_HOOK:
+            # yrs re-encodes a hook without its name, so no Yjs client could read it back.
+            raise dec.fail("XmlHook types are not supported (yrs drops their hook name)")
+        if type_ref == _XML_ELEMENT:
+            dec.read_var_string()  # node name
         return 1, name
     if ref == JSON:
         # Legacy content (Yjs writes `any` instead since 13.0); yrs fails mid-apply to decode it

@@ -41,6 +41,9 @@ from server.pgstore import Fetched, PostgresStore
 
 log = logging.getLogger("crdtdoc.hub.cluster")
 
+FROM_LOG = object()
+"""`Replica.commit_origin` of updates read from the shared log: stored already, not again."""
+
 ROOM_CHANNEL = b"crdtdoc:room:"
 LEASE_CHANNEL = b"crdtdoc:lease:"
 PRESENCE_CHANNEL = b"crdtdoc:presence:"

@@ -199,6 +199,7 @@ REFUSALS.update(
             _update(1, 0, b"\x05\x01\x01a" + bytes([130, 1]) + b"[" * 130),
             "nested deeper than 64",
         ),
+        "xml hook": (_update(1, 0, b"\x07\x01\x01m\x05\x01h"), "XmlHook types are not supported"),
         "legacy json content": (
             _update(1, 0, b"\x02\x01\x01a\x01\x01" + b"1"),
             "legacy JSON content",

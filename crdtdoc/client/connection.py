@@ -164,7 +164,7 @@ class HubLink(Replica):
         self._backoff = options.backoff or Backoff()
         self._open_timeout = options.open_timeout
         self._wait_synced = options.wait_synced
-        self._session = SyncSession(self)
+        self._session = SyncSession(self, trusted=True)  # the hub judged it
         self._outbox: _Outbox | None = None
         self._from_hub = False
         self._slow_down = False  # the hub closed with 4429: pause before reconnecting
@@ -379,7 +379,7 @@ class HubLink(Replica):
             code,
         )
         self._reset()
-        self._session = SyncSession(self)
+        self._session = SyncSession(self, trusted=True)  # the hub judged it
         self._activity()
 
     def _receive(self, data: bytes) -> None:

@@ -24,9 +24,12 @@ from crdtdoc.updates import ParsedUpdate
 class SyncSession:
     """Drives `replica` through the y-protocols sync exchange with one peer."""
 
-    def __init__(self, replica: Replica, origin: object = None) -> None:
+    def __init__(self, replica: Replica, origin: object = None, trusted: bool = False) -> None:
         self.replica = replica
         self.origin = origin  # the tag the replica's listeners see on updates from this peer
+        # A hub is the authority on what its rooms hold (it judged every write, and may hold
+        # data stored under older rules): its clients skip the semantic gate, not the parser.
+        self.trusted = trusted
         self.synced = False  # True once the peer's step 2 has arrived
         self._requested: IdSet | None = None  # what our last resync request was for
 
@@ -56,7 +59,9 @@ class SyncSession:
             return [encode_message(SyncStep2(self.replica.encode_update(message.state_vector)))]
         if isinstance(message, (SyncStep2, SyncUpdate)):
             try:
-                self.replica.apply_update(message.update, parsed=parsed, origin=self.origin)
+                self.replica.apply_update(
+                    message.update, parsed=parsed, origin=self.origin, trusted=self.trusted
+                )
             except PendingLimitExceeded:
                 return [self.step1()]
             if isinstance(message, SyncStep2):

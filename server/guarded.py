@@ -1,0 +1,200 @@
+"""Guarded commits: writes the hub applies only if nothing they depend on changed.
+
+A commit request carries updates, the version its author read (`expect`), the artifacts that
+read covered (`on`) and, optionally, a lease's fencing token. On one hub it is decided in one step
+on the event loop; across hubs, inside a PostgreSQL transaction that holds the room's log, after
+applying every entry other hubs stored (docs/SCALING.md says why that is linearizable). Either way
+its updates pass the same gates as any other write, judged as one before anything is applied, so
+a commit applies whole or not at all (PROTOCOL.md §10).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from crdtdoc.errors import CrdtdocError, RemoteError, StorageError
+from crdtdoc.protocol.extension import Reply, Request
+from crdtdoc.semantics import check_update
+from crdtdoc.updates import Item
+from crdtdoc.versions import Version
+from server.cluster import FROM_LOG
+from server.coordination import Coordinator
+from server.peer import Peer
+from server.pgstore import append_in, fetch_in
+from server.shared_coordination import fence_refusal_in
+
+if TYPE_CHECKING:
+    from server.room import Room
+
+log = logging.getLogger("crdtdoc.hub.room")
+
+
+class GuardedCommits:
+    """The guarded commits of one room."""
+
+    def __init__(self, room: Room) -> None:
+        self.room = room
+
+    def commit(self, peer: Peer, request: Request) -> Reply:
+        """A guarded commit, decided in one step on the hub's loop: applies the request's updates
+        only if its fence is current and none of the artifacts `on` changed since `expect`
+        (other than by the committer)."""
+        room = self.room
+        commit = CommitRequest.parse(request)
+        if isinstance(commit, Reply):
+            return commit
+        if commit.fence is not None and isinstance(room.coordinator, Coordinator):
+            ok, why = room.coordinator.fence_ok(room.name, *commit.fence)
+            if not ok:
+                return Reply(commit.id, {}, "fenced", why)
+        refusal = self._check(peer, commit)
+        if refusal is not None:
+            return refusal
+        self._apply(peer, commit.updates, origin=None)
+        return Reply(commit.id, {"applied": len(commit.updates)})
+
+    async def commit_shared(self, peer: Peer, request: Request) -> Reply:
+        """A guarded commit across hubs: decided inside a PostgreSQL transaction that locks the
+        room's log, after applying every entry other hubs stored, and with the fencing token
+        read under a share lock; the updates are stored in that same transaction. See
+        docs/SCALING.md for why this is linearizable."""
+        room = self.room
+        commit = CommitRequest.parse(request)
+        if isinstance(commit, Reply):
+            return commit
+        cluster = room.cluster
+        if cluster is None:
+            return self.commit(peer, request)
+        # What this hub accepted before must be in the log first: the commit may build on it.
+        while not room.fully_durable:
+            room.own_durable.clear()
+            await room.own_durable.wait()
+        try:
+            async with cluster.store.transaction(f"commit to room {room.name!r}") as db:
+                cur = await db.execute(
+                    "INSERT INTO crdtdoc_rooms AS r VALUES (%s, 0) ON CONFLICT (room) "
+                    "DO UPDATE SET last_seq = r.last_seq RETURNING last_seq",
+                    (room.name,),
+                )  # locks the room's log until the transaction ends
+                row = await cur.fetchone()
+                if row is not None and row[0] > room.seqs.applied:
+                    room.apply_fetched(await fetch_in(db, room.name, room.seqs.applied))
+                if commit.fence is not None:
+                    why = await fence_refusal_in(db, room.name, *commit.fence)
+                    if why is not None:
+                        return Reply(commit.id, {}, "fenced", why)
+                try:
+                    refusal = self._check(peer, commit)
+                except RemoteError as exc:
+                    peer.close_soon(exc.close_code, str(exc))
+                    return Reply(commit.id, {}, "invalid", str(exc))
+                if refusal is not None:
+                    return refusal
+                seqs = await append_in(db, [(room.name, u) for u in commit.updates])
+        except StorageError as exc:
+            log.error("guarded commit failed", extra={"room": room.name, "error": str(exc)})
+            return Reply(commit.id, {}, "unavailable", "the hub's database failed; retry")
+        for seq, update in zip(seqs, commit.updates, strict=True):
+            room.seqs.add(seq)
+            cluster.publish(room.name, seq, update)
+        self._apply(peer, commit.updates, origin=FROM_LOG)
+        room.committer.touch(room.name, room.taken)  # acknowledge it with the next commit
+        return Reply(commit.id, {"applied": len(commit.updates)})
+
+    def _check(self, peer: Peer, commit: CommitRequest) -> Reply | None:
+        """The refusal of a guarded commit (stale `expect`, missing dependencies), or None.
+        Raises `RemoteError` for updates the peer may not write at all."""
+        room = self.room
+        if commit.expect is not None:
+            stale = room.replica.changes_by_others(commit.expect, commit.on, commit.client)
+            if stale:
+                described = [c.describe() for c in stale]
+                return Reply(
+                    commit.id,
+                    {"changes": described},
+                    "conflict",
+                    f"{len(stale)} change(s) since the expected version: "
+                    + "; ".join(described[:10]),
+                )
+        before = dict(room.replica.version().clocks)
+        state = dict(before)
+        items: list[Item] = []
+        for update in commit.updates:
+            # raises for invalid or forbidden updates
+            parsed = room.gate.authorize(peer, update, room.size_bytes)
+            if parsed.missing(state):
+                return Reply(
+                    commit.id,
+                    {},
+                    "missing",
+                    "the hub lacks data this commit builds on; let the replica sync, then retry",
+                )
+            for c, structs in parsed.structs.items():
+                state[c] = max(state.get(c, 0), structs.end)
+            items.extend(parsed.items or [])
+        # Every item is judged now, as one update, so the commit applies whole or not at all.
+        locator = check_update(room.replica.item_index(), items, before)
+        room.gate.judge(items, locator, before, peer)
+        return None
+
+    def _apply(self, peer: Peer, updates: list[bytes], origin: object) -> None:
+        """Applies a guarded commit's updates, judged whole by `_check_commit` already."""
+        room = self.room
+        for update in updates:
+            room.origin = (peer, update)
+            try:
+                room.replica.apply_update(update, origin=origin, trusted=True)
+            finally:
+                room.origin = None
+
+
+@dataclass(frozen=True)
+class CommitRequest:
+    """A guarded commit's arguments, checked (see PROTOCOL.md §10)."""
+
+    id: int
+    updates: list[bytes]
+    client: int
+    fence: tuple[str, int] | None
+    expect: Version | None
+    on: list[str]
+
+    @staticmethod
+    def parse(request: Request) -> CommitRequest | Reply:
+        """The checked arguments, or the reply refusing them."""
+        args, rid = request.args, request.id
+        updates = args.get("updates")
+        client = args.get("client")
+        if (
+            not isinstance(updates, list)
+            or not updates
+            or not all(isinstance(u, bytes) for u in updates)
+            or not isinstance(client, int)
+        ):
+            return Reply(rid, {}, "invalid", "commit needs updates (a list of bytes) and client")
+        fence = args.get("fence")
+        checked_fence = None
+        if fence is not None:
+            name, token = (
+                (fence.get("name"), fence.get("token")) if isinstance(fence, dict) else (None, None)
+            )
+            if not isinstance(name, str) or not isinstance(token, int):
+                return Reply(rid, {}, "invalid", "fence must be {name: str, token: int}")
+            checked_fence = (name, token)
+        expect = args.get("expect")
+        since = None
+        on = args.get("on") or []
+        if expect is not None:
+            if (
+                not isinstance(expect, bytes)
+                or not isinstance(on, list)
+                or not all(isinstance(n, str) for n in on)
+            ):
+                return Reply(rid, {}, "invalid", "expect must be a version, on a list of names")
+            try:
+                since = Version.from_bytes(expect)
+            except CrdtdocError as exc:
+                return Reply(rid, {}, "invalid", f"expect is not a version: {exc}")
+        return CommitRequest(rid, updates, client, checked_fence, since, list(on))

@@ -1,0 +1,180 @@
+"""`RoomPresence`: who is present in a room (y-protocols awareness), relayed between its peers
+and, with a cluster, between hubs. No I/O: it hands messages to the room's `broadcast` and
+`publish` callbacks and reads time from injected clocks.
+
+A connection changes only the presence entries it published (or ones nobody holds), at most
+`MAX_AWARENESS_CLIENTS_PER_PEER` of them; entries from other hubs are taken unless a client here
+holds the id, and expire when their hub stops renewing them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from crdtdoc.errors import CrdtdocError, InvalidMessage, RateLimited
+from crdtdoc.protocol.awareness import AwarenessEntry, decode_awareness, encode_awareness
+from crdtdoc.protocol.messages import Awareness, encode_message
+from server.limits import RateLimits
+from server.peer import Peer
+
+log = logging.getLogger("crdtdoc.hub.room")
+
+MAX_AWARENESS_CLIENTS_PER_PEER = 16
+"""Awareness client ids one connection may publish (a Yjs provider uses one)."""
+
+Broadcast = Callable[[bytes, "Peer | None"], None]
+"""Sends a message to every peer of the room but the one given."""
+
+
+class RoomPresence:
+    """The awareness entries of one room, and where each came from."""
+
+    def __init__(
+        self,
+        room: str,
+        max_state_bytes: int,
+        limits: RateLimits,
+        broadcast: Broadcast,
+        publish: Callable[[bytes], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.room = room
+        self.entries: dict[int, AwarenessEntry] = {}
+        self.seen: dict[int, float] = {}  # client id -> Unix time of its last presence
+        self._remote: dict[int, float] = {}  # client id -> last heard (other hubs)
+        self._max_state_bytes = max_state_bytes
+        self._limits = limits
+        self._broadcast = broadcast
+        self._publish = publish
+        self._clock = clock
+        self._wall_clock = wall_clock
+
+    def present(self) -> list[AwarenessEntry]:
+        return [e for e in self.entries.values() if not e.removed]
+
+    def message(self, entries: list[AwarenessEntry] | None = None) -> bytes | None:
+        """An awareness message with `entries` (everyone present by default), None if none."""
+        entries = self.present() if entries is None else entries
+        return encode_message(Awareness(encode_awareness(entries))) if entries else None
+
+    def receive(self, peer: Peer, data: bytes) -> None:
+        """A peer's awareness message. Raises `RemoteError` for bad or excessive input."""
+        entries = decode_awareness(data, max_state_bytes=self._max_state_bytes)
+        # Stock y-websocket clients echo every presence change they receive; only entries this
+        # connection may own (its own, or ones nobody holds) count against its presence rate.
+        if any(
+            e.client in peer.awareness_clients
+            or e.client not in self.entries
+            or self.entries[e.client].removed
+            for e in entries
+        ):
+            exceeded = self._limits.awareness(peer.rate_key)
+            if exceeded:
+                raise RateLimited(f"presence refused: {exceeded}")
+        accepted = []
+        for entry in entries:
+            current = self.entries.get(entry.client)
+            if (
+                current is not None
+                and not current.removed
+                and entry.client not in peer.awareness_clients
+            ):
+                continue  # another connection's presence: not this peer's to change
+            if current is not None and not _newer(entry, current):
+                continue  # stale
+            if entry.removed:
+                peer.awareness_clients.discard(entry.client)
+            else:
+                if (
+                    entry.client not in peer.awareness_clients
+                    and len(peer.awareness_clients) >= MAX_AWARENESS_CLIENTS_PER_PEER
+                ):
+                    raise InvalidMessage(
+                        f"a connection may publish presence for at most "
+                        f"{MAX_AWARENESS_CLIENTS_PER_PEER} client ids"
+                    )
+                peer.awareness_clients.add(entry.client)
+            self.entries[entry.client] = entry
+            self.seen[entry.client] = self._wall_clock()
+            accepted.append(entry)
+        self._tell(accepted, exclude=peer)
+
+    def leave(self, peer: Peer) -> None:
+        """The peer left: its presence entries are removed, for everyone."""
+        gone = []
+        for client in peer.awareness_clients:
+            entry = self.entries.get(client)
+            if entry is not None and not entry.removed:
+                gone.append(AwarenessEntry(client, entry.clock + 1, "null"))
+                self.entries[client] = gone[-1]
+        self._tell(gone, exclude=peer)
+
+    def apply_remote(self, data: bytes, local: set[int]) -> None:
+        """Presence changes of another hub's clients: taken unless a client here (`local`)
+        holds the id."""
+        try:
+            entries = decode_awareness(data, max_state_bytes=self._max_state_bytes)
+        except CrdtdocError as exc:
+            log.warning(
+                "bad presence from another hub", extra={"room": self.room, "error": str(exc)}
+            )
+            return
+        accepted = []
+        now = self._clock()
+        for entry in entries:
+            current = self.entries.get(entry.client)
+            if entry.client in local:
+                continue
+            if current is not None and not _newer(entry, current):
+                if current.clock == entry.clock and not entry.removed:
+                    self._remote[entry.client] = now  # a renewal we already had
+                continue
+            self.entries[entry.client] = entry
+            self.seen[entry.client] = self._wall_clock()
+            if entry.removed:
+                self._remote.pop(entry.client, None)
+            else:
+                self._remote[entry.client] = now
+            accepted.append(entry)
+        message = self.message(accepted)
+        if message is not None:
+            self._broadcast(message, None)
+
+    def local(self, local: set[int]) -> bytes | None:
+        """The presence of this hub's own clients (`local`), encoded (None if nobody)."""
+        mine = [e for e in self.present() if e.client in local]
+        return encode_awareness(mine) if mine else None
+
+    def expire_remote(self, now: float, timeout: float) -> None:
+        """Removes presence another hub stopped renewing (it died, or lost its clients)."""
+        gone = []
+        for client, heard in list(self._remote.items()):
+            entry = self.entries.get(client)
+            if now - heard <= timeout or entry is None:
+                continue
+            del self._remote[client]
+            if not entry.removed:
+                gone.append(AwarenessEntry(client, entry.clock + 1, "null"))
+                self.entries[client] = gone[-1]
+        message = self.message(gone)
+        if message is not None:
+            self._broadcast(message, None)
+
+    def _tell(self, entries: list[AwarenessEntry], exclude: Peer) -> None:
+        """Relays changes of this hub's clients to the room's other peers and other hubs."""
+        message = self.message(entries)
+        if message is None:
+            return
+        self._broadcast(message, exclude)
+        if self._publish is not None:
+            self._publish(encode_awareness(entries))
+
+
+def _newer(entry: AwarenessEntry, current: AwarenessEntry) -> bool:
+    """Whether `entry` supersedes `current` (a higher clock, or a removal at the same clock)."""
+    return entry.clock > current.clock or (
+        entry.clock == current.clock and entry.removed and not current.removed
+    )

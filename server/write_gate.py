@@ -1,0 +1,149 @@
+"""`WriteGate`: the room's authorization step, between the semantic gate and the store.
+
+Every inbound update passes, in order (docs/SECURITY.md, "The write path"):
+
+1. budgets: the peer's update rate (`server.limits`), the room's size;
+2. parse: `crdtdoc.updates.parse_update`, bounded, typed errors only;
+3. arrival checks (`authorize`): read-only tokens, client ids owned by another identity,
+   deletions (`server.access.judge_deletes`);
+4. the causal buffer: the update waits until what it builds on is there;
+5. the semantic gate (`crdtdoc.semantics`) and the item rules (`judge`, installed as the
+   replica's hook: `server.access.judge_items`), just before the engine applies it;
+6. apply, then store and fan out (`server.room`).
+
+The gate keeps what the rules need to know about the room: which identity introduced each
+client id, who deleted what, the artifact kinds recorded and the frozen specs.
+"""
+
+from __future__ import annotations
+
+from crdtdoc.errors import CrdtdocError, Forbidden, RoomFull
+from crdtdoc.itemindex import Locator
+from crdtdoc.replica import Replica
+from crdtdoc.roots import ARTIFACTS_ROOT
+from crdtdoc.updates import Item, ParsedUpdate, carried, parse_update
+from server.access import (
+    ARTIFACT_KINDS,
+    DeletionLedger,
+    RoomFacts,
+    Writer,
+    deletion_ledger,
+    judge_deletes,
+    judge_items,
+)
+from server.peer import Peer
+
+
+class WriteGate:
+    """Authorizes the updates of one room's peers (see the module)."""
+
+    def __init__(self, room: str, replica: Replica, max_room_bytes: int) -> None:
+        self.room = room
+        self.replica = replica
+        self.max_room_bytes = max_room_bytes
+        self.owners: dict[int, str] = {}  # client id -> the identity that introduced it
+        self._ledger = DeletionLedger()
+        self._frozen: frozenset[str] | None = None
+        self._kinds: dict[str, str] | None = None  # artifact kinds recorded (cached)
+        replica.judge = self.judge
+
+    def restore(self) -> None:
+        """Learns a loaded room: registry names were checked against each writer's token when
+        written, and each deletions-log entry was its appender's."""
+        self.owners = dict(self.replica.agents())
+        self._ledger = deletion_ledger(self.replica, self.owners)
+        self.forget()
+
+    def bind(self) -> None:
+        """Binds client ids registered through another hub to their identities."""
+        for client, agent in self.replica.agents().items():
+            self.owners.setdefault(client, agent)
+
+    def forget(self) -> None:
+        """Artifact kinds or a freeze may have changed: read them again when next needed."""
+        self._frozen = None
+        self._kinds = None
+
+    def authorize(self, peer: Peer, update: bytes, room_bytes: int) -> ParsedUpdate:
+        """Step 3: read-only tokens, room size, client-id ownership and deletions. Nothing new
+        is judged, so a read-only client's empty sync step 2 passes. Returns the parsed update
+        (for applying it without parsing again)."""
+        parsed = parse_update(update, details=True)
+        grant, identity = peer.grant, peer.identity
+        if not self.replica.is_news(parsed):
+            if identity is not None and parsed.delete_set:  # deleted by another one first
+                self._ledger.record(identity, parsed.delete_set)
+            return parsed
+        if grant is not None and grant.read_only:
+            raise Forbidden("this token is read-only: writes are refused")
+        if room_bytes + len(update) > self.max_room_bytes:
+            raise RoomFull(
+                f"room {self.room!r} would exceed {self.max_room_bytes} bytes; "
+                "the hub refuses to grow it further"
+            )
+        version = self.replica.version()
+        state = version.clocks
+        fresh = [c for c, s in parsed.structs.items() if s.end > state.get(c, 0)]
+        if identity is not None:
+            for client in fresh:
+                owner = self.owners.get(client)
+                if owner is not None and owner != identity:
+                    raise Forbidden(
+                        f"client id {client} belongs to {owner}; an agent writes only under its "
+                        "own client ids"
+                    )
+        if parsed.delete_set:
+            # Deleting what the update itself adds is judged with those items, as they apply.
+            deletes = parsed.delete_set.difference(version.deleted).difference(carried(parsed))
+            if deletes:
+                writer = self._writer(peer, fresh)
+                judge_deletes(deletes, self.replica.item_index(), writer, self.facts())
+        if identity is not None:
+            for client in fresh:
+                self.owners.setdefault(client, identity)
+            if parsed.delete_set:  # all of it: two agents may delete one id concurrently
+                self._ledger.record(identity, parsed.delete_set)
+        return parsed
+
+    def judge(
+        self, items: list[Item], locator: Locator, state: dict[int, int], origin: object
+    ) -> None:
+        """Step 5, the replica's hook: a peer's items, just before they are applied."""
+        if not isinstance(origin, Peer):
+            return  # the hub's own writes, or what the store already holds
+        facts = self.facts()
+        touched = judge_items(items, locator, state, self._writer(origin), facts)
+        if ARTIFACTS_ROOT in touched or any(facts.kinds.get(str(r)) == "spec" for r in touched):
+            self.forget()
+
+    def facts(self) -> RoomFacts:
+        if self._kinds is None:
+            self._kinds = {
+                name: kind
+                for name, kind in self.replica.artifacts().items()
+                if kind in ARTIFACT_KINDS
+            }
+        if self._frozen is None:
+            self._frozen = frozenset(name for name in self._kinds if self._is_frozen(name))
+        return RoomFacts(self._kinds, self._frozen)
+
+    def _is_frozen(self, name: str) -> bool:
+        if self._kinds is None or self._kinds.get(name) != "spec":
+            return False
+        try:
+            return self.replica.spec(name).frozen
+        except CrdtdocError:
+            return False
+
+    def _writer(self, peer: Peer, fresh: list[int] | None = None) -> Writer:
+        """The rights of the author of an update (`fresh`: client ids it introduces)."""
+        identity, ledger, replica = peer.identity, self._ledger, self.replica
+        if identity is None:
+            mine = set(fresh or ())
+            return Writer(None, peer.grant, mine.__contains__)
+        return Writer(
+            identity,
+            peer.grant,
+            lambda client: self.owners.get(client, identity) == identity,
+            lambda claimed: ledger.may_claim(identity, claimed, replica.version().deleted),
+        )
