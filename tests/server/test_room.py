@@ -1,0 +1,151 @@
+"""The room core without sockets or an event loop: random and mutated frames from peers with
+every kind of grant only ever yield the room's typed remote errors, refused writes change nothing,
+and honest peers keep converging through it."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, cast
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from websockets.asyncio.server import ServerConnection
+
+from crdtdoc import Replica
+from crdtdoc.errors import RemoteError
+from crdtdoc.protocol.awareness import AwarenessEntry, encode_awareness
+from crdtdoc.protocol.extension import Hello, Request, encode_extension
+from crdtdoc.protocol.messages import (
+    Awareness,
+    SyncStep1,
+    SyncStep2,
+    SyncUpdate,
+    decode_message,
+    encode_message,
+)
+from crdtdoc.tokens import Grant
+from server.commit import GroupCommitter, StoredRoom
+from server.config import HubConfig
+from server.coordination import Coordinator
+from server.limits import RateLimits
+from server.peer import Peer
+from server.room import Room
+from server.schedule import Callback, Scheduler
+from tests.helpers import random_edit
+
+
+class ManualScheduler(Scheduler):
+    """A clock the test moves, and background work that is only collected (never run)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.later: list[Callable[[], None]] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return self.now
+
+    def spawn(self, work: Coroutine[Any, Any, Any], done: Callback | None = None) -> None:
+        work.close()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> None:
+        self.later.append(callback)
+
+
+def new_room(tmp_path: Path) -> tuple[Room, HubConfig]:
+    config = HubConfig(db=str(tmp_path / "unused.db"))
+    committer = GroupCommitter()  # never started: appends wait in memory, as on a slow disk
+    limits = RateLimits(1e9, 1e12, 1e9)  # budgets have their own tests
+    coordinator = Coordinator(cast(Any, committer))
+    room = Room("r", committer, config, coordinator, limits, scheduler=ManualScheduler())
+    room.restore(StoredRoom())
+    return room, config
+
+
+def new_peer(config: HubConfig, grant: Grant | None, identity: str | None) -> Peer:
+    peer = Peer(cast(ServerConnection, None), config, "127.0.0.1:1")
+    peer.grant, peer.identity = grant, identity
+    return peer
+
+
+def corpus(seed: int) -> list[bytes]:
+    """Honest frames of every kind, from a few replicas editing."""
+    rng = random.Random(seed)
+    writers = [Replica(f"w{i}") for i in range(3)]
+    frames: list[bytes] = []
+    for _ in range(12):
+        w = rng.choice(writers)
+        before = w.version()
+        random_edit(w, rng)
+        frames.append(encode_message(SyncUpdate(w.encode_update(before))))
+    frames.append(encode_message(SyncStep1(b"\x00")))
+    frames.append(encode_message(SyncStep2(writers[0].encode_update())))
+    entry = AwarenessEntry(5, 1, '{"user": {"name": "w"}}')
+    frames.append(encode_message(Awareness(encode_awareness([entry]))))
+    frames.append(encode_message(encode_extension(Hello("w", 1))))
+    frames.append(encode_message(encode_extension(Request(1, "next", {"name": "n"}))))
+    frames.append(encode_message(encode_extension(Request(2, "commit", {"updates": []}))))
+    return frames
+
+
+def mutate(frame: bytes, rng: random.Random) -> bytes:
+    data = bytearray(frame)
+    for _ in range(rng.randint(1, 4)):
+        roll = rng.random()
+        if roll < 0.4 and data:
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        elif roll < 0.6 and data:
+            del data[rng.randrange(len(data)) :]
+        elif roll < 0.8:
+            data[rng.randint(0, len(data)) : rng.randint(0, len(data))] = rng.randbytes(3)
+        else:
+            data += rng.randbytes(rng.randint(1, 8))
+    return bytes(data)
+
+
+GRANTS = [
+    (None, None),
+    (Grant("mallory", "*"), "mallory"),
+    (Grant("reader", "*", read_only=True), "reader"),
+    (Grant("scoped", "*", artifacts=frozenset({"text"})), "scoped"),
+]
+
+
+@settings(max_examples=60)
+@given(
+    seed=st.integers(0, 2**32),
+    steps=st.lists(st.tuples(st.integers(0, 3), st.booleans()), max_size=40),
+)
+def test_random_and_mutated_frames_only_ever_raise_typed_remote_errors(
+    seed: int, steps: list[tuple[int, bool]], tmp_path_factory: Any
+) -> None:
+    room, config = new_room(tmp_path_factory.mktemp("room"))
+    rng = random.Random(seed)
+    frames = corpus(seed)
+    honest = Replica("honest")
+    honest_peer = new_peer(config, None, None)
+    room.join(honest_peer)
+    for grant_index, mutated in steps:
+        grant, identity = GRANTS[grant_index]
+        peer = new_peer(config, grant, identity)
+        room.join(peer)
+        frame = rng.choice(frames)
+        data = mutate(frame, rng) if mutated else frame
+        with contextlib.suppress(RemoteError):  # the hub closes that connection; nothing else
+            room.receive(peer, data)
+        room.leave(peer)
+        before = honest.version()
+        random_edit(honest, rng)  # the honest peer is never refused, whatever came before
+        room.receive(honest_peer, encode_message(SyncUpdate(honest.encode_update(before))))
+    # What the room holds reads, and an honest replica converges with it.
+    fresh = Replica("fresh")
+    fresh.apply_update(room.replica.encode_update())
+    assert fresh.document("text").read() == room.replica.document("text").read()
+    honest.apply_update(room.replica.encode_update())
+    assert honest.document("text").read() == room.replica.document("text").read()
+    assert all(isinstance(decode_message(m), object) for m in honest_peer._queue)
