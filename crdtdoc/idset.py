@@ -8,7 +8,6 @@ sets holding the same ids compare equal.
 from __future__ import annotations
 
 import bisect
-import itertools
 from collections.abc import Iterator, Mapping
 
 from crdtdoc.encoding import Decoder, Encoder
@@ -127,7 +126,8 @@ class IdSet:
                 # checked against a large one (a delete set against a room's) stays cheap.
                 first = max(first, bisect.bisect_right(holes, (start, _END)) - 1, 0)
                 cur = start
-                for hs, he in itertools.islice(holes, first, None):
+                for k in range(first, len(holes)):  # by index: islice would walk from 0
+                    hs, he = holes[k]
                     if he <= cur:
                         continue
                     if hs >= end:

@@ -163,7 +163,7 @@ class ItemIndex:
 
     def add(self, items: list[Item], state: dict[int, int] | None = None) -> None:
         """Records the items of an applied update (only ids beyond `state`, when given)."""
-        places = self.locate(items)
+        places = Locator(self, items, state).all()
         for item in items:
             if item.content == SKIP:
                 continue
@@ -197,14 +197,26 @@ class ItemIndex:
         runs.insert(pos, (start, end, place))
 
 
-class Locator:
-    """Resolves the places of one update's items, memoized, following origins as Yjs does: an
-    item without a parent takes its origin's parent and key (else its right origin's), and an
-    item next to a garbage-collected neighbour, or inside a collected parent, is collected."""
+_VISITING = Place(None, None, -1)
+"""Memo mark of an item whose place is being resolved (met again: a cycle, placed nowhere)."""
 
-    def __init__(self, index: ItemIndex, items: list[Item]) -> None:
+
+class Locator:
+    """Resolves the places of one update's items as Yjs does: an item without a parent takes its
+    origin's parent and key (else its right origin's), and an item next to a garbage-collected
+    neighbour, or inside a collected or deleted parent, is collected.
+
+    Only ids beyond `state` (what the document has) are read from the update itself; an id the
+    document has is placed by the index, whatever the update says about it (the engines skip
+    structs they have). Resolution is iterative: chains of origins through the update may be as
+    long as the update."""
+
+    def __init__(
+        self, index: ItemIndex, items: list[Item], state: dict[int, int] | None = None
+    ) -> None:
         self.index = index
         self.items = items
+        self.state = state or {}
         self.local: dict[int, list[Item]] = {}
         for item in items:
             self.local.setdefault(item.client, []).append(item)
@@ -217,26 +229,31 @@ class Locator:
         }
 
     def find_local(self, client: int, clock: int) -> Item | None:
+        """The update's struct holding a new id (None for ids the document has)."""
+        if clock < self.state.get(client, 0):
+            return None
         starts = self.local_starts.get(client)
         if not starts:
             return None
         pos = bisect.bisect_right(starts, clock) - 1
         item = self.local[client][pos] if pos >= 0 else None
-        return item if item is not None and clock < item.clock + item.length else None
+        if item is None or clock >= item.clock + item.length or item.content == SKIP:
+            return None  # a skipped range is the document's
+        return item
 
-    def place_of_id(self, ref: Id, depth: int = 0) -> Place | None:
+    def place_of_id(self, ref: Id) -> Place | None:
         """The place of the item holding id `ref` (this update's or the document's)."""
         item = self.find_local(*ref)
-        if item is not None and item.content != SKIP:  # a skipped range is the document's
-            if item.content == GC:
-                return COLLECTED
-            return self.place(item, depth + 1)
-        return self.index.place_of(*ref)
+        if item is None:
+            return self.index.place_of(*ref)
+        if item.content == GC:
+            return COLLECTED
+        return self.place(item)
 
     def root(self, place: Place | None) -> str | None:
         """The root (artifact) a place lives under, through this update's nested types too."""
         parent = place.parent if place is not None else None
-        for _ in range(10_000):
+        for _ in range(len(self.items) + 1):
             if parent is None or isinstance(parent, str):
                 return parent
             holder = self.find_local(*parent)
@@ -246,31 +263,63 @@ class Locator:
             parent = found.parent if found is not None else None
         return None
 
-    def place(self, item: Item, depth: int = 0) -> Place | None:
+    def place(self, item: Item) -> Place | None:
+        """The item's place (None: a neighbour unknown, or a cycle)."""
         key = (item.client, item.clock)
         if key in self.memo:
-            return self.memo[key]
-        self.memo[key] = None  # a cycle resolves to "unknown"
-        result: Place | None = None
-        if depth < 10_000:
-            if item.parent is not None:
-                result = Place(item.parent, item.parent_sub, item.content)
-                if isinstance(item.parent, tuple):
-                    holder = self.place_of_id(item.parent, depth)
-                    if holder is not None and (holder.collected or holder.content == DELETED):
-                        result = COLLECTED  # a deleted type: Yjs and yrs drop what it gets
-            else:
-                left = self.place_of_id(item.origin, depth) if item.origin is not None else None
-                right = (
-                    self.place_of_id(item.right_origin, depth)
-                    if item.right_origin is not None
-                    else None
-                )
-                if (left is not None and left.collected) or (right is not None and right.collected):
-                    result = COLLECTED
-                else:
-                    anchor = left if item.origin is not None else right
-                    if anchor is not None:
-                        result = Place(anchor.parent, anchor.sub, item.content)
-        self.memo[key] = result
-        return result
+            found = self.memo[key]
+            return None if found is _VISITING else found
+        stack = [item]
+        while stack:
+            current = stack[-1]
+            current_key = (current.client, current.clock)
+            known = self.memo.get(current_key, None)
+            if current_key in self.memo and known is not _VISITING:
+                stack.pop()  # placed meanwhile (it was needed twice)
+                continue
+            if current_key not in self.memo:
+                self.memo[current_key] = _VISITING
+                needed = [
+                    dep
+                    for dep in self._neighbours(current)
+                    if dep.content != GC and (dep.client, dep.clock) not in self.memo
+                ]
+                if needed:
+                    stack.extend(needed)
+                    continue
+            self.memo[current_key] = self._resolve(current)
+            stack.pop()
+        found = self.memo[key]
+        return None if found is _VISITING else found
+
+    def _neighbours(self, item: Item) -> list[Item]:
+        """The update's own items this item's place depends on."""
+        refs = [item.parent] if isinstance(item.parent, tuple) else []
+        if item.parent is None:
+            refs = [r for r in (item.origin, item.right_origin) if r is not None]
+        found = [self.find_local(*ref) for ref in refs]
+        return [dep for dep in found if dep is not None]
+
+    def _known(self, ref: Id) -> Place | None:
+        """A neighbour's place once its own is resolved (or being resolved: a cycle)."""
+        item = self.find_local(*ref)
+        if item is None:
+            return self.index.place_of(*ref)
+        if item.content == GC:
+            return COLLECTED
+        found = self.memo.get((item.client, item.clock))
+        return None if found is _VISITING else found
+
+    def _resolve(self, item: Item) -> Place | None:
+        if item.parent is not None:
+            if isinstance(item.parent, tuple):
+                holder = self._known(item.parent)
+                if holder is not None and (holder.collected or holder.content == DELETED):
+                    return COLLECTED  # a deleted type: Yjs and yrs drop what it gets
+            return Place(item.parent, item.parent_sub, item.content)
+        left = self._known(item.origin) if item.origin is not None else None
+        right = self._known(item.right_origin) if item.right_origin is not None else None
+        if (left is not None and left.collected) or (right is not None and right.collected):
+            return COLLECTED
+        anchor = left if item.origin is not None else right
+        return None if anchor is None else Place(anchor.parent, anchor.sub, item.content)

@@ -58,7 +58,7 @@ def check_update(index: ItemIndex, items: list[Item], state: dict[int, int]) -> 
     (`state`) are not judged: the engines skip them.
     Every id the new items reference must be in `index` or in `items` (the caller applies an
     update only once its dependencies are present)."""
-    locator = Locator(index, items)
+    locator = Locator(index, items, state)
     families: dict[str | Id, str] = {}
     for item in items:
         if item.content in (GC, SKIP) or item.clock + item.length <= state.get(item.client, 0):

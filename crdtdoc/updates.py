@@ -9,6 +9,7 @@ what it keeps is proportional to the input. The format is written down in `proto
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,11 +130,12 @@ class ParsedUpdate:
         return any(s.end > state.get(c, 0) for c, s in self.structs.items())
 
 
-def carried(parsed: ParsedUpdate) -> IdSet:
-    """The ids an update's structs carry (skipped ranges excluded)."""
+def carried(parsed: ParsedUpdate, state: Mapping[int, int] | None = None) -> IdSet:
+    """The ids an update's structs carry (skipped ranges excluded); with `state`, only the ids
+    a document with that state vector lacks."""
     ids = IdSet()
     for client, s in parsed.structs.items():
-        start = s.start
+        start = max(s.start, state.get(client, 0)) if state is not None else s.start
         for skip_start, skip_end in s.skips:
             if skip_start > start:
                 ids.add(client, start, skip_start)
@@ -238,6 +240,11 @@ def _read_struct(
             if info & 0x20:
                 parent_sub = dec.read_var_string()
         length, value = _read_content(dec, ref)
+    for ref_id in (origin, right_origin, parent):
+        if isinstance(ref_id, tuple) and ref_id[0] == client and ref_id[1] >= clock:
+            # Yjs throws on it and yrs keeps it pending forever: an item only ever names
+            # earlier ids of its own client.
+            raise dec.fail(f"struct {client}:{clock} refers to its own client's later id")
     if length == 0:
         raise dec.fail(f"zero-length {CONTENT_NAMES.get(ref, ref)} struct at {client}:{clock}")
     end = clock + length
@@ -330,9 +337,36 @@ def _parse_json(dec: Decoder, text: str) -> Any:
         elif ch in "]}":
             depth -= 1
     try:
-        return json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:
         raise dec.fail(f"invalid JSON content: {exc}") from None
+    if not _json_safe(value):
+        # yrs refuses these mid-apply: numbers beyond a double, lone surrogates in strings.
+        raise dec.fail("JSON content with an infinite number or a lone surrogate")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_safe(value: Any) -> bool:
+    """No infinite float and no lone surrogate anywhere in a parsed JSON value (iterative)."""
+    stack = [value]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, float):
+            if current != current or current in (float("inf"), float("-inf")):
+                return False
+        elif isinstance(current, str):
+            if not current.isascii() and any(0xD800 <= ord(c) <= 0xDFFF for c in current):
+                return False
+        elif isinstance(current, list):
+            stack.extend(current)
+        elif isinstance(current, dict):
+            stack.extend(current.keys())
+            stack.extend(current.values())
+    return True
 
 
 def _read_any(dec: Decoder, depth: int) -> Any:

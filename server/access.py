@@ -48,15 +48,18 @@ class DeletionLedger:
 
     def __init__(self) -> None:
         self._by: dict[str, IdSet] = {}
-        self._known = IdSet()
+        self._known = IdSet()  # deleted by someone the ledger knows
 
     def record(self, identity: str, deletes: IdSet) -> None:
+        """`identity` sent these deletions: its own, made now or concurrently with another's
+        (so never refused), or a replay of what it saw (then it can add its name to them)."""
         mine = self._by.setdefault(identity, IdSet())
         for client, start, end in deletes:
             mine.add(client, start, end)
             self._known.add(client, start, end)
 
-    def may_claim(self, identity: str, claimed: IdSet, deleted_now: IdSet) -> bool:
+    def claim(self, identity: str, claimed: IdSet, deleted_now: IdSet) -> bool:
+        """Whether `identity` may log these deletions as its own."""
         rest = claimed.difference(self._by.get(identity, IdSet()))
         return not rest or (rest.difference(self._known) == rest and rest.issubset(deleted_now))
 
@@ -68,7 +71,7 @@ class Writer:
     identity: str | None  # the token's agent (None: the hub has no secret)
     grant: Grant | None
     owns: Callable[[int], bool]  # whether a client id is this writer's
-    may_claim: Callable[[IdSet], bool] = lambda claimed: True  # see `DeletionLedger`
+    claim: Callable[[IdSet], bool] = lambda claimed: True  # see `DeletionLedger.claim`
 
     @property
     def scope(self) -> frozenset[str] | None:
@@ -88,6 +91,7 @@ def judge_items(
 ) -> set[str | None]:
     """Raises `Forbidden` for an item this writer may not add; returns the roots touched."""
     touched: set[str | None] = set()
+    claims = IdSet()  # deletions the update's log entries claim, checked once
     for item in items:
         if item.content in (GC, SKIP) or item.clock + item.length <= state.get(item.client, 0):
             continue
@@ -98,7 +102,11 @@ def judge_items(
         touched.add(root)
         _judge_root(root, writer, facts, "add to")
         if root in BOOKKEEPING and place is not None:
-            _judge_bookkeeping(root, item, place, writer, facts)
+            _judge_bookkeeping(root, item, place, writer, facts, claims)
+    if claims and not writer.claim(claims):
+        raise Forbidden(
+            f"attribution refused: the entry claims deletions {writer.identity!r} did not make"
+        )
     return touched
 
 
@@ -138,7 +146,7 @@ def _judge_root(root: str | None, writer: Writer, facts: RoomFacts, verb: str) -
 
 
 def _judge_bookkeeping(
-    root: str | None, item: Item, place: Place, writer: Writer, facts: RoomFacts
+    root: str | None, item: Item, place: Place, writer: Writer, facts: RoomFacts, claims: IdSet
 ) -> None:
     if place.parent != root or item.content != ANY or not item.value:
         raise Forbidden(
@@ -173,7 +181,11 @@ def _judge_bookkeeping(
             _judge_note(note, writer)
     elif root == DELETIONS_ROOT:
         for entry in values:
-            _judge_deletions_entry(entry, writer)
+            claimed = decode_delete_set(entry)
+            if claimed is None:
+                raise Forbidden(f"{DELETIONS_ROOT} holds encoded delete sets")
+            for client, start, end in claimed:
+                claims.add(client, start, end)
 
 
 def _judge_note(note: object, writer: Writer) -> None:
@@ -193,7 +205,8 @@ def _judge_note(note: object, writer: Writer) -> None:
         raise Forbidden(f"this token may not write notes about {', '.join(sorted(outside))}")
 
 
-def _decode_delete_set(entry: object) -> IdSet | None:
+def decode_delete_set(entry: object) -> IdSet | None:
+    """The delete set a deletions-log entry holds, None if it holds none."""
     if not isinstance(entry, bytes):
         return None
     try:
@@ -202,16 +215,6 @@ def _decode_delete_set(entry: object) -> IdSet | None:
     except InvalidUpdate:
         return None
     return claimed if dec.at_end() else None
-
-
-def _judge_deletions_entry(entry: object, writer: Writer) -> None:
-    claimed = _decode_delete_set(entry)
-    if claimed is None:
-        raise Forbidden(f"{DELETIONS_ROOT} holds encoded delete sets")
-    if not writer.may_claim(claimed):
-        raise Forbidden(
-            f"attribution refused: the entry claims deletions {writer.identity!r} did not make"
-        )
 
 
 def deletion_ledger(replica: Replica, owners: Mapping[int, str]) -> DeletionLedger:
@@ -223,7 +226,7 @@ def deletion_ledger(replica: Replica, owners: Mapping[int, str]) -> DeletionLedg
             continue
         owner = owners.get(item.client)
         for entry in item.value or []:
-            claimed = _decode_delete_set(entry) if owner is not None else None
-            if owner is not None and claimed is not None:
+            claimed = decode_delete_set(entry)
+            if claimed is not None and owner is not None:
                 ledger.record(owner, claimed)
     return ledger

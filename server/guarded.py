@@ -120,10 +120,17 @@ class GuardedCommits:
                 )
         before = dict(room.replica.version().clocks)
         state = dict(before)
+        ends: dict[int, int] = {}  # what the commit's earlier updates carry, per client
         items: list[Item] = []
         for update in commit.updates:
             # raises for invalid or forbidden updates
             parsed = room.gate.authorize(peer, update, room.size_bytes)
+            if any(s.start < ends.get(c, 0) for c, s in parsed.structs.items()):
+                # Judged as one, applied in order: two versions of one id would be judged
+                # as one and applied as the other.
+                return Reply(commit.id, {}, "invalid", "the commit's updates overlap")
+            for c, structs in parsed.structs.items():
+                ends[c] = max(ends.get(c, 0), structs.end)
             if parsed.missing(state):
                 return Reply(
                     commit.id,

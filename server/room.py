@@ -53,7 +53,7 @@ from crdtdoc.protocol.messages import (
 )
 from crdtdoc.protocol.session import SyncSession
 from crdtdoc.replica import Replica, ReplicaLimits
-from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT
+from crdtdoc.roots import ARTIFACTS_ROOT
 from crdtdoc.updates import parse_update
 from crdtdoc.versions import Version
 from server.cluster import FROM_LOG, Cluster, SeqTracker
@@ -313,8 +313,7 @@ class Room:
         """The replica committed `update`: log it, fan it out (encoded once), maybe compact."""
         if self.cluster is not None and self.replica.commit_origin is FROM_LOG:
             self.committer.touch(self.name, self.taken)  # stored already: durable now
-            if AGENTS_ROOT.encode() in update:  # bind ids registered through other hubs
-                self.gate.bind()
+            self.gate.learn(update)  # ids registered, deletions logged through other hubs
         else:
             self._seq += 1
             if self._undurable_since is None:

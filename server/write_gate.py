@@ -20,13 +20,14 @@ from __future__ import annotations
 from crdtdoc.errors import CrdtdocError, Forbidden, RoomFull
 from crdtdoc.itemindex import Locator
 from crdtdoc.replica import Replica
-from crdtdoc.roots import ARTIFACTS_ROOT
-from crdtdoc.updates import Item, ParsedUpdate, carried, parse_update
+from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT, DELETIONS_ROOT
+from crdtdoc.updates import ANY, Item, ParsedUpdate, carried, parse_update
 from server.access import (
     ARTIFACT_KINDS,
     DeletionLedger,
     RoomFacts,
     Writer,
+    decode_delete_set,
     deletion_ledger,
     judge_deletes,
     judge_items,
@@ -54,10 +55,23 @@ class WriteGate:
         self._ledger = deletion_ledger(self.replica, self.owners)
         self.forget()
 
-    def bind(self) -> None:
-        """Binds client ids registered through another hub to their identities."""
-        for client, agent in self.replica.agents().items():
-            self.owners.setdefault(client, agent)
+    def learn(self, update: bytes) -> None:
+        """An update another hub judged and stored: binds the client ids it registers to their
+        identities, and learns the deletions its log entries claim."""
+        if AGENTS_ROOT.encode() in update:
+            for client, agent in self.replica.agents().items():
+                self.owners.setdefault(client, agent)
+        index = self.replica.item_index()
+        for item in parse_update(update, details=True).items or []:
+            if item.content != ANY or index.root_of(item.client, item.clock) != DELETIONS_ROOT:
+                continue
+            for entry in item.value or []:
+                claimed = decode_delete_set(entry)
+                if claimed is None:
+                    continue
+                owner = self.owners.get(item.client)
+                if owner is not None:
+                    self._ledger.record(owner, claimed)
 
     def forget(self) -> None:
         """Artifact kinds or a freeze may have changed: read them again when next needed."""
@@ -81,8 +95,7 @@ class WriteGate:
                 f"room {self.room!r} would exceed {self.max_room_bytes} bytes; "
                 "the hub refuses to grow it further"
             )
-        version = self.replica.version()
-        state = version.clocks
+        state, deleted = self.replica.applied()
         fresh = [c for c, s in parsed.structs.items() if s.end > state.get(c, 0)]
         if identity is not None:
             for client in fresh:
@@ -94,7 +107,9 @@ class WriteGate:
                     )
         if parsed.delete_set:
             # Deleting what the update itself adds is judged with those items, as they apply.
-            deletes = parsed.delete_set.difference(version.deleted).difference(carried(parsed))
+            # (Only ids the update adds: a struct re-sent under an id the room has is skipped by
+            # the engines, so deleting that id deletes what the room holds, and is judged.)
+            deletes = parsed.delete_set.difference(deleted).difference(carried(parsed, state))
             if deletes:
                 writer = self._writer(peer, fresh)
                 judge_deletes(deletes, self.replica.item_index(), writer, self.facts())
@@ -145,5 +160,5 @@ class WriteGate:
             identity,
             peer.grant,
             lambda client: self.owners.get(client, identity) == identity,
-            lambda claimed: ledger.may_claim(identity, claimed, replica.version().deleted),
+            lambda claimed: ledger.claim(identity, claimed, replica.applied()[1]),
         )

@@ -200,6 +200,19 @@ REFUSALS.update(
             "nested deeper than 64",
         ),
         "xml hook": (_update(1, 0, b"\x07\x01\x01m\x05\x01h"), "XmlHook types are not supported"),
+        "own later id as origin": (
+            _update(1, 0, b"\x84\x01\x01" + b"\x01x"),
+            "refers to its own client's later id",
+        ),
+        "NaN in an embed": (_update(1, 0, b"\x05\x01\x01t\x03NaN"), "NaN is not JSON"),
+        "an infinite number in an embed": (
+            _update(1, 0, b"\x05\x01\x01t\x051e400"),
+            "infinite number or a lone surrogate",
+        ),
+        "a lone surrogate in an embed": (
+            _update(1, 0, b'\x05\x01\x01t\x08"\\ud800"'),
+            "infinite number or a lone surrogate",
+        ),
         "legacy json content": (
             _update(1, 0, b"\x02\x01\x01a\x01\x01" + b"1"),
             "legacy JSON content",

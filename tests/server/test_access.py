@@ -16,8 +16,10 @@ from websockets.exceptions import ConnectionClosed
 import crdtdoc
 from crdtdoc import Replica
 from crdtdoc.client.backoff import Backoff
+from crdtdoc.encoding import Encoder
 from crdtdoc.idset import IdSet
-from crdtdoc.protocol.messages import SyncStep1, SyncStep2, SyncUpdate, decode_message
+from crdtdoc.protocol.extension import Hello, Reply, Request, decode_extension, encode_extension
+from crdtdoc.protocol.messages import Extension, SyncStep1, SyncStep2, SyncUpdate, decode_message
 from crdtdoc.protocol.messages import encode_message as msg
 from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT, DELETIONS_ROOT, NOTES_ROOT
 from crdtdoc.tokens import create_token
@@ -208,6 +210,81 @@ def test_bookkeeping_is_not_open_to_every_writer(tmp_path: Path) -> None:
             assert code == 4403 and why in reason, (name, code, reason)
         # The room is unharmed: bob's frozen spec is still frozen, docB still a document.
         assert bob.spec("api").frozen and bob.artifacts()["docB"] == "document"
+
+    run(with_bob(tmp_path, attack))
+
+
+def two_clients(first: tuple[int, int, list[bytes]], second: tuple[int, int, list[bytes]]) -> bytes:
+    """An update carrying structs of two clients (and no deletions)."""
+    enc = Encoder()
+    enc.write_var_uint(2)
+    for client, clock, structs in (first, second):
+        enc.write_var_uint(len(structs))
+        enc.write_var_uint(client)
+        enc.write_var_uint(clock)
+        for struct in structs:
+            enc.write_bytes(struct)
+    enc.write_var_uint(0)
+    return enc.to_bytes()
+
+
+def test_a_struct_resent_under_an_existing_id_does_not_decide_where_others_land(
+    tmp_path: Path,
+) -> None:
+    """The engines skip a struct whose ids the room has; so must the gate, which once placed an
+    anchor through the update's own (false) copy of bob's registry entry."""
+
+    async def attack(url: str, bob: crdtdoc.ConnectedReplica) -> None:
+        items = await hub_items(url)
+        reg = entry_of(items, AGENTS_ROOT, str(bob.client_id))
+        decoy = (reg[0], reg[1], [any_item("decoy", root="docA")])  # "bob's entry is in docA"
+        forged = two_clients((MALLORY, 0, [any_item("mallory", origin=reg)]), decoy)
+        code, reason = await attempt(url, "mallory", forged, artifacts=["docA"])
+        assert code == 4403 and "attribution refused" in reason, (code, reason)
+
+    run(with_bob(tmp_path, attack))
+
+
+def test_deleting_ids_the_room_has_is_judged_even_when_the_update_resends_them(
+    tmp_path: Path,
+) -> None:
+    async def attack(url: str, bob: crdtdoc.ConnectedReplica) -> None:
+        items = await hub_items(url)
+        reg = entry_of(items, AGENTS_ROOT, str(bob.client_id))
+        kind = entry_of(items, ARTIFACTS_ROOT, "docB")
+        clock = bob.version().clocks[bob.client_id]
+        ref, body, _ = content("any", [0] * clock)  # "re-sends" every id bob has
+        for target, why in ((reg, "registry entry"), (kind, "never deleted")):
+            data = update(bob.client_id, 0, [item(ref, body, root="docA")], [(*target, 1)])
+            code, reason = await attempt(url, "mallory", data, artifacts=["docA"])
+            assert code == 4403 and why in reason, (code, reason)
+
+    run(with_bob(tmp_path, attack))
+
+
+def test_a_guarded_commit_whose_updates_overlap_is_refused(tmp_path: Path) -> None:
+    """Judged as one, applied in order: two versions of one id must not both be in a commit."""
+
+    async def attack(url: str, bob: crdtdoc.ConnectedReplica) -> None:
+        x = 3000
+        first = update(
+            x, 0, [item(*content("any", ["mallory", "mallory"])[:2], root=AGENTS_ROOT, key=str(x))]
+        )
+        second = update(x, 1, [any_item("q", root="docA")])
+        third = update(x, 2, [any_item("bob", origin=(x, 1))])
+        request = Request(1, "commit", {"updates": [first, second, third], "client": x})
+        async with ws_connect(f"{url}?token={token('mallory', artifacts=['docA'])}") as ws:
+            await ws.send(msg(SyncStep1(b"\x00")))
+            await ws.send(msg(encode_extension(Hello("mallory"))))
+            await ws.send(msg(encode_extension(request)))
+            while True:
+                message = decode_message(await ws.recv())  # type: ignore[arg-type]
+                if isinstance(message, Extension):
+                    reply = decode_extension(message)
+                    if isinstance(reply, Reply):
+                        break
+        assert reply.error == "invalid" and "overlap" in (reply.message or ""), reply
+        assert bob.agents().get(x) is None
 
     run(with_bob(tmp_path, attack))
 
