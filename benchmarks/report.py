@@ -21,6 +21,7 @@ SECTIONS = [
     ("trace", "An editing trace: 259,778 keystrokes"),
     ("cluster_load", "Several hubs on PostgreSQL and Redis"),
     ("validation_overhead", "What validation and causal ordering cost"),
+    ("gate_cost", "What the semantic gate costs per update"),
 ]
 
 
