@@ -161,9 +161,15 @@ class ItemIndex:
         means unknown: a neighbour the document lacks."""
         return Locator(self, items).all()
 
-    def add(self, items: list[Item], state: dict[int, int] | None = None) -> None:
-        """Records the items of an applied update (only ids beyond `state`, when given)."""
-        places = Locator(self, items, state).all()
+    def add(
+        self,
+        items: list[Item],
+        state: dict[int, int] | None = None,
+        locator: Locator | None = None,
+    ) -> None:
+        """Records the items of an applied update (only ids beyond `state`, when given);
+        `locator` is the one that placed them for the semantic gate, if any."""
+        places = (locator or Locator(self, items, state)).all()
         for item in items:
             if item.content == SKIP:
                 continue

@@ -9,10 +9,11 @@ log of committed updates since.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -437,7 +438,7 @@ class Replica:
         if self._txn_depth:
             raise CrdtdocError("apply_update cannot run inside a local transaction; call it after")
         if parsed is None:  # a caller that already parsed these very bytes may pass the result
-            parsed = parse_update(data)
+            parsed = parse_update(data, details=not trusted)  # the gate reads the items
         try:
             self._apply_parsed(bytes(data), parsed, origin, trusted)
         finally:
@@ -480,6 +481,8 @@ class Replica:
         part = structs_only(data, parsed) if parsed.delete_set else data
         key = self._next_pending
         self._next_pending += 1
+        if parsed.items is not None:  # items take ~70x their bytes: parse them again later
+            parsed = dataclasses.replace(parsed, items=None)
         self._pending_structs[key] = (part, parsed, origin, trusted)
         self._pending_bytes += len(part)
         self._register(key, parsed.missing(self._state))
@@ -553,6 +556,7 @@ class Replica:
                 if items is None:
                     items = parse_update(data, details=True).items or []
         before = {client: self._state.get(client, 0) for client in structs}
+        locator: Locator | None = None
         if items is not None and not trusted:
             locator = check_update(self._item_index(), items, before)
             if self.judge is not None:
@@ -576,7 +580,7 @@ class Replica:
             raise InvalidUpdate(f"the CRDT engine refused the update: {exc}") from None
         self._applying = None
         if items is not None and self._items is not None:
-            self._items.add(items, before)
+            self._items.add(items, before, locator)
 
     def pending(self) -> Pending:
         """What waits in the causal buffer, and which ids it waits for."""
@@ -596,6 +600,11 @@ class Replica:
         """What this replica has applied: state vector plus delete set (buffered data excluded)."""
         self._sync_point()
         return self._current_version()
+
+    def applied(self) -> tuple[Mapping[int, int], IdSet]:
+        """The live state vector and delete set, without the copies `version()` makes: for
+        read-only checks on a hot path (the hub's gate); valid until the next change."""
+        return self._state, self._deleted
 
     def is_news(self, parsed: ParsedUpdate) -> bool:
         """Whether a parsed update carries anything this replica has not applied."""
