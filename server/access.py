@@ -16,7 +16,7 @@ The rules, one place for every surface (docs/SECURITY.md has the table):
   changed or deleted (an entry that holds no valid kind may be replaced); a scoped token
   registers only its artifacts.
 - `__crdtdoc_notes`: an entry is `{"by", "note", "at", "artifacts"}` signed by the writer's
-  identity, naming only artifacts its token may change; notes are never deleted by others.
+  identity; notes are never deleted by others.
 - `__crdtdoc_deletions`: an entry is an encoded delete set of ids the writer's identity deleted;
   entries are never deleted by others.
 """
@@ -162,7 +162,8 @@ def _judge_bookkeeping(
         if writer.identity is not None and name != writer.identity:
             raise Forbidden(
                 f"attribution refused: client {item.client} may only register as "
-                f"{writer.identity!r}, not {name!r}"
+                f"{writer.identity!r} (its token's agent), not {name!r}; connect with that "
+                "agent name"
             )
     elif root == ARTIFACTS_ROOT:
         name, kind = place.sub, values[-1]
@@ -199,10 +200,7 @@ def _judge_note(note: object, writer: Writer) -> None:
         raise Forbidden('a note is {"by": str, "note": str, "at": time, "artifacts": [str]}')
     if writer.identity is not None and note["by"] != writer.identity:
         raise Forbidden(f"a note is signed by its writer, {writer.identity!r}")
-    scope = writer.scope
-    outside = [a for a in note.get("artifacts", []) if scope is not None and a not in scope]
-    if outside:
-        raise Forbidden(f"this token may not write notes about {', '.join(sorted(outside))}")
+    # A note may name artifacts its writer may only read: a guarded write depends on them.
 
 
 def decode_delete_set(entry: object) -> IdSet | None:

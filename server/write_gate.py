@@ -113,11 +113,9 @@ class WriteGate:
             if deletes:
                 writer = self._writer(peer, fresh)
                 judge_deletes(deletes, self.replica.item_index(), writer, self.facts())
-        if identity is not None:
-            for client in fresh:
-                self.owners.setdefault(client, identity)
-            if parsed.delete_set:  # all of it: two agents may delete one id concurrently
-                self._ledger.record(identity, parsed.delete_set)
+        if identity is not None and parsed.delete_set:
+            # all of it: two agents may delete one id concurrently
+            self._ledger.record(identity, parsed.delete_set)
         return parsed
 
     def judge(
@@ -126,10 +124,22 @@ class WriteGate:
         """Step 5, the replica's hook: a peer's items, just before they are applied."""
         if not isinstance(origin, Peer):
             return  # the hub's own writes, or what the store already holds
+        identity = origin.identity
+        fresh = {i.client for i in items if i.clock + i.length > state.get(i.client, 0)}
+        for client in fresh if identity is not None else ():
+            owner = self.owners.get(client)
+            if owner is not None and owner != identity:  # bound while this update waited
+                raise Forbidden(
+                    f"client id {client} belongs to {owner}; an agent writes only under its "
+                    "own client ids"
+                )
         facts = self.facts()
         touched = judge_items(items, locator, state, self._writer(origin), facts)
         if ARTIFACTS_ROOT in touched or any(facts.kinds.get(str(r)) == "spec" for r in touched):
             self.forget()
+        if identity is not None:  # bound only now: a refused update binds nothing
+            for client in fresh:
+                self.owners.setdefault(client, identity)
 
     def facts(self) -> RoomFacts:
         if self._kinds is None:

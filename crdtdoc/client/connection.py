@@ -706,15 +706,25 @@ class ConnectedReplica(HubLink):
         if self.fenced_out is not None:
             refused, self.fenced_out = self.fenced_out, None
             raise refused
-        self._raise_refused()
+        await self._raise_refused_once_resynced(timeout)
         target = self.version()
         await self._wait_until(
             lambda: target <= self._durable or self.refused is not None,
             timeout,
             "the hub did not confirm durable storage",
         )
-        self._raise_refused()  # refused while waiting: the replica was reset
+        await self._raise_refused_once_resynced(timeout)  # refused while waiting: reset
         return self._durable
+
+    async def _raise_refused_once_resynced(self, timeout: float) -> None:
+        """Raises a pending `Refused` once the reset replica holds the hub's state again (or
+        `timeout` passed): an agent that then reads and redoes its work sees what the hub
+        has, not an empty replica (a redo diffed against nothing would duplicate it all)."""
+        if self.refused is None:
+            return
+        with contextlib.suppress(CrdtdocError):
+            await self._wait_until(lambda: self.synced, timeout, "no resync after a refusal")
+        self._raise_refused()
 
     async def wait_for(self, version: Version | str, timeout: float | None = None) -> None:
         """Returns once this replica has everything in `version` (a `Version` or its token)."""
