@@ -4,6 +4,10 @@ Computed from the document itself, so every replica can answer it, including one
 or restarted: inserted structs carry their author's client id, the `__crdtdoc_agents` map names the
 agent behind each client id, and the `__crdtdoc_deletions` log says who deleted what (a Yjs delete
 set carries no author).
+
+Odd entries are reported as readers show them (`crdtdoc.safe_read`): a Format item written as a map
+entry is no value (Yjs shows nothing there) and makes no change; a string written as a map value is
+a "set" of that key, not text; registry entries of the wrong shape name nobody.
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ from crdtdoc.encoding import Decoder
 from crdtdoc.errors import InvalidUpdate
 from crdtdoc.idset import IdSet
 from crdtdoc.roots import AGENTS_ROOT, DELETIONS_ROOT, NOTES_ROOT
+from crdtdoc.safe_read import agent_name, client_id_of
 from crdtdoc.updates import (
     ANY,
     DELETED,
+    EMBED,
+    FORMAT,
     GC,
     JSON,
     MAX_CLIENT_ID,
@@ -85,6 +92,7 @@ class _Index:
             self.by_client.setdefault(item.client, []).append(item)
         self.starts = {c: [i.clock for i in its] for c, its in self.by_client.items()}
         self._roots: dict[tuple[int, int], str | None] = {}
+        self._subs: dict[tuple[int, int], str | None] = {}
         self._paths: dict[tuple[int, int], tuple[str, ...]] = {}
 
     def find(self, client: int, clock: int) -> Item | None:
@@ -161,14 +169,28 @@ class _Index:
         return path
 
     def sub(self, item: Item) -> str | None:
-        """The map key of an item (copied from its origin when not written)."""
+        """The map key of an item (copied from its origins when not written); remembered for
+        every item on the way, so a run of n list or text items costs O(n), not O(n^2)."""
+        subs = self._subs
+        chain = []
         current: Item | None = item
-        for _ in range(100_000):
-            if current is None or current.parent is not None:
-                return current.parent_sub if current is not None else None
+        result: str | None = None
+        while current is not None:
+            key = (current.client, current.clock)
+            if key in subs:
+                result = subs[key]
+                break
+            chain.append(key)
+            if current.parent is not None:
+                result = current.parent_sub
+                break
+            if len(chain) > 100_000:
+                break
             ref = current.origin or current.right_origin
             current = self.find(*ref) if ref is not None else None
-        return None
+        for key in chain:
+            subs[key] = result
+        return result
 
 
 def _utf16_slice(s: str, start_units: int) -> str:
@@ -200,12 +222,14 @@ def changes_between(
     deleters: list[tuple[int, IdSet]] = []
     for item in items:
         root = index.root(item) if item.content in (ANY, STRING) else None
-        if item.content == STRING and root is not None:
-            texts.add(root)
+        if item.content == STRING and root is not None and index.sub(item) is None:
+            texts.add(root)  # (a string written as a map value is no text)
         if root == AGENTS_ROOT and item.content == ANY:
             sub = index.sub(item)
-            if sub and sub.isdigit() and item.value and isinstance(item.value[-1], str):
-                agents[int(sub)] = item.value[-1]
+            client = client_id_of(sub) if sub is not None else None
+            name = agent_name(item.value[-1]) if item.value else None
+            if client is not None and name is not None:
+                agents[client] = name
         elif root == DELETIONS_ROOT and item.content == ANY:
             for entry in item.value or []:
                 if isinstance(entry, bytes):
@@ -229,7 +253,9 @@ def changes_between(
         root = index.root(item)
         if root is None or (root.startswith("__crdtdoc_") and root != NOTES_ROOT):
             continue
-        sub = index.sub(item) if item.content != STRING else None
+        sub = index.sub(item)
+        if sub is not None and item.content == FORMAT:
+            continue  # a Format item as a map entry: no value, Yjs shows nothing there
         if sub is not None and item.content != DELETED:
             live_keys.add((root, index.path(item), sub))
         seen = clocks.get(item.client, 0)
@@ -239,7 +265,9 @@ def changes_between(
         agent = agents.get(item.client)
         if sub is not None:
             value: Any = item.value[-1] if item.content in (ANY, JSON) and item.value else None
-            if item.content == TYPE:
+            if item.content in (STRING, EMBED):
+                value = item.value  # a string reads whole, as crdtdoc's readers show it
+            elif item.content == TYPE:
                 value = f"<{item.value}>"
             changes.append(
                 Change(
@@ -277,7 +305,7 @@ def changes_between(
             if root is None or root.startswith("__crdtdoc_"):
                 continue
             lo, hi = max(start, item.clock), min(end, item.clock + item.length)
-            sub = index.sub(item) if item.content != STRING else None
+            sub = index.sub(item)
             part = IdSet()
             part.add(client, lo, hi)
             for author, length in _attribute(part, deleters):

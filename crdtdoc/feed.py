@@ -3,7 +3,9 @@
 `changes.changes_between` reads changes off the document's structs (who inserted, set, removed
 what, where). This module turns them into what they mean for each kind of artifact, using the
 kinds recorded in the document, so an agent can paste the feed into its context as plain text or
-filter it as data (`Change.kind`, `subject`, `artifact`, `agent`).
+filter it as data (`Change.kind`, `subject`, `artifact`, `agent`). Kinds and agent names come
+from the registries as `Replica.artifacts()` and `Replica.agents()` read them (damaged entries left
+out, `crdtdoc.safe_read`), so the feed names the same agents every other reader does.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from crdtdoc import safe_read
 from crdtdoc.changes import Change
 from crdtdoc.errors import CrdtdocError
 from crdtdoc.roots import NOTES_ROOT
@@ -30,11 +33,14 @@ def _short(value: Any) -> str:
 def in_artifact_terms(changes: list[Change], replica: Replica) -> list[Change]:
     """`changes` restated per artifact kind, each carrying the version token they lead to."""
     kinds = replica.artifacts()
+    names = replica.agents()
     token = replica.version().token()
     added = {(c.artifact, c.key) for c in changes if c.kind == "set" and not c.path}
     spec_writers = {(c.artifact, c.agent) for c in changes if c.kind == "set"}
     out: list[Change] = []
     for change in changes:
+        if change.client_id is not None and change.agent != names.get(change.client_id):
+            change = replace(change, agent=names.get(change.client_id))
         kind = kinds.get(change.artifact)
         if change.artifact == NOTES_ROOT:
             restated = _note(change)
@@ -64,8 +70,8 @@ def _note(change: Change) -> Change | None:
     if change.kind != "insert" or not change.value:
         return None
     entry = change.value[0] if isinstance(change.value[0], dict) else {}
-    on = entry.get("artifacts") or []
-    where = f" (on {', '.join(map(str, on))})" if on else ""
+    on = safe_read.string_list(entry.get("artifacts"))
+    where = f" (on {', '.join(on)})" if on else ""
     return replace(change, kind="note", summary=f"noted {_short(entry.get('note'))}{where}")
 
 

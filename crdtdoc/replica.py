@@ -228,11 +228,13 @@ class Replica:
         return InterfaceSpec(self, name)
 
     def artifacts(self) -> dict[str, str]:
-        """Every artifact the document knows of: name -> kind ("document", "tasks", ...)."""
+        """Every artifact the document knows of: name -> kind ("document", "tasks", ...).
+        Registry entries that are damaged (not a known kind, not a usable name, unreadable) are
+        left out (`crdtdoc.safe_read`)."""
+        from crdtdoc.safe_read import artifact_kinds
+
         self._sync_point()
-        kinds = {
-            k: v for k, v in self._doc.get(ARTIFACTS_ROOT, type=Map).items() if isinstance(v, str)
-        }
+        kinds = artifact_kinds(self._doc.get(ARTIFACTS_ROOT, type=Map))
         kinds.update(self._artifact_kinds)
         return kinds
 
@@ -651,12 +653,12 @@ class Replica:
         return in_artifact_terms(raw, self)
 
     def agents(self) -> dict[int, str]:
-        """client id -> agent name, for every client that registered in this document."""
-        names: dict[int, str] = {}
-        for key, value in self._doc.get(AGENTS_ROOT, type=Map).items():
-            if key.isdigit() and isinstance(value, str):
-                names[int(key)] = value
-        return names
+        """client id -> agent name, for every client that registered in this document. Registry
+        entries that are damaged (a key that is no client id, a name that is not a non-empty
+        str, unreadable) are left out (`crdtdoc.safe_read`)."""
+        from crdtdoc.safe_read import agent_names
+
+        return agent_names(self._doc.get(AGENTS_ROOT, type=Map))
 
     def _sync_point(self) -> None:
         """Called as a public method starts using the document; a subclass that receives data

@@ -52,12 +52,19 @@ def to_yjs(value: JSONValue, _depth: int = 0) -> JSONValue:
     )
 
 
+def restore_number(value: float) -> int | float:
+    """A number read from pycrdt as it was written: an integral float within 2**53 is an int."""
+    if value.is_integer() and abs(value) <= MAX_SAFE_INTEGER:
+        return int(value)
+    return value
+
+
 def from_yjs(value: JSONValue) -> JSONValue:
-    """Restores a value read from pycrdt: integral floats become ints, containers are copied."""
+    """Restores a value read from pycrdt: integral floats become ints, containers are copied.
+    (Readers of shared artifacts use `crdtdoc.safe_read.json_value`, which also refuses what is
+    not JSON.)"""
     if isinstance(value, float):
-        if value.is_integer() and abs(value) <= MAX_SAFE_INTEGER:
-            return int(value)
-        return value
+        return restore_number(value)
     if isinstance(value, list):
         return [from_yjs(v) for v in value]
     if isinstance(value, dict):

@@ -373,7 +373,12 @@ class Hub:
             return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, f"{exc}\n")
         if not want_state:
             return _respond(ws, page(), "text/html; charset=utf-8")
-        return _respond(ws, json.dumps(room_state(room)), "application/json")
+        try:  # readers skip damaged entries; what still fails gets a readable answer, no crash
+            state = room_state(room)
+        except CrdtdocError as exc:
+            log.error("cannot read room state", extra={"room": name, "error": str(exc)})
+            return ws.respond(HTTPStatus.INTERNAL_SERVER_ERROR, f"cannot read the room: {exc}\n")
+        return _respond(ws, json.dumps(state), "application/json")
 
     def _room_list(self, ws: ServerConnection, request: Request) -> Response:
         """`/`: links to the loaded rooms the request's token may see."""

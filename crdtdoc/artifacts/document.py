@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from pycrdt import Text
 
-from crdtdoc import textdiff
+from crdtdoc import safe_read, textdiff
 from crdtdoc.errors import AmbiguousText, CrdtdocError, InvalidIndex, NotFound
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class Document:
         cached = replica._texts.get(self._name)
         if cached is not None and cached[0] == replica.generation and not replica._txn_depth:
             return cached[1]
-        text = str(shared)
+        text = safe_read.text_of(shared)  # embeds and formatting show no character, as in Yjs
         if not replica._txn_depth:
             replica._texts[self._name] = (replica.generation, text)
         return text

@@ -1,7 +1,8 @@
 """`SharedMap`: a shared map (Yjs root Y.Map) of JSON-like values, last writer wins per key.
 
-The building block under task lists and specs; values go through `crdtdoc.values`, so ints read
-back as ints.
+The building block under task lists and specs; values go in through `crdtdoc.values` and come out
+through `crdtdoc.safe_read`, so ints read back as ints, and an entry that is not JSON (or that the
+engine cannot read) is left out by every reader alike: `get`, `to_dict`, `keys`, `in`, `len`.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from typing import TYPE_CHECKING
 
 from pycrdt import Map
 
+from crdtdoc import safe_read
 from crdtdoc.errors import CrdtdocError
-from crdtdoc.values import JSONValue, from_yjs, to_yjs
+from crdtdoc.values import JSONValue, to_yjs
 
 if TYPE_CHECKING:
     from crdtdoc.replica import Replica
@@ -44,14 +46,14 @@ class SharedMap:
 
     def get(self, key: str, default: JSONValue = None) -> JSONValue:
         _check_key(key)
-        m = self._map()
-        return from_yjs(m[key]) if key in m else default
+        value = safe_read.json_entry(self._map(), key)
+        return default if value is safe_read.ABSENT else value
 
     def delete(self, key: str) -> bool:
-        """Removes `key`; returns whether it was there."""
+        """Removes `key` (a damaged entry too, when the engine can); returns whether there was
+        an entry."""
         _check_key(key)
-        m = self._map()
-        if key not in m:
+        if not safe_read.has(self._map(), key):
             return False
         with self._replica.transaction():
             self._replica._record_kind(self._name)
@@ -59,19 +61,21 @@ class SharedMap:
         return True
 
     def to_dict(self) -> dict[str, JSONValue]:
-        return {k: from_yjs(v) for k, v in self._map().items()}
+        return safe_read.json_entries(self._map())
 
     def keys(self) -> list[str]:
-        return list(self._map().keys())
+        return list(self.to_dict())
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and key in self._map()
+        if not isinstance(key, str):
+            return False
+        return safe_read.json_entry(self._map(), key) is not safe_read.ABSENT
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
 
     def __len__(self) -> int:
-        return len(self._map())
+        return len(self.to_dict())
 
     def __repr__(self) -> str:
         return f"SharedMap({self._name!r}, {len(self)} keys)"

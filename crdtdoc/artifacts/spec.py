@@ -10,6 +10,9 @@ reading the member raises `ConflictError` with every value and its author until 
 key, which in Yjs would make one writer's whole subtree vanish.
 
 `freeze()` records `"frozen" -> {"by", "at", "version"}`; afterwards writes raise `FrozenError`.
+
+Entries are read through `crdtdoc.safe_read`: an `m:` entry that is not an object naming its member
+is no value of any member, and entries the engine cannot read are left out.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from pycrdt import Map
 
+from crdtdoc import safe_read
 from crdtdoc.errors import ConflictError, CrdtdocError, FrozenError, NotFound
-from crdtdoc.values import JSONValue, from_yjs, to_yjs
+from crdtdoc.values import JSONValue, to_yjs
 from crdtdoc.versions import Version
 
 if TYPE_CHECKING:
@@ -65,18 +69,20 @@ class InterfaceSpec:
     def _entries(self) -> dict[str, list[tuple[str, SpecValue]]]:
         """member -> [(entry key, value)], ordered by (time, agent, key)."""
         out: dict[str, list[tuple[str, SpecValue]]] = {}
-        for key, raw in self._map().items():
-            if not key.startswith(ENTRY_PREFIX) or not isinstance(raw, dict):
+        for key, raw in safe_read.entries(self._map()):
+            if not key.startswith(ENTRY_PREFIX):
                 continue
-            member = raw.get("member")
+            written = safe_read.json_value(raw)
+            if not isinstance(written, dict):
+                continue
+            member = written.get("member")
             if not isinstance(member, str):
                 continue
-            at = raw.get("at")
-            by = raw.get("by")
+            by = written.get("by")
             value = SpecValue(
-                from_yjs(raw.get("value")),
+                written.get("value"),
                 by if isinstance(by, str) else None,
-                float(at) if isinstance(at, (int, float)) else None,
+                safe_read.number(written.get("at")),
             )
             out.setdefault(member, []).append((key, value))
         for values in out.values():
@@ -185,18 +191,28 @@ class InterfaceSpec:
         return self.frozen_by() is not None
 
     def frozen_by(self) -> str | None:
-        info = self._map().get(FROZEN_KEY)
-        if not isinstance(info, dict):
+        info = self._frozen_info()
+        if info is None:
             return None
         by = info.get("by")
         return by if isinstance(by, str) else "someone"
 
     def frozen_at(self) -> Version | None:
-        """The version the spec was frozen at (None when not frozen)."""
-        info = self._map().get(FROZEN_KEY)
-        if not isinstance(info, dict) or not isinstance(info.get("version"), str):
+        """The version the spec was frozen at (None when not frozen, or when the freeze does not
+        say). Raises `InvalidToken` when it records a version that is not a token."""
+        info = self._frozen_info()
+        if info is None or not isinstance(info.get("version"), str):
             return None
         return Version.from_token(info["version"])
+
+    def _frozen_info(self) -> dict[str, JSONValue] | None:
+        """What the freeze records; None when not frozen. Any object at `frozen` freezes the
+        spec, even one with damaged fields (then {}): a freeze is never lost to a bad field."""
+        raw = safe_read.entry(self._map(), FROZEN_KEY)
+        info = safe_read.json_value(raw) if raw is not safe_read.ABSENT else None
+        if isinstance(info, dict):
+            return info
+        return {} if isinstance(raw, (dict, Map)) else None
 
     def __contains__(self, member: object) -> bool:
         return isinstance(member, str) and member in self._entries()

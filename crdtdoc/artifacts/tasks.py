@@ -16,6 +16,11 @@ of, so concurrent work is kept, never overwritten:
 Status: "done" while any completion remains; otherwise "claimed" while any claim remains;
 otherwise "open". `reopen` removes the claims it sees too. Plain fields (title, description,
 labels, depends_on) are last-writer-wins per field.
+
+Tasks are read through `crdtdoc.safe_read`: an entry of the list that is not a Y.Map is no task,
+a field of the wrong type reads as empty (a title that is not a string is "", a time that is not a
+number is unknown), and entries the engine cannot read are left out, so one damaged entry never
+hides the rest of the list.
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 from pycrdt import Array, Map
 
+from crdtdoc import safe_read
 from crdtdoc.errors import AlreadyClaimed, CrdtdocError, InvalidValue, NotFound
-from crdtdoc.values import from_yjs, to_yjs
+from crdtdoc.values import to_yjs
 
 if TYPE_CHECKING:
     from crdtdoc.client.coordination import Lease
@@ -106,7 +112,7 @@ class TaskList:
     def _task_map(self, task_id: str) -> Map[Any]:
         if not isinstance(task_id, str):
             raise CrdtdocError(f"task ids are str, got {type(task_id).__name__}")
-        task = self._map().get(task_id)
+        task = safe_read.entry(self._map(), task_id)
         if not isinstance(task, Map):
             raise NotFound(f"no task {task_id!r} in {self._name!r}")
         return task
@@ -119,7 +125,7 @@ class TaskList:
 
     def _part(self, task: Map[Any], key: str, kind: type[Map[Any]] | type[Array[Any]]) -> Any:
         """A task's claims / completions / notes, created if a foreign writer left it out."""
-        part = task.get(key)
+        part = safe_read.entry(task, key)
         if not isinstance(part, kind):
             task[key] = part = kind()
         return part
@@ -245,9 +251,9 @@ class TaskList:
     def release(self, task_id: str) -> bool:
         """Drops this agent's claim; returns whether it had one."""
         task = self._task_map(task_id)
-        claims = task.get("claims")
+        claims = safe_read.entry(task, "claims")
         me = self._replica.agent
-        if not isinstance(claims, Map) or me not in claims:
+        if not isinstance(claims, Map) or not safe_read.has(claims, me):
             return False
         with self._editing():
             del claims[me]
@@ -256,8 +262,8 @@ class TaskList:
     def drop_claim(self, task_id: str, agent: str) -> bool:
         """Removes `agent`'s claim (the hub does this when the lease behind a claim expires);
         returns whether there was one."""
-        claims = self._task_map(task_id).get("claims")
-        if not isinstance(claims, Map) or agent not in claims:
+        claims = safe_read.entry(self._task_map(task_id), "claims")
+        if not isinstance(claims, Map) or not safe_read.has(claims, agent):
             return False
         with self._editing():
             del claims[agent]
@@ -279,9 +285,9 @@ class TaskList:
         task = self._task_map(task_id)
         with self._editing():
             for key in ("completions", "claims"):
-                part = task.get(key)
+                part = safe_read.entry(task, key)
                 if isinstance(part, Map):
-                    for entry in list(part.keys()):
+                    for entry, _ in safe_read.entries(part):
                         del part[entry]
 
     # -- reading ---------------------------------------------------------------------------
@@ -290,16 +296,16 @@ class TaskList:
         return self._read(task_id, self._task_map(task_id))
 
     def __contains__(self, task_id: object) -> bool:
-        return isinstance(task_id, str) and isinstance(self._map().get(task_id), Map)
+        return isinstance(task_id, str) and isinstance(safe_read.entry(self._map(), task_id), Map)
 
     def ids(self) -> builtins.list[str]:
-        return [k for k, v in self._map().items() if isinstance(v, Map)]
+        return [k for k, v in safe_read.entries(self._map()) if isinstance(v, Map)]
 
     def list(self, status: str | None = None, assignee: str | None = None) -> builtins.list[Task]:
         """Tasks (oldest first), optionally only those with this status / assignee."""
         if status is not None and status not in STATUSES:
             raise CrdtdocError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
-        tasks = [self._read(k, v) for k, v in self._map().items() if isinstance(v, Map)]
+        tasks = [self._read(k, v) for k, v in safe_read.entries(self._map()) if isinstance(v, Map)]
         tasks.sort(key=lambda t: (t.created_at or 0.0, t.id))
         return [
             t
@@ -321,14 +327,21 @@ class TaskList:
         return f"TaskList({self._name!r}, {len(self)} tasks)"
 
     def _read(self, task_id: str, task: Map[Any]) -> Task:
-        data = from_yjs(task.to_py())
-        claims = data.get("claims") if isinstance(data.get("claims"), dict) else {}
+        data = safe_read.json_value(task)
+        if not isinstance(data, dict):
+            data = {}
+        claims = data.get("claims")
+        claims = claims if isinstance(claims, dict) else {}
         order = sorted(
             claims.items(),
-            key=lambda kv: (kv[1].get("at", 0.0) if isinstance(kv[1], dict) else 0.0, kv[0]),
+            key=lambda kv: (
+                (safe_read.number(kv[1].get("at")) if isinstance(kv[1], dict) else None) or 0.0,
+                kv[0],
+            ),
         )
         claimants = [agent for agent, _ in order]
-        completions = data.get("completions") if isinstance(data.get("completions"), dict) else {}
+        completions = data.get("completions")
+        completions = completions if isinstance(completions, dict) else {}
         completed_by = sorted(
             {
                 c["by"]
@@ -336,26 +349,30 @@ class TaskList:
                 if isinstance(c, dict) and isinstance(c.get("by"), str)
             }
         )
-        notes_raw = data.get("notes") if isinstance(data.get("notes"), list) else []
+        notes_raw = data.get("notes")
         notes = [
-            Note(str(n.get("by", "")), str(n.get("text", "")), float(n.get("at", 0.0)))
-            for n in notes_raw
+            Note(
+                safe_read.text_field(n.get("by")),
+                safe_read.text_field(n.get("text")),
+                safe_read.number(n.get("at")) or 0.0,
+            )
+            for n in (notes_raw if isinstance(notes_raw, list) else [])
             if isinstance(n, dict)
         ]
         status = "done" if completions else "claimed" if claimants else "open"
-        created_at = data.get("created_at")
+        created_by = data.get("created_by")
         return Task(
             id=task_id,
-            title=str(data.get("title", "")),
-            description=str(data.get("description", "")),
+            title=safe_read.text_field(data.get("title")),
+            description=safe_read.text_field(data.get("description")),
             status=status,
             assignee=claimants[0] if claimants else None,
             claimants=claimants,
             contested=status != "done" and len(claimants) > 1,
-            labels=[x for x in data.get("labels") or [] if isinstance(x, str)],
-            depends_on=[x for x in data.get("depends_on") or [] if isinstance(x, str)],
+            labels=safe_read.string_list(data.get("labels")),
+            depends_on=safe_read.string_list(data.get("depends_on")),
             notes=notes,
             completed_by=completed_by,
-            created_by=data.get("created_by") if isinstance(data.get("created_by"), str) else None,
-            created_at=float(created_at) if isinstance(created_at, (int, float)) else None,
+            created_by=created_by if isinstance(created_by, str) else None,
+            created_at=safe_read.number(data.get("created_at")),
         )
