@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from crdtdoc.errors import InvalidUpdate
 from crdtdoc.itemindex import SEQUENCE_FAMILY, ItemIndex, Locator, Place
+from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT, DELETIONS_ROOT, NOTES_ROOT
 from crdtdoc.updates import (
     ANY,
     BINARY,
@@ -50,6 +51,14 @@ _TYPE_SEQUENCES = {
     "Map": "none",
     "XmlHook": "none",
 }
+
+_BOOKKEEPING_SEQUENCES = {
+    AGENTS_ROOT: "none",
+    ARTIFACTS_ROOT: "none",
+    DELETIONS_ROOT: "array",
+    NOTES_ROOT: "array",
+}
+"""crdtdoc's own roots have known kinds (PROTOCOL.md section 6), whatever arrives first."""
 
 
 def check_update(index: ItemIndex, items: list[Item], state: dict[int, int]) -> Locator:
@@ -110,6 +119,8 @@ def _expected_sequence(
         name = index.type_name(parent)
         if name is not None:
             return _TYPE_SEQUENCES.get(name)
+    elif parent in _BOOKKEEPING_SEQUENCES:
+        return _BOOKKEEPING_SEQUENCES[parent]
     return index.family(parent) or families.get(parent)
 
 

@@ -94,6 +94,8 @@ REFUSED = {
     ),
     "a format into an array": ("sequence", one("format", origin=IDS["array"])),
     "a sequence in a Y.Map": ("sequence", one("string", "X", parent=IDS["nested map"])),
+    "a string in the deletions log": ("sequence", one("string", "é", root="__crdtdoc_deletions")),
+    "a sequence in the agents registry": ("sequence", one("any", [1], root="__crdtdoc_agents")),
 }
 
 
