@@ -16,7 +16,6 @@ MAX_VARINT_BYTES = 10
 
 _F32 = struct.Struct(">f")
 _F64 = struct.Struct(">d")
-_I64 = struct.Struct(">q")
 
 
 class Decoder:
@@ -118,9 +117,6 @@ class Decoder:
 
     def read_f64(self) -> float:
         return float(_F64.unpack(self.read_bytes(8))[0])
-
-    def read_i64(self) -> int:
-        return int(_I64.unpack(self.read_bytes(8))[0])
 
     def read_count(self, what: str, min_bytes_each: int = 1) -> int:
         """A declared element count, refused when the remaining bytes cannot hold that many."""

@@ -312,7 +312,10 @@ def _read_content(dec: Decoder, ref: int) -> tuple[int, Any]:
         return 1, (key, _parse_json(dec, dec.read_var_string()))
     if ref == DOC:
         guid = dec.read_var_string()
-        _read_any(dec, 0)  # options
+        options = _read_any(dec, 0)
+        if isinstance(options, dict) and options.get("meta") is not None:
+            # yrs drops a subdocument's meta option: others would read the subdocument without.
+            raise dec.fail("a subdocument's meta option is not supported (yrs drops it)")
         return 1, guid
     raise dec.fail(f"unknown content ref {ref}")
 
@@ -399,7 +402,9 @@ def _read_any(dec: Decoder, depth: int) -> Any:
             obj[key] = _read_any(dec, depth + 1)
         return obj
     if tag == 122:
-        return dec.read_i64()
+        # A JavaScript BigInt: yrs keeps it as a float, so clients that sync from a pycrdt
+        # replica would read another value than the writer's.
+        raise dec.fail("BigInt values (lib0 type 122) are not supported: yrs reads them as floats")
     if tag == 116:
         return dec.read_var_bytes()
     raise dec.fail(f"unknown Any type tag {tag}")

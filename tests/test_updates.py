@@ -213,6 +213,11 @@ REFUSALS.update(
             _update(1, 0, b'\x05\x01\x01t\x08"\\ud800"'),
             "infinite number or a lone surrogate",
         ),
+        "a BigInt value": (_update(1, 0, b"\x08\x01\x01m\x01" + b"\x7a" + bytes(8)), "BigInt"),
+        "a subdocument's meta option": (
+            _update(1, 0, b"\x09\x01\x01m\x01g" + b"\x76\x01\x04meta\x77\x01x"),
+            "meta option",
+        ),
         "legacy json content": (
             _update(1, 0, b"\x02\x01\x01a\x01\x01" + b"1"),
             "legacy JSON content",
