@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from pycrdt import Array, Doc, Map, Text, TransactionEvent
+from pycrdt import Array, Doc, Map, Subscription, Text, TransactionEvent
 
 from crdtdoc.encoding import Decoder
 from crdtdoc.errors import (
@@ -175,6 +175,8 @@ class Replica:
         self._artifact_kinds: dict[str, str] = {}  # name -> kind, as used through this replica
         self._recorded_kinds: set[str] = set()  # names whose kind this replica has written
         self.generation = 0
+        """Counts commits (local and remote): equal generations mean an unchanged document, which
+        lets `Document` keep its text between edits instead of reading it whole each time."""
         self._texts: dict[str, tuple[int, str]] = {}  # root -> (generation, its text then)
         self._items: ItemIndex | None = None  # built on first use, then kept up to date
         self.judge: Judge | None = None
@@ -184,8 +186,7 @@ class Replica:
         self.on_refused: Callable[[object, CrdtdocError], None] | None = None
         """Told of a buffered update refused when it came out of the causal buffer (with the
         origin it was given), instead of raising that to whoever's update woke it."""
-        """Counts commits (local and remote): equal generations mean an unchanged document, which
-        lets `Document` keep its text between edits instead of reading it whole each time."""
+        self._subscription: Subscription | None = None  # the document's observer
         self._doc = self._new_doc()
 
     # -- identity --------------------------------------------------------------------------
@@ -721,8 +722,14 @@ class Replica:
     # -- the pycrdt document ---------------------------------------------------------------
 
     def _new_doc(self) -> Doc[Any]:
-        doc: Doc[Any] = Doc(client_id=self._client_id)
-        doc.observe(self._on_transaction)
+        return self._observed(Doc(client_id=self._client_id))
+
+    def _observed(self, doc: Doc[Any]) -> Doc[Any]:
+        """`doc`, observed in place of the current document, whose subscription is dropped:
+        a subscription keeps its document alive, so a replaced one would never be freed."""
+        if self._subscription is not None:
+            self._doc.unobserve(self._subscription)
+        self._subscription = doc.observe(self._on_transaction)
         return doc
 
     def _on_transaction(self, event: TransactionEvent) -> None:
@@ -809,8 +816,7 @@ class Replica:
             doc.apply_update(self._checkpoint)
         for update in log:
             doc.apply_update(update)
-        self._doc = doc
-        doc.observe(self._on_transaction)
+        self._doc = self._observed(doc)
         self._state = decode_state_vector(doc.get_state())
         self._deleted = parse_update(doc.get_update()).delete_set
         self._committed = []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import random
+import weakref
 
 import pytest
 from hypothesis import given, settings
@@ -351,3 +353,16 @@ def test_map_values_round_trip_through_another_replica() -> None:
     assert type(got["i"]) is int and type(got["l"][0]) is int and type(got["f"]) is float
     assert isinstance(b.map("m")._map()["i"], float)  # what pycrdt alone would give
     assert Map  # the raw type is plain Y.Map
+
+
+def test_a_rebuild_frees_the_document_it_replaces() -> None:
+    """The observer subscription kept every replaced pycrdt Doc alive (a leak per rebuild)."""
+    r = Replica("a", client_id=1)
+    r.document("t").insert(0, "hello")
+    old = weakref.ref(r._doc)
+    with pytest.raises(InvalidUpdate, match="refused"):
+        r.apply_update(_item_with_parent((1, 0)), trusted=True)  # the engine refuses: rebuild
+    gc.collect()
+    assert old() is None
+    r.document("t").insert(5, "!")  # the new document is observed
+    assert r.document("t").read() == "hello!" and r.version().clocks[1] > 5
