@@ -23,6 +23,8 @@ log = logging.getLogger("crdtdoc.hub.room")
 
 MAX_AWARENESS_CLIENTS_PER_PEER = 16
 """Awareness client ids one connection may publish (a Yjs provider uses one)."""
+HOLD_SECONDS = 0.5
+"""How long presence over a connection's rate waits before it is tried again (the newest only)."""
 
 Broadcast = Callable[[bytes, "Peer | None"], None]
 """Sends a message to every peer of the room but the one given."""
@@ -40,6 +42,7 @@ class RoomPresence:
         publish: Callable[[bytes], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        call_later: Callable[[float, Callable[[], None]], None] | None = None,
     ) -> None:
         self.room = room
         self.entries: dict[int, AwarenessEntry] = {}
@@ -51,6 +54,8 @@ class RoomPresence:
         self._publish = publish
         self._clock = clock
         self._wall_clock = wall_clock
+        self._call_later = call_later
+        self._held: dict[Peer, bytes] = {}  # the newest message of a peer over its rate
 
     def present(self) -> list[AwarenessEntry]:
         return [e for e in self.entries.values() if not e.removed]
@@ -61,7 +66,10 @@ class RoomPresence:
         return encode_message(Awareness(encode_awareness(entries))) if entries else None
 
     def receive(self, peer: Peer, data: bytes) -> None:
-        """A peer's awareness message. Raises `RemoteError` for bad or excessive input."""
+        """A peer's awareness message. Raises `RemoteError` for bad input. Presence faster than
+        the rate is coalesced, not refused: the newest message waits and is taken when the
+        rate allows (a held arrow key in an editor sends a cursor per key repeat, and stock
+        clients never reconnect after a 44xx close)."""
         entries = decode_awareness(data, max_state_bytes=self._max_state_bytes)
         # Stock y-websocket clients echo every presence change they receive; only entries this
         # connection may own (its own, or ones nobody holds) count against its presence rate.
@@ -73,7 +81,12 @@ class RoomPresence:
         ):
             exceeded = self._limits.awareness(peer.rate_key)
             if exceeded:
-                raise RateLimited(f"presence refused: {exceeded}")
+                if self._call_later is None:
+                    raise RateLimited(f"presence refused: {exceeded}")
+                if peer not in self._held:
+                    self._call_later(HOLD_SECONDS, lambda: self._release(peer))
+                self._held[peer] = data  # replaces an older held one: only the newest counts
+                return
         accepted = []
         for entry in entries:
             current = self.entries.get(entry.client)
@@ -102,8 +115,19 @@ class RoomPresence:
             accepted.append(entry)
         self._tell(accepted, exclude=peer)
 
+    def _release(self, peer: Peer) -> None:
+        """Takes a peer's held presence message, if the peer is still there."""
+        data = self._held.pop(peer, None)
+        if data is None:  # the peer left meanwhile
+            return
+        try:
+            self.receive(peer, data)
+        except CrdtdocError as exc:  # it was valid when it came; anything else is logged
+            log.info("held presence dropped", extra={"room": self.room, "error": str(exc)})
+
     def leave(self, peer: Peer) -> None:
         """The peer left: its presence entries are removed, for everyone."""
+        self._held.pop(peer, None)
         gone = []
         for client in peer.awareness_clients:
             entry = self.entries.get(client)

@@ -117,6 +117,7 @@ class Room:
             publish,
             self.scheduler.monotonic,
             self.scheduler.wall,
+            self.scheduler.call_later,
         )
         self.announcer = DurableAnnouncer(lambda: self.peers, self.scheduler)
         self.guarded = GuardedCommits(self)
