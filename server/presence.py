@@ -3,8 +3,9 @@ and, with a cluster, between hubs. No I/O: it hands messages to the room's `broa
 `publish` callbacks and reads time from injected clocks.
 
 A connection changes only the presence entries it published (or ones nobody holds), at most
-`MAX_AWARENESS_CLIENTS_PER_PEER` of them; entries from other hubs are taken unless a client here
-holds the id, and expire when their hub stops renewing them.
+`MAX_AWARENESS_CLIENTS_PER_PEER` of them; when a local client's presence ends, its entry is
+dropped (relayed as removed, then forgotten). Entries from other hubs are taken unless a client
+here holds the id, and expire when their hub stops renewing them.
 """
 
 from __future__ import annotations
@@ -99,17 +100,21 @@ class RoomPresence:
             if current is not None and not _newer(entry, current):
                 continue  # stale
             if entry.removed:
+                if current is None or current.removed:
+                    continue  # nothing to remove (stock clients echo the removals they get)
                 peer.awareness_clients.discard(entry.client)
-            else:
-                if (
-                    entry.client not in peer.awareness_clients
-                    and len(peer.awareness_clients) >= MAX_AWARENESS_CLIENTS_PER_PEER
-                ):
-                    raise InvalidMessage(
-                        f"a connection may publish presence for at most "
-                        f"{MAX_AWARENESS_CLIENTS_PER_PEER} client ids"
-                    )
-                peer.awareness_clients.add(entry.client)
+                self._forget(entry.client)
+                accepted.append(entry)
+                continue
+            if (
+                entry.client not in peer.awareness_clients
+                and len(peer.awareness_clients) >= MAX_AWARENESS_CLIENTS_PER_PEER
+            ):
+                raise InvalidMessage(
+                    f"a connection may publish presence for at most "
+                    f"{MAX_AWARENESS_CLIENTS_PER_PEER} client ids"
+                )
+            peer.awareness_clients.add(entry.client)
             self.entries[entry.client] = entry
             self.seen[entry.client] = self._wall_clock()
             accepted.append(entry)
@@ -133,8 +138,14 @@ class RoomPresence:
             entry = self.entries.get(client)
             if entry is not None and not entry.removed:
                 gone.append(AwarenessEntry(client, entry.clock + 1, "null"))
-                self.entries[client] = gone[-1]
+                self._forget(client)
         self._tell(gone, exclude=peer)
+
+    def _forget(self, client: int) -> None:
+        """A local client's presence ended: nothing is kept, so memory follows who is present,
+        and the client's presence shows at once when it reconnects (whatever its clock)."""
+        self.entries.pop(client, None)
+        self.seen.pop(client, None)
 
     def apply_remote(self, data: bytes, local: set[int]) -> None:
         """Presence changes of another hub's clients: taken unless a client here (`local`)
