@@ -638,6 +638,18 @@ class Replica:
             state = bytes(since)
         return self._doc.get_update(state)
 
+    def encode_snapshot(self) -> bytes:
+        """Everything applied, plus the deletions still waiting for the ids they delete: what a
+        store may keep in place of the updates that brought them (a snapshot without the
+        waiting deletions would lose them when their ids arrive later). Waiting structs are not
+        included: a store must not fold away updates whose structs still wait."""
+        self._sync_point()
+        full = self._doc.get_update()
+        if not self._pending_deletes:
+            return full
+        parsed = parse_update(full)
+        return full[: parsed.ds_offset] + parsed.delete_set.union(self._pending_deletes).encode()
+
     def changes_since(self, since: Version | str | None = None) -> list[Change]:
         """What changed since `since` (a Version or token), by artifact and agent."""
         self._sync_point()

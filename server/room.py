@@ -344,7 +344,7 @@ class Room:
                 self._compacting = True
                 self.scheduler.spawn(self._compact_shared(self.cluster))
             return
-        snapshot = self.replica.encode_update()
+        snapshot = self.replica.encode_snapshot()
         if self.metrics is not None:
             self.metrics.compactions.inc()
         self.committer.compact(self.name, self._seq, snapshot, self.taken)
@@ -355,13 +355,15 @@ class Room:
     async def _compact_shared(self, cluster: Cluster) -> None:
         """Compacts the shared log up to the last position this hub has applied without a gap.
         The snapshot may hold more (entries ahead, this hub's own unstored writes): replaying
-        those later changes nothing. It must not hold less, so nothing may wait in the causal
-        buffer. Two hubs never compact a room at once (`PostgresStore.compact`)."""
+        those later changes nothing. It must not hold less, so no struct may wait in the causal
+        buffer; deletions waiting for their ids go into the snapshot (a deletion of ids that
+        never come must not stop compaction for good). Two hubs never compact a room at once
+        (`PostgresStore.compact`)."""
         try:
             seq = self.seqs.applied
-            if seq <= self._snapshot_seq or self.replica.pending():
+            if seq <= self._snapshot_seq or self.replica.pending().updates:
                 return
-            snapshot = self.replica.encode_update()
+            snapshot = self.replica.encode_snapshot()
             if await cluster.store.compact(self.name, seq, snapshot) and self.metrics is not None:
                 self.metrics.compactions.inc()
             # Done here or by another hub: either way the log up to `seq` is folded.

@@ -20,7 +20,7 @@ from crdtdoc import (
     ReplicaRebuilt,
 )
 from crdtdoc.encoding import Encoder
-from crdtdoc.updates import parse_update
+from crdtdoc.updates import deletes_only, parse_update
 
 from .helpers import content, writer_stream
 
@@ -366,3 +366,24 @@ def test_a_rebuild_frees_the_document_it_replaces() -> None:
     assert old() is None
     r.document("t").insert(5, "!")  # the new document is observed
     assert r.document("t").read() == "hello!" and r.version().clocks[1] > 5
+
+
+def test_a_snapshot_keeps_the_deletions_that_wait_for_their_ids() -> None:
+    """A store folds its log into `encode_snapshot()`: a deletion that arrived before the ids it
+    deletes must survive that, or those ids come back to life when they arrive."""
+    author = Replica("author", client_id=1)
+    author.document("t").insert(0, "hello")
+    insertion = author.encode_update()
+    author.document("t").delete(0, 1)
+    deletion = deletes_only(parse_update(author.encode_update()).delete_set)
+    hub = Replica("hub")
+    hub.apply_update(deletion)  # waits: the ids are not here yet
+    assert hub.pending().deletions
+    restored = Replica("restored")
+    restored.apply_update(hub.encode_snapshot())
+    restored.apply_update(insertion)
+    assert restored.document("t").read() == "ello"
+    plain = Replica("plain")  # what a snapshot without them would give
+    plain.apply_update(hub.encode_update())
+    plain.apply_update(insertion)
+    assert plain.document("t").read() == "hello"

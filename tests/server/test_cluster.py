@@ -13,10 +13,13 @@ from collections.abc import Callable, Sequence
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from websockets.asyncio.client import connect as ws_connect
 
 import crdtdoc
 from crdtdoc.client.backoff import Backoff
-from crdtdoc.updates import parse_update
+from crdtdoc.idset import IdSet
+from crdtdoc.protocol.messages import SyncStep1, SyncUpdate, encode_message
+from crdtdoc.updates import deletes_only, parse_update
 from server.cluster import INLINE_BYTES, SeqTracker, decode_entry, encode_entry
 from server.hub import Hub
 from tests.helpers import content, random_edit
@@ -232,6 +235,43 @@ def test_compaction_across_hubs_loses_nothing(pg_url: str, redis: RedisServer) -
                 crdtdoc.connect(late_hub.url + "/compacted", agent="late") as late,
             ):
                 await converged([late, agents[0]])
+            for a in agents:
+                await a.close()
+
+    run(body(), timeout=120)
+
+
+def test_a_deletion_of_ids_that_never_come_does_not_stop_compaction(
+    pg_url: str, redis: RedisServer
+) -> None:
+    """Compaction waits for no struct in the causal buffer; a deletion waiting for ids goes into
+    the snapshot instead (it once stopped shared-log compaction for good: 1 to 401 rows)."""
+    seed = seed_for("compaction with a waiting deletion")
+
+    async def body() -> None:
+        async with running_cluster(pg_url, redis.url, 1, compact_log_updates=5) as hubs:
+            nowhere = IdSet()
+            nowhere.add(987_654_321, 0, 10)  # a client that never writes
+            async with ws_connect(hubs[0].url + "/stalled") as ws:
+                await ws.send(encode_message(SyncStep1(b"\x00")))
+                await ws.send(encode_message(SyncUpdate(deletes_only(nowhere))))
+                await asyncio.sleep(0.2)
+            agents = await spread_agents(hubs, "stalled", 2)
+            await edit_concurrently(agents, seed, steps=40)
+            await asyncio.gather(*(a.flush() for a in agents))
+            await converged(agents)
+            import psycopg
+
+            for _ in range(50):  # compactions run in the background
+                with psycopg.connect(pg_url) as db:
+                    left = db.execute("SELECT count(*) FROM crdtdoc_updates").fetchone()
+                if left is not None and left[0] < 20:
+                    break
+                await asyncio.sleep(0.1)
+            assert left is not None and left[0] < 20, f"seed {seed}: {left[0]} rows left"
+            stored = stored_shared_replica(pg_url, "stalled")
+            assert content(stored) == content(agents[0])
+            assert stored.pending().deletions == nowhere  # kept, not lost
             for a in agents:
                 await a.close()
 
