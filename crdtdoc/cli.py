@@ -297,7 +297,14 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--awareness-per-second",
         type=float,
         default=d.awareness_per_second,
-        help="average presence updates per second per identity",
+        help="average presence updates per second per identity (more are coalesced)",
+    )
+    add(
+        "--requests-per-second",
+        type=float,
+        default=d.requests_per_second,
+        help="average coordination requests per second per identity (bursts of twice that); "
+        "past it the request is answered rate_limited",
     )
     add(
         "--max-room-bytes",

@@ -67,6 +67,9 @@ class HubConfig:
     """Average update bytes per second one identity may send (bursts of twice that)."""
     awareness_per_second: float = 20.0
     """Average presence updates per second one identity may send (bursts of twice that)."""
+    requests_per_second: float = 50.0
+    """Average coordination requests (leases, numbers, guarded commits) per second one identity
+    may send (bursts of twice that); past it, the request is answered `rate_limited`."""
     max_room_bytes: int = 256 * 1024 * 1024
     """Largest stored size of a room (snapshot plus log); an update past it is refused (4413)."""
     synchronous: str = "full"
@@ -107,6 +110,7 @@ class HubConfig:
             "updates_per_second",
             "update_bytes_per_second",
             "awareness_per_second",
+            "requests_per_second",
             "anti_entropy_seconds",
             "lease_poll_seconds",
         ):

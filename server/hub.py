@@ -91,7 +91,10 @@ class Hub:
         self._per_identity: dict[str, int] = {}
         config = self.config
         self._rates = RateLimits(
-            config.updates_per_second, config.update_bytes_per_second, config.awareness_per_second
+            config.updates_per_second,
+            config.update_bytes_per_second,
+            config.awareness_per_second,
+            config.requests_per_second,
         )
         self.started = time.time()
         self._closed = False

@@ -30,21 +30,27 @@ class Bucket:
 class RateLimits:
     """The hub's buckets, keyed by identity; shared by all of an identity's connections."""
 
-    def __init__(self, updates_per_s: float, bytes_per_s: float, awareness_per_s: float) -> None:
-        self._settings = (updates_per_s, bytes_per_s, awareness_per_s)
-        self._buckets: dict[str, tuple[Bucket, Bucket, Bucket]] = {}
+    def __init__(
+        self,
+        updates_per_s: float,
+        bytes_per_s: float,
+        awareness_per_s: float,
+        requests_per_s: float = 50.0,
+    ) -> None:
+        self._settings = (updates_per_s, bytes_per_s, awareness_per_s, requests_per_s)
+        self._buckets: dict[str, tuple[Bucket, Bucket, Bucket, Bucket]] = {}
 
-    def _for(self, who: str) -> tuple[Bucket, Bucket, Bucket]:
+    def _for(self, who: str) -> tuple[Bucket, Bucket, Bucket, Bucket]:
         buckets = self._buckets.get(who)
         if buckets is None:
-            u, b, a = self._settings
-            buckets = (Bucket(u, u * 2), Bucket(b, b * 2), Bucket(a, a * 2))
+            u, b, a, r = self._settings
+            buckets = (Bucket(u, u * 2), Bucket(b, b * 2), Bucket(a, a * 2), Bucket(r, r * 2))
             self._buckets[who] = buckets
         return buckets
 
     def update(self, who: str, size: int) -> str | None:
         """None if allowed, else which limit was exceeded."""
-        updates, data, _ = self._for(who)
+        updates, data, _, _ = self._for(who)
         if not updates.take(1):
             return f"more than {self._settings[0]:g} updates per second"
         if not data.take(size):
@@ -54,6 +60,12 @@ class RateLimits:
     def awareness(self, who: str) -> str | None:
         if not self._for(who)[2].take(1):
             return f"more than {self._settings[2]:g} presence updates per second"
+        return None
+
+    def request(self, who: str) -> str | None:
+        """A coordination request (each may cost a store transaction): None if allowed."""
+        if not self._for(who)[3].take(1):
+            return f"more than {self._settings[3]:g} requests per second"
         return None
 
     def forget(self, who: str) -> None:

@@ -253,6 +253,10 @@ class Room:
             raise InvalidMessage(f"clients may not send {type(ext).__name__} messages")
         if peer.agent is None:
             raise InvalidMessage("send hello before any request")
+        exceeded = self._limits.request(peer.rate_key)
+        if exceeded:  # answered, not closed: the agent may retry after a pause
+            self._reply(peer, Reply(ext.id, {}, "rate_limited", f"{exceeded}; retry later"))
+            return
         if ext.op == "commit" and self.cluster is None:
             # decided now, atomically for the room
             self._reply(peer, self.guarded.commit(peer, ext))

@@ -23,6 +23,7 @@ from crdtdoc.errors import (
     Forbidden,
     LeaseHeld,
     LeaseLost,
+    RateLimited,
     StaleRead,
 )
 
@@ -47,6 +48,8 @@ def reply_error(code: str, message: str, result: dict[str, Any]) -> CrdtdocError
         return FencedOut(message)
     if code == "forbidden":
         return Forbidden(message)
+    if code == "rate_limited":
+        return RateLimited(message)
     if code == "conflict":
         changes = result.get("changes")
         return Conflict(message, list(changes) if isinstance(changes, list) else [])

@@ -331,3 +331,31 @@ def test_an_agent_faster_than_the_rate_limit_is_slowed_down_and_loses_nothing(
                 assert typist.refused is None and typist.connects >= 2  # slowed, not reset
 
     run(body(), timeout=60)
+
+
+def test_coordination_requests_over_the_rate_are_answered_not_queued(tmp_path: Path) -> None:
+    """Each request may cost a store transaction: past `--requests-per-second` an identity's
+    requests are answered `rate_limited` (`crdtdoc.RateLimited`) at once, the link stays, and
+    others' requests are served as usual."""
+
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db", secret=SECRET, requests_per_second=2) as hub:
+            url = hub.url + "/n"
+            async with (
+                crdtdoc.connect(url, agent="greedy", token=token("greedy")) as greedy,
+                crdtdoc.connect(url, agent="calm", token=token("calm")) as calm,
+            ):
+                drawn, limited = [], 0
+                for _ in range(20):
+                    try:
+                        drawn.append(await greedy.next_number("migrations"))
+                    except crdtdoc.RateLimited:
+                        limited += 1
+                assert limited >= 10 and len(drawn) >= 4  # bursts of twice the rate
+                assert greedy.synced  # answered, not disconnected
+                number = await calm.next_number("migrations")
+                assert number == max(drawn) + 1  # nothing was drawn for a refused request
+                await asyncio.sleep(1.0)
+                assert await greedy.next_number("migrations") == number + 1
+
+    run(body())
