@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
@@ -35,6 +36,7 @@ from crdtdoc.errors import (
     CrdtdocError,
     FencedOut,
     NotConnected,
+    RateLimited,
     Refused,
     RemoteError,
     StaleRead,
@@ -464,7 +466,21 @@ class HubLink(Replica):
         self, op: str, args: dict[str, Any], timeout: float = 30.0
     ) -> dict[str, Any]:
         """Sends a request to the hub and returns its result; raises the typed error of a
-        refusal, `NotConnected` when there is no link (never pretends)."""
+        refusal, `NotConnected` when there is no link (never pretends). A request answered
+        `rate_limited` (nothing was done) is sent again after a pause, within `timeout`: an
+        agent that is only fast is slowed down, not failed."""
+        deadline = time.monotonic() + timeout
+        pause = 0.05
+        while True:
+            try:
+                return await self._request_once(op, args, max(deadline - time.monotonic(), 0.0))
+            except RateLimited:
+                if time.monotonic() + pause >= deadline:
+                    raise
+                await asyncio.sleep(pause * (0.5 + random.random()))
+                pause = min(pause * 2, 1.0)
+
+    async def _request_once(self, op: str, args: dict[str, Any], timeout: float) -> dict[str, Any]:
         if self._outbox is None or not self._welcomed:
             raise NotConnected(
                 f"{op} needs the hub, and the link to {self.url} is down "
