@@ -43,7 +43,7 @@ async def attempt(url: str, agent: str, data: bytes, **options: Any) -> tuple[in
         await ws.send(msg(SyncStep1(b"\x00")))
         await ws.send(msg(SyncUpdate(data)))
         try:
-            async with asyncio.timeout(0.5):
+            async with asyncio.timeout(2.0):  # a refusal closes within it, even on a busy machine
                 while True:
                     await ws.recv()
         except ConnectionClosed:

@@ -345,11 +345,11 @@ def test_coordination_requests_over_the_rate_are_answered_not_queued(tmp_path: P
             url = hub.url + "/n"
             ws, _ = await raw(url, "greedy")
             await ws.send(encode_message(encode_extension(Hello("greedy"))))
-            for i in range(30):
+            for i in range(40):
                 request = Request(i + 1, "next", {"sequence": "migrations"})
                 await ws.send(encode_message(encode_extension(request)))
             replies: list[Reply] = []
-            while len(replies) < 30:
+            while len(replies) < 40:
                 message = decode_message(await ws.recv())  # type: ignore[arg-type]
                 if isinstance(message, Extension):
                     ext = decode_extension(message)
@@ -357,7 +357,8 @@ def test_coordination_requests_over_the_rate_are_answered_not_queued(tmp_path: P
                         replies.append(ext)
             limited = [r for r in replies if r.error == "rate_limited"]
             served = sorted(r.result["value"] for r in replies if r.error is None)
-            assert len(limited) >= 15 and served == list(range(1, len(served) + 1))
+            # A burst of 10, then 5 a second: most of 40 at once are answered rate_limited.
+            assert len(limited) >= 10 and served == list(range(1, len(served) + 1))
             await ws.send(encode_message(SyncStep1(b"\x00")))  # still connected
             await ws.close()
             async with crdtdoc.connect(url, agent="fast", token=token("fast")) as fast:
