@@ -300,6 +300,13 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="average presence updates per second per identity (more are coalesced)",
     )
     add(
+        "--max-leases-per-agent",
+        type=int,
+        default=d.max_leases_per_agent,
+        help="leases one agent may hold or wait for at once, over all rooms; past it acquire "
+        "is answered 'limit'",
+    )
+    add(
         "--requests-per-second",
         type=float,
         default=d.requests_per_second,

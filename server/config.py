@@ -67,6 +67,9 @@ class HubConfig:
     """Average update bytes per second one identity may send (bursts of twice that)."""
     awareness_per_second: float = 20.0
     """Average presence updates per second one identity may send (bursts of twice that)."""
+    max_leases_per_agent: int = 1000
+    """Leases one agent may hold or wait for at once, over all rooms; past it, `acquire` is
+    answered `limit` (each lease costs memory and a timer until it expires)."""
     requests_per_second: float = 50.0
     """Average coordination requests (leases, numbers, guarded commits) per second one identity
     may send (bursts of twice that); past it, the request is answered `rate_limited`."""
@@ -100,6 +103,7 @@ class HubConfig:
             "max_connections_per_identity",
             "max_connections_per_ip",
             "max_room_bytes",
+            "max_leases_per_agent",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")

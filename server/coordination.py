@@ -41,6 +41,18 @@ ExpiryHook = Callable[[str, str, str], Awaitable[None]]
 """Called with (room, lease name, agent) when a lease expires without being released."""
 
 
+MAX_LEASES_PER_AGENT = 1000
+"""Leases one agent may hold or wait for at once, over every room of a hub (the default of
+`--max-leases-per-agent`): each costs the hub memory and a timer until it expires."""
+
+
+def too_many_leases(agent: str, limit: int) -> str:
+    return (
+        f"{agent} already holds or waits for {limit} leases (--max-leases-per-agent): release "
+        "some first"
+    )
+
+
 class RequestError(Exception):
     """An operation's refusal: `code` and message go back in the reply."""
 
@@ -181,9 +193,16 @@ def fence_refusal(name: str, token: int, newest: int, holder: str | None) -> str
 class Coordinator:
     """Coordination state for all rooms of one hub (see the module docstring)."""
 
-    def __init__(self, committer: SqliteCommitter, on_expire: ExpiryHook | None = None) -> None:
+    def __init__(
+        self,
+        committer: SqliteCommitter,
+        on_expire: ExpiryHook | None = None,
+        *,
+        max_leases_per_agent: int = MAX_LEASES_PER_AGENT,
+    ) -> None:
         self._committer = committer
         self._on_expire = on_expire
+        self._max_leases = max_leases_per_agent
         self._leases: dict[Key, Lease] = {}
         self._tokens: dict[Key, int] = {}
         self._waiters: dict[Key, deque[Waiter]] = {}
@@ -268,6 +287,10 @@ class Coordinator:
         lease = self._leases.get(key)
         if lease is not None and lease.owner == owner:  # already ours: extend it
             return await self._extend(key, lease, ttl, request_id)
+        held = sum(1 for held in self._leases.values() if held.agent == agent)
+        held += sum(1 for queue in self._waiters.values() for w in queue if w.agent == agent)
+        if held >= self._max_leases:
+            raise RequestError("limit", too_many_leases(agent, self._max_leases))
         if lease is None and not self._waiters.get(key):
             return await self._grant(key, owner, agent, ttl, request_id)
         holder = lease.agent if lease is not None else "a waiting agent"

@@ -143,7 +143,11 @@ class Hub:
             self._committer = SqliteCommitter(store)
             self._committer.on_committed = self.metrics.commit_seconds.observe
             self._committer.start()
-            self._coordinator = Coordinator(self._committer, on_expire=self._lease_expired)
+            self._coordinator = Coordinator(
+                self._committer,
+                on_expire=self._lease_expired,
+                max_leases_per_agent=config.max_leases_per_agent,
+            )
         await self.coordinator.load()
         self._server = await serve(
             self._serve_connection,
@@ -179,7 +183,11 @@ class Hub:
         await cluster.start()
         self._committer, self.cluster = committer, cluster
         self._coordinator = SharedCoordinator(
-            store, cluster, on_expire=self._lease_expired, poll_seconds=config.lease_poll_seconds
+            store,
+            cluster,
+            on_expire=self._lease_expired,
+            poll_seconds=config.lease_poll_seconds,
+            max_leases_per_agent=config.max_leases_per_agent,
         )
 
     def _appended(self, name: str, seq: int, data: bytes) -> None:

@@ -46,6 +46,7 @@ from crdtdoc.errors import StorageError
 from crdtdoc.protocol.extension import Reply
 from server.cluster import Cluster
 from server.coordination import (
+    MAX_LEASES_PER_AGENT,
     MAX_TTL,
     MAX_WAIT,
     MIN_TTL,
@@ -60,6 +61,7 @@ from server.coordination import (
     fence_refusal,
     find_cycle,
     ok_reply,
+    too_many_leases,
 )
 from server.pgstore import PostgresStore
 
@@ -98,7 +100,9 @@ class SharedCoordinator:
         on_expire: ExpiryHook | None = None,
         *,
         poll_seconds: float = 0.25,
+        max_leases_per_agent: int = MAX_LEASES_PER_AGENT,
     ) -> None:
+        self._max_leases = max_leases_per_agent
         self._store = store
         self._cluster = cluster
         self._on_expire = on_expire
@@ -194,12 +198,20 @@ class SharedCoordinator:
                 )
                 row = await cur.fetchone()
                 return {"token": row[0] if row else 0, "ttl": ttl, "holder": agent}
+            cur = await db.execute(
+                "SELECT (SELECT count(*) FROM crdtdoc_leases WHERE agent = %s) + "
+                "(SELECT count(*) FROM crdtdoc_waiters WHERE agent = %s AND deadline > now())",
+                (agent, agent),
+            )
+            row = await cur.fetchone()
             queued = await _live_waiters(db, room, name)
-            if lease is None and not queued:
+            holder = lease[1] if lease is not None else "a waiting agent"
+            if row is not None and row[0] >= self._max_leases:
+                refusal = RequestError("limit", too_many_leases(agent, self._max_leases))
+            elif lease is None and not queued:
                 token = await _grant(db, room, name, owner, agent, ttl)
                 return {"token": token, "ttl": ttl, "holder": agent}
-            holder = lease[1] if lease is not None else "a waiting agent"
-            if wait <= 0:
+            elif wait <= 0:
                 refusal = RequestError("held", f"lease {name!r} is held by {holder}", holder=holder)
             else:
                 cur = await db.execute(

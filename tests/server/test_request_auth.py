@@ -30,15 +30,21 @@ BACKENDS = ["one hub", "postgres"]
 
 @contextlib.asynccontextmanager
 async def two_hubs(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest, secret: bytes | None = SECRET
+    backend: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    secret: bytes | None = SECRET,
+    **settings: Any,
 ) -> AsyncIterator[list[Hub]]:
     """Two hubs on one PostgreSQL database, or one hub listed twice."""
     if backend == "postgres":
         pg_url = request.getfixturevalue("pg_url")
-        async with running_cluster(pg_url, None, 2, secret=secret, lease_poll_seconds=0.05) as hubs:
+        async with running_cluster(
+            pg_url, None, 2, secret=secret, lease_poll_seconds=0.05, **settings
+        ) as hubs:
             yield hubs
     else:
-        async with running_hub(tmp_path / "hub.db", secret=secret) as hub:
+        async with running_hub(tmp_path / "hub.db", secret=secret, **settings) as hub:
             yield [hub, hub]
 
 
@@ -289,3 +295,27 @@ def request_(request: pytest.FixtureRequest) -> pytest.FixtureRequest:
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+def test_an_agent_holds_at_most_max_leases_per_agent(
+    backend: str, tmp_path: Path, request_: pytest.FixtureRequest
+) -> None:
+    """Each lease costs the hub memory and a timer until it expires (70,000 one-hour leases once
+    took 480 MB): past the limit `acquire` is answered `limit`, others are unaffected."""
+
+    async def body() -> None:
+        async with two_hubs(backend, tmp_path, request_, max_leases_per_agent=3) as hubs:
+            mallory = await agent(hubs[0], "r", "mallory")
+            bob = await agent(hubs[1], "r", "bob")
+            mine = [await mallory.acquire(f"l{i}", ttl=60) for i in range(3)]
+            with pytest.raises(crdtdoc.CrdtdocError, match="max-leases-per-agent"):
+                await mallory.acquire("l3", ttl=60)
+            with pytest.raises(crdtdoc.CrdtdocError, match="max-leases-per-agent"):
+                await mallory.acquire("l3", ttl=60, wait=1)  # waiting counts too
+            held = await bob.acquire("l3", ttl=60)  # others are not limited by her
+            await mine[0].release()
+            again = await mallory.acquire("l4", ttl=60)  # under the limit again
+            assert again.token >= 1 and held.token >= 1
+            await asyncio.gather(mallory.close(), bob.close())
+
+    run(body())
