@@ -16,8 +16,6 @@ import bisect
 from dataclasses import dataclass, replace
 from typing import Any
 
-from crdtdoc.encoding import Decoder
-from crdtdoc.errors import InvalidUpdate
 from crdtdoc.idset import IdSet
 from crdtdoc.roots import AGENTS_ROOT, DELETIONS_ROOT, NOTES_ROOT
 from crdtdoc.safe_read import agent_name, client_id_of
@@ -28,12 +26,11 @@ from crdtdoc.updates import (
     FORMAT,
     GC,
     JSON,
-    MAX_CLIENT_ID,
-    MAX_CLOCK,
     SKIP,
     STRING,
     TYPE,
     Item,
+    decode_delete_set,
     parse_update,
 )
 from crdtdoc.values import from_yjs
@@ -232,15 +229,8 @@ def changes_between(
                 agents[client] = name
         elif root == DELETIONS_ROOT and item.content == ANY:
             for entry in item.value or []:
-                if isinstance(entry, bytes):
-                    try:
-                        ds = IdSet.decode_from(
-                            Decoder(entry, InvalidUpdate),
-                            max_clock=MAX_CLOCK,
-                            max_client=MAX_CLIENT_ID,
-                        )
-                    except InvalidUpdate:
-                        continue
+                ds = decode_delete_set(entry)
+                if ds is not None:
                     deleters.append((item.client, ds))
 
     clocks = since.clocks

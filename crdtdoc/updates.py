@@ -145,6 +145,19 @@ def carried(parsed: ParsedUpdate, state: Mapping[int, int] | None = None) -> IdS
     return ids
 
 
+def decode_delete_set(entry: object) -> IdSet | None:
+    """The delete set an entry of the deletions log holds (PROTOCOL.md section 6), None if it
+    holds none (not bytes, not exactly one encoded delete set)."""
+    if not isinstance(entry, bytes):
+        return None
+    try:
+        dec = Decoder(entry, InvalidUpdate)
+        ids = IdSet.decode_from(dec, max_clock=MAX_CLOCK, max_client=MAX_CLIENT_ID)
+    except InvalidUpdate:
+        return None
+    return ids if dec.at_end() else None
+
+
 def structs_only(data: bytes, parsed: ParsedUpdate) -> bytes:
     """The update's structs with an empty delete set."""
     return data[: parsed.ds_offset] + b"\x00"

@@ -23,17 +23,16 @@ The rules, one place for every surface (docs/SECURITY.md has the table):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from crdtdoc.encoding import Decoder
-from crdtdoc.errors import Forbidden, InvalidUpdate
+from crdtdoc.errors import Forbidden
 from crdtdoc.idset import IdSet
 from crdtdoc.itemindex import ItemIndex, Locator, Place
 from crdtdoc.replica import Replica
 from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT, DELETIONS_ROOT, INTERNAL_ROOTS, NOTES_ROOT
 from crdtdoc.tokens import Grant
-from crdtdoc.updates import ANY, GC, MAX_CLIENT_ID, MAX_CLOCK, SKIP, Item, parse_update
+from crdtdoc.updates import ANY, GC, SKIP, Item, decode_delete_set, parse_update
 
 BOOKKEEPING = INTERNAL_ROOTS
 """Roots every writer may add to, under the rules of this module."""
@@ -203,28 +202,23 @@ def _judge_note(note: object, writer: Writer) -> None:
     # A note may name artifacts its writer may only read: a guarded write depends on them.
 
 
-def decode_delete_set(entry: object) -> IdSet | None:
-    """The delete set a deletions-log entry holds, None if it holds none."""
-    if not isinstance(entry, bytes):
-        return None
-    try:
-        dec = Decoder(entry, InvalidUpdate)
-        claimed = IdSet.decode_from(dec, max_clock=MAX_CLOCK, max_client=MAX_CLIENT_ID)
-    except InvalidUpdate:
-        return None
-    return claimed if dec.at_end() else None
+def deletion_claims(items: list[Item], index: ItemIndex) -> Iterator[tuple[int, IdSet]]:
+    """(appending client, delete set) of each deletions-log entry among applied `items`."""
+    for item in items:
+        if item.content != ANY or index.root_of(item.client, item.clock) != DELETIONS_ROOT:
+            continue
+        for entry in item.value or []:
+            claimed = decode_delete_set(entry)
+            if claimed is not None:
+                yield item.client, claimed
 
 
 def deletion_ledger(replica: Replica, owners: Mapping[int, str]) -> DeletionLedger:
     """The ledger of a room loaded from its store: each deletions-log entry is its appender's."""
     ledger = DeletionLedger()
-    index = replica.item_index()
-    for item in parse_update(replica.encode_update(), details=True).items or []:
-        if item.content != ANY or index.root_of(item.client, item.clock) != DELETIONS_ROOT:
-            continue
-        owner = owners.get(item.client)
-        for entry in item.value or []:
-            claimed = decode_delete_set(entry)
-            if claimed is not None and owner is not None:
-                ledger.record(owner, claimed)
+    items = parse_update(replica.encode_update(), details=True).items or []
+    for client, claimed in deletion_claims(items, replica.item_index()):
+        owner = owners.get(client)
+        if owner is not None:
+            ledger.record(owner, claimed)
     return ledger

@@ -20,14 +20,14 @@ from __future__ import annotations
 from crdtdoc.errors import CrdtdocError, Forbidden, RoomFull
 from crdtdoc.itemindex import Locator
 from crdtdoc.replica import Replica
-from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT, DELETIONS_ROOT
-from crdtdoc.updates import ANY, Item, ParsedUpdate, carried, parse_update
+from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT
+from crdtdoc.updates import Item, ParsedUpdate, carried, parse_update
 from server.access import (
     ARTIFACT_KINDS,
     DeletionLedger,
     RoomFacts,
     Writer,
-    decode_delete_set,
+    deletion_claims,
     deletion_ledger,
     judge_deletes,
     judge_items,
@@ -61,17 +61,11 @@ class WriteGate:
         if AGENTS_ROOT.encode() in update:
             for client, agent in self.replica.agents().items():
                 self.owners.setdefault(client, agent)
-        index = self.replica.item_index()
-        for item in parse_update(update, details=True).items or []:
-            if item.content != ANY or index.root_of(item.client, item.clock) != DELETIONS_ROOT:
-                continue
-            for entry in item.value or []:
-                claimed = decode_delete_set(entry)
-                if claimed is None:
-                    continue
-                owner = self.owners.get(item.client)
-                if owner is not None:
-                    self._ledger.record(owner, claimed)
+        items = parse_update(update, details=True).items or []
+        for client, claimed in deletion_claims(items, self.replica.item_index()):
+            owner = self.owners.get(client)
+            if owner is not None:
+                self._ledger.record(owner, claimed)
 
     def forget(self) -> None:
         """Artifact kinds or a freeze may have changed: read them again when next needed."""
