@@ -155,12 +155,6 @@ class ItemIndex:
 
     # -- an update's items -----------------------------------------------------------------
 
-    def locate(self, items: list[Item]) -> dict[Id, Place | None]:
-        """The place of each item of an update (by its first id), as Yjs integrates it, from the
-        index and the update's own items (a neighbour may come later in the same update). None
-        means unknown: a neighbour the document lacks."""
-        return Locator(self, items).all()
-
     def add(
         self,
         items: list[Item],

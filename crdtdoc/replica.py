@@ -33,6 +33,8 @@ from crdtdoc.itemindex import ItemIndex, Locator
 from crdtdoc.roots import (
     AGENTS_ROOT,
     ARTIFACTS_ROOT,
+    BOOKKEEPING_ARRAYS,
+    BOOKKEEPING_MAPS,
     DELETIONS_ROOT,
     INTERNAL_ROOTS,
     NOTES_ROOT,
@@ -148,7 +150,7 @@ class Replica:
         self._client_id = client_id
         self._state: dict[int, int] = {}
         self._deleted = IdSet()
-        # key -> (waiting update, its parse, the origin given to apply_update)
+        # key -> (waiting update, its parse, the origin given to apply_update, trusted)
         self._pending_structs: dict[int, tuple[bytes, ParsedUpdate, object, bool]] = {}
         self._waiting: dict[int, list[tuple[int, int]]] = {}  # client -> heap of (clock, key)
         self._next_pending = 0
@@ -166,12 +168,8 @@ class Replica:
         self._notifying = 0  # > 0 while listeners run
         self._log_pinned = False  # True: keep the log (no checkpoint) so updates can be undone
         self._applying: tuple[bytes, dict[int, ClientStructs], object] | None = None
-        self._root_kinds: dict[str, type] = {
-            AGENTS_ROOT: Map,
-            DELETIONS_ROOT: Array,
-            ARTIFACTS_ROOT: Map,
-            NOTES_ROOT: Array,
-        }
+        self._root_kinds: dict[str, type] = {name: Map for name in BOOKKEEPING_MAPS}
+        self._root_kinds.update({name: Array for name in BOOKKEEPING_ARRAYS})
         self._artifact_kinds: dict[str, str] = {}  # name -> kind, as used through this replica
         self._recorded_kinds: set[str] = set()  # names whose kind this replica has written
         self.generation = 0

@@ -12,3 +12,7 @@ first writes the artifact, so every reader (and the change feed) knows how to re
 NOTES_ROOT = "__crdtdoc_notes"
 """Root Y.Array of {"by", "note", "at", "artifacts"}: what guarded transactions said they do."""
 INTERNAL_ROOTS = frozenset({AGENTS_ROOT, DELETIONS_ROOT, ARTIFACTS_ROOT, NOTES_ROOT})
+BOOKKEEPING_MAPS = frozenset({AGENTS_ROOT, ARTIFACTS_ROOT})
+"""The bookkeeping roots that are Y.Maps (they hold no sequence)."""
+BOOKKEEPING_ARRAYS = frozenset({DELETIONS_ROOT, NOTES_ROOT})
+"""The bookkeeping roots that are Y.Arrays (of any values)."""

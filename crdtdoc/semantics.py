@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from crdtdoc.errors import InvalidUpdate
 from crdtdoc.itemindex import SEQUENCE_FAMILY, ItemIndex, Locator, Place
-from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT, DELETIONS_ROOT, NOTES_ROOT
+from crdtdoc.roots import BOOKKEEPING_ARRAYS, BOOKKEEPING_MAPS
 from crdtdoc.updates import (
     ANY,
     BINARY,
@@ -52,12 +52,8 @@ _TYPE_SEQUENCES = {
     "XmlHook": "none",
 }
 
-_BOOKKEEPING_SEQUENCES = {
-    AGENTS_ROOT: "none",
-    ARTIFACTS_ROOT: "none",
-    DELETIONS_ROOT: "array",
-    NOTES_ROOT: "array",
-}
+_BOOKKEEPING_SEQUENCES = {name: "none" for name in BOOKKEEPING_MAPS}
+_BOOKKEEPING_SEQUENCES.update({name: "array" for name in BOOKKEEPING_ARRAYS})
 """crdtdoc's own roots have known kinds (PROTOCOL.md section 6), whatever arrives first."""
 
 

@@ -118,7 +118,7 @@ class GuardedCommits:
                     f"{len(stale)} change(s) since the expected version: "
                     + "; ".join(described[:10]),
                 )
-        before = dict(room.replica.version().clocks)
+        before = dict(room.replica.applied()[0])
         state = dict(before)
         ends: dict[int, int] = {}  # what the commit's earlier updates carry, per client
         items: list[Item] = []

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pycrdt import Doc, Map
 
 from crdtdoc import Replica
-from crdtdoc.itemindex import ItemIndex
+from crdtdoc.itemindex import ItemIndex, Locator
 from crdtdoc.updates import parse_update
 from tests.helpers import random_edit
 from tests.yjs_items import content, item, update
@@ -54,7 +54,7 @@ def test_a_map_overwrite_inherits_its_key_from_its_origin() -> None:
     index.add(parse_update(doc.get_update(), details=True).items or [])
     ref, body, _ = content("any", [2])
     overwrite = parse_update(update(9, 0, [item(ref, body, origin=(1, 0))]), details=True)
-    place = index.locate(overwrite.items or [])[(9, 0)]
+    place = Locator(index, overwrite.items or []).all()[(9, 0)]
     assert place is not None and (place.parent, place.sub) == ("m", "k")
     index.add(overwrite.items or [])
     assert index.root_of(9, 0) == "m" and index.roots_of_range(9, 0, 5) == {"m", None}
