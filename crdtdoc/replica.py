@@ -10,21 +10,20 @@ log of committed updates since.
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pycrdt import Array, Doc, Map, Subscription, Text, TransactionEvent
 
+from crdtdoc.causal import BufferLimits, CausalBuffer, Waiting
 from crdtdoc.encoding import Decoder
 from crdtdoc.errors import (
     CrdtdocError,
     InvalidUpdate,
-    PendingLimitExceeded,
     ReplicaRebuilt,
     StaleRead,
 )
@@ -77,7 +76,13 @@ class ReplicaLimits:
     max_pending_updates: int = 10_000
     """Updates waiting in the causal buffer before `apply_update` refuses more."""
     max_pending_bytes: int = 64 * 1024 * 1024
-    """Bytes waiting in the causal buffer before `apply_update` refuses more."""
+    """Memory (bytes and their parse, estimated) the causal buffer may take before
+    `apply_update` refuses more."""
+    max_pending_updates_per_origin: int | None = None
+    """Updates one sender (`Replica.pending_holder` of the origin) may have waiting; None: no
+    share of its own, only the whole buffer's bound. Trusted data counts only in the whole."""
+    max_pending_bytes_per_origin: int | None = None
+    """Memory one sender's waiting updates may take; None: only the whole buffer's bound."""
     checkpoint_log_bytes: int = 256 * 1024
     """Committed-update bytes kept since the last checkpoint before taking a new one."""
 
@@ -101,6 +106,10 @@ def new_client_id(avoid: set[int] | frozenset[int] = frozenset()) -> int:
         cid = secrets.randbits(32)
         if cid and cid not in avoid:
             return cid
+
+
+def _one_holder(origin: object) -> Hashable:
+    return None
 
 
 def _after(state: dict[int, int], parsed: ParsedUpdate) -> dict[int, int]:
@@ -138,6 +147,7 @@ class Replica:
         *,
         client_id: int | None = None,
         limits: ReplicaLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not isinstance(agent, str) or not agent.strip():
             raise CrdtdocError("agent must be a non-empty name, for example Replica(agent='alice')")
@@ -150,12 +160,17 @@ class Replica:
         self._client_id = client_id
         self._state: dict[int, int] = {}
         self._deleted = IdSet()
-        # key -> (waiting update, its parse, the origin given to apply_update, trusted)
-        self._pending_structs: dict[int, tuple[bytes, ParsedUpdate, object, bool]] = {}
-        self._waiting: dict[int, list[tuple[int, int]]] = {}  # client -> heap of (clock, key)
-        self._next_pending = 0
-        self._pending_bytes = 0
-        self._pending_deletes = IdSet()
+        limits = self._limits
+        self._buffer = CausalBuffer(
+            BufferLimits(
+                limits.max_pending_updates,
+                limits.max_pending_bytes,
+                limits.max_pending_updates_per_origin or limits.max_pending_updates,
+                limits.max_pending_bytes_per_origin or limits.max_pending_bytes,
+            ),
+            _one_holder,
+            clock,
+        )
         self._checkpoint = b""
         self._log: list[bytes] = []
         self._log_bytes = 0
@@ -395,8 +410,8 @@ class Replica:
 
     def _after_local_commit(self, start: int) -> None:
         self._record_deletions(start)
-        if self._waiting:  # nothing remote should wait on our own ids, but never strand it
-            self._wake(list(self._waiting))
+        if self._buffer:  # nothing remote should wait on our own ids, but never strand it
+            self._wake([self._client_id])
         self._notify()
 
     def _record_deletions(self, start: int) -> None:
@@ -422,8 +437,9 @@ class Replica:
         parsed: ParsedUpdate | None = None,
         origin: object = None,
         trusted: bool = False,
-    ) -> None:
-        """Validates and applies a Yjs v1 update from elsewhere.
+    ) -> IdSet:
+        """Validates and applies a Yjs v1 update from elsewhere; returns the ids its data waits
+        for (empty: all of it applied).
 
         `origin` is any tag of the caller's; listeners read it back as `commit_origin` when
         this update's data commits (at once, or later from the causal buffer).
@@ -441,18 +457,20 @@ class Replica:
         if parsed is None:  # a caller that already parsed these very bytes may pass the result
             parsed = parse_update(data, details=not trusted)  # the gate reads the items
         try:
-            self._apply_parsed(bytes(data), parsed, origin, trusted)
+            return self._apply_parsed(bytes(data), parsed, origin, trusted)
         finally:
             self._notify()  # whatever committed is announced, even if a later part failed
 
     def _apply_parsed(
         self, data: bytes, parsed: ParsedUpdate, origin: object, trusted: bool
-    ) -> None:
+    ) -> IdSet:
         state = self._state
         deletes = parsed.delete_set
         fresh_structs = parsed.new_ids(state)
-        if fresh_structs and parsed.missing(state):
-            self._wait(data, parsed, origin, trusted)
+        waits = parsed.missing(state) if fresh_structs else IdSet()
+        if waits:
+            self._hold(data, parsed, deletes, origin, trusted, waits)
+            deletes = IdSet()
         else:
             new_deletes = bool(deletes) and not deletes.issubset(self._deleted)
             targets_here = not deletes or deletes.clip_to(_after(state, parsed)) == deletes
@@ -462,85 +480,95 @@ class Replica:
                 deletes = IdSet()
             elif fresh_structs:
                 self._apply_to_doc(structs_only(data, parsed), parsed, origin, trusted)
-            if fresh_structs and self._waiting:
+            if fresh_structs and self._buffer:
                 self._wake(list(parsed.structs))
-        if deletes and not deletes.issubset(self._deleted):
-            self._pending_deletes = self._pending_deletes.union(deletes.difference(self._deleted))
-        self._apply_ready_deletes()
+        if deletes:
+            waits = waits.union(self._apply_deletes(deletes, origin, trusted))
+        return waits
 
-    def _wait(self, data: bytes, parsed: ParsedUpdate, origin: object, trusted: bool) -> None:
-        """Puts an update's structs in the causal buffer (its deletions are held separately)."""
-        limits = self._limits
-        if (
-            len(self._pending_structs) >= limits.max_pending_updates
-            or self._pending_bytes + len(data) > limits.max_pending_bytes
-        ):
-            raise PendingLimitExceeded(
-                f"{len(self._pending_structs)} updates ({self._pending_bytes} bytes) already "
-                f"wait for missing data; resync with a peer (sync step 1) to fetch it"
-            )
-        part = structs_only(data, parsed) if parsed.delete_set else data
-        key = self._next_pending
-        self._next_pending += 1
-        if parsed.items is not None:  # items take ~70x their bytes: parse them again later
-            parsed = dataclasses.replace(parsed, items=None)
-        self._pending_structs[key] = (part, parsed, origin, trusted)
-        self._pending_bytes += len(part)
-        self._register(key, parsed.missing(self._state))
+    def _hold(
+        self,
+        data: bytes,
+        parsed: ParsedUpdate | None,
+        deletes: IdSet,
+        origin: object,
+        trusted: bool,
+        missing: IdSet,
+    ) -> None:
+        """Puts an update in the causal buffer: its structs, and its deletions as an entry of
+        their own (they wait for other ids, and must not be lost if the structs expire)."""
+        if parsed is not None:
+            part = structs_only(data, parsed) if parsed.delete_set else data
+            if parsed.items is not None:  # items take ~70x their bytes: parse them again later
+                parsed = dataclasses.replace(parsed, items=None)
+            self._buffer.hold(part, parsed, IdSet(), origin, trusted, missing)
+        if deletes:
+            self._apply_deletes(deletes, origin, trusted)
 
-    def _register(self, key: int, missing: IdSet) -> None:
-        """Files a waiting update under the last id of the first range it lacks: it is rechecked
-        only once that whole range has arrived, so a backlog drains in O(n log n), not O(n^2)."""
-        client, _, end = next(iter(missing))
-        heapq.heappush(self._waiting.setdefault(client, []), (end - 1, key))
+    def _apply_deletes(self, deletes: IdSet, origin: object, trusted: bool) -> IdSet:
+        """Applies the deletions whose ids are present; holds the rest (returned)."""
+        ready = deletes.clip_to(self._state)
+        fresh = ready.difference(self._deleted)
+        if fresh:
+            self._apply_to_doc(deletes_only(fresh), None, None, True)  # no origin claimed
+        rest = deletes.difference(ready).difference(self._deleted)
+        if rest:
+            self._buffer.hold(b"", None, rest, origin, trusted, self._beyond(rest))
+        return rest
+
+    def _beyond(self, deletes: IdSet) -> IdSet:
+        """The ids of `deletes` this replica does not have yet."""
+        missing = IdSet()
+        for client, start, end in deletes:
+            have = self._state.get(client, 0)
+            if end > have:
+                missing.add(client, max(start, have), end)
+        return missing
 
     def _wake(self, clients: list[int]) -> None:
-        """Applies every waiting update that the clocks of `clients` advancing made ready."""
+        """Applies every waiting entry that the clocks of `clients` advancing made ready."""
         work = list(clients)
         failure: CrdtdocError | None = None
+        buffer = self._buffer
         while work:
             client = work.pop()
-            heap = self._waiting.get(client)
-            while heap and heap[0][0] < self._state.get(client, 0):
-                _, key = heapq.heappop(heap)
-                entry = self._pending_structs.get(key)
-                if entry is None:
+            for entry in buffer.due(client, self._state.get(client, 0)):
+                if entry.parsed is None:
+                    self._wake_deletes(entry)
                     continue
-                part, parsed, origin, trusted = entry
+                parsed = entry.parsed
                 if not parsed.new_ids(self._state):  # everything in it arrived some other way
-                    del self._pending_structs[key]
-                    self._pending_bytes -= len(part)
+                    buffer.remove(entry)
                     continue
                 missing = parsed.missing(self._state)
                 if missing:
-                    self._register(key, missing)
+                    buffer.file(entry, missing)
                     continue
-                del self._pending_structs[key]
-                self._pending_bytes -= len(part)
+                buffer.remove(entry)
                 try:
-                    self._apply_to_doc(part, parsed, origin, trusted)
+                    self._apply_to_doc(entry.data, parsed, entry.origin, entry.trusted)
                 except CrdtdocError as exc:  # refused: drop it, finish the drain
                     if self.on_refused is not None:
-                        self.on_refused(origin, exc)
+                        self.on_refused(entry.origin, exc)
                     else:
                         failure = failure or exc
                     continue
                 work.extend(parsed.structs)
-            if not heap:
-                self._waiting.pop(client, None)
         if failure is not None:
             raise failure
 
-    def _apply_ready_deletes(self) -> None:
-        """Applies held deletions whose target ids have all arrived."""
-        if not self._pending_deletes:
-            return
-        ready = self._pending_deletes.clip_to(self._state)
-        if ready:
-            self._pending_deletes = self._pending_deletes.difference(ready)
-            fresh = ready.difference(self._deleted)
-            if fresh:
-                self._apply_to_doc(deletes_only(fresh), None, None, True)  # no origin claimed
+    def _wake_deletes(self, entry: Waiting) -> None:
+        """Applies what a held deletion entry can now delete; files the rest again."""
+        ready = entry.deletes.clip_to(self._state)
+        fresh = ready.difference(self._deleted)
+        if fresh:
+            self._apply_to_doc(deletes_only(fresh), None, None, True)  # no origin claimed
+        rest = entry.deletes.difference(ready)
+        if rest:
+            entry.deletes = rest
+            self._buffer.file(entry, self._beyond(rest))
+        else:
+            self._buffer.remove(entry)
 
     def _apply_to_doc(
         self, data: bytes, parsed: ParsedUpdate | None, origin: object, trusted: bool
@@ -584,16 +612,49 @@ class Replica:
             self._items.add(items, before, locator)
 
     def pending(self) -> Pending:
-        """What waits in the causal buffer, and which ids it waits for."""
+        """What waits in the causal buffer, and which ids it waits for (a walk over the whole
+        buffer: for reports, not for every update)."""
         missing = IdSet()
-        for _, parsed, _, _ in self._pending_structs.values():
-            missing = missing.union(parsed.missing(self._state))
-        deletions = self._pending_deletes
-        for client, start, end in deletions:
-            have = self._state.get(client, 0)
-            if end > have:
-                missing.add(client, max(start, have), end)
-        return Pending(len(self._pending_structs), self._pending_bytes, deletions, missing)
+        for entry in self._buffer.structs():
+            assert entry.parsed is not None
+            missing = missing.union(entry.parsed.missing(self._state))
+        deletions = self._buffer.deletions()
+        missing = missing.union(self._beyond(deletions))
+        return Pending(self._buffer.updates, self._buffer.struct_bytes, deletions, missing)
+
+    @property
+    def pending_holder(self) -> Callable[[object], Hashable]:
+        """Who a waiting update is charged to, from the origin given to `apply_update` (by
+        default one holder for all). The hub charges each sender's identity, so one sender's
+        backlog cannot use up what others' need."""
+        return self._buffer.holder_of
+
+    @pending_holder.setter
+    def pending_holder(self, holder_of: Callable[[object], Hashable]) -> None:
+        self._buffer.holder_of = holder_of
+
+    @property
+    def pending_count(self) -> int:
+        """Entries (updates, held deletions) waiting in the causal buffer; cheap."""
+        return len(self._buffer)
+
+    def pending_of(self, holder: Hashable) -> tuple[int, int]:
+        """(updates, memory charged) waiting for one holder; cheap."""
+        return self._buffer.share(holder)
+
+    def expire_pending(self, max_age: float) -> list[object]:
+        """Drops untrusted data that has waited in the causal buffer longer than `max_age`
+        seconds (a dependency that never arrives must not be held for ever) and returns the
+        origins it came from, so their senders can be asked to sync again."""
+        return [entry.origin for entry in self._buffer.expire(max_age)]
+
+    def pending_entries(self) -> list[bytes]:
+        """What waits in the causal buffer, as updates (for saving a replica)."""
+        saved = [entry.data for entry in self._buffer.structs()]
+        deletions = self._buffer.deletions()
+        if deletions:
+            saved.append(deletes_only(deletions))
+        return saved
 
     # -- reading state ---------------------------------------------------------------------
 
@@ -643,10 +704,11 @@ class Replica:
         included: a store must not fold away updates whose structs still wait."""
         self._sync_point()
         full = self._doc.get_update()
-        if not self._pending_deletes:
+        waiting = self._buffer.deletions()
+        if not waiting:
             return full
         parsed = parse_update(full)
-        return full[: parsed.ds_offset] + parsed.delete_set.union(self._pending_deletes).encode()
+        return full[: parsed.ds_offset] + parsed.delete_set.union(waiting).encode()
 
     def changes_since(self, since: Version | str | None = None) -> list[Change]:
         """What changed since `since` (a Version or token), by artifact and agent."""
@@ -799,10 +861,7 @@ class Replica:
         self._client_id = new_client_id(avoid=set(self._state))
         self._state = {}
         self._deleted = IdSet()
-        self._pending_structs.clear()
-        self._waiting.clear()
-        self._pending_bytes = 0
-        self._pending_deletes = IdSet()
+        self._buffer.clear()
         self._checkpoint = b""
         self._log = []
         self._log_bytes = 0

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from crdtdoc.errors import CrdtdocError, StorageError
-from crdtdoc.updates import deletes_only, parse_update
+from crdtdoc.updates import parse_update
 
 if TYPE_CHECKING:
     from crdtdoc.replica import Replica
@@ -25,9 +25,7 @@ FORMAT = 1
 
 
 def save_replica(replica: Replica, path: str | os.PathLike[str]) -> None:
-    pending = [entry[0] for entry in replica._pending_structs.values()]
-    if replica._pending_deletes:
-        pending.append(deletes_only(replica._pending_deletes))
+    pending = replica.pending_entries()
     record = {
         "format": FORMAT,
         "agent": replica.agent,

@@ -73,6 +73,15 @@ class HubConfig:
     requests_per_second: float = 50.0
     """Average coordination requests (leases, numbers, guarded commits) per second one identity
     may send (bursts of twice that); past it, the request is answered `rate_limited`."""
+    max_waiting_updates: int = 1000
+    """Updates of one identity (one connection without tokens) that may wait in a room's causal
+    buffer for data nobody has sent yet; past it, more are not buffered and the sender is asked
+    to sync again (sync step 1)."""
+    max_waiting_bytes: int = 4 * 1024 * 1024
+    """Memory (bytes and their parse) one identity's waiting updates may take in a room."""
+    max_waiting_seconds: float = 30.0
+    """Seconds an update may wait for what it builds on; then it is dropped and its sender is
+    asked to sync again (a dependency that never arrives must not hold memory for ever)."""
     max_room_bytes: int = 256 * 1024 * 1024
     """Largest stored size of a room (snapshot plus log); an update past it is refused (4413)."""
     synchronous: str = "full"
@@ -104,6 +113,8 @@ class HubConfig:
             "max_connections_per_ip",
             "max_room_bytes",
             "max_leases_per_agent",
+            "max_waiting_updates",
+            "max_waiting_bytes",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -117,6 +128,7 @@ class HubConfig:
             "requests_per_second",
             "anti_entropy_seconds",
             "lease_poll_seconds",
+            "max_waiting_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")

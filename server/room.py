@@ -73,7 +73,20 @@ from server.write_gate import WriteGate
 
 log = logging.getLogger("crdtdoc.hub.room")
 
-HUB_LIMITS = ReplicaLimits(max_pending_updates=10_000, max_pending_bytes=32 * 1024 * 1024)
+
+def hub_limits(config: HubConfig) -> ReplicaLimits:
+    """A room's causal-buffer bounds: each sender's share from the config, and the whole."""
+    return ReplicaLimits(
+        max_pending_updates=10_000,
+        max_pending_bytes=64 * 1024 * 1024,
+        max_pending_updates_per_origin=config.max_waiting_updates,
+        max_pending_bytes_per_origin=config.max_waiting_bytes,
+    )
+
+
+def pending_holder(origin: object) -> object:
+    """Whose share a waiting update is charged to: its sender's identity (or connection)."""
+    return origin.rate_key if isinstance(origin, Peer) else origin
 
 
 class Room:
@@ -102,8 +115,12 @@ class Room:
         self._undurable_since: float | None = None  # when the oldest unstored update came
         self._limits = limits
         self.size_bytes = 0
-        self.replica = Replica(agent="hub", limits=HUB_LIMITS)
+        self.replica = Replica(
+            agent="hub", limits=hub_limits(config), clock=self.scheduler.monotonic
+        )
         self.replica.on_refused = self._refused
+        self.replica.pending_holder = pending_holder
+        self._expiry_due = False  # a sweep of the causal buffer is scheduled
         self.gate = WriteGate(name, self.replica, config.max_room_bytes)
         self.peers: dict[Peer, SyncSession] = {}
         publish = None
@@ -232,6 +249,9 @@ class Room:
                 self.origin = None
             for reply in replies:
                 peer.send(reply)
+            if self.replica.pending_of(peer.rate_key)[0] and not self._expiry_due:
+                self._expiry_due = True
+                self.scheduler.call_later(self._config.max_waiting_seconds / 2, self._expire)
         else:
             for reply in self.peers[peer].handle(message):  # sync step 1: answer with step 2
                 peer.send(reply)
@@ -241,6 +261,21 @@ class Room:
         if isinstance(origin, Peer) and origin in self.peers and isinstance(exc, RemoteError):
             origin.close_soon(exc.close_code, str(exc))
         log.info("buffered update refused", extra={"room": self.name, "error": str(exc)})
+
+    def _expire(self) -> None:
+        """Drops peers' updates that waited too long for what they build on, and asks each
+        sender still here to sync again: it sends what the hub lacks, if it has it."""
+        self._expiry_due = False
+        dropped = self.replica.expire_pending(self._config.max_waiting_seconds)
+        for origin in {o for o in dropped if isinstance(o, Peer)}:
+            session = self.peers.get(origin)
+            if session is not None:
+                origin.send(session.step1())
+        if dropped:
+            log.info("waiting updates expired", extra={"room": self.name, "count": len(dropped)})
+        if self.replica.pending_count:
+            self._expiry_due = True
+            self.scheduler.call_later(self._config.max_waiting_seconds / 2, self._expire)
 
     def _receive_extension(self, peer: Peer, message: Extension) -> None:
         ext = decode_extension(message)
@@ -359,13 +394,14 @@ class Room:
     async def _compact_shared(self, cluster: Cluster) -> None:
         """Compacts the shared log up to the last position this hub has applied without a gap.
         The snapshot may hold more (entries ahead, this hub's own unstored writes): replaying
-        those later changes nothing. It must not hold less, so no struct may wait in the causal
-        buffer; deletions waiting for their ids go into the snapshot (a deletion of ids that
-        never come must not stop compaction for good). Two hubs never compact a room at once
+        those later changes nothing. It must not hold less, so no struct from the log may wait
+        in the causal buffer (peers' waiting updates are not stored, and do not count);
+        deletions waiting for their ids go into the snapshot (a deletion of ids that never come
+        must not stop compaction for good). Two hubs never compact a room at once
         (`PostgresStore.compact`)."""
         try:
             seq = self.seqs.applied
-            if seq <= self._snapshot_seq or self.replica.pending().updates:
+            if seq <= self._snapshot_seq or self.replica.pending_of(FROM_LOG)[0]:
                 return
             snapshot = self.replica.encode_snapshot()
             if await cluster.store.compact(self.name, seq, snapshot) and self.metrics is not None:

@@ -136,7 +136,7 @@ def test_a_long_backlog_delivered_in_reverse_drains_completely() -> None:
     assert not reader.pending()
     assert reader.document("d").read() == doc.read()
     assert reader.version() == writer.version()
-    assert not reader._waiting  # no stale wake-up entries left behind
+    assert not reader._buffer and not reader._buffer._filed  # no stale wake-up entries left
 
 
 def test_bad_bytes_raise_and_leave_the_replica_exactly_as_it_was() -> None:

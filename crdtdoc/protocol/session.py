@@ -59,23 +59,23 @@ class SyncSession:
             return [encode_message(SyncStep2(self.replica.encode_update(message.state_vector)))]
         if isinstance(message, (SyncStep2, SyncUpdate)):
             try:
-                self.replica.apply_update(
+                waits = self.replica.apply_update(
                     message.update, parsed=parsed, origin=self.origin, trusted=self.trusted
                 )
             except PendingLimitExceeded:
                 return [self.step1()]
             if isinstance(message, SyncStep2):
                 self.synced = True
-            return self._resync_if_stuck()
+            return self._resync_if_stuck(waits)
         return []
 
-    def _resync_if_stuck(self) -> list[bytes]:
-        """Asks the peer for what is missing, once per distinct gap (no request storms)."""
-        missing = self.replica.pending().missing
-        if not missing:
-            self._requested = None
+    def _resync_if_stuck(self, waits: IdSet) -> list[bytes]:
+        """Asks the peer for what the update just received waits for, once per gap (no request
+        storms): only this update's gap is looked at, so the cost does not grow with what else
+        waits in the buffer."""
+        if not waits:
             return []
-        if missing == self._requested:
+        if self._requested is not None and waits.issubset(self._requested):
             return []
-        self._requested = missing
+        self._requested = waits
         return [self.step1()]
