@@ -27,8 +27,8 @@ from crdtdoc.updates import ParsedUpdate
 # Estimated bytes an entry takes beyond its data: the entry and its parse (one record per client
 # the update carries or refers to, one per skipped or collected range, one per deleted range).
 # tests/test_causal.py checks the estimate against tracemalloc.
-_ENTRY_OVERHEAD = 600
-_PER_CLIENT = 250
+_ENTRY_OVERHEAD = 900
+_PER_CLIENT = 350
 _PER_RANGE = 100
 
 

@@ -314,6 +314,26 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "past it the request is answered rate_limited",
     )
     add(
+        "--max-waiting-updates",
+        type=int,
+        default=d.max_waiting_updates,
+        help="updates per identity that may wait in a room for data they build on; past it "
+        "the sender is asked to sync again",
+    )
+    add(
+        "--max-waiting-bytes",
+        type=int,
+        default=d.max_waiting_bytes,
+        help="memory per identity those waiting updates may take in a room",
+    )
+    add(
+        "--max-waiting-seconds",
+        type=float,
+        default=d.max_waiting_seconds,
+        help="how long an update may wait for what it builds on before it is dropped and its "
+        "sender asked to sync again",
+    )
+    add(
         "--max-room-bytes",
         type=int,
         default=d.max_room_bytes,

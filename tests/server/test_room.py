@@ -57,8 +57,8 @@ class ManualScheduler(Scheduler):
         self.later.append(callback)
 
 
-def new_room(tmp_path: Path) -> tuple[Room, HubConfig]:
-    config = HubConfig(db=str(tmp_path / "unused.db"))
+def new_room(tmp_path: Path, **settings: Any) -> tuple[Room, HubConfig]:
+    config = HubConfig(db=str(tmp_path / "unused.db"), **settings)
     committer = GroupCommitter()  # never started: appends wait in memory, as on a slow disk
     limits = RateLimits(1e9, 1e12, 1e9)  # budgets have their own tests
     coordinator = Coordinator(cast(Any, committer))
