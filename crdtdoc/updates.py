@@ -90,6 +90,11 @@ class ParsedUpdate:
     ds_offset: int  # byte offset at which the delete set starts
     size: int
     items: list[Item] | None = None
+    count: int = 0  # structs carried (what applying the update costs grows with it)
+    # With items: the byte offset at which each item starts, and where each client's section
+    # ends (`crdtdoc.slicing` cuts a large update into smaller ones with them).
+    starts: list[int] | None = None
+    section_ends: dict[int, int] | None = None
 
     def is_empty(self) -> bool:
         return not self.structs and not self.delete_set
@@ -179,8 +184,11 @@ def parse_update(data: bytes, *, details: bool = False) -> ParsedUpdate:
     if dec.end == 0:
         raise InvalidUpdate("empty update: a Yjs v1 update has at least two bytes")
     items: list[Item] | None = [] if details else None
+    starts: list[int] | None = [] if details else None
+    section_ends: dict[int, int] | None = {} if details else None
     structs: dict[int, ClientStructs] = {}
     references: dict[int, int] = {}
+    count = 0
     n_clients = dec.read_count("client", 3)
     for _ in range(n_clients):
         n_structs = dec.read_count("struct", 2)
@@ -194,8 +202,13 @@ def parse_update(data: bytes, *, details: bool = False) -> ParsedUpdate:
             raise dec.fail(f"clock {clock} of client {client} is not below 2^32")
         entry = ClientStructs(clock, clock)
         structs[client] = entry  # registered first so a repeated client is caught
+        count += n_structs
         for _ in range(n_structs):
+            if starts is not None:
+                starts.append(dec.pos)
             clock = _read_struct(dec, client, clock, entry, references, items)
+        if section_ends is not None:
+            section_ends[client] = dec.pos
         entry.end = clock
         if n_structs == 0:
             del structs[client]
@@ -203,7 +216,9 @@ def parse_update(data: bytes, *, details: bool = False) -> ParsedUpdate:
     delete_set = IdSet.decode_from(dec, max_clock=MAX_CLOCK, max_client=MAX_CLIENT_ID)
     if not dec.at_end():
         raise dec.fail(f"{dec.remaining} trailing bytes after the delete set")
-    return ParsedUpdate(structs, references, delete_set, ds_offset, dec.end, items)
+    return ParsedUpdate(
+        structs, references, delete_set, ds_offset, dec.end, items, count, starts, section_ends
+    )
 
 
 def _reference(dec: Decoder, references: dict[int, int], what: str) -> Id:
