@@ -40,6 +40,7 @@ class BufferLimits:
     max_bytes: int = 64 * 1024 * 1024
     max_updates_per_holder: int = 10_000
     max_bytes_per_holder: int = 64 * 1024 * 1024
+    max_structs_per_holder: int | None = None  # applying them at once, when they can, takes time
 
 
 @dataclass(eq=False)
@@ -54,6 +55,7 @@ class Waiting:
     holder: Hashable
     since: float
     cost: int = 0
+    structs: int = 0
 
 
 def entry_cost(data: bytes, parsed: ParsedUpdate | None, deletes: IdSet) -> int:
@@ -87,7 +89,7 @@ class CausalBuffer:
         self.clock = clock
         self._entries: dict[int, Waiting] = {}  # id(entry) -> entry
         self._filed: dict[int, list[tuple[int, int, Waiting]]] = {}  # client -> heap
-        self._shares: dict[Hashable, list[int]] = {}  # holder -> [entries, cost]
+        self._shares: dict[Hashable, list[int]] = {}  # holder -> [entries, cost, structs]
         self.updates = 0  # entries holding structs
         self.struct_bytes = 0  # their bytes
         self.cost = 0  # what all entries are charged
@@ -103,7 +105,7 @@ class CausalBuffer:
 
     def share(self, holder: Hashable) -> tuple[int, int]:
         """(entries, bytes charged) of one holder."""
-        entries, cost = self._shares.get(holder, (0, 0))
+        entries, cost, _ = self._shares.get(holder, (0, 0, 0))
         return entries, cost
 
     def hold(
@@ -124,19 +126,24 @@ class CausalBuffer:
                 f"{len(self._entries)} updates ({self.cost} bytes) already wait for missing "
                 "data; resync with a peer (sync step 1) to fetch it"
             )
-        entries, charged = self.share(holder)
+        entries, charged, structs = self._shares.get(holder, (0, 0, 0))
+        count = parsed.count if parsed is not None else 0
         if not trusted and (
-            entries >= limits.max_updates_per_holder or charged + cost > limits.max_bytes_per_holder
+            entries >= limits.max_updates_per_holder
+            or charged + cost > limits.max_bytes_per_holder
+            or structs + count > (limits.max_structs_per_holder or structs + count)
         ):
             raise PendingLimitExceeded(
-                f"{entries} of this sender's updates ({charged} bytes) already wait for data "
-                "nobody sent; send what they build on first (sync step 1 asks for it)"
+                f"{entries} of this sender's updates ({charged} bytes, {structs} structs) "
+                f"already wait for data nobody sent, and this one brings {count} structs; send "
+                "what they build on first (sync step 1 asks for it)"
             )
-        entry = Waiting(data, parsed, deletes, origin, trusted, holder, self.clock(), cost)
+        entry = Waiting(data, parsed, deletes, origin, trusted, holder, self.clock(), cost, count)
         self._entries[id(entry)] = entry
-        share = self._shares.setdefault(holder, [0, 0])
+        share = self._shares.setdefault(holder, [0, 0, 0])
         share[0] += 1
         share[1] += cost
+        share[2] += count
         self.cost += cost
         if parsed is not None:
             self.updates += 1
@@ -169,6 +176,7 @@ class CausalBuffer:
         share = self._shares[entry.holder]
         share[0] -= 1
         share[1] -= entry.cost
+        share[2] -= entry.structs
         if not share[0]:
             del self._shares[entry.holder]
         self.cost -= entry.cost

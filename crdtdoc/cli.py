@@ -300,6 +300,13 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="average presence updates per second per identity (more are coalesced)",
     )
     add(
+        "--structs-per-second",
+        type=float,
+        default=d.structs_per_second,
+        help="average structs per second per identity (bursts of twice that); past it the "
+        "hub reads that identity's messages later",
+    )
+    add(
         "--max-leases-per-agent",
         type=int,
         default=d.max_leases_per_agent,
@@ -325,6 +332,13 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         default=d.max_waiting_bytes,
         help="memory per identity those waiting updates may take in a room",
+    )
+    add(
+        "--max-waiting-structs",
+        type=int,
+        default=d.max_waiting_structs,
+        help="structs per identity that may wait in a room (all are applied at once when "
+        "what they wait for arrives)",
     )
     add(
         "--max-waiting-seconds",

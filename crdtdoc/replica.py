@@ -83,6 +83,9 @@ class ReplicaLimits:
     share of its own, only the whole buffer's bound. Trusted data counts only in the whole."""
     max_pending_bytes_per_origin: int | None = None
     """Memory one sender's waiting updates may take; None: only the whole buffer's bound."""
+    max_pending_structs_per_origin: int | None = None
+    """Structs one sender may have waiting (they are applied all at once when what they wait
+    for arrives, at a cost per struct); None: no bound."""
     checkpoint_log_bytes: int = 256 * 1024
     """Committed-update bytes kept since the last checkpoint before taking a new one."""
 
@@ -167,6 +170,7 @@ class Replica:
                 limits.max_pending_bytes,
                 limits.max_pending_updates_per_origin or limits.max_pending_updates,
                 limits.max_pending_bytes_per_origin or limits.max_pending_bytes,
+                limits.max_pending_structs_per_origin,
             ),
             _one_holder,
             clock,

@@ -67,6 +67,10 @@ class HubConfig:
     """Average update bytes per second one identity may send (bursts of twice that)."""
     awareness_per_second: float = 20.0
     """Average presence updates per second one identity may send (bursts of twice that)."""
+    structs_per_second: float = 20_000.0
+    """Average structs (the units an update is made of: judging and applying each costs about
+    10 µs) one identity may send per second, bursts of twice that; past it the hub reads that
+    identity's next messages later (never refuses them), so its work cannot crowd out others'."""
     max_leases_per_agent: int = 1000
     """Leases one agent may hold or wait for at once, over all rooms; past it, `acquire` is
     answered `limit` (each lease costs memory and a timer until it expires)."""
@@ -79,6 +83,9 @@ class HubConfig:
     to sync again (sync step 1)."""
     max_waiting_bytes: int = 4 * 1024 * 1024
     """Memory (bytes and their parse) one identity's waiting updates may take in a room."""
+    max_waiting_structs: int = 10_000
+    """Structs one identity may have waiting in a room: when what they wait for arrives they
+    are all applied at once, so this bounds how long that takes (about 10 µs a struct)."""
     max_waiting_seconds: float = 30.0
     """Seconds an update may wait for what it builds on; then it is dropped and its sender is
     asked to sync again (a dependency that never arrives must not hold memory for ever)."""
@@ -115,6 +122,7 @@ class HubConfig:
             "max_leases_per_agent",
             "max_waiting_updates",
             "max_waiting_bytes",
+            "max_waiting_structs",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -126,6 +134,7 @@ class HubConfig:
             "update_bytes_per_second",
             "awareness_per_second",
             "requests_per_second",
+            "structs_per_second",
             "anti_entropy_seconds",
             "lease_poll_seconds",
             "max_waiting_seconds",

@@ -12,19 +12,30 @@ class Bucket:
 
     rate: float
     burst: float
-    level: float = -1.0
+    level: float | None = None  # None until first used: then full
     stamp: float = 0.0
 
-    def take(self, amount: float, now: float | None = None) -> bool:
+    def _refill(self, now: float | None) -> float:
         now = time.monotonic() if now is None else now
-        if self.level < 0:
-            self.level, self.stamp = self.burst, now
-        self.level = min(self.burst, self.level + (now - self.stamp) * self.rate)
+        if self.level is None:
+            self.level = self.burst
+        else:
+            self.level = min(self.burst, self.level + (now - self.stamp) * self.rate)
         self.stamp = now
-        if amount > self.level:
+        return self.level
+
+    def take(self, amount: float, now: float | None = None) -> bool:
+        """Takes `amount` if the bucket holds it; False (nothing taken) if not."""
+        if amount > self._refill(now):
             return False
-        self.level -= amount
+        self.level = self._refill(now) - amount
         return True
+
+    def charge(self, amount: float, now: float | None = None) -> float:
+        """Takes `amount` even past what the bucket holds (it goes into debt); returns the
+        seconds until the debt is paid back, 0 if there is none."""
+        self.level = self._refill(now) - amount
+        return max(0.0, -self.level / self.rate)
 
 
 class RateLimits:
@@ -36,21 +47,33 @@ class RateLimits:
         bytes_per_s: float,
         awareness_per_s: float,
         requests_per_s: float = 50.0,
+        structs_per_s: float = 20_000.0,
     ) -> None:
-        self._settings = (updates_per_s, bytes_per_s, awareness_per_s, requests_per_s)
-        self._buckets: dict[str, tuple[Bucket, Bucket, Bucket, Bucket]] = {}
+        self._settings = (
+            updates_per_s,
+            bytes_per_s,
+            awareness_per_s,
+            requests_per_s,
+            structs_per_s,
+        )
+        self._buckets: dict[str, tuple[Bucket, ...]] = {}
 
-    def _for(self, who: str) -> tuple[Bucket, Bucket, Bucket, Bucket]:
+    def _for(self, who: str) -> tuple[Bucket, ...]:
         buckets = self._buckets.get(who)
         if buckets is None:
-            u, b, a, r = self._settings
-            buckets = (Bucket(u, u * 2), Bucket(b, b * 2), Bucket(a, a * 2), Bucket(r, r * 2))
+            buckets = tuple(Bucket(rate, rate * 2) for rate in self._settings)
             self._buckets[who] = buckets
         return buckets
 
+    def structs(self, who: str, count: int) -> float:
+        """Charges the structs of an update (what judging and applying it costs): seconds to
+        wait before reading more from `who`, 0 within the budget. Never refuses: a large but
+        legitimate update is served, later."""
+        return self._for(who)[4].charge(count)
+
     def update(self, who: str, size: int) -> str | None:
         """None if allowed, else which limit was exceeded."""
-        updates, data, _, _ = self._for(who)
+        updates, data = self._for(who)[:2]
         if not updates.take(1):
             return f"more than {self._settings[0]:g} updates per second"
         if not data.take(size):

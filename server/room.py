@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from crdtdoc.errors import (
     CrdtdocError,
@@ -45,6 +47,7 @@ from crdtdoc.protocol.messages import (
     Auth,
     Awareness,
     Extension,
+    Message,
     QueryAwareness,
     SyncStep2,
     SyncUpdate,
@@ -54,7 +57,8 @@ from crdtdoc.protocol.messages import (
 from crdtdoc.protocol.session import SyncSession
 from crdtdoc.replica import Replica, ReplicaLimits
 from crdtdoc.roots import ARTIFACTS_ROOT
-from crdtdoc.updates import parse_update
+from crdtdoc.slicing import slice_update
+from crdtdoc.updates import ParsedUpdate, parse_update
 from crdtdoc.versions import Version
 from server.cluster import FROM_LOG, Cluster, SeqTracker
 from server.commit import GroupCommitter, StoredRoom
@@ -74,6 +78,26 @@ from server.write_gate import WriteGate
 log = logging.getLogger("crdtdoc.hub.room")
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """A message as read from a peer: decoded, and for an update parsed and cut into slices."""
+
+    message: Message
+    parsed: ParsedUpdate | None = None
+    slices: list[tuple[bytes, ParsedUpdate]] | None = None
+
+
+def read_message(data: bytes, state: Mapping[int, int]) -> Incoming:
+    """Decodes a peer's message and parses the update it carries, cut into slices a room can
+    apply one per turn of the event loop (`crdtdoc.slicing`). Touches no room: the hub runs it in
+    a worker thread for a large message (`state`: a copy of the room's state vector)."""
+    message = decode_message(data)
+    if isinstance(message, (SyncStep2, SyncUpdate)):
+        parsed = parse_update(message.update, details=True)
+        return Incoming(message, parsed, slice_update(message.update, parsed, state))
+    return Incoming(message)
+
+
 def hub_limits(config: HubConfig) -> ReplicaLimits:
     """A room's causal-buffer bounds: each sender's share from the config, and the whole."""
     return ReplicaLimits(
@@ -81,6 +105,7 @@ def hub_limits(config: HubConfig) -> ReplicaLimits:
         max_pending_bytes=64 * 1024 * 1024,
         max_pending_updates_per_origin=config.max_waiting_updates,
         max_pending_bytes_per_origin=config.max_waiting_bytes,
+        max_pending_structs_per_origin=config.max_waiting_structs,
     )
 
 
@@ -145,6 +170,8 @@ class Room:
         self._log_updates = 0  # log entries (and bytes) since the last snapshot
         self._log_bytes = 0
         self.origin: tuple[Peer, bytes] | None = None  # the peer whose update is being applied
+        # peer -> the slices of its update still to apply, and the message type of the last one
+        self._slices: dict[Peer, tuple[deque[tuple[bytes, ParsedUpdate]], bool]] = {}
 
     @property
     def durable(self) -> Version:
@@ -213,21 +240,29 @@ class Room:
     def leave(self, peer: Peer) -> None:
         if self.peers.pop(peer, None) is None:
             return
+        self._slices.pop(peer, None)
         self.coordinator.forget(peer)
         self.last_active = self.scheduler.monotonic()
         self.presence.leave(peer)
 
-    def receive(self, peer: Peer, data: bytes) -> None:
-        """Handles one message from `peer`. Raises `RemoteError` (close the connection) for bad
-        input; the room itself is unharmed: nothing invalid was applied or stored."""
+    def receive(self, peer: Peer, data: bytes, incoming: Incoming | None = None) -> float:
+        """Handles one message from `peer` (`incoming`: as `read_message` read it, if it was).
+        Raises `RemoteError` (close the connection) for bad input; the room itself is unharmed:
+        nothing invalid was applied or stored.
+
+        A large update is applied one slice now, the rest by `step`; returns how many seconds
+        the hub should wait before reading this peer's next message (its identity went over its
+        struct budget: what it sends is served later, not refused)."""
         self.last_active = self.scheduler.monotonic()
-        message = decode_message(data)
+        if incoming is None:
+            incoming = read_message(data, self.replica.applied()[0])
+        message = incoming.message
         if isinstance(message, Awareness):
             if peer.grant is not None and peer.grant.read_only:
                 if not peer.told_read_only:  # dropped, said once (stock clients always send it)
                     peer.told_read_only = True
                     peer.send(encode_message(Auth("read-only token: presence is not relayed")))
-                return
+                return 0.0
             self.presence.receive(peer, message.data)
         elif isinstance(message, QueryAwareness):
             present = self.presence.message()
@@ -239,22 +274,52 @@ class Room:
             exceeded = self._limits.update(peer.rate_key, len(message.update))
             if exceeded:
                 raise RateLimited(f"update refused: {exceeded}; slow down and reconnect")
-            parsed = self.gate.authorize(peer, message.update, self.size_bytes)
-            self.origin = (peer, message.update)
-            try:  # a full causal buffer makes the session ask the peer to resync instead
-                replies = self.peers[peer].handle(message, parsed)
-            except ReplicaRebuilt as exc:
-                raise InvalidUpdate(f"update refused by the CRDT engine: {exc}") from None
-            finally:
-                self.origin = None
-            for reply in replies:
-                peer.send(reply)
-            if self.replica.pending_of(peer.rate_key)[0] and not self._expiry_due:
-                self._expiry_due = True
-                self.scheduler.call_later(self._config.max_waiting_seconds / 2, self._expire)
+            parsed = self.gate.authorize(peer, message.update, self.size_bytes, incoming.parsed)
+            slices = incoming.slices if incoming.slices is not None else []
+            if len(slices) > 1 and self.replica.is_news(parsed):
+                self._slices[peer] = (deque(slices), isinstance(message, SyncStep2))
+                self.step(peer)
+            else:
+                self._apply(peer, message, message.update, parsed)
+            return self._limits.structs(peer.rate_key, parsed.count)
         else:
             for reply in self.peers[peer].handle(message):  # sync step 1: answer with step 2
                 peer.send(reply)
+        return 0.0
+
+    def step(self, peer: Peer) -> bool:
+        """Applies the next slice of `peer`'s large update; True while more remain. Raises as
+        `receive` does (the slices applied before stay, as if sent one by one)."""
+        queued = self._slices.get(peer)
+        if queued is None:
+            return False
+        slices, step2 = queued
+        data, parsed = slices.popleft()
+        last = not slices
+        if last:
+            del self._slices[peer]
+        message = SyncStep2(data) if last and step2 else SyncUpdate(data)
+        try:
+            self._apply(peer, message, data, parsed)
+        except BaseException:
+            self._slices.pop(peer, None)
+            raise
+        return not last
+
+    def _apply(self, peer: Peer, message: Message, data: bytes, parsed: ParsedUpdate) -> None:
+        """Hands one authorized update to the peer's sync session (apply, or wait)."""
+        self.origin = (peer, data)
+        try:  # a full causal buffer makes the session ask the peer to resync instead
+            replies = self.peers[peer].handle(message, parsed)
+        except ReplicaRebuilt as exc:
+            raise InvalidUpdate(f"update refused by the CRDT engine: {exc}") from None
+        finally:
+            self.origin = None
+        for reply in replies:
+            peer.send(reply)
+        if self.replica.pending_of(peer.rate_key)[0] and not self._expiry_due:
+            self._expiry_due = True
+            self.scheduler.call_later(self._config.max_waiting_seconds / 2, self._expire)
 
     def _refused(self, origin: object, exc: CrdtdocError) -> None:
         """A peer's update refused as it left the causal buffer: close that peer's link."""

@@ -72,11 +72,15 @@ class WriteGate:
         self._frozen = None
         self._kinds = None
 
-    def authorize(self, peer: Peer, update: bytes, room_bytes: int) -> ParsedUpdate:
+    def authorize(
+        self, peer: Peer, update: bytes, room_bytes: int, parsed: ParsedUpdate | None = None
+    ) -> ParsedUpdate:
         """Step 3: read-only tokens, room size, client-id ownership and deletions. Nothing new
         is judged, so a read-only client's empty sync step 2 passes. Returns the parsed update
-        (for applying it without parsing again)."""
-        parsed = parse_update(update, details=True)
+        (for applying it without parsing again); `parsed`, if given, is `update` parsed with
+        its details."""
+        if parsed is None:
+            parsed = parse_update(update, details=True)
         grant, identity = peer.grant, peer.identity
         if not self.replica.is_news(parsed):
             if identity is not None and parsed.delete_set:  # deleted by another one first

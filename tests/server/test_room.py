@@ -60,7 +60,7 @@ class ManualScheduler(Scheduler):
 def new_room(tmp_path: Path, **settings: Any) -> tuple[Room, HubConfig]:
     config = HubConfig(db=str(tmp_path / "unused.db"), **settings)
     committer = GroupCommitter()  # never started: appends wait in memory, as on a slow disk
-    limits = RateLimits(1e9, 1e12, 1e9)  # budgets have their own tests
+    limits = RateLimits(1e9, 1e12, 1e9, structs_per_s=config.structs_per_second)
     coordinator = Coordinator(cast(Any, committer))
     room = Room("r", committer, config, coordinator, limits, scheduler=ManualScheduler())
     room.restore(StoredRoom())

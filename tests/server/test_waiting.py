@@ -123,3 +123,24 @@ def test_an_update_costs_the_same_however_much_waits(
     for update in orphans(300, client=666):
         room.receive(mallory, encode_message(SyncUpdate(update)))
     assert room.replica.pending_count == 300
+
+
+def test_large_waiting_updates_are_bounded_by_structs_and_memory(tmp_path: Path) -> None:
+    """Issue 16 c: megabytes of tiny structs waiting on a clock that never comes once took
+    ~70 MB each; a sender now holds at most its share, and applying it all at once stays short."""
+    room, config = new_room(tmp_path, max_waiting_structs=10_000)
+    mallory = new_peer(config, Grant("mallory", "*"), "mallory")
+    room.join(mallory)
+    doc = Doc(client_id=666)
+    text = doc.get("t", type=Text)
+    text.insert(0, "never sent")
+    for _ in range(6):
+        before = doc.get_state()
+        with doc.transaction():
+            for _ in range(4_000):
+                text.insert(0, "x")
+        mallory._queue.clear()
+        room.receive(mallory, encode_message(SyncUpdate(doc.get_update(before))))
+    entries, charged = room.replica.pending_of("mallory")
+    assert entries == 2 and charged < config.max_waiting_bytes  # 8,000 of 10,000 structs
+    assert any(isinstance(m, SyncStep1) for m in sent(mallory))  # the rest: asked to resync

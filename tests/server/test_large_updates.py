@@ -1,0 +1,97 @@
+"""A large update is served without starving others: the hub parses it off the event loop,
+applies it a slice per turn, and an identity over its struct budget is read later, never
+refused (issue 16 h)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from pycrdt import Doc, Text
+from websockets.asyncio.client import connect as ws_connect
+
+import crdtdoc
+from crdtdoc import Replica
+from crdtdoc.protocol.messages import SyncStep1, SyncUpdate, encode_message
+from crdtdoc.updates import parse_update
+from server.limits import Bucket
+from tests.hubs import run, running_hub
+from tests.server.test_room import new_peer, new_room
+
+
+def tiny_structs(count: int, client: int) -> bytes:
+    """An update of `count` one-character inserts that do not merge (each at the front)."""
+    doc = Doc(client_id=client)
+    text = doc.get("big", type=Text)
+    with doc.transaction():
+        for _ in range(count):
+            text.insert(0, "x")
+    return doc.get_update()
+
+
+def test_a_large_update_is_applied_a_slice_at_a_time_and_others_interleave(
+    tmp_path: Path,
+) -> None:
+    room, config = new_room(tmp_path, structs_per_second=1000)
+    big, small = new_peer(config, None, None), new_peer(config, None, None)
+    room.join(big)
+    room.join(small)
+    pause = room.receive(big, encode_message(SyncUpdate(tiny_structs(10_000, client=7))))
+    assert room.replica.applied()[0][7] < 10_000  # a slice applied, not the whole
+    assert pause > 5  # 10,000 structs at 1,000 a second, past a burst of 2,000: read later
+    writer = Replica("w")
+    writer.document("d").insert(0, "between slices")
+    room.receive(small, encode_message(SyncUpdate(writer.encode_update())))
+    assert room.replica.document("d").read() == "between slices"
+    steps = 0
+    while room.step(big):
+        steps += 1
+    assert steps >= 3 and room.replica.applied()[0][7] == 10_000
+    assert len(room.replica.document("big").read()) == 10_000
+
+
+def test_struct_debt_is_paid_back_at_the_rate() -> None:
+    bucket = Bucket(1000, 2000)
+    assert bucket.charge(1500, now=0.0) == 0.0
+    assert bucket.charge(1500, now=0.0) == 1.0  # 1,000 in debt at 1,000 a second
+    assert bucket.charge(0, now=1.0) == 0.0
+    assert bucket.take(10, now=1.0) is False  # nothing left yet
+    assert bucket.take(10, now=1.5) is True
+
+
+def test_an_honest_update_is_served_while_a_megabyte_of_tiny_structs_is_applied(
+    tmp_path: Path,
+) -> None:
+    """The honest edit is applied before the large update's last slice: it was not made to
+    wait for the whole megabyte (on one pass over the loop, it was)."""
+    big = tiny_structs(130_000, client=7)
+    assert 800_000 < len(big) < 1024 * 1024
+
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db") as hub:
+            url = hub.url + "/r"
+            async with crdtdoc.connect(url, agent="honest") as honest:
+                honest.document("d").insert(0, "warm")
+                await honest.flush()
+                room = hub.rooms["r"]
+                order: list[str] = []
+                mine = honest.client_id
+
+                def note(update: bytes, _local: bool) -> None:
+                    order.append("honest" if mine in parse_update(update).structs else "big")
+
+                room.replica.on_update(note)
+                async with ws_connect(url, max_size=None) as attacker:
+                    await attacker.send(encode_message(SyncStep1(b"\x00")))
+                    await attacker.send(encode_message(SyncUpdate(big)))
+                    await asyncio.sleep(0.05)
+                    honest.document("d").insert(0, "x")
+                    await honest.flush(timeout=20)
+                    for _ in range(400):
+                        if room.replica.applied()[0].get(7) == 130_000:
+                            break
+                        await asyncio.sleep(0.05)
+                assert room.replica.applied()[0].get(7) == 130_000
+                assert "honest" in order and order.index("honest") < len(order) - 1, order
+
+    run(body(), timeout=60)
