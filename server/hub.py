@@ -38,12 +38,16 @@ from server.limits import RateLimits
 from server.metrics import HubMetrics
 from server.peer import Peer, close_reason
 from server.pgstore import PostgresCommitter, PostgresStore, redacted
-from server.room import Room
+from server.room import Room, read_message
 from server.shared_coordination import SharedCoordinator
 from server.store import SqliteCommitter, SqliteStore
 from server.web import harden, page, room_list, room_state
 
 log = logging.getLogger("crdtdoc.hub")
+
+OFF_LOOP_BYTES = 64 * 1024
+"""Messages larger than this are parsed in a worker thread, so the event loop keeps serving
+others meanwhile (the parser releases the interpreter to it every few milliseconds)."""
 
 MAX_ROOM_NAME = 256
 
@@ -95,6 +99,7 @@ class Hub:
             config.update_bytes_per_second,
             config.awareness_per_second,
             config.requests_per_second,
+            config.structs_per_second,
         )
         self.started = time.time()
         self._closed = False
@@ -343,7 +348,15 @@ class Hub:
                 await ws.close(1003, "y-protocols messages are binary frames")
                 return
             try:
-                room.receive(peer, data)
+                incoming = None
+                if len(data) > OFF_LOOP_BYTES:  # parsing it takes a while: not on the loop
+                    state = dict(room.replica.applied()[0])
+                    incoming = await asyncio.to_thread(read_message, data, state)
+                pause = room.receive(peer, data, incoming)
+                while room.step(peer):  # a large update, a slice per turn of the loop
+                    await asyncio.sleep(0)
+                if pause:  # over its struct budget: others are served first
+                    await asyncio.sleep(pause)
             except RemoteError as exc:
                 self.metrics.refusals.labels(type(exc).__name__).inc()
                 log.info(
