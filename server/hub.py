@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -103,6 +104,8 @@ class Hub:
         )
         self.started = time.time()
         self._closed = False
+        # One thread parses large messages: the loop shares the interpreter with it alone.
+        self._parser = ThreadPoolExecutor(1, thread_name_prefix="crdtdoc-parse")
         self.metrics = HubMetrics(self._metric_state)
 
     @property
@@ -220,6 +223,7 @@ class Hub:
             await self._committer.close()
         if self.cluster is not None:
             await self.cluster.close()
+        self._parser.shutdown(wait=False, cancel_futures=True)
         log.info("hub stopped")
 
     async def __aenter__(self) -> Hub:
@@ -351,7 +355,9 @@ class Hub:
                 incoming = None
                 if len(data) > OFF_LOOP_BYTES:  # parsing it takes a while: not on the loop
                     state = dict(room.replica.applied()[0])
-                    incoming = await asyncio.to_thread(read_message, data, state)
+                    incoming = await asyncio.get_running_loop().run_in_executor(
+                        self._parser, read_message, data, state
+                    )
                 pause = room.receive(peer, data, incoming)
                 while room.step(peer):  # a large update, a slice per turn of the loop
                     await asyncio.sleep(0)
