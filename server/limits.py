@@ -71,6 +71,11 @@ class RateLimits:
         legitimate update is served, later."""
         return self._for(who)[4].charge(count)
 
+    def answered(self, who: str, size: int) -> float:
+        """Charges the bytes of a sync step 2 the hub sent `who` (asking for a whole room is
+        cheap; answering is not) to its byte budget: seconds to wait before reading more."""
+        return self._for(who)[1].charge(size)
+
     def update(self, who: str, size: int) -> str | None:
         """None if allowed, else which limit was exceeded."""
         updates, data = self._for(who)[:2]

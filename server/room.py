@@ -282,9 +282,11 @@ class Room:
             else:
                 self._apply(peer, message, message.update, parsed)
             return self._limits.structs(peer.rate_key, parsed.count)
-        else:
-            for reply in self.peers[peer].handle(message):  # sync step 1: answer with step 2
+        else:  # sync step 1: answer with step 2, paid for from the asker's byte budget
+            replies = self.peers[peer].handle(message)
+            for reply in replies:
                 peer.send(reply)
+            return self._limits.answered(peer.rate_key, sum(len(r) for r in replies))
         return 0.0
 
     def step(self, peer: Peer) -> bool:

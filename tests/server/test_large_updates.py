@@ -14,7 +14,7 @@ import crdtdoc
 from crdtdoc import Replica
 from crdtdoc.protocol.messages import SyncStep1, SyncUpdate, encode_message
 from crdtdoc.updates import parse_update
-from server.limits import Bucket
+from server.limits import Bucket, RateLimits
 from tests.hubs import run, running_hub
 from tests.server.test_room import new_peer, new_room
 
@@ -95,3 +95,24 @@ def test_an_honest_update_is_served_while_a_megabyte_of_tiny_structs_is_applied(
                 assert "honest" in order and order.index("honest") < len(order) - 1, order
 
     run(body(), timeout=60)
+
+
+def test_asking_for_a_large_room_again_and_again_is_paid_from_the_askers_budget(
+    tmp_path: Path,
+) -> None:
+    """Sync step 1 costs the asker a few bytes and the hub a whole room: the answers count
+    against the asker's byte budget, and past it the hub reads the asker's next message later."""
+    room, config = new_room(tmp_path)
+    room._limits = RateLimits(1e9, 1_000_000, 1e9)
+    writer, asker = new_peer(config, None, None), new_peer(config, None, None)
+    room.join(writer)
+    room.join(asker)
+    room.receive(writer, encode_message(SyncUpdate(_text_of(400_000))))
+    pauses = [room.receive(asker, encode_message(SyncStep1(b"\x00"))) for _ in range(8)]
+    assert pauses[0] == 0.0 and pauses[-1] > 1.0, pauses
+
+
+def _text_of(size: int) -> bytes:
+    writer = Replica("big-text")
+    writer.document("t2").insert(0, "y" * size)
+    return writer.encode_update()
