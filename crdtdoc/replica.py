@@ -191,6 +191,9 @@ class Replica:
         self._root_kinds.update({name: Array for name in BOOKKEEPING_ARRAYS})
         self._artifact_kinds: dict[str, str] = {}  # name -> kind, as used through this replica
         self._recorded_kinds: set[str] = set()  # names whose kind this replica has written
+        self.rebuilds = 0
+        """Counts rebuilds of the engine document (each costs time in proportion to the
+        document): the hub charges them to whoever sent the update that caused one."""
         self.generation = 0
         """Counts commits (local and remote): equal generations mean an unchanged document, which
         lets `Document` keep its text between edits instead of reading it whole each time."""
@@ -882,6 +885,7 @@ class Replica:
     def _rebuild(self) -> None:
         """Replaces the document with one rebuilt from the checkpoint and the committed log."""
         self.generation += 1
+        self.rebuilds += 1
         self._items = None
         log = self._log
         doc: Doc[Any] = Doc(client_id=self._client_id)

@@ -339,6 +339,11 @@ class Hub:
         if identity is not None:
             self._per_identity[identity] = self._per_identity.get(identity, 0) + 1
 
+    async def _pay(self, peer: Peer) -> None:
+        """Waits out the debt of `peer`'s identity (work past its struct or byte budget), or
+        yields once, so that others are served between its messages and slices."""
+        await asyncio.sleep(self._rates.debt(peer.rate_key))
+
     async def _read(self, ws: ServerConnection, room: Room, peer: Peer) -> None:
         while True:
             try:
@@ -358,11 +363,10 @@ class Hub:
                     incoming = await asyncio.get_running_loop().run_in_executor(
                         self._parser, read_message, data, state
                     )
-                pause = room.receive(peer, data, incoming)
+                await self._pay(peer)
+                room.receive(peer, data, incoming)
                 while room.step(peer):  # a large update, a slice per turn of the loop
-                    await asyncio.sleep(0)
-                if pause:  # over its struct budget: others are served first
-                    await asyncio.sleep(pause)
+                    await self._pay(peer)
             except RemoteError as exc:
                 self.metrics.refusals.labels(type(exc).__name__).inc()
                 log.info(

@@ -71,6 +71,12 @@ class RateLimits:
         legitimate update is served, later."""
         return self._for(who)[4].charge(count)
 
+    def debt(self, who: str) -> float:
+        """Seconds until `who`'s struct and byte debts are paid back (0: none): a new
+        connection of an identity in debt is read only after that."""
+        buckets = self._for(who)
+        return max(buckets[4].charge(0), buckets[1].charge(0))
+
     def answered(self, who: str, size: int) -> float:
         """Charges the bytes of a sync step 2 the hub sent `who` (asking for a whole room is
         cheap; answering is not) to its byte budget: seconds to wait before reading more."""

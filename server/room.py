@@ -98,6 +98,11 @@ def read_message(data: bytes, state: Mapping[int, int]) -> Incoming:
     return Incoming(message)
 
 
+REBUILD_STRUCTS = 2000
+"""What an update the engine refuses is charged (plus a struct per 16 bytes of the room): the
+replica rebuilt its document, which takes time in proportion to the room."""
+
+
 def hub_limits(config: HubConfig) -> ReplicaLimits:
     """A room's causal-buffer bounds: each sender's share from the config, and the whole."""
     return ReplicaLimits(
@@ -245,14 +250,14 @@ class Room:
         self.last_active = self.scheduler.monotonic()
         self.presence.leave(peer)
 
-    def receive(self, peer: Peer, data: bytes, incoming: Incoming | None = None) -> float:
+    def receive(self, peer: Peer, data: bytes, incoming: Incoming | None = None) -> None:
         """Handles one message from `peer` (`incoming`: as `read_message` read it, if it was).
         Raises `RemoteError` (close the connection) for bad input; the room itself is unharmed:
         nothing invalid was applied or stored.
 
-        A large update is applied one slice now, the rest by `step`; returns how many seconds
-        the hub should wait before reading this peer's next message (its identity went over its
-        struct budget: what it sends is served later, not refused)."""
+        A large update is applied one slice now, the rest by `step`. What the message costs is
+        charged to the sender's budgets (`server.limits`): the hub waits out a debt before it
+        reads or applies more of that identity's work."""
         self.last_active = self.scheduler.monotonic()
         if incoming is None:
             incoming = read_message(data, self.replica.applied()[0])
@@ -262,7 +267,7 @@ class Room:
                 if not peer.told_read_only:  # dropped, said once (stock clients always send it)
                     peer.told_read_only = True
                     peer.send(encode_message(Auth("read-only token: presence is not relayed")))
-                return 0.0
+                return
             self.presence.receive(peer, message.data)
         elif isinstance(message, QueryAwareness):
             present = self.presence.message()
@@ -275,19 +280,18 @@ class Room:
             if exceeded:
                 raise RateLimited(f"update refused: {exceeded}; slow down and reconnect")
             parsed = self.gate.authorize(peer, message.update, self.size_bytes, incoming.parsed)
+            self._limits.structs(peer.rate_key, parsed.count)  # charged before any is applied
             slices = incoming.slices if incoming.slices is not None else []
             if len(slices) > 1 and self.replica.is_news(parsed):
                 self._slices[peer] = (deque(slices), isinstance(message, SyncStep2))
                 self.step(peer)
             else:
                 self._apply(peer, message, message.update, parsed)
-            return self._limits.structs(peer.rate_key, parsed.count)
         else:  # sync step 1: answer with step 2, paid for from the asker's byte budget
             replies = self.peers[peer].handle(message)
             for reply in replies:
                 peer.send(reply)
-            return self._limits.answered(peer.rate_key, sum(len(r) for r in replies))
-        return 0.0
+            self._limits.answered(peer.rate_key, sum(len(r) for r in replies))
 
     def step(self, peer: Peer) -> bool:
         """Applies the next slice of `peer`'s large update; True while more remain. Raises as
@@ -311,12 +315,15 @@ class Room:
     def _apply(self, peer: Peer, message: Message, data: bytes, parsed: ParsedUpdate) -> None:
         """Hands one authorized update to the peer's sync session (apply, or wait)."""
         self.origin = (peer, data)
+        rebuilds = self.replica.rebuilds
         try:  # a full causal buffer makes the session ask the peer to resync instead
             replies = self.peers[peer].handle(message, parsed)
         except ReplicaRebuilt as exc:
             raise InvalidUpdate(f"update refused by the CRDT engine: {exc}") from None
         finally:
             self.origin = None
+            if self.replica.rebuilds != rebuilds:  # the engine refused it: a costly refusal
+                self._limits.structs(peer.rate_key, REBUILD_STRUCTS + self.size_bytes // 16)
         for reply in replies:
             peer.send(reply)
         if self.replica.pending_of(peer.rate_key)[0] and not self._expiry_due:
