@@ -1,8 +1,8 @@
 """`python -m benchmarks NAME [options]` (or `crdtdoc bench NAME`): runs one benchmark.
 
 Names: strategies, partitions, hub_load, trace, cluster_load, validation_overhead, gate_cost,
-and report (regenerates benchmarks/RESULTS.md from the recorded results). `NAME --help` shows
-its options.
+abuse, and report (regenerates benchmarks/RESULTS.md from the recorded results). `NAME --help`
+shows its options.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ BENCHMARKS = {
     "cluster_load": "benchmarks.cluster_load",
     "validation_overhead": "benchmarks.validation_overhead",
     "gate_cost": "benchmarks.gate_cost",
+    "abuse": "benchmarks.abuse",
     "report": "benchmarks.report",
 }
 

@@ -22,6 +22,7 @@ SECTIONS = [
     ("cluster_load", "Several hubs on PostgreSQL and Redis"),
     ("validation_overhead", "What validation and causal ordering cost"),
     ("gate_cost", "What the semantic gate costs per update"),
+    ("abuse", "The hub under abuse: issue 16's attacks beside an honest agent"),
 ]
 
 
