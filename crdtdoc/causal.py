@@ -60,8 +60,7 @@ class Waiting:
 
 def entry_cost(data: bytes, parsed: ParsedUpdate | None, deletes: IdSet) -> int:
     """The memory an entry is charged: its bytes plus an estimate of its parse."""
-    ranges = sum(len(r) for r in deletes.ranges.values())
-    cost = _ENTRY_OVERHEAD + len(data) + _PER_RANGE * ranges
+    cost = _ENTRY_OVERHEAD + len(data) + _PER_RANGE * deletes.range_count()
     if parsed is not None:
         cost += _PER_CLIENT * (len(parsed.structs) + len(parsed.references))
         for structs in parsed.structs.values():

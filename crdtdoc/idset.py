@@ -41,6 +41,14 @@ class IdSet:
                 if norm:
                     self._ranges[client] = norm
 
+    @classmethod
+    def _of(cls, ranges: dict[int, list[Range]]) -> IdSet:
+        """An IdSet of ranges already sorted, disjoint and non-adjacent (what the methods below
+        produce from their own), without checking them again; empty lists are left out."""
+        made = cls()
+        made._ranges = {c: rs for c, rs in ranges.items() if rs}
+        return made
+
     def add(self, client: int, start: int, end: int) -> None:
         """Adds the ids `client:start` up to (not including) `client:end`."""
         if end <= start:
@@ -88,6 +96,10 @@ class IdSet:
         """The number of ids in the set."""
         return sum(end - start for _, start, end in self)
 
+    def range_count(self) -> int:
+        """The number of ranges: what the set costs to hold and to work with."""
+        return sum(len(rs) for rs in self._ranges.values())
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, IdSet) and self._ranges == other._ranges
 
@@ -109,8 +121,9 @@ class IdSet:
     def union(self, other: IdSet) -> IdSet:
         merged: dict[int, list[Range]] = {c: list(rs) for c, rs in self._ranges.items()}
         for c, rs in other._ranges.items():
-            merged.setdefault(c, []).extend(rs)
-        return IdSet(merged)
+            mine = merged.get(c)
+            merged[c] = _normalize(mine + rs) if mine else list(rs)
+        return IdSet._of(merged)
 
     def difference(self, other: IdSet) -> IdSet:
         out: dict[int, list[Range]] = {}
@@ -140,10 +153,15 @@ class IdSet:
                 if cur < end:
                     kept.append((cur, end))
             out[c] = kept
-        return IdSet(out)
+        return IdSet._of(out)
 
     def issubset(self, other: IdSet) -> bool:
-        return not self.difference(other)
+        """Whether every id here is in `other`; stops at the first client that is not."""
+        for c, rs in self._ranges.items():
+            holes = other._ranges.get(c)
+            if not holes or IdSet._of({c: rs}).difference(IdSet._of({c: holes})):
+                return False
+        return True
 
     def intersection(self, other: IdSet) -> IdSet:
         return self.difference(self.difference(other))
@@ -154,7 +172,7 @@ class IdSet:
         for c, rs in self._ranges.items():
             limit = state.get(c, 0)
             out[c] = [(s, min(e, limit)) for s, e in rs if s < limit]
-        return IdSet(out)
+        return IdSet._of(out)
 
     # Yjs delete-set encoding: varuint clients, then per client: client, count, (clock, len)*.
     def encode_into(self, enc: Encoder) -> None:

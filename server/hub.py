@@ -166,7 +166,9 @@ class Hub:
             max_size=config.max_message_bytes,
             open_timeout=config.handshake_timeout,
             compression=None,  # messages are encoded once for all peers; deflate would redo it
-            max_queue=64,
+            # Unread messages per connection (then TCP pushes back): at most 4 MiB at the
+            # default message size, while the hub waits out a sender's debt.
+            max_queue=4,
             server_header="crdtdoc",
         )
         self._janitor = loop.create_task(self._janitor_loop(), name="hub-janitor")

@@ -279,8 +279,11 @@ class Room:
             exceeded = self._limits.update(peer.rate_key, len(message.update))
             if exceeded:
                 raise RateLimited(f"update refused: {exceeded}; slow down and reconnect")
-            parsed = self.gate.authorize(peer, message.update, self.size_bytes, incoming.parsed)
-            self._limits.structs(peer.rate_key, parsed.count)  # charged before any is applied
+            parsed = incoming.parsed
+            if parsed is not None:  # charged before it is judged: each struct, and each deleted
+                # range, costs time, whether the update is then applied or refused
+                self._limits.structs(peer.rate_key, parsed.count + parsed.delete_set.range_count())
+            parsed = self.gate.authorize(peer, message.update, self.size_bytes, parsed)
             slices = incoming.slices if incoming.slices is not None else []
             if len(slices) > 1 and self.replica.is_news(parsed):
                 self._slices[peer] = (deque(slices), isinstance(message, SyncStep2))
