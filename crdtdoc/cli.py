@@ -94,6 +94,8 @@ BENCHMARKS = (
     "trace",
     "cluster_load",
     "validation_overhead",
+    "gate_cost",
+    "abuse",
     "report",
 )
 
