@@ -57,7 +57,20 @@ class PendingLimitExceeded(CrdtdocError):
 
 
 class StorageError(CrdtdocError):
-    """A saved replica file cannot be read or written."""
+    """A saved replica file, or a hub's store, cannot be read or written."""
+
+
+class HubStorageError(StorageError):
+    """The hub cannot store updates now (its disk is full, its database read-only or down);
+    `reason` is the database's own words. Nothing is lost: this replica keeps its edits and
+    sends them again, the hub keeps retrying, and `flush` succeeds once a commit does."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"the hub cannot store updates: {reason}; your edits are kept locally and will be "
+            "sent again"
+        )
+        self.reason = reason
 
 
 class SyncTimeout(CrdtdocError, TimeoutError):

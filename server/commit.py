@@ -4,7 +4,11 @@ Rooms hand the committer each update they commit (`append`) and, now and then, a
 whole state (`compact`). Whatever accumulates while one transaction runs goes into the next one, so
 many small updates cost one commit. When a transaction commits, each room that had writes in it is
 told (the callback its `on_taken` returned), which is when the hub may acknowledge them as durable.
-A failed transaction keeps its writes and is retried: nothing handed over is dropped.
+A failed transaction keeps its writes and is retried every `RETRY_SECONDS`: nothing handed over
+is dropped. While it fails the committer is *failing* (`failure` holds the database's own words,
+"database or disk is full"); that is logged once when it starts (or its reason changes) and once
+when a commit succeeds again, not at every retry, and the hub is told through `on_failed` (every
+failed attempt) and `on_recovered` (readiness, metrics, clients waiting in `flush`).
 
 Subclasses say how a batch is written (`_write`) and how the store is closed (`_close_store`).
 """
@@ -22,6 +26,29 @@ from crdtdoc.errors import StorageError
 log = logging.getLogger("crdtdoc.hub.store")
 
 RETRY_SECONDS = 1.0
+"""Seconds between two attempts at a failing transaction."""
+MAX_REASON = 200
+"""Characters of a database error kept as the reason a store is failing."""
+
+
+class StoreFailure(StorageError):
+    """A store transaction failed. `reason` is the database's own words ("database or disk is
+    full", "attempt to write a readonly database"), not the database's file or URL: it is shown on
+    `/readyz` and sent to clients; the message adds what was being done (and `detail`, the
+    whole error, when the reason leaves some out)."""
+
+    def __init__(self, what: str, reason: str, detail: str | None = None) -> None:
+        reason = reason.strip().splitlines()[0][:MAX_REASON] if reason.strip() else "unknown"
+        super().__init__(f"cannot {what}: {detail or reason}")
+        self.reason = reason
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What to say about a failed commit: a `StoreFailure`'s reason, else only the kind of
+    error (its text, which may hold anything, goes to the log)."""
+    if isinstance(exc, StoreFailure):
+        return exc.reason
+    return f"unexpected {type(exc).__name__}"
 
 
 @dataclass
@@ -75,8 +102,14 @@ class GroupCommitter:
         self._closing = False
         self.on_appended: AppendedHook | None = None
         self.on_committed: Callable[[float], None] | None = None  # seconds one commit took
+        self.on_failed: Callable[[str], None] | None = None  # each failed attempt, its reason
+        self.on_recovered: Callable[[], None] | None = None  # a commit after failed ones
         self.commits = 0
         self.commit_seconds = 0.0
+        self.failure: str | None = None  # why the store cannot commit now (None: it can)
+        self.failed_commits = 0  # failed attempts, ever
+        self._failing_since = 0.0
+        self._failed_in_row = 0
 
     async def load(self, room: str) -> StoredRoom:
         """The room as stored. Raises `StorageError`."""
@@ -133,11 +166,10 @@ class GroupCommitter:
                     seqs = await self._write(writes) if writes else []
                     break
                 except Exception as exc:  # disk full, database down...: keep the data, retry
-                    log.error(
-                        "store commit failed, retrying",
-                        extra={"error": str(exc), "retry_in": RETRY_SECONDS},
-                    )
+                    self._failed(exc)
                     await asyncio.sleep(RETRY_SECONDS)
+            if self.failure is not None:
+                self._recovered()
             self.commits += 1
             took = time.perf_counter() - started
             self.commit_seconds += took
@@ -155,6 +187,42 @@ class GroupCommitter:
                     return
             else:
                 self._wakeup.set()
+
+    def _failed(self, exc: Exception) -> None:
+        """A transaction failed: logged when the store starts failing or the reason changes."""
+        reason = failure_reason(exc)
+        self.failed_commits += 1
+        self._failed_in_row += 1
+        if reason != self.failure:
+            if self.failure is None:
+                self._failing_since = time.monotonic()
+            self.failure = reason
+            log.error(
+                "store cannot commit; retrying until it can",
+                extra={"reason": reason, "error": str(exc), "retry_every": RETRY_SECONDS},
+            )
+        if self.on_failed is not None:
+            try:
+                self.on_failed(reason)
+            except Exception:  # a hook must never stop the retries
+                log.exception("store failure hook failed")
+
+    def _recovered(self) -> None:
+        log.warning(
+            "store commits again",
+            extra={
+                "was": self.failure,
+                "failed_seconds": round(time.monotonic() - self._failing_since, 3),
+                "failed_attempts": self._failed_in_row,
+            },
+        )
+        self.failure = None
+        self._failed_in_row = 0
+        if self.on_recovered is not None:
+            try:
+                self.on_recovered()
+            except Exception:
+                log.exception("store recovery hook failed")
 
     async def close(self) -> None:
         """Writes what is queued, then stops and closes the store."""

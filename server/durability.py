@@ -4,10 +4,15 @@ At once, unless it was told less than an interval ago (`DURABLE_INTERVAL`, longe
 versions); then once, with the newest version, when the interval ends. A version carries the
 room's whole delete set, so under a stream of commits this bounds what acknowledgements cost (the
 trace benchmark spent most of its time on them).
+
+While the store cannot commit, the clients are told why (`store_failing`): at once when it starts
+failing or the reason changes, and a client that joins meanwhile at the committer's next retry
+(within a second); when a commit succeeds again, at once, by a `durable` without the reason.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable
 
 from crdtdoc.protocol.extension import Durable, encode_extension
@@ -33,9 +38,31 @@ class DurableAnnouncer:
         self._told_at = 0.0
         self._due = False  # an announcement is scheduled
         self._gap = DURABLE_INTERVAL  # the least time until the next one
+        self.store_error: str | None = None  # why the store cannot commit now
+        self._warned: weakref.WeakSet[Peer] = weakref.WeakSet()  # told the store_error
 
     def message(self) -> bytes:
-        return encode_message(encode_extension(Durable(self.version)))
+        return encode_message(encode_extension(Durable(self.version, self.store_error)))
+
+    def store_failing(self, reason: str | None) -> None:
+        """The store cannot commit, for `reason` (None: it commits again). Called at every
+        failed attempt: clients not yet told this reason are told now."""
+        if reason is None:
+            if self.store_error is not None:
+                self.store_error = None
+                self._warned = weakref.WeakSet()
+                self._send(self.message(), lambda peer: True)
+            return
+        if reason != self.store_error:
+            self.store_error = reason
+            self._warned = weakref.WeakSet()
+        self._send(self.message(), lambda peer: peer not in self._warned)
+        self._warned.update(peer for peer in self._peers() if peer.extensions)
+
+    def _send(self, message: bytes, to: Callable[[Peer], bool]) -> None:
+        for peer in self._peers():
+            if peer.extensions and to(peer):
+                peer.send(message)
 
     def durable(self, version: Version) -> None:
         """`version` is durable now: tell the clients, at once or at the end of the interval."""
@@ -53,6 +80,4 @@ class DurableAnnouncer:
         self._told_at = self._scheduler.monotonic()
         message = self.message()
         self._gap = max(DURABLE_INTERVAL, len(message) / DURABLE_BYTES_PER_SECOND)
-        for peer in self._peers():
-            if peer.extensions:
-                peer.send(message)
+        self._send(message, lambda peer: True)

@@ -149,7 +149,7 @@ class Hub:
                 None, lambda: SqliteStore(config.db, synchronous=config.synchronous)
             )
             self._committer = SqliteCommitter(store)
-            self._committer.on_committed = self.metrics.commit_seconds.observe
+            self._watch_store(self._committer)
             self._committer.start()
             self._coordinator = Coordinator(
                 self._committer,
@@ -188,7 +188,7 @@ class Hub:
             drop_rate=config.fanout_drop_rate,
         )
         committer.on_appended = self._appended
-        committer.on_committed = self.metrics.commit_seconds.observe
+        self._watch_store(committer)
         committer.start()
         await cluster.start()
         self._committer, self.cluster = committer, cluster
@@ -199,6 +199,17 @@ class Hub:
             poll_seconds=config.lease_poll_seconds,
             max_leases_per_agent=config.max_leases_per_agent,
         )
+
+    def _watch_store(self, committer: GroupCommitter) -> None:
+        """Commit times go to the metrics; while the store cannot commit, every room's crdtdoc
+        clients are told why (`/readyz` reads `committer.failure`)."""
+        committer.on_committed = self.metrics.commit_seconds.observe
+        committer.on_failed = self._store_failing
+        committer.on_recovered = lambda: self._store_failing(None)
+
+    def _store_failing(self, reason: str | None) -> None:
+        for room in self.rooms.values():
+            room.announcer.store_failing(reason)
 
     def _appended(self, name: str, seq: int, data: bytes) -> None:
         """An update of this hub's is in the shared log at `seq`: note it, tell the others."""
@@ -244,6 +255,9 @@ class Hub:
         if path == "/readyz":
             if self._server is None or self._closed:
                 return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, "not ready\n")
+            failure = self.committer.failure
+            if failure is not None:  # the database's own words, never its file or URL
+                return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, f"store failing: {failure}\n")
             return ws.respond(HTTPStatus.OK, "ready\n")
         if path == "/metrics":
             # With a secret: any valid token (whatever rooms it allows; a scraper's may allow
@@ -439,6 +453,7 @@ class Hub:
     def _metric_state(self) -> dict[str, float]:
         """The hub's state now, for the gauges of `/metrics`."""
         queues = [peer.queued for room in self.rooms.values() for peer in room.peers]
+        committer = self._committer
         return {
             "connections": self.connections,
             "rooms_loaded": len(self.rooms),
@@ -446,6 +461,8 @@ class Hub:
             "send_queue_messages": sum(m for m, _ in queues),
             "send_queue_bytes": sum(b for _, b in queues),
             "send_queue_messages_max": max((m for m, _ in queues), default=0),
+            "store_failing": float(committer is not None and committer.failure is not None),
+            "store_failed_commits": committer.failed_commits if committer is not None else 0,
         }
 
     # -- rooms -----------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Each hub has its own registry (several hubs may share a process, in tests). Counters and
 histograms are updated where things happen; gauges that describe the hub's state now (connections,
-rooms, send queues) are read from the hub when scraped, so they cannot drift. No metric is labelled
-by room or agent: label values stay few whatever clients send.
+rooms, send queues, a failing store) and the store's failed commits are read from the hub when
+scraped, so they cannot drift. No metric is labelled by room or agent: label values stay few
+whatever clients send.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -33,8 +34,14 @@ class _State(Collector):
             ("send_queue_messages", "Messages waiting in all peers' send queues."),
             ("send_queue_bytes", "Bytes waiting in all peers' send queues."),
             ("send_queue_messages_max", "The longest send queue of one peer, in messages."),
+            ("store_failing", "1 while the store cannot commit (writes are kept and retried)."),
         ):
             yield GaugeMetricFamily(f"crdtdoc_{name}", help_, value=state.get(name, 0.0))
+        yield CounterMetricFamily(
+            "crdtdoc_store_failed_commits",
+            "Store transactions that failed (each is retried until it commits).",
+            value=state.get("store_failed_commits", 0.0),
+        )
 
 
 class HubMetrics:

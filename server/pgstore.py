@@ -24,7 +24,7 @@ from psycopg import AsyncConnection, IsolationLevel
 from psycopg_pool import AsyncConnectionPool
 
 from crdtdoc.errors import StorageError
-from server.commit import Append, GroupCommitter, StoredRoom, Write
+from server.commit import Append, GroupCommitter, StoredRoom, StoreFailure, Write
 
 log = logging.getLogger("crdtdoc.hub.store")
 
@@ -74,8 +74,16 @@ class Fetched:
     last_seq: int = 0  # the room's newest entry when this was read
 
 
-def _failure(what: str, exc: Exception) -> StorageError:
-    return StorageError(f"cannot {what} in PostgreSQL: {exc}")
+def _failure(what: str, exc: psycopg.Error) -> StoreFailure:
+    """psycopg's error as a `StoreFailure`: the server's own message as the reason (a client-side
+    error, such as a lost connection, names the database host: the reason then says only that
+    the database cannot be reached, and the whole error stays in the message, for the logs).
+    psycopg never lets a failed ROLLBACK hide the error that caused it."""
+    if exc.sqlstate is not None and exc.diag.message_primary:
+        reason = exc.diag.message_primary
+    else:
+        reason = f"the database cannot be reached ({type(exc).__name__})"
+    return StoreFailure(f"{what} in PostgreSQL", reason, detail=str(exc))
 
 
 class PostgresStore:
@@ -128,7 +136,7 @@ class PostgresStore:
     async def transaction(
         self, what: str, *, isolation: IsolationLevel | None = None
     ) -> AsyncIterator[AsyncConnection]:
-        """One transaction; psycopg's errors become `StorageError("cannot <what> ...")`."""
+        """One transaction; psycopg's errors become `StoreFailure("cannot <what> ...")`."""
         try:
             async with self._pool.connection() as db:
                 if isolation is not None:

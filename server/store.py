@@ -13,13 +13,13 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
 from crdtdoc.errors import StorageError
-from server.commit import Append, GroupCommitter, StoredRoom, Write
+from server.commit import Append, GroupCommitter, StoredRoom, StoreFailure, Write
 
 SCHEMA_VERSION = 1
 _PUT_SNAPSHOT = "INSERT OR REPLACE INTO snapshots(room, seq, data) VALUES (?, ?, ?)"
@@ -77,8 +77,27 @@ class SqliteStore:
                     f"{path} uses storage schema {row[0]}; this crdtdoc reads schema "
                     f"{SCHEMA_VERSION}"
                 )
+            self._check_writable()
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the hub database {path}: {exc}") from None
+
+    def _check_writable(self) -> None:
+        """Refuses a database the hub could read but never write (a read-only file, directory
+        or file system, an immutable file): SQLite opens such a file read-only without a word,
+        and the hub would serve without ever acknowledging a write. The test is a real write in
+        a transaction that is rolled back, so nothing changes and no disk space is needed."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('write_check', '')")
+        except sqlite3.Error as exc:
+            self._rollback()
+            self._db.close()
+            raise StorageError(
+                f"the hub database {self.path} cannot be written: {exc} (the hub needs to write "
+                "the file and create files beside it: check their permissions and that the "
+                "file system is mounted read-write)"
+            ) from None
+        self._rollback()
 
     def load(self, room: str) -> StoredRoom:
         try:
@@ -119,17 +138,27 @@ class SqliteStore:
     @contextmanager
     def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
         """One SQLite transaction: committed if the block completes, rolled back otherwise;
-        SQLite's errors become `StorageError("cannot <what>: ...")`."""
+        SQLite's errors become `StoreFailure("cannot <what>: ...")` with SQLite's own words as
+        the reason. SQLite may already have rolled the transaction back itself (it does on
+        SQLITE_FULL, for one): then no ROLLBACK is issued, whose "no transaction is active"
+        would hide the real error."""
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
         except sqlite3.Error as exc:
-            raise StorageError(f"cannot {what}: {exc}") from None
+            raise StoreFailure(what, str(exc)) from None
+
+    def _rollback(self) -> None:
+        """Ends a failed transaction, if one is still open; the error that failed it is what
+        counts, so a failing ROLLBACK (a broken disk) is not raised over it."""
+        if self._db.in_transaction:
+            with suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
 
     # -- coordination state (leases, fencing tokens, sequences) ----------------------------
 

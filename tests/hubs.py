@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -123,15 +123,24 @@ def stored_replica(db: Path, room: str) -> Replica:
 class HubProcess:
     """`crdtdoc serve` in a child process."""
 
-    def __init__(self, db: Path | str, port: int = 0, *args: str, log: Path | None = None) -> None:
+    def __init__(
+        self,
+        db: Path | str,
+        port: int = 0,
+        *args: str,
+        log: Path | None = None,
+        wrapper: Sequence[str] = (),
+    ) -> None:
         self.db = db
         self.log = log  # stderr goes here (default: beside the SQLite file)
         self.args = args
+        self.wrapper = list(wrapper)  # a command that runs the hub (nsenter ... --)
         self.port = port
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self, timeout: float = 20.0) -> str:
         cmd = [
+            *self.wrapper,
             sys.executable,
             "-m",
             "crdtdoc.cli",

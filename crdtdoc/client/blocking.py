@@ -106,15 +106,15 @@ class BlockingReplica(HubLink):
 
     def flush(self, timeout: float = 30.0) -> Version:
         """Returns once the hub has durably stored everything this replica holds now; returns
-        the durable version. Raises `SyncTimeout`."""
+        the durable version. Raises `SyncTimeout`, or `HubStorageError` while the hub says its
+        store cannot commit (nothing is lost: call again later)."""
         target = self.version()
         self._raise_refused()
         self._wait_until(
-            lambda: target <= self._durable or self.refused is not None,
-            timeout,
-            "the hub did not confirm durable storage",
+            lambda: self._flush_done(target), timeout, "the hub did not confirm durable storage"
         )
         self._raise_refused()
+        self._raise_store_error(target)
         return self._durable
 
     def wait_for(self, version: Version | str, timeout: float | None = None) -> None:

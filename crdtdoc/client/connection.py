@@ -35,6 +35,7 @@ from crdtdoc.errors import (
     Conflict,
     CrdtdocError,
     FencedOut,
+    HubStorageError,
     NotConnected,
     RateLimited,
     Refused,
@@ -181,6 +182,7 @@ class HubLink(Replica):
         self._awareness_clock = 0
         self.connects = 0
         self.last_error: str | None = None
+        self.store_error: str | None = None  # the hub said its store cannot commit: why
         self._welcomed = False  # the hub answered our hello: it speaks the extensions
         self._requests: dict[int, asyncio.Future[Reply]] = {}
         self._next_request = 0
@@ -350,6 +352,7 @@ class HubLink(Replica):
         finally:
             self._outbox = None
             self._welcomed = False
+            self.store_error = None  # said by that hub, of that link: unknown from now on
             for waiter in self._requests.values():
                 if not waiter.done():
                     waiter.set_exception(
@@ -396,6 +399,9 @@ class HubLink(Replica):
                 self._durable = ext.durable if isinstance(ext, Welcome) else ext.version
                 if isinstance(ext, Welcome):
                     self._welcomed = True
+                    self.store_error = None
+                else:
+                    self._store_state(ext.store_error)
                 self._activity()
             elif isinstance(ext, Reply):
                 waiter = self._requests.pop(ext.id, None)
@@ -408,6 +414,26 @@ class HubLink(Replica):
         else:
             self._deliver_sync(message)
             self._activity()
+
+    def _store_state(self, error: str | None) -> None:
+        if error != self.store_error:
+            if error is not None:
+                log.warning("the hub cannot store updates", extra={"reason": error})
+            else:
+                log.info("the hub stores updates again")
+        self.store_error = error
+
+    def _flush_done(self, target: Version) -> bool:
+        """Whether a `flush` for `target` may stop waiting: durable, refused, or the hub says
+        its store cannot commit."""
+        return target <= self._durable or self.refused is not None or self.store_error is not None
+
+    def _raise_store_error(self, target: Version) -> None:
+        """Raises `HubStorageError` when `target` is not durable because the hub's store is
+        failing (the edits stay here and at the hub, which retries)."""
+        error = self.store_error
+        if error is not None and not target <= self._durable:
+            raise HubStorageError(error)
 
     def _receive_presence(self, data: bytes) -> None:
         for entry in decode_awareness(data, max_state_bytes=MAX_PRESENCE_BYTES):
@@ -716,7 +742,9 @@ class ConnectedReplica(HubLink):
 
     async def flush(self, timeout: float = 30.0) -> Version:
         """Returns once the hub has durably stored everything this replica holds now (every
-        local change made so far); returns the durable version. Raises `SyncTimeout`."""
+        local change made so far); returns the durable version. Raises `SyncTimeout`, or
+        `HubStorageError` at once while the hub says its store cannot commit (nothing is lost:
+        call again later)."""
         if self._pending_fence is not None:  # a fenced write first gets its answer
             await asyncio.shield(self._pending_fence)
         if self.fenced_out is not None:
@@ -725,11 +753,10 @@ class ConnectedReplica(HubLink):
         await self._raise_refused_once_resynced(timeout)
         target = self.version()
         await self._wait_until(
-            lambda: target <= self._durable or self.refused is not None,
-            timeout,
-            "the hub did not confirm durable storage",
+            lambda: self._flush_done(target), timeout, "the hub did not confirm durable storage"
         )
         await self._raise_refused_once_resynced(timeout)  # refused while waiting: reset
+        self._raise_store_error(target)
         return self._durable
 
     async def _raise_refused_once_resynced(self, timeout: float) -> None:

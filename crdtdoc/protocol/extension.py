@@ -2,7 +2,8 @@
 
 A stock Yjs client never sees these: a crdtdoc client opts in by sending `Hello` first, and only
 then does the hub send it `Welcome` and, after durable commits (coalesced), `Durable` with the hub's
-durable version. Unknown keys are ignored (newer peers may add some); unknown types are refused.
+durable version; while the hub's store cannot commit, `Durable` also says why (`store_error`).
+Unknown keys are ignored (newer peers may add some); unknown types are refused.
 """
 
 from __future__ import annotations
@@ -39,9 +40,15 @@ class Welcome:
 
 @dataclass(frozen=True, slots=True)
 class Durable:
-    """Hub -> client after each durable commit: everything in `version` survives a hub crash."""
+    """Hub -> client after each durable commit: everything in `version` survives a hub crash.
+
+    With `store_error`: the hub's store cannot commit now (the database's own words, "database
+    or disk is full"); what is not in `version` waits in the hub's memory and is retried. Sent
+    when the store starts failing (to a client that joins meanwhile, at the next retry); the
+    next `Durable` without it says the store commits again."""
 
     version: Version
+    store_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +88,8 @@ def encode_extension(message: ExtensionMessage) -> Extension:
         }
     elif isinstance(message, Durable):
         body = {"type": "durable", "version": message.version.to_bytes()}
+        if message.store_error is not None:
+            body["store_error"] = message.store_error
     elif isinstance(message, Request):
         body = {"type": "request", "id": message.id, "op": message.op, "args": message.args}
     else:
@@ -115,7 +124,10 @@ def decode_extension(message: Extension) -> ExtensionMessage:
             _field(body, "protocol", int),
         )
     if kind == "durable":
-        return Durable(_version(body, "version"))
+        store_error = body.get("store_error")
+        if store_error is not None and not isinstance(store_error, str):
+            raise InvalidMessage("durable: field 'store_error' must be str or nil")
+        return Durable(_version(body, "version"), store_error)
     if kind == "request":
         return Request(_field(body, "id", int), _field(body, "op", str), _field(body, "args", dict))
     if kind == "reply":

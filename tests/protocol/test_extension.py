@@ -23,7 +23,12 @@ def test_round_trips_through_the_message_layer() -> None:
     r = Replica("a")
     r.document("d").insert(0, "hi")
     r.document("d").delete(0, 1)
-    for message in (Hello("alice"), Welcome("room/1", r.version()), Durable(r.version())):
+    for message in (
+        Hello("alice"),
+        Welcome("room/1", r.version()),
+        Durable(r.version()),
+        Durable(r.version(), store_error="database or disk is full"),
+    ):
         wire = encode_message(encode_extension(message))
         assert wire[0] == 100  # message type 100: never sent to stock Yjs clients
         decoded = decode_message(wire)
@@ -46,6 +51,10 @@ def _payload(body: object) -> Extension:
         (_payload({"type": "hello", "agent": "", "protocol": 1}), "1..200"),
         (_payload({"type": "hello", "agent": "a", "protocol": True}), "'protocol' must be int"),
         (_payload({"type": "durable", "version": b"\x07"}), "not a version"),
+        (
+            _payload({"type": "durable", "version": b"\x01\x00\x00", "store_error": 1}),
+            "'store_error' must be str or nil",
+        ),
     ],
 )
 def test_refusals_say_what_is_wrong(payload: Extension, pattern: str) -> None:
@@ -57,3 +66,13 @@ def test_refusals_say_what_is_wrong(payload: Extension, pattern: str) -> None:
 def test_random_payloads_only_ever_raise_invalid_message(data: bytes) -> None:
     with contextlib.suppress(InvalidMessage):
         decode_extension(Extension(data))
+
+
+def test_store_error_is_sent_only_while_there_is_one() -> None:
+    """A `durable` without a store error has no `store_error` key at all (as before it
+    existed); older clients ignore the key when it is there."""
+    version = Replica("a").version()
+    plain = msgpack.unpackb(encode_extension(Durable(version)).payload)
+    assert "store_error" not in plain
+    failing = msgpack.unpackb(encode_extension(Durable(version, "disk full")).payload)
+    assert failing["store_error"] == "disk full"
