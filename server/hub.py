@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from crdtdoc.errors import (
     AuthError,
@@ -79,6 +80,23 @@ def room_name(path: str) -> str:
     return name
 
 
+async def close_draining(ws: ServerConnection, code: int, reason: str) -> None:
+    """Closes a connection while reading (and dropping) what the peer still sends: with few
+    unread messages allowed (`max_queue`), a peer that sent more before our close would
+    otherwise have its close frame stuck behind them until the close times out."""
+
+    async def drain() -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await ws.recv()
+
+    reader = asyncio.get_running_loop().create_task(drain())
+    try:
+        await ws.close(code, reason)
+    finally:
+        reader.cancel()
+
+
 class Hub:
     """Serves rooms over websockets until `close()`."""
 
@@ -91,6 +109,7 @@ class Hub:
         self._coordinator: Coordinator | SharedCoordinator | None = None
         self.cluster: Cluster | None = None  # with PostgreSQL: the link to other hubs
         self._janitor: asyncio.Task[None] | None = None
+        self._lag_watch: asyncio.Task[None] | None = None
         self.connections = 0
         self._per_ip: dict[str, int] = {}
         self._per_identity: dict[str, int] = {}
@@ -104,6 +123,7 @@ class Hub:
         )
         self.started = time.time()
         self._closed = False
+        self._closing = asyncio.Event()
         # One thread parses large messages: the loop shares the interpreter with it alone.
         self._parser = ThreadPoolExecutor(1, thread_name_prefix="crdtdoc-parse")
         self.metrics = HubMetrics(self._metric_state)
@@ -172,6 +192,7 @@ class Hub:
             server_header="crdtdoc",
         )
         self._janitor = loop.create_task(self._janitor_loop(), name="hub-janitor")
+        self._lag_watch = loop.create_task(self.metrics.watch_event_loop(), name="hub-lag")
         log.info("hub listening", extra={"url": self.url, "db": redacted(config.db)})
 
     async def _start_shared(self) -> None:
@@ -225,8 +246,11 @@ class Hub:
         if self._closed:
             return
         self._closed = True
+        self._closing.set()  # connections waiting out a debt close themselves, draining
         if self._janitor is not None:
             self._janitor.cancel()
+        if self._lag_watch is not None:
+            self._lag_watch.cancel()
         if self._server is not None:
             self._server.close(code=1001, reason="hub shutting down")
             await self._server.wait_closed()
@@ -355,10 +379,24 @@ class Hub:
         if identity is not None:
             self._per_identity[identity] = self._per_identity.get(identity, 0) + 1
 
-    async def _pay(self, peer: Peer) -> None:
+    async def _pay(self, ws: ServerConnection, peer: Peer) -> bool:
         """Waits out the debt of `peer`'s identity (work past its struct or byte budget), or
-        yields once, so that others are served between its messages and slices."""
-        await asyncio.sleep(self._rates.debt(peer.rate_key))
+        yields once, so that others are served between its messages and slices. False if the
+        connection closed meanwhile (a hub shutting down does not wait for debts)."""
+        debt = self._rates.debt(peer.rate_key)
+        if not debt:
+            await asyncio.sleep(0)
+            return not self._closing.is_set()
+        waits = [
+            asyncio.ensure_future(ws.wait_closed()),
+            asyncio.ensure_future(self._closing.wait()),
+        ]
+        try:
+            await asyncio.wait(waits, timeout=debt, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        return ws.state is not State.CLOSED and not self._closing.is_set()
 
     async def _read(self, ws: ServerConnection, room: Room, peer: Peer) -> None:
         while True:
@@ -370,7 +408,7 @@ class Hub:
             self.metrics.messages_in.inc()
             self.metrics.bytes_in.inc(len(data))
             if isinstance(data, str):
-                await ws.close(1003, "y-protocols messages are binary frames")
+                await close_draining(ws, 1003, "y-protocols messages are binary frames")
                 return
             try:
                 incoming = None
@@ -379,10 +417,14 @@ class Hub:
                     incoming = await asyncio.get_running_loop().run_in_executor(
                         self._parser, read_message, data, state
                     )
-                await self._pay(peer)
+                if not await self._pay(ws, peer):
+                    await close_draining(ws, 1001, "hub shutting down")
+                    return
                 room.receive(peer, data, incoming)
                 while room.step(peer):  # a large update, a slice per turn of the loop
-                    await self._pay(peer)
+                    if not await self._pay(ws, peer):
+                        await close_draining(ws, 1001, "hub shutting down")
+                        return
             except RemoteError as exc:
                 self.metrics.refusals.labels(type(exc).__name__).inc()
                 log.info(
@@ -393,7 +435,7 @@ class Hub:
                     # y-protocols' own way to say "permission denied", before the close.
                     with contextlib.suppress(Exception):
                         await ws.send(encode_message(Auth(str(exc))))
-                await ws.close(exc.close_code, close_reason(str(exc)))
+                await close_draining(ws, exc.close_code, close_reason(str(exc)))
                 return
             # recv() returns at once while frames are buffered; yield so that the writers fan
             # this update out now, instead of after the whole backlog (latency, queue growth).
@@ -461,6 +503,7 @@ class Hub:
             "send_queue_messages": sum(m for m, _ in queues),
             "send_queue_bytes": sum(b for _, b in queues),
             "send_queue_messages_max": max((m for m, _ in queues), default=0),
+            "event_loop_lag_max_seconds": self.metrics.loop_lag_max,
             "store_failing": float(committer is not None and committer.failure is not None),
             "store_failed_commits": committer.failed_commits if committer is not None else 0,
         }

@@ -2,13 +2,15 @@
 
 Each hub has its own registry (several hubs may share a process, in tests). Counters and
 histograms are updated where things happen; gauges that describe the hub's state now (connections,
-rooms, send queues, a failing store) and the store's failed commits are read from the hub when
-scraped, so they cannot drift. No metric is labelled by room or agent: label values stay few
-whatever clients send.
+rooms, send queues, a failing store, the event loop's longest stall) and the store's failed
+commits are read from the hub when scraped, so they cannot drift. No metric is labelled by room
+or agent: label values stay few whatever clients send.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,6 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+LAG_PERIOD = 0.05
+"""How often the event loop's lag is measured, in seconds."""
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -35,6 +39,11 @@ class _State(Collector):
             ("send_queue_bytes", "Bytes waiting in all peers' send queues."),
             ("send_queue_messages_max", "The longest send queue of one peer, in messages."),
             ("store_failing", "1 while the store cannot commit (writes are kept and retried)."),
+            (
+                "event_loop_lag_max_seconds",
+                "The longest the hub's event loop has been late since it started: the worst "
+                "stall any connection felt.",
+            ),
         ):
             yield GaugeMetricFamily(f"crdtdoc_{name}", help_, value=state.get(name, 0.0))
         yield CounterMetricFamily(
@@ -76,6 +85,14 @@ class HubMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.loop_lag = Histogram(
+            "crdtdoc_event_loop_lag_seconds",
+            f"How late the event loop ran a {LAG_PERIOD * 1000:g} ms timer (time it served "
+            "no one).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.loop_lag_max = 0.0
         self.compactions = Counter(
             "crdtdoc_compactions", "Room logs folded into snapshots.", registry=r
         )
@@ -83,3 +100,13 @@ class HubMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    async def watch_event_loop(self) -> None:
+        """Runs for the hub's life: measures how late the loop runs a short timer, which is how
+        long some piece of work kept everyone else waiting."""
+        while True:
+            start = time.monotonic()
+            await asyncio.sleep(LAG_PERIOD)
+            lag = max(0.0, time.monotonic() - start - LAG_PERIOD)
+            self.loop_lag.observe(lag)
+            self.loop_lag_max = max(self.loop_lag_max, lag)

@@ -52,6 +52,7 @@ def test_metrics_appear_and_move_under_load(tmp_path: Path) -> None:
                 _, during = await loop.run_in_executor(None, scrape, hub.url)
             assert value(during, "crdtdoc_connections") == 2
             assert value(during, "crdtdoc_rooms_loaded") == 1
+            assert 0 < value(during, "crdtdoc_event_loop_lag_max_seconds") < 60
             for name in (
                 "crdtdoc_messages_received_total",
                 "crdtdoc_bytes_received_total",
@@ -60,6 +61,7 @@ def test_metrics_appear_and_move_under_load(tmp_path: Path) -> None:
                 "crdtdoc_store_commit_seconds_count",
                 "crdtdoc_receive_to_durable_seconds_count",
                 "crdtdoc_compactions_total",
+                "crdtdoc_event_loop_lag_seconds_count",
             ):
                 assert value(during, name) > value(before, name), name
             # A refusal is counted by its reason.
