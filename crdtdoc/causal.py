@@ -32,6 +32,11 @@ _PER_CLIENT = 350
 _PER_RANGE = 100
 
 
+Shares = dict[Hashable, list[int]]
+"""holder -> [entries, bytes charged, structs]: what each holder has waiting; one dict may be
+shared by several buffers (a hub's rooms), so that a holder's share counts over all of them."""
+
+
 @dataclass(frozen=True)
 class BufferLimits:
     """Bounds on the buffer: for the whole of it, and for each holder's untrusted share."""
@@ -82,13 +87,14 @@ class CausalBuffer:
         limits: BufferLimits,
         holder_of: Callable[[object], Hashable],
         clock: Callable[[], float],
+        shares: Shares | None = None,
     ) -> None:
         self.limits = limits
         self.holder_of = holder_of
         self.clock = clock
         self._entries: dict[int, Waiting] = {}  # id(entry) -> entry
         self._filed: dict[int, list[tuple[int, int, Waiting]]] = {}  # client -> heap
-        self._shares: dict[Hashable, list[int]] = {}  # holder -> [entries, cost, structs]
+        self.shares: Shares = {} if shares is None else shares
         self.updates = 0  # entries holding structs
         self.struct_bytes = 0  # their bytes
         self.cost = 0  # what all entries are charged
@@ -104,7 +110,7 @@ class CausalBuffer:
 
     def share(self, holder: Hashable) -> tuple[int, int]:
         """(entries, bytes charged) of one holder."""
-        entries, cost, _ = self._shares.get(holder, (0, 0, 0))
+        entries, cost, _ = self.shares.get(holder, (0, 0, 0))
         return entries, cost
 
     def hold(
@@ -125,7 +131,7 @@ class CausalBuffer:
                 f"{len(self._entries)} updates ({self.cost} bytes) already wait for missing "
                 "data; resync with a peer (sync step 1) to fetch it"
             )
-        entries, charged, structs = self._shares.get(holder, (0, 0, 0))
+        entries, charged, structs = self.shares.get(holder, (0, 0, 0))
         count = parsed.count if parsed is not None else 0
         if not trusted and (
             entries >= limits.max_updates_per_holder
@@ -139,7 +145,7 @@ class CausalBuffer:
             )
         entry = Waiting(data, parsed, deletes, origin, trusted, holder, self.clock(), cost, count)
         self._entries[id(entry)] = entry
-        share = self._shares.setdefault(holder, [0, 0, 0])
+        share = self.shares.setdefault(holder, [0, 0, 0])
         share[0] += 1
         share[1] += cost
         share[2] += count
@@ -172,12 +178,12 @@ class CausalBuffer:
         """Releases an entry (applied, obsolete or dropped) and its charge."""
         if self._entries.pop(id(entry), None) is None:
             return
-        share = self._shares[entry.holder]
+        share = self.shares[entry.holder]
         share[0] -= 1
         share[1] -= entry.cost
         share[2] -= entry.structs
         if not share[0]:
-            del self._shares[entry.holder]
+            del self.shares[entry.holder]
         self.cost -= entry.cost
         if entry.parsed is not None:
             self.updates -= 1
@@ -214,7 +220,5 @@ class CausalBuffer:
         return [entry for entry in self._entries.values() if entry.parsed is not None]
 
     def clear(self) -> None:
-        self._entries.clear()
+        self.drop(lambda entry: False)  # releases each entry's charge (the shares may be shared)
         self._filed.clear()
-        self._shares.clear()
-        self.updates = self.struct_bytes = self.cost = 0

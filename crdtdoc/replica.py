@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pycrdt import Array, Doc, Map, Subscription, Text, TransactionEvent
 
-from crdtdoc.causal import BufferLimits, CausalBuffer, Waiting
+from crdtdoc.causal import BufferLimits, CausalBuffer, Shares, Waiting
 from crdtdoc.encoding import Decoder
 from crdtdoc.errors import (
     CrdtdocError,
@@ -648,6 +648,19 @@ class Replica:
     def pending_of(self, holder: Hashable) -> tuple[int, int]:
         """(updates, memory charged) waiting for one holder; cheap."""
         return self._buffer.share(holder)
+
+    def share_pending(self, shares: Shares) -> None:
+        """Counts what waits here in `shares`, a dict shared with other replicas (a hub's
+        rooms), so a sender's share of waiting data is bounded over all of them. Call it
+        before anything waits."""
+        if self._buffer:
+            raise CrdtdocError("share_pending must be called before anything waits")
+        self._buffer.shares = shares
+
+    def drop_pending(self, keep: Callable[[object], bool]) -> int:
+        """Drops waiting data whose origin `keep` rejects (a sender that left: it resends what
+        the hub lacks when it syncs again); returns how many entries went."""
+        return len(self._buffer.drop(lambda entry: keep(entry.origin)))
 
     def expire_pending(self, max_age: float) -> list[object]:
         """Drops untrusted data that has waited in the causal buffer longer than `max_age`

@@ -30,7 +30,8 @@ def slice_update(
     """`data` as updates of at most `max_structs` structs each, in an order a document with
     state vector `state` can apply one by one, each with its parse (items included), then its
     deletions if any. `[(data, parsed)]` when it is that small already, or when it cannot be
-    applied on `state` as it is (it waits for other data, or has gaps): it then waits whole.
+    applied on `state` as it is (it waits for other data, or skips ids not present): it then
+    waits whole. A skip over ids `state` has is left out (runs never carry one).
     `parsed` comes from `parse_update(data, details=True)`.
 
     Runs are taken greedily, as Yjs integrates structs: the next structs of any client whose
@@ -41,8 +42,6 @@ def slice_update(
     items, starts, ends = parsed.items, parsed.starts, parsed.section_ends
     if items is None or starts is None or ends is None:
         raise ValueError("slice_update needs the items: parse_update(data, details=True)")
-    if any(structs.skips for structs in parsed.structs.values()):
-        return [(data, parsed)]
     sections: dict[int, list[int]] = {}  # client -> [next item, end item]
     for index, item in enumerate(items):
         sections.setdefault(item.client, [index, index])[1] = index + 1
@@ -51,19 +50,23 @@ def slice_update(
     while sections:
         progressed = False
         for client, bounds in list(sections.items()):
-            first = bounds[0]
-            last = first
+            first = last = bounds[0]
             while last < bounds[1] and last - first < max_structs:
                 item = items[last]
+                if item.content == SKIP:  # a gap: passable only over ids already present
+                    if item.clock + item.length > known.get(client, 0) or last > first:
+                        break
+                    first = last = last + 1  # a run never carries a skip
+                    progressed = True
+                    continue
                 if item.clock > known.get(client, 0) or not _present(item, known):
                     break
                 known[client] = max(known.get(client, 0), item.clock + item.length)
                 last += 1
-            if last == first:
-                continue
-            progressed = True
-            end = starts[last] if last < bounds[1] else ends[client]
-            parts.append(_run(data, items[first:last], starts[first], end))
+            if last > first:
+                progressed = True
+                end = starts[last] if last < bounds[1] else ends[client]
+                parts.append(_run(data, items[first:last], starts[first], end))
             bounds[0] = last
             if last == bounds[1]:
                 del sections[client]
@@ -98,9 +101,7 @@ def _parse_of(items: list[Item], body: bytes) -> ParsedUpdate:
     entry = ClientStructs(first.clock, last.clock + last.length)
     references: dict[int, int] = {}
     for item in items:
-        if item.content == SKIP:
-            entry.skips.append((item.clock, item.clock + item.length))
-        elif item.content == GC:
+        if item.content == GC:
             entry.gcs.append((item.clock, item.clock + item.length))
         for ref in (item.origin, item.right_origin, item.parent):
             if isinstance(ref, tuple) and references.get(ref[0], 0) <= ref[1]:

@@ -83,7 +83,7 @@ class HubConfig:
     to sync again (sync step 1)."""
     max_waiting_bytes: int = 4 * 1024 * 1024
     """Memory (bytes and their parse) one identity's waiting updates may take in a room."""
-    max_waiting_structs: int = 10_000
+    max_waiting_structs: int = 4_000
     """Structs one identity may have waiting in a room: when what they wait for arrives they
     are all applied at once, so this bounds how long that takes (about 10 µs a struct)."""
     max_waiting_seconds: float = 30.0

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -47,6 +48,10 @@ from server.web import harden, page, room_list, room_state
 
 log = logging.getLogger("crdtdoc.hub")
 
+PARSE_BYTES_PER_STRUCT = 32
+"""A large message that does not parse is charged to its sender's struct budget as one struct
+per this many bytes (the parser may have read most of it before failing); one that parses is
+charged what it holds (structs and deleted ranges)."""
 OFF_LOOP_BYTES = 64 * 1024
 """Messages larger than this are parsed in a worker thread, so the event loop keeps serving
 others meanwhile (the parser releases the interpreter to it every few milliseconds)."""
@@ -124,6 +129,7 @@ class Hub:
         self.started = time.time()
         self._closed = False
         self._closing = asyncio.Event()
+        self._turns: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         # One thread parses large messages: the loop shares the interpreter with it alone.
         self._parser = ThreadPoolExecutor(1, thread_name_prefix="crdtdoc-parse")
         self.metrics = HubMetrics(self._metric_state)
@@ -186,9 +192,9 @@ class Hub:
             max_size=config.max_message_bytes,
             open_timeout=config.handshake_timeout,
             compression=None,  # messages are encoded once for all peers; deflate would redo it
-            # Unread messages per connection (then TCP pushes back): at most 4 MiB at the
-            # default message size, while the hub waits out a sender's debt.
-            max_queue=4,
+            # Unread messages per connection before TCP pushes back (about 2 MiB at the default
+            # message size) while the hub waits out a sender's debt or its identity's turn.
+            max_queue=1,
             server_header="crdtdoc",
         )
         self._janitor = loop.create_task(self._janitor_loop(), name="hub-janitor")
@@ -410,36 +416,67 @@ class Hub:
             if isinstance(data, str):
                 await close_draining(ws, 1003, "y-protocols messages are binary frames")
                 return
-            try:
-                incoming = None
-                if len(data) > OFF_LOOP_BYTES:  # parsing it takes a while: not on the loop
-                    state = dict(room.replica.applied()[0])
-                    incoming = await asyncio.get_running_loop().run_in_executor(
-                        self._parser, read_message, data, state
-                    )
-                if not await self._pay(ws, peer):
-                    await close_draining(ws, 1001, "hub shutting down")
-                    return
-                room.receive(peer, data, incoming)
-                while room.step(peer):  # a large update, a slice per turn of the loop
-                    if not await self._pay(ws, peer):
-                        await close_draining(ws, 1001, "hub shutting down")
-                        return
-            except RemoteError as exc:
-                self.metrics.refusals.labels(type(exc).__name__).inc()
-                log.info(
-                    "refused a message",
-                    extra={"room": room.name, "peer": peer.remote, "reason": str(exc)},
-                )
-                if isinstance(exc, (Forbidden, RateLimited, RoomFull)):
-                    # y-protocols' own way to say "permission denied", before the close.
-                    with contextlib.suppress(Exception):
-                        await ws.send(encode_message(Auth(str(exc))))
-                await close_draining(ws, exc.close_code, close_reason(str(exc)))
+            refused: RemoteError | None = None
+            closing = False
+            async with self._turn(peer.rate_key):  # closes happen after: they may take a while
+                try:
+                    closing = not await self._handle(ws, room, peer, data)
+                except RemoteError as exc:
+                    refused = exc
+            if closing:
+                await close_draining(ws, 1001, "hub shutting down")
+                return
+            if refused is not None:
+                await self._refuse(ws, room, peer, refused)
                 return
             # recv() returns at once while frames are buffered; yield so that the writers fan
             # this update out now, instead of after the whole backlog (latency, queue growth).
             await asyncio.sleep(0)
+
+    def _turn(self, who: str) -> asyncio.Lock:
+        """The lock an identity's connections take turns with: one message of an identity is
+        parsed and applied at a time, so its debts (`_pay`) hold over all its connections and
+        it never has more than one parsed message in memory."""
+        lock = self._turns.get(who)
+        if lock is None:
+            lock = self._turns[who] = asyncio.Lock()
+        return lock
+
+    async def _handle(self, ws: ServerConnection, room: Room, peer: Peer, data: bytes) -> bool:
+        """One message of `peer`, its identity's turn held: waits out the identity's debt,
+        parses it (off the loop if large) and hands it to the room, a slice per turn of the
+        loop; what it costs is charged to the identity. False if the hub is closing."""
+        if not await self._pay(ws, peer):
+            return False
+        incoming = None
+        if len(data) > OFF_LOOP_BYTES:  # parsing it takes a while: not on the loop
+            state = dict(room.replica.applied()[0])
+            try:
+                incoming = await asyncio.get_running_loop().run_in_executor(
+                    self._parser, read_message, data, state
+                )
+            except RemoteError:  # what it parsed is not charged by the room: charge it here
+                self._rates.structs(peer.rate_key, len(data) // PARSE_BYTES_PER_STRUCT)
+                raise
+        room.receive(peer, data, incoming)  # charges what the update holds
+        del incoming  # the room keeps the slices still to apply, each freed once applied
+        while room.step(peer):  # a large update, a slice per turn of the loop
+            if not await self._pay(ws, peer):
+                return False
+        return True
+
+    async def _refuse(self, ws: ServerConnection, room: Room, peer: Peer, exc: RemoteError) -> None:
+        """Closes a connection whose message was refused, saying why."""
+        self.metrics.refusals.labels(type(exc).__name__).inc()
+        log.info(
+            "refused a message",
+            extra={"room": room.name, "peer": peer.remote, "reason": str(exc)},
+        )
+        if isinstance(exc, (Forbidden, RateLimited, RoomFull)):
+            # y-protocols' own way to say "permission denied", before the close.
+            with contextlib.suppress(Exception):
+                await ws.send(encode_message(Auth(str(exc))))
+        await close_draining(ws, exc.close_code, close_reason(str(exc)))
 
     # -- the supervision page (server/web.py) -----------------------------------------------
 
@@ -561,6 +598,7 @@ class Hub:
                 continue
             if force or now - room.last_active >= self.config.room_idle_seconds:
                 del self.rooms[name]
+                room.unload()
                 if self.cluster is not None:
                     self.cluster.unwatch(name)
                 log.info("room unloaded", extra={"room": name})

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from crdtdoc.causal import Shares
+
 
 @dataclass
 class Bucket:
@@ -57,6 +59,8 @@ class RateLimits:
             structs_per_s,
         )
         self._buckets: dict[str, tuple[Bucket, ...]] = {}
+        self.waiting: Shares = {}
+        """What each identity has waiting in the causal buffers of all rooms (`crdtdoc.causal`)."""
 
     def _for(self, who: str) -> tuple[Bucket, ...]:
         buckets = self._buckets.get(who)

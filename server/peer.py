@@ -77,7 +77,7 @@ class Peer:
         """Queues `message` without waiting; overflow turns into a resync, never into memory."""
         if self._closed or self._needs_resync:
             return  # a pending resync already covers everything sent from now until it runs
-        if (
+        if self._queue and (  # one message alone always fits: a large room's sync step 2
             len(self._queue) >= self._max_messages
             or self._queued_bytes + len(message) > self._max_bytes
         ):

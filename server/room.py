@@ -57,7 +57,7 @@ from crdtdoc.protocol.messages import (
 from crdtdoc.protocol.session import SyncSession
 from crdtdoc.replica import Replica, ReplicaLimits
 from crdtdoc.roots import ARTIFACTS_ROOT
-from crdtdoc.slicing import slice_update
+from crdtdoc.slicing import SLICE_STRUCTS, slice_update
 from crdtdoc.updates import ParsedUpdate, parse_update
 from crdtdoc.versions import Version
 from server.cluster import FROM_LOG, Cluster, SeqTracker
@@ -150,6 +150,7 @@ class Room:
         )
         self.replica.on_refused = self._refused
         self.replica.pending_holder = pending_holder
+        self.replica.share_pending(limits.waiting)  # a sender's share counts over all rooms
         self._expiry_due = False  # a sweep of the causal buffer is scheduled
         self.gate = WriteGate(name, self.replica, config.max_room_bytes)
         self.peers: dict[Peer, SyncSession] = {}
@@ -246,6 +247,7 @@ class Room:
         if self.peers.pop(peer, None) is None:
             return
         self._slices.pop(peer, None)
+        self.replica.drop_pending(lambda origin: origin is not peer)
         self.coordinator.forget(peer)
         self.last_active = self.scheduler.monotonic()
         self.presence.leave(peer)
@@ -284,7 +286,10 @@ class Room:
                 # range, costs time, whether the update is then applied or refused
                 self._limits.structs(peer.rate_key, parsed.count + parsed.delete_set.range_count())
             parsed = self.gate.authorize(peer, message.update, self.size_bytes, parsed)
-            slices = incoming.slices if incoming.slices is not None else []
+            slices = incoming.slices or []
+            if parsed.count > SLICE_STRUCTS and len(slices) <= 1:
+                # cut against a copy of the state that has moved on since: cut it again
+                slices = slice_update(message.update, parsed, self.replica.applied()[0])
             if len(slices) > 1 and self.replica.is_news(parsed):
                 self._slices[peer] = (deque(slices), isinstance(message, SyncStep2))
                 self.step(peer)
@@ -338,6 +343,10 @@ class Room:
         if isinstance(origin, Peer) and origin in self.peers and isinstance(exc, RemoteError):
             origin.close_soon(exc.close_code, str(exc))
         log.info("buffered update refused", extra={"room": self.name, "error": str(exc)})
+
+    def unload(self) -> None:
+        """The hub lets go of this room: what waits here stops counting against its senders."""
+        self.replica.drop_pending(lambda origin: False)
 
     def _expire(self) -> None:
         """Drops peers' updates that waited too long for what they build on, and asks each
@@ -410,8 +419,11 @@ class Room:
         return {client for peer in self.peers for client in peer.awareness_clients}
 
     def _resync_messages(self, peer: Peer) -> list[bytes]:
-        """What a peer whose queue was dropped needs: the whole state, presence, durability."""
-        messages = [encode_message(SyncUpdate(self.replica.encode_update()))]
+        """What a peer whose queue was dropped needs: the whole state (as a sync step 2: the
+        queue may have held the step 2 it waits for), presence, durability. Encoding a whole
+        room is paid from the peer's byte budget, like answering its sync step 1."""
+        messages = [encode_message(SyncStep2(self.replica.encode_update()))]
+        self._limits.answered(peer.rate_key, len(messages[0]))
         present = self.presence.message()
         if present is not None:
             messages.append(present)

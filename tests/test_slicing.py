@@ -7,8 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crdtdoc import Replica
+from crdtdoc.encoding import Encoder
 from crdtdoc.slicing import slice_update
-from crdtdoc.updates import parse_update
+from crdtdoc.updates import SKIP, parse_update
 from tests.helpers import content, writer_stream
 
 
@@ -62,3 +63,35 @@ def test_an_update_that_cannot_be_applied_yet_is_left_whole() -> None:
     assert parsed.count > 3
     assert slice_update(later, parsed, {}, 3) == [(later, parsed)]
     assert len(slice_update(later, parsed, before.clocks, 3)) > 1
+
+
+def test_a_skip_over_ids_already_present_does_not_keep_an_update_whole() -> None:
+    """A section may open with a Skip over clocks the document has (yrs and Yjs both accept it):
+    the runs leave the skip out instead of leaving the whole update unsliced."""
+    writer = Replica("w", client_id=77)
+    doc = writer.document("d")
+    doc.insert(0, "seed")
+    seed = writer.encode_update()
+    before = writer.version()
+    for i in range(12):
+        doc.insert(0, str(i % 10))
+    rest = writer.encode_update(before)
+    parsed = parse_update(rest, details=True)
+    assert parsed.starts is not None
+    start = before.clocks[77]
+    head = Encoder()
+    for number in (1, parsed.count + 1, 77, 0):
+        head.write_var_uint(number)
+    skip = Encoder()
+    skip.write_var_uint(start)
+    skipping = head.to_bytes() + bytes([SKIP]) + skip.to_bytes() + rest[parsed.starts[0] :]
+    with_skip = parse_update(skipping, details=True)
+    assert with_skip.structs[77].skips == [(0, start)]
+    parts = slice_update(skipping, with_skip, before.clocks, 3)
+    assert len(parts) >= 4 and all(p.count <= 3 for _, p in parts)
+    reader = Replica("r")
+    reader.apply_update(seed)
+    for data, part in parts:
+        assert not reader.apply_update(data, parsed=part)
+    assert reader.document("d").read() == doc.read()
+    assert slice_update(skipping, with_skip, {}, 3) == [(skipping, with_skip)]  # gap not present

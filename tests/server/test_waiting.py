@@ -144,3 +144,28 @@ def test_large_waiting_updates_are_bounded_by_structs_and_memory(tmp_path: Path)
     entries, charged = room.replica.pending_of("mallory")
     assert entries == 2 and charged < config.max_waiting_bytes  # 8,000 of 10,000 structs
     assert any(isinstance(m, SyncStep1) for m in sent(mallory))  # the rest: asked to resync
+
+
+def test_a_senders_share_counts_over_all_rooms_and_ends_when_it_leaves(tmp_path: Path) -> None:
+    """Review finding: parking waiting data in room after room, and leaving, once held
+    byte rate x expiry of memory. The share is the identity's over the hub's rooms, and a
+    sender's waiting data goes when its connection does (it resends what it has on rejoin)."""
+    rooms = []
+    for i in range(3):
+        room, config = new_room(tmp_path / str(i), max_waiting_updates=CAP)
+        if rooms:  # the hub's rooms share one set of per-identity budgets
+            room._limits = rooms[0]._limits
+            room.replica.share_pending(room._limits.waiting)
+        rooms.append(room)
+    peers = []
+    for i, room in enumerate(rooms):
+        mallory = new_peer(config, Grant("mallory", "*"), "mallory")
+        room.join(mallory)
+        peers.append(mallory)
+        for update in orphans(CAP, client=600 + i):
+            room.receive(mallory, encode_message(SyncUpdate(update)))
+    assert sum(room.replica.pending_count for room in rooms) == CAP  # not CAP in each room
+    assert rooms[0].replica.pending_of("mallory")[0] == CAP
+    rooms[0].leave(peers[0])
+    assert rooms[0].replica.pending_of("mallory") == (0, 0)
+    assert not rooms[0]._limits.waiting  # nothing is held for anyone any more
