@@ -333,6 +333,7 @@ class Hub:
             peer = Peer(ws, self.config, remote)
             peer.grant, peer.identity = grant, identity
             peer.on_sent = self._count_sent
+            peer.before_resync = lambda: self._pay(ws, peer)
             writer = asyncio.get_running_loop().create_task(peer.run_writer())
             room.join(peer)
             log.info("peer joined", extra={"room": name, "peer": remote})

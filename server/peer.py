@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from websockets.asyncio.server import ServerConnection
 
@@ -50,6 +50,9 @@ class Peer:
         self.awareness_clients: set[int] = set()  # awareness client ids this peer published
         self.resync: Callable[[Peer], list[bytes]] | None = None  # set by the room
         self.on_sent: Callable[[int], None] | None = None  # told each sent message's size
+        # awaited before a resync is computed (the hub waits out the identity's byte debt, so
+        # a connection that keeps falling behind is resent the room at its budget's pace)
+        self.before_resync: Callable[[], Awaitable[object]] | None = None
         self.resyncs = 0
         self._max_messages = config.send_queue_messages
         self._max_bytes = config.send_queue_bytes
@@ -105,6 +108,8 @@ class Peer:
                     if self._needs_resync:
                         # Computed now, so it includes everything committed up to this moment;
                         # messages queued after this point are sent normally.
+                        if self.before_resync is not None:
+                            await self.before_resync()
                         self._needs_resync = False
                         batch = self.resync(self) if self.resync is not None else []
                     else:

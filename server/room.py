@@ -49,6 +49,7 @@ from crdtdoc.protocol.messages import (
     Extension,
     Message,
     QueryAwareness,
+    SyncStep1,
     SyncStep2,
     SyncUpdate,
     decode_message,
@@ -152,6 +153,7 @@ class Room:
         self.replica.pending_holder = pending_holder
         self.replica.share_pending(limits.waiting)  # a sender's share counts over all rooms
         self._expiry_due = False  # a sweep of the causal buffer is scheduled
+        self._whole: tuple[int, bytes] | None = None  # (replica generation, whole_state())
         self.gate = WriteGate(name, self.replica, config.max_room_bytes)
         self.peers: dict[Peer, SyncSession] = {}
         publish = None
@@ -296,7 +298,10 @@ class Room:
             else:
                 self._apply(peer, message, message.update, parsed)
         else:  # sync step 1: answer with step 2, paid for from the asker's byte budget
-            replies = self.peers[peer].handle(message)
+            if isinstance(message, SyncStep1) and message.state_vector == b"\x00":
+                replies = [self.whole_state()]  # asks for everything: shared bytes
+            else:
+                replies = self.peers[peer].handle(message)
             for reply in replies:
                 peer.send(reply)
             self._limits.answered(peer.rate_key, sum(len(r) for r in replies))
@@ -422,7 +427,7 @@ class Room:
         """What a peer whose queue was dropped needs: the whole state (as a sync step 2: the
         queue may have held the step 2 it waits for), presence, durability. Encoding a whole
         room is paid from the peer's byte budget, like answering its sync step 1."""
-        messages = [encode_message(SyncStep2(self.replica.encode_update()))]
+        messages = [self.whole_state()]
         self._limits.answered(peer.rate_key, len(messages[0]))
         present = self.presence.message()
         if present is not None:
@@ -430,6 +435,15 @@ class Room:
         if peer.extensions:
             messages.append(self.announcer.message())
         return messages
+
+    def whole_state(self) -> bytes:
+        """The room's whole state as a sync step 2 message, encoded once per version of the
+        room: every peer that needs all of it (a resync, a first sync from nothing) is handed
+        the same bytes, so many such peers cost one copy."""
+        generation = self.replica.generation
+        if self._whole is None or self._whole[0] != generation:
+            self._whole = (generation, encode_message(SyncStep2(self.replica.encode_update())))
+        return self._whole[1]
 
     def _broadcast(self, message: bytes, exclude: Peer | None = None) -> None:
         for peer in self.peers:

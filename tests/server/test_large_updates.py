@@ -120,3 +120,22 @@ def _text_of(size: int) -> bytes:
     writer = Replica("big-text")
     writer.document("t2").insert(0, "y" * size)
     return writer.encode_update()
+
+
+def test_peers_that_need_the_whole_room_share_one_encoding_of_it(tmp_path: Path) -> None:
+    """Thirty connections asking for everything, or resynced, hold one copy of the room, not
+    thirty (review finding: read-only connections that never read took hundreds of MB)."""
+    room, config = new_room(tmp_path)
+    writer = new_peer(config, None, None)
+    room.join(writer)
+    room.receive(writer, encode_message(SyncUpdate(_text_of(200_000))))
+    askers = [new_peer(config, None, None) for _ in range(30)]
+    for asker in askers:
+        room.join(asker)
+        asker._queue.clear()
+        room.receive(asker, encode_message(SyncStep1(b"\x00")))
+    answers = [asker._queue[-1] for asker in askers]
+    assert all(answer is answers[0] for answer in answers)
+    assert room._resync_messages(askers[0])[0] is answers[0]
+    room.receive(writer, encode_message(SyncUpdate(_text_of(10))))  # the room changed
+    assert room._resync_messages(askers[0])[0] is not answers[0]
