@@ -835,7 +835,8 @@ def _scrape(url: str, token: str) -> dict[str, float] | None:
     out: dict[str, float] = {}
     for line in text.splitlines():
         match = re.match(
-            r"(crdtdoc_(?:refusals|messages_received|compactions)_total)"
+            r"(crdtdoc_(?:(?:refusals|messages_received|compactions)_total"
+            r"|event_loop_lag_max_seconds))"
             r"(?:\{reason=\"([^\"]*)\"\})? ([0-9.e+]+)",
             line,
         )
@@ -857,6 +858,10 @@ def _metrics_delta(before: dict[str, float] | None, after: dict[str, float] | No
             if k.startswith("crdtdoc_refusals_total/") and v
         },
         "compactions": int(delta.get("crdtdoc_compactions_total", 0)),
+        # the longest the hub's event loop was late since it started (baseline included)
+        "event_loop_stall_max_ms": round(
+            1000 * after.get("crdtdoc_event_loop_lag_max_seconds", float("nan")), 1
+        ),
     }
 
 
@@ -1203,8 +1208,15 @@ def one_line(name: str, r: dict[str, Any]) -> str:
         f"{'met' if v['met'] else 'NOT met'}: memory {h['rss_before_mib']} -> "
         f"{h['rss_peak_mib']} MiB, flush p99 during {_ms(during['p99_ms'])} "
         f"({during['timeouts']} timeouts), recovery "
-        f"{'not within the window' if rec is None else f'{rec} s'}"
+        f"{'not within the window' if rec is None else f'{rec} s'}, longest event-loop stall "
+        f"{_stall(r)}"
     )
+
+
+def _stall(r: dict[str, Any]) -> str:
+    metrics = r.get("hub_metrics")
+    stall = metrics.get("event_loop_stall_max_ms") if isinstance(metrics, dict) else None
+    return "-" if stall is None or stall != stall else f"{stall:g} ms"
 
 
 def markdown(
@@ -1234,14 +1246,15 @@ def markdown(
         "the baseline p99 (50 ms at least). Memory: the hub's VmRSS before the attack, peak "
         "(VmHWM) and at the end of the after window.",
         "",
-        "| | attack | hub memory (MiB) | honest flushes during | after it stopped | verdict |",
-        "|---|---|---|---|---|---|",
+        "| | attack | hub memory (MiB) | honest flushes during | after it stopped "
+        "| longest event-loop stall | verdict |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         if r.get("status") != "ran":
             reason = r.get("reason", "").split(": ", 1)[0].split(". ")[0]
             lines.append(
-                f"| {name} | {SCENARIOS[name]} | - | - | - | {r['status']}: {reason} "
+                f"| {name} | {SCENARIOS[name]} | - | - | - | - | {r['status']}: {reason} "
                 "(abuse.json has the details) |"
             )
             continue
@@ -1258,6 +1271,7 @@ def markdown(
             f"{d['flushes']} timed out "
             f"| p50 {_ms(a['p50_ms'])}, p99 {_ms(a['p99_ms'])}, "
             + ("not normal by the end" if rec is None else f"normal after {rec} s")
+            + f" | {_stall(r)}"
             + f" | {'met' if v['met'] else 'not met (' + ', '.join(misses) + ')'} |"
         )
     lines += [
