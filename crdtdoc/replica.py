@@ -476,8 +476,7 @@ class Replica:
         fresh_structs = parsed.new_ids(state)
         waits = parsed.missing(state) if fresh_structs else IdSet()
         if waits:
-            self._hold(data, parsed, deletes, origin, trusted, waits)
-            deletes = IdSet()
+            self._hold(data, parsed, origin, trusted, waits)
         else:
             new_deletes = bool(deletes) and not deletes.issubset(self._deleted)
             targets_here = not deletes or deletes.clip_to(_after(state, parsed)) == deletes
@@ -494,23 +493,14 @@ class Replica:
         return waits
 
     def _hold(
-        self,
-        data: bytes,
-        parsed: ParsedUpdate | None,
-        deletes: IdSet,
-        origin: object,
-        trusted: bool,
-        missing: IdSet,
+        self, data: bytes, parsed: ParsedUpdate, origin: object, trusted: bool, missing: IdSet
     ) -> None:
-        """Puts an update in the causal buffer: its structs, and its deletions as an entry of
-        their own (they wait for other ids, and must not be lost if the structs expire)."""
-        if parsed is not None:
-            part = structs_only(data, parsed) if parsed.delete_set else data
-            if parsed.items is not None:  # items take ~70x their bytes: parse them again later
-                parsed = dataclasses.replace(parsed, items=None)
-            self._buffer.hold(part, parsed, IdSet(), origin, trusted, missing)
-        if deletes:
-            self._apply_deletes(deletes, origin, trusted)
+        """Puts an update's structs in the causal buffer (its deletions wait in entries of
+        their own: they wait for other ids, and must not be lost if the structs expire)."""
+        part = structs_only(data, parsed) if parsed.delete_set else data
+        if parsed.items is not None:  # items take ~70x their bytes: parse them again later
+            parsed = dataclasses.replace(parsed, items=None, starts=None, section_ends=None)
+        self._buffer.hold(part, parsed, IdSet(), origin, trusted, missing)
 
     def _apply_deletes(self, deletes: IdSet, origin: object, trusted: bool) -> IdSet:
         """Applies the deletions whose ids are present; holds the rest (returned)."""

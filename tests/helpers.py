@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+from pycrdt import Doc, Text
+
 from crdtdoc import Replica
 
 ALPHABET = ["a", "b", "xyz", "é", "😀", "中文", "\n", " "]
@@ -49,3 +51,26 @@ def writer_stream(seed: int, writers: int = 3, steps: int = 40) -> list[bytes]:
 
 def content(replica: Replica) -> tuple[str, dict[str, object]]:
     return replica.document("text").read(), replica.map("map").to_dict()
+
+
+def tiny_structs(count: int, client: int, root: str = "t") -> bytes:
+    """One update of `count` one-character inserts that do not merge (each at the front): the
+    most structs per byte an honest-looking update can carry."""
+    doc = Doc(client_id=client)
+    text = doc.get(root, type=Text)
+    with doc.transaction():
+        for _ in range(count):
+            text.insert(0, "x")
+    return doc.get_update()
+
+
+def orphans(count: int, client: int) -> list[bytes]:
+    """`count` one-struct updates of `client`, all built on a first one that is never sent."""
+    doc = Doc(client_id=client)
+    text = doc.get("t", type=Text)
+    updates = []
+    for i in range(count + 1):
+        before = doc.get_state()
+        text.insert(0, str(i % 10))
+        updates.append(doc.get_update(before))
+    return updates[1:]

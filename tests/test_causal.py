@@ -7,7 +7,6 @@ import gc
 import tracemalloc
 
 import pytest
-from pycrdt import Doc, Text
 
 from crdtdoc import Replica
 from crdtdoc.causal import BufferLimits, CausalBuffer
@@ -15,6 +14,7 @@ from crdtdoc.errors import PendingLimitExceeded
 from crdtdoc.idset import IdSet
 from crdtdoc.replica import ReplicaLimits
 from crdtdoc.updates import parse_update
+from tests.helpers import orphans, tiny_structs
 
 
 class Clock:
@@ -25,31 +25,9 @@ class Clock:
         return self.now
 
 
-def tiny_structs(count: int, client: int) -> bytes:
-    """One update of `count` one-character inserts that do not merge (each at the front)."""
-    doc = Doc(client_id=client)
-    text = doc.get("t", type=Text)
-    with doc.transaction():
-        for _ in range(count):
-            text.insert(0, "x")
-    return doc.get_update()
-
-
-def waiting_updates(count: int) -> list[bytes]:
-    """`count` one-struct updates of one client, each waiting for the one before it."""
-    doc = Doc(client_id=9)
-    text = doc.get("t", type=Text)
-    updates = []
-    for i in range(count + 1):
-        before = doc.get_state()
-        text.insert(0, str(i % 10))
-        updates.append(doc.get_update(before))
-    return updates[1:]  # the first never arrives
-
-
 @pytest.mark.parametrize("shape", ["many small", "few large"])
 def test_the_charge_follows_the_memory_entries_really_take(shape: str) -> None:
-    updates = waiting_updates(2000) if shape == "many small" else [tiny_structs(20_000, 9)] * 3
+    updates = orphans(2000, client=9) if shape == "many small" else [tiny_structs(20_000, 9)] * 3
     buffer = CausalBuffer(BufferLimits(), lambda origin: origin, Clock())
     missing = IdSet()
     missing.add(9, 0, 1)
@@ -71,7 +49,7 @@ def test_a_holder_past_its_share_is_refused_and_others_carry_on() -> None:
     buffer = CausalBuffer(limits, lambda origin: origin, Clock())
     missing = IdSet()
     missing.add(1, 0, 5)
-    updates = waiting_updates(11)
+    updates = orphans(11, client=9)
     for data in updates[:10]:
         buffer.hold(data, parse_update(data), IdSet(), "mallory", False, missing)
     with pytest.raises(PendingLimitExceeded, match="this sender"):
@@ -90,7 +68,7 @@ def test_expired_entries_are_unfiled_and_their_data_released() -> None:
     for client in range(50):  # each waits for a client that never comes
         missing = IdSet()
         missing.add(1000 + client, 0, 1)
-        data = waiting_updates(1)[0]
+        data = orphans(1, client=9)[0]
         buffer.hold(data, parse_update(data), IdSet(), "mallory", False, missing)
     kept = IdSet()
     kept.add(5, 0, 1)
@@ -130,7 +108,7 @@ def test_per_origin_shares_at_the_replica() -> None:
     limits = ReplicaLimits(max_pending_updates_per_origin=5)
     reader = Replica("r", limits=limits)
     reader.pending_holder = lambda origin: origin
-    updates = waiting_updates(8)
+    updates = orphans(8, client=9)
     for data in updates[:5]:
         reader.apply_update(data, origin="mallory")
     with pytest.raises(PendingLimitExceeded):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from pycrdt import Doc, Text
 from websockets.asyncio.client import connect as ws_connect
 
 import crdtdoc
@@ -15,18 +14,9 @@ from crdtdoc import Replica
 from crdtdoc.protocol.messages import SyncStep1, SyncUpdate, encode_message
 from crdtdoc.updates import parse_update
 from server.limits import Bucket, RateLimits
+from tests.helpers import tiny_structs
 from tests.hubs import run, running_hub
 from tests.server.test_room import new_peer, new_room
-
-
-def tiny_structs(count: int, client: int) -> bytes:
-    """An update of `count` one-character inserts that do not merge (each at the front)."""
-    doc = Doc(client_id=client)
-    text = doc.get("big", type=Text)
-    with doc.transaction():
-        for _ in range(count):
-            text.insert(0, "x")
-    return doc.get_update()
 
 
 def test_a_large_update_is_applied_a_slice_at_a_time_and_others_interleave(
@@ -36,7 +26,7 @@ def test_a_large_update_is_applied_a_slice_at_a_time_and_others_interleave(
     big, small = new_peer(config, None, None), new_peer(config, None, None)
     room.join(big)
     room.join(small)
-    room.receive(big, encode_message(SyncUpdate(tiny_structs(10_000, client=7))))
+    room.receive(big, encode_message(SyncUpdate(tiny_structs(10_000, client=7, root="big"))))
     assert room.replica.applied()[0][7] < 10_000  # a slice applied, not the whole
     # 10,000 structs at 1,000 a second, past a burst of 2,000: the rest is served later
     assert room._limits.debt(big.rate_key) > 5
@@ -65,7 +55,7 @@ def test_an_honest_update_is_served_while_a_megabyte_of_tiny_structs_is_applied(
 ) -> None:
     """The honest edit is applied before the large update's last slice: it was not made to
     wait for the whole megabyte (on one pass over the loop, it was)."""
-    big = tiny_structs(130_000, client=7)
+    big = tiny_structs(130_000, client=7, root="big")
     assert 800_000 < len(big) < 1024 * 1024
 
     async def body() -> None:

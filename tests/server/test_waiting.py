@@ -17,21 +17,10 @@ from crdtdoc.tokens import Grant
 from crdtdoc.updates import deletes_only
 from server.peer import Peer
 from server.room import Room
+from tests.helpers import orphans
 from tests.server.test_room import ManualScheduler, new_peer, new_room
 
 CAP = 50
-
-
-def orphans(count: int, client: int) -> list[bytes]:
-    """`count` one-struct updates of `client`, all built on a first one that is never sent."""
-    doc = Doc(client_id=client)
-    text = doc.get("t", type=Text)
-    updates = []
-    for i in range(count + 1):
-        before = doc.get_state()
-        text.insert(0, str(i % 10))
-        updates.append(doc.get_update(before))
-    return updates[1:]
 
 
 def sent(peer: Peer) -> list[object]:
