@@ -99,6 +99,9 @@ def read_message(data: bytes, state: Mapping[int, int]) -> Incoming:
     return Incoming(message)
 
 
+RETRY_COMPACTION_SECONDS = 1.0
+"""With several hubs: how long a room waits to compact again when its log had a gap."""
+
 REBUILD_STRUCTS = 2000
 """What an update the engine refuses is charged (plus a struct per 16 bytes of the room): the
 replica rebuilt its document, which takes time in proportion to the room."""
@@ -505,6 +508,9 @@ class Room:
         try:
             seq = self.seqs.applied
             if seq <= self._snapshot_seq or self.replica.pending_of(FROM_LOG)[0]:
+                # a gap in the log, or entries waiting for one: try again once it may be
+                # filled (anti-entropy reads what Redis lost), not only at the next commit
+                self.scheduler.call_later(RETRY_COMPACTION_SECONDS, self.compact)
                 return
             snapshot = self.replica.encode_snapshot()
             if await cluster.store.compact(self.name, seq, snapshot) and self.metrics is not None:

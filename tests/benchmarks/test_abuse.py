@@ -4,6 +4,7 @@ cheap scenarios must write the fields the report reads."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 from pathlib import Path
@@ -71,7 +72,9 @@ def test_flush_measures() -> None:
 def test_a_quick_run_writes_every_field(tmp_path: Path) -> None:
     main(["--quick", "--scenarios", "f,d", "--seconds", "1", "--out", str(tmp_path)])
     report = json.loads((tmp_path / "abuse.json").read_text())
-    assert (tmp_path / "abuse.md").is_file() and (tmp_path / "abuse.png").is_file()
+    assert (tmp_path / "abuse.md").is_file()
+    # the plot needs the bench extra (matplotlib); the test command installs only the test one
+    assert (tmp_path / "abuse.png").is_file() or importlib.util.find_spec("matplotlib") is None
     assert set(report["scenarios"]) == {"f", "d"}
     for name, result in report["scenarios"].items():
         assert result["status"] == "ran", (name, result.get("reason"))
