@@ -1437,7 +1437,10 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m benchmarks abuse", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
-        "--scenarios", default=",".join(SCENARIOS), help="comma-separated (default: all)"
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help="comma-separated, default all: "
+        + "; ".join(f"{name}: {what}" for name, what in SCENARIOS.items()),
     )
     parser.add_argument("--seconds", type=float, default=None, help="attack window (default 10)")
     parser.add_argument(

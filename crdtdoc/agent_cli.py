@@ -27,6 +27,7 @@ from crdtdoc.errors import (
     CrdtdocError,
     Forbidden,
     FrozenError,
+    HubStorageError,
     NotConnected,
     NotFound,
     Refused,
@@ -45,6 +46,7 @@ EXIT_CODES: list[tuple[type[CrdtdocError], int]] = [
     (AmbiguousText, 8),
     (NotConnected, 3),
     (SyncTimeout, 3),
+    (HubStorageError, 9),  # the hub holds the change in memory and stores it once it can
 ]
 """Exit code per error (first match wins); any other crdtdoc error exits 1, bad usage 2."""
 

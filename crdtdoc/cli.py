@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import crdtdoc
-from crdtdoc.errors import CrdtdocError
+from crdtdoc.errors import CrdtdocError, HubStorageError
 from crdtdoc.tokens import SECRET_ENV, create_token, load_secret, parse_duration
 from crdtdoc.updates import CONTENT_NAMES, parse_update
 from crdtdoc.versions import Version
@@ -210,12 +210,18 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=d.max_connections,
         help="open connections; more are refused with HTTP 503",
     )
-    add("--max-rooms", type=int, default=d.max_rooms, help="rooms held in memory at once")
+    add(
+        "--max-rooms",
+        type=int,
+        default=d.max_rooms,
+        help="rooms held in memory at once; idle ones are unloaded first, then new rooms are "
+        "refused (1013)",
+    )
     add(
         "--max-awareness-bytes",
         type=int,
         default=d.max_awareness_bytes,
-        help="largest presence (awareness) state one client may publish",
+        help="largest presence (awareness) state one client may publish; past it, 1002",
     )
     add(
         "--handshake-timeout",
@@ -293,13 +299,15 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--update-bytes-per-second",
         type=float,
         default=d.update_bytes_per_second,
-        help="average update bytes per second per identity (bursts of twice that)",
+        help="average update bytes per second per identity (bursts of twice that); past it, "
+        "4429 (a crdtdoc client pauses and resends, nothing lost)",
     )
     add(
         "--awareness-per-second",
         type=float,
         default=d.awareness_per_second,
-        help="average presence updates per second per identity (more are coalesced)",
+        help="average presence updates per second per identity (bursts of twice that; more "
+        "are coalesced, never a close)",
     )
     add(
         "--structs-per-second",
@@ -326,21 +334,21 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--max-waiting-updates",
         type=int,
         default=d.max_waiting_updates,
-        help="updates per identity that may wait in a room for data they build on; past it "
-        "the sender is asked to sync again",
+        help="updates per identity that may wait (over all rooms) for data they build on; "
+        "past it the sender is asked to sync again",
     )
     add(
         "--max-waiting-bytes",
         type=int,
         default=d.max_waiting_bytes,
-        help="memory per identity those waiting updates may take in a room",
+        help="memory per identity those waiting updates may take (over all rooms)",
     )
     add(
         "--max-waiting-structs",
         type=int,
         default=d.max_waiting_structs,
-        help="structs per identity that may wait in a room (all are applied at once when "
-        "what they wait for arrives)",
+        help="structs per identity that may wait, over all rooms (all are applied at once "
+        "when what they wait for arrives)",
     )
     add(
         "--max-waiting-seconds",
@@ -472,6 +480,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe(exc: CrdtdocError) -> str:
+    """An error's message as a command should print it (the process ends: nothing is kept
+    in it, unlike in a library replica)."""
+    if isinstance(exc, HubStorageError):
+        return (
+            f"the hub cannot store updates: {exc.reason}; the hub holds this change and stores "
+            "it once it can (its /readyz says when)"
+        )
+    return str(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -494,7 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     error[name] = [str(v) for v in value] if isinstance(value, list) else str(value)
             error["exit"] = code
             print(json.dumps(error, ensure_ascii=False))
-        print(f"crdtdoc: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"crdtdoc: {type(exc).__name__}: {describe(exc)}", file=sys.stderr)
         return code
     except OSError as exc:
         print(f"crdtdoc: {exc.strerror or exc}: {getattr(exc, 'filename', '')}", file=sys.stderr)

@@ -78,14 +78,14 @@ class HubConfig:
     """Average coordination requests (leases, numbers, guarded commits) per second one identity
     may send (bursts of twice that); past it, the request is answered `rate_limited`."""
     max_waiting_updates: int = 1000
-    """Updates of one identity (one connection without tokens) that may wait in a room's causal
-    buffer for data nobody has sent yet; past it, more are not buffered and the sender is asked
-    to sync again (sync step 1)."""
+    """Updates of one identity (one connection without tokens) that may wait, over all rooms'
+    causal buffers, for data nobody has sent yet; past it, more are not buffered and the sender
+    is asked to sync again (sync step 1)."""
     max_waiting_bytes: int = 4 * 1024 * 1024
-    """Memory (bytes and their parse) one identity's waiting updates may take in a room."""
+    """Memory (bytes and their parse) one identity's waiting updates may take, over all rooms."""
     max_waiting_structs: int = 4_000
-    """Structs one identity may have waiting in a room: when what they wait for arrives they
-    are all applied at once, so this bounds how long that takes (about 10 µs a struct)."""
+    """Structs one identity may have waiting, over all rooms: when what they wait for arrives
+    they are all applied at once, so this bounds how long that takes (about 10 µs a struct)."""
     max_waiting_seconds: float = 30.0
     """Seconds an update may wait for what it builds on; then it is dropped and its sender is
     asked to sync again (a dependency that never arrives must not hold memory for ever)."""

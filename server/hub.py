@@ -328,7 +328,7 @@ class Hub:
             except (RemoteError, RoomUnavailable) as exc:
                 self.metrics.refusals.labels(type(exc).__name__).inc()
                 log.info("connection refused", extra={"peer": remote, "reason": str(exc)})
-                await ws.close(exc.close_code, close_reason(str(exc)))
+                await close_draining(ws, exc.close_code, close_reason(str(exc)))
                 return
             peer = Peer(ws, self.config, remote)
             peer.grant, peer.identity = grant, identity
@@ -409,7 +409,13 @@ class Hub:
         while True:
             try:
                 data = await ws.recv()
-            except ConnectionClosed:
+            except ConnectionClosed as exc:
+                if exc.sent is not None and exc.sent.code == 1009:  # websockets' own max_size
+                    self.metrics.refusals.labels("MessageTooBig").inc()
+                    log.info(
+                        "refused a message",
+                        extra={"room": room.name, "peer": peer.remote, "reason": exc.sent.reason},
+                    )
                 return
             peer.last_received = time.monotonic()
             self.metrics.messages_in.inc()

@@ -87,8 +87,8 @@ class HubMetrics:
         )
         self.loop_lag = Histogram(
             "crdtdoc_event_loop_lag_seconds",
-            f"How late the event loop ran a {LAG_PERIOD * 1000:g} ms timer (time it served "
-            "no one).",
+            f"How late the event loop ran a {LAG_PERIOD * 1000:g} ms timer: time no connection "
+            "was served.",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )

@@ -172,3 +172,16 @@ def test_changes_watch_peers_and_an_unreachable_hub(hub: str, tmp_path: Path) ->
     assert unreachable.returncode == 3 and "NotConnected" in unreachable.stdout
     usage = cli(hub, "tasks", "claim", room=room)
     assert usage.returncode == 2
+
+
+def test_a_failing_hub_store_has_its_own_exit_code_and_a_message_for_a_process() -> None:
+    """A command that ends cannot keep edits "locally": the message says the hub holds them."""
+    from crdtdoc.agent_cli import exit_code
+    from crdtdoc.cli import describe
+    from crdtdoc.errors import HubStorageError
+
+    failing = HubStorageError("database or disk is full")
+    assert exit_code(failing) == 9
+    said = describe(failing)
+    assert "database or disk is full" in said and "the hub holds this change" in said
+    assert "kept locally" not in said

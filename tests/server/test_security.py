@@ -4,6 +4,7 @@ frozen specs, impersonation, clock poisoning, rate and size limits."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,27 @@ def test_no_room_opens_without_a_valid_token(tmp_path: Path) -> None:
             await ws.send(encode_message(SyncStep1(b"\x00")))
             assert isinstance(decode_message(await ws.recv()), SyncStep1)  # type: ignore[arg-type]
             await ws.close()
+
+    run(body())
+
+
+def test_a_refusal_at_connect_arrives_at_once_whatever_the_client_sent_first(
+    tmp_path: Path,
+) -> None:
+    """A crdtdoc client sends hello, presence and sync step 1 before reading: with the hub's
+    small receive queue, its refusal once waited out the close timeout (10 s) behind them."""
+
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db", secret=SECRET) as hub:
+            ws = await ws_connect(f"{hub.url}/other?token={token('a', rooms='project-*')}")
+            with contextlib.suppress(ConnectionClosed):
+                for _ in range(20):
+                    await ws.send(encode_message(SyncStep1(b"\x00" + b"\x00" * 20_000)))
+            async with asyncio.timeout(5):
+                await ws.wait_closed()
+            assert ws.close_code == 4403 and "does not allow room 'other'" in (
+                ws.close_reason or ""
+            )
 
     run(body())
 
