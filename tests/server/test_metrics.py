@@ -73,6 +73,16 @@ def test_metrics_appear_and_move_under_load(tmp_path: Path) -> None:
                 await raw.wait_closed()
             _, after = await loop.run_in_executor(None, scrape, hub.url)
             assert 'crdtdoc_refusals_total{reason="InvalidMessage"} 1.0' in after
+            # A message over --max-message-bytes is closed by websockets itself, and counted.
+            async with ws_connect(hub.url + "/m", max_size=None) as raw:
+                await raw.send(b"\x00" * (hub.config.max_message_bytes + 1))
+                await raw.wait_closed()
+            for _ in range(20):
+                _, after = await loop.run_in_executor(None, scrape, hub.url)
+                if 'reason="MessageTooBig"' in after:
+                    break
+                await asyncio.sleep(0.05)
+            assert 'crdtdoc_refusals_total{reason="MessageTooBig"} 1.0' in after
 
     run(body(), timeout=60)
 
