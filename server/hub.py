@@ -9,19 +9,14 @@ with 1001, write what is queued, close the database.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
-import weakref
-from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-from websockets.protocol import State
 
 from crdtdoc.errors import (
     AuthError,
@@ -29,9 +24,7 @@ from crdtdoc.errors import (
     Forbidden,
     RateLimited,
     RemoteError,
-    RoomFull,
 )
-from crdtdoc.protocol.messages import Auth, encode_message
 from crdtdoc.tokens import Grant, verify_token
 from server.cluster import PRESENCE_TIMEOUT, Cluster
 from server.commit import GroupCommitter
@@ -41,20 +34,13 @@ from server.limits import RateLimits
 from server.metrics import HubMetrics
 from server.peer import Peer, close_reason
 from server.pgstore import PostgresCommitter, PostgresStore, redacted
-from server.room import Room, read_message
+from server.reader import Reader, close_draining
+from server.room import Room
 from server.shared_coordination import SharedCoordinator
 from server.store import SqliteCommitter, SqliteStore
 from server.web import harden, page, room_list, room_state
 
 log = logging.getLogger("crdtdoc.hub")
-
-PARSE_BYTES_PER_STRUCT = 32
-"""A large message that does not parse is charged to its sender's struct budget as one struct
-per this many bytes (the parser may have read most of it before failing); one that parses is
-charged what it holds (structs and deleted ranges)."""
-OFF_LOOP_BYTES = 64 * 1024
-"""Messages larger than this are parsed in a worker thread, so the event loop keeps serving
-others meanwhile (the parser releases the interpreter to it every few milliseconds)."""
 
 MAX_ROOM_NAME = 256
 
@@ -85,23 +71,6 @@ def room_name(path: str) -> str:
     return name
 
 
-async def close_draining(ws: ServerConnection, code: int, reason: str) -> None:
-    """Closes a connection while reading (and dropping) what the peer still sends: with few
-    unread messages allowed (`max_queue`), a peer that sent more before our close would
-    otherwise have its close frame stuck behind them until the close times out."""
-
-    async def drain() -> None:
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                await ws.recv()
-
-    reader = asyncio.get_running_loop().create_task(drain())
-    try:
-        await ws.close(code, reason)
-    finally:
-        reader.cancel()
-
-
 class Hub:
     """Serves rooms over websockets until `close()`."""
 
@@ -128,11 +97,8 @@ class Hub:
         )
         self.started = time.time()
         self._closed = False
-        self._closing = asyncio.Event()
-        self._turns: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        # One thread parses large messages: the loop shares the interpreter with it alone.
-        self._parser = ThreadPoolExecutor(1, thread_name_prefix="crdtdoc-parse")
         self.metrics = HubMetrics(self._metric_state)
+        self.reader = Reader(self._rates, self.metrics)
 
     @property
     def committer(self) -> GroupCommitter:
@@ -252,7 +218,7 @@ class Hub:
         if self._closed:
             return
         self._closed = True
-        self._closing.set()  # connections waiting out a debt close themselves, draining
+        self.reader.closing.set()  # connections waiting out a debt close themselves, draining
         if self._janitor is not None:
             self._janitor.cancel()
         if self._lag_watch is not None:
@@ -266,7 +232,7 @@ class Hub:
             await self._committer.close()
         if self.cluster is not None:
             await self.cluster.close()
-        self._parser.shutdown(wait=False, cancel_futures=True)
+        self.reader.close()
         log.info("hub stopped")
 
     async def __aenter__(self) -> Hub:
@@ -333,12 +299,12 @@ class Hub:
             peer = Peer(ws, self.config, remote)
             peer.grant, peer.identity = grant, identity
             peer.on_sent = self._count_sent
-            peer.before_resync = lambda: self._pay(ws, peer)
+            peer.before_resync = lambda: self.reader.pay(ws, peer)
             writer = asyncio.get_running_loop().create_task(peer.run_writer())
             room.join(peer)
             log.info("peer joined", extra={"room": name, "peer": remote})
             try:
-                await self._read(ws, room, peer)
+                await self.reader.read(ws, room, peer)
             finally:
                 room.leave(peer)
                 if peer.identity is None:
@@ -385,105 +351,6 @@ class Hub:
         self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
         if identity is not None:
             self._per_identity[identity] = self._per_identity.get(identity, 0) + 1
-
-    async def _pay(self, ws: ServerConnection, peer: Peer) -> bool:
-        """Waits out the debt of `peer`'s identity (work past its struct or byte budget), or
-        yields once, so that others are served between its messages and slices. False if the
-        connection closed meanwhile (a hub shutting down does not wait for debts)."""
-        debt = self._rates.debt(peer.rate_key)
-        if not debt:
-            await asyncio.sleep(0)
-            return not self._closing.is_set()
-        waits = [
-            asyncio.ensure_future(ws.wait_closed()),
-            asyncio.ensure_future(self._closing.wait()),
-        ]
-        try:
-            await asyncio.wait(waits, timeout=debt, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for wait in waits:
-                wait.cancel()
-        return ws.state is not State.CLOSED and not self._closing.is_set()
-
-    async def _read(self, ws: ServerConnection, room: Room, peer: Peer) -> None:
-        while True:
-            try:
-                data = await ws.recv()
-            except ConnectionClosed as exc:
-                if exc.sent is not None and exc.sent.code == 1009:  # websockets' own max_size
-                    self.metrics.refusals.labels("MessageTooBig").inc()
-                    log.info(
-                        "refused a message",
-                        extra={"room": room.name, "peer": peer.remote, "reason": exc.sent.reason},
-                    )
-                return
-            peer.last_received = time.monotonic()
-            self.metrics.messages_in.inc()
-            self.metrics.bytes_in.inc(len(data))
-            if isinstance(data, str):
-                await close_draining(ws, 1003, "y-protocols messages are binary frames")
-                return
-            refused: RemoteError | None = None
-            closing = False
-            async with self._turn(peer.rate_key):  # closes happen after: they may take a while
-                try:
-                    closing = not await self._handle(ws, room, peer, data)
-                except RemoteError as exc:
-                    refused = exc
-            if closing:
-                await close_draining(ws, 1001, "hub shutting down")
-                return
-            if refused is not None:
-                await self._refuse(ws, room, peer, refused)
-                return
-            # recv() returns at once while frames are buffered; yield so that the writers fan
-            # this update out now, instead of after the whole backlog (latency, queue growth).
-            await asyncio.sleep(0)
-
-    def _turn(self, who: str) -> asyncio.Lock:
-        """The lock an identity's connections take turns with: one message of an identity is
-        parsed and applied at a time, so its debts (`_pay`) hold over all its connections and
-        it never has more than one parsed message in memory."""
-        lock = self._turns.get(who)
-        if lock is None:
-            lock = self._turns[who] = asyncio.Lock()
-        return lock
-
-    async def _handle(self, ws: ServerConnection, room: Room, peer: Peer, data: bytes) -> bool:
-        """One message of `peer`, its identity's turn held: waits out the identity's debt,
-        parses it (off the loop if large) and hands it to the room, a slice per turn of the
-        loop; what it costs is charged to the identity. False if the hub is closing."""
-        if not await self._pay(ws, peer):
-            return False
-        incoming = None
-        if len(data) > OFF_LOOP_BYTES:  # parsing it takes a while: not on the loop
-            state = dict(room.replica.applied()[0])
-            try:
-                incoming = await asyncio.get_running_loop().run_in_executor(
-                    self._parser, read_message, data, state
-                )
-            except RemoteError:  # what it parsed is not charged by the room: charge it here
-                self._rates.structs(peer.rate_key, len(data) // PARSE_BYTES_PER_STRUCT)
-                raise
-        room.receive(peer, data, incoming)  # charges what the update holds
-        del incoming  # the room keeps the slices still to apply, each freed once applied
-        while room.step(peer):  # a large update, a slice per turn of the loop
-            if not await self._pay(ws, peer):
-                return False
-        return True
-
-    async def _refuse(self, ws: ServerConnection, room: Room, peer: Peer, exc: RemoteError) -> None:
-        """Closes a connection whose message was refused, saying why."""
-        self.metrics.refusals.labels(type(exc).__name__).inc()
-        log.info(
-            "refused a message",
-            extra={"room": room.name, "peer": peer.remote, "reason": str(exc)},
-        )
-        if isinstance(exc, (Forbidden, RateLimited, RoomFull)):
-            # y-protocols' own way to say "permission denied", before the close.
-            with contextlib.suppress(Exception):
-                await ws.send(encode_message(Auth(str(exc))))
-        await close_draining(ws, exc.close_code, close_reason(str(exc)))
 
     # -- the supervision page (server/web.py) -----------------------------------------------
 

@@ -22,8 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from crdtdoc.errors import (
     CrdtdocError,
@@ -52,11 +51,10 @@ from crdtdoc.protocol.messages import (
     SyncStep1,
     SyncStep2,
     SyncUpdate,
-    decode_message,
     encode_message,
 )
 from crdtdoc.protocol.session import SyncSession
-from crdtdoc.replica import Replica, ReplicaLimits
+from crdtdoc.replica import Replica
 from crdtdoc.roots import ARTIFACTS_ROOT
 from crdtdoc.slicing import SLICE_STRUCTS, slice_update
 from crdtdoc.updates import ParsedUpdate, parse_update
@@ -67,6 +65,7 @@ from server.config import HubConfig
 from server.coordination import Coordinator
 from server.durability import DurableAnnouncer
 from server.guarded import GuardedCommits
+from server.intake import Incoming, hub_limits, pending_holder, read_message
 from server.limits import RateLimits
 from server.metrics import HubMetrics
 from server.peer import Peer
@@ -79,48 +78,12 @@ from server.write_gate import WriteGate
 log = logging.getLogger("crdtdoc.hub.room")
 
 
-@dataclass(frozen=True)
-class Incoming:
-    """A message as read from a peer: decoded, and for an update parsed and cut into slices."""
-
-    message: Message
-    parsed: ParsedUpdate | None = None
-    slices: list[tuple[bytes, ParsedUpdate]] | None = None
-
-
-def read_message(data: bytes, state: Mapping[int, int]) -> Incoming:
-    """Decodes a peer's message and parses the update it carries, cut into slices a room can
-    apply one per turn of the event loop (`crdtdoc.slicing`). Touches no room: the hub runs it in
-    a worker thread for a large message (`state`: a copy of the room's state vector)."""
-    message = decode_message(data)
-    if isinstance(message, (SyncStep2, SyncUpdate)):
-        parsed = parse_update(message.update, details=True)
-        return Incoming(message, parsed, slice_update(message.update, parsed, state))
-    return Incoming(message)
-
-
 RETRY_COMPACTION_SECONDS = 1.0
 """With several hubs: how long a room waits to compact again when its log had a gap."""
 
 REBUILD_STRUCTS = 2000
 """What an update the engine refuses is charged (plus a struct per 16 bytes of the room): the
 replica rebuilt its document, which takes time in proportion to the room."""
-
-
-def hub_limits(config: HubConfig) -> ReplicaLimits:
-    """A room's causal-buffer bounds: each sender's share from the config, and the whole."""
-    return ReplicaLimits(
-        max_pending_updates=10_000,
-        max_pending_bytes=64 * 1024 * 1024,
-        max_pending_updates_per_origin=config.max_waiting_updates,
-        max_pending_bytes_per_origin=config.max_waiting_bytes,
-        max_pending_structs_per_origin=config.max_waiting_structs,
-    )
-
-
-def pending_holder(origin: object) -> object:
-    """Whose share a waiting update is charged to: its sender's identity (or connection)."""
-    return origin.rate_key if isinstance(origin, Peer) else origin
 
 
 class Room:

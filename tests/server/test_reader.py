@@ -1,4 +1,4 @@
-"""One identity's connections take turns (server/hub.py `_turn`, `_pay`): its debts hold over
+"""One identity's connections take turns (server/reader.py): its debts hold over
 all of them, so opening many connections does not multiply what it can make the hub do or hold
 at once (review findings: 32 connections each answered a whole room, or each held a parsed
 megabyte, before any debt was counted)."""
