@@ -17,7 +17,7 @@ anything that waits for an empty buffer, for ever.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
 from crdtdoc.errors import PendingLimitExceeded
@@ -104,9 +104,6 @@ class CausalBuffer:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-    def __iter__(self) -> Iterator[Waiting]:
-        return iter(list(self._entries.values()))
 
     def share(self, holder: Hashable) -> tuple[int, int]:
         """(entries, bytes charged) of one holder."""
