@@ -28,6 +28,7 @@ from crdtdoc.errors import (
     Forbidden,
     FrozenError,
     HubStorageError,
+    InvalidValue,
     NotConnected,
     NotFound,
     Refused,
@@ -95,10 +96,18 @@ def _done(args: argparse.Namespace, replica: BlockingReplica, result: dict[str, 
 
 
 def _read_text(source: str) -> str:
-    if source == "-":
-        return sys.stdin.read()
-    with open(source, encoding="utf-8") as f:
-        return f.read()
+    """The text of a file (or standard input, `-`), refused unless it is UTF-8."""
+    try:
+        if source == "-":
+            return sys.stdin.buffer.read().decode("utf-8")
+        with open(source, "rb") as f:
+            return f.read().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = "standard input" if source == "-" else source
+        raise InvalidValue(
+            f"{where} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}); convert it first, for example with iconv; nothing was changed"
+        ) from None
 
 
 def _value(raw: str) -> Any:

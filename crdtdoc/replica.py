@@ -51,6 +51,7 @@ from crdtdoc.updates import (
     parse_update,
     structs_only,
 )
+from crdtdoc.values import check_text
 from crdtdoc.versions import Version
 
 if TYPE_CHECKING:
@@ -137,6 +138,15 @@ def artifact_names(on: Iterable[object]) -> set[str]:
 Judge = Callable[[list[Item], Locator, dict[int, int], object], None]
 
 
+def _check_name(name: object) -> None:
+    """Refuses what cannot name an artifact (a root of the document)."""
+    if not isinstance(name, str) or not name:
+        raise CrdtdocError("an artifact name must be a non-empty str")
+    check_text(name, "the artifact name")
+    if name in INTERNAL_ROOTS:
+        raise CrdtdocError(f"{name!r} is reserved for crdtdoc's own bookkeeping")
+
+
 def _is_panic(exc: BaseException) -> bool:
     return type(exc).__name__ == "PanicException"
 
@@ -154,6 +164,7 @@ class Replica:
     ) -> None:
         if not isinstance(agent, str) or not agent.strip():
             raise CrdtdocError("agent must be a non-empty name, for example Replica(agent='alice')")
+        check_text(agent, "the agent name")
         if client_id is None:
             client_id = new_client_id()
         elif not isinstance(client_id, int) or not 0 <= client_id < MAX_CLIENT_ID:
@@ -262,6 +273,7 @@ class Replica:
     def _declare(self, name: str, artifact: str, kind: type[_T]) -> None:
         """Checks that `name` can be used as an artifact of this kind (locally and by what the
         document records), and declares its root type."""
+        _check_name(name)
         recorded = self._doc.get(ARTIFACTS_ROOT, type=Map).get(name)
         known = self._artifact_kinds.get(name, recorded if isinstance(recorded, str) else None)
         if known is not None and known != artifact:
@@ -281,10 +293,7 @@ class Replica:
 
     def _root(self, name: str, kind: type[_T]) -> _T:
         """The root type `name` of the current document (refetched: a rebuild replaces the doc)."""
-        if not isinstance(name, str) or not name:
-            raise CrdtdocError("an artifact name must be a non-empty str")
-        if name in INTERNAL_ROOTS:
-            raise CrdtdocError(f"{name!r} is reserved for crdtdoc's own bookkeeping")
+        _check_name(name)
         self._sync_point()
         declared = self._root_kinds.setdefault(name, kind)
         if declared is not kind:

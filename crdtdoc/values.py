@@ -21,11 +21,29 @@ MAX_VALUE_DEPTH = 32
 JSONValue = Any
 
 
+def check_text(text: str, what: str = "text") -> str:
+    """`text`, if a Yjs document can hold it; raises `InvalidValue` if it holds a lone UTF-16
+    surrogate (half of a character, as `"\\udc80"` or a file decoded with `surrogateescape`):
+    no Yjs encoding can carry one, and pycrdt panics on it, possibly halfway through an edit.
+    Every str crdtdoc writes passes here first, so an edit fails before it changes anything."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidValue(
+                f"{what} holds a lone surrogate ({text[exc.start]!r} at index {exc.start}), "
+                "half of a character that no Yjs document can store; nothing was changed"
+            ) from None
+    return text
+
+
 def to_yjs(value: JSONValue, _depth: int = 0) -> JSONValue:
     """Checks `value` is JSON-like and returns it in the form pycrdt stores."""
     if _depth > MAX_VALUE_DEPTH:
         raise InvalidValue(f"value nests deeper than {MAX_VALUE_DEPTH} levels")
-    if value is None or isinstance(value, (bool, str)):
+    if isinstance(value, str):
+        return check_text(value, "a string value")
+    if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
         if abs(value) > MAX_SAFE_INTEGER:
@@ -45,7 +63,7 @@ def to_yjs(value: JSONValue, _depth: int = 0) -> JSONValue:
         for k, v in value.items():
             if not isinstance(k, str):
                 raise InvalidValue(f"object keys must be str, got {type(k).__name__} {k!r}")
-            out[k] = to_yjs(v, _depth + 1)
+            out[check_text(k, "an object key")] = to_yjs(v, _depth + 1)
         return out
     raise InvalidValue(
         f"{type(value).__name__} is not JSON-like; use str, int, float, bool, None, list or dict"

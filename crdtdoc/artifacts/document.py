@@ -15,6 +15,7 @@ from pycrdt import Text
 
 from crdtdoc import safe_read, textdiff
 from crdtdoc.errors import AmbiguousText, CrdtdocError, InvalidIndex, NotFound
+from crdtdoc.values import check_text
 
 if TYPE_CHECKING:
     from crdtdoc.replica import Replica
@@ -81,6 +82,7 @@ class Document:
         """Inserts `text` before character `index` (0 <= index <= len)."""
         if not isinstance(text, str):
             raise CrdtdocError(f"insert takes a str, not {type(text).__name__}")
+        check_text(text, "the inserted text")
         current = self.read()
         _check_index(index, len(current), "insert index")
         if not text:
@@ -122,6 +124,7 @@ class Document:
         """
         if not isinstance(new_text, str):
             raise CrdtdocError(f"write takes a str, not {type(new_text).__name__}")
+        check_text(new_text, "the new text")
         current = self.read()
         edits = textdiff.diff(current, new_text)
         if not edits:
@@ -149,6 +152,7 @@ class Document:
             raise CrdtdocError("replace takes two str: the text to find and its replacement")
         if not old:
             raise CrdtdocError("replace needs a non-empty text to find")
+        check_text(new, "the replacement")
         current = self.read()
         at = current.find(old)
         if at < 0:

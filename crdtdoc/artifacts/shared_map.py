@@ -14,7 +14,7 @@ from pycrdt import Map
 
 from crdtdoc import safe_read
 from crdtdoc.errors import CrdtdocError
-from crdtdoc.values import JSONValue, to_yjs
+from crdtdoc.values import JSONValue, check_text, to_yjs
 
 if TYPE_CHECKING:
     from crdtdoc.replica import Replica
@@ -84,3 +84,4 @@ class SharedMap:
 def _check_key(key: object) -> None:
     if not isinstance(key, str):
         raise CrdtdocError(f"map keys must be str, got {type(key).__name__}")
+    check_text(key, "the map key")

@@ -29,7 +29,7 @@ from pycrdt import Map
 
 from crdtdoc import safe_read
 from crdtdoc.errors import ConflictError, CrdtdocError, FrozenError, NotFound
-from crdtdoc.values import JSONValue, to_yjs
+from crdtdoc.values import JSONValue, check_text, to_yjs
 from crdtdoc.versions import Version
 
 if TYPE_CHECKING:
@@ -93,6 +93,8 @@ class InterfaceSpec:
     def _writing(self, member: str | None = None) -> Iterator[Map[Any]]:
         if member is not None and (not isinstance(member, str) or not member):
             raise CrdtdocError("a member name is a non-empty str")
+        if member is not None:
+            check_text(member, "the member name")
         frozen = self.frozen_by()
         if frozen is not None:
             raise FrozenError(

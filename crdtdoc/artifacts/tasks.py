@@ -37,7 +37,7 @@ from pycrdt import Array, Map
 
 from crdtdoc import safe_read
 from crdtdoc.errors import AlreadyClaimed, CrdtdocError, InvalidValue, NotFound
-from crdtdoc.values import to_yjs
+from crdtdoc.values import check_text, to_yjs
 
 if TYPE_CHECKING:
     from crdtdoc.client.coordination import Lease
@@ -145,14 +145,16 @@ class TaskList:
         if not isinstance(description, str):
             raise InvalidValue("description must be a str")
         task_id = new_task_id()
-        fields = {
-            "title": title,
-            "description": description,
-            "labels": _strings(labels, "labels"),
-            "depends_on": _strings(depends_on, "depends_on"),
-            "created_by": self._replica.agent,
-            "created_at": time.time(),
-        }
+        fields = to_yjs(  # every string checked before anything changes
+            {
+                "title": title,
+                "description": description,
+                "labels": _strings(labels, "labels"),
+                "depends_on": _strings(depends_on, "depends_on"),
+                "created_by": self._replica.agent,
+                "created_at": time.time(),
+            }
+        )
         with self._editing():
             self._map()[task_id] = Map(
                 {**fields, "claims": Map(), "completions": Map(), "notes": Array()}
@@ -182,15 +184,17 @@ class TaskList:
             changes["labels"] = _strings(labels, "labels")
         if depends_on is not None:
             changes["depends_on"] = _strings(depends_on, "depends_on")
+        changes = to_yjs(changes)  # all checked before anything changes
         task = self._task_map(task_id)
         with self._editing():
             for key, value in changes.items():
-                task[key] = to_yjs(value)
+                task[key] = value
 
     def note(self, task_id: str, text: str) -> None:
         """Appends a note (append-only: concurrent notes are all kept)."""
         if not isinstance(text, str) or not text:
             raise InvalidValue("a note is a non-empty str")
+        check_text(text, "the note")
         task = self._task_map(task_id)
         with self._editing():
             self._part(task, "notes", Array).append(
@@ -271,6 +275,10 @@ class TaskList:
 
     def complete(self, task_id: str, note: str | None = None) -> None:
         """Marks the task done (optionally with a note)."""
+        if note is not None and not isinstance(note, str):
+            raise InvalidValue("a note is a str")
+        if note:
+            check_text(note, "the note")  # before the completion is written
         task = self._task_map(task_id)
         with self._editing():
             self._part(task, "completions", Map)[secrets.token_hex(8)] = {
