@@ -48,6 +48,7 @@ from crdtdoc.errors import (
     StaleRead,
     StorageError,
     SyncTimeout,
+    WrongKind,
 )
 from crdtdoc.replica import Pending, Replica, ReplicaLimits
 from crdtdoc.versions import Order, Version
@@ -69,6 +70,7 @@ __all__ = [
     "FencedOut",
     "Forbidden",
     "FrozenError",
+    "WrongKind",
     "HubStorageError",
     "InterfaceSpec",
     "InvalidIndex",

@@ -110,6 +110,12 @@ class ConflictError(CrdtdocError):
         self.values = values
 
 
+class WrongKind(CrdtdocError, TypeError):
+    """An artifact opened as one kind that the room holds as another: the kind a crdtdoc agent
+    recorded, or the Yjs type other clients use for that root (a ProseMirror Y.XmlFragment, a
+    Y.Map, ...). crdtdoc never writes into a root of a kind it does not understand."""
+
+
 class FrozenError(CrdtdocError):
     """The spec is frozen: it no longer accepts writes."""
 

@@ -71,6 +71,7 @@ class ItemIndex:
         self._types: dict[Id, str] = {}  # id of a type item -> its type name ("Text", ...)
         self._type_roots: dict[Id, str | None] = {}  # cache: the root a type item lives under
         self._families: dict[str | Id, str] = {}  # sequence parent -> TEXT, ARRAY or MIXED
+        self._root_uses: dict[str, set[str]] = {}  # root -> how its items use it (`uses`)
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -98,6 +99,12 @@ class ItemIndex:
             if name == "Array":
                 return ARRAY
         return self._families.get(parent)
+
+    def uses(self, root: str) -> frozenset[str]:
+        """How the items of a root use it: "map" (entries under keys), TEXT or ARRAY (sequence
+        content), "xml" (XML elements as children, as a Y.XmlFragment holds them), "types"
+        (other nested types as children). Empty for a root nothing was written to."""
+        return frozenset(self._root_uses.get(root, ()))
 
     def root_of_parent(self, parent: Parent) -> str | None:
         """The root (artifact) under which a parent lives, None when collected or unknown."""
@@ -178,6 +185,12 @@ class ItemIndex:
             if item.content == TYPE and start == item.clock:
                 self._types[(item.client, item.clock)] = str(item.value)
             family = SEQUENCE_FAMILY.get(item.content)
+            if isinstance(place.parent, str) and item.content not in (DELETED, GC):
+                use = "map" if place.sub is not None else family
+                if use is None and item.content == TYPE:
+                    use = "xml" if str(item.value).startswith("Xml") else "types"
+                if use is not None:
+                    self._root_uses.setdefault(place.parent, set()).add(use)
             if family is not None and place.sub is None and place.parent is not None:
                 known = self._families.setdefault(place.parent, family)
                 if known != family:  # trusted data from before the gate: both kinds

@@ -26,6 +26,7 @@ from crdtdoc.errors import (
     InvalidUpdate,
     ReplicaRebuilt,
     StaleRead,
+    WrongKind,
 )
 from crdtdoc.idset import IdSet
 from crdtdoc.itemindex import ItemIndex, Locator
@@ -136,6 +137,21 @@ def artifact_names(on: Iterable[object]) -> set[str]:
 
 
 Judge = Callable[[list[Item], Locator, dict[int, int], object], None]
+
+
+_FITS: dict[type, frozenset[str]] = {
+    Text: frozenset({"text", "types"}),  # characters, embeds, formats, embedded types
+    Map: frozenset({"map"}),
+    Array: frozenset({"array", "types"}),
+}
+"""How an artifact's root type may already be used by other clients (`ItemIndex.uses`)."""
+_USE_NAMES = {
+    "map": "a Y.Map (entries under keys)",
+    "text": "a Y.Text",
+    "array": "a Y.Array",
+    "xml": "a Y.XmlFragment (XML elements, as ProseMirror writes)",
+    "types": "a sequence of nested types",
+}
 
 
 def _check_name(name: object) -> None:
@@ -277,9 +293,18 @@ class Replica:
         recorded = self._doc.get(ARTIFACTS_ROOT, type=Map).get(name)
         known = self._artifact_kinds.get(name, recorded if isinstance(recorded, str) else None)
         if known is not None and known != artifact:
-            raise CrdtdocError(
+            raise WrongKind(
                 f"artifact {name!r} is a {known}; it cannot also be used as a {artifact}"
             )
+        if known is None and name in list(self._doc.keys()):  # written by non-crdtdoc clients
+            foreign = self.item_index().uses(name) - _FITS[kind]
+            if foreign:
+                used = ", ".join(_USE_NAMES[use] for use in sorted(foreign))
+                raise WrongKind(
+                    f"root {name!r} is used by other clients as {used}; crdtdoc opens it only "
+                    f"as a Y.{kind.__name__} ({artifact}) and never writes into a root of "
+                    "another kind"
+                )
         self._root(name, kind)
         self._artifact_kinds[name] = artifact
 

@@ -1,0 +1,67 @@
+"""Roots other clients use as another Yjs type (issue 17, item 3): opening one as an artifact of
+another kind raises `WrongKind` naming both, and nothing is written into it (`document()` on a
+ProseMirror Y.XmlFragment once read '' and inserted a raw string, breaking the editor)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pycrdt
+import pytest
+
+from crdtdoc import Replica, WrongKind
+
+
+def _xml(doc: pycrdt.Doc) -> None:
+    fragment = doc.get("d", type=pycrdt.XmlFragment)
+    fragment.children.append(pycrdt.XmlElement("p", {}, [pycrdt.XmlText("hi")]))
+
+
+def _map(doc: pycrdt.Doc) -> None:
+    doc.get("d", type=pycrdt.Map)["k"] = "v"
+
+
+def _array(doc: pycrdt.Doc) -> None:
+    doc.get("d", type=pycrdt.Array).append({"a": 1})
+
+
+def _text(doc: pycrdt.Doc) -> None:
+    doc.get("d", type=pycrdt.Text).insert(0, "hello")
+
+
+STOCK: dict[str, tuple[Callable[[pycrdt.Doc], None], str]] = {
+    "xml fragment": (_xml, "Y.XmlFragment"),
+    "map": (_map, "Y.Map"),
+    "array": (_array, "Y.Array"),
+    "text": (_text, "Y.Text"),
+}
+OPENS = {"document": "Text", "map": "Map", "tasks": "Map", "spec": "Map"}
+
+
+@pytest.mark.parametrize("written", sorted(STOCK))
+@pytest.mark.parametrize("opened", sorted(OPENS))
+def test_a_root_of_another_kind_is_refused_and_left_alone(written: str, opened: str) -> None:
+    write, kind = STOCK[written]
+    stock = pycrdt.Doc()
+    write(stock)
+    replica = Replica("agent")
+    replica.apply_update(stock.get_update())
+    before = replica.version()
+    # Same Yjs type: opened (a stock Y.Map read as a task list shows only what fits the layout)
+    fits = STOCK[written][1] == f"Y.{OPENS[opened]}"
+    if fits:
+        getattr(replica, opened)("d")
+        return
+    with pytest.raises(WrongKind, match=f"used by other clients as a {kind}") as refused:
+        getattr(replica, opened)("d")
+    assert f"Y.{OPENS[opened]}" in str(refused.value)
+    assert replica.version() == before  # nothing written
+
+
+def test_roots_crdtdoc_agents_wrote_open_without_building_an_index() -> None:
+    writer = Replica("w")
+    writer.document("d").insert(0, "hello")
+    reader = Replica("r")
+    reader.apply_update(writer.encode_update(), trusted=True)
+    assert reader.document("d").read() == "hello"
+    assert reader._items is None  # its kind is recorded: no walk over the document needed
