@@ -28,9 +28,10 @@ class Bucket:
 
     def take(self, amount: float, now: float | None = None) -> bool:
         """Takes `amount` if the bucket holds it; False (nothing taken) if not."""
-        if amount > self._refill(now):
+        level = self._refill(now)
+        if amount > level:
             return False
-        self.level = self._refill(now) - amount
+        self.level = level - amount
         return True
 
     def charge(self, amount: float, now: float | None = None) -> float:
@@ -38,6 +39,10 @@ class Bucket:
         seconds until the debt is paid back, 0 if there is none."""
         self.level = self._refill(now) - amount
         return max(0.0, -self.level / self.rate)
+
+
+# Each identity's buckets, by position.
+_UPDATES, _BYTES, _AWARENESS, _REQUESTS, _STRUCTS = range(5)
 
 
 class RateLimits:
@@ -69,41 +74,41 @@ class RateLimits:
             self._buckets[who] = buckets
         return buckets
 
-    def structs(self, who: str, count: int) -> float:
-        """Charges the structs of an update (what judging and applying it costs): seconds to
-        wait before reading more from `who`, 0 within the budget. Never refuses: a large but
-        legitimate update is served, later."""
-        return self._for(who)[4].charge(count)
+    def structs(self, who: str, count: int) -> None:
+        """Charges the structs of an update (what judging and applying it costs). Never
+        refuses: past the budget `debt` says how long to wait before serving `who` again, so a
+        large but legitimate update is served, later."""
+        self._for(who)[_STRUCTS].charge(count)
 
     def debt(self, who: str) -> float:
-        """Seconds until `who`'s struct and byte debts are paid back (0: none): a new
-        connection of an identity in debt is read only after that."""
+        """Seconds until `who`'s struct and byte debts are paid back (0: none): the hub reads
+        or applies no more of `who`'s work before that."""
         buckets = self._for(who)
-        return max(buckets[4].charge(0), buckets[1].charge(0))
+        return max(buckets[_STRUCTS].charge(0), buckets[_BYTES].charge(0))
 
-    def answered(self, who: str, size: int) -> float:
+    def answered(self, who: str, size: int) -> None:
         """Charges the bytes of a sync step 2 the hub sent `who` (asking for a whole room is
-        cheap; answering is not) to its byte budget: seconds to wait before reading more."""
-        return self._for(who)[1].charge(size)
+        cheap; answering is not) to its byte budget, as a debt."""
+        self._for(who)[_BYTES].charge(size)
 
     def update(self, who: str, size: int) -> str | None:
         """None if allowed, else which limit was exceeded."""
-        updates, data = self._for(who)[:2]
-        if not updates.take(1):
-            return f"more than {self._settings[0]:g} updates per second"
-        if not data.take(size):
-            return f"more than {self._settings[1]:g} update bytes per second"
+        buckets = self._for(who)
+        if not buckets[_UPDATES].take(1):
+            return f"more than {self._settings[_UPDATES]:g} updates per second"
+        if not buckets[_BYTES].take(size):
+            return f"more than {self._settings[_BYTES]:g} update bytes per second"
         return None
 
     def awareness(self, who: str) -> str | None:
-        if not self._for(who)[2].take(1):
-            return f"more than {self._settings[2]:g} presence updates per second"
+        if not self._for(who)[_AWARENESS].take(1):
+            return f"more than {self._settings[_AWARENESS]:g} presence updates per second"
         return None
 
     def request(self, who: str) -> str | None:
         """A coordination request (each may cost a store transaction): None if allowed."""
-        if not self._for(who)[3].take(1):
-            return f"more than {self._settings[3]:g} requests per second"
+        if not self._for(who)[_REQUESTS].take(1):
+            return f"more than {self._settings[_REQUESTS]:g} requests per second"
         return None
 
     def forget(self, who: str) -> None:
