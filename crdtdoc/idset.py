@@ -28,6 +28,31 @@ def _normalize(ranges: list[Range]) -> list[Range]:
     return out
 
 
+def _minus(ranges: list[Range], holes: list[Range]) -> list[Range]:
+    """The parts of sorted, disjoint `ranges` outside sorted, disjoint `holes`."""
+    kept: list[Range] = []
+    first = 0  # holes before this one end before the current range starts
+    for start, end in ranges:
+        # Jump (O(log n)) to the last hole starting at or before `start`: a small set checked
+        # against a large one (a delete set against a room's) stays cheap.
+        first = max(first, bisect.bisect_right(holes, (start, _END)) - 1, 0)
+        cur = start
+        for k in range(first, len(holes)):  # by index: islice would walk from 0
+            hs, he = holes[k]
+            if he <= cur:
+                continue
+            if hs >= end:
+                break
+            if hs > cur:
+                kept.append((cur, hs))
+            cur = max(cur, he)
+            if cur >= end:
+                break
+        if cur < end:
+            kept.append((cur, end))
+    return kept
+
+
 class IdSet:
     """Immutable-by-convention set of ids; mutate only through `add` while building one."""
 
@@ -129,37 +154,14 @@ class IdSet:
         out: dict[int, list[Range]] = {}
         for c, rs in self._ranges.items():
             holes = other._ranges.get(c)
-            if not holes:
-                out[c] = list(rs)
-                continue
-            kept: list[Range] = []
-            first = 0  # holes before this one end before the current range starts
-            for start, end in rs:
-                # Jump (O(log n)) to the last hole starting at or before `start`: a small set
-                # checked against a large one (a delete set against a room's) stays cheap.
-                first = max(first, bisect.bisect_right(holes, (start, _END)) - 1, 0)
-                cur = start
-                for k in range(first, len(holes)):  # by index: islice would walk from 0
-                    hs, he = holes[k]
-                    if he <= cur:
-                        continue
-                    if hs >= end:
-                        break
-                    if hs > cur:
-                        kept.append((cur, hs))
-                    cur = max(cur, he)
-                    if cur >= end:
-                        break
-                if cur < end:
-                    kept.append((cur, end))
-            out[c] = kept
+            out[c] = _minus(rs, holes) if holes else list(rs)
         return IdSet._of(out)
 
     def issubset(self, other: IdSet) -> bool:
         """Whether every id here is in `other`; stops at the first client that is not."""
         for c, rs in self._ranges.items():
             holes = other._ranges.get(c)
-            if not holes or IdSet._of({c: rs}).difference(IdSet._of({c: holes})):
+            if not holes or _minus(rs, holes):
                 return False
         return True
 

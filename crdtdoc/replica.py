@@ -538,14 +538,18 @@ class Replica:
 
     def _apply_deletes(self, deletes: IdSet, origin: object, trusted: bool) -> IdSet:
         """Applies the deletions whose ids are present; holds the rest (returned)."""
+        rest = self._delete_present(deletes)
+        if rest:
+            self._buffer.hold(b"", None, rest, origin, trusted, self._beyond(rest))
+        return rest
+
+    def _delete_present(self, deletes: IdSet) -> IdSet:
+        """Applies the deletions of ids this replica has; returns those of ids it lacks."""
         ready = deletes.clip_to(self._state)
         fresh = ready.difference(self._deleted)
         if fresh:
             self._apply_to_doc(deletes_only(fresh), None, None, True)  # no origin claimed
-        rest = deletes.difference(ready).difference(self._deleted)
-        if rest:
-            self._buffer.hold(b"", None, rest, origin, trusted, self._beyond(rest))
-        return rest
+        return deletes.difference(ready)
 
     def _beyond(self, deletes: IdSet) -> IdSet:
         """The ids of `deletes` this replica does not have yet."""
@@ -590,11 +594,7 @@ class Replica:
 
     def _wake_deletes(self, entry: Waiting) -> None:
         """Applies what a held deletion entry can now delete; files the rest again."""
-        ready = entry.deletes.clip_to(self._state)
-        fresh = ready.difference(self._deleted)
-        if fresh:
-            self._apply_to_doc(deletes_only(fresh), None, None, True)  # no origin claimed
-        rest = entry.deletes.difference(ready)
+        rest = self._delete_present(entry.deletes)
         if rest:
             entry.deletes = rest
             self._buffer.file(entry, self._beyond(rest))
