@@ -23,6 +23,7 @@ class Incoming:
     message: Message
     parsed: ParsedUpdate | None = None
     slices: list[tuple[bytes, ParsedUpdate]] | None = None
+    cut_on: Mapping[int, int] | None = None  # the state vector the slices were cut against
 
 
 def read_message(data: bytes, state: Mapping[int, int]) -> Incoming:
@@ -32,7 +33,8 @@ def read_message(data: bytes, state: Mapping[int, int]) -> Incoming:
     message = decode_message(data)
     if isinstance(message, (SyncStep2, SyncUpdate)):
         parsed = parse_update(message.update, details=True)
-        return Incoming(message, parsed, slice_update(message.update, parsed, state))
+        slices = slice_update(message.update, parsed, state)
+        return Incoming(message, parsed, slices, state)
     return Incoming(message)
 
 

@@ -255,9 +255,10 @@ class Room:
                 self._limits.structs(peer.rate_key, parsed.count + parsed.delete_set.range_count())
             parsed = self.gate.authorize(peer, message.update, self.size_bytes, parsed)
             slices = incoming.slices or []
-            if parsed.count > SLICE_STRUCTS and len(slices) <= 1:
-                # cut against a copy of the state that has moved on since: cut it again
-                slices = slice_update(message.update, parsed, self.replica.applied()[0])
+            live = self.replica.applied()[0]
+            if parsed.count > SLICE_STRUCTS and len(slices) <= 1 and incoming.cut_on != live:
+                # left whole against a copy of the state that has moved on since: cut it again
+                slices = slice_update(message.update, parsed, live)
             if len(slices) > 1 and self.replica.is_news(parsed):
                 self._slices[peer] = (deque(slices), isinstance(message, SyncStep2))
                 self.step(peer)

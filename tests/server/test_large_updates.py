@@ -13,6 +13,7 @@ import crdtdoc
 from crdtdoc import Replica
 from crdtdoc.protocol.messages import SyncStep1, SyncUpdate, encode_message
 from crdtdoc.updates import parse_update
+from server.intake import read_message
 from server.limits import Bucket, RateLimits
 from tests.helpers import tiny_structs
 from tests.hubs import run, running_hub
@@ -129,3 +130,28 @@ def test_peers_that_need_the_whole_room_share_one_encoding_of_it(tmp_path: Path)
     assert room._resync_messages(askers[0])[0] is answers[0]
     room.receive(writer, encode_message(SyncUpdate(_text_of(10))))  # the room changed
     assert room._resync_messages(askers[0])[0] is not answers[0]
+
+
+def test_an_update_left_whole_against_a_stale_state_is_cut_again(tmp_path: Path) -> None:
+    """Review finding: the parser thread cuts against a copy of the room's state; an update that
+    still waited on that copy was left whole and, once its dependency had arrived meanwhile,
+    applied in one turn of the loop."""
+    room, config = new_room(tmp_path)
+    peer = new_peer(config, None, None)
+    room.join(peer)
+    writer = Replica("w", client_id=7)
+    text = writer.document("big")
+    text.insert(0, "seed")
+    seed = writer.encode_update()
+    before = writer.version()
+    for _ in range(6_000):
+        text.insert(0, "x")
+    big = encode_message(SyncUpdate(writer.encode_update(before)))
+    stale = read_message(big, {})  # cut before the seed arrived: it cannot be cut
+    assert stale.slices is not None and len(stale.slices) == 1
+    room.receive(peer, encode_message(SyncUpdate(seed)))
+    room.receive(peer, big, stale)
+    assert room.step(peer)  # sliced after all: more slices wait for the next turns
+    while room.step(peer):
+        pass
+    assert room.replica.document("big").read() == text.read()
