@@ -98,11 +98,7 @@ class Reader:
                 data = await ws.recv()
             except ConnectionClosed as exc:
                 if exc.sent is not None and exc.sent.code == 1009:  # websockets' own max_size
-                    self.metrics.refusals.labels("MessageTooBig").inc()
-                    log.info(
-                        "refused a message",
-                        extra={"room": room.name, "peer": peer.remote, "reason": exc.sent.reason},
-                    )
+                    self._count_refusal(room, peer, "MessageTooBig", exc.sent.reason)
                 return
             peer.last_received = time.monotonic()
             self.metrics.messages_in.inc()
@@ -123,9 +119,6 @@ class Reader:
             if refused is not None:
                 await self._refuse(ws, room, peer, refused)
                 return
-            # recv() returns at once while frames are buffered; yield so that the writers fan
-            # this update out now, instead of after the whole backlog (latency, queue growth).
-            await asyncio.sleep(0)
 
     def _turn(self, who: str) -> asyncio.Lock:
         """The lock an identity's connections take turns with: one message of an identity is
@@ -137,9 +130,11 @@ class Reader:
         return lock
 
     async def _handle(self, ws: ServerConnection, room: Room, peer: Peer, data: bytes) -> bool:
-        """One message of `peer`, its identity's turn held: waits out the identity's debt,
-        parses it (off the loop if large) and hands it to the room, a slice per turn of the
-        loop; what it costs is charged to the identity. False if the hub is closing."""
+        """One message of `peer`, its identity's turn held: waits out the identity's debt (or
+        yields: recv() returns at once while frames are buffered, and the writers must fan each
+        update out before the next is read), parses it (off the loop if large) and hands it to
+        the room, a slice per turn of the loop; what it costs is charged to the identity. False
+        if the hub is closing."""
         if not await self.pay(ws, peer):
             return False
         incoming = None
@@ -161,13 +156,15 @@ class Reader:
 
     async def _refuse(self, ws: ServerConnection, room: Room, peer: Peer, exc: RemoteError) -> None:
         """Closes a connection whose message was refused, saying why."""
-        self.metrics.refusals.labels(type(exc).__name__).inc()
-        log.info(
-            "refused a message",
-            extra={"room": room.name, "peer": peer.remote, "reason": str(exc)},
-        )
+        self._count_refusal(room, peer, type(exc).__name__, str(exc))
         if isinstance(exc, (Forbidden, RateLimited, RoomFull)):
             # y-protocols' own way to say "permission denied", before the close.
             with contextlib.suppress(Exception):
                 await ws.send(encode_message(Auth(str(exc))))
         await close_draining(ws, exc.close_code, close_reason(str(exc)))
+
+    def _count_refusal(self, room: Room, peer: Peer, kind: str, reason: str) -> None:
+        self.metrics.refusals.labels(kind).inc()
+        log.info(
+            "refused a message", extra={"room": room.name, "peer": peer.remote, "reason": reason}
+        )
