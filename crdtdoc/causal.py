@@ -17,7 +17,7 @@ anything that waits for an empty buffer, for ever.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from crdtdoc.errors import PendingLimitExceeded
@@ -95,8 +95,6 @@ class CausalBuffer:
         self._entries: dict[int, Waiting] = {}  # id(entry) -> entry
         self._filed: dict[int, list[tuple[int, int, Waiting]]] = {}  # client -> heap
         self.shares: Shares = {} if shares is None else shares
-        self.updates = 0  # entries holding structs
-        self.struct_bytes = 0  # their bytes
         self.cost = 0  # what all entries are charged
 
     def __bool__(self) -> bool:
@@ -147,9 +145,6 @@ class CausalBuffer:
         share[1] += cost
         share[2] += count
         self.cost += cost
-        if parsed is not None:
-            self.updates += 1
-            self.struct_bytes += len(data)
         self.file(entry, missing)
         return entry
 
@@ -182,9 +177,6 @@ class CausalBuffer:
         if not share[0]:
             del self.shares[entry.holder]
         self.cost -= entry.cost
-        if entry.parsed is not None:
-            self.updates -= 1
-            self.struct_bytes -= len(entry.data)
 
     def expire(self, max_age: float) -> list[Waiting]:
         """Drops and returns the untrusted entries that have waited longer than `max_age`
@@ -213,9 +205,8 @@ class CausalBuffer:
                 held = held.union(entry.deletes)
         return held
 
-    def structs(self) -> Iterable[Waiting]:
+    def structs(self) -> list[Waiting]:
         return [entry for entry in self._entries.values() if entry.parsed is not None]
 
     def clear(self) -> None:
         self.drop(lambda entry: False)  # releases each entry's charge (the shares may be shared)
-        self._filed.clear()

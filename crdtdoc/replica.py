@@ -646,12 +646,14 @@ class Replica:
         """What waits in the causal buffer, and which ids it waits for (a walk over the whole
         buffer: for reports, not for every update)."""
         missing = IdSet()
-        for entry in self._buffer.structs():
+        waiting = self._buffer.structs()
+        for entry in waiting:
             assert entry.parsed is not None
             missing = missing.union(entry.parsed.missing(self._state))
         deletions = self._buffer.deletions()
         missing = missing.union(self._beyond(deletions))
-        return Pending(self._buffer.updates, self._buffer.struct_bytes, deletions, missing)
+        size = sum(len(entry.data) for entry in waiting)
+        return Pending(len(waiting), size, deletions, missing)
 
     @property
     def pending_holder(self) -> Callable[[object], Hashable]:
