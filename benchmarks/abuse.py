@@ -1146,27 +1146,26 @@ def _ms(value: float | None) -> str:
     return f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.0f} ms"
 
 
+_LABELS = {
+    "a": "{sent} delete-only updates (~0.9 MiB) naming ids that never exist",
+    "b": "{sent:,} one-struct updates whose dependency never arrives",
+    "c": "{sent} updates of ~0.9 MiB of tiny structs waiting on a missing clock",
+    "d": "{connections} connections sending {sent:,} `next` number requests",
+    "e": "{sent:,} acquires of distinct leases with a 3,600 s TTL",
+    "f": '{sent} awareness messages of 1,024 "left" entries each',
+    "h": "{sent} applicable ~0.9 MiB updates of tiny structs under its own client id",
+    "stall": "two hubs: 1 deletion of ids that never exist, then {updates} updates",
+}
+"""Each attack as issue 16's table says it, with what a run sent."""
+
+
 def attack_label(name: str, r: dict[str, Any]) -> str:
     """The attack as issue 16's table says it, with what this run sent."""
-    s = r.get("attacker") or {}
-    sent = s.get("sent", 0)
-    if name == "a":
-        return f"{sent} delete-only updates (~0.9 MiB) naming ids that never exist"
-    if name == "b":
-        return f"{sent:,} one-struct updates whose dependency never arrives"
-    if name == "c":
-        return f"{sent} updates of ~0.9 MiB of tiny structs waiting on a missing clock"
-    if name == "d":
-        return f"{NUMBER_CONNECTIONS} connections sending {sent:,} `next` number requests"
-    if name == "e":
-        return f"{sent:,} acquires of distinct leases with a 3,600 s TTL"
-    if name == "f":
-        return f'{sent} awareness messages of 1,024 "left" entries each'
-    if name == "h":
-        return f"{sent} applicable ~0.9 MiB updates of tiny structs under its own client id"
-    if name == "stall":
-        return f"two hubs: 1 deletion of ids that never exist, then {max(sent - 1, 0)} updates"
-    return SCENARIOS[name]
+    sent = (r.get("attacker") or {}).get("sent", 0)
+    label = _LABELS.get(name)
+    if label is None:
+        return SCENARIOS[name]
+    return label.format(sent=sent, connections=NUMBER_CONNECTIONS, updates=max(sent - 1, 0))
 
 
 def treatment(name: str, r: dict[str, Any]) -> str:
