@@ -421,6 +421,7 @@ class Room:
 
     def _on_commit(self, update: bytes, local: bool) -> None:
         """The replica committed `update`: log it, fan it out (encoded once), maybe compact."""
+        self._whole = None  # out of date: not kept in memory until someone asks again
         if self.cluster is not None and self.replica.commit_origin is FROM_LOG:
             self.committer.touch(self.name, self.taken)  # stored already: durable now
             self.gate.learn(update)  # ids registered, deletions logged through other hubs
