@@ -51,6 +51,7 @@ from crdtdoc.errors import (
     WrongKind,
 )
 from crdtdoc.replica import Pending, Replica, ReplicaLimits
+from crdtdoc.textmodel import EMBED
 from crdtdoc.versions import Order, Version
 
 __version__ = "0.1.0"
@@ -67,6 +68,7 @@ __all__ = [
     "CrdtdocError",
     "Deadlock",
     "Document",
+    "EMBED",
     "FencedOut",
     "Forbidden",
     "FrozenError",

@@ -40,6 +40,7 @@ from crdtdoc.roots import (
     NOTES_ROOT,
 )
 from crdtdoc.semantics import check_update
+from crdtdoc.textmodel import TextView
 from crdtdoc.updates import (
     MAX_CLIENT_ID,
     MAX_CLOCK,
@@ -224,7 +225,7 @@ class Replica:
         self.generation = 0
         """Counts commits (local and remote): equal generations mean an unchanged document, which
         lets `Document` keep its text between edits instead of reading it whole each time."""
-        self._texts: dict[str, tuple[int, str]] = {}  # root -> (generation, its text then)
+        self._texts: dict[str, tuple[int, TextView]] = {}  # root -> (generation, its view then)
         self._items: ItemIndex | None = None  # built on first use, then kept up to date
         self.judge: Judge | None = None
         """Called with each untrusted update's items (placed), the state before it and its

@@ -37,6 +37,7 @@ from pycrdt import Array, Map, Text
 
 from crdtdoc.errors import CrdtdocError
 from crdtdoc.roots import INTERNAL_ROOTS
+from crdtdoc.textmodel import EMBED, TextView
 from crdtdoc.updates import MAX_CLIENT_ID
 from crdtdoc.values import JSONValue, restore_number
 
@@ -120,6 +121,63 @@ def text_of(text: Text) -> str:
         if not engine_failed(exc):
             raise
         raise CrdtdocError(f"the CRDT engine cannot read the text ({exc})") from None
+
+
+def _chunks(text: Text) -> list[tuple[Any, dict[str, Any] | None]]:
+    """The engine's delta of a Y.Text: (string or embed, formatting) runs."""
+    try:
+        return text.diff()
+    except BaseException as exc:
+        if not engine_failed(exc):
+            raise
+        raise CrdtdocError(f"the CRDT engine cannot read the text ({exc})") from None
+
+
+def text_view(text: Text) -> TextView:
+    """A Y.Text as `Document` shows it: its characters, each embed as U+FFFC (crdtdoc.textmodel).
+
+    The common text holds no embed; that is known without the delta, since the engine's length
+    counts a UTF-8 byte per character byte and one per embed."""
+    chars = text_of(text)
+    try:
+        length = len(text)
+    except BaseException as exc:
+        if not engine_failed(exc):
+            raise
+        raise CrdtdocError(f"the CRDT engine cannot read the text ({exc})") from None
+    if length == (len(chars) if chars.isascii() else len(chars.encode("utf-8"))):
+        return TextView(chars)
+    parts: list[str] = []
+    embeds: list[int] = []
+    at = 0
+    for insert, _ in _chunks(text):
+        if type(insert) is str:
+            parts.append(insert)
+            at += len(insert)
+        else:
+            parts.append(EMBED)
+            embeds.append(at)
+            at += 1
+    return TextView("".join(parts), tuple(embeds))
+
+
+def text_delta(text: Text) -> list[dict[str, JSONValue]]:
+    """A Y.Text as Quill-style delta operations, as Yjs `toDelta` gives them: `{"insert": str or
+    the embed's JSON view, "attributes": {...}}`, "attributes" only when formatted. An embed whose
+    value is damaged inserts None; a formatting attribute that is damaged is left out."""
+    ops: list[dict[str, JSONValue]] = []
+    for insert, attributes in _chunks(text):
+        value = json_value(insert)
+        op: dict[str, JSONValue] = {"insert": None if value is ABSENT else value}
+        formats = {}
+        for key, raw in (attributes or {}).items():
+            attr = json_value(raw)
+            if attr is not ABSENT and attr is not None and type(key) is str:
+                formats[key] = attr
+        if formats:
+            op["attributes"] = formats
+        ops.append(op)
+    return ops
 
 
 # -- JSON views ----------------------------------------------------------------------------

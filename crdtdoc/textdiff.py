@@ -22,8 +22,9 @@ class Edit:
     insert: str
 
 
-def diff(old: str, new: str) -> list[Edit]:
-    """Edits turning `old` into `new`, ordered by index in `old`, non-overlapping."""
+def span(old: str, new: str) -> list[Edit]:
+    """At most one edit turning `old` into `new`: the stretch between their common prefix and
+    suffix (what `replace` changes: one word stays one edit)."""
     prefix = 0
     limit = min(len(old), len(new))
     while prefix < limit and old[prefix] == new[prefix]:
@@ -31,12 +32,21 @@ def diff(old: str, new: str) -> list[Edit]:
     suffix = 0
     while suffix < limit - prefix and old[-1 - suffix] == new[-1 - suffix]:
         suffix += 1
-    a = old[prefix : len(old) - suffix]
-    b = new[prefix : len(new) - suffix]
-    if not a and not b:
-        return []
-    if not a or not b:
-        return [Edit(prefix, len(a), b)]
+    deleted = len(old) - suffix - prefix
+    inserted = new[prefix : len(new) - suffix]
+    return [Edit(prefix, deleted, inserted)] if deleted or inserted else []
+
+
+def diff(old: str, new: str) -> list[Edit]:
+    """Edits turning `old` into `new`, ordered by index in `old`, non-overlapping."""
+    edits = span(old, new)
+    if not edits or not edits[0].delete or not edits[0].insert:
+        return edits
+    prefix, a, b = (
+        edits[0].index,
+        old[edits[0].index : edits[0].index + edits[0].delete],
+        edits[0].insert,
+    )
     ops = _myers(a, b)
     if ops is None:
         ops = _difflib_ops(a, b)

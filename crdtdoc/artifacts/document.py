@@ -1,8 +1,9 @@
 """`Document`: a shared text (Yjs root Y.Text) addressed by Python `str` indices.
 
-pycrdt addresses text by UTF-8 byte offsets, and an offset inside a multibyte character corrupts the
-edit (it may append at the end or delete the whole text). Every index here counts code points, as
-`str` does, and is converted on a character boundary.
+The text reads with each embed as U+FFFC and every index counts code points of what `read()`
+shows (crdtdoc.textmodel), so an edit lands where a Yjs client making it at the same place would.
+pycrdt addresses text by UTF-8 byte, and an offset inside a multibyte character corrupts the edit
+(it may append at the end or delete the whole text); `TextView.offset` converts on a boundary.
 """
 
 from __future__ import annotations
@@ -13,16 +14,13 @@ from typing import TYPE_CHECKING
 
 from pycrdt import Text
 
-from crdtdoc import safe_read, textdiff
+from crdtdoc import safe_read, textdiff, textmodel
 from crdtdoc.errors import AmbiguousText, CrdtdocError, InvalidIndex, NotFound
-from crdtdoc.values import check_text
+from crdtdoc.textmodel import TextView
+from crdtdoc.values import JSONValue, check_text
 
 if TYPE_CHECKING:
     from crdtdoc.replica import Replica
-
-
-def _byte_offset(text: str, index: int) -> int:
-    return index if text.isascii() else len(text[:index].encode("utf-8"))
 
 
 class Document:
@@ -49,25 +47,35 @@ class Document:
             self._replica._record_kind(self._name)
             yield self._text()
 
-    def read(self) -> str:
-        """The current text."""
+    def _view(self) -> TextView:
+        """The text as read() shows it, with where its embeds are (cached per generation)."""
         shared = self._text()  # first: a sync point may apply updates that arrived
         replica = self._replica
         cached = replica._texts.get(self._name)
         if cached is not None and cached[0] == replica.generation and not replica._txn_depth:
             return cached[1]
-        text = safe_read.text_of(shared)  # embeds and formatting show no character, as in Yjs
+        view = safe_read.text_view(shared)
         if not replica._txn_depth:
-            replica._texts[self._name] = (replica.generation, text)
-        return text
+            replica._texts[self._name] = (replica.generation, view)
+        return view
 
-    def _remember(self, before: int, commits: int, text: str) -> None:
-        """After an edit of ours: `text` is the text now if exactly `commits` commits happened
+    def read(self) -> str:
+        """The current text; each embed (an image, an embedded object) shows as U+FFFC, one
+        position, and formatting shows nothing."""
+        return self._view().text
+
+    def delta(self) -> list[dict[str, JSONValue]]:
+        """The text as Quill-style delta operations, as Yjs `toDelta` gives them: each
+        `{"insert": text or an embed's JSON value}`, with `"attributes"` when formatted."""
+        return safe_read.text_delta(self._text())
+
+    def _remember(self, before: int, commits: int, view: TextView) -> None:
+        """After an edit of ours: `view` is the text now if exactly `commits` commits happened
         since generation `before` (a listener editing meanwhile, or an enclosing transaction,
         and the text is read afresh next time)."""
         replica = self._replica
         if not replica._txn_depth and replica.generation == before + commits:
-            replica._texts[self._name] = (replica.generation, text)
+            replica._texts[self._name] = (replica.generation, view)
 
     def __str__(self) -> str:
         return self.read()
@@ -79,64 +87,67 @@ class Document:
         return f"Document({self._name!r}, {len(self)} characters)"
 
     def insert(self, index: int, text: str) -> None:
-        """Inserts `text` before character `index` (0 <= index <= len)."""
+        """Inserts `text` before position `index` of read() (0 <= index <= len). Like a Yjs
+        insert, it takes the formatting of the text before it."""
         if not isinstance(text, str):
             raise CrdtdocError(f"insert takes a str, not {type(text).__name__}")
         check_text(text, "the inserted text")
-        current = self.read()
-        _check_index(index, len(current), "insert index")
+        textmodel.check_insertable(text, "the inserted text")
+        current = self._view()
+        _check_index(index, len(current.text), "insert index")
         if not text:
             return
         before = self._replica.generation
         with self._editing() as shared:
-            shared.insert(_byte_offset(current, index), text)
-        self._remember(before, 1, current[:index] + text + current[index:])
+            shared.insert(current.offset(index), text)
+        self._remember(before, 1, current.inserted(index, text))
 
     def append(self, text: str) -> None:
         """Inserts `text` at the end."""
         self.insert(len(self.read()), text)
 
     def delete(self, index: int, length: int = 1) -> None:
-        """Deletes `length` characters starting at character `index`."""
-        current = self.read()
-        _check_index(index, len(current), "delete index")
+        """Deletes `length` positions of read() starting at `index` (an embed in the span, shown
+        as U+FFFC, is deleted with it)."""
+        current = self._view()
+        size = len(current.text)
+        _check_index(index, size, "delete index")
         if not isinstance(length, int) or isinstance(length, bool) or length < 0:
             raise InvalidIndex(f"delete length must be a non-negative int, got {length!r}")
-        if index + length > len(current):
-            raise InvalidIndex(
-                f"cannot delete {length} characters at {index}: the text has {len(current)}"
-            )
+        if index + length > size:
+            raise InvalidIndex(f"cannot delete {length} characters at {index}: the text has {size}")
         if not length:
             return
-        start = _byte_offset(current, index)
-        end = start + len(current[index : index + length].encode("utf-8"))
+        start, end = current.offset(index), current.offset(index + length)
         before = self._replica.generation
         with self._editing() as shared:
             del shared[start:end]
         # Two commits: the deletion, then its record in the deletions log.
-        self._remember(before, 2, current[:index] + current[index + length :])
+        self._remember(before, 2, current.deleted(index, length))
 
     def write(self, new_text: str) -> None:
-        """Makes the text equal `new_text` through the minimal inserts and deletes.
+        """Makes the text read `new_text` through the minimal inserts and deletes.
 
-        Unchanged stretches keep their identity, so concurrent edits by others land where they
-        belong instead of being wiped by a wholesale replace.
+        Unchanged stretches keep their identity, formatting and embeds, so concurrent edits by
+        others land where they belong instead of being wiped by a wholesale replace. Keep each
+        U+FFFC where read() showed it to keep that embed; remove it to delete the embed.
         """
         if not isinstance(new_text, str):
             raise CrdtdocError(f"write takes a str, not {type(new_text).__name__}")
         check_text(new_text, "the new text")
-        current = self.read()
-        edits = textdiff.diff(current, new_text)
+        current = self._view()
+        self._apply(current, textmodel.plan(current.text, new_text, "the new text"), 0)
+
+    def _apply(self, current: TextView, edits: list[textdiff.Edit], base: int) -> None:
+        """Applies `edits` of read() positions (from `base`) in one transaction, right to left
+        so each edit's offset in the old text is still valid."""
         if not edits:
             return
         with self._editing() as text:
-            ascii_text = current.isascii()
-            # Right to left, so each edit's offset in the old text is still valid.
             for edit in reversed(edits):
-                start = edit.index if ascii_text else len(current[: edit.index].encode("utf-8"))
+                start = current.offset(base + edit.index)
                 if edit.delete:
-                    end = start + len(current[edit.index : edit.index + edit.delete].encode())
-                    del text[start:end]
+                    del text[start : current.offset(base + edit.index + edit.delete)]
                 if edit.insert:
                     text.insert(start, edit.insert)
 
@@ -153,37 +164,19 @@ class Document:
         if not old:
             raise CrdtdocError("replace needs a non-empty text to find")
         check_text(new, "the replacement")
-        current = self.read()
-        at = current.find(old)
+        current = self._view()
+        at = current.text.find(old)
         if at < 0:
             raise NotFound(f"{old!r} is not in {self._name!r}; read the document again")
-        again = current.find(old, at + 1)
+        again = current.text.find(old, at + 1)
         if again >= 0:
-            line, other = current.count("\n", 0, at) + 1, current.count("\n", 0, again) + 1
+            text = current.text
+            line, other = text.count("\n", 0, at) + 1, text.count("\n", 0, again) + 1
             raise AmbiguousText(
                 f"{old!r} occurs more than once in {self._name!r} (lines {line} and {other}); "
                 "include surrounding text to say which"
             )
-        prefix = _common_prefix(old, new)
-        suffix = _common_prefix(old[prefix:][::-1], new[prefix:][::-1])
-        with self._editing() as text:
-            start = _byte_offset(current, at + prefix)
-            end = start + len(old[prefix : len(old) - suffix].encode("utf-8"))
-            if end > start:
-                del text[start:end]
-            inserted = new[prefix : len(new) - suffix]
-            if inserted:
-                text.insert(start, inserted)
-
-
-def _common_prefix(a: str, b: str) -> int:
-    """How many leading characters `a` and `b` share."""
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
+        self._apply(current, textmodel.plan(old, new, "the replacement", textdiff.span), at)
 
 
 def _check_index(index: int, length: int, what: str) -> None:

@@ -1,0 +1,91 @@
+"""How crdtdoc shows and addresses a shared text: characters, embeds and formats, by code point.
+
+A Y.Text holds strings, embeds (a Quill image, Yjs `insertEmbed`), embedded shared types and
+formats. Yjs gives a string one position per UTF-16 unit and an embed or embedded type one
+position; a format takes none. pycrdt (yrs) addresses the same sequence by UTF-8 byte, with one
+unit per embed. crdtdoc shows the text as a `str` in which each embed is U+FFFC (OBJECT
+REPLACEMENT CHARACTER, `EMBED`), so every index an agent computes on what it read is a position
+in the shared text, counted in code points as Python counts (an emoji is one here, two in Yjs).
+`TextView.offset` turns such an index into the engine's offset, always on a boundary.
+
+`EMBED` in text an agent writes would create a character that reads exactly like an embed, so
+edits refuse it (`check_insertable`); `plan` keeps every embed outside the span an agent changed.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from crdtdoc import textdiff
+from crdtdoc.errors import InvalidValue
+from crdtdoc.textdiff import Edit
+
+EMBED: Final = "\ufffc"
+"""How `Document.read()` shows an embed or embedded type: one position, as in the shared text."""
+
+
+@dataclass(frozen=True, slots=True)
+class TextView:
+    """A text as `Document.read()` shows it, and where its embeds are."""
+
+    text: str
+    embeds: tuple[int, ...] = ()
+    """Indices in `text` that are embeds (ascending); other U+FFFC there are characters."""
+
+    def offset(self, index: int) -> int:
+        """The engine (pycrdt) offset of code point `index`, 0 <= index <= len(text)."""
+        text = self.text
+        if not self.embeds:
+            return index if text.isascii() else len(text[:index].encode("utf-8"))
+        # U+FFFC takes 3 UTF-8 bytes; an embed takes one engine unit.
+        return len(text[:index].encode("utf-8")) - 2 * bisect_left(self.embeds, index)
+
+    def inserted(self, index: int, text: str) -> TextView:
+        """This view after inserting `text` (no embeds) before `index`."""
+        shift = len(text)
+        embeds = tuple(p + shift if p >= index else p for p in self.embeds)
+        return TextView(self.text[:index] + text + self.text[index:], embeds)
+
+    def deleted(self, index: int, length: int) -> TextView:
+        """This view after deleting `length` positions at `index`."""
+        end = index + length
+        embeds = tuple(p - length if p >= end else p for p in self.embeds if not index <= p < end)
+        return TextView(self.text[:index] + self.text[end:], embeds)
+
+
+def check_insertable(text: str, what: str) -> None:
+    """Refuses text holding `EMBED`: it would read as an embed that is not one."""
+    if EMBED in text:
+        raise InvalidValue(
+            f"{what} holds U+FFFC, which read() uses to show an embed (an image, an embedded "
+            "object); crdtdoc cannot create or move embeds through text: keep each U+FFFC where "
+            "read() showed it, or delete it to delete the embed"
+        )
+
+
+def plan(
+    old: str, new: str, what: str, diff: Callable[[str, str], list[Edit]] = textdiff.diff
+) -> list[Edit]:
+    """Edits turning `old` into `new` (ordered, non-overlapping) that insert no `EMBED`, found by
+    `diff` (minimal by default; `textdiff.span` changes one stretch).
+
+    When `new` keeps as many U+FFFC as `old` has, each stays where it was: the stretches between
+    them are diffed one by one, so an embed is never deleted and re-created by an unlucky
+    alignment. Otherwise the whole texts are diffed; an edit that would insert U+FFFC (an embed
+    moved or added) raises `InvalidValue` before anything changes.
+    """
+    count = old.count(EMBED)
+    if count and new.count(EMBED) == count:
+        edits: list[Edit] = []
+        base = 0
+        for old_part, new_part in zip(old.split(EMBED), new.split(EMBED), strict=True):
+            edits.extend(Edit(base + e.index, e.delete, e.insert) for e in diff(old_part, new_part))
+            base += len(old_part) + 1
+        return edits
+    edits = diff(old, new)
+    for edit in edits:
+        check_insertable(edit.insert, what)
+    return edits

@@ -1,0 +1,104 @@
+"""crdtdoc.textmodel: code point indices to engine offsets with embeds, and edit plans that keep
+embeds."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from crdtdoc import InvalidValue, textdiff
+from crdtdoc.textmodel import EMBED, TextView, check_insertable, plan
+
+pieces = st.sampled_from(["a", "é", "😀", "中", "\n", EMBED, EMBED, "ab"])
+
+
+def view_of(parts: list[str]) -> TextView:
+    """A view whose every U+FFFC is an embed."""
+    text = "".join(parts)
+    return TextView(text, tuple(i for i, c in enumerate(text) if c == EMBED))
+
+
+def engine_offset(text: str, embeds: tuple[int, ...], index: int) -> int:
+    """The offset pycrdt uses, counted the slow way: UTF-8 bytes, one unit per embed."""
+    return sum(1 if i in embeds else len(c.encode()) for i, c in enumerate(text[:index]))
+
+
+@given(st.lists(pieces, max_size=12), st.data())
+def test_offsets_count_utf8_bytes_and_one_unit_per_embed(
+    parts: list[str], data: st.DataObject
+) -> None:
+    view = view_of(parts)
+    index = data.draw(st.integers(0, len(view.text)))
+    assert view.offset(index) == engine_offset(view.text, view.embeds, index)
+
+
+def test_a_u_fffc_character_that_is_not_an_embed_takes_its_three_bytes() -> None:
+    view = TextView(f"a{EMBED}b{EMBED}c", embeds=(3,))  # the first is a character
+    assert [view.offset(i) for i in range(6)] == [0, 1, 4, 5, 6, 7]
+
+
+@given(st.lists(pieces, max_size=10), st.data())
+def test_inserted_and_deleted_views_match_the_text_they_describe(
+    parts: list[str], data: st.DataObject
+) -> None:
+    view = view_of(parts)
+    size = len(view.text)
+    i = data.draw(st.integers(0, size))
+    after = view.inserted(i, "xé")
+    assert after == view_of([view.text[:i], "xé", view.text[i:]])
+    n = data.draw(st.integers(0, size - i))
+    assert view.deleted(i, n) == view_of([view.text[:i], view.text[i + n :]])
+
+
+@given(st.lists(pieces, max_size=10), st.lists(pieces, max_size=10))
+def test_a_plan_turns_old_into_new_or_refuses_to_create_an_embed(
+    old_parts: list[str], new_parts: list[str]
+) -> None:
+    old, new = "".join(old_parts), "".join(new_parts)
+    try:
+        edits = plan(old, new, "the new text")
+    except InvalidValue:
+        assert new.count(EMBED) != old.count(EMBED)
+        return
+    assert textdiff.apply(old, edits) == new
+    assert all(EMBED not in e.insert for e in edits)
+
+
+@given(st.lists(pieces, max_size=10), st.data())
+def test_a_plan_keeps_every_embed_when_the_new_text_keeps_their_number(
+    parts: list[str], data: st.DataObject
+) -> None:
+    old = "".join(parts)
+    stretches = old.split(EMBED)
+    changed = [data.draw(st.sampled_from([s, s + "x", s[1:], "é" + s])) for s in stretches]
+    new = EMBED.join(changed)
+    edits = plan(old, new, "the new text")
+    assert textdiff.apply(old, edits) == new
+    for e in edits:  # no deleted span covers an embed
+        assert EMBED not in old[e.index : e.index + e.delete]
+
+
+def test_a_plan_deletes_the_embed_the_new_text_dropped() -> None:
+    old = f"a{EMBED}b{EMBED}c"
+    assert textdiff.apply(old, plan(old, f"a{EMBED}bc", "x")) == f"a{EMBED}bc"
+    # As many U+FFFC as embeds: the embeds stay, the text moves around them.
+    moved = plan(old, f"{EMBED}ab{EMBED}c", "the new text")
+    assert textdiff.apply(old, moved) == f"{EMBED}ab{EMBED}c"
+    assert all(EMBED not in old[e.index : e.index + e.delete] for e in moved)
+    with pytest.raises(InvalidValue, match="U\\+FFFC"):
+        plan(old, f"a{EMBED}b{EMBED}c{EMBED}", "the new text")  # one more: refused
+
+
+def test_span_plans_change_one_stretch() -> None:
+    assert textdiff.span("bob", "carol") == [textdiff.Edit(0, 3, "carol")]
+    assert textdiff.span("the bob", "the rob") == [textdiff.Edit(4, 1, "r")]
+    assert plan(f"x{EMBED}bob", f"x{EMBED}carol", "r", textdiff.span) == [
+        textdiff.Edit(2, 3, "carol")
+    ]
+
+
+def test_text_holding_u_fffc_is_not_insertable() -> None:
+    with pytest.raises(InvalidValue, match="embed"):
+        check_insertable(f"see {EMBED}", "the inserted text")
+    check_insertable("plain é 😀", "the inserted text")
