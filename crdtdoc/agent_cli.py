@@ -125,7 +125,11 @@ def _doc(args: argparse.Namespace) -> int:
     with _replica(args) as r:
         doc = r.document(args.name)
         if args.action == "cat":
-            _done(args, r, {"text": doc.read()})
+            if args.delta:
+                ops = json.dumps(doc.delta(), ensure_ascii=False)
+                _done(args, r, {"delta": doc.delta()} if args.json else {"text": ops})
+            else:
+                _done(args, r, {"text": doc.read()})
             return 0
         with r.transaction(expect=args.expect, on=[args.name]) if args.expect else nullcontext():
             if args.action == "write":
@@ -312,8 +316,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     doc = parser("doc", "read and change a shared document", _doc).add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
-    s = sub(doc, "cat", "print the document")
+    s = sub(doc, "cat", "print the document (each embed, e.g. an image, shows as U+FFFC)")
     s.add_argument("name")
+    s.add_argument(
+        "--delta",
+        action="store_true",
+        help="print its Quill-style delta instead: text runs with their formatting, and embeds",
+    )
     s = sub(doc, "write", "make the document equal a file's text (a minimal diff)", expect=True)
     s.add_argument("name")
     s.add_argument("source", nargs="?", default="-", help="file with the new text (- for stdin)")

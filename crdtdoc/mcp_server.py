@@ -81,9 +81,19 @@ def build_server(hub: str, room: str, agent: str, token: str | None) -> Any:
 
         return register
 
-    @tool("The full text of a shared document.")
+    @tool(
+        "The full text of a shared document. Each embed (an image, an embedded object) shows "
+        "as U+FFFC; keep it where it is when you write the text back, or drop it to delete it."
+    )
     async def read_document(name: str) -> str:
         return session().replica.document(name).read()
+
+    @tool(
+        "A shared document as Quill-style delta operations: text runs with their formatting "
+        "attributes, and embeds, as JSON."
+    )
+    async def read_document_delta(name: str) -> str:
+        return json.dumps(session().replica.document(name).delta(), ensure_ascii=False)
 
     @tool(
         "Make a document equal `text`. Applied as a minimal diff, so others' "

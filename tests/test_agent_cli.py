@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pycrdt import Doc, Text
 
-from crdtdoc import Replica
+import crdtdoc
+from crdtdoc import EMBED, Replica
 from tests.hubs import HubProcess
 
 
@@ -102,6 +104,32 @@ def test_documents_write_as_minimal_diffs_and_guarded_writes_refuse_stale_reads(
     assert missing.returncode == 8 and "NotFound" in missing.stderr
     people = cli(hub, "doc", "cat", "design", room=room)
     assert people.stdout.startswith("# Design v2") and "version " in people.stderr
+
+
+def test_documents_with_an_image_read_and_edit_around_it(hub: str) -> None:
+    """An editor's text with an image and a bold word: `doc cat` shows the image as U+FFFC,
+    `--delta` shows the formatting and the image, and an edit beside it lands beside it."""
+    editor: Doc = Doc()
+    text = editor.get("design", type=Text)
+    text.insert(0, "Owner: bob\n")
+    text.insert_embed(0, {"image": "a.png"})
+    text.format(1, 6, {"bold": True})
+    with crdtdoc.connect_blocking(f"{hub}/images", agent="editor") as r:
+        r.apply_update(editor.get_update())
+        r.flush(timeout=30)
+    assert ok(cli(hub, "doc", "cat", "design", "--json", room="images"))["text"] == (
+        f"{EMBED}Owner: bob\n"
+    )
+    ok(cli(hub, "doc", "edit", "design", "--old", "bob", "--new", "carol", "--json", room="images"))
+    people = cli(hub, "doc", "cat", "design", "--delta", room="images")
+    assert json.loads(people.stdout) == [
+        {"insert": {"image": "a.png"}},
+        {"insert": "Owner", "attributes": {"bold": True}},
+        {"insert": ": carol\n"},
+    ]
+    assert ok(cli(hub, "doc", "cat", "design", "--delta", "--json", room="images"))["delta"] == (
+        json.loads(people.stdout)
+    )
 
 
 def test_tasks_and_their_exit_codes(hub: str) -> None:

@@ -84,6 +84,8 @@ def test_two_agents_over_mcp_edit_concurrently_and_lose_nothing(hub: str) -> Non
             for session in (alice, bob):
                 _, text = await call(session, "read_document", name="design")
                 assert text == "# Design v2\nids are integers\n"
+                _, delta = await call(session, "read_document_delta", name="design")
+                assert json.loads(delta) == [{"insert": "# Design v2\nids are integers\n"}]
                 _, tasks = await call(session, "list_tasks", name="backlog")
                 assert "schema" in tasks and "migration" in tasks
             # A claim race: one wins, the other gets a readable tool error.
