@@ -146,6 +146,9 @@ _FITS: dict[type, frozenset[str]] = {
     Array: frozenset({"array", "types"}),
 }
 """How an artifact's root type may already be used by other clients (`ItemIndex.uses`)."""
+_OWN_USE = {Text: "text", Map: "map", Array: "array"}
+"""The use that makes a root of that type: a root holding it is that type, and other uses in it
+are damage the readers hide (stray items, written before the semantic gate refused them)."""
 _USE_NAMES = {
     "map": "a Y.Map (entries under keys)",
     "text": "a Y.Text",
@@ -227,6 +230,7 @@ class Replica:
         lets `Document` keep its text between edits instead of reading it whole each time."""
         self._texts: dict[str, tuple[int, TextView]] = {}  # root -> (generation, its view then)
         self._items: ItemIndex | None = None  # built on first use, then kept up to date
+        self._unindexed = False  # whether items from others were applied while it was None
         self.judge: Judge | None = None
         """Called with each untrusted update's items (placed), the state before it and its
         origin, once the semantic gate passed it and just before the engine applies it; raising
@@ -297,20 +301,45 @@ class Replica:
             raise WrongKind(
                 f"artifact {name!r} is a {known}; it cannot also be used as a {artifact}"
             )
-        if known is None and name in list(self._doc.keys()):  # written by non-crdtdoc clients
-            foreign = self.item_index().uses(name) - _FITS[kind]
-            if foreign:
-                used = ", ".join(_USE_NAMES[use] for use in sorted(foreign))
-                raise WrongKind(
-                    f"root {name!r} is used by other clients as {used}; crdtdoc opens it only "
-                    f"as a Y.{kind.__name__} ({artifact}) and never writes into a root of "
-                    "another kind"
-                )
+        self._sync_point()
+        # Unrecorded: written by non-crdtdoc clients, worth an index. Recorded: checked against
+        # an index that exists (a Document checks its content again as it reads).
+        if (known is None or self._items is not None) and name in list(self._doc.keys()):
+            self._check_use(name, kind, artifact, self._item_index())
         self._root(name, kind)
         self._artifact_kinds[name] = artifact
 
+    def _check_use(self, name: str, kind: type[_T], artifact: str, items: ItemIndex) -> None:
+        """Raises `WrongKind` when other clients use root `name` as another Yjs type (a
+        ProseMirror Y.XmlFragment opened as a document). Checked when an artifact opens and
+        before each write, since such content may arrive after the artifact opened empty."""
+        uses = items.uses(name)
+        foreign = uses - _FITS[kind]
+        if foreign and _OWN_USE[kind] not in uses:
+            used = ", ".join(_USE_NAMES[use] for use in sorted(foreign))
+            raise WrongKind(
+                f"root {name!r} is used by other clients as {used}; crdtdoc opens it only "
+                f"as a Y.{kind.__name__} ({artifact}) and never writes into a root of "
+                "another kind"
+            )
+
+    def _check_root(self, name: str, build: bool = False) -> None:
+        """Raises `WrongKind` if an opened artifact's root has since been used by others as
+        another Yjs type, as far as the item index knows; `build`: build the index if items
+        from others arrived without it (costly once; then every local commit pays a parse, so
+        only when the content suggests it)."""
+        if self._items is not None or (build and self._unindexed):
+            try:
+                items = self._item_index()
+            except CrdtdocError:  # content our parser refuses, applied trusted: unknown
+                self._unindexed = False  # not tried again until more arrives
+                return
+            self._check_use(name, self._root_kinds[name], self._artifact_kinds[name], items)
+
     def _record_kind(self, name: str) -> None:
-        """Inside a write: records the artifact's kind in the document, once per replica."""
+        """Inside a write, before it changes anything: checks that the root is still of the
+        artifact's kind, and records that kind in the document, once per replica."""
+        self._check_root(name)
         if name not in self._recorded_kinds:
             registry = self._doc.get(ARTIFACTS_ROOT, type=Map)
             if registry.get(name) != self._artifact_kinds[name]:
@@ -433,6 +462,7 @@ class Replica:
             index = ItemIndex()
             index.add(parse_update(self._doc.get_update(), details=True).items or [])
             self._items = index
+            self._unindexed = False
         return self._items
 
     def _others_touched(self, since: Version, names: set[str], client_id: int) -> bool:
@@ -642,6 +672,8 @@ class Replica:
         self._applying = None
         if items is not None and self._items is not None:
             self._items.add(items, before, locator)
+        elif parsed is not None and self._items is None:
+            self._unindexed = True
 
     def pending(self) -> Pending:
         """What waits in the causal buffer, and which ids it waits for (a walk over the whole
@@ -875,6 +907,7 @@ class Replica:
                 self._items.add(parse_update(update, details=True).items or [])
             except CrdtdocError:
                 self._items = None  # rebuilt from the document when next needed
+                self._unindexed = True
         # The transaction's own delete set: it includes deletions made while integrating (the
         # loser of two concurrent writes to one map key), which the update's bytes do not list.
         delete_set: bytes = getattr(event, "delete_set")  # noqa: B009
@@ -905,6 +938,7 @@ class Replica:
         how a replica whose writes were refused resyncs to exactly the hub's state."""
         self.generation += 1
         self._items = None
+        self._unindexed = False
         self._client_id = new_client_id(avoid=set(self._state))
         self._state = {}
         self._deleted = IdSet()
@@ -927,6 +961,7 @@ class Replica:
         self.generation += 1
         self.rebuilds += 1
         self._items = None
+        self._unindexed = True
         log = self._log
         doc: Doc[Any] = Doc(client_id=self._client_id)
         if self._checkpoint:

@@ -158,7 +158,7 @@ def text_view(text: Text) -> TextView:
             parts.append(EMBED)
             embeds.append(at)
             at += 1
-    return TextView("".join(parts), tuple(embeds))
+    return TextView("".join(parts), tuple(embeds), plain=False)
 
 
 def text_delta(text: Text) -> list[dict[str, JSONValue]]:

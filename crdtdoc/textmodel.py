@@ -34,6 +34,8 @@ class TextView:
     text: str
     embeds: tuple[int, ...] = ()
     """Indices in `text` that are embeds (ascending); other U+FFFC there are characters."""
+    plain: bool = True
+    """Whether the engine holds only characters (no embed, nor content of another type's)."""
 
     def offset(self, index: int) -> int:
         """The engine (pycrdt) offset of code point `index`, 0 <= index <= len(text)."""
@@ -47,13 +49,13 @@ class TextView:
         """This view after inserting `text` (no embeds) before `index`."""
         shift = len(text)
         embeds = tuple(p + shift if p >= index else p for p in self.embeds)
-        return TextView(self.text[:index] + text + self.text[index:], embeds)
+        return TextView(self.text[:index] + text + self.text[index:], embeds, self.plain)
 
     def deleted(self, index: int, length: int) -> TextView:
         """This view after deleting `length` positions at `index`."""
         end = index + length
         embeds = tuple(p - length if p >= end else p for p in self.embeds if not index <= p < end)
-        return TextView(self.text[:index] + self.text[end:], embeds)
+        return TextView(self.text[:index] + self.text[end:], embeds, self.plain)
 
 
 def check_insertable(text: str, what: str) -> None:

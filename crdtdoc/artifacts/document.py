@@ -32,6 +32,7 @@ class Document:
         self._replica = replica
         self._name = name
         replica._declare(name, "document", Text)  # checks the root is (or can be) a text
+        self._view()  # checks what it holds, if the document did not say what the root is
 
     @property
     def name(self) -> str:
@@ -55,6 +56,9 @@ class Document:
         if cached is not None and cached[0] == replica.generation and not replica._txn_depth:
             return cached[1]
         view = safe_read.text_view(shared)
+        # Content that is not characters may be another type's (a ProseMirror fragment's
+        # elements): worth building the item index to know.
+        replica._check_root(self._name, build=not view.plain)
         if not replica._txn_depth:
             replica._texts[self._name] = (replica.generation, view)
         return view

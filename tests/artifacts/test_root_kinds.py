@@ -65,3 +65,36 @@ def test_roots_crdtdoc_agents_wrote_open_without_building_an_index() -> None:
     reader.apply_update(writer.encode_update(), trusted=True)
     assert reader.document("d").read() == "hello"
     assert reader._items is None  # its kind is recorded: no walk over the document needed
+
+
+@pytest.mark.parametrize("trusted", [True, False], ids=["from a hub", "from a peer"])
+@pytest.mark.parametrize("written", ["xml fragment", "array"])
+def test_an_artifact_opened_early_refuses_once_others_use_its_root_as_another_kind(
+    written: str, trusted: bool
+) -> None:
+    """Opened while the root was empty, then a ProseMirror page (or a Y.Array user) writes it:
+    the next read or write through the opened handle raises, and nothing is written."""
+    replica = Replica("agent")
+    doc = replica.document("d")
+    sent: list[bytes] = []
+    replica.on_update(lambda update, local: sent.append(update) if local else None)
+    stock = pycrdt.Doc()
+    STOCK[written][0](stock)
+    replica.apply_update(stock.get_update(), trusted=trusted)
+    kind = STOCK[written][1]
+    with pytest.raises(WrongKind, match=f"used by other clients as a {kind}"):
+        doc.insert(0, "X")
+    with pytest.raises(WrongKind, match=f"used by other clients as a {kind}"):
+        doc.read()
+    assert sent == []
+
+
+def test_a_registry_entry_does_not_make_a_foreign_root_a_document() -> None:
+    """Someone recorded "d" as a document, but its root holds a Y.XmlFragment's elements."""
+    stock = pycrdt.Doc()
+    _xml(stock)
+    stock.get("__crdtdoc_artifacts", type=pycrdt.Map)["d"] = "document"
+    replica = Replica("agent")
+    replica.apply_update(stock.get_update())
+    with pytest.raises(WrongKind, match="Y.XmlFragment"):
+        replica.document("d")

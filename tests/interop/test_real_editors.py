@@ -698,13 +698,6 @@ def test_prosemirror_pages_and_an_agent_in_one_room(editors: Editors) -> None:
             editor.page.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="crdtdoc bug: a Document opened while the root was still empty keeps writing after "
-    "ProseMirror made the root a Y.XmlFragment (Replica._declare checks other clients' use of "
-    "a root only on the first document() call); remove this mark once the write is refused",
-)
 def test_an_agent_that_opened_the_name_early_never_writes_into_prosemirror(
     editors: Editors,
 ) -> None:
