@@ -5,7 +5,9 @@ and map key are inherited from the item's origin (or right origin). So telling w
 (which artifact it belongs to, which map entry it overwrites, whether its content fits there)
 needs the whole document's structure. The index keeps that as sorted runs of ids per client, each
 run with one place (parent and map key) and one content kind, built once from a document and then
-extended with each update, so questions about an update cost a few bisections per item.
+extended with each update, so questions about an update cost a few bisections per item. It also
+knows where the surrogate pairs of the document's strings are (`low_half`), so that no update
+splits one (`crdtdoc.semantics`).
 
 The hub uses it to judge updates by the artifacts and entries they touch (`server.access`), every
 replica uses it to refuse updates the engines would read differently (`crdtdoc.semantics`), and a
@@ -15,7 +17,9 @@ replica uses it to tell cheaply whether others changed what a guarded write depe
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+import re
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from crdtdoc.updates import (
@@ -61,6 +65,42 @@ class Place:
 
 COLLECTED = Place(None, None, GC)
 
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+"""A character beyond U+FFFF: two UTF-16 code units (a surrogate pair), so two Yjs clocks."""
+
+
+def low_halves(item: Item, start: int = 0) -> list[int]:
+    """The clocks (from `start` on) of the low halves of the surrogate pairs in a string item.
+
+    Yjs gives a character beyond U+FFFF two clocks, its UTF-16 halves; the second one, the low
+    half, is where a deletion or an insertion would split it. Empty for other content, and for
+    a string whose clock length is its length in code points (no such character: most text),
+    which costs one comparison."""
+    value = item.value
+    if item.content != STRING or not isinstance(value, str) or item.length == len(value):
+        return []
+    lows = []
+    if len(value) < 32:  # a few characters typed: a loop beats the regular expression
+        clock = item.clock
+        for char in value:
+            clock += 1
+            if char > "\uffff":
+                if clock >= start:
+                    lows.append(clock)
+                clock += 1
+        return lows
+    for before, match in enumerate(_ASTRAL.finditer(value)):
+        clock = item.clock + match.start() + before + 1  # `before` pairs: one unit more each
+        if clock >= start:
+            lows.append(clock)
+    return lows
+
+
+def holds(clocks: Sequence[int], clock: int) -> bool:
+    """Whether sorted `clocks` hold `clock` (a bisection)."""
+    pos = bisect.bisect_left(clocks, clock)
+    return pos < len(clocks) and clocks[pos] == clock
+
 
 class ItemIndex:
     """client -> sorted runs of (start, end, place) over every item id of a document."""
@@ -72,6 +112,9 @@ class ItemIndex:
         self._type_roots: dict[Id, str | None] = {}  # cache: the root a type item lives under
         self._families: dict[str | Id, str] = {}  # sequence parent -> TEXT, ARRAY or MIXED
         self._root_uses: dict[str, set[str]] = {}  # root -> how its items use it (`uses`)
+        # client -> sorted clocks of the low halves of surrogate pairs in its string items (4
+        # bytes each, and nothing for a client whose strings hold no character beyond U+FFFF)
+        self._lows: dict[int, array[int]] = {}
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -85,6 +128,24 @@ class ItemIndex:
             return None
         start, end, place = self._runs[client][pos]
         return place if start <= clock < end else None
+
+    def low_half(self, client: int, clock: int) -> bool:
+        """Whether id `client:clock` is the low half of a surrogate pair in a string item (its
+        high half is `client:clock - 1`, in the same item). Deleted or not: the index does not
+        follow deletions."""
+        lows = self._lows.get(client)
+        return lows is not None and holds(lows, clock)
+
+    @property
+    def pairs(self) -> Mapping[int, Sequence[int]]:
+        """client -> the sorted clocks of the low halves of surrogate pairs in its string
+        items (clients whose text has none are absent). Read-only: the index's own."""
+        return self._lows
+
+    def has_pairs(self, client: int | None = None) -> bool:
+        """Whether any string item recorded (of `client`, if given) holds a character beyond
+        U+FFFF."""
+        return bool(self._lows) if client is None else client in self._lows
 
     def type_name(self, type_id: Id) -> str | None:
         """The Yjs type name ("Text", "Map", ...) of a type item, None if `type_id` is not one."""
@@ -195,7 +256,27 @@ class ItemIndex:
                 known = self._families.setdefault(place.parent, family)
                 if known != family:  # trusted data from before the gate: both kinds
                     self._families[place.parent] = MIXED
+            if (
+                item.content == STRING
+                and item.length != len(item.value)  # astral characters (else: no pairs)
+                and place.parent is not None  # collected: dropped by the engines
+            ):
+                self._add_lows(item.client, low_halves(item, start))
             self._insert(item.client, start, item.clock + item.length, place)
+
+    def _add_lows(self, client: int, lows: list[int]) -> None:
+        if not lows:
+            return
+        known = self._lows.get(client)
+        if known is None:
+            self._lows[client] = array("I", lows)  # clocks are below 2^32 (the parser's bound)
+        elif not known or lows[0] > known[-1]:  # the common case: ids arrive in clock order
+            known.extend(lows)
+        else:
+            for clock in lows:
+                pos = bisect.bisect_left(known, clock)
+                if pos == len(known) or known[pos] != clock:
+                    known.insert(pos, clock)
 
     def _insert(self, client: int, start: int, end: int, place: Place) -> None:
         starts = self._starts.setdefault(client, [])

@@ -39,7 +39,7 @@ from crdtdoc.roots import (
     INTERNAL_ROOTS,
     NOTES_ROOT,
 )
-from crdtdoc.semantics import check_update
+from crdtdoc.semantics import check_deletions, check_update, written_deletions
 from crdtdoc.textmodel import TextView
 from crdtdoc.updates import (
     MAX_CLIENT_ID,
@@ -538,6 +538,9 @@ class Replica:
     ) -> IdSet:
         state = self._state
         deletes = parsed.delete_set
+        if not trusted and parsed.size - parsed.ds_offset > 1:  # a delete set, maybe of
+            # empty ranges only: judged as written, before any of the update applies
+            self._judge_deletions(written_deletions(data, parsed), data, parsed)
         fresh_structs = parsed.new_ids(state)
         waits = parsed.missing(state) if fresh_structs else IdSet()
         if waits:
@@ -556,6 +559,18 @@ class Replica:
         if deletes:
             waits = waits.union(self._apply_deletes(deletes, origin, trusted))
         return waits
+
+    def _judge_deletions(
+        self, ranges: Iterable[tuple[int, int, int]], data: bytes, parsed: ParsedUpdate | None
+    ) -> None:
+        """Refuses deleted ranges that split a surrogate pair of the document or of the
+        update's own strings (`data`, `parsed`: the update, when it carries structs)."""
+        items = None
+        if parsed is not None and parsed.structs:
+            items = parsed.items
+            if items is None:
+                items = parse_update(data, details=True).items
+        check_deletions(self._item_index(), ranges, items, self._state, self._deleted)
 
     def _hold(
         self, data: bytes, parsed: ParsedUpdate, origin: object, trusted: bool, missing: IdSet
@@ -600,7 +615,8 @@ class Replica:
             client = work.pop()
             for entry in buffer.due(client, self._state.get(client, 0)):
                 if entry.parsed is None:
-                    self._wake_deletes(entry)
+                    refused = self._wake_deletes(entry)
+                    failure = failure or refused
                     continue
                 parsed = entry.parsed
                 if not parsed.new_ids(self._state):  # everything in it arrived some other way
@@ -623,14 +639,26 @@ class Replica:
         if failure is not None:
             raise failure
 
-    def _wake_deletes(self, entry: Waiting) -> None:
-        """Applies what a held deletion entry can now delete; files the rest again."""
+    def _wake_deletes(self, entry: Waiting) -> CrdtdocError | None:
+        """Applies what a held deletion entry can now delete (once judged, unless trusted);
+        files the rest again. A refused entry is dropped: its refusal goes to `on_refused`, or
+        is returned when nobody listens."""
+        if not entry.trusted:
+            try:
+                self._judge_deletions(entry.deletes.clip_to(self._state), b"", None)
+            except InvalidUpdate as exc:
+                self._buffer.remove(entry)
+                if self.on_refused is None:
+                    return exc
+                self.on_refused(entry.origin, exc)
+                return None
         rest = self._delete_present(entry.deletes)
         if rest:
             entry.deletes = rest
             self._buffer.file(entry, self._beyond(rest))
         else:
             self._buffer.remove(entry)
+        return None
 
     def _apply_to_doc(
         self, data: bytes, parsed: ParsedUpdate | None, origin: object, trusted: bool
@@ -649,7 +677,7 @@ class Replica:
         before = {client: self._state.get(client, 0) for client in structs}
         locator: Locator | None = None
         if items is not None and not trusted:
-            locator = check_update(self._item_index(), items, before)
+            locator = check_update(self._item_index(), items, before, self._deleted)
             if self.judge is not None:
                 self.judge(items, locator, before, origin)
         log_length = len(self._log)

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 from crdtdoc.errors import CrdtdocError, RemoteError, StorageError
 from crdtdoc.protocol.extension import Reply, Request
-from crdtdoc.semantics import check_update
-from crdtdoc.updates import Item
+from crdtdoc.semantics import check_deletions, check_update, written_deletions
+from crdtdoc.updates import Item, ParsedUpdate
 from crdtdoc.versions import Version
 from server.cluster import FROM_LOG
 from server.coordination import Coordinator
@@ -122,6 +122,7 @@ class GuardedCommits:
         state = dict(before)
         ends: dict[int, int] = {}  # what the commit's earlier updates carry, per client
         items: list[Item] = []
+        deletions: list[tuple[bytes, ParsedUpdate]] = []
         for update in commit.updates:
             # raises for invalid or forbidden updates
             parsed = room.gate.authorize(peer, update, room.size_bytes)
@@ -141,8 +142,13 @@ class GuardedCommits:
             for c, structs in parsed.structs.items():
                 state[c] = max(state.get(c, 0), structs.end)
             items.extend(parsed.items or [])
-        # Every item is judged now, as one update, so the commit applies whole or not at all.
-        locator = check_update(room.replica.item_index(), items, before)
+            deletions.append((update, parsed))
+        # Every item and deletion is judged now, as one update, so the commit applies whole or
+        # not at all (the updates are then applied as trusted).
+        index, deleted = room.replica.item_index(), room.replica.applied()[1]
+        locator = check_update(index, items, before, deleted)
+        for update, parsed in deletions:
+            check_deletions(index, written_deletions(update, parsed), items, before, deleted)
         room.gate.judge(items, locator, before, peer)
         return None
 

@@ -39,12 +39,16 @@ def test_an_index_kept_up_to_date_equals_one_built_from_the_document(
     built = ItemIndex()
     full = judge.encode_update()
     built.add(parse_update(full, details=True).items or [])
+    deleted = judge.version().deleted
     for state_client, end in judge.version().clocks.items():
         for clock in range(end):
             a, b = kept.place_of(state_client, clock), built.place_of(state_client, clock)
             assert a is not None and b is not None
             assert (a.parent, a.sub) == (b.parent, b.sub), (state_client, clock, seed)
             assert kept.root_of(state_client, clock) == built.root_of(state_client, clock)
+            if not deleted.contains(state_client, clock):  # a deleted string's text is gone
+                low = kept.low_half(state_client, clock)
+                assert low == built.low_half(state_client, clock), (state_client, clock, seed)
 
 
 def test_a_map_overwrite_inherits_its_key_from_its_origin() -> None:
@@ -80,3 +84,41 @@ def test_chains_longer_than_pythons_stack_are_placed() -> None:
     judge = Replica("judge")
     judge.apply_update(full)  # one update holding the whole chain, placed in one go
     assert judge.document("t").read() == replica.document("t").read()
+
+
+def test_the_low_halves_of_surrogate_pairs_are_recorded() -> None:
+    """Yjs gives a character beyond U+FFFF two clocks; the index knows which clock is the
+    second (low) half of each, across items, and records nothing for other text."""
+    structs = [
+        item(*content("string", "a😀b")[:2], root="t"),  # 0..3, pair 1-2
+        item(*content("string", "中🎉𝄞")[:2], origin=(1, 3)),  # 4..8, pairs 5-6 and 7-8
+        item(*content("string", "👍🏽")[:2], origin=(1, 8)),  # 9..12, pairs 9-10 and 11-12
+    ]
+    index = ItemIndex()
+    index.add(parse_update(update(1, 0, structs), details=True).items or [])
+    assert [c for c in range(14) if index.low_half(1, c)] == [2, 6, 8, 10, 12]
+    assert index.has_pairs() and index.has_pairs(1) and not index.has_pairs(2)
+    # only the ids beyond a state are recorded, as for places: here 5, inside the second item
+    grown = ItemIndex()
+    first = [structs[0], item(*content("string", "中")[:2], origin=(1, 3))]
+    grown.add(parse_update(update(1, 0, first), details=True).items or [])
+    assert [c for c in range(14) if grown.low_half(1, c)] == [2]
+    grown.add(parse_update(update(1, 0, structs), details=True).items or [], {1: 5})
+    assert [c for c in range(14) if grown.low_half(1, c)] == [2, 6, 8, 10, 12]
+
+    plain = ItemIndex()
+    ascii_and_bmp = [item(*content("string", "plain text, é, 中文")[:2], root="t")]
+    plain.add(parse_update(update(2, 0, ascii_and_bmp), details=True).items or [])
+    assert not plain.has_pairs()
+
+
+def test_collected_strings_record_no_pairs() -> None:
+    """A string the engines drop (its parent is garbage-collected) is no text to split."""
+    doc: Doc[Any] = Doc(client_id=1)
+    doc.get("m", type=Map)["gone"] = Map({"x": 1})
+    del doc.get("m", type=Map)["gone"]
+    index = ItemIndex()
+    index.add(parse_update(doc.get_update(), details=True).items or [])
+    dropped = update(3, 0, [item(*content("string", "😀")[:2], parent=(1, 0))])
+    index.add(parse_update(dropped, details=True).items or [])
+    assert not index.has_pairs()

@@ -277,6 +277,36 @@ def test_a_guarded_commit_whose_updates_overlap_is_refused(tmp_path: Path) -> No
     run(with_bob(tmp_path, attack))
 
 
+def test_a_guarded_commit_that_splits_a_surrogate_pair_is_refused(tmp_path: Path) -> None:
+    """Guarded commits are applied as judged: their deletions are judged too (half an emoji
+    deleted would leave yrs deleting another character, and the room unjoinable)."""
+
+    async def attack(url: str, bob: crdtdoc.ConnectedReplica) -> None:
+        bob.document("docB").insert(0, "😀")
+        await bob.flush()
+        emoji = next(i for i in await hub_items(url) if i.value == "😀")
+        half = update(MALLORY, 0, [], [(emoji.client, emoji.clock + 1, 1)])  # the low half
+        request = Request(1, "commit", {"updates": [half], "client": MALLORY})
+        async with ws_connect(f"{url}?token={token('mallory')}") as ws:
+            await ws.send(msg(SyncStep1(b"\x00")))
+            await ws.send(msg(encode_extension(Hello("mallory"))))
+            await ws.send(msg(encode_extension(request)))
+            with pytest.raises(ConnectionClosed) as closed:  # refused as an invalid update
+                while True:
+                    await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
+        assert "surrogate pair" in closed.value.rcvd.reason
+        reader = Replica(agent="late")
+        async with ws_connect(f"{url}?token={token('late', read_only=True)}") as ws:
+            await ws.send(msg(SyncStep1(b"\x00")))
+            while not isinstance(message := decode_message(await ws.recv()), SyncStep2):  # type: ignore[arg-type]
+                pass
+        reader.apply_update(message.update)
+        assert reader.document("docB").read() == "😀bob's B"
+
+    run(with_bob(tmp_path, attack))
+
+
 def deleted_by_bob(items: list[Item]) -> bytes:
     """An encoded delete set naming bob's first text item (which bob then deletes)."""
     first = next(i for i in items if i.parent == "design")
