@@ -15,7 +15,6 @@ edits refuse it (`check_insertable`); `plan` keeps every embed outside the span 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -68,11 +67,9 @@ def check_insertable(text: str, what: str) -> None:
         )
 
 
-def plan(
-    old: str, new: str, what: str, diff: Callable[[str, str], list[Edit]] = textdiff.diff
-) -> list[Edit]:
-    """Edits turning `old` into `new` (ordered, non-overlapping) that insert no `EMBED`, found by
-    `diff` (minimal by default; `textdiff.span` changes one stretch).
+def plan(old: str, new: str, what: str) -> list[Edit]:
+    """Minimal edits turning `old` into `new` (ordered, non-overlapping) that insert no `EMBED`:
+    every character kept keeps its identity and formatting.
 
     When `new` keeps as many U+FFFC as `old` has, each stays where it was: the stretches between
     them are diffed one by one, so an embed is never deleted and re-created by an unlucky
@@ -84,10 +81,12 @@ def plan(
         edits: list[Edit] = []
         base = 0
         for old_part, new_part in zip(old.split(EMBED), new.split(EMBED), strict=True):
-            edits.extend(Edit(base + e.index, e.delete, e.insert) for e in diff(old_part, new_part))
+            edits.extend(
+                Edit(base + e.index, e.delete, e.insert) for e in textdiff.diff(old_part, new_part)
+            )
             base += len(old_part) + 1
         return edits
-    edits = diff(old, new)
+    edits = textdiff.diff(old, new)
     for edit in edits:
         check_insertable(edit.insert, what)
     return edits

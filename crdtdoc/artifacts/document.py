@@ -180,7 +180,7 @@ class Document:
                 f"{old!r} occurs more than once in {self._name!r} (lines {line} and {other}); "
                 "include surrounding text to say which"
             )
-        self._apply(current, textmodel.plan(old, new, "the replacement", textdiff.span), at)
+        self._apply(current, textmodel.plan(old, new, "the replacement"), at)
 
 
 def _check_index(index: int, length: int, what: str) -> None:
