@@ -161,6 +161,19 @@ def text_view(text: Text) -> TextView:
     return TextView("".join(parts), tuple(embeds), plain=False)
 
 
+def embed_formats(text: Text) -> dict[int, dict[str, Any]]:
+    """The formatting of each embed of a Y.Text, by its position in `text_view`."""
+    out: dict[int, dict[str, Any]] = {}
+    at = 0
+    for insert, attributes in _chunks(text):
+        if type(insert) is str:
+            at += len(insert)
+        else:
+            out[at] = dict(attributes or {})
+            at += 1
+    return out
+
+
 def text_delta(text: Text) -> list[dict[str, JSONValue]]:
     """A Y.Text as Quill-style delta operations, as Yjs `toDelta` gives them: `{"insert": str or
     the embed's JSON view, "attributes": {...}}`, "attributes" only when formatted. An embed whose

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 from crdtdoc import textdiff
 from crdtdoc.errors import InvalidValue
 from crdtdoc.textdiff import Edit
+
+_V = TypeVar("_V")
 
 EMBED: Final = "\ufffc"
 """How `Document.read()` shows an embed or embedded type: one position, as in the shared text."""
@@ -90,3 +92,22 @@ def plan(old: str, new: str, what: str) -> list[Edit]:
     for edit in edits:
         check_insertable(edit.insert, what)
     return edits
+
+
+def moved(positions: dict[int, _V], edits: list[Edit]) -> dict[int, _V]:
+    """`positions` (of the old text) where they are after `edits` (ordered, non-overlapping);
+    those inside a deleted span are gone."""
+    out: dict[int, _V] = {}
+    for at, value in positions.items():
+        shift = 0
+        kept = True
+        for edit in edits:
+            if edit.index > at:
+                break
+            if at < edit.index + edit.delete:
+                kept = False
+                break
+            shift += len(edit.insert) - edit.delete
+        if kept:
+            out[at + shift] = value
+    return out

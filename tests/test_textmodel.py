@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crdtdoc import InvalidValue, textdiff
-from crdtdoc.textmodel import EMBED, TextView, check_insertable, plan
+from crdtdoc.textmodel import EMBED, TextView, check_insertable, moved, plan
 
 pieces = st.sampled_from(["a", "é", "😀", "中", "\n", EMBED, EMBED, "ab"])
 
@@ -100,3 +100,16 @@ def test_text_holding_u_fffc_is_not_insertable() -> None:
     with pytest.raises(InvalidValue, match="embed"):
         check_insertable(f"see {EMBED}", "the inserted text")
     check_insertable("plain é 😀", "the inserted text")
+
+
+@given(st.lists(pieces, max_size=10), st.lists(pieces, max_size=10))
+def test_moved_follows_each_embed_through_a_plan(
+    old_parts: list[str], new_parts: list[str]
+) -> None:
+    old = "".join(old_parts)
+    new = "".join(new_parts).replace(EMBED, "") + EMBED * old.count(EMBED)
+    edits = plan(old, new, "x")
+    where = moved({i: n for n, i in enumerate(i for i, c in enumerate(old) if c == EMBED)}, edits)
+    after = textdiff.apply(old, edits)
+    assert sorted(where) == [i for i, c in enumerate(after) if c == EMBED]
+    assert [where[i] for i in sorted(where)] == sorted(where.values())  # order kept

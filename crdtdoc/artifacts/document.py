@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pycrdt import Text
 
@@ -102,8 +102,7 @@ class Document:
         if not text:
             return
         before = self._replica.generation
-        with self._editing() as shared:
-            shared.insert(current.offset(index), text)
+        self._apply(current, [textdiff.Edit(index, 0, text)])
         self._remember(before, 1, current.inserted(index, text))
 
     def append(self, text: str) -> None:
@@ -122,10 +121,8 @@ class Document:
             raise InvalidIndex(f"cannot delete {length} characters at {index}: the text has {size}")
         if not length:
             return
-        start, end = current.offset(index), current.offset(index + length)
         before = self._replica.generation
-        with self._editing() as shared:
-            del shared[start:end]
+        self._apply(current, [textdiff.Edit(index, length, "")])
         # Two commits: the deletion, then its record in the deletions log.
         self._remember(before, 2, current.deleted(index, length))
 
@@ -140,20 +137,25 @@ class Document:
             raise CrdtdocError(f"write takes a str, not {type(new_text).__name__}")
         check_text(new_text, "the new text")
         current = self._view()
-        self._apply(current, textmodel.plan(current.text, new_text, "the new text"), 0)
+        self._apply(current, textmodel.plan(current.text, new_text, "the new text"))
 
-    def _apply(self, current: TextView, edits: list[textdiff.Edit], base: int) -> None:
-        """Applies `edits` of read() positions (from `base`) in one transaction, right to left
-        so each edit's offset in the old text is still valid."""
+    def _apply(self, current: TextView, edits: list[textdiff.Edit]) -> None:
+        """Applies `edits` (positions of `current`) in one transaction, right to left so each
+        edit's offset in the old text is still valid."""
         if not edits:
             return
         with self._editing() as text:
+            # yrs, deleting next to an embedded type, may drop the format items around it and
+            # so change its formatting (Yjs keeps them): noted first, put back after.
+            kept = None if current.plain else safe_read.embed_formats(text)
             for edit in reversed(edits):
-                start = current.offset(base + edit.index)
+                start = current.offset(edit.index)
                 if edit.delete:
-                    del text[start : current.offset(base + edit.index + edit.delete)]
+                    del text[start : current.offset(edit.index + edit.delete)]
                 if edit.insert:
                     text.insert(start, edit.insert)
+            if kept:
+                _restore_formats(text, textmodel.moved(kept, edits))
 
     def lines(self) -> list[str]:
         """The text's lines, without their line endings (as `str.splitlines`)."""
@@ -180,7 +182,22 @@ class Document:
                 f"{old!r} occurs more than once in {self._name!r} (lines {line} and {other}); "
                 "include surrounding text to say which"
             )
-        self._apply(current, textmodel.plan(old, new, "the replacement"), at)
+        edits = textmodel.plan(old, new, "the replacement")
+        self._apply(current, [textdiff.Edit(at + e.index, e.delete, e.insert) for e in edits])
+
+
+def _restore_formats(text: Text, wanted: dict[int, dict[str, Any]]) -> None:
+    """Formats each embed at position `wanted` keys as its value says, where it differs."""
+    now = safe_read.embed_formats(text)
+    view = safe_read.text_view(text)
+    for at, attributes in wanted.items():
+        have = now.get(at)
+        if have is None or have == attributes:
+            continue
+        fix = {key: None for key in have if key not in attributes}
+        fix.update(attributes)
+        offset = view.offset(at)
+        text.format(offset, offset + 1, fix)
 
 
 def _check_index(index: int, length: int, what: str) -> None:

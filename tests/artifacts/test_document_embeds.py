@@ -261,3 +261,23 @@ def test_random_edits_on_editor_texts_read_the_same_everywhere(
         assert doc.read() == model
         assert sum(1 for op in doc.delta() if not isinstance(op["insert"], str)) == embeds
         assert everyone_reads(alice, base, sent) == model
+
+
+def test_deleting_next_to_an_embedded_type_keeps_its_formatting() -> None:
+    """yrs drops the format items around an embedded type when deleting beside it (Yjs keeps
+    them); the edit puts the type's formatting back in the same transaction."""
+
+    def build(t: Text) -> None:
+        t.insert(0, "abc", {"bold": True})
+        t.insert_embed(2, Map({"k": "v"}), {"bold": None})
+
+    base = editor_text(build)
+    alice, sent = agent_with(base)
+    doc = alice.document("design")
+    doc.delete(1, 1)
+    assert everyone_reads(alice, base, sent) == f"a{EMBED}c"
+    assert doc.delta() == [
+        {"insert": "a", "attributes": {"bold": True}},
+        {"insert": {"k": "v"}},
+        {"insert": "c", "attributes": {"bold": True}},
+    ]
