@@ -96,18 +96,16 @@ def plan(old: str, new: str, what: str) -> list[Edit]:
 
 def moved(positions: dict[int, _V], edits: list[Edit]) -> dict[int, _V]:
     """`positions` (of the old text) where they are after `edits` (ordered, non-overlapping);
-    those inside a deleted span are gone."""
+    those inside a deleted span are gone. One pass over both, in order."""
     out: dict[int, _V] = {}
-    for at, value in positions.items():
-        shift = 0
-        kept = True
-        for edit in edits:
-            if edit.index > at:
-                break
-            if at < edit.index + edit.delete:
-                kept = False
-                break
-            shift += len(edit.insert) - edit.delete
-        if kept:
-            out[at + shift] = value
+    shift = 0
+    pending = iter(edits)
+    edit = next(pending, None)
+    for at in sorted(positions):
+        while edit is not None and edit.index + edit.delete <= at:
+            shift += len(edit.insert) - edit.delete  # wholly before `at` (or inserted at it)
+            edit = next(pending, None)
+        if edit is None or at < edit.index:
+            out[at + shift] = positions[at]
+        # else: edit.index <= at < its end: deleted
     return out
