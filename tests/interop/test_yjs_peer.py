@@ -2,9 +2,8 @@
 agents edit one room through the hub; everyone converges and sees everyone's presence.
 
 The Node peer edits at code point boundaries. A JS client that deletes or inserts inside a
-surrogate pair keeps a lone surrogate in its own string, which yrs (and so pycrdt and crdtdoc)
-cannot represent: the peers would then differ by that one code unit. crdtdoc's own API counts code
-points and never splits a pair."""
+surrogate pair is refused by the hub (rule 'surrogate pair': tests/interop/test_surrogate_split.py);
+crdtdoc's own API counts code points and never splits a pair."""
 
 from __future__ import annotations
 

@@ -23,8 +23,8 @@
 //     for finding which edit a hub refuses.
 //
 // The seed fixes every random choice; the interleaving with the network does not repeat exactly.
-// Text positions always fall on code point boundaries: a JS client that splits a surrogate pair
-// keeps a lone surrogate that yrs cannot represent (a separate, known issue).
+// Text positions always fall on code point boundaries: an update that splits a surrogate pair is
+// refused by every crdtdoc replica (rule 'surrogate pair'), and this test expects no refusal.
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import WebSocket from 'ws'
