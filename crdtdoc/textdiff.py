@@ -53,6 +53,61 @@ def diff(old: str, new: str) -> list[Edit]:
     return [Edit(prefix + i, d, s) for i, d, s in ops]
 
 
+def readable(old: str, new: str, anchor: str = "") -> list[Edit]:
+    """Edits turning `old` into `new` as a person would make them: the minimal script, with
+    short kept stretches between edits folded into them (no word replaced letter by letter,
+    keeping a stray shared letter and its formatting; diff-match-patch's semantic cleanup), and
+    an insertion of whole lines placed after a line break rather than before it (so the line
+    above keeps its own line end, which is where editors keep a line's block format). A kept
+    stretch holding `anchor` (U+FFFC: an embed) is never folded into an edit."""
+    edits = diff(old, new)
+    while True:  # a fold makes an edit bigger, which may let it fold with the one before
+        folded = _fold(old, edits, anchor)
+        if len(folded) == len(edits):
+            break
+        edits = folded
+    return [
+        _after_line_break(old, e, edits[n + 1].index if n + 1 < len(edits) else len(old))
+        for n, e in enumerate(edits)
+    ]
+
+
+def _fold(old: str, edits: list[Edit], anchor: str) -> list[Edit]:
+    """Merges neighbouring edits whose kept stretch between them is no longer than either (and
+    holds no `anchor`)."""
+    out: list[Edit] = []
+    for edit in edits:
+        if out:
+            last = out[-1]
+            gap = edit.index - (last.index + last.delete)
+            kept = old[last.index + last.delete : edit.index]
+            if (
+                gap <= max(last.delete, len(last.insert))
+                and gap <= max(edit.delete, len(edit.insert))
+                and not (anchor and anchor in kept)
+            ):
+                out[-1] = Edit(
+                    last.index, last.delete + gap + edit.delete, last.insert + kept + edit.insert
+                )
+                continue
+        out.append(edit)
+    return out
+
+
+def _after_line_break(old: str, edit: Edit, limit: int) -> Edit:
+    """A pure insertion slid right over equal characters (same result) to just after a line
+    break, if there is one to reach before `limit` (the next edit)."""
+    if edit.delete or "\n" not in edit.insert:
+        return edit
+    index, text = edit.index, edit.insert
+    while index < limit and old[index] == text[0]:
+        text = text[1:] + text[0]
+        index += 1
+        if old[index - 1] == "\n":
+            return Edit(index, 0, text)
+    return edit
+
+
 def _merge(ops: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
     out: list[tuple[int, int, str]] = []
     for i, d, s in ops:

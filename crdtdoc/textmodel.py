@@ -70,28 +70,40 @@ def check_insertable(text: str, what: str) -> None:
 
 
 def plan(old: str, new: str, what: str) -> list[Edit]:
-    """Minimal edits turning `old` into `new` (ordered, non-overlapping) that insert no `EMBED`:
-    every character kept keeps its identity and formatting.
+    """Edits turning `old` into `new` (ordered, non-overlapping; `textdiff.readable`) that insert
+    no `EMBED`: every character kept keeps its identity and formatting.
 
-    When `new` keeps as many U+FFFC as `old` has, each stays where it was: the stretches between
-    them are diffed one by one, so an embed is never deleted and re-created by an unlucky
-    alignment. Otherwise the whole texts are diffed; an edit that would insert U+FFFC (an embed
-    moved or added) raises `InvalidValue` before anything changes.
+    A diff that would delete a U+FFFC and insert one elsewhere either moves an embed or merely
+    aligns identical placeholders differently. When `new` keeps as many U+FFFC as `old` has and
+    keeping each where it is costs no more edits, the stretches between them are diffed one by
+    one; otherwise the write moves or adds an embed, and `InvalidValue` is raised before
+    anything changes (text re-typed around an image would lose its formatting and identity).
     """
+    edits = textdiff.readable(old, new, EMBED)
+    if not any(EMBED in e.insert for e in edits):
+        return edits
     count = old.count(EMBED)
     if count and new.count(EMBED) == count:
-        edits: list[Edit] = []
+        kept: list[Edit] = []
         base = 0
         for old_part, new_part in zip(old.split(EMBED), new.split(EMBED), strict=True):
-            edits.extend(
-                Edit(base + e.index, e.delete, e.insert) for e in textdiff.diff(old_part, new_part)
+            kept.extend(
+                Edit(base + e.index, e.delete, e.insert)
+                for e in textdiff.readable(old_part, new_part, EMBED)
             )
             base += len(old_part) + 1
-        return edits
-    edits = textdiff.diff(old, new)
-    for edit in edits:
-        check_insertable(edit.insert, what)
-    return edits
+        if _cost(kept) <= _cost(edits):
+            return kept
+    moved_at = next(e.index for e in edits if EMBED in e.insert)
+    raise InvalidValue(
+        f"{what} moves or adds an embed (U+FFFC, near position {moved_at} of the text read); "
+        "crdtdoc cannot create or move embeds through text: keep each U+FFFC where read() "
+        "showed it (the text around it may change), or leave one out to delete that embed"
+    )
+
+
+def _cost(edits: list[Edit]) -> int:
+    return sum(e.delete + len(e.insert) for e in edits)
 
 
 def moved(positions: dict[int, _V], edits: list[Edit]) -> dict[int, _V]:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -32,3 +34,38 @@ def test_large_distance_falls_back_and_stays_correct() -> None:
     a = "ab" * 3000
     b = "ba" * 2000 + "c" * 2500
     assert textdiff.apply(a, textdiff.diff(a, b)) == b
+
+
+@given(small, small)
+def test_readable_edits_are_correct_ordered_and_disjoint(a: str, b: str) -> None:
+    edits = textdiff.readable(a, b)
+    assert textdiff.apply(a, edits) == b
+    for first, second in itertools.pairwise(edits):
+        gap = second.index - (first.index + first.delete)
+        assert gap > 0  # disjoint, with something kept between
+        sizes = (max(first.delete, len(first.insert)), max(second.delete, len(second.insert)))
+        assert gap > min(sizes)  # short kept stretches are folded in
+
+
+def test_a_replaced_word_is_one_edit_not_letters() -> None:
+    assert textdiff.diff("The Final review", "The Closing review") != [
+        textdiff.Edit(4, 5, "Closing")
+    ]  # the minimal script keeps shared letters
+    assert textdiff.readable("The Final review", "The Closing review") == [
+        textdiff.Edit(4, 5, "Closing")
+    ]
+
+
+def test_an_added_line_goes_after_the_last_line_break() -> None:
+    old = "Plan\nOwner: Alice\n"
+    edits = textdiff.readable(old, "Plan v2\nOwner: Alice\nNext step: ship.\n")
+    assert edits == [textdiff.Edit(4, 0, " v2"), textdiff.Edit(len(old), 0, "Next step: ship.\n")]
+
+
+def test_a_stretch_holding_the_anchor_is_never_folded() -> None:
+    old, new = "x\ufffcy", "a\ufffcb"
+    assert textdiff.readable(old, new) == [textdiff.Edit(0, 3, "a\ufffcb")]
+    assert textdiff.readable(old, new, "\ufffc") == [
+        textdiff.Edit(0, 1, "a"),
+        textdiff.Edit(2, 1, "b"),
+    ]

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pycrdt import Text
 
 from crdtdoc import safe_read, textdiff, textmodel
-from crdtdoc.errors import AmbiguousText, CrdtdocError, InvalidIndex, NotFound
+from crdtdoc.errors import AmbiguousText, CrdtdocError, InvalidIndex, InvalidValue, NotFound
 from crdtdoc.textmodel import TextView
-from crdtdoc.values import JSONValue, check_text
+from crdtdoc.values import JSONValue, check_text, to_yjs
 
 if TYPE_CHECKING:
     from crdtdoc.replica import Replica
@@ -71,6 +71,7 @@ class Document:
     def delta(self) -> list[dict[str, JSONValue]]:
         """The text as Quill-style delta operations, as Yjs `toDelta` gives them: each
         `{"insert": text or an embed's JSON value}`, with `"attributes"` when formatted."""
+        self._view()  # checks the root is still a text
         return safe_read.text_delta(self._text())
 
     def _remember(self, before: int, commits: int, view: TextView) -> None:
@@ -90,19 +91,21 @@ class Document:
     def __repr__(self) -> str:
         return f"Document({self._name!r}, {len(self)} characters)"
 
-    def insert(self, index: int, text: str) -> None:
+    def insert(self, index: int, text: str, attributes: dict[str, JSONValue] | None = None) -> None:
         """Inserts `text` before position `index` of read() (0 <= index <= len). Like a Yjs
-        insert, it takes the formatting of the text before it."""
+        insert, it takes the formatting of the text before it, unless `attributes` gives its
+        formatting (`{}`: none; `{"bold": True}`; a key set to None is not formatted so)."""
         if not isinstance(text, str):
             raise CrdtdocError(f"insert takes a str, not {type(text).__name__}")
         check_text(text, "the inserted text")
         textmodel.check_insertable(text, "the inserted text")
+        formats = None if attributes is None else _formats(attributes)
         current = self._view()
         _check_index(index, len(current.text), "insert index")
         if not text:
             return
         before = self._replica.generation
-        self._apply(current, [textdiff.Edit(index, 0, text)])
+        self._apply(current, [textdiff.Edit(index, 0, text)], formats)
         self._remember(before, 1, current.inserted(index, text))
 
     def append(self, text: str) -> None:
@@ -139,9 +142,15 @@ class Document:
         current = self._view()
         self._apply(current, textmodel.plan(current.text, new_text, "the new text"))
 
-    def _apply(self, current: TextView, edits: list[textdiff.Edit]) -> None:
+    def _apply(
+        self,
+        current: TextView,
+        edits: list[textdiff.Edit],
+        formats: dict[str, JSONValue] | None = None,
+    ) -> None:
         """Applies `edits` (positions of `current`) in one transaction, right to left so each
-        edit's offset in the old text is still valid."""
+        edit's offset in the old text is still valid; inserted text formatted as `formats`
+        says (None: as the text before it)."""
         if not edits:
             return
         with self._editing() as text:
@@ -153,7 +162,7 @@ class Document:
                 if edit.delete:
                     del text[start : current.offset(edit.index + edit.delete)]
                 if edit.insert:
-                    text.insert(start, edit.insert)
+                    text.insert(start, edit.insert, formats)
             if kept:
                 _restore_formats(text, textmodel.moved(kept, edits))
 
@@ -184,6 +193,15 @@ class Document:
             )
         edits = textmodel.plan(old, new, "the replacement")
         self._apply(current, [textdiff.Edit(at + e.index, e.delete, e.insert) for e in edits])
+
+
+def _formats(attributes: object) -> dict[str, JSONValue]:
+    """Formatting attributes as Yjs stores them, checked before anything changes."""
+    if not isinstance(attributes, dict) or not all(isinstance(k, str) for k in attributes):
+        raise InvalidValue(
+            "attributes must be a dict of str keys to JSON values, e.g. {'bold': True}"
+        )
+    return cast(dict[str, JSONValue], to_yjs(cast(JSONValue, attributes)))
 
 
 def _restore_formats(text: Text, wanted: dict[int, dict[str, Any]]) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pycrdt import Doc, Map, Text
+from pycrdt import Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
-from crdtdoc import EMBED, InvalidValue, Replica
+from crdtdoc import EMBED, InvalidValue, Replica, WrongKind
 from crdtdoc.updates import parse_update
 
 IMAGE = {"image": "a.png"}
@@ -197,12 +197,13 @@ def test_text_cannot_create_an_embed_and_nothing_changes(edit: Any) -> None:
     assert alice.document("design").read() == f"Hello{EMBED} world\n"
 
 
-def test_write_moving_text_around_an_embed_keeps_the_embed() -> None:
+def test_write_moving_an_embed_is_refused_and_nothing_changes() -> None:
     base = hello_image()
     alice, sent = agent_with(base)
-    alice.document("design").write(f"{EMBED}Hello world\n")
-    assert everyone_reads(alice, base, sent) == f"{EMBED}Hello world\n"
-    assert alice.document("design").delta()[0] == {"insert": IMAGE}
+    with pytest.raises(InvalidValue, match="moves or adds an embed"):
+        alice.document("design").write(f"{EMBED}Hello world\n")
+    assert sent == []
+    assert alice.document("design").read() == f"Hello{EMBED} world\n"
 
 
 chunks = st.sampled_from(["a", "bc", "é", "😀", "中文", "\n", "👍🏽"])
@@ -281,3 +282,36 @@ def test_deleting_next_to_an_embedded_type_keeps_its_formatting() -> None:
         {"insert": {"k": "v"}},
         {"insert": "c", "attributes": {"bold": True}},
     ]
+
+
+def test_insert_with_attributes_formats_the_text_as_given() -> None:
+    def build(t: Text) -> None:
+        t.insert(0, "bold plain")
+        t.format(0, 4, {"bold": True})
+
+    base = editor_text(build)
+    alice, sent = agent_with(base)
+    doc = alice.document("design")
+    doc.insert(4, "!", {})  # after the bold word, yet not bold
+    doc.insert(0, ">", {"italic": True})
+    assert everyone_reads(alice, base, sent) == ">bold! plain"
+    assert doc.delta() == [
+        {"insert": ">", "attributes": {"italic": True}},
+        {"insert": "bold", "attributes": {"bold": True}},
+        {"insert": "! plain"},
+    ]
+    with pytest.raises(InvalidValue, match="attributes"):
+        doc.insert(0, "x", {1: True})  # type: ignore[dict-item]
+    with pytest.raises(InvalidValue):
+        doc.insert(0, "x", {"size": float("nan")})
+    assert doc.read() == ">bold! plain"
+
+
+def test_delta_of_a_root_taken_by_another_type_raises() -> None:
+    replica = Replica("agent")
+    doc = replica.document("d")
+    stock: Doc = Doc()
+    stock.get("d", type=XmlFragment).children.append(XmlElement("p", {}, [XmlText("hi")]))
+    replica.apply_update(stock.get_update(), trusted=True)
+    with pytest.raises(WrongKind):
+        doc.delta()

@@ -12,9 +12,9 @@ embedded shared types; deletes; concurrent edits merged by syncing), each applie
   placeholders) produces updates that, applied by Yjs to the same base text, read as what Yjs
   makes of the same edit: `ytext.delete(u16(i), u16 length)` and `ytext.insert(u16(i), s)`
   without attributes (the text takes the formatting before it), code point indices converted to
-  UTF-16 offsets where an embed counts 1. For `write` and `replace` the same edit is the minimal
-  diff of the old and new texts (`crdtdoc.textdiff.diff`; of each stretch between placeholders
-  when all are kept: `script`), applied right to left in one transaction. So nothing outside the
+  UTF-16 offsets where an embed counts 1. For `write` and `replace` the same edit is crdtdoc's
+  edit script of the old and new texts (`crdtdoc.textmodel.plan`, `script`), applied right to
+  left in one transaction. So nothing outside the
   edited span changes, no embed and no format. The two results are compared as a reader sees
   them (`runs`: adjacent strings of equal formatting joined), and Yjs's own result is checked
   against the same rule computed here (`edited`).
@@ -63,7 +63,7 @@ from hypothesis import Phase, assume, given, note, seed, settings
 from hypothesis import strategies as st
 
 import crdtdoc
-from crdtdoc import textdiff
+from crdtdoc import InvalidValue, textdiff, textmodel
 from crdtdoc.updates import parse_update
 from tests.interop.test_yjs_peer import node_peer_available
 
@@ -361,20 +361,13 @@ def unique_stretch(data: st.DataObject, text: str) -> tuple[int, str]:
 
 
 def script(old: str, new: str) -> list[tuple[int, int, str]]:
-    """The same edit as `write(new)` on `old`: the minimal diff (`textdiff.diff`). When `new`
-    keeps every U+FFFC placeholder, each stays where it is and the stretches between them are
-    diffed one by one: a diff of the whole may align a kept placeholder with another one, and
-    delete an embed the writer kept ("￼￼b" written as "￼b￼", moving the "b", would delete the
-    second image and type a U+FFFC character)."""
-    count = old.count(EMBED)
-    if not count or new.count(EMBED) != count:
-        return [(e.index, e.delete, e.insert) for e in textdiff.diff(old, new)]
-    edits: list[tuple[int, int, str]] = []
-    base = 0
-    for old_part, new_part in zip(old.split(EMBED), new.split(EMBED), strict=True):
-        edits += [(base + e.index, e.delete, e.insert) for e in textdiff.diff(old_part, new_part)]
-        base += len(old_part) + 1
-    return edits
+    """The same edit as `write(new)` on `old`: crdtdoc's edit script (`textmodel.plan`: the
+    readable diff, each embed kept in place). Empty, and the example skipped by `draw_case`,
+    when crdtdoc refuses the write (it would move or add an embed)."""
+    try:
+        return [(e.index, e.delete, e.insert) for e in textmodel.plan(old, new, "the new text")]
+    except InvalidValue:
+        return [(0, 0, EMBED)]  # marks a refusal: no edit of this model
 
 
 def draw_case(data: st.DataObject, text: str) -> Case:
