@@ -133,7 +133,8 @@ def _doc(args: argparse.Namespace) -> int:
             return 0
         with r.transaction(expect=args.expect, on=[args.name]) if args.expect else nullcontext():
             if args.action == "write":
-                doc.write(_read_text(args.source))
+                base = None if args.base is None else _read_text(args.base)
+                doc.write(_read_text(args.source), base=base)
             else:  # edit
                 doc.replace(args.old, args.new)
         _done(args, r, {"lines": [f"{args.action} {args.name}: {len(doc.read())} characters"]})
@@ -326,6 +327,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     s = sub(doc, "write", "make the document equal a file's text (a minimal diff)", expect=True)
     s.add_argument("name")
     s.add_argument("source", nargs="?", default="-", help="file with the new text (- for stdin)")
+    s.add_argument(
+        "--base",
+        metavar="FILE",
+        help="file with the text you edited (as doc cat printed it): others' changes since are "
+        "kept, and a change to the same place is refused (exit 4) instead of undone",
+    )
     s = sub(doc, "edit", "replace one unique piece of text", expect=True)
     s.add_argument("name")
     s.add_argument("--old", required=True, help="the text to replace (must occur once)")

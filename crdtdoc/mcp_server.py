@@ -19,6 +19,7 @@ from typing import Any
 
 from crdtdoc.client.connection import ConnectedReplica, connect
 from crdtdoc.errors import ConflictError, CrdtdocError
+from crdtdoc.textmodel import EMBED
 from crdtdoc.versions import Version
 
 
@@ -28,6 +29,7 @@ class Session:
     def __init__(self, replica: ConnectedReplica) -> None:
         self.replica = replica
         self.last_look: Version = replica.version()
+        self.last_read: dict[str, str] = {}  # document -> its text when this agent last read it
 
     async def written(self, what: str) -> str:
         await self.replica.flush()
@@ -86,7 +88,9 @@ def build_server(hub: str, room: str, agent: str, token: str | None) -> Any:
         "as U+FFFC; keep it where it is when you write the text back, or drop it to delete it."
     )
     async def read_document(name: str) -> str:
-        return session().replica.document(name).read()
+        s = session()
+        text = s.last_read[name] = s.replica.document(name).read()
+        return text
 
     @tool(
         "A shared document as Quill-style delta operations: text runs with their formatting "
@@ -96,13 +100,20 @@ def build_server(hub: str, room: str, agent: str, token: str | None) -> Any:
         return json.dumps(session().replica.document(name).delta(), ensure_ascii=False)
 
     @tool(
-        "Make a document equal `text`. Applied as a minimal diff, so others' "
-        "concurrent edits elsewhere in it survive."
+        "Make a document read `text`: your changes to the text you last read with "
+        "read_document are applied as small edits, so what others changed since (elsewhere in "
+        "it) survives; if they changed the same place, nothing is written and you are asked to "
+        "read again. Keep each U+FFFC where it was: dropping one deletes that image."
     )
     async def write_document(name: str, text: str) -> str:
         s = session()
-        s.replica.document(name).write(text)
-        return await s.written(f"wrote {name} ({len(text)} characters)")
+        doc = s.replica.document(name)
+        before = doc.read().count(EMBED)
+        doc.write(text, base=s.last_read.get(name))
+        s.last_read[name] = doc.read()
+        dropped = before - s.last_read[name].count(EMBED)
+        embeds = f"; deleted {dropped} embed(s) (images)" if dropped > 0 else ""
+        return await s.written(f"wrote {name} ({len(text)} characters{embeds})")
 
     @tool("Replace one unique occurrence of `old` with `new` in a document.")
     async def edit_document(name: str, old: str, new: str) -> str:

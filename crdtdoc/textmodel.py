@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Final, TypeVar
 
 from crdtdoc import textdiff
-from crdtdoc.errors import InvalidValue
+from crdtdoc.errors import InvalidValue, StaleRead
 from crdtdoc.textdiff import Edit
 
 _V = TypeVar("_V")
@@ -120,4 +120,29 @@ def moved(positions: dict[int, _V], edits: list[Edit]) -> dict[int, _V]:
         if edit is None or at < edit.index:
             out[at + shift] = positions[at]
         # else: edit.index <= at < its end: deleted
+    return out
+
+
+def rebase(mine: list[Edit], theirs: list[Edit]) -> list[Edit]:
+    """`mine` (edits of a text as an agent read it) moved onto the text as it is now, which
+    `theirs` (edits of that same read text) made; both ordered and non-overlapping. Raises
+    `StaleRead` when one of mine touches text theirs changed: it deletes across their edit,
+    or inserts inside what they deleted. Where both insert at one place, theirs come first."""
+    out: list[Edit] = []
+    shift = 0
+    pending = iter(theirs)
+    other = next(pending, None)
+    for edit in mine:
+        while other is not None and other.index + other.delete <= edit.index:
+            shift += len(other.insert) - other.delete  # wholly before mine
+            other = next(pending, None)
+        # Touched: my deletion reaches their edit, or my insertion falls inside their deletion.
+        reach = edit.index + edit.delete if edit.delete else edit.index
+        if other is not None and other.index < reach:
+            raise StaleRead(
+                f"others changed the text around position {edit.index} of what you read since "
+                "you read it; read it again and redo this edit (nothing was changed)",
+                [],
+            )
+        out.append(Edit(edit.index + shift, edit.delete, edit.insert))
     return out

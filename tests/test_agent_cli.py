@@ -132,6 +132,22 @@ def test_documents_with_an_image_read_and_edit_around_it(hub: str) -> None:
     )
 
 
+def test_doc_write_with_a_base_keeps_what_others_changed_since(hub: str, tmp_path: Path) -> None:
+    room = "based"
+    ok(cli(hub, "doc", "write", "design", "--json", room=room, stdin="one\ntwo\nthree\n"))
+    seen = tmp_path / "seen.txt"
+    seen.write_text(str(ok(cli(hub, "doc", "cat", "design", "--json", room=room))["text"]))
+    ok(cli(hub, "doc", "edit", "design", "--old", "one", "--new", "ONE", "--json", room=room))
+    mine = tmp_path / "mine.txt"
+    mine.write_text("one\ntwo\nthree\nfour\n")
+    ok(cli(hub, "doc", "write", "design", str(mine), "--base", str(seen), "--json", room=room))
+    text = ok(cli(hub, "doc", "cat", "design", "--json", room=room))["text"]
+    assert text == "ONE\ntwo\nthree\nfour\n"
+    mine.write_text("uno\ntwo\nthree\n")  # the line bob changed since: refused, exit 4
+    stale = cli(hub, "doc", "write", "design", str(mine), "--base", str(seen), room=room)
+    assert stale.returncode == 4 and "read it again" in stale.stderr, stale.stderr
+
+
 def test_tasks_and_their_exit_codes(hub: str) -> None:
     room = "tasks"
     added = ok(cli(hub, "tasks", "add", "backlog", "migration 267", "--json", room=room))

@@ -88,6 +88,14 @@ def test_two_agents_over_mcp_edit_concurrently_and_lose_nothing(hub: str) -> Non
                 assert json.loads(delta) == [{"insert": "# Design v2\nids are integers\n"}]
                 _, tasks = await call(session, "list_tasks", name="backlog")
                 assert "schema" in tasks and "migration" in tasks
+            # alice writes back the text she read; bob's edit made since survives.
+            _, seen = await call(alice, "read_document", name="design")
+            _, text = await call(bob, "edit_document", name="design", old="# Design v2", new="# D3")
+            await call(alice, "wait_for", token=text.rsplit("version ", 1)[1])
+            error, text = await call(alice, "write_document", name="design", text=seen + "end\n")
+            assert not error, text
+            _, now = await call(alice, "read_document", name="design")
+            assert now == "# D3\nids are integers\nend\n"
             # A claim race: one wins, the other gets a readable tool error.
             _, tasks = await call(alice, "list_tasks", name="backlog")
             error, text = await call(alice, "claim_task", name="backlog", task_id=_id(tasks))

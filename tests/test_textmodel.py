@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crdtdoc import InvalidValue, textdiff
-from crdtdoc.textmodel import EMBED, TextView, check_insertable, moved, plan
+from crdtdoc import InvalidValue, StaleRead, textdiff
+from crdtdoc.textmodel import EMBED, TextView, check_insertable, moved, plan, rebase
 
 pieces = st.sampled_from(["a", "é", "😀", "中", "\n", EMBED, EMBED, "ab"])
 
@@ -122,4 +122,41 @@ def test_a_write_that_moves_an_embed_past_text_is_refused() -> None:
     assert plan(f"ab{EMBED}", f"a{EMBED}b", "x") == [
         textdiff.Edit(1, 1, ""),
         textdiff.Edit(3, 0, "b"),
+    ]
+
+
+@given(st.data())
+def test_rebase_keeps_both_sides_changes_when_they_are_apart(data: st.DataObject) -> None:
+    """Mine rewrites one part of the text, theirs another (alphabets apart, so each diff is
+    what was meant): both survive, or the two touch where the parts meet and StaleRead says so."""
+    base = data.draw(st.text("abcdefgh", max_size=8).map(lambda t: "".join(dict.fromkeys(t))))
+    cut = data.draw(st.integers(0, len(base)))
+    left, right = base[:cut], base[cut:]
+    new_left = data.draw(st.text("0123😀", max_size=4))
+    new_right = data.draw(st.text("é\n ", max_size=4))
+    mine_first = data.draw(st.booleans())
+    mine_text = new_left + right if mine_first else left + new_right
+    theirs_text = left + new_right if mine_first else new_left + right
+    try:
+        edits = rebase(textdiff.diff(base, mine_text), textdiff.diff(base, theirs_text))
+    except StaleRead:
+        assert not left or not right or not new_left or not new_right  # they meet
+        return
+    if not base:  # both insert at one place: theirs first
+        mine_new, theirs_new = (new_left, new_right) if mine_first else (new_right, new_left)
+        assert textdiff.apply(theirs_text, edits) == theirs_new + mine_new
+    else:
+        assert textdiff.apply(theirs_text, edits) == new_left + new_right
+
+
+def test_rebase_refuses_edits_that_touch_theirs() -> None:
+    base = "one two three"
+    theirs = textdiff.diff(base, "one 2 three")
+    with pytest.raises(StaleRead, match="position 4"):
+        rebase(textdiff.diff(base, "one TWO three"), theirs)
+    with pytest.raises(StaleRead):  # inserting inside what they deleted
+        rebase([textdiff.Edit(5, 0, "x")], theirs)
+    # Inserting where they inserted: theirs first, then mine.
+    assert rebase([textdiff.Edit(3, 0, "!")], [textdiff.Edit(3, 0, "?")]) == [
+        textdiff.Edit(4, 0, "!")
     ]

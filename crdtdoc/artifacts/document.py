@@ -129,18 +129,30 @@ class Document:
         # Two commits: the deletion, then its record in the deletions log.
         self._remember(before, 2, current.deleted(index, length))
 
-    def write(self, new_text: str) -> None:
-        """Makes the text read `new_text` through the minimal inserts and deletes.
+    def write(self, new_text: str, base: str | None = None) -> None:
+        """Makes the text read `new_text` through the fewest, most readable edits.
 
         Unchanged stretches keep their identity, formatting and embeds, so concurrent edits by
         others land where they belong instead of being wiped by a wholesale replace. Keep each
         U+FFFC where read() showed it to keep that embed; remove it to delete the embed.
+
+        `base`: the text this write was made from (what `read()` returned). Pass it when others
+        may have edited since: their changes are kept, and `StaleRead` is raised, changing
+        nothing, when they touched a stretch this write changes. Without it the text is made to
+        read exactly `new_text`, undoing whatever others changed since you read it.
         """
         if not isinstance(new_text, str):
             raise CrdtdocError(f"write takes a str, not {type(new_text).__name__}")
         check_text(new_text, "the new text")
         current = self._view()
-        self._apply(current, textmodel.plan(current.text, new_text, "the new text"))
+        if base is None or base == current.text:
+            edits = textmodel.plan(current.text, new_text, "the new text")
+        else:
+            if not isinstance(base, str):
+                raise CrdtdocError(f"write's base is the str you read, not {type(base).__name__}")
+            mine = textmodel.plan(base, new_text, "the new text")
+            edits = textmodel.rebase(mine, textdiff.diff(base, current.text))
+        self._apply(current, edits)
 
     def _apply(
         self,

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
-from crdtdoc import EMBED, InvalidValue, Replica, WrongKind
+from crdtdoc import EMBED, InvalidValue, Replica, StaleRead, WrongKind
 from crdtdoc.updates import parse_update
 
 IMAGE = {"image": "a.png"}
@@ -315,3 +315,22 @@ def test_delta_of_a_root_taken_by_another_type_raises() -> None:
     replica.apply_update(stock.get_update(), trusted=True)
     with pytest.raises(WrongKind):
         doc.delta()
+
+
+def test_write_from_what_was_read_keeps_what_others_changed_since() -> None:
+    base = formatted_with_image()
+    alice, sent = agent_with(base)
+    doc = alice.document("design")
+    seen = doc.read()  # the agent reads, then thinks for a while
+    doc.insert(0, "HUMAN: ")  # someone types meanwhile (here, on the same replica)
+    doc.write(seen.replace("end", "END"), base=seen)
+    assert everyone_reads(alice, base, sent) == f"HUMAN: Intro BODY {EMBED}text END"
+    # Without the base, the write makes the text read exactly what was given.
+    doc.write(seen)
+    assert doc.read() == seen
+    # A change to the place others changed since: refused, nothing changed.
+    seen = doc.read()
+    doc.replace("Intro", "Preface")
+    with pytest.raises(StaleRead, match="read it again"):
+        doc.write(seen.replace("Intro", "Overview"), base=seen)
+    assert doc.read() == seen.replace("Intro", "Preface")
