@@ -320,7 +320,7 @@ class Replica:
             raise WrongKind(
                 f"root {name!r} is used by other clients as {used}; crdtdoc opens it only "
                 f"as a Y.{kind.__name__} ({artifact}) and never writes into a root of "
-                "another kind"
+                "another kind: give this artifact another name"
             )
 
     def _check_root(self, name: str, build: bool = False) -> None:
