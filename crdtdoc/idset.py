@@ -136,12 +136,11 @@ class IdSet:
         return f"IdSet({body})"
 
     def contains(self, client: int, clock: int) -> bool:
-        for start, end in self._ranges.get(client, ()):
-            if start <= clock < end:
-                return True
-            if start > clock:
-                break
-        return False
+        ranges = self._ranges.get(client)
+        if not ranges:
+            return False
+        at = bisect.bisect_right(ranges, (clock, _END)) - 1  # the last range starting <= clock
+        return at >= 0 and clock < ranges[at][1]
 
     def union(self, other: IdSet) -> IdSet:
         merged: dict[int, list[Range]] = {c: list(rs) for c, rs in self._ranges.items()}

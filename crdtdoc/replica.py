@@ -148,7 +148,8 @@ _FITS: dict[type, frozenset[str]] = {
 """How an artifact's root type may already be used by other clients (`ItemIndex.uses`)."""
 _OWN_USE = {Text: "text", Map: "map", Array: "array"}
 """The use that makes a root of that type: a root holding it is that type, and other uses in it
-are damage the readers hide (stray items, written before the semantic gate refused them)."""
+are damage the readers hide (stray items, written before the semantic gate refused them); a
+root that others use without it is another type's (nested types alone: a Y.Array of Y.Maps)."""
 _USE_NAMES = {
     "map": "a Y.Map (entries under keys)",
     "text": "a Y.Text",
@@ -314,9 +315,8 @@ class Replica:
         ProseMirror Y.XmlFragment opened as a document). Checked when an artifact opens and
         before each write, since such content may arrive after the artifact opened empty."""
         uses = items.uses(name)
-        foreign = uses - _FITS[kind]
-        if foreign and _OWN_USE[kind] not in uses:
-            used = ", ".join(_USE_NAMES[use] for use in sorted(foreign))
+        if uses and _OWN_USE[kind] not in uses:  # e.g. a Y.Array of Y.Maps is no text
+            used = ", ".join(_USE_NAMES[use] for use in sorted(uses - _FITS[kind] or uses))
             raise WrongKind(
                 f"root {name!r} is used by other clients as {used}; crdtdoc opens it only "
                 f"as a Y.{kind.__name__} ({artifact}) and never writes into a root of "
@@ -326,8 +326,8 @@ class Replica:
     def _check_root(self, name: str, build: bool = False) -> None:
         """Raises `WrongKind` if an opened artifact's root has since been used by others as
         another Yjs type, as far as the item index knows; `build`: build the index if items
-        from others arrived without it (costly once; then every local commit pays a parse, so
-        only when the content suggests it)."""
+        from others arrived without it (costly once, then every local commit pays a parse:
+        before a write, or when a text's content suggests it)."""
         if self._items is not None or (build and self._unindexed):
             try:
                 items = self._item_index()
@@ -339,7 +339,7 @@ class Replica:
     def _record_kind(self, name: str) -> None:
         """Inside a write, before it changes anything: checks that the root is still of the
         artifact's kind, and records that kind in the document, once per replica."""
-        self._check_root(name)
+        self._check_root(name, build=True)
         if name not in self._recorded_kinds:
             registry = self._doc.get(ARTIFACTS_ROOT, type=Map)
             if registry.get(name) != self._artifact_kinds[name]:

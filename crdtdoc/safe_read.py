@@ -149,16 +149,18 @@ def text_view(text: Text) -> TextView:
         return TextView(chars)
     parts: list[str] = []
     embeds: list[int] = []
-    at = 0
+    at = units = 0
     for insert, _ in _chunks(text):
         if type(insert) is str:
             parts.append(insert)
             at += len(insert)
+            units += len(insert.encode("utf-8"))
         else:
             parts.append(EMBED)
             embeds.append(at)
             at += 1
-    return TextView("".join(parts), tuple(embeds), plain=False)
+            units += 1
+    return TextView("".join(parts), tuple(embeds), False, units == length, length)
 
 
 def embed_formats(text: Text) -> dict[int, dict[str, Any]]:

@@ -47,6 +47,7 @@ from crdtdoc.updates import (
     CONTENT_NAMES,
     DELETED,
     DOC,
+    EMBED,
     GC,
     SKIP,
     STRING,
@@ -91,6 +92,13 @@ def check_update(
         if item.content == STRING and item.length != len(item.value):  # astral characters
             pairs = pairs or _Pairs(index, state, deleted)
             pairs.add(item)  # refuses a new part starting inside a pair
+        elif item.content == EMBED and isinstance(item.value, str):
+            raise _refuse(
+                "string embed",
+                item,
+                "an embed that is a string (Yjs writes a string as text, never as an embed; yrs "
+                "reads it as characters that take one position, so every index after it shifts)",
+            )
         place = _judge_neighbours(locator, item)
         if place is None or place.collected:
             continue

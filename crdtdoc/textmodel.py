@@ -15,7 +15,7 @@ edits refuse it (`check_insertable`); `plan` keeps every embed outside the span 
 from __future__ import annotations
 
 from bisect import bisect_left
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
 from crdtdoc import textdiff
@@ -37,10 +37,17 @@ class TextView:
     """Indices in `text` that are embeds (ascending); other U+FFFC there are characters."""
     plain: bool = True
     """Whether the engine holds only characters (no embed, nor content of another type's)."""
+    exact: bool = True
+    """Whether every position is known (not so when the engine holds content `diff` does not
+    show or shows wrongly, like a value or a string embed stored before they were refused):
+    then only the end (`end`, the engine's length) is a known place."""
+    end: int = field(default=0, compare=False)
 
     def offset(self, index: int) -> int:
         """The engine (pycrdt) offset of code point `index`, 0 <= index <= len(text)."""
         text = self.text
+        if not self.exact and index == len(text):
+            return self.end
         if not self.embeds:
             return index if text.isascii() else len(text[:index].encode("utf-8"))
         # U+FFFC takes 3 UTF-8 bytes; an embed takes one engine unit.
@@ -50,10 +57,13 @@ class TextView:
         """This view after inserting `text` (no embeds) before `index`."""
         shift = len(text)
         embeds = tuple(p + shift if p >= index else p for p in self.embeds)
-        return TextView(self.text[:index] + text + self.text[index:], embeds, self.plain)
+        end = self.end if self.exact else self.end + len(text.encode("utf-8"))
+        return TextView(
+            self.text[:index] + text + self.text[index:], embeds, self.plain, self.exact, end
+        )
 
     def deleted(self, index: int, length: int) -> TextView:
-        """This view after deleting `length` positions at `index`."""
+        """This view after deleting `length` positions at `index` (of an exact view)."""
         end = index + length
         embeds = tuple(p - length if p >= end else p for p in self.embeds if not index <= p < end)
         return TextView(self.text[:index] + self.text[end:], embeds, self.plain)

@@ -141,6 +141,14 @@ class GuardedCommits:
                 )
             for c, structs in parsed.structs.items():
                 state[c] = max(state.get(c, 0), structs.end)
+            if parsed.delete_set.clip_to(state) != parsed.delete_set:
+                # Deletions of ids the hub lacks would wait, applied as trusted, never judged.
+                return Reply(
+                    commit.id,
+                    {},
+                    "missing",
+                    "the commit deletes ids the hub lacks; let the replica sync, then retry",
+                )
             items.extend(parsed.items or [])
             deletions.append((update, parsed))
         # Every item and deletion is judged now, as one update, so the commit applies whole or

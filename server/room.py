@@ -251,8 +251,10 @@ class Room:
                 raise RateLimited(f"update refused: {exceeded}; slow down and reconnect")
             parsed = incoming.parsed
             if parsed is not None:  # charged before it is judged: each struct, and each deleted
-                # range, costs time, whether the update is then applied or refused
-                self._limits.structs(peer.rate_key, parsed.count + parsed.delete_set.range_count())
+                # range as written (judged one by one; merging may leave none, e.g. empty ones:
+                # at least one per 4 bytes of delete set), costs time, applied or refused
+                ranges = max(parsed.delete_set.range_count(), (parsed.size - parsed.ds_offset) // 4)
+                self._limits.structs(peer.rate_key, parsed.count + ranges)
             parsed = self.gate.authorize(peer, message.update, self.size_bytes, parsed)
             slices = incoming.slices or []
             live = self.replica.applied()[0]

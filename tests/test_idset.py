@@ -33,6 +33,7 @@ def test_set_operations_match_python_sets(
     assert x.issubset(y) == (_ids(x) <= _ids(y))
     assert len(x) == len(_ids(x))
     assert all(x.contains(c, k) for c, k in _ids(x))
+    assert not any(x.contains(c, k) for c, k in _ids(y) - _ids(x))
     for result in (x.union(y), x.difference(y), x.intersection(y), x.clip_to({1: 20, 2: 5})):
         assert result == IdSet(result.ranges)  # sorted, disjoint, merged, as if built anew
 

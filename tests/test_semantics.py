@@ -88,6 +88,7 @@ REFUSED = {
     "a format in a nested map": ("map value", one("format", parent=IDS["nested map"], key="k")),
     "a value into a text": ("sequence", one("any", [1], origin=IDS["text"], right=IDS["text2"])),
     "binary into a text": ("sequence", one("binary", origin=IDS["text"])),
+    "a string embed in a text": ("string embed", one("embed", "xx", origin=IDS["text"])),
     "a string into an array": (
         "sequence",
         one("string", "X", origin=IDS["array"], right=IDS["array2"]),

@@ -165,6 +165,12 @@ class Document:
         says (None: as the text before it)."""
         if not edits:
             return
+        if not current.exact and any(e.delete or e.index != len(current.text) for e in edits):
+            raise CrdtdocError(
+                f"{self._name!r} holds content whose positions crdtdoc cannot tell (stored "
+                "before such content was refused); it reads, and takes text appended at its "
+                "end, but other edits are refused so none lands in the wrong place"
+            )
         with self._editing() as text:
             # yrs, deleting next to an embedded type, may drop the format items around it and
             # so change its formatting (Yjs keeps them): noted first, put back after.

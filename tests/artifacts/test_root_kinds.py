@@ -98,3 +98,27 @@ def test_a_registry_entry_does_not_make_a_foreign_root_a_document() -> None:
     replica.apply_update(stock.get_update())
     with pytest.raises(WrongKind, match=r"Y\.XmlFragment"):
         replica.document("d")
+
+
+def test_an_array_of_maps_is_not_a_text() -> None:
+    """A Y.Array holding only nested Y.Maps (a common app shape) has no text: refused."""
+    stock = pycrdt.Doc()
+    stock.get("d", type=pycrdt.Array).append(pycrdt.Map({"title": "a"}))
+    for trusted in (True, False):
+        replica = Replica("agent")
+        replica.apply_update(stock.get_update(), trusted=trusted)
+        with pytest.raises(WrongKind, match="nested types"):
+            replica.document("d").insert(0, "x")
+
+
+def test_a_write_after_others_made_an_empty_text_a_map_is_refused() -> None:
+    """Opened while empty; a Y.Map app then uses the root (arriving from a hub, so unjudged
+    here): the text still reads empty, and the write is refused."""
+    replica = Replica("agent")
+    doc = replica.document("d")
+    stock = pycrdt.Doc()
+    _map(stock)
+    replica.apply_update(stock.get_update(), trusted=True)
+    assert replica._items is None  # nothing built the index yet
+    with pytest.raises(WrongKind, match=r"Y\.Map"):
+        doc.insert(0, "hello")

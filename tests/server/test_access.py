@@ -307,6 +307,30 @@ def test_a_guarded_commit_that_splits_a_surrogate_pair_is_refused(tmp_path: Path
     run(with_bob(tmp_path, attack))
 
 
+def test_a_guarded_commit_deleting_ids_the_hub_lacks_is_sent_back(tmp_path: Path) -> None:
+    """Its updates are applied as trusted: a deletion of ids not there yet would wait in the
+    causal buffer and apply later unjudged (half an emoji that arrives afterwards). With a
+    secret the access gate refuses such deletions; this is a hub without one."""
+
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db") as hub:
+            ahead = update(MALLORY, 0, [], [(MALLORY + 1, 1, 1)])  # an id nobody wrote yet
+            request = Request(1, "commit", {"updates": [ahead], "client": MALLORY})
+            async with ws_connect(f"{hub.url}/room") as ws:
+                await ws.send(msg(SyncStep1(b"\x00")))
+                await ws.send(msg(encode_extension(Hello("mallory"))))
+                await ws.send(msg(encode_extension(request)))
+                while True:
+                    message = decode_message(await ws.recv())  # type: ignore[arg-type]
+                    if isinstance(message, Extension):
+                        reply = decode_extension(message)
+                        if isinstance(reply, Reply):
+                            break
+            assert reply.error == "missing" and "lacks" in (reply.message or ""), reply
+
+    run(body())
+
+
 def deleted_by_bob(items: list[Item]) -> bytes:
     """An encoded delete set naming bob's first text item (which bob then deletes)."""
     first = next(i for i in items if i.parent == "design")
