@@ -62,6 +62,21 @@ async def hub_items(url: str) -> list[Item]:
                 return parse_update(message.update, details=True).items or []
 
 
+async def commit(url: str, request: Request) -> Reply:
+    """Sends one guarded commit as mallory; returns the hub's reply (raises `ConnectionClosed`
+    when the hub closes the connection instead)."""
+    async with ws_connect(url) as ws:
+        await ws.send(msg(SyncStep1(b"\x00")))
+        await ws.send(msg(encode_extension(Hello("mallory"))))
+        await ws.send(msg(encode_extension(request)))
+        while True:
+            message = decode_message(await ws.recv())  # type: ignore[arg-type]
+            if isinstance(message, Extension):
+                reply = decode_extension(message)
+                if isinstance(reply, Reply):
+                    return reply
+
+
 def entry_of(items: list[Item], root: str, key: str) -> tuple[int, int]:
     for i in items:
         if i.parent == root and i.parent_sub == key:
@@ -261,16 +276,7 @@ def test_a_guarded_commit_whose_updates_overlap_is_refused(tmp_path: Path) -> No
         second = update(x, 1, [any_item("q", root="docA")])
         third = update(x, 2, [any_item("bob", origin=(x, 1))])
         request = Request(1, "commit", {"updates": [first, second, third], "client": x})
-        async with ws_connect(f"{url}?token={token('mallory', artifacts=['docA'])}") as ws:
-            await ws.send(msg(SyncStep1(b"\x00")))
-            await ws.send(msg(encode_extension(Hello("mallory"))))
-            await ws.send(msg(encode_extension(request)))
-            while True:
-                message = decode_message(await ws.recv())  # type: ignore[arg-type]
-                if isinstance(message, Extension):
-                    reply = decode_extension(message)
-                    if isinstance(reply, Reply):
-                        break
+        reply = await commit(f"{url}?token={token('mallory', artifacts=['docA'])}", request)
         assert reply.error == "invalid" and "overlap" in (reply.message or ""), reply
         assert bob.agents().get(x) is None
 
@@ -287,13 +293,8 @@ def test_a_guarded_commit_that_splits_a_surrogate_pair_is_refused(tmp_path: Path
         emoji = next(i for i in await hub_items(url) if i.value == "😀")
         half = update(MALLORY, 0, [], [(emoji.client, emoji.clock + 1, 1)])  # the low half
         request = Request(1, "commit", {"updates": [half], "client": MALLORY})
-        async with ws_connect(f"{url}?token={token('mallory')}") as ws:
-            await ws.send(msg(SyncStep1(b"\x00")))
-            await ws.send(msg(encode_extension(Hello("mallory"))))
-            await ws.send(msg(encode_extension(request)))
-            with pytest.raises(ConnectionClosed) as closed:  # refused as an invalid update
-                while True:
-                    await ws.recv()
+        with pytest.raises(ConnectionClosed) as closed:  # refused as an invalid update
+            await commit(f"{url}?token={token('mallory')}", request)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
         assert "surrogate pair" in closed.value.rcvd.reason
         reader = Replica(agent="late")
@@ -316,16 +317,7 @@ def test_a_guarded_commit_deleting_ids_the_hub_lacks_is_sent_back(tmp_path: Path
         async with running_hub(tmp_path / "hub.db") as hub:
             ahead = update(MALLORY, 0, [], [(MALLORY + 1, 1, 1)])  # an id nobody wrote yet
             request = Request(1, "commit", {"updates": [ahead], "client": MALLORY})
-            async with ws_connect(f"{hub.url}/room") as ws:
-                await ws.send(msg(SyncStep1(b"\x00")))
-                await ws.send(msg(encode_extension(Hello("mallory"))))
-                await ws.send(msg(encode_extension(request)))
-                while True:
-                    message = decode_message(await ws.recv())  # type: ignore[arg-type]
-                    if isinstance(message, Extension):
-                        reply = decode_extension(message)
-                        if isinstance(reply, Reply):
-                            break
+            reply = await commit(f"{hub.url}/room", request)
             assert reply.error == "missing" and "lacks" in (reply.message or ""), reply
 
     run(body())
