@@ -110,8 +110,8 @@ def build_server(hub: str, room: str, agent: str, token: str | None) -> Any:
         doc = s.replica.document(name)
         before = doc.read().count(EMBED)
         doc.write(text, base=s.last_read.get(name))
-        s.last_read[name] = doc.read()
-        dropped = before - s.last_read[name].count(EMBED)
+        s.last_read[name] = text  # what the agent now knows (others' changes it has not read)
+        dropped = before - doc.read().count(EMBED)
         embeds = f"; deleted {dropped} embed(s) (images)" if dropped > 0 else ""
         return await s.written(f"wrote {name} ({len(text)} characters{embeds})")
 
@@ -119,6 +119,9 @@ def build_server(hub: str, room: str, agent: str, token: str | None) -> Any:
     async def edit_document(name: str, old: str, new: str) -> str:
         s = session()
         s.replica.document(name).replace(old, new)
+        seen = s.last_read.pop(name, None)
+        if seen is not None and seen.count(old) == 1:  # the agent knows its own edit
+            s.last_read[name] = seen.replace(old, new)
         return await s.written(f"replaced in {name}")
 
     @tool("Tasks of a task list, one per line: id, status, assignee, title.")

@@ -315,13 +315,24 @@ class Replica:
         ProseMirror Y.XmlFragment opened as a document). Checked when an artifact opens and
         before each write, since such content may arrive after the artifact opened empty."""
         uses = items.uses(name)
-        if uses and _OWN_USE[kind] not in uses:  # e.g. a Y.Array of Y.Maps is no text
-            used = ", ".join(_USE_NAMES[use] for use in sorted(uses - _FITS[kind] or uses))
-            raise WrongKind(
-                f"root {name!r} is used by other clients as {used}; crdtdoc opens it only "
-                f"as a Y.{kind.__name__} ({artifact}) and never writes into a root of "
-                "another kind: give this artifact another name"
-            )
+        if not uses or _OWN_USE[kind] in uses:
+            return
+        foreign = uses - _FITS[kind]
+        if not foreign:
+            # Nested types alone: a Y.Array of Y.Maps, or a text whose characters were all
+            # deleted beside an embedded type (the index no longer sees them): a text only if
+            # the document records it as this artifact.
+            from crdtdoc.safe_read import entry
+
+            if entry(self._doc.get(ARTIFACTS_ROOT, type=Map), name) == artifact:
+                return
+            foreign = uses
+        used = ", ".join(_USE_NAMES[use] for use in sorted(foreign))
+        raise WrongKind(
+            f"root {name!r} is used by other clients as {used}; crdtdoc opens it only "
+            f"as a Y.{kind.__name__} ({artifact}) and never writes into a root of "
+            "another kind: give this artifact another name"
+        )
 
     def _check_root(self, name: str, build: bool = False) -> None:
         """Raises `WrongKind` if an opened artifact's root has since been used by others as

@@ -6,11 +6,13 @@ others elsewhere in the text survive the merge.
 
 from __future__ import annotations
 
-import difflib
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 MAX_EXACT_EDIT_DISTANCE = 2000
-"""Up to this many inserted plus deleted characters the script is minimal; beyond, near-minimal."""
+"""Up to this many inserted plus deleted characters the script is minimal; beyond, whole words
+(or lines) are replaced, so the cost stays bounded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +51,7 @@ def diff(old: str, new: str) -> list[Edit]:
     )
     ops = _myers(a, b)
     if ops is None:
-        ops = _difflib_ops(a, b)
+        ops = _coarse_ops(a, b)
     return [Edit(prefix + i, d, s) for i, d, s in ops]
 
 
@@ -119,7 +121,7 @@ def _merge(ops: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
     return out
 
 
-def _myers(a: str, b: str) -> list[tuple[int, int, str]] | None:
+def _myers(a: Sequence[str], b: Sequence[str]) -> list[tuple[int, int, str]] | None:
     n, m = len(a), len(b)
     max_d = min(n + m, MAX_EXACT_EDIT_DISTANCE)
     offset = max_d + 1
@@ -142,7 +144,9 @@ def _myers(a: str, b: str) -> list[tuple[int, int, str]] | None:
     return None
 
 
-def _backtrack(trace: list[list[int]], a: str, b: str, d_final: int) -> list[tuple[int, int, str]]:
+def _backtrack(
+    trace: list[list[int]], a: Sequence[str], b: Sequence[str], d_final: int
+) -> list[tuple[int, int, str]]:
     x, y = len(a), len(b)
     ops: list[tuple[int, int, str]] = []
     for d in range(d_final, 0, -1):
@@ -169,12 +173,22 @@ def _backtrack(trace: list[list[int]], a: str, b: str, d_final: int) -> list[tup
     return _merge(ops)
 
 
-def _difflib_ops(a: str, b: str) -> list[tuple[int, int, str]]:
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    ops = [
-        (i1, i2 - i1, b[j1:j2]) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"
-    ]
-    return _merge(ops)
+_WORDS = re.compile(r"\s+|[^\s]+")
+
+
+def _coarse_ops(a: str, b: str) -> list[tuple[int, int, str]]:
+    """The fallback when the texts differ in too many characters: whole words replaced, else
+    whole lines, found by the same bounded search (each try costs time linear in the texts'
+    size, where an unbounded character diff grows with their product); else one replacement."""
+    for split in (_WORDS.findall, lambda text: text.splitlines(keepends=True)):
+        old_tokens, new_tokens = split(a), split(b)
+        ops = _myers(old_tokens, new_tokens)
+        if ops is not None:
+            starts = [0]
+            for token in old_tokens:
+                starts.append(starts[-1] + len(token))
+            return [(starts[i], starts[i + d] - starts[i], s) for i, d, s in ops]
+    return [(0, len(a), b)]
 
 
 def apply(text: str, edits: list[Edit]) -> str:

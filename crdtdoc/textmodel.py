@@ -133,11 +133,21 @@ def moved(positions: dict[int, _V], edits: list[Edit]) -> dict[int, _V]:
     return out
 
 
-def rebase(mine: list[Edit], theirs: list[Edit]) -> list[Edit]:
-    """`mine` (edits of a text as an agent read it) moved onto the text as it is now, which
-    `theirs` (edits of that same read text) made; both ordered and non-overlapping. Raises
+def rebase(mine: list[Edit], theirs: list[Edit], base: str = "") -> list[Edit]:
+    """`mine` (edits of `base`, the text as an agent read it) moved onto the text as it is now,
+    which `theirs` (edits of `base` too) made; both ordered and non-overlapping. Raises
     `StaleRead` when one of mine touches text theirs changed: it deletes across their edit,
-    or inserts inside what they deleted. Where both insert at one place, theirs come first."""
+    or inserts inside what they deleted. Where both insert at one place, theirs come first.
+    `theirs` is a guess from the texts alone; when others added an embed and mine deletes one,
+    which is which cannot be told (all read as U+FFFC), so that too raises `StaleRead`."""
+    if any(EMBED in t.insert for t in theirs) and any(
+        EMBED in base[m.index : m.index + m.delete] for m in mine
+    ):
+        raise StaleRead(
+            "others added an embed since you read the text, and this write deletes one: which "
+            "is which cannot be told; read it again and redo the edit (nothing was changed)",
+            [],
+        )
     out: list[Edit] = []
     shift = 0
     pending = iter(theirs)

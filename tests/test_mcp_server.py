@@ -96,6 +96,16 @@ def test_two_agents_over_mcp_edit_concurrently_and_lose_nothing(hub: str) -> Non
             assert not error, text
             _, now = await call(alice, "read_document", name="design")
             assert now == "# D3\nids are integers\nend\n"
+            # Her next writes build on what she knows: her own edit and write, not bob's line
+            # she has not read (kept), nor her edit applied twice.
+            _, text = await call(bob, "edit_document", name="design", old="end", new="end\nbob")
+            await call(alice, "wait_for", token=text.rsplit("version ", 1)[1])
+            await call(alice, "edit_document", name="design", old="# D3", new="# D4")
+            mine = "# D4\nids are integers\nend\nalice\n"
+            error, text = await call(alice, "write_document", name="design", text=mine)
+            assert not error, text
+            _, now = await call(alice, "read_document", name="design")
+            assert now == "# D4\nids are integers\nend\nbob\nalice\n", now
             # A claim race: one wins, the other gets a readable tool error.
             _, tasks = await call(alice, "list_tasks", name="backlog")
             error, text = await call(alice, "claim_task", name="backlog", task_id=_id(tasks))

@@ -69,3 +69,16 @@ def test_a_stretch_holding_the_anchor_is_never_folded() -> None:
         textdiff.Edit(0, 1, "a"),
         textdiff.Edit(2, 1, "b"),
     ]
+
+
+def test_beyond_the_exact_bound_whole_words_are_replaced() -> None:
+    """Past MAX_EXACT_EDIT_DISTANCE changed characters the search goes by word (then by line,
+    then one replacement), so its cost stays bounded and the edits stay readable."""
+    words = [f"word{i % 7}" for i in range(3000)]
+    old = " ".join(words)
+    new = " ".join(w.upper() if i % 5 == 0 else w for i, w in enumerate(words))
+    edits = textdiff.diff(old, new)
+    assert textdiff.apply(old, edits) == new
+    assert sum(e.delete + len(e.insert) for e in edits) > textdiff.MAX_EXACT_EDIT_DISTANCE
+    assert all(old[e.index : e.index + e.delete].startswith("word") for e in edits)
+    assert len(edits) == 600

@@ -151,7 +151,7 @@ class Document:
             if not isinstance(base, str):
                 raise CrdtdocError(f"write's base is the str you read, not {type(base).__name__}")
             mine = textmodel.plan(base, new_text, "the new text")
-            edits = textmodel.rebase(mine, textdiff.diff(base, current.text))
+            edits = textmodel.rebase(mine, textdiff.diff(base, current.text), base)
         self._apply(current, edits)
 
     def _apply(

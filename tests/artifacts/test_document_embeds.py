@@ -351,3 +351,19 @@ def test_a_stored_string_embed_reads_but_refuses_edits() -> None:
     with pytest.raises(CrdtdocError, match="edits are refused"):
         doc.insert(len(doc.read()) - 1, "X")
     parse_update(alice.encode_update())
+
+
+def test_a_based_write_deleting_an_embed_after_others_added_one_is_refused() -> None:
+    base = hello_image()
+    alice, sent = agent_with(base)
+    doc = alice.document("design")
+    seen = doc.read()  # 'Hello￼ world\n'
+    sent.clear()
+    other: Doc = Doc()
+    other.apply_update(alice.encode_update())
+    other.get("design", type=Text).insert_embed(5, {"image": "b.png"})  # just before alice's
+    alice.apply_update(other.get_update(), trusted=True)
+    with pytest.raises(StaleRead, match="embed"):
+        doc.write(seen.replace(EMBED, ""), base=seen)  # which image? cannot be told
+    assert sum(1 for op in doc.delta() if not isinstance(op["insert"], str)) == 2
+    assert sent == []

@@ -122,3 +122,21 @@ def test_a_write_after_others_made_an_empty_text_a_map_is_refused() -> None:
     assert replica._items is None  # nothing built the index yet
     with pytest.raises(WrongKind, match=r"Y\.Map"):
         doc.insert(0, "hello")
+
+
+def test_a_text_cleared_beside_an_embedded_type_stays_a_document() -> None:
+    """Someone deletes all of a document's characters and embeds a Y.Map: the index built from
+    that state sees nested types alone, but the document records a text there, so agents keep
+    reading and writing it (refusing would lock every agent out for good)."""
+    writer = Replica("alice")
+    writer.document("design").insert(0, "Design notes")
+    stock = pycrdt.Doc()
+    stock.apply_update(writer.encode_update())
+    text = stock.get("design", type=pycrdt.Text)
+    del text[0 : len("Design notes")]
+    text.insert_embed(0, pycrdt.Map({"k": "v"}))
+    reader = Replica("carol")
+    reader.apply_update(stock.get_update(), trusted=True)
+    doc = reader.document("design")
+    doc.insert(1, "again")
+    assert doc.read() == "\ufffcagain"
