@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from crdtdoc.client.connection import ConnectedReplica, connect
+from crdtdoc.client.coordination import Lease
 from crdtdoc.errors import ConflictError, CrdtdocError
 from crdtdoc.textmodel import EMBED
 from crdtdoc.versions import Version
@@ -30,6 +31,16 @@ class Session:
         self.replica = replica
         self.last_look: Version = replica.version()
         self.last_read: dict[str, str] = {}  # document -> its text when this agent last read it
+        self.claims: dict[tuple[str, str], Lease] = {}  # (list, task) -> the hub lease behind it
+
+    async def unclaim(self, name: str, task_id: str) -> bool:
+        """Releases the lease behind this session's claim of the task (which drops the claim);
+        returns whether there was one."""
+        lease = self.claims.pop((name, task_id), None)
+        if lease is None:
+            return False
+        await lease.release()
+        return True
 
     async def written(self, what: str) -> str:
         await self.replica.flush()
@@ -37,6 +48,9 @@ class Session:
 
 
 ToolFn = Callable[..., Awaitable[str]]
+
+CLAIM_TTL = 60.0
+"""Seconds a claim outlives this server if it dies (while it lives, its lease renews itself)."""
 
 
 def build_server(hub: str, room: str, agent: str, token: str | None) -> Any:
@@ -135,22 +149,31 @@ def build_server(hub: str, room: str, agent: str, token: str | None) -> Any:
         task_id = s.replica.tasks(name).add(title, description)
         return await s.written(f"added task {task_id}")
 
-    @tool("Claim a task; fails if another agent holds it (pick another).")
+    @tool(
+        "Claim a task, exclusively: the hub decides, so of agents racing for it exactly one "
+        "gets it; the others get an error naming the holder (pick another task). The claim "
+        "holds until you complete or release the task, or this session ends."
+    )
     async def claim_task(name: str, task_id: str) -> str:
         s = session()
-        s.replica.tasks(name).claim(task_id)
-        return await s.written(f"claimed {task_id}")
+        held = s.claims.get((name, task_id))
+        if held is not None and held.held:
+            return await s.written(f"{task_id} is already yours")
+        s.claims[(name, task_id)] = await s.replica.tasks(name).acquire(task_id, ttl=CLAIM_TTL)
+        return await s.written(f"claimed {task_id}; it is yours alone")
 
     @tool("Give up your claim on a task.")
     async def release_task(name: str, task_id: str) -> str:
         s = session()
-        s.replica.tasks(name).release(task_id)
+        if not await s.unclaim(name, task_id):
+            s.replica.tasks(name).release(task_id)
         return await s.written(f"released {task_id}")
 
-    @tool("Mark a task done, optionally with a note.")
+    @tool("Mark a task done, optionally with a note (your claim on it ends).")
     async def complete_task(name: str, task_id: str, note: str | None = None) -> str:
         s = session()
         s.replica.tasks(name).complete(task_id, note)
+        await s.unclaim(name, task_id)
         return await s.written(f"completed {task_id}")
 
     @tool("Add a note to a task (notes are never lost or overwritten).")

@@ -137,3 +137,38 @@ def _id(listing: str) -> str:
     if match is None:
         raise AssertionError(f"no schema task in {listing!r}")
     return match.group(1)
+
+
+def test_twenty_claim_races_over_mcp_each_have_exactly_one_winner(hub: str) -> None:
+    """Two MCP sessions claim the same task at the same moment, 20 times: the hub decides, so
+    exactly one is told "claimed" and the other gets an error naming the winner; completing
+    a task ends the claim, and a released task can be claimed by the other."""
+
+    async def body() -> None:
+        async with agent_session(hub, "alice") as alice, agent_session(hub, "bob") as bob:
+            ids = []
+            for n in range(20):
+                _, text = await call(alice, "add_task", name="races", title=f"task {n}")
+                ids.append(re.search(r"added task (\S+);", text).group(1))  # type: ignore[union-attr]
+            await call(bob, "wait_for", token=text.rsplit("version ", 1)[1])
+            winners = []
+            for task_id in ids:
+                (a_err, a_text), (b_err, b_text) = await asyncio.gather(
+                    call(alice, "claim_task", name="races", task_id=task_id),
+                    call(bob, "claim_task", name="races", task_id=task_id),
+                )
+                assert a_err != b_err, (a_text, b_text)  # exactly one winner
+                winner, loser_text = ("alice", b_text) if not a_err else ("bob", a_text)
+                assert f"claimed by {winner}" in loser_text, loser_text
+                winners.append(winner)
+            # The winner releases one; then the other may claim it.
+            first = ids[0]
+            holder, other = (alice, bob) if winners[0] == "alice" else (bob, alice)
+            error, text = await call(holder, "release_task", name="races", task_id=first)
+            assert not error, text
+            error, text = await call(other, "claim_task", name="races", task_id=first)
+            assert not error, text
+            error, text = await call(other, "complete_task", name="races", task_id=first)
+            assert not error, text
+
+    run(body(), timeout=180)
