@@ -11,6 +11,7 @@ output is text for people.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
+from crdtdoc.artifacts.tasks import TaskList
 from crdtdoc.client.blocking import BlockingReplica, connect_blocking
 from crdtdoc.errors import (
     AlreadyClaimed,
@@ -29,6 +31,8 @@ from crdtdoc.errors import (
     FrozenError,
     HubStorageError,
     InvalidValue,
+    LeaseHeld,
+    LeaseLost,
     NotConnected,
     NotFound,
     Refused,
@@ -169,16 +173,43 @@ def _tasks(args: argparse.Namespace) -> int:
                 _done(args, r, {"id": task_id, "lines": [task_id]})
                 return 0
             if action == "claim":
-                tasks.claim(args.id)
+                _claim(r, tasks, args.id, args.ttl)
             elif action == "release":
+                _unclaim(r, tasks, args.id)
                 tasks.release(args.id)
             elif action == "done":
                 tasks.complete(args.id, args.note)
+                _unclaim(r, tasks, args.id)
             elif action == "note":
                 tasks.note(args.id, args.text)
         task = tasks.get(args.id)
         _done(args, r, {"task": _task_row(task), "lines": [task.describe()]})
     return 0
+
+
+def _claim(r: BlockingReplica, tasks: TaskList, task_id: str, ttl: float) -> None:
+    """An exclusive claim decided by the hub: a lease the process does not keep renewing, so
+    it lasts `ttl` seconds unless released, completed or claimed again (which renews it)."""
+    if tasks.get(task_id).status == "done":
+        raise CrdtdocError(f"task {task_id!r} is done; reopen it before claiming it")
+    name = tasks.lease_name(task_id)
+    try:
+        token = int(r.request("acquire", {"name": name, "ttl": ttl, "wait": 0})["token"])
+    except LeaseHeld as held:
+        mine = tasks.claim_lease(task_id)
+        if held.holder != r.agent or mine is None:
+            raise tasks.claimed_by(task_id, held.holder) from None
+        r.request("renew", {"name": name, "token": mine, "ttl": ttl})  # ours: held longer
+        return
+    tasks.record_claim(task_id, token)
+
+
+def _unclaim(r: BlockingReplica, tasks: TaskList, task_id: str) -> None:
+    """Releases the hub lease behind this agent's claim, if it has one."""
+    token = tasks.claim_lease(task_id)
+    if token is not None:
+        with contextlib.suppress(LeaseLost):  # expired already, or taken over
+            r.request("release", {"name": tasks.lease_name(task_id), "token": token})
 
 
 def _spec(args: argparse.Namespace) -> int:
@@ -348,13 +379,21 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     s.add_argument("title")
     s.add_argument("--description")
     for action, help_ in (
-        ("claim", "claim a task (exit 5 if another agent holds it)"),
+        ("claim", "claim a task, exclusively: the hub decides (exit 5 naming the holder)"),
         ("release", "give up your claim"),
         ("done", "mark a task done"),
     ):
         s = sub(actions, action, help_, expect=True)
         s.add_argument("name")
         s.add_argument("id")
+        if action == "claim":
+            s.add_argument(
+                "--ttl",
+                type=float,
+                default=3600.0,
+                help="seconds the claim lasts unless you release or complete the task "
+                "(claim it again to renew; default 3600)",
+            )
         if action == "done":
             s.add_argument("--note", help="a note to leave with it")
     s = sub(actions, "note", "add a note to a task", expect=True)

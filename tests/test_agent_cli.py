@@ -164,6 +164,47 @@ def test_tasks_and_their_exit_codes(hub: str) -> None:
     assert [t["notes"] for t in listed["tasks"]] == [[{"agent": "alice", "text": "started"}]]  # type: ignore[union-attr, index]
 
 
+def test_twenty_claim_races_from_the_command_line_each_have_exactly_one_winner(
+    hub: str,
+) -> None:
+    """alice and bob run `tasks claim` on the same task at the same moment, 20 times: the hub
+    decides, so exactly one exits 0 and the other exits 5 naming the winner; the winner's
+    claim again renews it, and `release` lets the other claim it."""
+    room = "races"
+    ids = [
+        str(ok(cli(hub, "tasks", "add", "board", f"task {n}", "--json", room=room))["id"])
+        for n in range(20)
+    ]
+    env = dict(os.environ, CRDTDOC_HUB=hub, CRDTDOC_ROOM=room)
+    command = [sys.executable, "-m", "crdtdoc.cli", "tasks", "claim", "board"]
+    winners = []
+    for task_id in ids:
+        racers = {
+            agent: subprocess.Popen(
+                [*command, task_id, "--json"],
+                env=dict(env, CRDTDOC_AGENT=agent),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for agent in ("alice", "bob")
+        }
+        results = {agent: (p.wait(timeout=60), p.communicate()[0]) for agent, p in racers.items()}
+        codes = sorted(code for code, _ in results.values())
+        assert codes == [0, 5], results
+        winner = next(agent for agent, (code, _) in results.items() if code == 0)
+        loser = "bob" if winner == "alice" else "alice"
+        assert json.loads(results[loser][1])["holder"] == winner, results
+        winners.append(winner)
+    first, winner = ids[0], winners[0]
+    other = "bob" if winner == "alice" else "alice"
+    ok(cli(hub, "tasks", "claim", "board", first, "--json", agent=winner, room=room))  # renews
+    assert cli(hub, "tasks", "claim", "board", first, agent=other, room=room).returncode == 5
+    ok(cli(hub, "tasks", "release", "board", first, "--json", agent=winner, room=room))
+    claimed = ok(cli(hub, "tasks", "claim", "board", first, "--json", agent=other, room=room))
+    assert claimed["task"]["assignee"] == other  # type: ignore[index]
+
+
 def test_spec_conflicts_resolve_and_freeze(hub: str) -> None:
     room = "spec"
     # Two agents set User.id concurrently (neither saw the other): a visible conflict.

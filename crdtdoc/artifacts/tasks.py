@@ -236,21 +236,47 @@ class TaskList:
         if self._read(task_id, task).status == "done":
             raise CrdtdocError(f"task {task_id!r} is done; reopen it before claiming it")
         try:
-            lease: Lease = await acquire(f"task/{self._name}/{task_id}", ttl=ttl)
+            lease: Lease = await acquire(self.lease_name(task_id), ttl=ttl)
         except LeaseHeld as held:
-            holder = held.holder or "another agent"
-            raise AlreadyClaimed(
-                f"task {task_id!r} is claimed by {holder}", holder, [holder]
-            ) from None
+            raise self.claimed_by(task_id, held.holder) from None
         me = self._replica.agent
-        with self._editing():
-            self._part(task, "claims", Map)[me] = {"at": time.time(), "lease": lease.token}
+        self.record_claim(task_id, lease.token)
 
         async def drop_claim() -> None:
             self.drop_claim(task_id, me)
 
         lease._on_release.append(drop_claim)
         return lease
+
+    def lease_name(self, task_id: str) -> str:
+        """The hub lease behind an exclusive claim of the task (the hub drops the claim when
+        it expires)."""
+        return f"task/{self._name}/{task_id}"
+
+    def claimed_by(self, task_id: str, holder: str | None) -> AlreadyClaimed:
+        """The refusal of a claim the hub gave to `holder`."""
+        who = holder or "another agent"
+        return AlreadyClaimed(
+            f"task {task_id!r} is claimed by {who}; pick another task or ask {who}", who, [who]
+        )
+
+    def record_claim(self, task_id: str, token: int) -> None:
+        """Writes this agent's claim, held through the hub lease with fencing `token`."""
+        task = self._task_map(task_id)
+        with self._editing():
+            self._part(task, "claims", Map)[self._replica.agent] = {
+                "at": time.time(),
+                "lease": token,
+            }
+
+    def claim_lease(self, task_id: str) -> int | None:
+        """The fencing token of the hub lease behind this agent's claim, if it has one."""
+        claims = safe_read.entry(self._task_map(task_id), "claims")
+        if not isinstance(claims, Map):
+            return None
+        mine = safe_read.json_value(safe_read.entry(claims, self._replica.agent))
+        token = mine.get("lease") if isinstance(mine, dict) else None
+        return token if isinstance(token, int) and not isinstance(token, bool) else None
 
     def release(self, task_id: str) -> bool:
         """Drops this agent's claim; returns whether it had one."""

@@ -117,6 +117,14 @@ class BlockingReplica(HubLink):
         self._raise_store_error(target)
         return self._durable
 
+    def request(self, op: str, args: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+        """One coordination request decided by the hub (`acquire`, `renew`, `release`, `next`:
+        PROTOCOL.md section 10), blocking; raises its typed refusal. For callers that hold no
+        lease object across calls, like the command line."""
+        self._sync_point()
+        call = self._request(op, args, timeout=timeout)
+        return asyncio.run_coroutine_threadsafe(call, self._loop).result()
+
     def wait_for(self, version: Version | str, timeout: float | None = None) -> None:
         """Returns once this replica has everything in `version` (a `Version` or its token)."""
         target = Version.from_token(version) if isinstance(version, str) else version
