@@ -25,6 +25,7 @@ from crdtdoc.client.blocking import BlockingReplica, connect_blocking
 from crdtdoc.errors import (
     AlreadyClaimed,
     AmbiguousText,
+    AuthError,
     ConflictError,
     CrdtdocError,
     Forbidden,
@@ -46,6 +47,7 @@ EXIT_CODES: list[tuple[type[CrdtdocError], int]] = [
     (ConflictError, 6),  # a spec member has several concurrent values
     (Refused, 7),
     (Forbidden, 7),
+    (AuthError, 7),  # a missing, bad or expired token: refused at once, not retried
     (FrozenError, 7),
     (NotFound, 8),
     (AmbiguousText, 8),

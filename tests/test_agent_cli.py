@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from pycrdt import Doc, Text
 
 import crdtdoc
 from crdtdoc import EMBED, Replica
+from crdtdoc.tokens import create_token
 from tests.hubs import HubProcess
 
 
@@ -270,3 +272,36 @@ def test_a_failing_hub_store_has_its_own_exit_code_and_a_message_for_a_process()
     said = describe(failing)
     assert "database or disk is full" in said and "the hub holds this change" in said
     assert "kept locally" not in said
+
+
+def test_a_refused_token_or_room_fails_at_once_with_exit_7(tmp_path: Path) -> None:
+    """The hub refuses a bad token (4401) or a room outside the token's scope (4403) before any
+    exchange: retrying cannot help, so the command says so at once instead of retrying for its
+    whole --timeout and blaming the network (exit 3)."""
+    secret = "s" * 32
+    (tmp_path / "secret").write_text(secret)
+    process = HubProcess(tmp_path / "hub.db", 0, "--secret-file", str(tmp_path / "secret"))
+    url = process.start()
+    try:
+        scoped = create_token(secret.encode(), "alice", rooms="team-*")
+        for token, code in (("not-a-token", 4401), (scoped, 4403)):
+            started = time.monotonic()
+            result = subprocess.run(
+                [sys.executable, "-m", "crdtdoc.cli", "doc", "cat", "design", "--timeout", "30"],
+                env=dict(
+                    os.environ,
+                    CRDTDOC_HUB=url,
+                    CRDTDOC_ROOM="other",
+                    CRDTDOC_AGENT="alice",
+                    CRDTDOC_TOKEN=token,
+                ),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert result.returncode == 7, result.stderr
+            assert str(code) in result.stderr and "Traceback" not in result.stderr
+            assert time.monotonic() - started < 15  # not the 30 s timeout
+    finally:
+        process.stop()

@@ -43,13 +43,20 @@ class BlockingReplica(HubLink):
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result()
         if options.wait_synced:
             try:
-                self._wait_until(lambda: self.synced, options.open_timeout, "no sync")
+                self._wait_until(
+                    lambda: self.synced or self.admission is not None,
+                    options.open_timeout,
+                    "no sync",
+                )
             except TimeoutError:
                 self.close()
                 raise NotConnected(
                     f"cannot sync with {self.url} within {options.open_timeout:g} s "
                     f"({self.last_error or 'no answer'}); pass wait_synced=False to start offline"
                 ) from None
+            if self.admission is not None:
+                self.close()
+                raise self.admission
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self._loop)

@@ -32,9 +32,11 @@ from crdtdoc.client.coordination import Lease, LeaseInfo, reply_error
 from crdtdoc.client.journal import Journal, read_journal
 from crdtdoc.client.presence import Presence, parse_presence, presence_state
 from crdtdoc.errors import (
+    AuthError,
     Conflict,
     CrdtdocError,
     FencedOut,
+    Forbidden,
     HubStorageError,
     NotConnected,
     RateLimited,
@@ -70,6 +72,8 @@ from crdtdoc.versions import Version
 log = logging.getLogger("crdtdoc.client")
 
 REFUSED_WRITE_CODES = frozenset({4403, 4413})
+ADMISSION_CODES: dict[int, type[CrdtdocError]] = {4401: AuthError, 4403: Forbidden}
+"""Close codes that, before the hub welcomed the link, mean this agent may not join at all."""
 """Close codes meaning the hub refused something this replica wrote (see PROTOCOL.md §9)."""
 TOO_FAST = 4429
 """The hub's rate limit: nothing was refused for what it is, so nothing is reset; the link pauses
@@ -191,6 +195,7 @@ class HubLink(Replica):
         self._pending_fence: asyncio.Task[None] | None = None
         self.fenced_out: FencedOut | None = None  # set when a fenced transaction was refused
         self.refused: Refused | None = None  # set when the hub refused a write (then reset)
+        self.admission: CrdtdocError | None = None  # set when the hub would not let us in
         self._journal: Journal | None = None
         if options.state_file is not None:
             for update in read_journal(options.state_file):
@@ -350,6 +355,7 @@ class HubLink(Replica):
         except ConnectionClosed as exc:
             self.last_error = f"connection closed: {exc}"
         finally:
+            admitted = self._welcomed
             self._outbox = None
             self._welcomed = False
             self.store_error = None  # said by that hub, of that link: unknown from now on
@@ -368,7 +374,14 @@ class HubLink(Replica):
                     "the hub closed the link for a protocol reason",
                     extra={"code": ws.close_code, "reason": ws.close_reason},
                 )
-            if ws.close_code in REFUSED_WRITE_CODES:
+            if not admitted and ws.close_code in ADMISSION_CODES:
+                # Refused before any exchange (token, room scope): retrying will not help.
+                self.admission = ADMISSION_CODES[ws.close_code](
+                    f"the hub refused to let this agent into {self.url} "
+                    f"({ws.close_code}: {ws.close_reason or 'no reason given'})"
+                )
+                self._activity()
+            elif ws.close_code in REFUSED_WRITE_CODES:
                 self._on_refused(ws.close_code, ws.close_reason or "")
             elif ws.close_code == TOO_FAST:
                 log.info("the hub asked to slow down", extra={"reason": ws.close_reason})
@@ -727,13 +740,18 @@ class ConnectedReplica(HubLink):
         self._start_link()
         if self._wait_synced:
             try:
-                await self._wait_until(lambda: self.synced, self._open_timeout, "no sync")
+                await self._wait_until(
+                    lambda: self.synced or self.admission is not None, self._open_timeout, "no sync"
+                )
             except SyncTimeout:
                 await self.close()
                 raise NotConnected(
                     f"cannot sync with {self.url} within {self._open_timeout:g} s "
                     f"({self.last_error or 'no answer'}); pass wait_synced=False to start offline"
                 ) from None
+            if self.admission is not None:
+                await self.close()
+                raise self.admission
 
     async def close(self) -> None:
         """Sends what is queued, says goodbye, and closes the link (the replica stays usable)."""
