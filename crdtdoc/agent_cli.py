@@ -82,7 +82,16 @@ def _replica(args: argparse.Namespace) -> Iterator[BlockingReplica]:
     agent = _setting(args, "agent", "CRDTDOC_AGENT")
     token = args.token or os.environ.get("CRDTDOC_TOKEN")
     urls = [f"{hub.rstrip('/')}/{room}" for hub in hubs]
-    with connect_blocking(urls, agent=agent, token=token, open_timeout=args.timeout) as replica:
+    try:
+        replica = connect_blocking(urls, agent=agent, token=token, open_timeout=args.timeout)
+    except NotConnected as exc:  # say it in the shell's terms, not the Python API's
+        raise NotConnected(
+            f"cannot reach the hub at {', '.join(urls)} within {args.timeout:g} s "
+            f"({exc.reason or 'no answer'}); "
+            "check --hub (or CRDTDOC_HUB) and that `crdtdoc serve` is running there, or raise "
+            "--timeout"
+        ) from None
+    with replica:
         yield replica
 
 

@@ -79,7 +79,12 @@ class SyncTimeout(CrdtdocError, TimeoutError):
 
 
 class NotConnected(CrdtdocError):
-    """The operation needs a live connection to the hub, and there is none."""
+    """The operation needs a live connection to the hub, and there is none. `reason`: the
+    link's last error, when known."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class NotFound(CrdtdocError, LookupError):

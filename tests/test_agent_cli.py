@@ -257,6 +257,7 @@ def test_changes_watch_peers_and_an_unreachable_hub(hub: str, tmp_path: Path) ->
     assert any("bob" in c["text"] for c in changes["changes"])  # type: ignore[union-attr, index]
     unreachable = cli("ws://127.0.0.1:9", "version", "--timeout", "1", "--json", room=room)
     assert unreachable.returncode == 3 and "NotConnected" in unreachable.stdout
+    assert "crdtdoc serve" in unreachable.stdout and "wait_synced" not in unreachable.stdout
     usage = cli(hub, "tasks", "claim", room=room)
     assert usage.returncode == 2
 

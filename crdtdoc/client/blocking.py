@@ -52,7 +52,8 @@ class BlockingReplica(HubLink):
                 self.close()
                 raise NotConnected(
                     f"cannot sync with {self.url} within {options.open_timeout:g} s "
-                    f"({self.last_error or 'no answer'}); pass wait_synced=False to start offline"
+                    f"({self.last_error or 'no answer'}); pass wait_synced=False to start offline",
+                    self.last_error,
                 ) from None
             if self.admission is not None:
                 self.close()

@@ -747,7 +747,8 @@ class ConnectedReplica(HubLink):
                 await self.close()
                 raise NotConnected(
                     f"cannot sync with {self.url} within {self._open_timeout:g} s "
-                    f"({self.last_error or 'no answer'}); pass wait_synced=False to start offline"
+                    f"({self.last_error or 'no answer'}); pass wait_synced=False to start offline",
+                    self.last_error,
                 ) from None
             if self.admission is not None:
                 await self.close()
