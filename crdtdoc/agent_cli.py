@@ -41,7 +41,13 @@ from crdtdoc.errors import (
     SyncTimeout,
 )
 
+
+class MissingSetting(CrdtdocError):
+    """A command was run without a setting it needs (bad usage: exit 2)."""
+
+
 EXIT_CODES: list[tuple[type[CrdtdocError], int]] = [
+    (MissingSetting, 2),
     (StaleRead, 4),  # others changed what an --expect write read (Conflict is a StaleRead)
     (AlreadyClaimed, 5),
     (ConflictError, 6),  # a spec member has several concurrent values
@@ -71,8 +77,18 @@ def exit_code(exc: CrdtdocError) -> int:
 def _setting(args: argparse.Namespace, name: str, env: str) -> str:
     value = getattr(args, name) or os.environ.get(env)
     if not value:
-        raise CrdtdocError(f"no {name}: pass --{name} or set {env}")
+        raise MissingSetting(f"no {name}: pass --{name} or set {env}")
     return str(value)
+
+
+def _existing(r: BlockingReplica, name: str, kind: str, empty: Callable[[], bool]) -> None:
+    """Raises `NotFound` (exit 8) when reading an artifact the room does not have: not
+    recorded (call this before opening it: opening declares it) and `empty()`, so a mistyped
+    name is not mistaken for an empty artifact."""
+    kinds = r.artifacts()
+    if kinds.get(name) != kind and empty():
+        known = ", ".join(sorted(n for n, k in kinds.items() if k == kind)) or "none"
+        raise NotFound(f"this room has no {kind} named {name!r} (its {kind}s: {known})")
 
 
 @contextmanager
@@ -138,6 +154,8 @@ def _value(raw: str) -> Any:
 
 def _doc(args: argparse.Namespace) -> int:
     with _replica(args) as r:
+        if args.action == "cat":
+            _existing(r, args.name, "document", lambda: not r.document(args.name).read())
         doc = r.document(args.name)
         if args.action == "cat":
             if args.delta:
@@ -169,10 +187,18 @@ def _task_row(task: Any) -> dict[str, Any]:
 
 def _tasks(args: argparse.Namespace) -> int:
     with _replica(args) as r:
+        if args.action == "list":
+            _existing(r, args.name, "tasks", lambda: not r.tasks(args.name).list())
         tasks = r.tasks(args.name)
         action = args.action
         if action == "list":
-            rows = [_task_row(t) for t in tasks.list(status=args.status)]
+            everything = tasks.list()
+            rows = [
+                _task_row(t)
+                for t in everything
+                if args.status is None
+                or (t.contested if args.status == "contested" else t.status == args.status)
+            ]
             lines = [
                 f"{t['id']}  {t['status']:<9} {t['assignee'] or '-':<12} {t['title']}" for t in rows
             ]
@@ -335,8 +361,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add_connection_options(common)
     epilog = (
         "Exit codes: 0 done; 3 hub unreachable or not answering; 4 stale read (others changed "
-        "what --expect was based on); 5 already claimed; 6 conflicting spec values; 7 refused "
-        "(forbidden, frozen); 8 not found or not unique; 1 other errors; 2 bad usage."
+        "what --expect was based on); 5 already claimed (the holder is named); 6 conflicting "
+        "spec values; 7 refused (bad token, room out of scope, forbidden, frozen); 8 not found "
+        "or not unique; 9 the hub cannot store now (it keeps the change); 1 other errors; "
+        "2 bad usage; 130 interrupted; 141 the reader of the output went away."
     )
 
     def parser(name: str, help_: str, run: Callable[[argparse.Namespace], int]) -> Any:

@@ -7,7 +7,9 @@ it is invalid); `crdtdoc version decode TOKEN` shows what a version token names.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -515,9 +517,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(error, ensure_ascii=False))
         print(f"crdtdoc: {type(exc).__name__}: {describe(exc)}", file=sys.stderr)
         return code
+    except BrokenPipeError:  # the reader went away (`| head -1`): nothing more to say
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process ended by SIGPIPE
     except OSError as exc:
-        print(f"crdtdoc: {exc.strerror or exc}: {getattr(exc, 'filename', '')}", file=sys.stderr)
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"crdtdoc: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("crdtdoc: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

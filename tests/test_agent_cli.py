@@ -306,3 +306,40 @@ def test_a_refused_token_or_room_fails_at_once_with_exit_7(tmp_path: Path) -> No
             assert time.monotonic() - started < 15  # not the 30 s timeout
     finally:
         process.stop()
+
+
+def test_usage_mistakes_and_missing_names_have_their_exit_codes(hub: str) -> None:
+    room = "mistakes"
+    bare = dict(os.environ)
+    for variable in ("CRDTDOC_HUB", "CRDTDOC_ROOM"):
+        bare.pop(variable, None)
+    missing = subprocess.run(
+        [sys.executable, "-m", "crdtdoc.cli", "doc", "cat", "design"],
+        env=bare,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert missing.returncode == 2 and "pass --hub" in missing.stderr
+    ok(cli(hub, "doc", "write", "design", "--json", room=room, stdin="x\n" * 200_000))
+    typo = cli(hub, "doc", "cat", "desing", room=room)
+    assert typo.returncode == 8 and "'desing'" in typo.stderr and "design" in typo.stderr
+    assert cli(hub, "tasks", "list", "nosuchlist", room=room).returncode == 8
+    task_id = str(ok(cli(hub, "tasks", "add", "board", "t", "--json", room=room))["id"])
+    contested = ok(cli(hub, "tasks", "list", "board", "--status", "contested", "--json", room=room))
+    assert contested["tasks"] == []
+    # A reader that goes away (`| head -c 10`): no "Broken pipe" noise, no traceback.
+    env = dict(os.environ, CRDTDOC_HUB=hub, CRDTDOC_ROOM=room, CRDTDOC_AGENT="alice")
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "crdtdoc.cli", "doc", "cat", "design", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert reader.stdout is not None and reader.stderr is not None
+    reader.stdout.read(10)
+    reader.stdout.close()
+    assert reader.wait(timeout=60) == 141
+    assert reader.stderr.read() == b""
+    assert task_id
