@@ -22,6 +22,7 @@ from typing import Any
 
 from crdtdoc.artifacts.tasks import TaskList
 from crdtdoc.client.blocking import BlockingReplica, connect_blocking
+from crdtdoc.client.connection import room_urls
 from crdtdoc.errors import (
     AlreadyClaimed,
     AmbiguousText,
@@ -42,12 +43,12 @@ from crdtdoc.errors import (
 )
 
 
-class MissingSetting(CrdtdocError):
-    """A command was run without a setting it needs (bad usage: exit 2)."""
+class BadUsage(CrdtdocError):
+    """A command was run without a setting it needs, or with one that cannot be right (exit 2)."""
 
 
 EXIT_CODES: list[tuple[type[CrdtdocError], int]] = [
-    (MissingSetting, 2),
+    (BadUsage, 2),
     (StaleRead, 4),  # others changed what an --expect write read (Conflict is a StaleRead)
     (AlreadyClaimed, 5),
     (ConflictError, 6),  # a spec member has several concurrent values
@@ -77,7 +78,7 @@ def exit_code(exc: CrdtdocError) -> int:
 def _setting(args: argparse.Namespace, name: str, env: str) -> str:
     value = getattr(args, name) or os.environ.get(env)
     if not value:
-        raise MissingSetting(f"no {name}: pass --{name} or set {env}")
+        raise BadUsage(f"no {name}: pass --{name} or set {env}")
     return str(value)
 
 
@@ -93,11 +94,14 @@ def _existing(r: BlockingReplica, name: str, kind: str, empty: Callable[[], bool
 
 @contextmanager
 def _replica(args: argparse.Namespace) -> Iterator[BlockingReplica]:
-    hubs = _setting(args, "hub", "CRDTDOC_HUB").split(",")
+    hubs = _setting(args, "hub", "CRDTDOC_HUB")
     room = _setting(args, "room", "CRDTDOC_ROOM")
     agent = _setting(args, "agent", "CRDTDOC_AGENT")
     token = args.token or os.environ.get("CRDTDOC_TOKEN")
-    urls = [f"{hub.rstrip('/')}/{room}" for hub in hubs]
+    try:
+        urls = room_urls(hubs, room)
+    except InvalidValue as exc:
+        raise BadUsage(str(exc)) from None
     try:
         replica = connect_blocking(urls, agent=agent, token=token, open_timeout=args.timeout)
     except NotConnected as exc:  # say it in the shell's terms, not the Python API's

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from crdtdoc.client.connection import ConnectedReplica, connect
+from crdtdoc.client.connection import ConnectedReplica, connect, room_urls
 from crdtdoc.client.coordination import Lease
 from crdtdoc.errors import ConflictError, CrdtdocError
 from crdtdoc.textmodel import EMBED
@@ -62,7 +62,7 @@ def build_server(hub: str, room: str, agent: str, token: str | None) -> Any:
 
     @asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
-        urls = [f"{h.rstrip('/')}/{room}" for h in hub.split(",")]
+        urls = room_urls(hub, room)
         async with connect(urls, agent=agent, token=token) as replica:
             state["session"] = Session(replica)
             yield

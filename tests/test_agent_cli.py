@@ -16,6 +16,7 @@ from pycrdt import Doc, Text
 
 import crdtdoc
 from crdtdoc import EMBED, Replica
+from crdtdoc.client.connection import room_urls
 from crdtdoc.tokens import create_token
 from tests.hubs import HubProcess
 
@@ -343,3 +344,15 @@ def test_usage_mistakes_and_missing_names_have_their_exit_codes(hub: str) -> Non
     assert reader.wait(timeout=60) == 141
     assert reader.stderr.read() == b""
     assert task_id
+
+
+def test_room_names_are_passed_whole_and_hub_urls_must_not_name_one(hub: str) -> None:
+    for room in ("a b", "a?b", "a#b/c"):
+        ok(cli(hub, "doc", "write", "design", "--json", room=room, stdin=f"in {room}\n"))
+    for room in ("a b", "a?b", "a#b/c"):
+        assert ok(cli(hub, "doc", "cat", "design", "--json", room=room))["text"] == f"in {room}\n"
+    with crdtdoc.connect_blocking(room_urls(hub, "a?b"), agent="carol") as r:
+        assert r.document("design").read() == "in a?b\n"
+    assert cli(hub, "doc", "cat", "design", room="a").returncode == 8  # room "a" is another
+    wrong = cli(f"{hub}/team", "doc", "cat", "design", room="team")
+    assert wrong.returncode == 2 and "names a path" in wrong.stderr

@@ -38,6 +38,7 @@ from crdtdoc.errors import (
     FencedOut,
     Forbidden,
     HubStorageError,
+    InvalidValue,
     NotConnected,
     RateLimited,
     Refused,
@@ -70,6 +71,27 @@ from crdtdoc.replica import Replica, ReplicaLimits, artifact_names
 from crdtdoc.versions import Version
 
 log = logging.getLogger("crdtdoc.client")
+
+
+def room_urls(hubs: str, room: str) -> list[str]:
+    """The websocket URLs of `room` on each hub of `hubs` (comma-separated `ws://host:port`),
+    the room name quoted as a path segment (a space, `?` or `#` in it stays part of it). Raises
+    `InvalidValue` for a hub URL that already names a room, or anything but ws:// or wss://."""
+    if not room:
+        raise InvalidValue("the room name is empty")
+    urls = []
+    for hub in hubs.split(","):
+        parts = urlsplit(hub.strip())
+        if parts.scheme not in ("ws", "wss") or not parts.netloc:
+            raise InvalidValue(f"{hub!r} is not a hub address: use ws://HOST:PORT (or wss://)")
+        if parts.path.strip("/") or parts.query or parts.fragment:
+            raise InvalidValue(
+                f"{hub!r} names a path; give the hub's address alone (ws://HOST:PORT) and the "
+                "room separately"
+            )
+        urls.append(f"{parts.scheme}://{parts.netloc}/{quote(room, safe='')}")
+    return urls
+
 
 REFUSED_WRITE_CODES = frozenset({4403, 4413})
 ADMISSION_CODES: dict[int, type[CrdtdocError]] = {4401: AuthError, 4403: Forbidden}
