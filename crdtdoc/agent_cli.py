@@ -127,7 +127,7 @@ def _done(args: argparse.Namespace, replica: BlockingReplica, result: dict[str, 
         sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
     for line in result.get("lines", []):
         print(line)
-    print(f"version {result['version']}", file=sys.stderr if "text" in result else sys.stdout)
+    print(f"version {result['version']}", file=sys.stderr)  # stdout: the result alone
 
 
 def _read_text(source: str) -> str:

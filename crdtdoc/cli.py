@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -493,6 +494,19 @@ def describe(exc: CrdtdocError) -> str:
     return str(exc)
 
 
+def _json_of(value: object) -> object:
+    """A value an error carries, as JSON: a change as its description, a spec value as its
+    fields, plain values as they are (never a Python repr)."""
+    describe_ = getattr(value, "describe", None)
+    if callable(describe_):
+        return describe_()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _json_of(v) for k, v in dataclasses.asdict(value).items()}
+    if value is None or isinstance(value, (str, int, float, bool, list, dict)):
+        return value
+    return str(value)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -512,9 +526,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in ("holder", "claimants", "values", "member", "changes"):
                 value = getattr(exc, name, None)
                 if value is not None:
-                    error[name] = [str(v) for v in value] if isinstance(value, list) else str(value)
+                    error[name] = (
+                        [_json_of(v) for v in value]
+                        if isinstance(value, list)
+                        else (_json_of(value))
+                    )
             error["exit"] = code
-            print(json.dumps(error, ensure_ascii=False))
+            print(json.dumps(error, ensure_ascii=False, default=str))
         print(f"crdtdoc: {type(exc).__name__}: {describe(exc)}", file=sys.stderr)
         return code
     except BrokenPipeError:  # the reader went away (`| head -1`): nothing more to say

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -101,6 +102,7 @@ def test_documents_write_as_minimal_diffs_and_guarded_writes_refuse_stale_reads(
     )
     assert stale.returncode == 4
     assert json.loads(stale.stdout)["error"] == "StaleRead"
+    assert all("Change(" not in c for c in json.loads(stale.stdout)["changes"])
     assert "integers" in str(ok(cli(hub, "doc", "cat", "design", "--json", room=room))["text"])
     # Not there: exit 8; plain text output for people ends with the version.
     missing = cli(hub, "doc", "edit", "design", "--old", "nowhere", "--new", "x", room=room)
@@ -153,6 +155,9 @@ def test_doc_write_with_a_base_keeps_what_others_changed_since(hub: str, tmp_pat
 
 def test_tasks_and_their_exit_codes(hub: str) -> None:
     room = "tasks"
+    printed = cli(hub, "tasks", "add", "side", "first", room=room)
+    assert re.fullmatch(r"t[0-9a-f]+\n", printed.stdout), printed.stdout  # ID=$(...) works
+    assert printed.stderr.startswith("version ")
     added = ok(cli(hub, "tasks", "add", "backlog", "migration 267", "--json", room=room))
     task_id = str(added["id"])
     claimed = ok(cli(hub, "tasks", "claim", "backlog", task_id, "--json", room=room))
@@ -227,6 +232,8 @@ def test_spec_conflicts_resolve_and_freeze(hub: str) -> None:
     run(push())
     conflict = cli(hub, "spec", "get", "api", "User.id", "--json", room=room)
     assert conflict.returncode == 6 and "ConflictError" in conflict.stdout
+    values = json.loads(conflict.stdout)["values"]  # JSON objects, not Python reprs
+    assert sorted(str(v["value"]) for v in values) == ["42", "UUID"], values
     conflicts = ok(cli(hub, "spec", "conflicts", "api", "--json", room=room))
     assert sorted(str(v["value"]) for v in conflicts["conflicts"]["User.id"]) == ["42", "UUID"]  # type: ignore[index]
     ok(cli(hub, "spec", "resolve", "api", "User.id", '"UUID"', "--json", room=room))
