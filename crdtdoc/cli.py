@@ -131,7 +131,7 @@ def _mcp(args: argparse.Namespace) -> int:
 
     from crdtdoc.mcp_server import serve_mcp
 
-    asyncio.run(serve_mcp(args.hub, args.room, args.agent, args.token))
+    asyncio.run(serve_mcp(args.hub, args.room, args.agent, args.token, args.write_timeout))
     return 0
 
 
@@ -464,6 +464,13 @@ def build_parser() -> argparse.ArgumentParser:
         "replica. Settings also from CRDTDOC_HUB, CRDTDOC_ROOM, CRDTDOC_AGENT, CRDTDOC_TOKEN.",
     )
     add_connection_options(mcp, output=False)
+    mcp.add_argument(
+        "--write-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a write waits for the hub to confirm it stored it; after that the tool "
+        "answers that the change is kept and will be sent (default 30)",
+    )
     mcp.set_defaults(run=_mcp)
     version = commands.add_parser(
         "version",

@@ -19,7 +19,7 @@ from typing import Any
 
 from crdtdoc.client.connection import ConnectedReplica, connect, room_urls
 from crdtdoc.client.coordination import Lease
-from crdtdoc.errors import ConflictError, CrdtdocError
+from crdtdoc.errors import ConflictError, CrdtdocError, NotConnected, SyncTimeout
 from crdtdoc.textmodel import EMBED
 from crdtdoc.versions import Version
 
@@ -27,8 +27,9 @@ from crdtdoc.versions import Version
 class Session:
     """The agent's replica and what it last looked at."""
 
-    def __init__(self, replica: ConnectedReplica) -> None:
+    def __init__(self, replica: ConnectedReplica, write_timeout: float = 30.0) -> None:
         self.replica = replica
+        self.write_timeout = write_timeout
         self.last_look: Version = replica.version()
         self.last_read: dict[str, str] = {}  # document -> its text when this agent last read it
         self.claims: dict[tuple[str, str], Lease] = {}  # (list, task) -> the hub lease behind it
@@ -43,7 +44,17 @@ class Session:
         return True
 
     async def written(self, what: str) -> str:
-        await self.replica.flush()
+        """`what` happened, once the hub stored it: with the version that holds it. If the hub
+        does not confirm in time, the change is still made here and will be sent: the error
+        says so, so an agent does not repeat it (a second `add_task` would add a second task)."""
+        try:
+            await self.replica.flush(timeout=self.write_timeout)
+        except (SyncTimeout, NotConnected) as exc:
+            raise SyncTimeout(
+                f"{what}, in this session; the hub has not confirmed storing it yet ({exc}). The "
+                "change is kept and sent when the hub answers: do not repeat it; call version or "
+                "wait_for later to see it stored"
+            ) from None
         return f"{what}; version {self.replica.version().token()}"
 
 
@@ -53,8 +64,11 @@ CLAIM_TTL = 60.0
 """Seconds a claim outlives this server if it dies (while it lives, its lease renews itself)."""
 
 
-def build_server(hub: str, room: str, agent: str, token: str | None) -> Any:
-    """The MCP server (tools bound to one room); run it with `run_stdio_async()`."""
+def build_server(
+    hub: str, room: str, agent: str, token: str | None, write_timeout: float = 30.0
+) -> Any:
+    """The MCP server (tools bound to one room); run it with `run_stdio_async()`. A write
+    answers once the hub stored it, or after `write_timeout` seconds saying it is kept."""
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
 
@@ -64,7 +78,7 @@ def build_server(hub: str, room: str, agent: str, token: str | None) -> Any:
     async def lifespan(_: Any) -> AsyncIterator[None]:
         urls = room_urls(hub, room)
         async with connect(urls, agent=agent, token=token) as replica:
-            state["session"] = Session(replica)
+            state["session"] = Session(replica, write_timeout)
             yield
 
     server = MCPServer(
@@ -236,7 +250,11 @@ def build_server(hub: str, room: str, agent: str, token: str | None) -> Any:
 
 
 async def serve_mcp(
-    hub: str | None, room: str | None, agent: str | None, token: str | None
+    hub: str | None,
+    room: str | None,
+    agent: str | None,
+    token: str | None,
+    write_timeout: float = 30.0,
 ) -> None:
     hub = hub or os.environ.get("CRDTDOC_HUB")
     room = room or os.environ.get("CRDTDOC_ROOM")
@@ -244,4 +262,4 @@ async def serve_mcp(
     token = token or os.environ.get("CRDTDOC_TOKEN")
     if not hub or not room or not agent:
         raise CrdtdocError("crdtdoc mcp needs --hub, --room and --agent (or CRDTDOC_HUB, ...)")
-    await build_server(hub, room, agent, token).run_stdio_async()
+    await build_server(hub, room, agent, token, write_timeout).run_stdio_async()

@@ -29,13 +29,13 @@ def hub(tmp_path: Path) -> Iterator[str]:
 
 
 @asynccontextmanager
-async def agent_session(hub: str, agent: str) -> AsyncIterator[Any]:
+async def agent_session(hub: str, agent: str, *options: str) -> AsyncIterator[Any]:
     from mcp import ClientSession
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "crdtdoc.cli", "mcp"],
+        args=["-m", "crdtdoc.cli", "mcp", *options],
         env=dict(os.environ, CRDTDOC_HUB=hub, CRDTDOC_ROOM="mcp", CRDTDOC_AGENT=agent),
     )
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
@@ -172,3 +172,21 @@ def test_twenty_claim_races_over_mcp_each_have_exactly_one_winner(hub: str) -> N
             assert not error, text
 
     run(body(), timeout=180)
+
+
+def test_a_write_the_hub_has_not_confirmed_says_it_is_kept(tmp_path: Path) -> None:
+    """The hub goes away mid-session: add_task answers (after --write-timeout) that the task is
+    kept and will be sent, so the agent does not add it twice."""
+    process = HubProcess(tmp_path / "hub.db")
+    url = process.start()
+
+    async def body() -> None:
+        async with agent_session(url, "alice", "--write-timeout", "2") as alice:
+            await call(alice, "add_task", name="backlog", title="before")
+            process.stop()
+            error, text = await call(alice, "add_task", name="backlog", title="during")
+            assert error and "do not repeat it" in text, text
+            _, tasks = await call(alice, "list_tasks", name="backlog")
+            assert tasks.count("during") == 1, tasks  # kept here, once
+
+    run(body(), timeout=120)
