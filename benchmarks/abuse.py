@@ -1445,13 +1445,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--quick", action="store_true", help="short windows and payloads, for a smoke run"
     )
-    parser.add_argument("--out", default=str(RESULTS), help="where abuse.json/.md/.png go")
+    parser.add_argument(
+        "--out",
+        help="where abuse.json/.md/.png go (default: benchmarks/results, or its quick/ folder "
+        "with --quick, so a smoke run never overwrites the recorded run)",
+    )
     parser.add_argument(
         "--report-only",
         action="store_true",
         help="redraw abuse.md, abuse.png and the headline from the recorded abuse.json",
     )
     args = parser.parse_args(args_in)
+    if args.out is None:
+        args.out = str(RESULTS / "quick" if args.quick else RESULTS)
     if args.report_only:
         rerender(Path(args.out))
         return

@@ -47,21 +47,29 @@ def npm_version(package_dir: Path, name: str) -> str | None:
         return None
 
 
-def save(name: str, report: dict[str, Any], markdown: str) -> None:
-    """Writes results/<name>.json (with date and machine) and results/<name>.md, then
-    regenerates benchmarks/RESULTS.md."""
-    RESULTS.mkdir(exist_ok=True)
+def results_dir(quick: bool) -> Path:
+    """Where a run's results go: a `--quick` smoke run never overwrites the recorded full run."""
+    folder = RESULTS / "quick" if quick else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def save(name: str, report: dict[str, Any], markdown: str, folder: Path = RESULTS) -> None:
+    """Writes <folder>/<name>.json (with date and machine) and <folder>/<name>.md, then, for
+    the recorded results (not a quick run's), regenerates benchmarks/RESULTS.md."""
+    folder.mkdir(parents=True, exist_ok=True)
     report = {
         "benchmark": name,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         **report,
     }
-    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / f"{name}.md").write_text(markdown)
-    from benchmarks.report import write_results
+    (folder / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (folder / f"{name}.md").write_text(markdown)
+    if folder.resolve() == RESULTS.resolve():
+        from benchmarks.report import write_results
 
-    write_results()
+        write_results()
 
 
 def trace_path(given: str | None) -> Path:

@@ -813,7 +813,7 @@ def plot(summary: dict[str, Any], sides: dict[str, Any], path: Path) -> bool:
 
 
 def main() -> None:
-    from benchmarks.common import RESULTS, Progress, package_version, save, trace_path
+    from benchmarks.common import Progress, package_version, results_dir, save, trace_path
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller workloads, for a smoke run")
@@ -899,7 +899,8 @@ def main() -> None:
         "median_bytes": median_bytes,
     }
     table = markdown(summary, sides, derived, meta, instructions, profiles, breakdown)
-    plotted = plot(summary, sides, RESULTS / "gate_cost.png")
+    folder = results_dir(quick)
+    plotted = plot(summary, sides, folder / "gate_cost.png")
     headline = _headline(summary, derived, instructions, breakdown)
     save(
         "gate_cost",
@@ -918,6 +919,7 @@ def main() -> None:
             "runs": runs,
         },
         table,
+        folder,
     )
     print(table)
 

@@ -35,10 +35,19 @@ import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import crdtdoc
-from benchmarks.common import RESULTS, HubProcess, Progress, hub_process, package_version, save
+from benchmarks.common import (
+    RESULTS,
+    HubProcess,
+    Progress,
+    hub_process,
+    package_version,
+    results_dir,
+    save,
+)
 from crdtdoc import Replica
 from crdtdoc.client.backoff import Backoff
 from crdtdoc.sim import SimNetwork
@@ -333,7 +342,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict[str, Any]], base_length: int, base_agents: int) -> list[str]:
+def plot(
+    rows: list[dict[str, Any]], base_length: int, base_agents: int, folder: Path = RESULTS
+) -> list[str]:
     try:
         import matplotlib
 
@@ -373,7 +384,7 @@ def plot(rows: list[dict[str, Any]], base_length: int, base_agents: int) -> list
         axes[1][col].legend(fontsize=8)
     fig.tight_layout()
     name = "partitions.png"
-    fig.savefig(RESULTS / name, dpi=100)
+    fig.savefig(folder / name, dpi=100)
     plt.close(fig)
     return [name]
 
@@ -406,7 +417,8 @@ def main() -> None:
             progress.step(f"hub {n} agents {schedule} x{length}: {r['seconds']:.2f} s")
     lost = sum(r["lost"] for r in rows)
     unequal = [r for r in rows if not r["equal"]]
-    plots = plot(rows, base_length, base_agents)
+    folder = results_dir(args.quick)
+    plots = plot(rows, base_length, base_agents, folder)
     hub_rows = [r for r in rows if r["setting"] == "hub" and r["agents"] == max(agents)]
     headline = [
         f"{len(rows)} partition runs, {lost} lost updates, "
@@ -429,6 +441,7 @@ def main() -> None:
             "plots": plots,
         },
         "# Partitions\n\n" + markdown(rows),
+        folder,
     )
     print(markdown(rows))
     if lost or unequal:

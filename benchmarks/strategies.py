@@ -46,12 +46,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
 import crdtdoc
-from benchmarks.common import RESULTS, Progress, hub_process, package_version, save
+from benchmarks.common import RESULTS, Progress, hub_process, package_version, results_dir, save
 
 PG_ADMIN = os.environ.get("CRDTDOC_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 STRATEGIES = ["lww", "occ", "lock", "queue", "crdtdoc", "crdtdoc-guarded", "crdtdoc-lease"]
@@ -351,7 +352,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict[str, Any]]) -> list[str]:
+def plot(rows: list[dict[str, Any]], folder: Path = RESULTS) -> list[str]:
     try:
         import matplotlib
 
@@ -390,7 +391,7 @@ def plot(rows: list[dict[str, Any]]) -> list[str]:
         )
         fig.tight_layout()
         name = f"strategies_by_{key}.png"
-        fig.savefig(RESULTS / name, dpi=100)
+        fig.savefig(folder / name, dpi=100)
         plt.close(fig)
         written.append(name)
     return written
@@ -460,7 +461,8 @@ def main() -> None:
                     f"{strategy} conflict={conflict} think={think}: lost {r['lost']}, "
                     f"{r['tasks_per_s']} tasks/s"
                 )
-    plots = plot(rows)
+    folder = results_dir(args.quick)
+    plots = plot(rows, folder)
     headline = headline_for(rows, args.agents, base_think)
     save(
         "strategies",
@@ -482,6 +484,7 @@ def main() -> None:
             "plots": plots,
         },
         "# Concurrency strategies\n\n" + markdown(rows),
+        folder,
     )
     print(markdown(rows))
 

@@ -15,6 +15,7 @@ Run: `python -m benchmarks.validation_overhead` (results in benchmarks/results/)
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 import platform
@@ -166,6 +167,7 @@ def measure(name: str, updates: list[bytes], repeats: int = 7) -> dict[str, obje
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()  # --help
     workloads = [("agent-sized", agent_sized()), ("paragraphs (~2 KB)", paragraphs())]
     if TRACE.exists():
         workloads.append(("keystrokes (automerge-paper)", keystrokes()))

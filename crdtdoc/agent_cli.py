@@ -23,6 +23,7 @@ from typing import Any
 from crdtdoc.artifacts.tasks import TaskList
 from crdtdoc.client.blocking import BlockingReplica, connect_blocking
 from crdtdoc.client.connection import room_urls
+from crdtdoc.client.identity import ClientIdFile
 from crdtdoc.errors import (
     AlreadyClaimed,
     AmbiguousText,
@@ -102,17 +103,30 @@ def _replica(args: argparse.Namespace) -> Iterator[BlockingReplica]:
         urls = room_urls(hubs, room)
     except InvalidValue as exc:
         raise BadUsage(str(exc)) from None
+    identity = ClientIdFile(hubs, room, agent)  # one client id per agent: short tokens
     try:
-        replica = connect_blocking(urls, agent=agent, token=token, open_timeout=args.timeout)
-    except NotConnected as exc:  # say it in the shell's terms, not the Python API's
-        raise NotConnected(
-            f"cannot reach the hub at {', '.join(urls)} within {args.timeout:g} s "
-            f"({exc.reason or 'no answer'}); "
-            "check --hub (or CRDTDOC_HUB) and that `crdtdoc serve` is running there, or raise "
-            "--timeout"
-        ) from None
-    with replica:
-        yield replica
+        try:
+            replica = connect_blocking(
+                urls,
+                agent=agent,
+                token=token,
+                open_timeout=args.timeout,
+                client_id=identity.client_id,
+            )
+        except NotConnected as exc:  # say it in the shell's terms, not the Python API's
+            raise NotConnected(
+                f"cannot reach the hub at {', '.join(urls)} within {args.timeout:g} s "
+                f"({exc.reason or 'no answer'}); "
+                "check --hub (or CRDTDOC_HUB) and that `crdtdoc serve` is running there, or "
+                "raise --timeout"
+            ) from None
+        with replica:
+            yield replica
+            with contextlib.suppress(CrdtdocError):  # unconfirmed: the id is not reused
+                replica.flush(timeout=min(args.timeout, 5.0))
+                identity.confirm()
+    finally:
+        identity.close()
 
 
 def _done(args: argparse.Namespace, replica: BlockingReplica, result: dict[str, Any]) -> None:

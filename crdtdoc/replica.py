@@ -39,6 +39,7 @@ from crdtdoc.roots import (
     INTERNAL_ROOTS,
     NOTES_ROOT,
 )
+from crdtdoc.safe_read import entry as safe_entry
 from crdtdoc.semantics import check_deletions, check_update, written_deletions
 from crdtdoc.textmodel import TextView
 from crdtdoc.updates import (
@@ -322,9 +323,7 @@ class Replica:
             # Nested types alone: a Y.Array of Y.Maps, or a text whose characters were all
             # deleted beside an embedded type (the index no longer sees them): a text only if
             # the document records it as this artifact.
-            from crdtdoc.safe_read import entry
-
-            if entry(self._doc.get(ARTIFACTS_ROOT, type=Map), name) == artifact:
+            if safe_entry(self._doc.get(ARTIFACTS_ROOT, type=Map), name) == artifact:
                 return
             foreign = uses
         used = ", ".join(_USE_NAMES[use] for use in sorted(foreign))
@@ -409,7 +408,13 @@ class Replica:
         try:
             with self._doc.transaction():
                 if not self._registered:
-                    self._doc.get(AGENTS_ROOT, type=Map)[str(self._client_id)] = self._agent
+                    agents = self._doc.get(AGENTS_ROOT, type=Map)
+                    key = str(self._client_id)
+                    # A client id reused across processes (the command line) is registered
+                    # already: writing it again would delete the old entry, a range in every
+                    # version token from then on.
+                    if safe_entry(agents, key) != self._agent:
+                        agents[key] = self._agent
                     self._registered = True
                 if note is not None:
                     names = sorted(artifact_names(on))

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pycrdt import Doc, Text
@@ -363,3 +364,46 @@ def test_room_names_are_passed_whole_and_hub_urls_must_not_name_one(hub: str) ->
     assert cli(hub, "doc", "cat", "design", room="a").returncode == 8  # room "a" is another
     wrong = cli(f"{hub}/team", "doc", "cat", "design", room="team")
     assert wrong.returncode == 2 and "names a path" in wrong.stderr
+
+
+def test_one_agent_s_commands_share_a_client_id_so_tokens_stay_short(
+    hub: str, tmp_path: Path
+) -> None:
+    """Each command used to be a new Yjs client, so the room's version token grew by about 8
+    characters per write. An agent's commands now reuse one client id (never two processes at
+    once, never after a write the hub did not confirm)."""
+    room = "tokens"
+    state = dict(CRDTDOC_STATE_DIR=str(tmp_path / "state"))
+    env = dict(os.environ, CRDTDOC_HUB=hub, CRDTDOC_ROOM=room, CRDTDOC_AGENT="alice", **state)
+
+    def add(title: str) -> dict[str, Any]:
+        done = subprocess.run(
+            [sys.executable, "-m", "crdtdoc.cli", "tasks", "add", "b", title, "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+    first = add("task 0")["version"]
+    for n in range(1, 20):
+        last = add(f"task {n}")["version"]
+    assert len(last) <= len(first) + 4, (first, last)  # one client: only its clock grows
+    # Two commands of one agent at the same moment: each gets its own id, both succeed.
+    racing = [
+        subprocess.Popen(
+            [sys.executable, "-m", "crdtdoc.cli", "tasks", "add", "b", f"race {n}", "--json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(2)
+    ]
+    assert [p.wait(timeout=60) for p in racing] == [0, 0]
+    listed = ok(cli(hub, "tasks", "list", "b", "--json", room=room))
+    assert len(listed["tasks"]) == 22  # type: ignore[arg-type]

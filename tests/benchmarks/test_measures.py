@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from benchmarks.partitions import apart, groups_for, lost_updates, missing_bytes
 from benchmarks.strategies import HOT, Outcome, workload
 from crdtdoc import Replica
@@ -36,3 +40,28 @@ def test_partition_measures() -> None:
     assert missing_bytes(alice, [Replica("carol").version()]) > 0
     assert groups_for("isolated", 10) == ([9], list(range(9)))
     assert [apart(step, 9) for step in range(9)] == [True] * 3 + [False] * 3 + [True] * 3
+
+
+def test_quick_runs_never_overwrite_the_recorded_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--quick` smoke runs write under results/quick/ and leave RESULTS.md alone."""
+    from benchmarks import common
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    folder = common.results_dir(quick=True)
+    assert folder == tmp_path / "quick" and folder.is_dir()
+    common.save("smoke", {"quick": True}, "# smoke\n", folder)
+    assert (folder / "smoke.json").is_file() and not (tmp_path / "smoke.json").exists()
+    assert common.results_dir(quick=False) == tmp_path
+
+
+def test_every_benchmark_answers_help_without_running() -> None:
+    from benchmarks.__main__ import BENCHMARKS, main
+
+    for name in BENCHMARKS:
+        if name == "report":
+            continue
+        with pytest.raises(SystemExit) as done:
+            main([name, "--help"])
+        assert done.value.code == 0, name
