@@ -10,6 +10,7 @@ conflicting values...) comes back as a tool error whose text says what happened 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -77,7 +78,15 @@ def build_server(
     @asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
         urls = room_urls(hub, room)
-        async with connect(urls, agent=agent, token=token) as replica:
+        # Starts without the hub, as a replica works offline; the answers say so. A hub that
+        # answers gets up to `write_timeout` to sync first, so the first reads are not empty.
+        async with connect(urls, agent=agent, token=token, wait_synced=False) as replica:
+            with contextlib.suppress(SyncTimeout):
+                await replica._wait_until(
+                    lambda: replica.synced or replica.admission is not None,
+                    write_timeout,
+                    "no sync",
+                )
             state["session"] = Session(replica, write_timeout)
             yield
 
@@ -101,10 +110,20 @@ def build_server(
         def register(fn: ToolFn) -> ToolFn:
             @functools.wraps(fn)
             async def wrapped(*args: Any, **kwargs: Any) -> str:
+                replica = session().replica
                 try:
-                    return await fn(*args, **kwargs)
+                    if replica.admission is not None:  # the hub will not let this agent in
+                        raise replica.admission
+                    answer = await fn(*args, **kwargs)
                 except CrdtdocError as exc:
                     raise ToolError(f"{type(exc).__name__}: {exc}") from None
+                if not replica.synced:
+                    answer += (
+                        f"\n(offline: the hub at {replica.url} is not answering "
+                        f"({replica.last_error or 'connecting'}); this is what this session "
+                        "holds, and its changes are sent when the hub answers)"
+                    )
+                return answer
 
             server.tool(description=description)(wrapped)
             return fn

@@ -190,3 +190,18 @@ def test_a_write_the_hub_has_not_confirmed_says_it_is_kept(tmp_path: Path) -> No
             assert tasks.count("during") == 1, tasks  # kept here, once
 
     run(body(), timeout=120)
+
+
+def test_the_server_starts_without_the_hub_and_says_it_is_offline(tmp_path: Path) -> None:
+    """A replica works offline, so the MCP server starts while the hub is down (it used to die
+    with a traceback): answers come from the session and say the hub is not answering."""
+    process = HubProcess(tmp_path / "hub.db")
+    url = process.start()
+    process.stop()  # nothing listens there now
+
+    async def body() -> None:
+        async with agent_session(url, "alice", "--write-timeout", "1") as alice:
+            error, text = await call(alice, "list_tasks", name="backlog")
+            assert not error and "offline" in text and "no tasks" in text, text
+
+    run(body(), timeout=60)
