@@ -30,3 +30,17 @@ def test_readme_quick_start_is_the_ci_test_command() -> None:
         " && python -m pytest"
     )
     assert command in text and command in ci
+
+
+def test_readme_mcp_configuration_names_a_real_command() -> None:
+    """The ready-to-paste MCP configuration parses and its arguments are ones `crdtdoc mcp`
+    accepts."""
+    import json
+
+    from crdtdoc.cli import build_parser
+
+    (block,) = re.findall(r"```json\n(.*?)```", README.read_text(), re.S)
+    server = json.loads(block)["mcpServers"]["crdtdoc"]
+    assert server["command"] == "crdtdoc"
+    args = build_parser().parse_args(server["args"])
+    assert (args.hub, args.room, args.agent) == ("ws://127.0.0.1:8765", "project-x", "alice")
