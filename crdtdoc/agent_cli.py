@@ -183,7 +183,9 @@ def _doc(args: argparse.Namespace) -> int:
                 _done(args, r, {"text": doc.read()})
             return 0
         with r.transaction(expect=args.expect, on=[args.name]) if args.expect else nullcontext():
-            if args.action == "write":
+            if args.action == "append":
+                doc.append(_read_text(args.source))
+            elif args.action == "write":
                 base = None if args.base is None else _read_text(args.base)
                 doc.write(_read_text(args.source), base=base)
             else:  # edit
@@ -199,6 +201,12 @@ def _task_row(task: Any) -> dict[str, Any]:
         "status": task.status,
         "assignee": task.assignee,
         "contested": task.contested,
+        "description": task.description,
+        "claimants": task.claimants,
+        "completed_by": task.completed_by,
+        "depends_on": task.depends_on,
+        "labels": task.labels,
+        "created_by": task.created_by,
         "notes": [{"agent": n.agent, "text": n.text} for n in task.notes],
     }
 
@@ -209,12 +217,13 @@ def _tasks(args: argparse.Namespace) -> int:
             _existing(r, args.name, "tasks", lambda: not r.tasks(args.name).list())
         tasks = r.tasks(args.name)
         action = args.action
-        if action == "list":
-            everything = tasks.list()
+        if action in ("list", "ready"):
+            everything = tasks.list() if action == "list" else tasks.ready()
             rows = [
                 _task_row(t)
                 for t in everything
-                if args.status is None
+                if action == "ready"
+                or args.status is None
                 or (t.contested if args.status == "contested" else t.status == args.status)
             ]
             lines = [
@@ -237,8 +246,15 @@ def _tasks(args: argparse.Namespace) -> int:
                 _unclaim(r, tasks, args.id)
             elif action == "note":
                 tasks.note(args.id, args.text)
+            elif action == "reopen":
+                tasks.reopen(args.id)
         task = tasks.get(args.id)
-        _done(args, r, {"task": _task_row(task), "lines": [task.describe()]})
+        lines = [task.describe()]
+        if action == "show":
+            lines += [task.description] if task.description else []
+            lines += [f"  note by {n.agent}: {n.text}" for n in task.notes]
+            lines += [f"  done by {', '.join(task.completed_by)}"] if task.completed_by else []
+        _done(args, r, {"task": _task_row(task), "lines": lines})
     return 0
 
 
@@ -325,6 +341,22 @@ def _changes(args: argparse.Namespace) -> int:
 def _version(args: argparse.Namespace) -> int:
     with _replica(args) as r:
         _done(args, r, {"clocks": {str(k): v for k, v in r.version().clocks.items()}})
+    return 0
+
+
+def _number(args: argparse.Namespace) -> int:
+    """The next number of a sequence, decided and recorded by the hub: never handed out twice."""
+    with _replica(args) as r:
+        value = int(r.request("next", {"sequence": args.sequence})["value"])
+        _done(args, r, {"sequence": args.sequence, "value": value, "lines": [str(value)]})
+    return 0
+
+
+def _artifacts(args: argparse.Namespace) -> int:
+    with _replica(args) as r:
+        kinds = r.artifacts()
+        lines = [f"{kind:<9} {name}" for name, kind in sorted(kinds.items())]
+        _done(args, r, {"artifacts": kinds, "lines": lines or ["no artifacts yet"]})
     return 0
 
 
@@ -421,6 +453,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="file with the text you edited (as doc cat printed it): others' changes since are "
         "kept, and a change to the same place is refused (exit 4) instead of undone",
     )
+    s = sub(doc, "append", "add a file's text at the end of the document", expect=True)
+    s.add_argument("name")
+    s.add_argument("source", nargs="?", default="-", help="file with the text (- for stdin)")
     s = sub(doc, "edit", "replace one unique piece of text", expect=True)
     s.add_argument("name")
     s.add_argument("--old", required=True, help="the text to replace (must occur once)")
@@ -435,10 +470,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     s.add_argument("name")
     s.add_argument("title")
     s.add_argument("--description")
+    s = sub(actions, "ready", "list open tasks whose dependencies are all done")
+    s.add_argument("name")
     for action, help_ in (
+        ("show", "print a task whole: description, claims, notes, who completed it"),
         ("claim", "claim a task, exclusively: the hub decides (exit 5 naming the holder)"),
         ("release", "give up your claim"),
         ("done", "mark a task done"),
+        ("reopen", "make a done task open again"),
     ):
         s = sub(actions, action, help_, expect=True)
         s.add_argument("name")
@@ -491,6 +530,24 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     s.add_argument("--for", dest="seconds", type=float, default=None, help="stop after seconds")
     s.set_defaults(run=_watch)
+    s = commands.add_parser(
+        "number",
+        parents=[common],
+        epilog=epilog,
+        help="the next unique number of a sequence (decided by the hub)",
+        description="The next number of SEQUENCE: strictly increasing, never handed out twice "
+        "(recorded by the hub before it answers), e.g. for migration or ticket numbers.",
+    )
+    s.add_argument("sequence")
+    s.set_defaults(run=_number)
+    s = commands.add_parser(
+        "artifacts",
+        parents=[common],
+        epilog=epilog,
+        help="the room's artifacts and their kinds",
+        description="The room's artifacts: documents, task lists, specs and maps, by name.",
+    )
+    s.set_defaults(run=_artifacts)
     s = commands.add_parser(
         "peers",
         parents=[common],

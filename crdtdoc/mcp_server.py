@@ -209,6 +209,50 @@ def build_server(
         await s.unclaim(name, task_id)
         return await s.written(f"completed {task_id}")
 
+    @tool(
+        "One task whole, as JSON: title, description, status, who holds or claims it, who "
+        "completed it, its notes, labels and dependencies."
+    )
+    async def show_task(name: str, task_id: str) -> str:
+        task = session().replica.tasks(name).get(task_id)
+        return json.dumps(
+            {
+                "id": task.id,
+                "title": task.title,
+                "description": task.description,
+                "status": task.status,
+                "assignee": task.assignee,
+                "claimants": task.claimants,
+                "completed_by": task.completed_by,
+                "notes": [{"agent": n.agent, "text": n.text} for n in task.notes],
+                "labels": task.labels,
+                "depends_on": task.depends_on,
+            },
+            ensure_ascii=False,
+        )
+
+    @tool("Open tasks whose dependencies are all done: what can be started now.")
+    async def ready_tasks(name: str) -> str:
+        tasks = session().replica.tasks(name).ready()
+        return "\n".join(t.describe() for t in tasks) or "no ready tasks"
+
+    @tool("Make a done task open again (its completions and claims are removed).")
+    async def reopen_task(name: str, task_id: str) -> str:
+        s = session()
+        s.replica.tasks(name).reopen(task_id)
+        return await s.written(f"reopened {task_id}")
+
+    @tool(
+        "The next number of a sequence, decided and recorded by the hub: strictly increasing "
+        "and never handed out twice (migration numbers, ticket numbers)."
+    )
+    async def next_number(sequence: str) -> str:
+        return str(await session().replica.next_number(sequence))
+
+    @tool("The room's artifacts (documents, task lists, specs, maps) and their kinds, as JSON.")
+    async def list_artifacts() -> str:
+        return json.dumps(session().replica.artifacts(), ensure_ascii=False)
+
     @tool("Add a note to a task (notes are never lost or overwritten).")
     async def note_task(name: str, task_id: str, text: str) -> str:
         s = session()
@@ -246,6 +290,12 @@ def build_server(
             ) from None
         s.replica.spec(name).set(member, value)
         return await s.written(f"set {name}.{member}")
+
+    @tool("Freeze a spec: later changes to it are refused (agree on an interface, then freeze).")
+    async def freeze_spec(name: str) -> str:
+        s = session()
+        s.replica.spec(name).freeze()
+        return await s.written(f"froze {name}")
 
     @tool("The version token of everything this agent has seen now.")
     async def version() -> str:

@@ -407,3 +407,26 @@ def test_one_agent_s_commands_share_a_client_id_so_tokens_stay_short(
     assert [p.wait(timeout=60) for p in racing] == [0, 0]
     listed = ok(cli(hub, "tasks", "list", "b", "--json", room=room))
     assert len(listed["tasks"]) == 22  # type: ignore[arg-type]
+
+
+def test_numbers_artifacts_append_and_whole_tasks(hub: str) -> None:
+    room = "more"
+    numbers = [int(ok(cli(hub, "number", "migrations", "--json", room=room))["value"])]
+    numbers.append(
+        int(ok(cli(hub, "number", "migrations", "--json", agent="bob", room=room))["value"])
+    )
+    assert numbers[1] > numbers[0]  # never the same number twice
+    ok(cli(hub, "doc", "write", "design", "--json", room=room, stdin="one\n"))
+    ok(cli(hub, "doc", "append", "design", "--json", room=room, stdin="two\n"))
+    assert ok(cli(hub, "doc", "cat", "design", "--json", room=room))["text"] == "one\ntwo\n"
+    first = str(ok(cli(hub, "tasks", "add", "board", "first", "--json", room=room))["id"])
+    ok(cli(hub, "tasks", "note", "board", first, "halfway", "--json", room=room))
+    ok(cli(hub, "tasks", "done", "board", first, "--json", room=room))
+    shown = ok(cli(hub, "tasks", "show", "board", first, "--json", room=room))["task"]
+    assert shown["completed_by"] == ["alice"] and shown["notes"][0]["text"] == "halfway"  # type: ignore[index]
+    assert ok(cli(hub, "tasks", "ready", "board", "--json", room=room))["tasks"] == []
+    ok(cli(hub, "tasks", "reopen", "board", first, "--json", room=room))
+    ready = ok(cli(hub, "tasks", "ready", "board", "--json", room=room))["tasks"]
+    assert [t["id"] for t in ready] == [first]  # type: ignore[union-attr, index]
+    kinds = ok(cli(hub, "artifacts", "--json", room=room))["artifacts"]
+    assert kinds == {"design": "document", "board": "tasks"}

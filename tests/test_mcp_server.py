@@ -205,3 +205,31 @@ def test_the_server_starts_without_the_hub_and_says_it_is_offline(tmp_path: Path
             assert not error and "offline" in text and "no tasks" in text, text
 
     run(body(), timeout=60)
+
+
+def test_numbers_artifacts_whole_tasks_and_freezing(hub: str) -> None:
+    async def body() -> None:
+        async with agent_session(hub, "alice") as alice:
+            first = int((await call(alice, "next_number", sequence="migrations"))[1])
+            second = int((await call(alice, "next_number", sequence="migrations"))[1])
+            assert second > first
+            _, text = await call(alice, "add_task", name="board", title="first")
+            task_id = re.search(r"added task (\S+);", text).group(1)  # type: ignore[union-attr]
+            await call(alice, "note_task", name="board", task_id=task_id, text="halfway")
+            await call(alice, "complete_task", name="board", task_id=task_id)
+            shown = json.loads((await call(alice, "show_task", name="board", task_id=task_id))[1])
+            assert shown["completed_by"] == ["alice"] and shown["notes"][0]["text"] == "halfway"
+            assert (await call(alice, "ready_tasks", name="board"))[1] == "no ready tasks"
+            await call(alice, "reopen_task", name="board", task_id=task_id)
+            assert task_id in (await call(alice, "ready_tasks", name="board"))[1]
+            await call(alice, "set_spec_member", name="api", member="ping", value_json='"()"')
+            error, _ = await call(alice, "freeze_spec", name="api")
+            assert not error
+            error, text = await call(
+                alice, "set_spec_member", name="api", member="ping", value_json='"(x)"'
+            )
+            assert error and "Frozen" in text, text
+            kinds = json.loads((await call(alice, "list_artifacts"))[1])
+            assert kinds == {"board": "tasks", "api": "spec"}
+
+    run(body(), timeout=120)
