@@ -340,7 +340,12 @@ def _changes(args: argparse.Namespace) -> int:
 
 def _version(args: argparse.Namespace) -> int:
     with _replica(args) as r:
-        _done(args, r, {"clocks": {str(k): v for k, v in r.version().clocks.items()}})
+        token = r.version().token()  # the result: TOKEN=$(crdtdoc version) works
+        _done(
+            args,
+            r,
+            {"clocks": {str(k): v for k, v in r.version().clocks.items()}, "lines": [token]},
+        )
     return 0
 
 
@@ -429,8 +434,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         if expect:
             s.add_argument(
                 "--expect",
-                help="version token you read: refuse (exit 4) if others "
-                "changed this artifact since",
+                type=_token,
+                help="version token you read (crdtdoc version prints it): refuse (exit 4) if "
+                "others changed this artifact since",
             )
         return s
 
@@ -485,10 +491,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         if action == "claim":
             s.add_argument(
                 "--ttl",
-                type=float,
+                type=_seconds(0.1, 3600.0),
                 default=3600.0,
                 help="seconds the claim lasts unless you release or complete the task "
-                "(claim it again to renew; default 3600)",
+                "(0.1 to 3600; claim it again to renew; default 3600)",
             )
         if action == "done":
             s.add_argument("--note", help="a note to leave with it")
@@ -558,6 +564,29 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     s.set_defaults(run=_peers)
 
 
+def _token(text: str) -> str:
+    """An argparse type: a version token, never empty (`--expect "$TOKEN"` with TOKEN unset
+    would otherwise guard nothing)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty version token guards nothing: pass one")
+    return text
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a number of seconds from `low` to `high` (bad usage otherwise)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        if not low <= value <= high:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"{text} is not between {low:g} and {high:g} s")
+        return value
+
+    return parse
+
+
 def add_connection_options(parser: argparse.ArgumentParser, *, output: bool = True) -> None:
     """--hub, --room, --agent, --token (each also from CRDTDOC_*), and with `output` the
     --timeout and --json of commands that print a result."""
@@ -568,7 +597,10 @@ def add_connection_options(parser: argparse.ArgumentParser, *, output: bool = Tr
     group.add_argument("--token", help="access token from `crdtdoc token create`")
     if output:
         group.add_argument(
-            "--timeout", type=float, default=30.0, help="seconds to wait for the hub"
+            "--timeout",
+            type=_seconds(0.1, 86400.0),
+            default=30.0,
+            help="seconds to wait for the hub",
         )
         group.add_argument("--json", action="store_true", help="print one JSON object")
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
+from crdtdoc.artifacts.tasks import task_of_lease
 from crdtdoc.protocol.extension import Reply
 from crdtdoc.tokens import Grant
 from server.store import SqliteCommitter, StoredLease
@@ -122,6 +123,7 @@ class Caller:
     agent: str
     authenticated: bool  # `agent` comes from a token checked against the hub's secret
     read_only: bool
+    artifacts: frozenset[str] | None = None  # the artifacts its token may change (None: all)
 
     @classmethod
     def of(cls, peer: Requester, agent: str) -> Caller:
@@ -130,14 +132,24 @@ class Caller:
         if grant is None:
             return cls(agent, authenticated=False, read_only=False)
         identity = peer.identity if peer.identity is not None else grant.agent
-        return cls(identity, authenticated=True, read_only=grant.read_only)
+        return cls(identity, True, grant.read_only, grant.artifacts)
 
-    def check_may(self, op: str) -> None:
-        """Raises `forbidden` when a read-only token asks for an operation that changes state."""
+    def check_may(self, op: str, args: dict[str, Any]) -> None:
+        """Raises `forbidden` when a read-only token asks for an operation that changes state,
+        or a token scoped to some artifacts claims a task of a list outside them (the claim's
+        record could not be written, and the lease alone would lock the task)."""
         what = READ_ONLY_REFUSED.get(op)
         if self.read_only and what is not None:
             raise RequestError(
                 "forbidden", f"{self.agent!r} has a read-only token: it may not {what}"
+            )
+        name = args.get("name")
+        task = task_of_lease(name) if op == "acquire" and isinstance(name, str) else None
+        if task is not None and self.artifacts is not None and task[0] not in self.artifacts:
+            raise RequestError(
+                "forbidden",
+                f"{self.agent!r} may change only {', '.join(sorted(self.artifacts))}: it may "
+                f"not claim tasks of {task[0]!r}",
             )
 
     def check_holder(
@@ -238,7 +250,7 @@ class Coordinator:
         """Answers one request from `peer` (whose hello named `agent`), authorized first."""
         try:
             caller = Caller.of(peer, agent)
-            caller.check_may(op)
+            caller.check_may(op, args)
             if op == "acquire":
                 return await self._acquire(room, peer, caller.agent, request_id, args)
             if op == "renew":

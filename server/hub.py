@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from crdtdoc.artifacts.tasks import task_of_lease
 from crdtdoc.errors import (
     AuthError,
     CrdtdocError,
@@ -114,11 +115,11 @@ class Hub:
 
     async def _lease_expired(self, room_name: str, lease: str, agent: str) -> None:
         """A task claim's lease ran out: the task returns to open (the hub drops the claim)."""
-        parts = lease.split("/", 2)
-        if len(parts) != 3 or parts[0] != "task":
+        task = task_of_lease(lease)
+        if task is None:
             return
         room = await self._room(room_name)
-        room.drop_claim(parts[1], parts[2], agent)
+        room.drop_claim(task[0], task[1], agent)
 
     @property
     def port(self) -> int:

@@ -138,7 +138,7 @@ class SharedCoordinator:
         """Answers one request from `peer` (whose hello named `agent`), authorized first."""
         try:
             caller = Caller.of(peer, agent)
-            caller.check_may(op)
+            caller.check_may(op, args)
             if op == "acquire":
                 result = await self._acquire(room, peer, caller.agent, args)
             elif op == "renew":

@@ -331,6 +331,15 @@ def test_usage_mistakes_and_missing_names_have_their_exit_codes(hub: str) -> Non
         check=False,
     )
     assert missing.returncode == 2 and "pass --hub" in missing.stderr
+    for bad in (
+        ["tasks", "claim", "b", "t1", "--ttl", "0"],
+        ["doc", "cat", "d", "--timeout", "-1"],
+    ):
+        assert cli(hub, *bad, room=room).returncode == 2, bad
+    unguarded = cli(hub, "doc", "edit", "d", "--old", "a", "--new", "b", "--expect", "", room=room)
+    assert unguarded.returncode == 2 and "guards nothing" in unguarded.stderr
+    token = cli(hub, "version", room=room).stdout.strip()  # TOKEN=$(crdtdoc version)
+    assert token and crdtdoc.Version.from_token(token) is not None
     ok(cli(hub, "doc", "write", "design", "--json", room=room, stdin="x\n" * 200_000))
     typo = cli(hub, "doc", "cat", "desing", room=room)
     assert typo.returncode == 8 and "'desing'" in typo.stderr and "design" in typo.stderr

@@ -78,6 +78,19 @@ class Task:
         return f"[{self.status}{who}{contested}] {self.id}: {self.title}"
 
 
+def task_lease_name(task_list: str, task_id: str) -> str:
+    """The hub lease behind an exclusive claim of a task (the one place this format is made)."""
+    return f"task/{task_list}/{task_id}"
+
+
+def task_of_lease(name: str) -> tuple[str, str] | None:
+    """(task list, task id) of a claim's lease name, None for any other lease."""
+    parts = name.split("/", 2)
+    if len(parts) != 3 or parts[0] != "task" or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
 def new_task_id() -> str:
     """An id unique without coordination (60 random bits)."""
     return "t" + secrets.token_hex(8)[:15]
@@ -251,7 +264,7 @@ class TaskList:
     def lease_name(self, task_id: str) -> str:
         """The hub lease behind an exclusive claim of the task (the hub drops the claim when
         it expires)."""
-        return f"task/{self._name}/{task_id}"
+        return task_lease_name(self._name, task_id)
 
     def claimed_by(self, task_id: str, holder: str | None) -> AlreadyClaimed:
         """The refusal of a claim the hub gave to `holder`."""

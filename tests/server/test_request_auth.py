@@ -319,3 +319,32 @@ def test_an_agent_holds_at_most_max_leases_per_agent(
             await asyncio.gather(mallory.close(), bob.close())
 
     run(body())
+
+
+def test_a_token_scoped_to_other_artifacts_claims_no_task(
+    backend: str, tmp_path: Path, request_: pytest.FixtureRequest
+) -> None:
+    """A claim is a lease and a record in the task list: a token that may not change the list
+    must not take the lease either (it would lock the task with no claim anyone can see)."""
+
+    async def body() -> None:
+        async with two_hubs(backend, tmp_path, request_) as hubs:
+            scoped_token = create_token(SECRET, "art", artifacts=["notes"])
+            scoped = crdtdoc.connect(
+                f"{hubs[0].url}/r", agent="art", token=scoped_token, backoff=FAST
+            )
+            await scoped.start()
+            alice = await agent(hubs[1], "r", "alice")
+            try:
+                with pytest.raises(crdtdoc.Forbidden, match="may not claim tasks of 'board'"):
+                    await request(scoped, "acquire", name="task/board/t1", ttl=5)
+                lease = await scoped.acquire("notes-lock", ttl=5)  # other leases: as before
+                await lease.release()
+                task = alice.tasks("board").add("ship")
+                claim = await alice.tasks("board").acquire(task, ttl=5)  # nobody locked it
+                await claim.release()
+            finally:
+                for replica in (scoped, alice):
+                    await replica.close()
+
+    run(body())
