@@ -536,32 +536,33 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     s.add_argument("--for", dest="seconds", type=float, default=None, help="stop after seconds")
     s.set_defaults(run=_watch)
-    s = commands.add_parser(
-        "number",
-        parents=[common],
-        epilog=epilog,
-        help="the next unique number of a sequence (decided by the hub)",
-        description="The next number of SEQUENCE: strictly increasing, never handed out twice "
-        "(recorded by the hub before it answers), e.g. for migration or ticket numbers.",
-    )
-    s.add_argument("sequence")
-    s.set_defaults(run=_number)
-    s = commands.add_parser(
-        "artifacts",
-        parents=[common],
-        epilog=epilog,
-        help="the room's artifacts and their kinds",
-        description="The room's artifacts: documents, task lists, specs and maps, by name.",
-    )
-    s.set_defaults(run=_artifacts)
-    s = commands.add_parser(
-        "peers",
-        parents=[common],
-        epilog=epilog,
-        help="who else is in the room",
-        description="Who else is in the room, with their status and task.",
-    )
-    s.set_defaults(run=_peers)
+    for name, run, help_, description in (
+        (
+            "number",
+            _number,
+            "the next unique number of a sequence (decided by the hub)",
+            "The next number of SEQUENCE: strictly increasing, never handed out twice "
+            "(recorded by the hub before it answers), e.g. for migration or ticket numbers.",
+        ),
+        (
+            "artifacts",
+            _artifacts,
+            "the room's artifacts and their kinds",
+            "The room's artifacts: documents, task lists, specs and maps, by name.",
+        ),
+        (
+            "peers",
+            _peers,
+            "who else is in the room",
+            "Who else is in the room, with their status and task.",
+        ),
+    ):
+        s = commands.add_parser(
+            name, parents=[common], epilog=epilog, help=help_, description=description
+        )
+        if name == "number":
+            s.add_argument("sequence")
+        s.set_defaults(run=run)
 
 
 def _token(text: str) -> str:

@@ -34,9 +34,15 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def cli(
-    hub: str, *args: str, agent: str = "alice", room: str = "r", stdin: str | None = None
+    hub: str,
+    *args: str,
+    agent: str = "alice",
+    room: str = "r",
+    stdin: str | None = None,
+    **settings: str,
 ) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, CRDTDOC_HUB=hub, CRDTDOC_ROOM=room, CRDTDOC_AGENT=agent)
+    """Runs `crdtdoc ARGS` as `agent` in `room`; `settings`: more environment (CRDTDOC_...)."""
+    env = dict(os.environ, CRDTDOC_HUB=hub, CRDTDOC_ROOM=room, CRDTDOC_AGENT=agent, **settings)
     return subprocess.run(
         [sys.executable, "-m", "crdtdoc.cli", *args],
         env=env,
@@ -296,20 +302,7 @@ def test_a_refused_token_or_room_fails_at_once_with_exit_7(tmp_path: Path) -> No
         scoped = create_token(secret.encode(), "alice", rooms="team-*")
         for token, code in (("not-a-token", 4401), (scoped, 4403)):
             started = time.monotonic()
-            result = subprocess.run(
-                [sys.executable, "-m", "crdtdoc.cli", "doc", "cat", "design", "--timeout", "30"],
-                env=dict(
-                    os.environ,
-                    CRDTDOC_HUB=url,
-                    CRDTDOC_ROOM="other",
-                    CRDTDOC_AGENT="alice",
-                    CRDTDOC_TOKEN=token,
-                ),
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
+            result = cli(url, "doc", "cat", "design", room="other", CRDTDOC_TOKEN=token)
             assert result.returncode == 7, result.stderr
             assert str(code) in result.stderr and "Traceback" not in result.stderr
             assert time.monotonic() - started < 15  # not the 30 s timeout
@@ -382,21 +375,14 @@ def test_one_agent_s_commands_share_a_client_id_so_tokens_stay_short(
     characters per write. An agent's commands now reuse one client id (never two processes at
     once, never after a write the hub did not confirm)."""
     room = "tokens"
-    state = dict(CRDTDOC_STATE_DIR=str(tmp_path / "state"))
-    env = dict(os.environ, CRDTDOC_HUB=hub, CRDTDOC_ROOM=room, CRDTDOC_AGENT="alice", **state)
+    state = str(tmp_path / "state")
+    env = dict(os.environ, CRDTDOC_HUB=hub, CRDTDOC_ROOM=room, CRDTDOC_AGENT="alice")
+    env["CRDTDOC_STATE_DIR"] = state
 
     def add(title: str) -> dict[str, Any]:
-        done = subprocess.run(
-            [sys.executable, "-m", "crdtdoc.cli", "tasks", "add", "b", title, "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        return ok(
+            cli(hub, "tasks", "add", "b", title, "--json", room=room, CRDTDOC_STATE_DIR=state)
         )
-        assert done.returncode == 0, done.stderr
-        result: dict[str, Any] = json.loads(done.stdout)
-        return result
 
     first = add("task 0")["version"]
     for n in range(1, 20):
