@@ -39,6 +39,11 @@ MAX_WAIT = 600.0
 
 Key = tuple[str, str]  # (room, lease or sequence name)
 ExpiryHook = Callable[[str, str, str], Awaitable[None]]
+AbandonedHook = Callable[[str, str, str], bool]
+"""(room, lease name, holder) -> whether the holder gave the lease's purpose up: a task claim
+whose record in the task list is gone (someone completed or reopened the task)."""
+CLAIM_GRACE_SECONDS = 10.0
+"""A new claim lease is never judged abandoned: its record is written just after the grant."""
 """Called with (room, lease name, agent) when a lease expires without being released."""
 
 
@@ -70,6 +75,7 @@ class Lease:
     token: int
     expires: float  # monotonic
     timer: asyncio.TimerHandle | None = None
+    granted: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -211,9 +217,11 @@ class Coordinator:
         on_expire: ExpiryHook | None = None,
         *,
         max_leases_per_agent: int = MAX_LEASES_PER_AGENT,
+        abandoned: AbandonedHook | None = None,
     ) -> None:
         self._committer = committer
         self._on_expire = on_expire
+        self._abandoned = abandoned
         self._max_leases = max_leases_per_agent
         self._leases: dict[Key, Lease] = {}
         self._tokens: dict[Key, int] = {}
@@ -299,6 +307,18 @@ class Coordinator:
         lease = self._leases.get(key)
         if lease is not None and lease.owner == owner:  # already ours: extend it
             return await self._extend(key, lease, ttl, request_id)
+        if (
+            lease is not None
+            and self._abandoned is not None
+            and time.monotonic() - lease.granted > CLAIM_GRACE_SECONDS
+            and self._abandoned(room, name, lease.agent)
+        ):
+            # Its holder's claim is gone (the task was completed or reopened by another): the
+            # bare lease would refuse every new claim, naming a holder no list shows.
+            log.info("claim lease freed", extra={"room": room, "lease": name, "agent": lease.agent})
+            self._drop(key)
+            await self._persist_drop(key, lease.token, lease.agent, expired=False)
+            lease = self._leases.get(key)
         held = sum(1 for held in self._leases.values() if held.agent == agent)
         held += sum(1 for queue in self._waiters.values() for w in queue if w.agent == agent)
         if held >= self._max_leases:

@@ -121,6 +121,14 @@ class Hub:
         room = await self._room(room_name)
         room.drop_claim(task[0], task[1], agent)
 
+    def _claim_abandoned(self, room_name: str, lease: str, agent: str) -> bool:
+        """Whether `agent`'s task-claim lease has no claim record left in its room's list."""
+        task = task_of_lease(lease)
+        room = self.rooms.get(room_name)
+        if task is None or room is None:
+            return False
+        return not room.has_claim(task[0], task[1], agent)
+
     @property
     def port(self) -> int:
         if self._server is None:
@@ -148,6 +156,7 @@ class Hub:
                 self._committer,
                 on_expire=self._lease_expired,
                 max_leases_per_agent=config.max_leases_per_agent,
+                abandoned=self._claim_abandoned,
             )
         await self.coordinator.load()
         self._server = await serve(

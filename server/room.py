@@ -543,6 +543,16 @@ class Room:
 
         return durable
 
+    def has_claim(self, task_list: str, task_id: str, agent: str) -> bool:
+        """Whether the room's task list shows `agent` claiming the task (True when the hub
+        cannot tell: only a claim surely gone frees its lease)."""
+        if self.replica.artifacts().get(task_list) != "tasks":
+            return True
+        try:
+            return agent in self.replica.tasks(task_list).get(task_id).claimants
+        except CrdtdocError:
+            return True
+
     def drop_claim(self, task_list: str, task_id: str, agent: str) -> None:
         """Removes `agent`'s claim on a task (its claim lease expired), as the hub."""
         try:

@@ -331,3 +331,36 @@ def test_a_cycle_formed_when_a_lease_changes_hands_is_broken(tmp_path: Path) -> 
             await close_all([a, b, c])
 
     run(body())
+
+
+def test_a_claim_lease_whose_claim_is_gone_does_not_lock_the_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """agent0 holds a task's claim lease; agent1 completes the task and reopens it, which
+    removes agent0's claim record. The lease alone must not refuse every later claim, naming a
+    holder no list shows: past its grace period, the hub frees it for the next claimant."""
+    import server.coordination
+
+    monkeypatch.setattr(server.coordination, "CLAIM_GRACE_SECONDS", 0.2)
+
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db") as hub:
+            holder, other, claimant = await agents(hub.url + "/claims", 3)
+            task = holder.tasks("board").add("ship")
+            lease = await holder.tasks("board").acquire(task, ttl=60)
+            await holder.flush()
+            await other.wait_for(holder.version(), timeout=5)
+            with pytest.raises(crdtdoc.AlreadyClaimed, match="agent0"):
+                await other.tasks("board").acquire(task, ttl=60)  # held, and claimed: refused
+            other.tasks("board").complete(task)
+            other.tasks("board").reopen(task)
+            await other.flush()
+            await asyncio.sleep(0.3)
+            await claimant.wait_for(other.version(), timeout=5)
+            assert claimant.tasks("board").get(task).claimants == []
+            mine = await claimant.tasks("board").acquire(task, ttl=60)  # freed, then granted
+            assert mine.token > lease.token
+            await mine.release()
+            await close_all([holder, other, claimant])
+
+    run(body())
