@@ -291,6 +291,11 @@ def _spec(args: argparse.Namespace) -> int:
             value = spec.get(args.member)  # ConflictError (exit 6) lists every value
             _done(args, r, {"member": args.member, "value": value, "lines": [json.dumps(value)]})
             return 0
+        if action == "show":
+            shown = spec.summary()
+            lines = [json.dumps(shown, ensure_ascii=False, indent=2)]
+            _done(args, r, {**shown, "lines": lines})
+            return 0
         if action == "conflicts":
             found = {
                 m: [{"value": v.value, "by": v.agent} for v in values]
@@ -513,6 +518,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         s.add_argument("name")
         s.add_argument("member")
         s.add_argument("value")
+    s = sub(actions, "show", "print the whole spec: values, conflicts, whether it is frozen")
+    s.add_argument("name")
     s = sub(actions, "conflicts", "list members with several concurrent values")
     s.add_argument("name")
     s = sub(actions, "freeze", "freeze the spec: later writes are refused", expect=True)

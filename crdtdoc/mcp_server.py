@@ -20,7 +20,7 @@ from typing import Any
 
 from crdtdoc.client.connection import ConnectedReplica, connect, room_urls
 from crdtdoc.client.coordination import Lease
-from crdtdoc.errors import ConflictError, CrdtdocError, NotConnected, SyncTimeout
+from crdtdoc.errors import CrdtdocError, NotConnected, SyncTimeout
 from crdtdoc.textmodel import EMBED
 from crdtdoc.versions import Version
 
@@ -264,17 +264,7 @@ def build_server(
         "concurrent values conflict (with who wrote each)."
     )
     async def read_spec(name: str) -> str:
-        spec = session().replica.spec(name)
-        values: dict[str, Any] = {}
-        for member in spec.members():
-            try:
-                values[member] = spec.get(member)
-            except ConflictError:
-                continue
-        conflicts = {
-            m: [{"value": v.value, "by": v.agent} for v in vs] for m, vs in spec.conflicts().items()
-        }
-        return json.dumps({"members": values, "conflicts": conflicts, "frozen": spec.frozen})
+        return json.dumps(session().replica.spec(name).summary(), ensure_ascii=False)
 
     @tool(
         "Set a spec member to a JSON value (`value_json`, e.g. '\"str\"' or "

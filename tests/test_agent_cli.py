@@ -243,11 +243,15 @@ def test_spec_conflicts_resolve_and_freeze(hub: str) -> None:
     assert sorted(str(v["value"]) for v in values) == ["42", "UUID"], values
     conflicts = ok(cli(hub, "spec", "conflicts", "api", "--json", room=room))
     assert sorted(str(v["value"]) for v in conflicts["conflicts"]["User.id"]) == ["42", "UUID"]  # type: ignore[index]
+    shown = ok(cli(hub, "spec", "show", "api", "--json", room=room))
+    assert shown["members"] == {} and set(shown["conflicts"]) == {"User.id"}  # type: ignore[arg-type]
     ok(cli(hub, "spec", "resolve", "api", "User.id", '"UUID"', "--json", room=room))
     assert ok(cli(hub, "spec", "get", "api", "User.id", "--json", room=room))["value"] == "UUID"
     ok(cli(hub, "spec", "freeze", "api", "--json", room=room))
     frozen = cli(hub, "spec", "set", "api", "User.name", "str", "--json", room=room)
     assert frozen.returncode == 7 and "FrozenError" in frozen.stdout
+    shown = ok(cli(hub, "spec", "show", "api", "--json", room=room))
+    assert shown["members"] == {"User.id": "UUID"} and shown["frozen_by"] == "alice"
 
 
 def test_changes_watch_peers_and_an_unreachable_hub(hub: str, tmp_path: Path) -> None:

@@ -188,6 +188,20 @@ class InterfaceSpec:
         """member -> value, for members without conflicts."""
         return {m: vs[0][1].value for m, vs in sorted(self._entries().items()) if len(vs) == 1}
 
+    def summary(self) -> dict[str, JSONValue]:
+        """The whole spec as JSON, as the command line and the MCP server show it: settled
+        members' values, conflicting members with every value and its author, and whether
+        (and by whom) it is frozen."""
+        conflicts: dict[str, JSONValue] = {
+            m: [{"value": v.value, "by": v.agent} for v in vs] for m, vs in self.conflicts().items()
+        }
+        return {
+            "members": dict(self.to_dict()),
+            "conflicts": conflicts,
+            "frozen": self.frozen,
+            "frozen_by": self.frozen_by(),
+        }
+
     @property
     def frozen(self) -> bool:
         return self.frozen_by() is not None
