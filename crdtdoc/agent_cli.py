@@ -247,6 +247,7 @@ def _tasks(args: argparse.Namespace) -> int:
             elif action == "note":
                 tasks.note(args.id, args.text)
             elif action == "reopen":
+                _unclaim(r, tasks, args.id)  # reopening removes every claim, ours included
                 tasks.reopen(args.id)
         task = tasks.get(args.id)
         lines = [task.describe()]

@@ -240,6 +240,7 @@ def build_server(
     async def reopen_task(name: str, task_id: str) -> str:
         s = session()
         s.replica.tasks(name).reopen(task_id)
+        await s.unclaim(name, task_id)  # reopening removes every claim, ours included
         return await s.written(f"reopened {task_id}")
 
     @tool(

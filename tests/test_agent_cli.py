@@ -218,6 +218,9 @@ def test_twenty_claim_races_from_the_command_line_each_have_exactly_one_winner(
     ok(cli(hub, "tasks", "release", "board", first, "--json", agent=winner, room=room))
     claimed = ok(cli(hub, "tasks", "claim", "board", first, "--json", agent=other, room=room))
     assert claimed["task"]["assignee"] == other  # type: ignore[index]
+    # The holder reopening the task gives its lease back too: the next claim wins at once.
+    ok(cli(hub, "tasks", "reopen", "board", first, "--json", agent=other, room=room))
+    ok(cli(hub, "tasks", "claim", "board", first, "--json", agent=winner, room=room))
 
 
 def test_spec_conflicts_resolve_and_freeze(hub: str) -> None:
