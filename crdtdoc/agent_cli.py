@@ -403,12 +403,18 @@ def _watch(args: argparse.Namespace) -> int:
                     }
                 )
 
-        r.observe(report)
+        # From the change feed rather than per commit: a deletion and its record in the
+        # deletions log (who deleted) arrive as two commits, and only the feed joins them.
+        mark = r.version()
         stop = time.monotonic() + args.seconds if args.seconds else None
         try:
             while stop is None or time.monotonic() < stop:
                 r.poll()
-                time.sleep(0.05)
+                now = r.version()
+                if now != mark:
+                    report(r.changes_since(mark))
+                    mark = now
+                time.sleep(0.1)
         except KeyboardInterrupt:
             pass
     return 0

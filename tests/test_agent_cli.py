@@ -272,9 +272,13 @@ def test_changes_watch_peers_and_an_unreachable_hub(hub: str, tmp_path: Path) ->
     peers = ok(cli(hub, "peers", "--json", room=room))
     assert [p["agent"] for p in peers["peers"]] == ["watcher"]  # type: ignore[union-attr, index]
     ok(cli(hub, "tasks", "add", "plan", "write the schema", "--json", agent="bob", room=room))
+    ok(cli(hub, "doc", "write", "notes", "--json", agent="bob", room=room, stdin="a b c\n"))
+    ok(cli(hub, "doc", "write", "notes", "--json", agent="carol", room=room, stdin="a c\n"))
     out, _ = watcher.communicate(timeout=30)
     seen = [json.loads(line) for line in out.splitlines()]
     assert any(c["agent"] == "bob" and "write the schema" in c["text"] for c in seen), seen
+    deleted = [c for c in seen if "deleted" in c["text"]]
+    assert deleted and all(c["agent"] == "carol" for c in deleted), seen  # not "someone"
     changes = ok(cli(hub, "changes", "--since", str(start), "--json", room=room))
     assert any("bob" in c["text"] for c in changes["changes"])  # type: ignore[union-attr, index]
     unreachable = cli("ws://127.0.0.1:9", "version", "--timeout", "1", "--json", room=room)
