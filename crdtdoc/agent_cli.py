@@ -328,8 +328,18 @@ def _spec(args: argparse.Namespace) -> int:
 
 
 def _changes(args: argparse.Namespace) -> int:
+    if args.since is None and args.wait is None:
+        raise BadUsage("pass --since TOKEN (crdtdoc version prints one), or --wait SECONDS")
     with _replica(args) as r:
-        changes = r.changes_since(args.since)
+        since = args.since or r.version().token()
+        if args.wait is not None:  # block until others change something (or the time is up)
+
+            def others_changed() -> bool:
+                return any(c.client_id != r.client_id for c in r.changes_since(since))
+
+            with contextlib.suppress(SyncTimeout):
+                r._wait_until(others_changed, args.wait, "nothing changed")
+        changes = r.changes_since(since)
         _done(
             args,
             r,
@@ -539,7 +549,15 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="what changed since a version token, agent by agent",
         description="What changed since a version token, agent by agent.",
     )
-    s.add_argument("--since", required=True, help="a version token (from any command's output)")
+    s.add_argument(
+        "--since", help="a version token (crdtdoc version prints it); default: now, with --wait"
+    )
+    s.add_argument(
+        "--wait",
+        type=_seconds(0.1, 86400.0),
+        metavar="SECONDS",
+        help="first wait up to SECONDS until another agent changes something (since --since)",
+    )
     s.set_defaults(run=_changes)
     s = commands.add_parser(
         "watch",

@@ -297,6 +297,21 @@ def build_server(
         await session().replica.wait_for(token, timeout=timeout)
         return f"up to date with {token}"
 
+    @tool(
+        "Wait (up to `timeout` seconds) until another agent changes something in the room, "
+        "then say what changed since you last looked; instead of polling."
+    )
+    async def wait_for_change(timeout: float = 60.0) -> str:
+        s = session()
+        mine = s.replica.client_id
+
+        def others_changed() -> bool:
+            return any(c.client_id != mine for c in s.replica.changes_since(s.last_look))
+
+        with contextlib.suppress(SyncTimeout):
+            await s.replica._wait_until(others_changed, max(0.0, min(timeout, 3600.0)), "")
+        return await changes_since_last_look()
+
     @tool("What others changed since you last asked, one sentence each.")
     async def changes_since_last_look() -> str:
         s = session()

@@ -436,3 +436,24 @@ def test_numbers_artifacts_append_and_whole_tasks(hub: str) -> None:
     assert [t["id"] for t in ready] == [first]  # type: ignore[union-attr, index]
     kinds = ok(cli(hub, "artifacts", "--json", room=room))["artifacts"]
     assert kinds == {"design": "document", "board": "tasks"}
+
+
+def test_changes_wait_blocks_until_another_agent_changes_something(hub: str) -> None:
+    room = "waiting"
+    ok(cli(hub, "doc", "write", "design", "--json", room=room, stdin="v1\n"))
+    env = dict(os.environ, CRDTDOC_HUB=hub, CRDTDOC_ROOM=room, CRDTDOC_AGENT="alice")
+    waiter = subprocess.Popen(
+        [sys.executable, "-m", "crdtdoc.cli", "changes", "--wait", "30", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.0)  # connected and waiting
+    started = time.monotonic()
+    ok(cli(hub, "doc", "write", "design", "--json", agent="bob", room=room, stdin="v2\n"))
+    out, _ = waiter.communicate(timeout=60)
+    assert waiter.returncode == 0 and time.monotonic() - started < 20  # not the 30 s
+    assert any(c["agent"] == "bob" for c in json.loads(out)["changes"]), out
+    quiet = ok(cli(hub, "changes", "--wait", "0.5", "--json", room=room))
+    assert quiet["changes"] == []
+    assert cli(hub, "changes", room=room).returncode == 2  # neither --since nor --wait

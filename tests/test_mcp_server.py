@@ -96,6 +96,13 @@ def test_two_agents_over_mcp_edit_concurrently_and_lose_nothing(hub: str) -> Non
             assert not error, text
             _, now = await call(alice, "read_document", name="design")
             assert now == "# D3\nids are integers\nend\n"
+            # bob waits for the next change; alice's edit wakes him with it.
+            waiting = asyncio.ensure_future(call(bob, "wait_for_change", timeout=30))
+            await asyncio.sleep(0.5)
+            await call(alice, "edit_document", name="design", old="integers", new="ints")
+            error, woke = await waiting
+            assert not error and "alice" in woke, woke
+            await call(alice, "edit_document", name="design", old="ints", new="integers")
             # Her next writes build on what she knows: her own edit and write, not bob's line
             # she has not read (kept), nor her edit applied twice.
             _, text = await call(bob, "edit_document", name="design", old="end", new="end\nbob")
@@ -231,5 +238,7 @@ def test_numbers_artifacts_whole_tasks_and_freezing(hub: str) -> None:
             assert error and "Frozen" in text, text
             kinds = json.loads((await call(alice, "list_artifacts"))[1])
             assert kinds == {"board": "tasks", "api": "spec"}
+            _, quiet = await call(alice, "wait_for_change", timeout=0.5)
+            assert quiet == "nothing changed"
 
     run(body(), timeout=120)
