@@ -178,10 +178,14 @@ def embed_formats(text: Text) -> dict[int, dict[str, Any]]:
 
 def text_delta(text: Text) -> list[dict[str, JSONValue]]:
     """A Y.Text as Quill-style delta operations, as Yjs `toDelta` gives them: `{"insert": str or
-    the embed's JSON view, "attributes": {...}}`, "attributes" only when formatted. An embed whose
-    value is damaged inserts None; a formatting attribute that is damaged is left out."""
+    the embed's JSON view, "attributes": {...}}`, "attributes" only when formatted, and adjacent
+    text of equal formatting in one operation (Yjs and pycrdt may each split a run at a format
+    item that changes nothing, at different ones). An embed whose value is damaged inserts None;
+    a formatting attribute that is damaged is left out."""
     ops: list[dict[str, JSONValue]] = []
+    text_before = False  # whether the last op is characters (not an embedded Y.Text's JSON view)
     for insert, attributes in _chunks(text):
+        is_text = type(insert) is str
         value = json_value(insert)
         op: dict[str, JSONValue] = {"insert": None if value is ABSENT else value}
         formats = {}
@@ -191,7 +195,11 @@ def text_delta(text: Text) -> list[dict[str, JSONValue]]:
                 formats[key] = attr
         if formats:
             op["attributes"] = formats
+        if is_text and text_before and ops[-1].get("attributes") == op.get("attributes"):
+            ops[-1]["insert"] = f"{ops[-1]['insert']}{insert}"
+            continue
         ops.append(op)
+        text_before = is_text
     return ops
 
 

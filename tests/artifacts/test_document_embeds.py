@@ -4,6 +4,7 @@ lands where it was aimed, everyone reads the same, and the replica stays encodab
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -367,3 +368,15 @@ def test_a_based_write_deleting_an_embed_after_others_added_one_is_refused() -> 
         doc.write(seen.replace(EMBED, ""), base=seen)  # which image? cannot be told
     assert sum(1 for op in doc.delta() if not isinstance(op["insert"], str)) == 2
     assert sent == []
+
+
+def test_the_delta_joins_runs_a_format_that_changes_nothing_splits() -> None:
+    """A Yjs-made text whose deleted format item splits pycrdt's runs: Yjs's toDelta shows one
+    run, and so does delta() (the differential test's CI seed 2678350158)."""
+
+    base = base64.b64decode("AQTpBwAEAQF0AWFB6QcAAUHpBwEBxukHAekHAARib2xkBG51bGwB6QcBAQI=")
+    alice = Replica(agent="alice")
+    alice.apply_update(base)
+    doc = alice.document("t")
+    doc.insert(0, "a")
+    assert doc.delta() == [{"insert": "aa"}]
