@@ -42,6 +42,7 @@ from crdtdoc.errors import (
     StaleRead,
     SyncTimeout,
 )
+from crdtdoc.versions import Version
 
 
 class BadUsage(CrdtdocError):
@@ -331,14 +332,14 @@ def _changes(args: argparse.Namespace) -> int:
     if args.since is None and args.wait is None:
         raise BadUsage("pass --since TOKEN (crdtdoc version prints one), or --wait SECONDS")
     with _replica(args) as r:
-        since = args.since or r.version().token()
+        since = Version.from_token(args.since) if args.since else r.version()
         if args.wait is not None:  # block until others change something (or the time is up)
-
-            def others_changed() -> bool:
-                return any(c.client_id != r.client_id for c in r.changes_since(since))
-
             with contextlib.suppress(SyncTimeout):
-                r._wait_until(others_changed, args.wait, "nothing changed")
+                r._wait_until(
+                    lambda: bool(r.changes_by_others(since, (), r.client_id)),
+                    args.wait,
+                    "nothing changed",
+                )
         changes = r.changes_since(since)
         _done(
             args,

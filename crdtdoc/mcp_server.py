@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from crdtdoc.changes import Change
 from crdtdoc.client.connection import ConnectedReplica, connect, room_urls
 from crdtdoc.client.coordination import Lease
 from crdtdoc.errors import CrdtdocError, NotConnected, SyncTimeout
@@ -34,6 +35,10 @@ class Session:
         self.last_look: Version = replica.version()
         self.last_read: dict[str, str] = {}  # document -> its text when this agent last read it
         self.claims: dict[tuple[str, str], Lease] = {}  # (list, task) -> the hub lease behind it
+
+    def others_since_last_look(self) -> list[Change]:
+        """What other agents changed since this agent last looked (`changes_since_last_look`)."""
+        return self.replica.changes_by_others(self.last_look, (), self.replica.client_id)
 
     async def unclaim(self, name: str, task_id: str) -> bool:
         """Releases the lease behind this session's claim of the task (which drops the claim);
@@ -303,21 +308,16 @@ def build_server(
     )
     async def wait_for_change(timeout: float = 60.0) -> str:
         s = session()
-        mine = s.replica.client_id
-
-        def others_changed() -> bool:
-            return any(c.client_id != mine for c in s.replica.changes_since(s.last_look))
-
         with contextlib.suppress(SyncTimeout):
-            await s.replica._wait_until(others_changed, max(0.0, min(timeout, 3600.0)), "")
+            await s.replica._wait_until(
+                lambda: bool(s.others_since_last_look()), max(0.0, min(timeout, 3600.0)), ""
+            )
         return await changes_since_last_look()
 
     @tool("What others changed since you last asked, one sentence each.")
     async def changes_since_last_look() -> str:
         s = session()
-        changes = [
-            c for c in s.replica.changes_since(s.last_look) if c.client_id != s.replica.client_id
-        ]
+        changes = s.others_since_last_look()
         s.last_look = s.replica.version()
         return "\n".join(c.describe() for c in changes) or "nothing changed"
 
