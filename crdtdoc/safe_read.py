@@ -163,16 +163,19 @@ def text_view(text: Text) -> TextView:
     return TextView("".join(parts), tuple(embeds), False, units == length, length)
 
 
-def embed_formats(text: Text) -> dict[int, dict[str, Any]]:
-    """The formatting of each embed of a Y.Text, by its position in `text_view`."""
-    out: dict[int, dict[str, Any]] = {}
-    at = 0
+def embed_formats(text: Text) -> dict[int, tuple[int, dict[str, Any]]]:
+    """Each embed of a Y.Text by its position in `text_view`: its engine offset, and its
+    formatting."""
+    out: dict[int, tuple[int, dict[str, Any]]] = {}
+    at = offset = 0
     for insert, attributes in _chunks(text):
         if type(insert) is str:
             at += len(insert)
+            offset += len(insert.encode("utf-8"))
         else:
-            out[at] = dict(attributes or {})
+            out[at] = (offset, dict(attributes or {}))
             at += 1
+            offset += 1
     return out
 
 

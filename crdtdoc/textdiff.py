@@ -26,7 +26,7 @@ class Edit:
 
 def span(old: str, new: str) -> list[Edit]:
     """At most one edit turning `old` into `new`: the stretch between their common prefix and
-    suffix (what `replace` changes: one word stays one edit)."""
+    suffix (where `diff` then searches)."""
     prefix = 0
     limit = min(len(old), len(new))
     while prefix < limit and old[prefix] == new[prefix]:
@@ -43,16 +43,13 @@ def diff(old: str, new: str) -> list[Edit]:
     """Edits turning `old` into `new`, ordered by index in `old`, non-overlapping."""
     edits = span(old, new)
     if not edits or not edits[0].delete or not edits[0].insert:
-        return edits
-    prefix, a, b = (
-        edits[0].index,
-        old[edits[0].index : edits[0].index + edits[0].delete],
-        edits[0].insert,
-    )
+        return edits  # nothing, or a pure insertion or deletion
+    (stretch,) = edits
+    a, b = old[stretch.index : stretch.index + stretch.delete], stretch.insert
     ops = _myers(a, b)
     if ops is None:
         ops = _coarse_ops(a, b)
-    return [Edit(prefix + i, d, s) for i, d, s in ops]
+    return [Edit(stretch.index + i, d, s) for i, d, s in ops]
 
 
 def readable(old: str, new: str, anchor: str = "") -> list[Edit]:

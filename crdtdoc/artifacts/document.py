@@ -144,12 +144,12 @@ class Document:
         if not isinstance(new_text, str):
             raise CrdtdocError(f"write takes a str, not {type(new_text).__name__}")
         check_text(new_text, "the new text")
+        if base is not None and not isinstance(base, str):
+            raise CrdtdocError(f"write's base is the str you read, not {type(base).__name__}")
         current = self._view()
         if base is None or base == current.text:
             edits = textmodel.plan(current.text, new_text, "the new text")
         else:
-            if not isinstance(base, str):
-                raise CrdtdocError(f"write's base is the str you read, not {type(base).__name__}")
             mine = textmodel.plan(base, new_text, "the new text")
             edits = textmodel.rebase(mine, textdiff.diff(base, current.text), base)
         self._apply(current, edits)
@@ -222,18 +222,15 @@ def _formats(attributes: object) -> dict[str, JSONValue]:
     return cast(dict[str, JSONValue], to_yjs(cast(JSONValue, attributes)))
 
 
-def _restore_formats(text: Text, wanted: dict[int, dict[str, Any]]) -> None:
-    """Formats each embed at position `wanted` keys as its value says, where it differs."""
-    now = safe_read.embed_formats(text)
-    view = safe_read.text_view(text)
-    for at, attributes in wanted.items():
-        have = now.get(at)
-        if have is None or have == attributes:
-            continue
-        fix = {key: None for key in have if key not in attributes}
-        fix.update(attributes)
-        offset = view.offset(at)
-        text.format(offset, offset + 1, fix)
+def _restore_formats(text: Text, wanted: dict[int, tuple[int, dict[str, Any]]]) -> None:
+    """Formats each embed at position `wanted` keys as its value (from `embed_formats` before
+    the edit) says, where it differs now."""
+    for at, (offset, have) in safe_read.embed_formats(text).items():
+        attributes = wanted[at][1] if at in wanted else have
+        if have != attributes:
+            fix = {key: None for key in have if key not in attributes}
+            fix.update(attributes)
+            text.format(offset, offset + 1, fix)
 
 
 def _check_index(index: int, length: int, what: str) -> None:
