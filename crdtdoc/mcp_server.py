@@ -87,11 +87,7 @@ def build_server(
         # answers gets up to `write_timeout` to sync first, so the first reads are not empty.
         async with connect(urls, agent=agent, token=token, wait_synced=False) as replica:
             with contextlib.suppress(SyncTimeout):
-                await replica._wait_until(
-                    lambda: replica.synced or replica.admission is not None,
-                    write_timeout,
-                    "no sync",
-                )
+                await replica._wait_until(replica._opened, write_timeout, "no sync")
             state["session"] = Session(replica, write_timeout)
             yield
 

@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from crdtdoc.client.connection import HubLink, LinkOptions
-from crdtdoc.errors import NotConnected
 from crdtdoc.protocol.messages import Message
 from crdtdoc.versions import Version
 
@@ -43,18 +42,10 @@ class BlockingReplica(HubLink):
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result()
         if options.wait_synced:
             try:
-                self._wait_until(
-                    lambda: self.synced or self.admission is not None,
-                    options.open_timeout,
-                    "no sync",
-                )
+                self._wait_until(self._opened, options.open_timeout, "no sync")
             except TimeoutError:
                 self.close()
-                raise NotConnected(
-                    f"cannot sync with {self.url} within {options.open_timeout:g} s "
-                    f"({self.last_error or 'no answer'}); pass wait_synced=False to start offline",
-                    self.last_error,
-                ) from None
+                raise self._unreachable() from None
             if self.admission is not None:
                 self.close()
                 raise self.admission

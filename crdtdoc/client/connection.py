@@ -409,6 +409,18 @@ class HubLink(Replica):
                 log.info("the hub asked to slow down", extra={"reason": ws.close_reason})
                 self._slow_down = True
 
+    def _opened(self) -> bool:
+        """Whether opening the link is settled: synced, or refused admission."""
+        return self.synced or self.admission is not None
+
+    def _unreachable(self) -> NotConnected:
+        """The error of a link that did not sync within its open timeout."""
+        return NotConnected(
+            f"cannot sync with {self.url} within {self._open_timeout:g} s "
+            f"({self.last_error or 'no answer'}); pass wait_synced=False to start offline",
+            self.last_error,
+        )
+
     def _on_refused(self, code: int, reason: str) -> None:
         """The hub refused a write of ours and closed the link: this replica now differs from
         the hub. Start over from the hub's state (fresh client id), and tell the agent."""
@@ -762,16 +774,10 @@ class ConnectedReplica(HubLink):
         self._start_link()
         if self._wait_synced:
             try:
-                await self._wait_until(
-                    lambda: self.synced or self.admission is not None, self._open_timeout, "no sync"
-                )
+                await self._wait_until(self._opened, self._open_timeout, "no sync")
             except SyncTimeout:
                 await self.close()
-                raise NotConnected(
-                    f"cannot sync with {self.url} within {self._open_timeout:g} s "
-                    f"({self.last_error or 'no answer'}); pass wait_synced=False to start offline",
-                    self.last_error,
-                ) from None
+                raise self._unreachable() from None
             if self.admission is not None:
                 await self.close()
                 raise self.admission
