@@ -263,8 +263,7 @@ def _tasks(args: argparse.Namespace) -> int:
 def _claim(r: BlockingReplica, tasks: TaskList, task_id: str, ttl: float) -> None:
     """An exclusive claim decided by the hub: a lease the process does not keep renewing, so
     it lasts `ttl` seconds unless released, completed or claimed again (which renews it)."""
-    if tasks.get(task_id).status == "done":
-        raise CrdtdocError(f"task {task_id!r} is done; reopen it before claiming it")
+    tasks.claimable(task_id)
     name = tasks.lease_name(task_id)
     try:
         token = int(r.request("acquire", {"name": name, "ttl": ttl, "wait": 0})["token"])

@@ -219,10 +219,8 @@ class TaskList:
         replica sees another agent's claim; claims made concurrently elsewhere are all kept and
         the task shows as contested."""
         task = self._task_map(task_id)
-        current = self._read(task_id, task)
+        current = self.claimable(task_id)
         me = self._replica.agent
-        if current.status == "done":
-            raise CrdtdocError(f"task {task_id!r} is done; reopen it before claiming it")
         if me in current.claimants:
             return  # already ours (if contested, `get(id).assignee` says who holds it)
         if current.claimants:
@@ -245,9 +243,7 @@ class TaskList:
         acquire = getattr(self._replica, "acquire", None)
         if acquire is None or not getattr(self._replica, "_coordination", False):
             raise CrdtdocError("exclusive claims need a replica connected with crdtdoc.connect")
-        task = self._task_map(task_id)
-        if self._read(task_id, task).status == "done":
-            raise CrdtdocError(f"task {task_id!r} is done; reopen it before claiming it")
+        self.claimable(task_id)
         try:
             lease: Lease = await acquire(self.lease_name(task_id), ttl=ttl)
         except LeaseHeld as held:
@@ -260,6 +256,14 @@ class TaskList:
 
         lease._on_release.append(drop_claim)
         return lease
+
+    def claimable(self, task_id: str) -> Task:
+        """The task, if it may be claimed: raises `NotFound` for no such task, `CrdtdocError`
+        for a done one (the rule every way of claiming shares)."""
+        current = self.get(task_id)
+        if current.status == "done":
+            raise CrdtdocError(f"task {task_id!r} is done; reopen it before claiming it")
+        return current
 
     def lease_name(self, task_id: str) -> str:
         """The hub lease behind an exclusive claim of the task (the hub drops the claim when
