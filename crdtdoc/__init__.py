@@ -48,6 +48,7 @@ from crdtdoc.errors import (
     StaleRead,
     StorageError,
     SyncTimeout,
+    TooLarge,
     WrongKind,
 )
 from crdtdoc.replica import Pending, Replica, ReplicaLimits
@@ -106,6 +107,7 @@ __all__ = [
     "SyncTimeout",
     "Task",
     "TaskList",
+    "TooLarge",
     "Version",
     "connect",
     "connect_blocking",

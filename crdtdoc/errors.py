@@ -196,6 +196,11 @@ class Refused(CrdtdocError):
         self.code = code
 
 
+class TooLarge(Refused):
+    """A guarded write larger than the hub accepts in one message (its `max_message_bytes`):
+    refused before it is sent, and undone here; nothing was written. Write it in parts."""
+
+
 class RoomFull(RemoteError):
     """The update would make the room larger than the hub allows."""
 

@@ -342,7 +342,10 @@ class Room:
         if isinstance(ext, Hello):
             peer.extensions = True
             peer.agent = peer.identity or ext.agent  # with a token, its agent name counts
-            peer.send(encode_message(encode_extension(Welcome(self.name, self.durable))))
+            welcome = Welcome(
+                self.name, self.durable, max_message_bytes=self._config.max_message_bytes
+            )
+            peer.send(encode_message(encode_extension(welcome)))
             return
         if not isinstance(ext, Request):
             raise InvalidMessage(f"clients may not send {type(ext).__name__} messages")

@@ -14,18 +14,23 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from crdtdoc.client.connection import HubLink, LinkOptions
+from crdtdoc.client.coordination import Fencing
+from crdtdoc.errors import Conflict, CrdtdocError, StaleRead
 from crdtdoc.protocol.messages import Message
+from crdtdoc.replica import Replica
 from crdtdoc.versions import Version
 
 
 class BlockingReplica(HubLink):
     """A `Replica` synced with a hub room, for synchronous code (see the module docstring).
 
-    Leases, fenced writes and guarded commits are async operations: use `crdtdoc.connect`."""
+    `commit()` is a guarded write the hub decides, waiting for its answer; `request()` sends a
+    coordination request. Leases that renew themselves need the async `crdtdoc.connect`."""
 
     _coordination = False
 
@@ -123,6 +128,48 @@ class BlockingReplica(HubLink):
         self._sync_point()
         call = self._request(op, args, timeout=timeout)
         return asyncio.run_coroutine_threadsafe(call, self._loop).result()
+
+    @contextmanager
+    def commit(
+        self,
+        expect: Version | str | None = None,
+        on: Iterable[object] = (),
+        *,
+        fence: Fencing | None = None,
+        note: str | None = None,
+    ) -> Iterator[None]:
+        """A guarded write decided by the hub, as `ConnectedReplica.commit`: the block's
+        changes are applied only if no artifact in `on` (all when empty) changed since `expect`
+        and `fence` (a lease's name and token) is still current; otherwise they are undone here
+        too and `Conflict` / `FencedOut` is raised when the block ends. Returns once the hub
+        answered: a write that races this one is judged by the hub, not by this replica."""
+        if isinstance(expect, str):
+            expect = Version.from_token(expect)
+        self._sync_point()
+        if expect is not None:
+            try:  # fail fast on what this replica already knows
+                self._check_fresh(expect, on)
+            except StaleRead as stale:
+                raise Conflict(str(stale), stale.changes) from None
+        if self._held is not None or self._txn_depth:
+            raise CrdtdocError("a guarded write cannot run inside another write")
+        self._begin_hold()
+        try:
+            with Replica.transaction(self, note=note):
+                yield
+        except BaseException:
+            self._rollback_hold()
+            raise
+        try:
+            held, args = self._hold_request(expect, on, fence)
+            if args is None:
+                return
+            call = self._request("commit", args)
+            asyncio.run_coroutine_threadsafe(call, self._loop).result()
+        except BaseException:
+            self._rollback_hold()  # refused, or the outcome is unknown: undo (a fresh id)
+            raise
+        self._settle_hold(held)
 
     def wait_for(self, version: Version | str, timeout: float | None = None) -> None:
         """Returns once this replica has everything in `version` (a `Version` or its token)."""

@@ -28,7 +28,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from crdtdoc.client.backoff import Backoff
-from crdtdoc.client.coordination import Lease, LeaseInfo, reply_error
+from crdtdoc.client.coordination import Fencing, Lease, LeaseInfo, reply_error
 from crdtdoc.client.journal import Journal, read_journal
 from crdtdoc.client.presence import Presence, parse_presence, presence_state
 from crdtdoc.errors import (
@@ -45,6 +45,7 @@ from crdtdoc.errors import (
     RemoteError,
     StaleRead,
     SyncTimeout,
+    TooLarge,
 )
 from crdtdoc.protocol.awareness import AwarenessEntry, decode_awareness, encode_awareness
 from crdtdoc.protocol.extension import (
@@ -210,6 +211,7 @@ class HubLink(Replica):
         self.last_error: str | None = None
         self.store_error: str | None = None  # the hub said its store cannot commit: why
         self._welcomed = False  # the hub answered our hello: it speaks the extensions
+        self.max_message_bytes: int | None = None  # the largest message the hub accepts
         self._requests: dict[int, asyncio.Future[Reply]] = {}
         self._next_request = 0
         self._held: list[bytes] | None = None  # local updates held back for a guarded write
@@ -446,6 +448,7 @@ class HubLink(Replica):
                 self._durable = ext.durable if isinstance(ext, Welcome) else ext.version
                 if isinstance(ext, Welcome):
                     self._welcomed = True
+                    self.max_message_bytes = ext.max_message_bytes
                     self.store_error = None
                 else:
                     self._store_state(ext.store_error)
@@ -599,40 +602,6 @@ class HubLink(Replica):
         across hub restarts (recorded before it is returned)."""
         return int((await self._request("next", {"sequence": sequence}))["value"])
 
-    @contextlib.asynccontextmanager
-    async def commit(
-        self,
-        expect: Version | str | None = None,
-        on: Iterable[object] = (),
-        *,
-        fence: Lease | None = None,
-        note: str | None = None,
-    ) -> AsyncIterator[None]:
-        """A guarded commit decided by the hub: the block's changes travel as one update that
-        the hub applies only if no artifact in `on` (all when empty) changed since `expect`,
-        and only if `fence` (a lease) is still current. Otherwise nothing is applied anywhere,
-        this replica included, and `Conflict` / `FencedOut` is raised at the end of the block.
-        """
-        if isinstance(expect, str):
-            expect = Version.from_token(expect)
-        if expect is not None:
-            try:  # fail fast on what this replica already knows
-                self._check_fresh(expect, on)
-            except StaleRead as stale:
-                raise Conflict(str(stale), stale.changes) from None
-        lock = self._hold_lock = self._hold_lock or asyncio.Lock()
-        async with lock:
-            if self._pending_fence is not None:
-                await asyncio.shield(self._pending_fence)
-            self._begin_hold()
-            try:
-                with Replica.transaction(self, note=note):
-                    yield
-            except BaseException:
-                self._rollback_hold()
-                raise
-            await self._submit_hold(expect, on, fence)
-
     @contextmanager
     def transaction(
         self,
@@ -640,7 +609,7 @@ class HubLink(Replica):
         expect: Version | str | None = None,
         on: Iterable[object] = (),
         note: str | None = None,
-        fence: Lease | None = None,
+        fence: Fencing | None = None,
     ) -> Iterator[None]:
         """`Replica.transaction`, plus `fence=lease`: the hub applies the block's changes only
         while the lease's fencing token is current. A refused write is undone here too, and
@@ -651,7 +620,10 @@ class HubLink(Replica):
                 yield
             return
         if not self._coordination:
-            raise CrdtdocError("fenced writes need the async replica (crdtdoc.connect)")
+            raise CrdtdocError(
+                "a blocking replica fences with `with replica.commit(fence=...)`, which waits "
+                "for the hub's answer"
+            )
         if self._held is not None:
             raise CrdtdocError("a guarded write is still in flight; await replica.flush() first")
         self._begin_hold()
@@ -663,7 +635,7 @@ class HubLink(Replica):
             raise
         self._pending_fence = asyncio.get_running_loop().create_task(self._settle_fenced(fence))
 
-    async def _settle_fenced(self, fence: Lease) -> None:
+    async def _settle_fenced(self, fence: Fencing) -> None:
         try:
             await self._submit_hold(None, (), fence)
         except FencedOut as exc:
@@ -692,32 +664,57 @@ class HubLink(Replica):
         self._activity()
 
     async def _submit_hold(
-        self, expect: Version | None, on: Iterable[object], fence: Lease | None
+        self, expect: Version | None, on: Iterable[object], fence: Fencing | None
     ) -> None:
         """Sends the held updates as one guarded commit and settles them by the answer."""
+        try:
+            held, args = self._hold_request(expect, on, fence)
+            if args is None:
+                return
+            await self._request("commit", args)
+        except BaseException:
+            self._rollback_hold()  # refused, or the outcome is unknown: undo (a fresh id)
+            raise
+        self._settle_hold(held)
+
+    def _hold_request(
+        self, expect: Version | None, on: Iterable[object], fence: Fencing | None
+    ) -> tuple[list[bytes], dict[str, Any] | None]:
+        """The held updates and the `commit` request that submits them (None: nothing held,
+        and the hold is over)."""
         held = list(self._held or [])
         if not held:
             self._held = None
             self._log_pinned = False
-            return
+            return held, None
         args: dict[str, Any] = {"updates": held, "client": self.client_id}
         if expect is not None:
             args["expect"] = expect.to_bytes()
             args["on"] = sorted(artifact_names(on))
         if fence is not None:
             args["fence"] = {"name": fence.name, "token": fence.token}
-        try:
-            await self._request("commit", args)
-        except BaseException:
-            self._rollback_hold()  # refused, or the outcome is unknown: undo (a fresh id)
-            raise
+        limit = self.max_message_bytes
+        if limit is not None and sum(map(len, held)) > limit // 2:  # else small: not measured
+            size = len(encode_message(encode_extension(Request(0, "commit", args))))
+            if size > limit:
+                raise TooLarge(
+                    f"this write is {size:,} bytes as one message and the hub at {self.url} "
+                    f"accepts at most {limit:,} (its max_message_bytes); nothing was written: "
+                    "write it in smaller parts",
+                    1009,
+                )
+        return held, args
+
+    def _settle_hold(self, held: list[bytes]) -> None:
+        """The hub applied the `held` updates: they are journaled, and edits made while it
+        decided go on their way as usual."""
         later = (self._held or [])[len(held) :]
         self._held = None
         self._log_pinned = False
         for update in held:
             if self._journal is not None:
                 self._journal.append(update, sync=True)
-        for update in later:  # edits made while the hub decided: on their way as usual
+        for update in later:
             self._on_commit(update, True)
 
     def _raise_refused(self) -> None:
@@ -815,6 +812,40 @@ class ConnectedReplica(HubLink):
         with contextlib.suppress(CrdtdocError):
             await self._wait_until(lambda: self.synced, timeout, "no resync after a refusal")
         self._raise_refused()
+
+    @contextlib.asynccontextmanager
+    async def commit(
+        self,
+        expect: Version | str | None = None,
+        on: Iterable[object] = (),
+        *,
+        fence: Fencing | None = None,
+        note: str | None = None,
+    ) -> AsyncIterator[None]:
+        """A guarded commit decided by the hub: the block's changes travel as one update that
+        the hub applies only if no artifact in `on` (all when empty) changed since `expect`,
+        and only if `fence` (a lease) is still current. Otherwise nothing is applied anywhere,
+        this replica included, and `Conflict` / `FencedOut` is raised at the end of the block.
+        """
+        if isinstance(expect, str):
+            expect = Version.from_token(expect)
+        if expect is not None:
+            try:  # fail fast on what this replica already knows
+                self._check_fresh(expect, on)
+            except StaleRead as stale:
+                raise Conflict(str(stale), stale.changes) from None
+        lock = self._hold_lock = self._hold_lock or asyncio.Lock()
+        async with lock:
+            if self._pending_fence is not None:
+                await asyncio.shield(self._pending_fence)
+            self._begin_hold()
+            try:
+                with Replica.transaction(self, note=note):
+                    yield
+            except BaseException:
+                self._rollback_hold()
+                raise
+            await self._submit_hold(expect, on, fence)
 
     async def wait_for(self, version: Version | str, timeout: float | None = None) -> None:
         """Returns once this replica has everything in `version` (a `Version` or its token)."""

@@ -13,7 +13,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from crdtdoc.errors import (
     Conflict,
@@ -54,6 +54,25 @@ def reply_error(code: str, message: str, result: dict[str, Any]) -> CrdtdocError
         changes = result.get("changes")
         return Conflict(message, list(changes) if isinstance(changes, list) else [])
     return CrdtdocError(f"the hub refused the request ({code}): {message}")
+
+
+class Fencing(Protocol):
+    """What a fenced write names: a lease and the fencing token it was granted with."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def token(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Fence:
+    """A lease's name and fencing token, for a holder that keeps no `Lease` object across
+    calls (the command line: `--fence NAME:TOKEN`)."""
+
+    name: str
+    token: int
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,14 @@ class Hello:
 
 @dataclass(frozen=True, slots=True)
 class Welcome:
-    """Hub -> client, answering `Hello`: the room and what the hub has durably stored so far."""
+    """Hub -> client, answering `Hello`: the room, what the hub has durably stored so far, and
+    the largest message it accepts (None: not said), so a client refuses a bigger write at once
+    instead of sending what the hub would close the link over."""
 
     room: str
     durable: Version
     protocol: int = PROTOCOL_VERSION
+    max_message_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,8 @@ def encode_extension(message: ExtensionMessage) -> Extension:
             "room": message.room,
             "durable": message.durable.to_bytes(),
         }
+        if message.max_message_bytes is not None:
+            body["max_message_bytes"] = message.max_message_bytes
     elif isinstance(message, Durable):
         body = {"type": "durable", "version": message.version.to_bytes()}
         if message.store_error is not None:
@@ -118,10 +123,14 @@ def decode_extension(message: Extension) -> ExtensionMessage:
             raise InvalidMessage(f"hello: agent must be 1..{MAX_AGENT_NAME} characters")
         return Hello(agent, _field(body, "protocol", int))
     if kind == "welcome":
+        limit = body.get("max_message_bytes")
+        if limit is not None and (type(limit) is not int or limit <= 0):
+            raise InvalidMessage("welcome: field 'max_message_bytes' must be a positive int")
         return Welcome(
             _field(body, "room", str),
             _version(body, "durable"),
             _field(body, "protocol", int),
+            limit,
         )
     if kind == "durable":
         store_error = body.get("store_error")

@@ -26,6 +26,7 @@ def test_round_trips_through_the_message_layer() -> None:
     for message in (
         Hello("alice"),
         Welcome("room/1", r.version()),
+        Welcome("room/1", r.version(), max_message_bytes=1 << 20),
         Durable(r.version()),
         Durable(r.version(), store_error="database or disk is full"),
     ):
@@ -54,6 +55,18 @@ def _payload(body: object) -> Extension:
         (
             _payload({"type": "durable", "version": b"\x01\x00\x00", "store_error": 1}),
             "'store_error' must be str or nil",
+        ),
+        (
+            _payload(
+                {
+                    "type": "welcome",
+                    "room": "r",
+                    "durable": b"\x01\x00\x00",
+                    "protocol": 1,
+                    "max_message_bytes": -1,
+                }
+            ),
+            "'max_message_bytes' must be a positive int",
         ),
     ],
 )
