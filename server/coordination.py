@@ -39,12 +39,21 @@ MAX_WAIT = 600.0
 
 Key = tuple[str, str]  # (room, lease or sequence name)
 ExpiryHook = Callable[[str, str, str], Awaitable[None]]
+"""Called with (room, lease name, agent) when a lease expires without being released."""
 AbandonedHook = Callable[[str, str, str], bool]
 """(room, lease name, holder) -> whether the holder gave the lease's purpose up: a task claim
 whose record in the task list is gone (someone completed or reopened the task)."""
 CLAIM_GRACE_SECONDS = 10.0
 """A new claim lease is never judged abandoned: its record is written just after the grant."""
-"""Called with (room, lease name, agent) when a lease expires without being released."""
+
+
+def claim_abandoned(
+    hook: AbandonedHook | None, room: str, name: str, agent: str, held_for: float
+) -> bool:
+    """Whether a new acquire may free lease `name`, held by `agent` for `held_for` seconds: past
+    the grace, its claim record is gone (both coordinators ask this; the bare lease would refuse
+    every new claim, naming a holder no list shows)."""
+    return hook is not None and held_for > CLAIM_GRACE_SECONDS and hook(room, name, agent)
 
 
 MAX_LEASES_PER_AGENT = 1000
@@ -307,14 +316,9 @@ class Coordinator:
         lease = self._leases.get(key)
         if lease is not None and lease.owner == owner:  # already ours: extend it
             return await self._extend(key, lease, ttl, request_id)
-        if (
-            lease is not None
-            and self._abandoned is not None
-            and time.monotonic() - lease.granted > CLAIM_GRACE_SECONDS
-            and self._abandoned(room, name, lease.agent)
+        if lease is not None and claim_abandoned(
+            self._abandoned, room, name, lease.agent, time.monotonic() - lease.granted
         ):
-            # Its holder's claim is gone (the task was completed or reopened by another): the
-            # bare lease would refuse every new claim, naming a holder no list shows.
             log.info("claim lease freed", extra={"room": room, "lease": name, "agent": lease.agent})
             self._drop(key)
             await self._persist_drop(key, lease.token, lease.agent, expired=False)

@@ -201,6 +201,7 @@ class Hub:
             on_expire=self._lease_expired,
             poll_seconds=config.lease_poll_seconds,
             max_leases_per_agent=config.max_leases_per_agent,
+            abandoned=self._claim_abandoned,
         )
 
     def _watch_store(self, committer: GroupCommitter) -> None:

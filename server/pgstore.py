@@ -47,6 +47,9 @@ CREATE TABLE IF NOT EXISTS crdtdoc_leases (
     room text NOT NULL, name text NOT NULL, owner text NOT NULL, agent text NOT NULL,
     token bigint NOT NULL, expires_at timestamptz NOT NULL, PRIMARY KEY (room, name)
 );
+-- When the lease was granted (a claim's grace, see server.coordination.claim_abandoned); added
+-- after schema 1 shipped, so older tables gain it here, their rows counting as just granted.
+ALTER TABLE crdtdoc_leases ADD COLUMN IF NOT EXISTS granted_at timestamptz NOT NULL DEFAULT now();
 CREATE TABLE IF NOT EXISTS crdtdoc_fencing (
     room text NOT NULL, name text NOT NULL, token bigint NOT NULL, PRIMARY KEY (room, name)
 );

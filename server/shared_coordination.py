@@ -18,7 +18,8 @@ as on a single hub, then checks the remaining waiters for deadlock. The waiter's
 grant from a Redis message, or within `poll_seconds` by reading the table, so a lost message
 delays a hand-over but never loses it. Expired leases are swept every `poll_seconds` by whichever
 hub gets there first; the room lock makes sure one sweep runs the expiry hook (for task claims:
-the hub drops the claim).
+the hub drops the claim). A claim lease whose record is gone is freed by the next acquire, in its
+locked transaction, as on a single hub (`claim_abandoned`, its grace timed by `granted_at`).
 
 A waiter whose hub dies stays in the queue until its wait runs out; if the lease is handed to it
 first, the lease expires unrenewed after its TTL and moves on.
@@ -50,6 +51,7 @@ from server.coordination import (
     MAX_TTL,
     MAX_WAIT,
     MIN_TTL,
+    AbandonedHook,
     Caller,
     ExpiryHook,
     Key,
@@ -58,6 +60,7 @@ from server.coordination import (
     arg_int,
     arg_name,
     arg_number,
+    claim_abandoned,
     fence_refusal,
     find_cycle,
     ok_reply,
@@ -101,11 +104,13 @@ class SharedCoordinator:
         *,
         poll_seconds: float = 0.25,
         max_leases_per_agent: int = MAX_LEASES_PER_AGENT,
+        abandoned: AbandonedHook | None = None,
     ) -> None:
         self._max_leases = max_leases_per_agent
         self._store = store
         self._cluster = cluster
         self._on_expire = on_expire
+        self._abandoned = abandoned
         self._poll = poll_seconds
         self._waits: dict[int, _Wait] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -185,11 +190,7 @@ class SharedCoordinator:
         refusal: RequestError | None = None
         waiter_id = 0
         async with self._locked(room, effects) as db:
-            cur = await db.execute(
-                "SELECT owner, agent FROM crdtdoc_leases WHERE room = %s AND name = %s",
-                (room, name),
-            )
-            lease = await cur.fetchone()
+            lease = await _lease(db, room, name)
             if lease is not None and lease[0] == owner:  # already ours: extend it
                 cur = await db.execute(
                     "UPDATE crdtdoc_leases SET expires_at = now() + %s * interval '1 second' "
@@ -198,6 +199,10 @@ class SharedCoordinator:
                 )
                 row = await cur.fetchone()
                 return {"token": row[0] if row else 0, "ttl": ttl, "holder": agent}
+            if lease is not None and claim_abandoned(
+                self._abandoned, room, name, lease[1], lease[2]
+            ):
+                lease = await self._free_claim(db, room, name, lease[1], effects)
             cur = await db.execute(
                 "SELECT (SELECT count(*) FROM crdtdoc_leases WHERE agent = %s) + "
                 "(SELECT count(*) FROM crdtdoc_waiters WHERE agent = %s AND deadline > now())",
@@ -402,6 +407,16 @@ class SharedCoordinator:
 
     # -- transactions, hand-over, expiry ---------------------------------------------------
 
+    async def _free_claim(
+        self, db: AsyncConnection, room: str, name: str, agent: str, effects: _Effects
+    ) -> tuple[str, str, float] | None:
+        """Frees the claim lease `agent` holds, whose record is gone (the room is locked), for
+        the first waiter if any; returns the lease as it is now."""
+        log.info("claim lease freed", extra={"room": room, "lease": name, "agent": agent})
+        await db.execute("DELETE FROM crdtdoc_leases WHERE room = %s AND name = %s", (room, name))
+        await self._hand_over(db, room, name, effects)
+        return await _lease(db, room, name)
+
     @asynccontextmanager
     async def _locked(self, room: str, effects: _Effects) -> AsyncIterator[AsyncConnection]:
         """A transaction holding the room's coordination lock, with expired leases swept first;
@@ -506,11 +521,23 @@ async def _grant(
     row = await cur.fetchone()
     token = int(row[0]) if row else 0
     await db.execute(
-        "INSERT INTO crdtdoc_leases VALUES (%s, %s, %s, %s, %s, now() + %s * interval '1 second')",
+        "INSERT INTO crdtdoc_leases (room, name, owner, agent, token, expires_at, granted_at) "
+        "VALUES (%s, %s, %s, %s, %s, now() + %s * interval '1 second', clock_timestamp())",
         (room, name, owner, agent, token, ttl),
     )
     log.info("lease granted", extra={"room": room, "lease": name, "agent": agent, "token": token})
     return token
+
+
+async def _lease(db: AsyncConnection, room: str, name: str) -> tuple[str, str, float] | None:
+    """(owner, agent, seconds since the grant) of lease `name`, if held."""
+    cur = await db.execute(
+        "SELECT owner, agent, extract(epoch FROM clock_timestamp() - granted_at)::float "
+        "FROM crdtdoc_leases WHERE room = %s AND name = %s",
+        (room, name),
+    )
+    row = await cur.fetchone()
+    return (str(row[0]), str(row[1]), float(row[2])) if row is not None else None
 
 
 async def _holder(

@@ -4,11 +4,23 @@ PostgreSQL, raced by agents spread over three in-process hubs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import psycopg
+import pytest
 
 import crdtdoc
+import server.coordination
+from crdtdoc.artifacts.tasks import task_lease_name
+from crdtdoc.protocol.extension import Reply
+from server.cluster import Cluster
 from server.hub import Hub
+from server.pgstore import PostgresStore
+from server.shared_coordination import SharedCoordinator
 from tests.hubs import run, running_cluster
 from tests.server.test_cluster import FAST, seed_for
 from tests.services import RedisServer
@@ -177,5 +189,118 @@ def test_an_expired_task_claim_is_dropped_and_the_next_claim_gets_a_higher_token
             assert taken.token > claim.token
             await taken.release()
             await close_all([a, b])
+
+    run(body(), timeout=60)
+
+
+CLAIM = task_lease_name("board", "t1")
+ANYONE = SimpleNamespace(grant=None, identity=None)  # a connection to a hub without a secret
+
+
+@contextlib.asynccontextmanager
+async def coordinator_on(pg_url: str, abandoned: Any) -> AsyncIterator[SharedCoordinator]:
+    """A `SharedCoordinator` on `pg_url` whose lease table predates `granted_at` (the store's
+    migration adds it), with `abandoned` as its claim hook."""
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        db.execute(
+            "CREATE TABLE crdtdoc_leases (room text NOT NULL, name text NOT NULL, "
+            "owner text NOT NULL, agent text NOT NULL, token bigint NOT NULL, "
+            "expires_at timestamptz NOT NULL, PRIMARY KEY (room, name))"
+        )
+    store = PostgresStore(pg_url)
+    await store.open()
+    coordinator = SharedCoordinator(store, Cluster(None, store, dict), abandoned=abandoned)
+    try:
+        yield coordinator
+    finally:
+        await coordinator.close()
+        await store.close()
+
+
+async def claim(coordinator: SharedCoordinator, agent: str) -> Reply:
+    args = {"name": CLAIM, "ttl": 60, "client": 1}
+    return await coordinator.handle("room", ANYONE, agent, 1, "acquire", args)
+
+
+def test_a_shared_claim_lease_whose_claim_is_gone_is_freed_for_the_next_claimant(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """alice's claim record is gone (the hook says so) and the grace has passed: bob's claim
+    frees her lease and takes it with a higher fencing token."""
+    monkeypatch.setattr(server.coordination, "CLAIM_GRACE_SECONDS", 0.05)
+    asked: list[tuple[str, str, str]] = []
+
+    def abandoned(room: str, name: str, agent: str) -> bool:
+        asked.append((room, name, agent))
+        return True
+
+    async def body() -> None:
+        async with coordinator_on(pg_url, abandoned) as coordinator:
+            alice = await claim(coordinator, "alice")
+            assert alice.error is None, alice
+            await asyncio.sleep(0.2)
+            bob = await claim(coordinator, "bob")
+            assert bob.error is None, bob
+            assert bob.result["holder"] == "bob"
+            assert bob.result["token"] > alice.result["token"]
+            assert asked == [("room", CLAIM, "alice")]
+            listed = await coordinator.handle("room", ANYONE, "bob", 2, "leases", {})
+            assert [x["holder"] for x in listed.result["leases"]] == ["bob"]
+
+    run(body())
+
+
+def test_a_shared_claim_lease_is_kept_within_its_grace_or_while_its_claim_exists(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bob is refused, alice named, while her lease is new (its record may not be written yet)
+    and, after the grace, while the hook still finds her claim."""
+    claim_gone = True
+
+    async def body() -> None:
+        nonlocal claim_gone
+        async with coordinator_on(pg_url, lambda room, name, agent: claim_gone) as coordinator:
+            alice = await claim(coordinator, "alice")
+            assert alice.error is None, alice
+            within_grace = await claim(coordinator, "bob")
+            assert (within_grace.error, within_grace.result) == ("held", {"holder": "alice"})
+            assert "held by alice" in within_grace.message
+            monkeypatch.setattr(server.coordination, "CLAIM_GRACE_SECONDS", 0.05)
+            await asyncio.sleep(0.2)
+            claim_gone = False
+            still_claimed = await claim(coordinator, "bob")
+            assert (still_claimed.error, still_claimed.result) == ("held", {"holder": "alice"})
+            listed = await coordinator.handle("room", ANYONE, "alice", 2, "leases", {})
+            assert listed.result["leases"][0]["token"] == alice.result["token"]
+
+    run(body())
+
+
+def test_a_claim_completed_and_reopened_on_another_hub_does_not_lock_the_task(
+    pg_url: str, redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hubs wire their rooms' task lists in as the hook: agent0 claims on one hub, agent1
+    completes and reopens the task on another, and agent2 then takes the claim."""
+    monkeypatch.setattr(server.coordination, "CLAIM_GRACE_SECONDS", 0.2)
+
+    async def body() -> None:
+        async with running_cluster(pg_url, redis.url, 2) as hubs:
+            holder, other, claimant = await agents_over(hubs, "claims", 3)
+            task = holder.tasks("board").add("ship")
+            lease = await holder.tasks("board").acquire(task, ttl=60)
+            await holder.flush()
+            await other.wait_for(holder.version(), timeout=10)
+            with pytest.raises(crdtdoc.AlreadyClaimed, match="agent0"):
+                await other.tasks("board").acquire(task, ttl=60)  # held, and claimed: refused
+            other.tasks("board").complete(task)
+            other.tasks("board").reopen(task)
+            await other.flush()
+            await asyncio.sleep(0.3)
+            await claimant.wait_for(other.version(), timeout=10)
+            assert claimant.tasks("board").get(task).claimants == []
+            mine = await claimant.tasks("board").acquire(task, ttl=60)  # freed, then granted
+            assert mine.token > lease.token
+            await mine.release()
+            await close_all([holder, other, claimant])
 
     run(body(), timeout=60)
