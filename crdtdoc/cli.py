@@ -445,9 +445,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options")
     bench.set_defaults(run=_bench)
 
-    from crdtdoc.agent_cli import add_commands, add_connection_options, add_version_options
+    from crdtdoc import artifact_cli, room_cli
+    from crdtdoc.agent_cli import add_connection_options, add_version_options
 
-    add_commands(commands)
+    artifact_cli.add_commands(commands)
+    room_cli.add_commands(commands)
     demo = commands.add_parser(
         "demo",
         help="see the failures crdtdoc prevents (well under a minute)",

@@ -9,56 +9,18 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from pycrdt import Doc, Text
 
 import crdtdoc
 from crdtdoc import EMBED, Replica
 from crdtdoc.client.connection import room_urls
 from crdtdoc.tokens import create_token
+from crdtdoc.versions import Version
+from tests.cli_support import cli, cli_hub, ok  # noqa: F401 (cli_hub: the fixture "hub")
 from tests.hubs import HubProcess
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    process = HubProcess(tmp_path_factory.mktemp("cli") / "hub.db")
-    url = process.start()
-    try:
-        yield url
-    finally:
-        process.stop()
-
-
-def cli(
-    hub: str,
-    *args: str,
-    agent: str = "alice",
-    room: str = "r",
-    stdin: str | None = None,
-    **settings: str,
-) -> subprocess.CompletedProcess[str]:
-    """Runs `crdtdoc ARGS` as `agent` in `room`; `settings`: more environment (CRDTDOC_...)."""
-    env = dict(os.environ, CRDTDOC_HUB=hub, CRDTDOC_ROOM=room, CRDTDOC_AGENT=agent, **settings)
-    return subprocess.run(
-        [sys.executable, "-m", "crdtdoc.cli", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
-    assert result.returncode == 0, result.stderr
-    data: dict[str, object] = json.loads(result.stdout)
-    assert "Traceback" not in result.stderr
-    return data
 
 
 def test_documents_write_as_minimal_diffs_and_guarded_writes_refuse_stale_reads(hub: str) -> None:
@@ -108,7 +70,9 @@ def test_documents_write_as_minimal_diffs_and_guarded_writes_refuse_stale_reads(
         room=room,
     )
     assert stale.returncode == 4
-    assert json.loads(stale.stdout)["error"] == "StaleRead"
+    assert (
+        json.loads(stale.stdout)["error"] == "Conflict"
+    )  # decided by the hub (a Conflict is a StaleRead)
     assert all("Change(" not in c for c in json.loads(stale.stdout)["changes"])
     assert "integers" in str(ok(cli(hub, "doc", "cat", "design", "--json", room=room))["text"])
     # Not there: exit 8; plain text output for people ends with the version.
@@ -176,7 +140,8 @@ def test_tasks_and_their_exit_codes(hub: str) -> None:
     done = ok(cli(hub, "tasks", "done", "backlog", task_id, "--json", room=room))
     assert done["task"]["status"] == "done"  # type: ignore[index]
     listed = ok(cli(hub, "tasks", "list", "backlog", "--json", room=room))
-    assert [t["notes"] for t in listed["tasks"]] == [[{"agent": "alice", "text": "started"}]]  # type: ignore[union-attr, index]
+    notes = [[(n["agent"], n["text"]) for n in t["notes"]] for t in listed["tasks"]]
+    assert notes == [[("alice", "started")]]  # type: ignore[union-attr, index]
 
 
 def test_twenty_claim_races_from_the_command_line_each_have_exactly_one_winner(
@@ -457,3 +422,29 @@ def test_changes_wait_blocks_until_another_agent_changes_something(hub: str) -> 
     quiet = ok(cli(hub, "changes", "--wait", "0.5", "--json", room=room))
     assert quiet["changes"] == []
     assert cli(hub, "changes", room=room).returncode == 2  # neither --since nor --wait
+
+
+def test_a_guarded_add_prints_a_version_that_holds_the_new_task(hub: str) -> None:
+    """`tasks add --expect` printed the version from before its own write (the write was
+    still open when it printed): a token pasted to another agent did not contain the task."""
+    room = "guarded-add"
+    start = str(ok(cli(hub, "version", "--json", room=room))["version"])
+    added = ok(
+        cli(hub, "tasks", "add", "backlog", "migrate", "--expect", start, "--json", room=room)
+    )
+    now = ok(cli(hub, "version", "--json", agent="bob", room=room))["version"]
+    assert Version.from_token(str(now)) <= Version.from_token(str(added["version"]))
+
+
+def test_a_write_too_large_for_the_hub_is_refused_at_once_and_stores_nothing(hub: str) -> None:
+    """A 1.3 MB `doc write` waited the whole --timeout and exited 3 (the hub closed the link
+    over it again and again); the hub's welcome says its limit, so it is refused at once."""
+    room = "large"
+    started = time.monotonic()
+    result = cli(hub, "doc", "write", "big", "--json", room=room, stdin="x" * 1_300_000)
+    assert result.returncode == 7, result.stderr
+    error = json.loads(result.stdout)
+    assert error["error"] == "TooLarge" and "max_message_bytes" in error["message"]
+    assert time.monotonic() - started < 15  # not the 30 s timeout
+    assert cli(hub, "doc", "cat", "big", room=room).returncode == 8  # nothing was stored
+    ok(cli(hub, "doc", "write", "big", "--json", room=room, stdin="x" * 100_000))

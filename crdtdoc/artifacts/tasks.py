@@ -26,6 +26,7 @@ hides the rest of the list.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import secrets
 import time
 from collections.abc import Iterable, Iterator
@@ -76,6 +77,10 @@ class Task:
         who = f" by {self.assignee}" if self.assignee else ""
         contested = f" (contested: {', '.join(self.claimants)})" if self.contested else ""
         return f"[{self.status}{who}{contested}] {self.id}: {self.title}"
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field as JSON-ready data (what the command line and the MCP server print)."""
+        return dataclasses.asdict(self)
 
 
 def task_lease_name(task_list: str, task_id: str) -> str:

@@ -69,9 +69,9 @@ def test_an_agent_name_with_a_lone_surrogate_is_refused() -> None:
 
 
 def test_the_command_line_refuses_a_file_that_is_not_utf8(tmp_path: Path) -> None:
-    from crdtdoc.agent_cli import _read_text
+    from crdtdoc.agent_cli import read_text
 
     latin = tmp_path / "latin1.txt"
     latin.write_bytes("caf\xe9 au lait".encode("latin-1"))
     with pytest.raises(InvalidValue, match=r"not UTF-8 text \(byte 0xe9 at offset 3\)"):
-        _read_text(str(latin))
+        read_text(str(latin))

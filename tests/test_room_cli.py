@@ -1,0 +1,77 @@
+"""`crdtdoc lease|watch|number` and fenced writes, through the real command against a real hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.cli_support import cli, cli_hub, ok  # noqa: F401 (cli_hub: the fixture "hub")
+
+
+def test_leases_from_the_shell_fence_a_paused_holder_out(hub: str) -> None:
+    """alice takes the deploy lease and writes under its fencing token; her lease runs out while
+    she is "paused"; bob takes it (a higher token); alice's late write under her old token is
+    refused by the hub (exit 4) and nothing of it is stored."""
+    room = "deploys"
+    token = int(
+        ok(cli(hub, "lease", "acquire", "deploy", "--ttl", "1", "--json", room=room))["token"]
+    )
+    fenced = f"deploy:{token}"
+    ok(cli(hub, "doc", "append", "log", "--fence", fenced, "--json", room=room, stdin="a1\n"))
+    held = cli(hub, "lease", "acquire", "deploy", "--json", agent="bob", room=room)
+    assert held.returncode == 5, held.stderr
+    assert json.loads(held.stdout)["holder"] == "alice"
+    again = ok(cli(hub, "lease", "acquire", "deploy", "--ttl", "1", "--json", room=room))
+    assert again["token"] == token  # the same agent asking again: still hers, renewed
+    listed = ok(cli(hub, "lease", "list", "--json", agent="carol", room=room))
+    assert [(e["name"], e["holder"]) for e in listed["leases"]] == [("deploy", "alice")]  # type: ignore[union-attr, index]
+    assert listed["leases"][0]["token"] is None  # type: ignore[index]  # not carol's to see
+    bobs = ok(
+        cli(hub, "lease", "acquire", "deploy", "--wait", "10", "--json", agent="bob", room=room)
+    )
+    assert int(str(bobs["token"])) > token  # alice's ran out while bob waited
+    late = cli(hub, "doc", "append", "log", "--fence", fenced, "--json", room=room, stdin="a2\n")
+    assert late.returncode == 4, late.stderr
+    assert json.loads(late.stdout)["error"] == "FencedOut"
+    renew = cli(hub, "lease", "renew", "deploy", str(token), "--json", room=room)
+    assert renew.returncode == 4 and json.loads(renew.stdout)["error"] == "LeaseLost"
+    bob_fence = f"deploy:{bobs['token']}"
+    ok(
+        cli(
+            hub,
+            "doc",
+            "append",
+            "log",
+            "--fence",
+            bob_fence,
+            "--json",
+            agent="bob",
+            room=room,
+            stdin="b1\n",
+        )
+    )
+    assert ok(cli(hub, "doc", "cat", "log", "--json", room=room))["text"] == "a1\nb1\n"
+    ok(cli(hub, "lease", "release", "deploy", str(bobs["token"]), "--json", agent="bob", room=room))
+    assert ok(cli(hub, "lease", "list", "--json", room=room))["leases"] == []
+    for bad in ("deploy", "deploy:x", ":3", "deploy:0"):
+        usage = cli(hub, "doc", "append", "log", "--fence", bad, room=room, stdin="x\n")
+        assert usage.returncode == 2 and "LEASE:TOKEN" in usage.stderr, usage.stderr
+
+
+def test_watch_since_a_token_misses_nothing_between_two_commands(hub: str) -> None:
+    room = "watched"
+    mark = ok(cli(hub, "version", "--json", room=room))["version"]
+    ok(cli(hub, "tasks", "add", "plan", "write the schema", "--json", agent="bob", room=room))
+    ok(cli(hub, "doc", "write", "notes", "--json", agent="carol", room=room, stdin="hello\n"))
+    out = subprocess.run(
+        [sys.executable, "-m", "crdtdoc.cli", "watch", "--since", str(mark), "--for", "1.5"],
+        env=dict(os.environ, CRDTDOC_HUB=hub, CRDTDOC_ROOM=room, CRDTDOC_AGENT="alice"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "bob added task" in out and "write the schema" in out, out
+    assert "carol" in out and "notes" in out, out
