@@ -11,6 +11,7 @@ conflicting values...) comes back as a tool error whose text says what happened 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -19,9 +20,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from crdtdoc.changes import Change
-from crdtdoc.client.connection import ConnectedReplica, connect, room_urls
+from crdtdoc.client.connection import ConnectedReplica, Keep, connect, room_urls
 from crdtdoc.client.coordination import Lease
-from crdtdoc.errors import CrdtdocError, NotConnected, SyncTimeout
+from crdtdoc.errors import CrdtdocError, FencedOut, NotConnected, SyncTimeout
 from crdtdoc.textmodel import EMBED
 from crdtdoc.versions import Version
 
@@ -35,6 +36,7 @@ class Session:
         self.last_look: Version = replica.version()
         self.last_read: dict[str, str] = {}  # document -> its text when this agent last read it
         self.claims: dict[tuple[str, str], Lease] = {}  # (list, task) -> the hub lease behind it
+        self.leases: dict[str, Lease] = {}  # leases the agent took with acquire_lease, by name
 
     def others_since_last_look(self) -> list[Change]:
         """What other agents changed since this agent last looked (`changes_since_last_look`)."""
@@ -48,6 +50,28 @@ class Session:
             return False
         await lease.release()
         return True
+
+    @asynccontextmanager
+    async def writing(self, fence: str | None = None) -> AsyncIterator[None]:
+        """Where a tool's writes happen. Connected, they travel as one guarded commit the hub
+        decides: refused at once if larger than the hub accepts, or (with `fence`, the name of
+        a lease this session holds) once that lease is no longer current, and undone here when
+        refused. Offline, they are kept here and sent when the hub answers."""
+        lease = None
+        if fence is not None:
+            lease = self.leases.get(fence)
+            if lease is None or not lease.held:
+                raise FencedOut(
+                    f"this session holds no lease {fence!r}"
+                    + (" any more (it was lost)" if lease is not None else "")
+                    + ": take it with acquire_lease first; nothing was written"
+                )
+        if lease is None and not self.replica.synced:
+            with self.replica.transaction():
+                yield
+            return
+        async with self.replica.commit(fence=lease):
+            yield
 
     async def written(self, what: str) -> str:
         """`what` happened, once the hub stored it: with the version that holds it. If the hub
@@ -66,6 +90,10 @@ class Session:
 
 ToolFn = Callable[..., Awaitable[str]]
 
+FENCE = (
+    " Pass `fence` (the name of a lease you took with acquire_lease) to have the hub refuse "
+    "the write once that lease is no longer yours."
+)
 CLAIM_TTL = 60.0
 """Seconds a claim outlives this server if it dies (while it lives, its lease renews itself)."""
 
@@ -151,36 +179,51 @@ def build_server(
         "Make a document read `text`: your changes to the text you last read with "
         "read_document are applied as small edits, so what others changed since (elsewhere in "
         "it) survives; if they changed the same place, nothing is written and you are asked to "
-        "read again. Keep each U+FFFC where it was: dropping one deletes that image."
+        "read again. Keep each U+FFFC where it was: dropping one deletes that image." + FENCE
     )
-    async def write_document(name: str, text: str) -> str:
+    async def write_document(name: str, text: str, fence: str | None = None) -> str:
         s = session()
         doc = s.replica.document(name)
         before = doc.read().count(EMBED)
-        doc.write(text, base=s.last_read.get(name))
+        async with s.writing(fence):
+            doc.write(text, base=s.last_read.get(name))
         s.last_read[name] = text  # what the agent now knows (others' changes it has not read)
         dropped = before - doc.read().count(EMBED)
         embeds = f"; deleted {dropped} embed(s) (images)" if dropped > 0 else ""
         return await s.written(f"wrote {name} ({len(text)} characters{embeds})")
 
-    @tool("Replace one unique occurrence of `old` with `new` in a document.")
-    async def edit_document(name: str, old: str, new: str) -> str:
+    @tool("Replace one unique occurrence of `old` with `new` in a document." + FENCE)
+    async def edit_document(name: str, old: str, new: str, fence: str | None = None) -> str:
         s = session()
-        s.replica.document(name).replace(old, new)
+        async with s.writing(fence):
+            s.replica.document(name).replace(old, new)
         seen = s.last_read.pop(name, None)
         if seen is not None and seen.count(old) == 1:  # the agent knows its own edit
             s.last_read[name] = seen.replace(old, new)
         return await s.written(f"replaced in {name}")
+
+    @tool("Add `text` at the end of a document (others' concurrent additions are kept)." + FENCE)
+    async def append_document(name: str, text: str, fence: str | None = None) -> str:
+        s = session()
+        async with s.writing(fence):
+            s.replica.document(name).append(text)
+        seen = s.last_read.pop(name, None)
+        if seen is not None and s.replica.document(name).read() == seen + text:
+            s.last_read[name] = seen + text  # nobody else wrote: the agent knows the text
+        return await s.written(f"appended {len(text)} characters to {name}")
 
     @tool("Tasks of a task list, one per line: id, status, assignee, title.")
     async def list_tasks(name: str, status: str | None = None) -> str:
         tasks = session().replica.tasks(name).list(status=status)
         return "\n".join(t.describe() for t in tasks) or "no tasks"
 
-    @tool("Add a task; returns its id.")
-    async def add_task(name: str, title: str, description: str = "") -> str:
+    @tool("Add a task; returns its id." + FENCE)
+    async def add_task(
+        name: str, title: str, description: str = "", fence: str | None = None
+    ) -> str:
         s = session()
-        task_id = s.replica.tasks(name).add(title, description)
+        async with s.writing(fence):
+            task_id = s.replica.tasks(name).add(title, description)
         return await s.written(f"added task {task_id}")
 
     @tool(
@@ -206,7 +249,8 @@ def build_server(
     @tool("Mark a task done, optionally with a note (your claim on it ends).")
     async def complete_task(name: str, task_id: str, note: str | None = None) -> str:
         s = session()
-        s.replica.tasks(name).complete(task_id, note)
+        async with s.writing():
+            s.replica.tasks(name).complete(task_id, note)
         await s.unclaim(name, task_id)
         return await s.written(f"completed {task_id}")
 
@@ -216,21 +260,7 @@ def build_server(
     )
     async def show_task(name: str, task_id: str) -> str:
         task = session().replica.tasks(name).get(task_id)
-        return json.dumps(
-            {
-                "id": task.id,
-                "title": task.title,
-                "description": task.description,
-                "status": task.status,
-                "assignee": task.assignee,
-                "claimants": task.claimants,
-                "completed_by": task.completed_by,
-                "notes": [{"agent": n.agent, "text": n.text} for n in task.notes],
-                "labels": task.labels,
-                "depends_on": task.depends_on,
-            },
-            ensure_ascii=False,
-        )
+        return json.dumps(task.to_json(), ensure_ascii=False)
 
     @tool("Open tasks whose dependencies are all done: what can be started now.")
     async def ready_tasks(name: str) -> str:
@@ -240,7 +270,8 @@ def build_server(
     @tool("Make a done task open again (its completions and claims are removed).")
     async def reopen_task(name: str, task_id: str) -> str:
         s = session()
-        s.replica.tasks(name).reopen(task_id)
+        async with s.writing():
+            s.replica.tasks(name).reopen(task_id)
         await s.unclaim(name, task_id)  # reopening removes every claim, ours included
         return await s.written(f"reopened {task_id}")
 
@@ -251,6 +282,50 @@ def build_server(
     async def next_number(sequence: str) -> str:
         return str(await session().replica.next_number(sequence))
 
+    @tool(
+        "Take an exclusive lease (a deploy, a migration, a file) through the hub: of agents "
+        "racing for it exactly one gets it, with a fencing token; others get an error naming "
+        "the holder, or wait up to `wait` seconds in a fair queue. It renews itself while this "
+        "session lives and lasts `ttl` seconds after that. Pass its name as `fence` to writes."
+    )
+    async def acquire_lease(name: str, ttl: float = 60.0, wait: float = 0.0) -> str:
+        s = session()
+        held = s.leases.get(name)
+        if held is not None and held.held:
+            return f"lease {name} is already yours; fencing token {held.token}"
+        lease = await s.replica.acquire(name, ttl=ttl, wait=max(0.0, min(wait, 300.0)))
+        s.leases[name] = lease
+        return f"acquired lease {name}; fencing token {lease.token}; it is yours alone"
+
+    @tool("Give a lease back (one you took with acquire_lease).")
+    async def release_lease(name: str) -> str:
+        s = session()
+        lease = s.leases.pop(name, None)
+        if lease is None:
+            raise CrdtdocError(f"this session holds no lease {name!r}")
+        await lease.release()
+        return f"released lease {name}"
+
+    @tool("Every lease held in the room, as JSON: who holds it, time left, who waits for it.")
+    async def list_leases() -> str:
+        leases = await session().replica.leases()
+        return json.dumps([dataclasses.asdict(lease) for lease in leases], ensure_ascii=False)
+
+    @tool(
+        "Tell the other agents what you are doing: a short status, and optionally the task "
+        "you work on (task='' clears it). Shown by list_peers and `crdtdoc peers`."
+    )
+    async def set_status(status: str, task: str | None = None) -> str:
+        s = session()
+        s.replica.set_presence(status, Keep.KEEP if task is None else (task or None))
+        return f"status set to {status!r}" + (f" on {task}" if task else "")
+
+    @tool("Who else is in the room now, as JSON: agent, status, task.")
+    async def list_peers() -> str:
+        peers = session().replica.peers()
+        shown = [{"agent": p.agent, "status": p.status, "task": p.task} for p in peers]
+        return json.dumps(shown, ensure_ascii=False)
+
     @tool("The room's artifacts (documents, task lists, specs, maps) and their kinds, as JSON.")
     async def list_artifacts() -> str:
         return json.dumps(session().replica.artifacts(), ensure_ascii=False)
@@ -258,7 +333,8 @@ def build_server(
     @tool("Add a note to a task (notes are never lost or overwritten).")
     async def note_task(name: str, task_id: str, text: str) -> str:
         s = session()
-        s.replica.tasks(name).note(task_id, text)
+        async with s.writing():
+            s.replica.tasks(name).note(task_id, text)
         return await s.written(f"noted on {task_id}")
 
     @tool(
@@ -270,9 +346,11 @@ def build_server(
 
     @tool(
         "Set a spec member to a JSON value (`value_json`, e.g. '\"str\"' or "
-        "'42'). Use it to resolve a conflict too."
+        "'42'). Use it to resolve a conflict too." + FENCE
     )
-    async def set_spec_member(name: str, member: str, value_json: str) -> str:
+    async def set_spec_member(
+        name: str, member: str, value_json: str, fence: str | None = None
+    ) -> str:
         s = session()
         try:
             value = json.loads(value_json)
@@ -280,13 +358,15 @@ def build_server(
             raise CrdtdocError(
                 f"value_json is not JSON ({exc}); quote strings: '\"text\"'"
             ) from None
-        s.replica.spec(name).set(member, value)
+        async with s.writing(fence):
+            s.replica.spec(name).set(member, value)
         return await s.written(f"set {name}.{member}")
 
     @tool("Freeze a spec: later changes to it are refused (agree on an interface, then freeze).")
     async def freeze_spec(name: str) -> str:
         s = session()
-        s.replica.spec(name).freeze()
+        async with s.writing():
+            s.replica.spec(name).freeze()
         return await s.written(f"froze {name}")
 
     @tool("The version token of everything this agent has seen now.")

@@ -242,3 +242,60 @@ def test_numbers_artifacts_whole_tasks_and_freezing(hub: str) -> None:
             assert quiet == "nothing changed"
 
     run(body(), timeout=120)
+
+
+def test_leases_fence_writes_and_presence_over_mcp(hub: str) -> None:
+    """alice takes the deploy lease and writes under it; bob is told she holds it, then waits
+    for it in the queue and gets it when she gives it back; a write fenced with a lease the
+    session does not hold is refused and writes nothing; status shows in list_peers."""
+
+    async def body() -> None:
+        async with agent_session(hub, "alice") as alice, agent_session(hub, "bob") as bob:
+            error, text = await call(alice, "acquire_lease", name="deploy", ttl=30)
+            assert not error and "fencing token" in text, text
+            error, text = await call(
+                alice, "append_document", name="log", text="a1\n", fence="deploy"
+            )
+            assert not error, text
+            error, text = await call(bob, "acquire_lease", name="deploy")
+            assert error and "held by alice" in text, text
+            error, text = await call(
+                bob, "append_document", name="log", text="b0\n", fence="deploy"
+            )
+            assert error and "FencedOut" in text and "acquire_lease" in text, text
+            leases = json.loads((await call(bob, "list_leases"))[1])
+            assert [(e["name"], e["holder"]) for e in leases] == [("deploy", "alice")]
+            waiting = asyncio.ensure_future(call(bob, "acquire_lease", name="deploy", wait=20))
+            await asyncio.sleep(0.5)
+            error, text = await call(alice, "release_lease", name="deploy")
+            assert not error, text
+            error, text = await waiting
+            assert not error and "acquired" in text, text
+            error, text = await call(
+                bob, "append_document", name="log", text="b1\n", fence="deploy"
+            )
+            assert not error, text
+            await call(alice, "wait_for", token=text.rsplit("version ", 1)[1])
+            assert (await call(alice, "read_document", name="log"))[1] == "a1\nb1\n"
+            error, text = await call(alice, "set_status", status="reviewing", task="t1")
+            assert not error, text
+            error, text = await call(alice, "set_status", status="x" * 201)
+            assert error and "at most 200" in text, text
+            for _ in range(50):
+                peers = json.loads((await call(bob, "list_peers"))[1])
+                if any(p["status"] == "reviewing" for p in peers):
+                    break
+                await asyncio.sleep(0.1)
+            assert {"agent": "alice", "status": "reviewing", "task": "t1"} in peers, peers
+
+    run(body(), timeout=120)
+
+
+def test_a_write_too_large_for_the_hub_is_refused_at_once_over_mcp(hub: str) -> None:
+    async def body() -> None:
+        async with agent_session(hub, "alice") as alice:
+            error, text = await call(alice, "write_document", name="big", text="x" * 1_300_000)
+            assert error and "TooLarge" in text and "nothing was written" in text, text[:300]
+            assert (await call(alice, "read_document", name="big"))[1] == ""
+
+    run(body(), timeout=60)

@@ -30,7 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from crdtdoc.client.backoff import Backoff
 from crdtdoc.client.coordination import Fencing, Lease, LeaseInfo, reply_error
 from crdtdoc.client.journal import Journal, read_journal
-from crdtdoc.client.presence import Presence, parse_presence, presence_state
+from crdtdoc.client.presence import Presence, check_presence, parse_presence, presence_state
 from crdtdoc.errors import (
     AuthError,
     Conflict,
@@ -265,7 +265,12 @@ class HubLink(Replica):
 
     def set_presence(self, status: str | None = None, task: str | Keep | None = Keep.KEEP) -> None:
         """Changes what this agent publishes about itself: its status, and its current task
-        (`task=None` clears it; leaving `task` out keeps it)."""
+        (`task=None` clears it; leaving `task` out keeps it). Raises `InvalidValue` for a
+        status or task that is not a str of at most 200 characters."""
+        check_presence(
+            self._status if status is None else status,
+            None if isinstance(task, Keep) else task,
+        )
         if status is not None:
             self._status = status
         if not isinstance(task, Keep):

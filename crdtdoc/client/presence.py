@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from crdtdoc.errors import InvalidValue
+
 
 @dataclass(frozen=True)
 class Presence:
@@ -21,6 +23,24 @@ class Presence:
     task: str | None = None
     state: dict[str, Any] = field(default_factory=dict)  # the full awareness state
     last_seen: float | None = None  # Unix time this client's presence was last renewed
+
+
+MAX_STATUS_CHARS = 200
+"""Longest status or task name an agent may publish (presence travels to every peer often)."""
+
+
+def check_presence(status: object, task: object) -> None:
+    """Raises `InvalidValue` unless `status` is a str and `task` a str or None, each at most
+    `MAX_STATUS_CHARS` characters: the one rule every way of setting presence uses."""
+    for what, value in (("status", status), ("task", task)):
+        if value is None and what == "task":
+            continue
+        if not isinstance(value, str):
+            raise InvalidValue(f"a presence {what} is a str, not {type(value).__name__}")
+        if len(value) > MAX_STATUS_CHARS:
+            raise InvalidValue(
+                f"a presence {what} is at most {MAX_STATUS_CHARS} characters ({len(value)} given)"
+            )
 
 
 def presence_state(agent: str, status: str, task: str | None) -> str:
