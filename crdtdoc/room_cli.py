@@ -1,5 +1,5 @@
-"""`crdtdoc changes|watch|number|lease|peers|artifacts`: what happens in a room, and the hub's
-coordination (unique numbers, leases with fencing tokens) from the shell.
+"""`crdtdoc changes|watch|number|lease|status|peers|artifacts`: what happens in a room, and
+the hub's coordination (unique numbers, leases with fencing tokens, kept statuses) from the shell.
 
 A lease taken here belongs to the agent, not to the process: any later command of the same agent
 may renew or release it with its fencing token, and `--fence LEASE:TOKEN` on a write makes the hub
@@ -110,10 +110,48 @@ def _peers(args: argparse.Namespace) -> int:
         while time.monotonic() < deadline and not r.peers():
             time.sleep(0.05)
             r.poll()
-        peers = [{"agent": p.agent, "status": p.status, "task": p.task} for p in r.peers()]
-        lines = [f"{p['agent']}  {p['status'] or '-'}  {p['task'] or '-'}" for p in peers]
+        present = r.peers()
+        peers = [
+            {"agent": p.agent, "status": p.status, "task": p.task, "until": p.until}
+            for p in present
+        ]
+        lines = [
+            f"{p.agent}  {p.status or '-'}  {p.task or '-'}"
+            + (f"  (until {_clock(p.until)})" if p.until else "")
+            for p in present
+        ]
         print_result(args, r, {"peers": peers, "lines": lines or ["nobody else is here"]})
     return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    """Shows the agent with a status (and task) for `--for` seconds after the command ends: the
+    hub keeps it, as an agent that runs one command at a time is never connected for long."""
+    if args.clear == (args.status is not None):
+        raise BadUsage("pass a STATUS to show, or --clear (not both)")
+    with connected_replica(args) as r:
+        request = {"status": args.status, "task": args.task, "ttl": args.seconds}
+        ttl = float(r.request("status", request)["ttl"])
+        shown: dict[str, Any]
+        if args.status is None:
+            shown = {"status": None, "lines": ["status cleared"]}
+        else:
+            until = time.time() + ttl
+            line = f"{args.agent or r.agent}: {args.status}" + (
+                f" on {args.task}" if args.task else ""
+            )
+            shown = {
+                "status": args.status,
+                "task": args.task,
+                "until": until,
+                "lines": [f"{line} (until {_clock(until)})"],
+            }
+        print_result(args, r, shown)
+    return 0
+
+
+def _clock(unix: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(unix))
 
 
 def _lease(args: argparse.Namespace) -> int:
@@ -211,6 +249,26 @@ def add_commands(commands: Commands) -> None:
         "Who else is in the room, with their status and task.",
         _peers,
     )
+
+    s = command(
+        "status",
+        "show the others what you are doing (kept by the hub after the command ends)",
+        "Show the other agents a status, and the task you work on, in `crdtdoc peers`, the MCP "
+        "server's list_peers and Yjs editors. The hub keeps it for --for seconds after this "
+        "command ends (setting it again replaces it); --clear removes it.",
+        _status,
+    )
+    s.add_argument("status", nargs="?", help="a short status, e.g. 'reviewing the schema'")
+    s.add_argument("--task", help="the task you work on")
+    s.add_argument(
+        "--for",
+        dest="seconds",
+        type=seconds_between(1.0, 86400.0),
+        default=600.0,
+        metavar="SECONDS",
+        help="how long it shows (1 to 86400; default 600)",
+    )
+    s.add_argument("--clear", action="store_true", help="remove your status")
 
     lease = group(
         "lease",

@@ -6,17 +6,31 @@ A connection changes only the presence entries it published (or ones nobody hold
 `MAX_AWARENESS_CLIENTS_PER_PEER` of them; when a local client's presence ends, its entry is
 dropped (relayed as removed, then forgotten). Entries from other hubs are taken unless a client
 here holds the id, and expire when their hub stops renewing them.
+
+A *kept status* (`keep_status`) is presence the hub holds on an agent's behalf for a set time,
+for agents that run one command at a time (`crdtdoc status`): one entry per agent, under a client
+id no Yjs client uses (above 2**32), stamped with the agent's authenticated name, renewed by the
+hub so Yjs editors do not time it out, removed when its time ends or the agent clears it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
 
-from crdtdoc.errors import CrdtdocError, InvalidMessage, RateLimited
-from crdtdoc.protocol.awareness import AwarenessEntry, decode_awareness, encode_awareness
+from crdtdoc.errors import CrdtdocError, InvalidMessage, InvalidValue, RateLimited
+from crdtdoc.protocol.awareness import (
+    AwarenessEntry,
+    check_presence,
+    decode_awareness,
+    encode_awareness,
+    presence_state,
+)
+from crdtdoc.protocol.extension import Reply, Request
 from crdtdoc.protocol.messages import Awareness, encode_message
+from server.coordination import RequestError, arg_number
 from server.limits import RateLimits
 from server.peer import Peer
 
@@ -26,6 +40,14 @@ MAX_AWARENESS_CLIENTS_PER_PEER = 16
 """Awareness client ids one connection may publish (a Yjs provider uses one)."""
 HOLD_SECONDS = 0.5
 """How long presence over a connection's rate waits before it is tried again (the newest only)."""
+KEPT_CLIENT_IDS = 1 << 32
+"""Awareness client ids from here up are the hub's kept statuses (Yjs clients use 32 bits)."""
+MAX_KEPT_SECONDS = 86400.0
+"""Longest time a kept status lasts unless set again."""
+MAX_KEPT_STATUSES = 256
+"""Kept statuses one room holds (one per agent)."""
+KEPT_RENEW_SECONDS = 15.0
+"""How often a kept status is sent again (y-protocols clients drop a state after 30 s)."""
 
 Broadcast = Callable[[bytes, "Peer | None"], None]
 """Sends a message to every peer of the room but the one given."""
@@ -57,6 +79,7 @@ class RoomPresence:
         self._wall_clock = wall_clock
         self._call_later = call_later
         self._held: dict[Peer, bytes] = {}  # the newest message of a peer over its rate
+        self.kept: dict[int, float] = {}  # client id of a kept status -> Unix time it ends
 
     def present(self) -> list[AwarenessEntry]:
         return [e for e in self.entries.values() if not e.removed]
@@ -90,6 +113,8 @@ class RoomPresence:
                 return
         accepted = []
         for entry in entries:
+            if entry.client >= KEPT_CLIENT_IDS:
+                continue  # reserved for statuses the hub keeps: no connection may publish them
             current = self.entries.get(entry.client)
             if (
                 current is not None
@@ -140,6 +165,75 @@ class RoomPresence:
                 gone.append(AwarenessEntry(client, entry.clock + 1, "null"))
                 self._forget(client)
         self._tell(gone, exclude=peer)
+
+    def keep_status(self, agent: str, status: str | None, task: str | None, ttl: float) -> int:
+        """Publishes `agent`'s status (and task) for `ttl` seconds on its behalf, replacing its
+        previous kept status; `status=None` clears it. Returns the entry's client id. Raises
+        `RateLimited` when the room holds `MAX_KEPT_STATUSES` others already."""
+        client = kept_client_id(agent)
+        current = self.entries.get(client)
+        if status is None:
+            if client in self.kept:
+                self._end_kept(client)
+            return client
+        if client not in self.kept and len(self.kept) >= MAX_KEPT_STATUSES:
+            raise RateLimited(f"this room keeps {MAX_KEPT_STATUSES} statuses already")
+        until = self._wall_clock() + ttl
+        clock = max(current.clock + 1 if current is not None else 0, int(self._wall_clock()))
+        entry = AwarenessEntry(client, clock, presence_state(agent, status, task, until))
+        self.entries[client] = entry
+        self.seen[client] = self._wall_clock()
+        self.kept[client] = until
+        self._tell([entry], exclude=None)
+        if self._call_later is not None:
+            self._call_later(min(ttl, KEPT_RENEW_SECONDS), lambda: self._renew_kept(client, clock))
+        return client
+
+    def status_request(self, peer: Peer, request: Request) -> Reply:
+        """Answers `status` ({"status": str | None, "task": str | None, "ttl": seconds}): the
+        caller's agent (its authenticated name) shows with that status until the time is up;
+        None clears it. Refused for read-only tokens, as their presence is."""
+        if peer.grant is not None and peer.grant.read_only:
+            return Reply(request.id, {}, "forbidden", "a read-only token cannot publish presence")
+        args = request.args
+        status, task = args.get("status"), args.get("task")
+        try:
+            ttl = arg_number(args, "ttl", 1.0, MAX_KEPT_SECONDS, default=600.0)
+            if status is not None:
+                check_presence(status, task)
+            client = self.keep_status(str(peer.agent), status, task, ttl)
+        except RequestError as exc:
+            return Reply(request.id, {}, exc.code, str(exc))
+        except (InvalidValue, RateLimited) as exc:
+            code = "rate_limited" if isinstance(exc, RateLimited) else "invalid"
+            return Reply(request.id, {}, code, str(exc))
+        return Reply(request.id, {"client": client, "ttl": ttl if status is not None else 0.0})
+
+    def _renew_kept(self, client: int, clock: int) -> None:
+        """Sends a kept status again (a newer clock, the same state), or ends it when its time
+        is up; does nothing once it was replaced or cleared (`clock` is no longer current)."""
+        entry = self.entries.get(client)
+        if entry is None or entry.clock != clock or client not in self.kept:
+            return
+        left = self.kept[client] - self._wall_clock()
+        if left <= 0.05:
+            self._end_kept(client)
+            return
+        renewed = AwarenessEntry(client, clock + 1, entry.state)
+        self.entries[client] = renewed
+        self.seen[client] = self._wall_clock()
+        self._tell([renewed], exclude=None)
+        if self._call_later is not None:
+            self._call_later(
+                min(left, KEPT_RENEW_SECONDS), lambda: self._renew_kept(client, clock + 1)
+            )
+
+    def _end_kept(self, client: int) -> None:
+        entry = self.entries.get(client)
+        self.kept.pop(client, None)
+        self._forget(client)
+        if entry is not None and not entry.removed:
+            self._tell([AwarenessEntry(client, entry.clock + 1, "null")], exclude=None)
 
     def _forget(self, client: int) -> None:
         """A local client's presence ended: nothing is kept, so memory follows who is present,
@@ -198,7 +292,7 @@ class RoomPresence:
         if message is not None:
             self._broadcast(message, None)
 
-    def _tell(self, entries: list[AwarenessEntry], exclude: Peer) -> None:
+    def _tell(self, entries: list[AwarenessEntry], exclude: Peer | None) -> None:
         """Relays changes of this hub's clients to the room's other peers and other hubs."""
         message = self.message(entries)
         if message is None:
@@ -213,3 +307,10 @@ def _newer(entry: AwarenessEntry, current: AwarenessEntry) -> bool:
     return entry.clock > current.clock or (
         entry.clock == current.clock and entry.removed and not current.removed
     )
+
+
+def kept_client_id(agent: str) -> int:
+    """The awareness client id of `agent`'s kept status: from 2**32 up (Yjs clients pick 32-bit
+    ids), so it never collides with a connected client's own."""
+    digest = hashlib.sha256(agent.encode("utf-8", "surrogatepass")).digest()
+    return KEPT_CLIENT_IDS + int.from_bytes(digest[:5], "big")

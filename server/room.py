@@ -355,6 +355,9 @@ class Room:
         if exceeded:  # answered, not closed: the agent may retry after a pause
             self._reply(peer, Reply(ext.id, {}, "rate_limited", f"{exceeded}; retry later"))
             return
+        if ext.op == "status":  # a status the hub keeps for an agent between its commands
+            self._reply(peer, self.presence.status_request(peer, ext))
+            return
         if ext.op == "commit" and self.cluster is None:
             # decided now, atomically for the room
             self._reply(peer, self.guarded.commit(peer, ext))
@@ -393,7 +396,8 @@ class Room:
         self.presence.expire_remote(now, timeout)
 
     def _local_awareness_clients(self) -> set[int]:
-        return {client for peer in self.peers for client in peer.awareness_clients}
+        local = {client for peer in self.peers for client in peer.awareness_clients}
+        return local | set(self.presence.kept)
 
     def _resync_messages(self, peer: Peer) -> list[bytes]:
         """What a peer whose queue was dropped needs: the whole state (as a sync step 2: the

@@ -44,3 +44,21 @@ def test_readme_mcp_configuration_names_a_real_command() -> None:
     assert server["command"] == "crdtdoc"
     args = build_parser().parse_args(server["args"])
     assert (args.hub, args.room, args.agent) == ("ws://127.0.0.1:8765", "project-x", "alice")
+
+
+def test_readme_exit_code_table_and_mcp_tool_list_match_the_code() -> None:
+    """Every exit code the command line gives has a row, and every row a code; every MCP tool
+    is listed, and nothing listed is missing."""
+    import asyncio
+
+    from crdtdoc.agent_cli import EXIT_CODES
+    from crdtdoc.mcp_server import build_server
+
+    text = README.read_text()
+    rows = {int(code) for code in re.findall(r"^\| (\d+) \| ", text, re.M)}
+    assert rows == {0, 1, 130, 141} | {code for _, code in EXIT_CODES}
+    section = text[text.index("## For MCP-capable agents") : text.index("Writes answer once")]
+    listed = set(re.findall(r"`([a-z_]+)`", section)) - {"crdtdoc", "fence"}
+    server = build_server("ws://127.0.0.1:9", "r", "alice", None)
+    tools = {tool.name for tool in asyncio.run(server.list_tools())}
+    assert listed == tools, (listed - tools, tools - listed)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 from tests.cli_support import cli, cli_hub, ok  # noqa: F401 (cli_hub: the fixture "hub")
 
@@ -75,3 +76,35 @@ def test_watch_since_a_token_misses_nothing_between_two_commands(hub: str) -> No
     ).stdout
     assert "bob added task" in out and "write the schema" in out, out
     assert "carol" in out and "notes" in out, out
+
+
+def test_a_status_set_by_one_command_shows_in_peers_after_it_ended(hub: str) -> None:
+    """An agent that runs one command at a time is never connected for long: the hub keeps its
+    status for --for seconds, under its own name, until it clears it."""
+    room = "status"
+    set_ = ok(
+        cli(
+            hub,
+            "status",
+            "reviewing the schema",
+            "--task",
+            "t1",
+            "--for",
+            "60",
+            "--json",
+            room=room,
+        )
+    )
+    assert set_["status"] == "reviewing the schema" and set_["task"] == "t1"
+    peers = ok(cli(hub, "peers", "--json", agent="bob", room=room))["peers"]
+    kept = [p for p in peers if p["agent"] == "alice"]  # type: ignore[union-attr, index]
+    assert len(kept) == 1 and kept[0]["status"] == "reviewing the schema", peers
+    assert kept[0]["task"] == "t1" and kept[0]["until"] > time.time() + 50
+    text = cli(hub, "peers", agent="bob", room=room).stdout
+    assert "alice  reviewing the schema  t1  (until " in text, text
+    ok(cli(hub, "status", "--clear", "--json", room=room))
+    peers = ok(cli(hub, "peers", "--json", agent="bob", room=room))["peers"]
+    assert not [p for p in peers if p["agent"] == "alice"], peers  # type: ignore[union-attr, index]
+    for args in ((), ("busy", "--clear")):
+        assert cli(hub, "status", *args, room=room).returncode == 2
+    assert cli(hub, "status", "x" * 201, room=room).returncode == 1

@@ -10,7 +10,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from crdtdoc.errors import InvalidValue
+from crdtdoc.protocol.awareness import MAX_STATUS_CHARS, check_presence, presence_state
+
+__all__ = ["MAX_STATUS_CHARS", "Presence", "check_presence", "parse_presence", "presence_state"]
 
 
 @dataclass(frozen=True)
@@ -23,31 +25,7 @@ class Presence:
     task: str | None = None
     state: dict[str, Any] = field(default_factory=dict)  # the full awareness state
     last_seen: float | None = None  # Unix time this client's presence was last renewed
-
-
-MAX_STATUS_CHARS = 200
-"""Longest status or task name an agent may publish (presence travels to every peer often)."""
-
-
-def check_presence(status: object, task: object) -> None:
-    """Raises `InvalidValue` unless `status` is a str and `task` a str or None, each at most
-    `MAX_STATUS_CHARS` characters: the one rule every way of setting presence uses."""
-    for what, value in (("status", status), ("task", task)):
-        if value is None and what == "task":
-            continue
-        if not isinstance(value, str):
-            raise InvalidValue(f"a presence {what} is a str, not {type(value).__name__}")
-        if len(value) > MAX_STATUS_CHARS:
-            raise InvalidValue(
-                f"a presence {what} is at most {MAX_STATUS_CHARS} characters ({len(value)} given)"
-            )
-
-
-def presence_state(agent: str, status: str, task: str | None) -> str:
-    state: dict[str, Any] = {"agent": agent, "status": status, "user": {"name": agent}}
-    if task is not None:
-        state["task"] = task
-    return json.dumps(state, separators=(",", ":"))
+    until: float | None = None  # a status the hub keeps for a command: Unix time it ends
 
 
 def parse_presence(client_id: int, state_json: str) -> Presence:
@@ -61,11 +39,12 @@ def parse_presence(client_id: int, state_json: str) -> Presence:
     if not isinstance(agent, str):
         user = state.get("user")
         agent = user.get("name") if isinstance(user, dict) else None
-    status, task = state.get("status"), state.get("task")
+    status, task, until = state.get("status"), state.get("task"), state.get("until")
     return Presence(
         client_id,
         agent if isinstance(agent, str) else None,
         status if isinstance(status, str) else None,
         task if isinstance(task, str) else None,
         state,
+        until=float(until) if isinstance(until, (int, float)) and until > 0 else None,
     )

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from crdtdoc.encoding import Decoder, Encoder
-from crdtdoc.errors import InvalidMessage
+from crdtdoc.errors import InvalidMessage, InvalidValue
 
 MAX_AWARENESS_ENTRIES = 1024
 """Entries one awareness update may carry."""
@@ -74,3 +75,33 @@ def encode_awareness(entries: list[AwarenessEntry]) -> bytes:
         enc.write_var_uint(entry.clock)
         enc.write_var_string(entry.state)
     return enc.to_bytes()
+
+
+MAX_STATUS_CHARS = 200
+"""Longest status or task name an agent may publish (presence travels to every peer often)."""
+
+
+def check_presence(status: object, task: object) -> None:
+    """Raises `InvalidValue` unless `status` is a str and `task` a str or None, each at most
+    `MAX_STATUS_CHARS` characters: the one rule every way of setting presence uses."""
+    for what, value in (("status", status), ("task", task)):
+        if value is None and what == "task":
+            continue
+        if not isinstance(value, str):
+            raise InvalidValue(f"a presence {what} is a str, not {type(value).__name__}")
+        if len(value) > MAX_STATUS_CHARS:
+            raise InvalidValue(
+                f"a presence {what} is at most {MAX_STATUS_CHARS} characters ({len(value)} given)"
+            )
+
+
+def presence_state(agent: str, status: str, task: str | None, until: float | None = None) -> str:
+    """A crdtdoc client's awareness state: `{"agent", "status", "task", "user": {"name"}}`
+    (`user.name` is what Yjs editors show), with `until` (Unix time) for a status the hub
+    keeps on an agent's behalf after its command ended."""
+    state: dict[str, Any] = {"agent": agent, "status": status, "user": {"name": agent}}
+    if task is not None:
+        state["task"] = task
+    if until is not None:
+        state["until"] = round(until, 3)
+    return json.dumps(state, separators=(",", ":"))
