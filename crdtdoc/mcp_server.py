@@ -243,7 +243,8 @@ def build_server(
     async def release_task(name: str, task_id: str) -> str:
         s = session()
         if not await s.unclaim(name, task_id):
-            s.replica.tasks(name).release(task_id)
+            async with s.writing():
+                s.replica.tasks(name).release(task_id)
         return await s.written(f"released {task_id}")
 
     @tool("Mark a task done, optionally with a note (your claim on it ends).")
@@ -320,10 +321,15 @@ def build_server(
         s.replica.set_presence(status, Keep.KEEP if task is None else (task or None))
         return f"status set to {status!r}" + (f" on {task}" if task else "")
 
-    @tool("Who else is in the room now, as JSON: agent, status, task.")
+    @tool(
+        "Who else is in the room now, as JSON: agent, status, task, and `until` (Unix time) "
+        "for a status an agent left with `crdtdoc status`."
+    )
     async def list_peers() -> str:
         peers = session().replica.peers()
-        shown = [{"agent": p.agent, "status": p.status, "task": p.task} for p in peers]
+        shown = [
+            {"agent": p.agent, "status": p.status, "task": p.task, "until": p.until} for p in peers
+        ]
         return json.dumps(shown, ensure_ascii=False)
 
     @tool("The room's artifacts (documents, task lists, specs, maps) and their kinds, as JSON.")

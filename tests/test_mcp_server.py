@@ -286,7 +286,7 @@ def test_leases_fence_writes_and_presence_over_mcp(hub: str) -> None:
                 if any(p["status"] == "reviewing" for p in peers):
                     break
                 await asyncio.sleep(0.1)
-            assert {"agent": "alice", "status": "reviewing", "task": "t1"} in peers, peers
+            assert {"agent": "alice", "status": "reviewing", "task": "t1", "until": None} in peers
 
     run(body(), timeout=120)
 
