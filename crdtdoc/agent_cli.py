@@ -117,6 +117,7 @@ def connected_replica(args: argparse.Namespace) -> Iterator[BlockingReplica]:
     room = setting(args, "room", "CRDTDOC_ROOM")
     agent = setting(args, "agent", "CRDTDOC_AGENT")
     token = args.token or os.environ.get("CRDTDOC_TOKEN")
+    quiet_logs(args)
     try:
         urls = room_urls(hubs, room)
     except InvalidValue as exc:
@@ -129,14 +130,20 @@ def connected_replica(args: argparse.Namespace) -> Iterator[BlockingReplica]:
                 agent=agent,
                 token=token,
                 open_timeout=args.timeout,
+                connect_timeout=args.connect_timeout,
                 client_id=identity.client_id,
             )
         except NotConnected as exc:  # say it in the shell's terms, not the Python API's
+            what, within, option = (
+                ("sync with", args.timeout, "--timeout")
+                if exc.reached
+                else ("reach", min(args.connect_timeout, args.timeout), "--connect-timeout")
+            )
             raise NotConnected(
-                f"cannot reach the hub at {', '.join(urls)} within {args.timeout:g} s "
+                f"cannot {what} the hub at {', '.join(urls)} within {within:g} s "
                 f"({exc.reason or 'no answer'}); "
                 "check --hub (or CRDTDOC_HUB) and that `crdtdoc serve` is running there, or "
-                "raise --timeout"
+                f"raise {option}"
             ) from None
         with replica:
             yield replica
@@ -145,6 +152,18 @@ def connected_replica(args: argparse.Namespace) -> Iterator[BlockingReplica]:
                 identity.confirm()
     finally:
         identity.close()
+
+
+def quiet_logs(args: argparse.Namespace) -> None:
+    """A command reports its own outcome (the result, or one error line): the link's warnings
+    ("the hub denied permission", "resyncing"...) show only with --log-level (or
+    CRDTDOC_LOG_LEVEL) warning, info or debug, as JSON lines."""
+    from server.logs import configure  # the apps' own log format
+
+    level = getattr(args, "log_level", None) or os.environ.get("CRDTDOC_LOG_LEVEL") or "critical"
+    if level.lower() not in ("debug", "info", "warning", "error", "critical"):
+        raise BadUsage(f"CRDTDOC_LOG_LEVEL={level!r}: use debug, info, warning or error")
+    configure(level)
 
 
 def print_result(
@@ -293,9 +312,23 @@ def add_connection_options(parser: argparse.ArgumentParser, *, output: bool = Tr
             "--timeout",
             type=seconds_between(0.1, 86400.0),
             default=30.0,
-            help="seconds to wait for the hub",
+            help="seconds to wait for the hub's answers: the first sync, and storing a write "
+            "(default 30)",
+        )
+        group.add_argument(
+            "--connect-timeout",
+            type=seconds_between(0.1, 86400.0),
+            default=5.0,
+            help="seconds to wait for a hub to accept the connection: a hub that is down fails "
+            "after this (exit 3; default 5)",
         )
         group.add_argument("--json", action="store_true", help="print one JSON object")
+        group.add_argument(
+            "--log-level",
+            choices=["debug", "info", "warning", "error"],
+            help="also log the link's events as JSON lines on stderr (default: none; the "
+            "command prints its own error; or CRDTDOC_LOG_LEVEL)",
+        )
 
 
 def add_version_options(version: argparse.ArgumentParser) -> None:

@@ -85,6 +85,7 @@ class NotConnected(CrdtdocError):
     def __init__(self, message: str, reason: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.reached = False  # a hub accepted the connection, but the link did not sync
 
 
 class NotFound(CrdtdocError, LookupError):

@@ -104,11 +104,16 @@ def verify_token(secret: bytes, token: str, now: float | None = None) -> Grant:
     """The grant a token carries; raises `AuthError` saying why it is refused."""
     if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_CHARS:
         raise AuthError("no valid token: pass ?token=... or an Authorization: Bearer header")
-    body_text, _, signature_text = token.partition(".")
+    body_text, dot, signature_text = token.partition(".")
     try:
         body, signature = _unb64(body_text), _unb64(signature_text)
     except (binascii.Error, ValueError):
-        raise AuthError("the token is not base64url") from None
+        body, signature = b"", b""
+    if not dot or not body or len(signature) != hashlib.sha256().digest_size:
+        raise AuthError(
+            "this is not a crdtdoc token (`crdtdoc token create` makes one: two base64url "
+            "parts joined by a dot)"
+        )
     expected = hmac.new(secret, body, hashlib.sha256).digest()
     if not hmac.compare_digest(expected, signature):
         raise AuthError("the token's signature does not match this hub's secret")

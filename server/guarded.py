@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from crdtdoc.errors import CrdtdocError, RemoteError, StorageError
+from crdtdoc.errors import CrdtdocError, Forbidden, RemoteError, RoomFull, StorageError
 from crdtdoc.protocol.extension import Reply, Request
 from crdtdoc.semantics import check_deletions, check_update, written_deletions
 from crdtdoc.updates import Item, ParsedUpdate
@@ -49,7 +49,10 @@ class GuardedCommits:
             ok, why = room.coordinator.fence_ok(room.name, *commit.fence)
             if not ok:
                 return Reply(commit.id, {}, "fenced", why)
-        refusal = self._check(peer, commit)
+        try:
+            refusal = self._check(peer, commit)
+        except (Forbidden, RoomFull) as exc:
+            return _refused(commit.id, exc)
         if refusal is not None:
             return refusal
         self._apply(peer, commit.updates, origin=None)
@@ -87,6 +90,8 @@ class GuardedCommits:
                         return Reply(commit.id, {}, "fenced", why)
                 try:
                     refusal = self._check(peer, commit)
+                except (Forbidden, RoomFull) as exc:
+                    return _refused(commit.id, exc)
                 except RemoteError as exc:
                     peer.close_soon(exc.close_code, str(exc))
                     return Reply(commit.id, {}, "invalid", str(exc))
@@ -219,3 +224,9 @@ class CommitRequest:
             except CrdtdocError as exc:
                 return Reply(rid, {}, "invalid", f"expect is not a version: {exc}")
         return CommitRequest(rid, updates, client, checked_fence, since, list(on))
+
+
+def _refused(request_id: int, exc: Forbidden | RoomFull) -> Reply:
+    """A commit the caller may not make (a read-only token, another agent's client id, a full
+    room): answered, not closed over, since nothing was applied and the request can say why."""
+    return Reply(request_id, {}, "forbidden" if isinstance(exc, Forbidden) else "full", str(exc))

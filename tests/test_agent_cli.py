@@ -249,6 +249,10 @@ def test_changes_watch_peers_and_an_unreachable_hub(hub: str, tmp_path: Path) ->
     unreachable = cli("ws://127.0.0.1:9", "version", "--timeout", "1", "--json", room=room)
     assert unreachable.returncode == 3 and "NotConnected" in unreachable.stdout
     assert "crdtdoc serve" in unreachable.stdout and "wait_synced" not in unreachable.stdout
+    started = time.monotonic()  # a hub that is down fails after --connect-timeout (5 s), not 30
+    unreachable = cli("ws://127.0.0.1:9", "doc", "cat", "design", room=room)
+    assert unreachable.returncode == 3 and "--connect-timeout" in unreachable.stderr
+    assert time.monotonic() - started < 15 and unreachable.stderr.count("\n") == 1
     usage = cli(hub, "tasks", "claim", room=room)
     assert usage.returncode == 2
 
@@ -276,12 +280,25 @@ def test_a_refused_token_or_room_fails_at_once_with_exit_7(tmp_path: Path) -> No
     url = process.start()
     try:
         scoped = create_token(secret.encode(), "alice", rooms="team-*")
-        for token, code in (("not-a-token", 4401), (scoped, 4403)):
+        for token, code, words in (
+            ("not-a-token", 4401, "not a crdtdoc token"),
+            (scoped, 4403, "does not allow room"),
+        ):
             started = time.monotonic()
             result = cli(url, "doc", "cat", "design", room="other", CRDTDOC_TOKEN=token)
             assert result.returncode == 7, result.stderr
-            assert str(code) in result.stderr and "Traceback" not in result.stderr
+            assert str(code) in result.stderr and words in result.stderr, result.stderr
+            assert result.stderr.count("\n") == 1, result.stderr  # the error alone: no log noise
             assert time.monotonic() - started < 15  # not the 30 s timeout
+        # A read-only token's write: refused by the hub with its reason (it exited 3, "hub
+        # unreachable", after the hub closed the link over it), and nothing stored.
+        reader = create_token(secret.encode(), "rita", rooms="*", read_only=True)
+        refused = cli(
+            url, "doc", "append", "design", room="other", stdin="x\n", CRDTDOC_TOKEN=reader
+        )
+        assert refused.returncode == 7, refused.stderr
+        assert "read-only" in refused.stderr and refused.stderr.count("\n") == 1, refused.stderr
+        assert cli(url, "doc", "cat", "design", room="other", CRDTDOC_TOKEN=reader).returncode == 8
     finally:
         process.stop()
 

@@ -47,7 +47,10 @@ class BlockingReplica(HubLink):
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result()
         if options.wait_synced:
             try:
-                self._wait_until(self._opened, options.open_timeout, "no sync")
+                started = time.monotonic()
+                self._wait_until(self._reachable, self._connect_timeout, "no connection")
+                left = options.open_timeout - (time.monotonic() - started)
+                self._wait_until(self._opened, max(left, 0.0), "no sync")
             except TimeoutError:
                 self.close()
                 raise self._unreachable() from None

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -176,6 +177,7 @@ class LinkOptions:
     backoff: Backoff | None = None  # None: Backoff()
     open_timeout: float = 10.0
     wait_synced: bool = True
+    connect_timeout: float | None = None  # give up sooner if no hub even accepts a connection
 
 
 class HubLink(Replica):
@@ -193,6 +195,7 @@ class HubLink(Replica):
         self._headers = {"Authorization": f"Bearer {options.token}"} if options.token else None
         self._backoff = options.backoff or Backoff()
         self._open_timeout = options.open_timeout
+        self._connect_timeout = min(options.connect_timeout or math.inf, options.open_timeout)
         self._wait_synced = options.wait_synced
         self._session = SyncSession(self, trusted=True)  # the hub judged it
         self._outbox: _Outbox | None = None
@@ -420,13 +423,30 @@ class HubLink(Replica):
         """Whether opening the link is settled: synced, or refused admission."""
         return self.synced or self.admission is not None
 
+    def _reachable(self) -> bool:
+        """A hub accepted a connection (or answered by refusing this agent): what
+        `connect_timeout` waits for before `open_timeout` waits for the first sync."""
+        return self.connected or self._opened()
+
     def _unreachable(self) -> NotConnected:
-        """The error of a link that did not sync within its open timeout."""
-        return NotConnected(
-            f"cannot sync with {self.url} within {self._open_timeout:g} s "
+        """The error of a link that did not sync within its open timeout (or that no hub
+        accepted within its connect timeout: `reached` is False then)."""
+        reached = self._reachable()
+        what, within = (
+            ("sync with", self._open_timeout)
+            if reached
+            else (
+                "reach",
+                self._connect_timeout,
+            )
+        )
+        error = NotConnected(
+            f"cannot {what} {self.url} within {within:g} s "
             f"({self.last_error or 'no answer'}); pass wait_synced=False to start offline",
             self.last_error,
         )
+        error.reached = reached
+        return error
 
     def _on_refused(self, code: int, reason: str) -> None:
         """The hub refused a write of ours and closed the link: this replica now differs from
@@ -776,7 +796,10 @@ class ConnectedReplica(HubLink):
         self._start_link()
         if self._wait_synced:
             try:
-                await self._wait_until(self._opened, self._open_timeout, "no sync")
+                started = time.monotonic()
+                await self._wait_until(self._reachable, self._connect_timeout, "no connection")
+                left = self._open_timeout - (time.monotonic() - started)
+                await self._wait_until(self._opened, max(left, 0.0), "no sync")
             except SyncTimeout:
                 await self.close()
                 raise self._unreachable() from None

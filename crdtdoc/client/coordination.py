@@ -24,6 +24,7 @@ from crdtdoc.errors import (
     LeaseHeld,
     LeaseLost,
     RateLimited,
+    Refused,
     StaleRead,
 )
 
@@ -48,6 +49,8 @@ def reply_error(code: str, message: str, result: dict[str, Any]) -> CrdtdocError
         return FencedOut(message)
     if code == "forbidden":
         return Forbidden(message)
+    if code == "full":
+        return Refused(f"the hub refused the write: {message}", 4413)
     if code == "rate_limited":
         return RateLimited(message)
     if code == "conflict":

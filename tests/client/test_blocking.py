@@ -98,3 +98,20 @@ def test_a_write_larger_than_the_hub_accepts_is_refused_before_it_is_sent(
             alice.document("d").append("x" * 1000)
         alice.flush(timeout=10)
         assert alice.connected
+
+
+def test_a_hub_that_is_down_fails_after_the_connect_timeout_not_the_open_timeout() -> None:
+    import socket
+    import time
+
+    from crdtdoc.errors import NotConnected
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(NotConnected, match=r"cannot reach .* within 0\.5 s") as failed:
+        connect_blocking(
+            f"ws://127.0.0.1:{port}/r", agent="alice", open_timeout=30, connect_timeout=0.5
+        )
+    assert time.monotonic() - started < 5 and failed.value.reached is False

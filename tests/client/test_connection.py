@@ -53,7 +53,7 @@ def test_unreachable_hub_gives_clear_errors_and_offline_work_is_kept(tmp_path: P
 
     async def body() -> None:
         url = f"ws://127.0.0.1:{port}/r"
-        with pytest.raises(crdtdoc.NotConnected, match=r"cannot sync .* wait_synced=False"):
+        with pytest.raises(crdtdoc.NotConnected, match=r"cannot reach .* wait_synced=False"):
             async with crdtdoc.connect(url, agent="a", open_timeout=0.3):
                 pass
         a = crdtdoc.connect(url, agent="a", wait_synced=False, backoff=FAST_RETRY)
