@@ -108,3 +108,20 @@ def test_a_status_set_by_one_command_shows_in_peers_after_it_ended(hub: str) -> 
     for args in ((), ("busy", "--clear")):
         assert cli(hub, "status", *args, room=room).returncode == 2
     assert cli(hub, "status", "x" * 201, room=room).returncode == 1
+
+
+def test_ctrl_c_while_waiting_exits_130_with_one_line(hub: str) -> None:
+    import signal
+
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "crdtdoc.cli", "changes", "--wait", "60"],
+        env=dict(os.environ, CRDTDOC_HUB=hub, CRDTDOC_ROOM="interrupted", CRDTDOC_AGENT="alice"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3)  # connected and waiting
+    waiting.send_signal(signal.SIGINT)
+    out, err = waiting.communicate(timeout=30)
+    assert waiting.returncode == 130, err
+    assert err == "crdtdoc: interrupted\n" and out == "", (out, err)
