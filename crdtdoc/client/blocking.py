@@ -20,7 +20,7 @@ from typing import Any
 
 from crdtdoc.client.connection import HubLink, LinkOptions
 from crdtdoc.client.coordination import Fencing
-from crdtdoc.errors import Conflict, CrdtdocError, StaleRead
+from crdtdoc.errors import CrdtdocError
 from crdtdoc.protocol.messages import Message
 from crdtdoc.replica import Replica
 from crdtdoc.versions import Version
@@ -146,14 +146,8 @@ class BlockingReplica(HubLink):
         and `fence` (a lease's name and token) is still current; otherwise they are undone here
         too and `Conflict` / `FencedOut` is raised when the block ends. Returns once the hub
         answered: a write that races this one is judged by the hub, not by this replica."""
-        if isinstance(expect, str):
-            expect = Version.from_token(expect)
         self._sync_point()
-        if expect is not None:
-            try:  # fail fast on what this replica already knows
-                self._check_fresh(expect, on)
-            except StaleRead as stale:
-                raise Conflict(str(stale), stale.changes) from None
+        expect = self._fresh_expect(expect, on)
         if self._held is not None or self._txn_depth:
             raise CrdtdocError("a guarded write cannot run inside another write")
         self._begin_hold()

@@ -671,6 +671,18 @@ class HubLink(Replica):
             self._pending_fence = None
             self._activity()
 
+    def _fresh_expect(self, expect: Version | str | None, on: Iterable[object]) -> Version | None:
+        """A guarded commit's `expect` as a `Version`, first checked against what this replica
+        already knows: `Conflict` at once, before anything is held or sent."""
+        if isinstance(expect, str):
+            expect = Version.from_token(expect)
+        if expect is not None:
+            try:
+                self._check_fresh(expect, on)
+            except StaleRead as stale:
+                raise Conflict(str(stale), stale.changes) from None
+        return expect
+
     def _begin_hold(self) -> None:
         if self._outbox is None or not self._welcomed:
             raise NotConnected(
@@ -855,13 +867,7 @@ class ConnectedReplica(HubLink):
         and only if `fence` (a lease) is still current. Otherwise nothing is applied anywhere,
         this replica included, and `Conflict` / `FencedOut` is raised at the end of the block.
         """
-        if isinstance(expect, str):
-            expect = Version.from_token(expect)
-        if expect is not None:
-            try:  # fail fast on what this replica already knows
-                self._check_fresh(expect, on)
-            except StaleRead as stale:
-                raise Conflict(str(stale), stale.changes) from None
+        expect = self._fresh_expect(expect, on)
         lock = self._hold_lock = self._hold_lock or asyncio.Lock()
         async with lock:
             if self._pending_fence is not None:
