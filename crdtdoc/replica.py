@@ -919,6 +919,16 @@ class Replica:
     def _new_doc(self) -> Doc[Any]:
         return self._observed(Doc(client_id=self._client_id))
 
+    def release(self) -> None:
+        """Drops the engine's subscription to this replica's document, for an owner that lets
+        the replica go (the hub unloading a room): that subscription is a cycle through the
+        engine's own objects, which Python's garbage collector cannot break, so without this
+        the replica and everything it holds would never be freed. The replica stops tracking
+        changes after it: do not use it again."""
+        if self._subscription is not None:
+            self._doc.unobserve(self._subscription)
+            self._subscription = None
+
     def _observed(self, doc: Doc[Any]) -> Doc[Any]:
         """`doc`, observed in place of the current document, whose subscription is dropped:
         a subscription keeps its document alive, so a replaced one would never be freed."""

@@ -35,6 +35,7 @@ from server.limits import RateLimits
 from server.metrics import HubMetrics
 from server.peer import Peer, close_reason
 from server.pgstore import PostgresCommitter, PostgresStore, redacted
+from server.presence import KeptStatus
 from server.reader import Reader, close_draining
 from server.room import Room
 from server.shared_coordination import SharedCoordinator
@@ -78,6 +79,7 @@ class Hub:
     def __init__(self, config: HubConfig | None = None) -> None:
         self.config = config or HubConfig()
         self.rooms: dict[str, Room] = {}
+        self.kept_statuses: dict[str, dict[int, KeptStatus]] = {}  # by room, outliving rooms
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._server: Server | None = None
         self._committer: GroupCommitter | None = None
@@ -457,7 +459,13 @@ class Hub:
         try:
             stored = await self.committer.load(name)
             room = Room(
-                name, self.committer, self.config, self.coordinator, self._rates, self.cluster
+                name,
+                self.committer,
+                self.config,
+                self.coordinator,
+                self._rates,
+                self.cluster,
+                kept=self.kept_statuses.setdefault(name, {}),
             )
             room.metrics = self.metrics
             room.restore(stored)
@@ -484,6 +492,13 @@ class Hub:
             if force or now - room.last_active >= self.config.room_idle_seconds:
                 del self.rooms[name]
                 room.unload()
+        wall = time.time()
+        for name, kept in list(self.kept_statuses.items()):  # unloaded rooms' ended statuses
+            for client, status in list(kept.items()):
+                if status.until <= wall and name not in self.rooms:
+                    del kept[client]
+            if not kept and name not in self.rooms:
+                del self.kept_statuses[name]
                 if self.cluster is not None:
                     self.cluster.unwatch(name)
                 log.info("room unloaded", extra={"room": name})

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from crdtdoc.errors import CrdtdocError, InvalidMessage, InvalidValue, RateLimited
 from crdtdoc.protocol.awareness import (
@@ -53,6 +54,14 @@ Broadcast = Callable[[bytes, "Peer | None"], None]
 """Sends a message to every peer of the room but the one given."""
 
 
+@dataclass(frozen=True, slots=True)
+class KeptStatus:
+    """A status the hub keeps for an agent: its awareness entry, and when it ends (Unix time)."""
+
+    entry: AwarenessEntry
+    until: float
+
+
 class RoomPresence:
     """The awareness entries of one room, and where each came from."""
 
@@ -66,6 +75,7 @@ class RoomPresence:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         call_later: Callable[[float, Callable[[], None]], None] | None = None,
+        kept: dict[int, KeptStatus] | None = None,
     ) -> None:
         self.room = room
         self.entries: dict[int, AwarenessEntry] = {}
@@ -79,7 +89,16 @@ class RoomPresence:
         self._wall_clock = wall_clock
         self._call_later = call_later
         self._held: dict[Peer, bytes] = {}  # the newest message of a peer over its rate
-        self.kept: dict[int, float] = {}  # client id of a kept status -> Unix time it ends
+        # The room's kept statuses: a dict the hub owns, so they outlive the room's unloading.
+        self.kept: dict[int, KeptStatus] = {} if kept is None else kept
+        self._closed = False
+        for client, status in list(self.kept.items()):  # the room is loaded (again)
+            if status.until <= self._wall_clock():
+                del self.kept[client]
+                continue
+            self.entries[client] = status.entry
+            self.seen[client] = self._wall_clock()
+            self._renew_later(client, status.entry.clock)
 
     def present(self) -> list[AwarenessEntry]:
         return [e for e in self.entries.values() if not e.removed]
@@ -181,12 +200,8 @@ class RoomPresence:
         until = self._wall_clock() + ttl
         clock = max(current.clock + 1 if current is not None else 0, int(self._wall_clock()))
         entry = AwarenessEntry(client, clock, presence_state(agent, status, task, until))
-        self.entries[client] = entry
-        self.seen[client] = self._wall_clock()
-        self.kept[client] = until
-        self._tell([entry], exclude=None)
-        if self._call_later is not None:
-            self._call_later(min(ttl, KEPT_RENEW_SECONDS), lambda: self._renew_kept(client, clock))
+        self._set_kept(client, KeptStatus(entry, until))
+        self._renew_later(client, clock)
         return client
 
     def status_request(self, peer: Peer, request: Request) -> Reply:
@@ -209,24 +224,38 @@ class RoomPresence:
             return Reply(request.id, {}, code, str(exc))
         return Reply(request.id, {"client": client, "ttl": ttl if status is not None else 0.0})
 
+    def close(self) -> None:
+        """The room was unloaded: its kept statuses stay with the hub, unrenewed until the room
+        is loaded again (nobody is there to see them)."""
+        self._closed = True
+
+    def _set_kept(self, client: int, status: KeptStatus) -> None:
+        self.kept[client] = status
+        self.entries[client] = status.entry
+        self.seen[client] = self._wall_clock()
+        self._tell([status.entry], exclude=None)
+
+    def _renew_later(self, client: int, clock: int) -> None:
+        status = self.kept.get(client)
+        if self._call_later is not None and status is not None:
+            left = status.until - self._wall_clock()
+            self._call_later(
+                max(min(left, KEPT_RENEW_SECONDS), 0.0), lambda: self._renew_kept(client, clock)
+            )
+
     def _renew_kept(self, client: int, clock: int) -> None:
         """Sends a kept status again (a newer clock, the same state), or ends it when its time
-        is up; does nothing once it was replaced or cleared (`clock` is no longer current)."""
-        entry = self.entries.get(client)
-        if entry is None or entry.clock != clock or client not in self.kept:
+        is up; does nothing once it was replaced or cleared (`clock` is no longer current), or
+        once the room was unloaded."""
+        status = self.kept.get(client)
+        if self._closed or status is None or status.entry.clock != clock:
             return
-        left = self.kept[client] - self._wall_clock()
-        if left <= 0.05:
+        if status.until - self._wall_clock() <= 0.05:
             self._end_kept(client)
             return
-        renewed = AwarenessEntry(client, clock + 1, entry.state)
-        self.entries[client] = renewed
-        self.seen[client] = self._wall_clock()
-        self._tell([renewed], exclude=None)
-        if self._call_later is not None:
-            self._call_later(
-                min(left, KEPT_RENEW_SECONDS), lambda: self._renew_kept(client, clock + 1)
-            )
+        renewed = AwarenessEntry(client, clock + 1, status.entry.state)
+        self._set_kept(client, KeptStatus(renewed, status.until))
+        self._renew_later(client, clock + 1)
 
     def _end_kept(self, client: int) -> None:
         entry = self.entries.get(client)

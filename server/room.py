@@ -70,7 +70,7 @@ from server.limits import RateLimits
 from server.metrics import HubMetrics
 from server.peer import Peer
 from server.pgstore import Fetched
-from server.presence import RoomPresence
+from server.presence import KeptStatus, RoomPresence
 from server.schedule import Scheduler
 from server.shared_coordination import SharedCoordinator
 from server.write_gate import WriteGate
@@ -98,6 +98,7 @@ class Room:
         limits: RateLimits,
         cluster: Cluster | None = None,
         scheduler: Scheduler | None = None,
+        kept: dict[int, KeptStatus] | None = None,
     ) -> None:
         self.name = name
         self.cluster = cluster
@@ -134,6 +135,7 @@ class Room:
             self.scheduler.monotonic,
             self.scheduler.wall,
             self.scheduler.call_later,
+            kept,
         )
         self.announcer = DurableAnnouncer(lambda: self.peers, self.scheduler)
         self.guarded = GuardedCommits(self)
@@ -319,8 +321,11 @@ class Room:
         log.info("buffered update refused", extra={"room": self.name, "error": str(exc)})
 
     def unload(self) -> None:
-        """The hub lets go of this room: what waits here stops counting against its senders."""
+        """The hub lets go of this room: what waits here stops counting against its senders,
+        and the replica lets go of its engine document, so the room can be freed."""
         self.replica.drop_pending(lambda origin: False)
+        self.replica.release()
+        self.presence.close()
 
     def _expire(self) -> None:
         """Drops peers' updates that waited too long for what they build on, and asks each

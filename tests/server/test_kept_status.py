@@ -9,7 +9,10 @@ from pathlib import Path
 
 from crdtdoc.protocol.extension import Request
 from crdtdoc.tokens import Grant
-from server.presence import KEPT_CLIENT_IDS, KEPT_RENEW_SECONDS, kept_client_id
+from server.commit import StoredRoom
+from server.config import HubConfig
+from server.presence import KEPT_CLIENT_IDS, KEPT_RENEW_SECONDS, KeptStatus, kept_client_id
+from server.room import Room
 from tests.server.test_presence import presence, received
 from tests.server.test_room import ManualScheduler, new_peer, new_room
 
@@ -88,3 +91,42 @@ def test_bad_status_requests_are_refused_with_a_reason(tmp_path: Path) -> None:
         reply = room.presence.status_request(writer, _request(**args))
         assert reply.error == "invalid" and words in reply.message, (args, reply)
     assert room.presence.entries == {}
+
+
+def test_a_kept_status_outlives_its_room_being_unloaded_and_loaded_again(tmp_path: Path) -> None:
+    """An empty room unloads after --room-idle-seconds: the status went with it (and its
+    renewals kept the unloaded room alive), so `crdtdoc peers` showed nobody after 30 s."""
+    room, config = new_room(tmp_path)
+    store: dict[int, KeptStatus] = {}
+    first = _room_with(room, config, store)
+    alice = new_peer(config, None, None)
+    alice.agent = "alice"
+    first.join(alice)
+    first.presence.status_request(alice, _request(status="reviewing", ttl=3600))
+    first.leave(alice)
+    first.unload()
+    renewals = list(first.scheduler.later)  # type: ignore[attr-defined]
+    again = _room_with(room, config, store)
+    watcher = new_peer(config, None, None)
+    again.join(watcher)
+    [shown] = [e for e in received(watcher) if not e.removed]
+    assert json.loads(shown.state)["status"] == "reviewing"
+    before = dict(store)
+    for callback in renewals:  # the unloaded room's timers do nothing now
+        callback()
+    assert store == before
+
+
+def _room_with(like: Room, config: HubConfig, store: dict[int, KeptStatus]) -> Room:
+    """A room like `like` (same committer and coordinator) holding the hub's `store`."""
+    room = Room(
+        "r",
+        like.committer,
+        config,
+        like.coordinator,
+        like._limits,
+        scheduler=ManualScheduler(),
+        kept=store,
+    )
+    room.restore(StoredRoom())
+    return room
