@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from crdtdoc.errors import CrdtdocError, Forbidden, RemoteError, RoomFull, StorageError
 from crdtdoc.protocol.extension import Reply, Request
 from crdtdoc.semantics import check_deletions, check_update, written_deletions
-from crdtdoc.updates import Item, ParsedUpdate
+from crdtdoc.updates import Item, ParsedUpdate, parse_update
 from crdtdoc.versions import Version
 from server.cluster import FROM_LOG
 from server.coordination import Coordinator
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from server.room import Room
 
 log = logging.getLogger("crdtdoc.hub.room")
+
+MAX_COMMIT_UPDATES = 1000
+"""Updates one guarded commit may carry (a client sends one per transaction of the block)."""
 
 
 class GuardedCommits:
@@ -42,7 +45,7 @@ class GuardedCommits:
         only if its fence is current and none of the artifacts `on` changed since `expect`
         (other than by the committer)."""
         room = self.room
-        commit = CommitRequest.parse(request)
+        commit = self._admit(peer, request)
         if isinstance(commit, Reply):
             return commit
         if commit.fence is not None and isinstance(room.coordinator, Coordinator):
@@ -64,7 +67,7 @@ class GuardedCommits:
         read under a share lock; the updates are stored in that same transaction. See
         docs/SCALING.md for why this is linearizable."""
         room = self.room
-        commit = CommitRequest.parse(request)
+        commit = self._admit(peer, request)
         if isinstance(commit, Reply):
             return commit
         cluster = room.cluster
@@ -108,6 +111,25 @@ class GuardedCommits:
         room.committer.touch(room.name, room.taken)  # acknowledge it with the next commit
         return Reply(commit.id, {"applied": len(commit.updates)})
 
+    def _admit(self, peer: Peer, request: Request) -> CommitRequest | Reply:
+        """The commit's checked arguments, or its refusal before any of it is parsed: from a
+        read-only token, with more than `MAX_COMMIT_UPDATES` updates, or past the sender's
+        update and byte rates (a commit is judged on the hub's loop, so it is charged as the
+        sync updates it stands for are)."""
+        if peer.grant is not None and peer.grant.read_only:
+            return Reply(request.id, {}, "forbidden", "this token is read-only: writes are refused")
+        commit = CommitRequest.parse(request)
+        if isinstance(commit, Reply):
+            return commit
+        if len(commit.updates) > MAX_COMMIT_UPDATES:
+            return Reply(
+                commit.id, {}, "invalid", f"a commit carries at most {MAX_COMMIT_UPDATES} updates"
+            )
+        exceeded = self.room.limits.update(peer.rate_key, sum(map(len, commit.updates)))
+        if exceeded:
+            return Reply(commit.id, {}, "rate_limited", f"commit refused: {exceeded}")
+        return commit
+
     def _check(self, peer: Peer, commit: CommitRequest) -> Reply | None:
         """The refusal of a guarded commit (stale `expect`, missing dependencies), or None.
         Raises `RemoteError` for updates the peer may not write at all."""
@@ -129,8 +151,11 @@ class GuardedCommits:
         items: list[Item] = []
         deletions: list[tuple[bytes, ParsedUpdate]] = []
         for update in commit.updates:
+            parsed = parse_update(update, details=True)
+            ranges = max(parsed.delete_set.range_count(), (parsed.size - parsed.ds_offset) // 4)
+            room.limits.structs(peer.rate_key, parsed.count + ranges)  # judged: charged
             # raises for invalid or forbidden updates
-            parsed = room.gate.authorize(peer, update, room.size_bytes)
+            parsed = room.gate.authorize(peer, update, room.size_bytes, parsed)
             if any(s.start < ends.get(c, 0) for c, s in parsed.structs.items()):
                 # Judged as one, applied in order: two versions of one id would be judged
                 # as one and applied as the other.

@@ -320,6 +320,11 @@ class Room:
             origin.close_soon(exc.close_code, str(exc))
         log.info("buffered update refused", extra={"room": self.name, "error": str(exc)})
 
+    @property
+    def limits(self) -> RateLimits:
+        """The rates and budgets of the identities writing here (shared by the hub's rooms)."""
+        return self._limits
+
     def unload(self) -> None:
         """The hub lets go of this room: what waits here stops counting against its senders,
         and the replica lets go of its engine document, so the room can be freed."""

@@ -1,0 +1,47 @@
+"""Guarded commits at the hub (`server.guarded`): refused before they cost the hub's loop
+anything when the sender may not write or sends too much, charged like the updates they carry."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from crdtdoc import Replica
+from crdtdoc.protocol.extension import Request
+from crdtdoc.tokens import Grant
+from server.guarded import MAX_COMMIT_UPDATES
+from server.limits import RateLimits
+from tests.server.test_room import new_peer, new_room
+
+
+def test_a_read_only_token_s_commit_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    """250,000 empty updates from a read-only token were each parsed and judged on the loop
+    (3.75 s a commit, every other client waiting), then answered `applied`."""
+    room, config = new_room(tmp_path)
+    reader = new_peer(config, Grant("reader", "*", read_only=True), "reader")
+    room.join(reader)
+    started = time.process_time()
+    reply = room.guarded.commit(
+        reader, Request(1, "commit", {"updates": [b"\0\0"] * 250_000, "client": 1})
+    )
+    assert reply.error == "forbidden" and "read-only" in reply.message
+    assert time.process_time() - started < 0.5
+
+
+def test_commits_are_bounded_and_charged_like_the_updates_they_carry(tmp_path: Path) -> None:
+    room, config = new_room(tmp_path)
+    room._limits = RateLimits(5.0, 1e12, 1e9, structs_per_s=1.0)  # a slow sender's budgets
+    writer = new_peer(config, None, None)
+    room.join(writer)
+    many = {"updates": [b"\0\0"] * (MAX_COMMIT_UPDATES + 1), "client": 1}
+    reply = room.guarded.commit(writer, Request(1, "commit", many))
+    assert reply.error == "invalid" and str(MAX_COMMIT_UPDATES) in reply.message
+    alice = Replica("alice")
+    answers = []
+    for n in range(12):  # faster than the sender's update rate: refused, nothing applied
+        before = alice.version()
+        alice.document("d").append(f"{n}\n")
+        commit = {"updates": [alice.encode_update(before)], "client": alice.client_id}
+        answers.append(room.guarded.commit(writer, Request(n, "commit", commit)).error)
+    assert answers.count(None) >= 1 and "rate_limited" in answers
+    assert room.limits.debt(writer.rate_key) > 0  # the structs it judged were charged
