@@ -320,6 +320,7 @@ class Coordinator:
             self._abandoned, room, name, lease.agent, time.monotonic() - lease.granted
         ):
             log.info("claim lease freed", extra={"room": room, "lease": name, "agent": lease.agent})
+            self._refuse_waiters_of(key, lease.agent)  # or it passes to its own next client
             self._drop(key)
             await self._persist_drop(key, lease.token, lease.agent, expired=False)
             lease = self._leases.get(key)
@@ -452,6 +453,23 @@ class Coordinator:
         log.info("lease expired", extra={"room": key[0], "lease": key[1], "agent": lease.agent})
         self._drop(key)
         self._spawn(self._persist_drop(key, token, lease.agent, expired=True))
+
+    def _refuse_waiters_of(self, key: Key, agent: str) -> None:
+        """Takes `agent`'s waits for lease `key` out of its queue, refused: a claim lease freed
+        because its claim is gone must not pass to another client of the same agent."""
+        queue = self._waiters.get(key)
+        if queue is None:
+            return
+        for waiter in [w for w in queue if w.agent == agent]:
+            queue.remove(waiter)
+            if not waiter.granted.done():
+                waiter.granted.set_exception(
+                    RequestError(
+                        "held",
+                        f"lease {key[1]!r} was freed: the claim behind it is gone; claim again",
+                        holder=agent,
+                    )
+                )
 
     def _drop(self, key: Key) -> None:
         """Frees the lease and hands it to the first live waiter."""

@@ -414,6 +414,10 @@ class SharedCoordinator:
         the first waiter if any; returns the lease as it is now."""
         log.info("claim lease freed", extra={"room": room, "lease": name, "agent": agent})
         await db.execute("DELETE FROM crdtdoc_leases WHERE room = %s AND name = %s", (room, name))
+        await db.execute(  # not to another client of that agent: those waits end, refused
+            "DELETE FROM crdtdoc_waiters WHERE room = %s AND name = %s AND agent = %s",
+            (room, name, agent),
+        )
         await self._hand_over(db, room, name, effects)
         return await _lease(db, room, name)
 

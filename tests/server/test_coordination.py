@@ -364,3 +364,35 @@ def test_a_claim_lease_whose_claim_is_gone_does_not_lock_the_task(
             await close_all([holder, other, claimant])
 
     run(body())
+
+
+def test_a_freed_claim_lease_does_not_pass_to_another_client_of_its_holder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mallory holds a task's claim lease with no claim recorded and keeps a second client
+    waiting for it: when the lease was freed as abandoned it went to that waiter, so mallory
+    blocked the task for ever without claiming it. Now her waits are refused and alice gets it."""
+    import server.coordination
+
+    monkeypatch.setattr(server.coordination, "CLAIM_GRACE_SECONDS", 0.2)
+
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db") as hub:
+            url = hub.url + "/claims"
+            mallory, alice = await agents(url, 2)
+            mallory_too = crdtdoc.connect(url, agent=mallory.agent, backoff=FAST)  # 2nd client
+            await mallory_too.start()
+            task = alice.tasks("board").add("ship")
+            await alice.flush()
+            name = alice.tasks("board").lease_name(task)
+            held = await mallory.acquire(name, ttl=60)  # the bare lease, no claim recorded
+            waiting = asyncio.ensure_future(mallory_too.acquire(name, ttl=60, wait=30))
+            await asyncio.sleep(0.4)  # past the grace
+            mine = await alice.tasks("board").acquire(task, ttl=60)
+            assert mine.token > held.token
+            with pytest.raises(crdtdoc.LeaseHeld, match="claim behind it is gone"):
+                await waiting
+            await mine.release()
+            await close_all([mallory, mallory_too, alice])
+
+    run(body())

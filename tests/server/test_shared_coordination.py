@@ -304,3 +304,34 @@ def test_a_claim_completed_and_reopened_on_another_hub_does_not_lock_the_task(
             await close_all([holder, other, claimant])
 
     run(body(), timeout=60)
+
+
+def test_a_freed_shared_claim_lease_does_not_pass_to_another_client_of_its_holder(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mallory's second client waits for her unrecorded claim lease: freeing it as abandoned
+    handed it to that waiter, so the task stayed blocked; now the waiter is refused and bob,
+    whose claim freed it, gets it."""
+    monkeypatch.setattr(server.coordination, "CLAIM_GRACE_SECONDS", 0.05)
+
+    async def body() -> None:
+        async with coordinator_on(pg_url, lambda room, name, agent: True) as coordinator:
+            held = await claim(coordinator, "mallory")
+            assert held.error is None, held
+            waiting = asyncio.ensure_future(
+                coordinator.handle(
+                    "room",
+                    ANYONE,
+                    "mallory",
+                    2,
+                    "acquire",
+                    {"name": CLAIM, "ttl": 60, "client": 2, "wait": 30},
+                )
+            )
+            await asyncio.sleep(0.3)
+            bob = await claim(coordinator, "bob")
+            assert bob.error is None and bob.result["holder"] == "bob", bob
+            refused = await asyncio.wait_for(waiting, 10)
+            assert refused.error == "held", refused
+
+    run(body())
