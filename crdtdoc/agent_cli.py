@@ -44,6 +44,7 @@ from crdtdoc.errors import (
     StaleRead,
     SyncTimeout,
 )
+from crdtdoc.tokens import check_token_agent
 
 EPILOG = (
     "Exit codes: 0 done; 3 hub unreachable or not answering; 4 stale (others changed what "
@@ -120,6 +121,7 @@ def connected_replica(args: argparse.Namespace) -> Iterator[BlockingReplica]:
     quiet_logs(args)
     try:
         urls = room_urls(hubs, room)
+        check_token_agent(token, agent)
     except InvalidValue as exc:
         raise BadUsage(str(exc)) from None
     identity = ClientIdFile(hubs, room, agent)  # one client id per agent: short tokens
@@ -266,14 +268,33 @@ def add_write_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+MAX_LEASE_NAME = 200
+"""Longest lease name the hub takes (PROTOCOL.md section 10)."""
+
+
 def _fence(text: str) -> Fence:
     """An argparse type: NAME:TOKEN, a lease and its fencing token."""
     name, _, token = text.rpartition(":")
-    if not name or not token.isdigit() or int(token) <= 0:
+    try:
+        return Fence(lease_name(name), fencing_token(token))
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not LEASE:TOKEN (a lease name, a colon, its fencing token)"
-        )
-    return Fence(name, int(token))
+        ) from None
+
+
+def lease_name(text: str) -> str:
+    """An argparse type: a lease name, 1 to 200 characters."""
+    if not 0 < len(text) <= MAX_LEASE_NAME:
+        raise argparse.ArgumentTypeError(f"a lease name has 1 to {MAX_LEASE_NAME} characters")
+    return text
+
+
+def fencing_token(text: str) -> int:
+    """An argparse type: a fencing token, a positive integer below 2**63."""
+    if not text.isdigit() or not 0 < int(text) < 2**63:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fencing token (a positive integer)")
+    return int(text)
 
 
 def _token(text: str) -> str:

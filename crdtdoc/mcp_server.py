@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from crdtdoc.client.connection import ConnectedReplica, Keep, connect, room_urls
 from crdtdoc.client.coordination import Lease
 from crdtdoc.errors import CrdtdocError, FencedOut, NotConnected, SyncTimeout
 from crdtdoc.textmodel import EMBED
+from crdtdoc.tokens import check_token_agent
 from crdtdoc.versions import Version
 
 
@@ -88,6 +90,8 @@ class Session:
         return f"{what}; version {self.replica.version().token()}"
 
 
+log = logging.getLogger("crdtdoc.mcp")
+
 ToolFn = Callable[..., Awaitable[str]]
 
 FENCE = (
@@ -146,6 +150,14 @@ def build_server(
                     answer = await fn(*args, **kwargs)
                 except CrdtdocError as exc:
                     raise ToolError(f"{type(exc).__name__}: {exc}") from None
+                except ToolError:
+                    raise
+                except Exception:  # a bug: logged whole, and the agent told plainly
+                    log.exception("tool failed", extra={"tool": fn.__name__})
+                    raise ToolError(
+                        f"{fn.__name__} failed inside crdtdoc (a bug, logged by the server); "
+                        "nothing more is known about whether it took effect"
+                    ) from None
                 if not replica.synced:
                     answer += (
                         f"\n(offline: the hub at {replica.url} is not answering "
@@ -360,7 +372,7 @@ def build_server(
         s = session()
         try:
             value = json.loads(value_json)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise CrdtdocError(
                 f"value_json is not JSON ({exc}); quote strings: '\"text\"'"
             ) from None
@@ -419,4 +431,5 @@ async def serve_mcp(
     token = token or os.environ.get("CRDTDOC_TOKEN")
     if not hub or not room or not agent:
         raise CrdtdocError("crdtdoc mcp needs --hub, --room and --agent (or CRDTDOC_HUB, ...)")
+    check_token_agent(token, agent)
     await build_server(hub, room, agent, token, write_timeout).run_stdio_async()

@@ -23,6 +23,8 @@ from crdtdoc.agent_cli import (
     add_connection_options,
     command_parsers,
     connected_replica,
+    fencing_token,
+    lease_name,
     print_result,
     seconds_between,
 )
@@ -285,7 +287,7 @@ def add_commands(commands: Commands) -> None:
         )
 
     s = action(lease, "acquire", "take a lease; prints its fencing token (exit 5 if held)")
-    s.add_argument("lease", help="the lease's name, e.g. deploy or migrations")
+    s.add_argument("lease", type=lease_name, help="the lease's name, e.g. deploy or migrations")
     add_ttl(s)
     s.add_argument(
         "--wait",
@@ -295,10 +297,10 @@ def add_commands(commands: Commands) -> None:
         help="wait up to SECONDS in a fair queue while another agent holds it (default 0)",
     )
     s = action(lease, "renew", "extend a lease you hold (exit 4 if it expired or changed hands)")
-    s.add_argument("lease")
-    s.add_argument("token_value", metavar="TOKEN", type=int, help="its fencing token")
+    s.add_argument("lease", type=lease_name)
+    s.add_argument("token_value", metavar="TOKEN", type=fencing_token, help="its fencing token")
     add_ttl(s)
     s = action(lease, "release", "give a lease back (exit 4 if it expired or changed hands)")
-    s.add_argument("lease")
-    s.add_argument("token_value", metavar="TOKEN", type=int, help="its fencing token")
+    s.add_argument("lease", type=lease_name)
+    s.add_argument("token_value", metavar="TOKEN", type=fencing_token, help="its fencing token")
     action(lease, "list", "every lease held in the room: holder, time left, who waits")

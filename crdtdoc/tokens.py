@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from crdtdoc.errors import AuthError, CrdtdocError
+from crdtdoc.errors import AuthError, CrdtdocError, InvalidValue
 
 TOKEN_VERSION = 1
 MAX_TOKEN_CHARS = 4096
@@ -50,6 +50,22 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def check_token_agent(token: str | None, agent: str) -> None:
+    """Raises `InvalidValue` when `token` (read, not verified: that is the hub's job) names
+    another agent than `agent`: the hub acts as the token's agent, so an agent run as
+    `--agent eve` with alice's token would record claims and statuses under a name the hub
+    does not use for it. A token that cannot be read is left for the hub to refuse."""
+    if not token:
+        return
+    try:
+        payload = json.loads(_unb64(token.partition(".")[0]))
+    except (binascii.Error, ValueError, RecursionError):
+        return
+    named = payload.get("agent") if isinstance(payload, dict) else None
+    if isinstance(named, str) and named != agent:
+        raise InvalidValue(f"the token is {named}'s, not {agent}'s: run as --agent {named}")
 
 
 def load_secret(path: str | None = None) -> bytes | None:

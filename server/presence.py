@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from crdtdoc.errors import CrdtdocError, InvalidMessage, InvalidValue, RateLimited
 from crdtdoc.protocol.awareness import (
+    KEPT_CLIENT_IDS,
     AwarenessEntry,
     check_presence,
     decode_awareness,
@@ -41,8 +42,6 @@ MAX_AWARENESS_CLIENTS_PER_PEER = 16
 """Awareness client ids one connection may publish (a Yjs provider uses one)."""
 HOLD_SECONDS = 0.5
 """How long presence over a connection's rate waits before it is tried again (the newest only)."""
-KEPT_CLIENT_IDS = 1 << 32
-"""Awareness client ids from here up are the hub's kept statuses (Yjs clients use 32 bits)."""
 MAX_KEPT_SECONDS = 86400.0
 """Longest time a kept status lasts unless set again."""
 MAX_KEPT_STATUSES = 256

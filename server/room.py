@@ -350,8 +350,11 @@ class Room:
     def _receive_extension(self, peer: Peer, message: Extension) -> None:
         ext = decode_extension(message)
         if isinstance(ext, Hello):
+            agent = peer.identity or ext.agent  # with a token, its agent name counts
+            if peer.agent is not None and peer.agent != agent:  # one name per connection
+                raise InvalidMessage("a connection says hello once, as one agent")
             peer.extensions = True
-            peer.agent = peer.identity or ext.agent  # with a token, its agent name counts
+            peer.agent = agent
             welcome = Welcome(
                 self.name, self.durable, max_message_bytes=self._config.max_message_bytes
             )

@@ -292,7 +292,7 @@ def test_a_refused_token_or_room_fails_at_once_with_exit_7(tmp_path: Path) -> No
             assert time.monotonic() - started < 15  # not the 30 s timeout
         # A read-only token's write: refused by the hub with its reason (it exited 3, "hub
         # unreachable", after the hub closed the link over it), and nothing stored.
-        reader = create_token(secret.encode(), "rita", rooms="*", read_only=True)
+        reader = create_token(secret.encode(), "alice", rooms="*", read_only=True)
         refused = cli(
             url, "doc", "append", "design", room="other", stdin="x\n", CRDTDOC_TOKEN=reader
         )

@@ -281,6 +281,11 @@ def test_leases_fence_writes_and_presence_over_mcp(hub: str) -> None:
             assert not error, text
             error, text = await call(alice, "set_status", status="x" * 201)
             assert error and "at most 200" in text, text
+            deep = "[" * 5000 + "]" * 5000  # crashed the tool with a RecursionError
+            error, text = await call(
+                alice, "set_spec_member", name="s", member="m", value_json=deep
+            )
+            assert error and "not JSON" in text, text
             for _ in range(50):
                 peers = json.loads((await call(bob, "list_peers"))[1])
                 if any(p["status"] == "reviewing" for p in peers):

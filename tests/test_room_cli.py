@@ -125,3 +125,28 @@ def test_ctrl_c_while_waiting_exits_130_with_one_line(hub: str) -> None:
     out, err = waiting.communicate(timeout=30)
     assert waiting.returncode == 130, err
     assert err == "crdtdoc: interrupted\n" and out == "", (out, err)
+
+
+def test_hostile_lease_arguments_are_bad_usage_not_tracebacks(hub: str) -> None:
+    """A fencing token past 2**63 reached msgpack and printed a 50-line traceback (exit 1)."""
+    huge = "9" * 23
+    for args in (
+        ("doc", "append", "notes", "--fence", f"x:{huge}"),
+        ("lease", "renew", "x", huge),
+        ("lease", "release", "x", "-1"),
+        ("lease", "acquire", ""),
+        ("lease", "acquire", "x" * 201),
+    ):
+        result = cli(hub, *args, room="hostile", stdin="x\n")
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr and "error:" in result.stderr, result.stderr
+
+
+def test_a_token_of_another_agent_is_bad_usage(hub: str) -> None:
+    """The hub acts as the token's agent: run as --agent eve with alice's token, the command
+    said "eve: hello" while the hub kept the status as alice's, and claims looked abandoned."""
+    from crdtdoc.tokens import create_token
+
+    alices = create_token(b"s" * 32, "alice")
+    result = cli(hub, "status", "hello", agent="eve", room="mixed", CRDTDOC_TOKEN=alices)
+    assert result.returncode == 2 and "--agent alice" in result.stderr, result.stderr

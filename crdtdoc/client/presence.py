@@ -10,7 +10,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from crdtdoc.protocol.awareness import MAX_STATUS_CHARS, check_presence, presence_state
+from crdtdoc.protocol.awareness import (
+    KEPT_CLIENT_IDS,
+    MAX_STATUS_CHARS,
+    check_presence,
+    presence_state,
+)
 
 __all__ = ["MAX_STATUS_CHARS", "Presence", "check_presence", "parse_presence", "presence_state"]
 
@@ -46,5 +51,9 @@ def parse_presence(client_id: int, state_json: str) -> Presence:
         status if isinstance(status, str) else None,
         task if isinstance(task, str) else None,
         state,
-        until=float(until) if isinstance(until, (int, float)) and until > 0 else None,
+        until=(
+            float(until)
+            if client_id >= KEPT_CLIENT_IDS and isinstance(until, (int, float)) and until > 0
+            else None
+        ),  # only the hub's kept statuses end at a time: any client can write the field
     )

@@ -19,6 +19,9 @@ MAX_AWARENESS_ENTRIES = 1024
 """Entries one awareness update may carry."""
 MAX_AWARENESS_CLIENT = 2**53 - 1
 MAX_AWARENESS_CLOCK = 2**53 - 1
+KEPT_CLIENT_IDS = 1 << 32
+"""Awareness client ids from here up are the hub's kept statuses (Yjs clients use 32 bits):
+only there does an `until` field mean anything."""
 
 
 @dataclass(frozen=True, slots=True)

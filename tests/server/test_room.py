@@ -10,12 +10,13 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.server import ServerConnection
 
 from crdtdoc import Replica
-from crdtdoc.errors import RemoteError
+from crdtdoc.errors import InvalidMessage, RemoteError
 from crdtdoc.protocol.awareness import AwarenessEntry, encode_awareness
 from crdtdoc.protocol.extension import Hello, Request, encode_extension
 from crdtdoc.protocol.messages import (
@@ -164,3 +165,17 @@ def test_an_unloaded_room_is_freed() -> None:
     del room
     gc.collect()
     assert replica() is None
+
+
+def test_a_connection_says_hello_once_as_one_agent(tmp_path: Path) -> None:
+    """One connection sent hello under 256 names, then a `status` for each: every kept-status
+    slot of the room, for 24 h, from one connection of a hub without a secret."""
+    room, config = new_room(tmp_path)
+    peer = new_peer(config, None, None)
+    room.join(peer)
+    hello = encode_message(encode_extension(Hello("alice", 1)))
+    room.receive(peer, hello)
+    room.receive(peer, hello)  # the same name again is harmless
+    with pytest.raises(InvalidMessage, match="hello once"):
+        room.receive(peer, encode_message(encode_extension(Hello("mallory", 1))))
+    assert peer.agent == "alice"

@@ -1,0 +1,28 @@
+"""Presence states as a crdtdoc client reads them (`crdtdoc.client.presence`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from crdtdoc.client.presence import check_presence, parse_presence, presence_state
+from crdtdoc.errors import InvalidValue
+from crdtdoc.protocol.awareness import KEPT_CLIENT_IDS
+
+
+def test_only_a_status_the_hub_keeps_ends_at_a_time() -> None:
+    """Any client may write an `until` field: read from an ordinary client id it made a second
+    "alice ... (until ...)" look like the status the hub keeps for alice."""
+    state = presence_state("alice", "reviewing", "t1", until=2_000_000_000.0)
+    forged = parse_presence(7, state)
+    assert forged.until is None and forged.agent == "alice"
+    kept = parse_presence(KEPT_CLIENT_IDS + 5, state)
+    assert kept.until == 2_000_000_000.0 and (kept.status, kept.task) == ("reviewing", "t1")
+
+
+@pytest.mark.parametrize(
+    ("status", "task", "words"),
+    [(5, None, "is a str"), ("x" * 201, None, "at most 200"), ("ok", ["t"], "is a str")],
+)
+def test_presence_values_are_checked(status: object, task: object, words: str) -> None:
+    with pytest.raises(InvalidValue, match=words):
+        check_presence(status, task)
