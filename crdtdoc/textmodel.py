@@ -139,7 +139,10 @@ def rebase(mine: list[Edit], theirs: list[Edit], base: str = "") -> list[Edit]:
     `StaleRead` when one of mine touches text theirs changed: it deletes across their edit,
     or inserts inside what they deleted. Where both insert at one place, theirs come first.
     `theirs` is a guess from the texts alone; when others added an embed and mine deletes one,
-    which is which cannot be told (all read as U+FFFC), so that too raises `StaleRead`."""
+    which is which cannot be told (all read as U+FFFC), so that too raises `StaleRead`. With
+    `base`, so does an edit of mine within a word theirs changed (between the same whitespace):
+    merged letter by letter, "UUIDs" edited to "ULIDs" and to "UUIDv7s" would read "ULIDv7s",
+    a word neither wrote; only two insertions at one place are both kept."""
     if any(EMBED in t.insert for t in theirs) and any(
         EMBED in base[m.index : m.index + m.delete] for m in mine
     ):
@@ -148,6 +151,8 @@ def rebase(mine: list[Edit], theirs: list[Edit], base: str = "") -> list[Edit]:
             "is which cannot be told; read it again and redo the edit (nothing was changed)",
             [],
         )
+    if base:
+        _refuse_same_word(mine, theirs, base)
     out: list[Edit] = []
     shift = 0
     pending = iter(theirs)
@@ -166,3 +171,35 @@ def rebase(mine: list[Edit], theirs: list[Edit], base: str = "") -> list[Edit]:
             )
         out.append(Edit(edit.index + shift, edit.delete, edit.insert))
     return out
+
+
+def _word_span(base: str, edit: Edit) -> tuple[int, int]:
+    """The stretch of `base` an edit touches, widened to the whitespace around it."""
+    lo, hi = edit.index, edit.index + edit.delete
+    while lo > 0 and not base[lo - 1].isspace():
+        lo -= 1
+    while hi < len(base) and not base[hi].isspace():
+        hi += 1
+    return lo, hi
+
+
+def _refuse_same_word(mine: list[Edit], theirs: list[Edit], base: str) -> None:
+    """Raises `StaleRead` if an edit of mine and one of theirs touch one word of `base` (both
+    lists are ordered, so one pass over each)."""
+    spans = [(_word_span(base, t), t) for t in theirs]
+    first = 0
+    for edit in mine:
+        lo, hi = _word_span(base, edit)
+        while first < len(spans) and spans[first][0][1] <= lo:
+            first += 1  # ends before this edit's word: before every later one's too
+        for (their_lo, their_hi), other in spans[first:]:
+            if their_lo >= hi:
+                break
+            both_insert_here = not edit.delete and not other.delete and edit.index == other.index
+            if max(lo, their_lo) < min(hi, their_hi) and not both_insert_here:
+                raise StaleRead(
+                    f"others changed the word at position {edit.index} of what you read since "
+                    "you read it, and so did this write; read it again and redo this edit "
+                    "(nothing was changed)",
+                    [],
+                )

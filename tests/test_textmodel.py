@@ -160,3 +160,24 @@ def test_rebase_refuses_edits_that_touch_theirs() -> None:
     assert rebase([textdiff.Edit(3, 0, "!")], [textdiff.Edit(3, 0, "?")]) == [
         textdiff.Edit(4, 0, "!")
     ]
+
+
+def test_rebase_with_a_base_refuses_edits_within_one_word_of_theirs() -> None:
+    """Merged letter by letter, two edits of one word made a word neither agent wrote: "UUIDs"
+    edited to "ULIDs" and to "UUIDv7s" read "ULIDv7s", with no error."""
+    for base, mine_text, theirs_text in (
+        ("ids are UUIDs\n", "ids are UUIDv7s\n", "ids are ULIDs\n"),
+        ("line A\n", "line AA\n", "line Z\n"),
+        ("a word", "a wordy", "a Word"),
+    ):
+        with pytest.raises(StaleRead, match="word"):
+            rebase(textdiff.diff(base, mine_text), textdiff.diff(base, theirs_text), base)
+    # Other words of the same line, and two additions at one place, are both kept.
+    base = "one two three\n"
+    theirs_text = "one 2 three\n"
+    edits = rebase(textdiff.diff(base, "one two THREE\n"), textdiff.diff(base, theirs_text), base)
+    assert textdiff.apply(theirs_text, edits) == "one 2 THREE\n"
+    base = "log\n"
+    theirs_text = "log\nbob\n"
+    edits = rebase(textdiff.diff(base, "log\nalice\n"), textdiff.diff(base, theirs_text), base)
+    assert textdiff.apply(theirs_text, edits) == "log\nbob\nalice\n"
