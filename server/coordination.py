@@ -197,24 +197,32 @@ class Caller:
         return holder == self.agent
 
 
-def fence_refusal(name: str, token: int, newest: int, holder: str | None) -> str | None:
-    """Why a write fenced with `token` for lease `name` is refused, or None if it may pass.
+def fence_refusal(
+    name: str, token: int, newest: int, holder: str | None, writer: str | None
+) -> str | None:
+    """Why a write by agent `writer` fenced with `token` for lease `name` is refused, or None if
+    it may pass.
 
     `newest` is the newest fencing token issued for the name (0: none yet), `holder` the agent
-    holding the lease now, if any. Only the newest token passes: an older one belongs to a holder
-    that lost the lease, and one above it was never issued (made up, or from another hub's
-    database)."""
-    if 1 <= token == newest:
+    holding the lease now, if any. A fenced write passes only while its writer holds the lease
+    under that token: an older token belongs to a holder that lost the lease, one above it was
+    never issued (made up, or from another hub's database), and a lease released, run out or
+    held by another agent fences nobody's writes."""
+    if 1 <= token == newest and holder is not None and holder == writer:
         return None
     if newest == 0:
         return f"fencing token {token} was never issued for lease {name!r} (it was never taken)"
-    if not 1 <= token < newest:
+    if not 1 <= token <= newest:
         return f"fencing token {token} was never issued for lease {name!r}"
-    who = f" (now held by {holder})" if holder is not None else ""
-    return (
-        f"lease {name!r} changed hands after fencing token {token}{who}; this write carries "
-        "that older token"
-    )
+    if token < newest:
+        who = f" (now held by {holder})" if holder is not None else ""
+        return (
+            f"lease {name!r} changed hands after fencing token {token}{who}; this write carries "
+            "that older token"
+        )
+    if holder is None:
+        return f"lease {name!r} is not held any more (released, or its time ran out): take it again"
+    return f"lease {name!r} is held by {holder}, not by {writer}: only its holder fences with it"
 
 
 class Coordinator:
@@ -285,12 +293,12 @@ class Coordinator:
         except RequestError as exc:
             return Reply(request_id, exc.details, exc.code, str(exc))
 
-    def fence_ok(self, room: str, name: str, token: int) -> tuple[bool, str]:
-        """Whether a write fenced with `token` for lease `name` may be applied, and if not,
-        why (see `fence_refusal`)."""
+    def fence_ok(self, room: str, name: str, token: int, writer: str | None) -> tuple[bool, str]:
+        """Whether a write by `writer` fenced with `token` for lease `name` may be applied, and
+        if not, why (see `fence_refusal`)."""
         lease = self._leases.get((room, name))
         why = fence_refusal(
-            name, token, self._tokens.get((room, name), 0), lease.agent if lease else None
+            name, token, self._tokens.get((room, name), 0), lease.agent if lease else None, writer
         )
         return why is None, why or ""
 

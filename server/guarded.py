@@ -49,7 +49,7 @@ class GuardedCommits:
         if isinstance(commit, Reply):
             return commit
         if commit.fence is not None and isinstance(room.coordinator, Coordinator):
-            ok, why = room.coordinator.fence_ok(room.name, *commit.fence)
+            ok, why = room.coordinator.fence_ok(room.name, *commit.fence, peer.agent)
             if not ok:
                 return Reply(commit.id, {}, "fenced", why)
         try:
@@ -88,7 +88,7 @@ class GuardedCommits:
                 if row is not None and row[0] > room.seqs.applied:
                     room.apply_fetched(await fetch_in(db, room.name, room.seqs.applied))
                 if commit.fence is not None:
-                    why = await fence_refusal_in(db, room.name, *commit.fence)
+                    why = await fence_refusal_in(db, room.name, *commit.fence, peer.agent)
                     if why is not None:
                         return Reply(commit.id, {}, "fenced", why)
                 try:

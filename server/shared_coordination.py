@@ -163,11 +163,14 @@ class SharedCoordinator:
             return Reply(request_id, {}, "unavailable", "the hub's database failed; retry")
         return ok_reply(request_id, **result)
 
-    async def fence_ok(self, room: str, name: str, token: int) -> tuple[bool, str]:
-        """Whether a write fenced with `token` for lease `name` may be applied now, and if not,
-        why. A commit must decide inside its own transaction instead (`fence_refusal_in`)."""
+    async def fence_ok(
+        self, room: str, name: str, token: int, writer: str | None
+    ) -> tuple[bool, str]:
+        """Whether a write by `writer` fenced with `token` for lease `name` may be applied now,
+        and if not, why. A commit must decide inside its own transaction instead
+        (`fence_refusal_in`)."""
         async with self._store.transaction(f"check fence of lease {name!r}") as db:
-            why = await fence_refusal_in(db, room, name, token)
+            why = await fence_refusal_in(db, room, name, token, writer)
         return why is None, why or ""
 
     def forget(self, peer: object) -> None:
@@ -571,24 +574,29 @@ async def _holder(
     return agent
 
 
-async def fence_refusal_in(db: AsyncConnection, room: str, name: str, token: int) -> str | None:
-    """Why a write fenced with `token` for lease `name` is refused, or None: decided inside the
-    caller's transaction `db`, which it keeps from changing (a share lock on the lease's fencing
-    row), so no newer grant can land before the write commits. Only the newest token issued
-    passes (see `server.coordination.fence_refusal`)."""
+async def fence_refusal_in(
+    db: AsyncConnection, room: str, name: str, token: int, writer: str | None
+) -> str | None:
+    """Why a write by `writer` fenced with `token` for lease `name` is refused, or None: decided
+    inside the caller's transaction `db`, which it keeps from changing (a share lock on the
+    lease's fencing row), so no newer grant can land before the write commits. Only the holder
+    of the lease under the newest token issued passes (see `server.coordination.fence_refusal`).
+    """
     cur = await db.execute(
         "SELECT token FROM crdtdoc_fencing WHERE room = %s AND name = %s FOR SHARE",
         (room, name),
     )
     row = await cur.fetchone()
     newest = int(row[0]) if row is not None else 0
-    if 1 <= token == newest:
-        return None
     cur = await db.execute(
-        "SELECT agent FROM crdtdoc_leases WHERE room = %s AND name = %s", (room, name)
+        "SELECT agent FROM crdtdoc_leases WHERE room = %s AND name = %s AND token = %s "
+        "AND expires_at > now()",
+        (room, name, newest),
     )
     holder = await cur.fetchone()
-    return fence_refusal(name, token, newest, str(holder[0]) if holder is not None else None)
+    return fence_refusal(
+        name, token, newest, str(holder[0]) if holder is not None else None, writer
+    )
 
 
 async def _live_waiters(db: AsyncConnection, room: str, name: str) -> list[tuple[int, str]]:

@@ -56,6 +56,15 @@ def test_leases_from_the_shell_fence_a_paused_holder_out(hub: str) -> None:
     assert ok(cli(hub, "doc", "cat", "log", "--json", room=room))["text"] == "a1\nb1\n"
     ok(cli(hub, "lease", "release", "deploy", str(bobs["token"]), "--json", agent="bob", room=room))
     assert ok(cli(hub, "lease", "list", "--json", room=room))["leases"] == []
+    # Released (or run out), a lease fences no write; nor does another agent's lease.
+    late = cli(hub, "doc", "append", "log", "--fence", bob_fence, agent="bob", room=room, stdin="x")
+    assert late.returncode == 4 and "not held any more" in late.stderr, late.stderr
+    carols = ok(cli(hub, "lease", "acquire", "deploy", "--json", agent="carol", room=room))
+    stolen = cli(
+        hub, "doc", "append", "log", "--fence", f"deploy:{carols['token']}", room=room, stdin="x"
+    )
+    assert stolen.returncode == 4 and "held by carol, not by alice" in stolen.stderr
+    assert ok(cli(hub, "doc", "cat", "log", "--json", room=room))["text"] == "a1\nb1\n"
     for bad in ("deploy", "deploy:x", ":3", "deploy:0"):
         usage = cli(hub, "doc", "append", "log", "--fence", bad, room=room, stdin="x\n")
         assert usage.returncode == 2 and "LEASE:TOKEN" in usage.stderr, usage.stderr

@@ -195,14 +195,16 @@ def test_the_shared_fence_check_refuses_tokens_never_issued(
             held = await bob.acquire("schema", ttl=5)
             coordinator = hubs[1].coordinator
             assert isinstance(coordinator, SharedCoordinator)
-            assert await coordinator.fence_ok("r", "schema", held.token) == (True, "")
+            assert await coordinator.fence_ok("r", "schema", held.token, "bob") == (True, "")
+            ok, message = await coordinator.fence_ok("r", "schema", held.token, "mallory")
+            assert not ok and "held by bob, not by mallory" in message
             for name, token, why in (
                 ("schema", 10**9, "never issued"),
                 ("schema", held.token + 1, "never issued"),
                 ("schema", first.token, "older token"),
                 ("never-leased", 1, "never issued"),
             ):
-                ok, message = await coordinator.fence_ok("r", name, token)
+                ok, message = await coordinator.fence_ok("r", name, token, "bob")
                 assert not ok and why in message, (name, token, message)
             await held.release()
             await bob.close()
@@ -279,7 +281,7 @@ def test_an_honest_holder_keeps_renewing_and_releases_its_own_lease(
 def test_fence_refusal_passes_the_newest_issued_token_only(
     token: int, newest: int, why: str | None
 ) -> None:
-    refusal = fence_refusal("schema", token, newest, "bob")
+    refusal = fence_refusal("schema", token, newest, "bob", "bob")
     if why is None:
         assert refusal is None
     else:
@@ -348,3 +350,18 @@ def test_a_token_scoped_to_other_artifacts_claims_no_task(
                     await replica.close()
 
     run(body())
+
+
+@pytest.mark.parametrize(
+    ("holder", "writer", "why"),
+    [
+        ("bob", "bob", None),
+        (None, "bob", "not held any more"),  # released, or ran out: it fenced writes on
+        ("bob", "mallory", "held by bob, not by mallory"),  # another's fence: it passed
+    ],
+)
+def test_a_fence_passes_only_its_holder_while_it_holds_the_lease(
+    holder: str | None, writer: str, why: str | None
+) -> None:
+    refusal = fence_refusal("deploy", 3, 3, holder, writer)
+    assert refusal is None if why is None else (refusal is not None and why in refusal)
