@@ -224,6 +224,7 @@ class Replica:
         self._root_kinds.update({name: Array for name in BOOKKEEPING_ARRAYS})
         self._artifact_kinds: dict[str, str] = {}  # name -> kind, as used through this replica
         self._recorded_kinds: set[str] = set()  # names whose kind this replica has written
+        self._kinds_to_record: set[str] = set()  # written when the current write completes
         self.rebuilds = 0
         """Counts rebuilds of the engine document (each costs time in proportion to the
         document): the hub charges them to whoever sent the update that caused one."""
@@ -290,8 +291,21 @@ class Replica:
 
         self._sync_point()
         kinds = artifact_kinds(self._doc.get(ARTIFACTS_ROOT, type=Map))
-        kinds.update(self._artifact_kinds)
+        for name, kind in self._artifact_kinds.items():  # opened here: known once it holds
+            if name not in kinds and self._holds_content(name):  # something (a Yjs editor's)
+                kinds[name] = kind
         return kinds
+
+    def _holds_content(self, name: str) -> bool:
+        """Whether the root of an artifact opened here holds anything (a name only opened, or
+        mistyped in a write that failed, is no artifact)."""
+        kind = self._root_kinds.get(name)
+        if kind is None:
+            return False
+        try:
+            return len(self._doc.get(name, type=kind)) > 0
+        except Exception:  # a root the engine cannot read as that type: it holds something
+            return True
 
     def _declare(self, name: str, artifact: str, kind: type[_T]) -> None:
         """Checks that `name` can be used as an artifact of this kind (locally and by what the
@@ -348,13 +362,21 @@ class Replica:
 
     def _record_kind(self, name: str) -> None:
         """Inside a write, before it changes anything: checks that the root is still of the
-        artifact's kind, and records that kind in the document, once per replica."""
+        artifact's kind, and has that kind recorded in the document (once per replica) when
+        the write completes: a write that fails (a mistyped name, text not found) leaves no
+        artifact behind."""
         self._check_root(name, build=True)
         if name not in self._recorded_kinds:
-            registry = self._doc.get(ARTIFACTS_ROOT, type=Map)
+            self._kinds_to_record.add(name)
+
+    def _write_kinds(self) -> None:
+        """Records the kinds of the artifacts the completing write changed (see above)."""
+        registry = self._doc.get(ARTIFACTS_ROOT, type=Map)
+        for name in sorted(self._kinds_to_record):
             if registry.get(name) != self._artifact_kinds[name]:
                 registry[name] = self._artifact_kinds[name]
             self._recorded_kinds.add(name)
+        self._kinds_to_record.clear()
 
     def _root(self, name: str, kind: type[_T]) -> _T:
         """The root type `name` of the current document (refetched: a rebuild replaces the doc)."""
@@ -422,7 +444,10 @@ class Replica:
                         {"by": self._agent, "note": note, "at": time.time(), "artifacts": names}
                     )
                 yield
+                if self._kinds_to_record:
+                    self._write_kinds()
         except BaseException as exc:
+            self._kinds_to_record.clear()
             if _is_panic(exc):
                 del self._log[log_length:]
                 self._rebuild()
@@ -1003,6 +1028,7 @@ class Replica:
         self._committed = []
         self._registered = False
         self._recorded_kinds.clear()
+        self._kinds_to_record.clear()
         self._doc = self._new_doc()
 
     def _take_checkpoint(self) -> None:

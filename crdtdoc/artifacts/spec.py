@@ -140,7 +140,19 @@ class InterfaceSpec:
         return True
 
     def freeze(self) -> Version:
-        """Freezes the spec at the current version; returns that version."""
+        """Freezes the spec at the current version; returns that version. Raises
+        `ConflictError` (the first conflicted member, with its values) while members conflict:
+        a frozen spec could no longer resolve them."""
+        conflicts = self.conflicts()
+        if conflicts:
+            member, values = next(iter(sorted(conflicts.items())))
+            listing = ", ".join(sorted(conflicts))
+            raise ConflictError(
+                f"members with conflicting values: {listing}; resolve them before freezing "
+                "(nothing was changed)",
+                member,
+                values,
+            )
         version = self._replica.version()
         with self._writing() as spec:
             spec[FROZEN_KEY] = {

@@ -74,7 +74,10 @@ class Task:
 
     def describe(self) -> str:
         """One line for a person or an agent's prompt."""
-        who = f" by {self.assignee}" if self.assignee else ""
+        by = (
+            self.completed_by if self.status == "done" else [self.assignee] if self.assignee else []
+        )
+        who = f" by {', '.join(by)}" if by else ""
         contested = f" (contested: {', '.join(self.claimants)})" if self.contested else ""
         return f"[{self.status}{who}{contested}] {self.id}: {self.title}"
 
@@ -300,12 +303,22 @@ class TaskList:
         token = mine.get("lease") if isinstance(mine, dict) else None
         return token if isinstance(token, int) and not isinstance(token, bool) else None
 
-    def release(self, task_id: str) -> bool:
-        """Drops this agent's claim; returns whether it had one."""
+    def release(self, task_id: str, *, strict: bool = False) -> bool:
+        """Drops this agent's claim; returns whether it had one. With `strict`, having none
+        raises `NotFound` naming who does claim it (what the command line and MCP say, so an
+        agent never believes it freed another's task)."""
         task = self._task_map(task_id)
         claims = safe_read.entry(task, "claims")
         me = self._replica.agent
         if not isinstance(claims, Map) or not safe_read.has(claims, me):
+            if strict:
+                current = self.get(task_id)
+                held = (
+                    f"; it is claimed by {', '.join(current.claimants)}"
+                    if current.claimants
+                    else ""
+                )
+                raise NotFound(f"{me} has no claim on task {task_id!r} to release{held}")
             return False
         with self._editing():
             del claims[me]

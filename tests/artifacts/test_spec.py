@@ -85,3 +85,26 @@ def test_freeze_refuses_every_later_write() -> None:
         with pytest.raises(crdtdoc.FrozenError, match="frozen by alice"):
             write()
     assert spec.get("ping") == "() -> str"
+
+
+def test_a_spec_with_conflicting_members_cannot_be_frozen() -> None:
+    """Frozen with a conflict in it, the member could never be resolved (resolve is a write)."""
+    a, b = Replica("alice"), Replica("bob")
+    a.spec("api").set("c", "A")
+    b.spec("api").set("c", "B")
+    sync(a, b)
+    with pytest.raises(crdtdoc.ConflictError, match="resolve them before freezing") as refused:
+        a.spec("api").freeze()
+    assert refused.value.member == "c" and not a.spec("api").frozen
+    a.spec("api").resolve("c", "A")
+    a.spec("api").freeze()
+    assert a.spec("api").frozen
+
+
+def test_a_write_that_fails_leaves_no_artifact_behind() -> None:
+    """A mistyped name in a failing write used to create the artifact anyway."""
+    r = Replica("alice")
+    with pytest.raises(crdtdoc.NotFound):
+        r.document("ghost").replace("absent", "x")
+    r.document("real").append("kept\n")
+    assert r.artifacts() == {"real": "document"}

@@ -131,3 +131,24 @@ def test_a_root_is_one_kind_of_artifact() -> None:
     with pytest.raises(crdtdoc.CrdtdocError, match="is a tasks; it cannot also be used as a spec"):
         b.spec("backlog")
     assert b.artifacts() == {"backlog": "tasks"}
+
+
+def test_releasing_a_claim_one_does_not_have_says_so_when_strict() -> None:
+    a, b = Replica("alice"), Replica("bob")
+    task = b.tasks("backlog").add("ship")
+    b.tasks("backlog").claim(task)
+    sync(a, b)
+    assert a.tasks("backlog").release(task) is False  # the library's answer, as before
+    with pytest.raises(crdtdoc.NotFound, match="alice has no claim .* claimed by bob"):
+        a.tasks("backlog").release(task, strict=True)
+    assert a.tasks("backlog").get(task).assignee == "bob"
+
+
+def test_a_done_task_is_described_with_who_completed_it() -> None:
+    """A task bob claimed and alice completed read "[done by bob]"."""
+    a, b = Replica("alice"), Replica("bob")
+    task = b.tasks("backlog").add("ship")
+    b.tasks("backlog").claim(task)
+    sync(a, b)
+    a.tasks("backlog").complete(task)
+    assert a.tasks("backlog").get(task).describe().startswith("[done by alice]")
