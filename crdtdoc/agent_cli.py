@@ -35,6 +35,7 @@ from crdtdoc.errors import (
     Forbidden,
     FrozenError,
     HubStorageError,
+    InvalidToken,
     InvalidValue,
     LeaseHeld,
     LeaseLost,
@@ -43,6 +44,7 @@ from crdtdoc.errors import (
     Refused,
     StaleRead,
     SyncTimeout,
+    WrongKind,
 )
 from crdtdoc.tokens import check_token_agent
 
@@ -78,6 +80,8 @@ EXIT_CODES: list[tuple[type[CrdtdocError], int]] = [
     (FrozenError, 7),
     (NotFound, 8),
     (AmbiguousText, 8),
+    (WrongKind, 8),  # the name is another kind of artifact
+    (InvalidToken, 2),  # a version token that is not one (--expect, --since)
     (NotConnected, 3),
     (SyncTimeout, 3),
     (HubStorageError, 9),  # the hub holds the change in memory and stores it once it can
@@ -100,16 +104,6 @@ def setting(args: argparse.Namespace, name: str, env: str) -> str:
     if not value:
         raise BadUsage(f"no {name}: pass --{name} or set {env}")
     return str(value)
-
-
-def require_existing(r: BlockingReplica, name: str, kind: str, empty: Callable[[], bool]) -> None:
-    """Raises `NotFound` (exit 8) when reading an artifact the room does not have: not
-    recorded (call this before opening it: opening declares it) and `empty()`, so a mistyped
-    name is not mistaken for an empty artifact."""
-    kinds = r.artifacts()
-    if kinds.get(name) != kind and empty():
-        known = ", ".join(sorted(n for n, k in kinds.items() if k == kind)) or "none"
-        raise NotFound(f"this room has no {kind} named {name!r} (its {kind}s: {known})")
 
 
 @contextmanager
@@ -148,10 +142,12 @@ def connected_replica(args: argparse.Namespace) -> Iterator[BlockingReplica]:
                 f"raise {option}"
             ) from None
         with replica:
-            yield replica
-            with contextlib.suppress(CrdtdocError):  # unconfirmed: the id is not reused
-                replica.flush(timeout=min(args.timeout, 5.0))
-                identity.confirm()
+            try:
+                yield replica
+            except DECIDED:  # the hub (or this process) decided: nothing in flight
+                _confirm(replica, identity, args)
+                raise
+            _confirm(replica, identity, args)
     finally:
         identity.close()
 
@@ -166,6 +162,35 @@ def quiet_logs(args: argparse.Namespace) -> None:
     if level.lower() not in ("debug", "info", "warning", "error", "critical"):
         raise BadUsage(f"CRDTDOC_LOG_LEVEL={level!r}: use debug, info, warning or error")
     configure(level)
+
+
+DECIDED = (
+    BadUsage,
+    StaleRead,
+    FencedOut,
+    LeaseLost,
+    AlreadyClaimed,
+    LeaseHeld,
+    Deadlock,
+    ConflictError,
+    FrozenError,
+    Forbidden,
+    NotFound,
+    AmbiguousText,
+    WrongKind,
+    InvalidValue,
+    InvalidToken,
+)
+"""Refusals that leave nothing of the command's client id in flight (a refused guarded write
+is undone before it is sent, or refused whole): the id may be reused. A timeout, a lost link
+or a write refused after it was sent leaves it unclean, and the next command takes a new one."""
+
+
+def _confirm(replica: BlockingReplica, identity: ClientIdFile, args: argparse.Namespace) -> None:
+    """Marks the client id clean for the next command once the hub stored what it wrote."""
+    with contextlib.suppress(CrdtdocError):  # unconfirmed: the id is not reused
+        replica.flush(timeout=min(args.timeout, 5.0))
+        identity.confirm()
 
 
 def print_result(

@@ -19,7 +19,6 @@ from crdtdoc.agent_cli import (
     connected_replica,
     print_result,
     read_text,
-    require_existing,
     seconds_between,
     write_guard,
 )
@@ -38,8 +37,8 @@ def _value(raw: str) -> Any:
 
 def _doc(args: argparse.Namespace) -> int:
     with connected_replica(args) as r:
-        if args.action == "cat":
-            require_existing(r, args.name, "document", lambda: not r.document(args.name).read())
+        if args.action in ("cat", "edit"):
+            r.require(args.name, "document")
         doc = r.document(args.name)
         if args.action == "cat":
             if args.delta:
@@ -57,15 +56,21 @@ def _doc(args: argparse.Namespace) -> int:
                 doc.write(text or "", base=base)
             else:  # edit
                 doc.replace(args.old, args.new)
-        lines = [f"{args.action} {args.name}: {len(doc.read())} characters"]
-        print_result(args, r, {"lines": lines})
+        length = len(doc.read())
+        done = (
+            f"appended {len(text or '')} characters to {args.name} (now {length})"
+            if args.action == "append"
+            else f"{'wrote' if args.action == 'write' else 'edited'} {args.name} (now {length} "
+            "characters)"
+        )
+        print_result(args, r, {"characters": length, "lines": [done]})
     return 0
 
 
 def _tasks(args: argparse.Namespace) -> int:
     with connected_replica(args) as r:
-        if args.action == "list":
-            require_existing(r, args.name, "tasks", lambda: not r.tasks(args.name).list())
+        if args.action in ("list", "ready", "show"):
+            r.require(args.name, "tasks")
         tasks = r.tasks(args.name)
         action = args.action
         if action in ("list", "ready"):
@@ -82,7 +87,9 @@ def _tasks(args: argparse.Namespace) -> int:
             return 0
         if action == "add":
             with write_guard(r, args, args.name):
-                task_id = tasks.add(args.title, args.description or "")
+                task_id = tasks.add(
+                    args.title, args.description or "", args.depends_on or (), args.label or ()
+                )
             print_result(args, r, {"id": task_id, "lines": [task_id]})  # the version holds it
             return 0
         if action == "claim":
@@ -91,7 +98,7 @@ def _tasks(args: argparse.Namespace) -> int:
             lease = tasks.claim_lease(args.id)  # read first: these remove our claim's record
             with write_guard(r, args, args.name):
                 if action == "release":
-                    tasks.release(args.id)
+                    tasks.release(args.id, strict=True)
                 elif action == "done":
                     tasks.complete(args.id, args.note)
                 elif action == "note":
@@ -142,8 +149,10 @@ def _give_back(r: BlockingReplica, name: str, token: int) -> None:
 
 def _spec(args: argparse.Namespace) -> int:
     with connected_replica(args) as r:
-        spec = r.spec(args.name)
         action = args.action
+        if action in ("get", "show", "conflicts"):
+            r.require(args.name, "spec")
+        spec = r.spec(args.name)
         if action == "get":
             value = spec.get(args.member)  # ConflictError (exit 6) lists every value
             result = {"member": args.member, "value": value, "lines": [json.dumps(value)]}
@@ -213,6 +222,13 @@ def add_commands(commands: Commands) -> None:
     s.add_argument("name")
     s.add_argument("title")
     s.add_argument("--description")
+    s.add_argument(
+        "--depends-on",
+        action="append",
+        metavar="ID",
+        help="a task that must be done first (repeat for several): `tasks ready` waits for it",
+    )
+    s.add_argument("--label", action="append", help="a label (repeat for several)")
     s = action(tasks, "ready", "list open tasks whose dependencies are all done")
     s.add_argument("name")
     s = action(tasks, "show", "print a task whole: description, claims, notes, who completed it")

@@ -23,7 +23,7 @@ from typing import Any
 from crdtdoc.changes import Change
 from crdtdoc.client.connection import ConnectedReplica, Keep, connect, room_urls
 from crdtdoc.client.coordination import Lease
-from crdtdoc.errors import CrdtdocError, FencedOut, NotConnected, SyncTimeout
+from crdtdoc.errors import CrdtdocError, FencedOut, NotConnected, StaleRead, SyncTimeout
 from crdtdoc.textmodel import EMBED
 from crdtdoc.tokens import check_token_agent
 from crdtdoc.versions import Version
@@ -77,20 +77,28 @@ class Session:
 
     async def written(self, what: str) -> str:
         """`what` happened, once the hub stored it: with the version that holds it. If the hub
-        does not confirm in time, the change is still made here and will be sent: the error
-        says so, so an agent does not repeat it (a second `add_task` would add a second task)."""
+        does not confirm in time, the change is still made here and will be sent: the answer
+        says so, and is not an error, so an agent does not repeat it (a second `add_task`
+        would add a second task)."""
         try:
             await self.replica.flush(timeout=self.write_timeout)
         except (SyncTimeout, NotConnected) as exc:
-            raise SyncTimeout(
-                f"{what}, in this session; the hub has not confirmed storing it yet ({exc}). The "
+            return (
+                f"{what}, in this session; NOT yet confirmed stored by the hub ({exc}). The "
                 "change is kept and sent when the hub answers: do not repeat it; call version or "
                 "wait_for later to see it stored"
-            ) from None
+            )
         return f"{what}; version {self.replica.version().token()}"
 
 
 log = logging.getLogger("crdtdoc.mcp")
+
+
+def known(replica: ConnectedReplica, name: str, kind: str) -> None:
+    """`Replica.require` for readers while the session is synced: offline, what the session
+    holds is all it can say (the answer then says it is offline)."""
+    if replica.synced:
+        replica.require(name, kind)
 
 ToolFn = Callable[..., Awaitable[str]]
 
@@ -177,6 +185,7 @@ def build_server(
     )
     async def read_document(name: str) -> str:
         s = session()
+        known(s.replica, name, "document")
         text = s.last_read[name] = s.replica.document(name).read()
         return text
 
@@ -185,7 +194,9 @@ def build_server(
         "attributes, and embeds, as JSON."
     )
     async def read_document_delta(name: str) -> str:
-        return json.dumps(session().replica.document(name).delta(), ensure_ascii=False)
+        replica = session().replica
+        known(replica, name, "document")
+        return json.dumps(replica.document(name).delta(), ensure_ascii=False)
 
     @tool(
         "Make a document read `text`: your changes to the text you last read with "
@@ -197,6 +208,12 @@ def build_server(
         s = session()
         doc = s.replica.document(name)
         before = doc.read().count(EMBED)
+        if name not in s.last_read and doc.read():
+            raise StaleRead(
+                f"read {name} with read_document first: write_document applies your changes to "
+                "the text you last read, and you have not read this one (nothing was written)",
+                [],
+            )
         async with s.writing(fence):
             doc.write(text, base=s.last_read.get(name))
         s.last_read[name] = text  # what the agent now knows (others' changes it has not read)
@@ -224,12 +241,17 @@ def build_server(
             s.last_read[name] = seen + text  # nobody else wrote: the agent knows the text
         return await s.written(f"appended {len(text)} characters to {name}")
 
-    @tool("Tasks of a task list, one per line: id, status, assignee, title.")
+    @tool(
+        "Tasks of a task list, one per line: [status by whom] id: title. `status`: open, "
+        "claimed or done."
+    )
     async def list_tasks(name: str, status: str | None = None) -> str:
-        tasks = session().replica.tasks(name).list(status=status)
+        replica = session().replica
+        known(replica, name, "tasks")
+        tasks = replica.tasks(name).list(status=status)
         return "\n".join(t.describe() for t in tasks) or "no tasks"
 
-    @tool("Add a task; returns its id." + FENCE)
+    @tool("Add a task; answers 'added task ID' with the version that holds it." + FENCE)
     async def add_task(
         name: str, title: str, description: str = "", fence: str | None = None
     ) -> str:
@@ -256,7 +278,7 @@ def build_server(
         s = session()
         if not await s.unclaim(name, task_id):
             async with s.writing():
-                s.replica.tasks(name).release(task_id)
+                s.replica.tasks(name).release(task_id, strict=True)
         return await s.written(f"released {task_id}")
 
     @tool("Mark a task done, optionally with a note (your claim on it ends).")
@@ -277,7 +299,9 @@ def build_server(
 
     @tool("Open tasks whose dependencies are all done: what can be started now.")
     async def ready_tasks(name: str) -> str:
-        tasks = session().replica.tasks(name).ready()
+        replica = session().replica
+        known(replica, name, "tasks")
+        tasks = replica.tasks(name).ready()
         return "\n".join(t.describe() for t in tasks) or "no ready tasks"
 
     @tool("Make a done task open again (its completions and claims are removed).")
@@ -360,7 +384,9 @@ def build_server(
         "concurrent values conflict (with who wrote each)."
     )
     async def read_spec(name: str) -> str:
-        return json.dumps(session().replica.spec(name).summary(), ensure_ascii=False)
+        replica = session().replica
+        known(replica, name, "spec")
+        return json.dumps(replica.spec(name).summary(), ensure_ascii=False)
 
     @tool(
         "Set a spec member to a JSON value (`value_json`, e.g. '\"str\"' or "

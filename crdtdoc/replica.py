@@ -24,6 +24,7 @@ from crdtdoc.encoding import Decoder
 from crdtdoc.errors import (
     CrdtdocError,
     InvalidUpdate,
+    NotFound,
     ReplicaRebuilt,
     StaleRead,
     WrongKind,
@@ -105,6 +106,10 @@ class Pending:
 
     def __bool__(self) -> bool:
         return self.updates > 0 or bool(self.deletions)
+
+
+KIND_LABELS = {"document": "document", "tasks": "task list", "spec": "spec", "map": "map"}
+"""How messages name each kind of artifact."""
 
 
 def new_client_id(avoid: set[int] | frozenset[int] = frozenset()) -> int:
@@ -296,6 +301,20 @@ class Replica:
                 kinds[name] = kind
         return kinds
 
+    def require(self, name: str, kind: str) -> None:
+        """Raises `NotFound` unless the room has an artifact `name` of `kind` ("document",
+        "tasks", "spec", "map") that holds something, naming the ones it has: for readers, so
+        a mistyped name is not taken for an empty artifact. `WrongKind` if it is another kind."""
+        if self.artifacts().get(name) == kind:
+            return
+        openers = {"document": self.document, "tasks": self.tasks, "spec": self.spec}
+        openers.get(kind, self.map)(name)  # raises WrongKind for a root of another kind
+        kinds = self.artifacts()
+        if kinds.get(name) != kind:
+            label = KIND_LABELS.get(kind, kind)
+            known = ", ".join(sorted(n for n, k in kinds.items() if k == kind)) or "none"
+            raise NotFound(f"this room has no {label} named {name!r} (its {label}s: {known})")
+
     def _holds_content(self, name: str) -> bool:
         """Whether the root of an artifact opened here holds anything (a name only opened, or
         mistyped in a write that failed, is no artifact)."""
@@ -315,7 +334,8 @@ class Replica:
         known = self._artifact_kinds.get(name, recorded if isinstance(recorded, str) else None)
         if known is not None and known != artifact:
             raise WrongKind(
-                f"artifact {name!r} is a {known}; it cannot also be used as a {artifact}"
+                f"artifact {name!r} is a {KIND_LABELS.get(known, known)}; it cannot also be "
+                f"used as a {KIND_LABELS.get(artifact, artifact)}"
             )
         self._sync_point()
         # Unrecorded: written by non-crdtdoc clients, worth an index. Recorded: checked against

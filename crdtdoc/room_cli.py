@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,9 +39,11 @@ def _changes(args: argparse.Namespace) -> int:
     with connected_replica(args) as r:
         since = Version.from_token(args.since) if args.since else r.version()
         if args.wait is not None:  # block until others change something (or the time is up)
-            with contextlib.suppress(SyncTimeout):
-                r._wait_until(
-                    lambda: bool(r.changes_by_others(since, (), r.client_id)),
+            with contextlib.suppress(SyncTimeout):  # others: other agents, not this agent's
+                r._wait_until(  # other commands (each may write under another client id)
+                    lambda: any(
+                        c.agent != r.agent for c in r.changes_by_others(since, (), r.client_id)
+                    ),
                     args.wait,
                     "nothing changed",
                 )
@@ -69,24 +72,25 @@ def _watch(args: argparse.Namespace) -> int:
         # deletions log (who deleted) arrive as two commits, and only the feed joins them.
         mark = Version.from_token(args.since) if args.since else r.version()
         stop = time.monotonic() + args.seconds if args.seconds else None
-        with contextlib.suppress(KeyboardInterrupt):
-            while stop is None or time.monotonic() < stop:
-                r.poll()
-                now = r.version()
-                if now != mark:
-                    token = now.token()
-                    for c in r.changes_since(mark):
-                        emit(
-                            {
-                                "agent": c.agent,
-                                "kind": c.kind,
-                                "artifact": c.artifact,
-                                "text": c.describe(),
-                                "version": token,
-                            }
-                        )
-                    mark = now
-                time.sleep(0.1)
+        while stop is None or time.monotonic() < stop:  # Ctrl-C: exit 130, as documented
+            r.poll()
+            now = r.version()
+            if now != mark:
+                token = now.token()
+                for c in r.changes_since(mark):
+                    emit(
+                        {
+                            "agent": c.agent,
+                            "kind": c.kind,
+                            "artifact": c.artifact,
+                            "text": c.describe(),
+                            "version": token,
+                        }
+                    )
+                if not args.json:  # where to resume from: `watch --since` it
+                    print(f"version {token}", file=sys.stderr, flush=True)
+                mark = now
+            time.sleep(0.1)
     return 0
 
 
@@ -296,11 +300,20 @@ def add_commands(commands: Commands) -> None:
         metavar="SECONDS",
         help="wait up to SECONDS in a fair queue while another agent holds it (default 0)",
     )
-    s = action(lease, "renew", "extend a lease you hold (exit 4 if it expired or changed hands)")
+    s = action(
+        lease,
+        "renew",
+        "extend a lease you hold (exit 4 if it expired or changed hands, 7 if another agent "
+        "holds it)",
+    )
     s.add_argument("lease", type=lease_name)
     s.add_argument("token_value", metavar="TOKEN", type=fencing_token, help="its fencing token")
     add_ttl(s)
-    s = action(lease, "release", "give a lease back (exit 4 if it expired or changed hands)")
+    s = action(
+        lease,
+        "release",
+        "give a lease back (exit 4 if it expired or changed hands, 7 if another agent holds it)",
+    )
     s.add_argument("lease", type=lease_name)
     s.add_argument("token_value", metavar="TOKEN", type=fencing_token, help="its fencing token")
     action(lease, "list", "every lease held in the room: holder, time left, who waits")

@@ -465,3 +465,59 @@ def test_a_write_too_large_for_the_hub_is_refused_at_once_and_stores_nothing(hub
     assert time.monotonic() - started < 15  # not the 30 s timeout
     assert cli(hub, "doc", "cat", "big", room=room).returncode == 8  # nothing was stored
     ok(cli(hub, "doc", "write", "big", "--json", room=room, stdin="x" * 100_000))
+
+
+def test_new_user_review_surprises_are_gone(hub: str) -> None:
+    """What a new user hit: releasing another's claim said "released" and did nothing; reads
+    of mistyped names printed empty results with exit 0; a malformed version token and a name
+    of another kind exited 1; refused commands made the next one take a new client id, so
+    tokens grew; `ready` could not be used, as no command set dependencies."""
+    room = "review"
+    first = ok(cli(hub, "tasks", "add", "backlog", "schema", "--json", room=room))["id"]
+    then = ok(
+        cli(
+            hub,
+            "tasks",
+            "add",
+            "backlog",
+            "api",
+            "--depends-on",
+            str(first),
+            "--label",
+            "x",
+            "--json",
+            room=room,
+        )
+    )
+    ready = ok(cli(hub, "tasks", "ready", "backlog", "--json", room=room))["tasks"]
+    assert [t["id"] for t in ready] == [first]  # type: ignore[union-attr, index]
+    ok(cli(hub, "tasks", "claim", "backlog", str(first), "--json", room=room))
+    for _ in range(3):  # bob loses claims, then writes: his commands keep one client id
+        assert (
+            cli(hub, "tasks", "claim", "backlog", str(first), agent="bob", room=room).returncode
+            == 5
+        )
+    released = cli(hub, "tasks", "release", "backlog", str(first), agent="bob", room=room)
+    assert released.returncode == 8 and "claimed by alice" in released.stderr, released.stderr
+    ok(cli(hub, "doc", "write", "notes", "--json", agent="bob", room=room, stdin="b\n"))
+    token = str(ok(cli(hub, "version", "--json", room=room))["version"])
+    assert len(Version.from_token(token).clocks) == 2, token  # alice's id and bob's id
+    for args in (
+        ("spec", "show", "nospec"),
+        ("spec", "conflicts", "nospec"),
+        ("tasks", "ready", "nolist"),
+        ("doc", "edit", "nodoc", "--old", "a", "--new", "b"),
+        ("doc", "cat", "backlog"),  # a task list, not a document
+    ):
+        result = cli(hub, *args, room=room)
+        assert result.returncode == 8, (args, result.stderr)
+    assert (
+        "no document named 'nodoc'"
+        in cli(hub, "doc", "edit", "nodoc", "--old", "a", "--new", "b", room=room).stderr
+    )
+    assert cli(hub, "changes", "--since", "bogus", room=room).returncode == 2
+    assert ok(cli(hub, "artifacts", "--json", room=room))["artifacts"] == {
+        "backlog": "tasks",
+        "notes": "document",
+    }  # nothing made by the failed commands
+    assert then["id"]

@@ -192,7 +192,7 @@ def test_a_write_the_hub_has_not_confirmed_says_it_is_kept(tmp_path: Path) -> No
             await call(alice, "add_task", name="backlog", title="before")
             process.stop()
             error, text = await call(alice, "add_task", name="backlog", title="during")
-            assert error and "do not repeat it" in text, text
+            assert not error and "NOT yet confirmed" in text and "do not repeat it" in text
             _, tasks = await call(alice, "list_tasks", name="backlog")
             assert tasks.count("during") == 1, tasks  # kept here, once
 
@@ -301,6 +301,35 @@ def test_a_write_too_large_for_the_hub_is_refused_at_once_over_mcp(hub: str) -> 
         async with agent_session(hub, "alice") as alice:
             error, text = await call(alice, "write_document", name="big", text="x" * 1_300_000)
             assert error and "TooLarge" in text and "nothing was written" in text, text[:300]
-            assert (await call(alice, "read_document", name="big"))[1] == ""
+            error, text = await call(alice, "read_document", name="big")
+            assert error and "no document named 'big'" in text, text  # nothing was written
 
     run(body(), timeout=60)
+
+
+def test_mcp_answers_do_not_mislead_an_agent(hub: str) -> None:
+    """A cold write_document replaced everyone's text; release_task on another's claim said
+    "released"; reads of a mistyped name answered empty; a write the hub did not confirm came
+    back as an error, inviting a retry."""
+
+    async def body() -> None:
+        async with agent_session(hub, "mia") as mia, agent_session(hub, "max") as max_:
+            await call(mia, "write_document", name="notes", text="mia's notes\n")
+            _, text = await call(mia, "add_task", name="board", title="ship")
+            task_id = re.search(r"added task (\S+);", text).group(1)  # type: ignore[union-attr]
+            await call(mia, "claim_task", name="board", task_id=task_id)
+            await call(max_, "wait_for", token=text.rsplit("version ", 1)[1])
+            error, text = await call(max_, "write_document", name="notes", text="max only\n")
+            assert error and "read_document first" in text, text
+            assert (await call(max_, "read_document", name="notes"))[1] == "mia's notes\n"
+            error, text = await call(max_, "release_task", name="board", task_id=task_id)
+            assert error and "claimed by mia" in text, text
+            for tool, args in (
+                ("read_document", {"name": "nots"}),
+                ("read_spec", {"name": "nospec"}),
+                ("list_tasks", {"name": "bord"}),
+            ):
+                error, text = await call(max_, tool, **args)
+                assert error and "NotFound" in text, (tool, text)
+
+    run(body(), timeout=120)

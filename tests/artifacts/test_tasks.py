@@ -139,7 +139,7 @@ def test_releasing_a_claim_one_does_not_have_says_so_when_strict() -> None:
     b.tasks("backlog").claim(task)
     sync(a, b)
     assert a.tasks("backlog").release(task) is False  # the library's answer, as before
-    with pytest.raises(crdtdoc.NotFound, match="alice has no claim .* claimed by bob"):
+    with pytest.raises(crdtdoc.NotFound, match=r"alice has no claim .* claimed by bob"):
         a.tasks("backlog").release(task, strict=True)
     assert a.tasks("backlog").get(task).assignee == "bob"
 
