@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn, cast
 
 import crdtdoc
 from crdtdoc.errors import CrdtdocError, HubStorageError
@@ -395,13 +396,26 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.set_defaults(run=_serve)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are one JSON object on stdout too when the
+    command line asks for `--json` (a program reading stdout learns why, and exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        if "--json" in sys.argv[1:]:
+            print(json.dumps({"error": "BadUsage", "message": message, "exit": 2}))
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="crdtdoc",
         description="Shared artifacts for many agents: Yjs-compatible CRDT replicas and tools.",
     )
     parser.add_argument("--version", action="version", version=f"crdtdoc {crdtdoc.__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = cast(  # every sub-parser is a Parser too (JSON usage errors)
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", metavar="COMMAND"),
+    )
     _add_serve(commands)
 
     inspect = commands.add_parser(

@@ -100,6 +100,7 @@ def known(replica: ConnectedReplica, name: str, kind: str) -> None:
     if replica.synced:
         replica.require(name, kind)
 
+
 ToolFn = Callable[..., Awaitable[str]]
 
 FENCE = (
