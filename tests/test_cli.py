@@ -50,7 +50,7 @@ def test_version_decode() -> None:
     assert result.returncode == 0
     assert json.loads(result.stdout)["clocks"] == {"9": r.version().clocks[9]}
     bad = _run("version", "decode", "%%%")
-    assert bad.returncode == 1 and b"InvalidToken" in bad.stderr
+    assert bad.returncode == 2 and b"InvalidToken" in bad.stderr  # bad usage
 
 
 def test_help_lists_the_commands() -> None:

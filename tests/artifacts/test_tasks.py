@@ -128,7 +128,7 @@ def test_a_root_is_one_kind_of_artifact() -> None:
     a, b = Replica("a"), Replica("b")
     a.tasks("backlog").add("x")
     b.apply_update(a.encode_update())
-    with pytest.raises(crdtdoc.CrdtdocError, match="is a tasks; it cannot also be used as a spec"):
+    with pytest.raises(crdtdoc.CrdtdocError, match="is a task list; it cannot also be used as"):
         b.spec("backlog")
     assert b.artifacts() == {"backlog": "tasks"}
 
