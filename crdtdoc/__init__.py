@@ -4,6 +4,9 @@ Each agent holds a `Replica`, edits it instantly and offline, and exchanges Yjs 
 concurrent edits converge without locks and `Version`s say what each replica has seen.
 """
 
+# First: whether the compiled hot path or its pure-Python source loads (crdtdoc.hotpath).
+from crdtdoc import hotpath as hotpath  # isort: split
+
 from crdtdoc.artifacts import (
     Document,
     InterfaceSpec,

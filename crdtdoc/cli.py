@@ -411,7 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="crdtdoc",
         description="Shared artifacts for many agents: Yjs-compatible CRDT replicas and tools.",
     )
-    parser.add_argument("--version", action="version", version=f"crdtdoc {crdtdoc.__version__}")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"crdtdoc {crdtdoc.__version__}; {crdtdoc.hotpath.describe()}",
+    )
     commands = cast(  # every sub-parser is a Parser too (JSON usage errors)
         "argparse._SubParsersAction[argparse.ArgumentParser]",
         parser.add_subparsers(dest="command", metavar="COMMAND"),

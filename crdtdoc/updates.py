@@ -176,7 +176,7 @@ def deletes_only(delete_set: IdSet) -> bytes:
     return enc.to_bytes()
 
 
-def parse_update(data: bytes, *, details: bool = False) -> ParsedUpdate:
+def parse_update(data: object, *, details: bool = False) -> ParsedUpdate:
     """Parses and validates a Yjs v1 update; raises `InvalidUpdate` saying what is wrong."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InvalidUpdate(f"an update must be bytes, not {type(data).__name__}")

@@ -1,0 +1,52 @@
+"""Builds crdtdoc's hot path (the update parser and what it stands on: `crdtdoc.hotpath`) with
+mypyc from the same typed source, when a C compiler is there; otherwise, or with
+CRDTDOC_PURE_PYTHON=1, installs the pure-Python package. Everything else is in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from setuptools import setup
+
+HERE = Path(__file__).resolve().parent
+HOT_MODULES = ("encoding", "idset", "updates")  # as crdtdoc/hotpath.py lists them
+
+
+def compiled_modules() -> list[Any]:
+    """The hot modules as mypyc extensions, with a record of the sources they came from (read
+    by crdtdoc.hotpath, which uses a build only while its source is unchanged); [] when they
+    cannot be built here."""
+    if os.environ.get("CRDTDOC_PURE_PYTHON"):
+        return []
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        print("crdtdoc: mypyc is missing: installing the pure-Python hot path", file=sys.stderr)
+        return []
+    sources = [f"crdtdoc/{module}.py" for module in HOT_MODULES]
+    try:
+        extensions: list[Any] = mypycify(
+            ["--follow-imports=silent", "--ignore-missing-imports", *sources], opt_level="3"
+        )
+    except Exception as exc:  # any failure here only means "not compiled"
+        print(f"crdtdoc: not compiling the hot path ({exc}): pure Python", file=sys.stderr)
+        return []
+    record = {
+        m: hashlib.sha256((HERE / "crdtdoc" / f"{m}.py").read_bytes()).hexdigest()
+        for m in HOT_MODULES
+    }
+    (HERE / "crdtdoc" / "_compiled.json").write_text(json.dumps(record, indent=1) + "\n")
+    return extensions
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+setup(ext_modules=compiled_modules())
