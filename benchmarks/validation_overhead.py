@@ -10,6 +10,13 @@ Workloads:
 - keystrokes: the first 5,000 edits of the automerge-paper trace, one character per update (the
   worst case for per-update overhead; shared/data, CC BY 4.0).
 
+- whole document: the keystroke workload's final document as one update, applied to a fresh
+  replica (a room load, a first sync).
+
+Each workload runs with the hot path this install has (compiled with mypyc, if it could be) and,
+in a child process, with the pure-Python one (CRDTDOC_PURE_PYTHON=1), so the table shows both
+builds' cost over raw pycrdt side by side (`crdtdoc.hotpath`).
+
 Run: `python -m benchmarks.validation_overhead` (results in benchmarks/results/).
 """
 
@@ -18,9 +25,11 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -166,22 +175,61 @@ def measure(name: str, updates: list[bytes], repeats: int = 7) -> dict[str, obje
     }
 
 
-def main() -> int:
-    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()  # --help
-    workloads = [("agent-sized", agent_sized()), ("paragraphs (~2 KB)", paragraphs())]
+def workloads() -> list[tuple[str, list[bytes]]]:
+    chosen = [("agent-sized", agent_sized()), ("paragraphs (~2 KB)", paragraphs())]
     if TRACE.exists():
-        workloads.append(("keystrokes (automerge-paper)", keystrokes()))
+        typed = keystrokes()
+        chosen.append(("keystrokes (automerge-paper)", typed))
+        whole = Replica("loader")
+        for u in typed:
+            whole.apply_update(u, trusted=True)
+        chosen.append(("whole document, one update", [whole.encode_update()]))
     else:
-        print(f"note: {TRACE} not found; skipping the keystroke workload", file=sys.stderr)
+        print(f"note: {TRACE} not found; skipping the keystroke workloads", file=sys.stderr)
+    return chosen
+
+
+def measure_all(chosen: list[tuple[str, list[bytes]]]) -> list[dict[str, object]]:
     rows = []
-    for i, (name, updates) in enumerate(workloads, 1):
-        print(f"[{i}/{len(workloads)}] {name}: {len(updates)} updates ...", file=sys.stderr)
-        rows.append(measure(name, updates))
+    for i, (name, updates) in enumerate(chosen, 1):
+        print(f"[{i}/{len(chosen)}] {name}: {len(updates)} updates ...", file=sys.stderr)
+        repeats = 7 if len(updates) > 1 else 21
+        rows.append(measure(name, updates, repeats))
+    return rows
+
+
+def pure_rows() -> list[dict[str, object]]:
+    """The same workloads measured by a child process on the pure-Python hot path."""
+    env = dict(os.environ, CRDTDOC_PURE_PYTHON="1")
+    child = [sys.executable, "-m", "benchmarks.validation_overhead", "--rows-only"]
+    out = subprocess.run(child, env=env, capture_output=True, text=True, check=True).stdout
+    rows: list[dict[str, object]] = json.loads(out)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    chosen = workloads()
+    rows = measure_all(chosen)
+    if args.rows_only:  # the pure-Python child: its rows, as JSON
+        print(json.dumps(rows))
+        return 0
+    pure: list[dict[str, object]] = []
+    if crdtdoc.hotpath.COMPILED:
+        print("[+] the same on the pure-Python hot path (child process) ...", file=sys.stderr)
+        pure = pure_rows()
+        for row, slow in zip(rows, pure, strict=True):
+            row["pure_replica_us_per_update"] = slow["replica_us_per_update"]
+            row["pure_replica_over_raw"] = slow["replica_over_raw"]
+            row["pure_parse_only_us_per_update"] = slow["parse_only_us_per_update"]
     print("[+] causal buffer: reversed backlog ...", file=sys.stderr)
-    backlog = backlog_reversed(workloads[-1][1])
+    backlog = backlog_reversed(chosen[2][1] if len(chosen) > 2 else chosen[-1][1])
     result = {
         "benchmark": "validation_overhead",
         "crdtdoc": crdtdoc.__version__,
+        "hot_path": crdtdoc.hotpath.describe(),
         "python": platform.python_version(),
         "machine": platform.machine(),
         "rows": rows,
@@ -189,14 +237,19 @@ def main() -> int:
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    columns = ("bytes", 6), ("raw us", 8), ("replica us", 11), ("parse us", 9), ("ratio", 6)
-    print(f"{'workload':32} " + " ".join(f"{name:>{width}}" for name, width in columns))
+    columns = ("bytes", 8), ("raw us", 9), ("replica us", 11), ("parse us", 9), ("ratio", 7)
+    extra = (("pure us", 9), ("pure ratio", 10)) if pure else ()
+    heads = " ".join(f"{name:>{width}}" for name, width in (*columns, *extra))
+    print(f"{'workload':30} {heads}")
     for row in rows:
-        print(
-            f"{row['workload']:32} {row['median_update_bytes']:>6} "
-            f"{row['raw_pycrdt_us_per_update']:>8} {row['replica_us_per_update']:>11} "
-            f"{row['parse_only_us_per_update']:>9} {row['replica_over_raw']:>6}"
+        line = (
+            f"{row['workload']:30} {row['median_update_bytes']:>8} "
+            f"{row['raw_pycrdt_us_per_update']:>9} {row['replica_us_per_update']:>11} "
+            f"{row['parse_only_us_per_update']:>9} {row['replica_over_raw']:>7}"
         )
+        if pure:
+            line += f" {row['pure_replica_us_per_update']:>9} {row['pure_replica_over_raw']:>10}"
+        print(line)
     print(
         f"{backlog['workload']}: {backlog['reversed_s']} s "
         f"({backlog['reversed_over_in_order']}x in-order delivery)"
