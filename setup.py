@@ -5,6 +5,7 @@ CRDTDOC_PURE_PYTHON=1, installs the pure-Python package. Everything else is in p
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -15,7 +16,20 @@ from typing import Any
 from setuptools import setup
 
 HERE = Path(__file__).resolve().parent
-HOT_MODULES = ("encoding", "idset", "updates")  # as crdtdoc/hotpath.py lists them
+
+
+def hot_modules() -> tuple[str, ...]:
+    """`crdtdoc.hotpath.HOT_MODULES`, read from its source (the package cannot be imported
+    before it is built): the one list of what is compiled."""
+    tree = ast.parse((HERE / "crdtdoc" / "hotpath.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "HOT_MODULES":
+            modules: tuple[str, ...] = ast.literal_eval(node.value)
+            return modules
+    raise RuntimeError("crdtdoc/hotpath.py defines no HOT_MODULES")
+
+
+HOT_MODULES = hot_modules()
 
 
 def compiled_modules() -> list[Any]:
