@@ -96,6 +96,8 @@ def room_urls(hubs: str, room: str) -> list[str]:
 
 
 REFUSED_WRITE_CODES = frozenset({4403, 4413})
+DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
+"""A hub's `max_message_bytes` unless it says otherwise (`crdtdoc serve`'s default)."""
 ADMISSION_CODES: dict[int, type[CrdtdocError]] = {4401: AuthError, 4403: Forbidden}
 """Close codes that, before the hub welcomed the link, mean this agent may not join at all."""
 """Close codes meaning the hub refused something this replica wrote (see PROTOCOL.md §9)."""
@@ -197,7 +199,7 @@ class HubLink(Replica):
         self._open_timeout = options.open_timeout
         self._connect_timeout = min(options.connect_timeout or math.inf, options.open_timeout)
         self._wait_synced = options.wait_synced
-        self._session = SyncSession(self, trusted=True)  # the hub judged it
+        self._session = SyncSession(self, trusted=True, max_message_bytes=self._step2_limit())
         self._outbox: _Outbox | None = None
         self._from_hub = False
         self._slow_down = False  # the hub closed with 4429: pause before reconnecting
@@ -423,6 +425,11 @@ class HubLink(Replica):
         """Whether opening the link is settled: synced, or refused admission."""
         return self.synced or self.admission is not None
 
+    def _step2_limit(self) -> int:
+        """What a step 2 to the hub may weigh: its welcome's limit, the default hub's until one
+        arrives (a step 2 may leave before the welcome does)."""
+        return getattr(self, "max_message_bytes", None) or DEFAULT_MAX_MESSAGE_BYTES
+
     def _reachable(self) -> bool:
         """A hub accepted a connection (or answered by refusing this agent): what
         `connect_timeout` waits for before `open_timeout` waits for the first sync."""
@@ -458,7 +465,7 @@ class HubLink(Replica):
             code,
         )
         self._reset()
-        self._session = SyncSession(self, trusted=True)  # the hub judged it
+        self._session = SyncSession(self, trusted=True, max_message_bytes=self._step2_limit())
         self._activity()
 
     def _receive(self, data: bytes) -> None:
@@ -474,6 +481,7 @@ class HubLink(Replica):
                 if isinstance(ext, Welcome):
                     self._welcomed = True
                     self.max_message_bytes = ext.max_message_bytes
+                    self._session.max_message_bytes = self._step2_limit()
                     self.store_error = None
                 else:
                     self._store_state(ext.store_error)

@@ -18,14 +18,25 @@ from crdtdoc.protocol.messages import (
     encode_message,
 )
 from crdtdoc.replica import Replica
-from crdtdoc.updates import ParsedUpdate
+from crdtdoc.slicing import slice_update
+from crdtdoc.updates import ParsedUpdate, decode_state_vector, parse_update
 
 
 class SyncSession:
     """Drives `replica` through the y-protocols sync exchange with one peer."""
 
-    def __init__(self, replica: Replica, origin: object = None, trusted: bool = False) -> None:
+    def __init__(
+        self,
+        replica: Replica,
+        origin: object = None,
+        trusted: bool = False,
+        max_message_bytes: int | None = None,
+    ) -> None:
         self.replica = replica
+        # The largest message the peer takes (a hub says so in its welcome): a step 2 past it
+        # is sent in slices, each an update of its own, or the peer would close the link over
+        # it on every reconnect (an offline agent's edits would never arrive).
+        self.max_message_bytes = max_message_bytes
         self.origin = origin  # the tag the replica's listeners see on updates from this peer
         # A hub is the authority on what its rooms hold (it judged every write, and may hold
         # data stored under older rules): its clients skip the semantic gate, not the parser.
@@ -56,7 +67,7 @@ class SyncSession:
         """Handles one decoded message. Only sync messages concern the session; awareness and
         extension messages belong to whoever drives it, and are ignored here."""
         if isinstance(message, SyncStep1):
-            return [encode_message(SyncStep2(self.replica.encode_update(message.state_vector)))]
+            return self._step2(self.replica.encode_update(message.state_vector), message)
         if isinstance(message, (SyncStep2, SyncUpdate)):
             try:
                 waits = self.replica.apply_update(
@@ -68,6 +79,22 @@ class SyncSession:
                 self.synced = True
             return self._resync_if_stuck(waits)
         return []
+
+    def _step2(self, update: bytes, asked: SyncStep1) -> list[bytes]:
+        """The answer to a step 1: one step 2, or, past `max_message_bytes`, a step 2 and
+        updates, each under the limit where the structs allow (one struct larger than the
+        limit cannot be cut: it goes whole). Applied in order they do what the whole does."""
+        limit = self.max_message_bytes
+        if limit is None or len(update) + 16 <= limit:
+            return [encode_message(SyncStep2(update))]
+        parsed = parse_update(update, details=True)
+        state = decode_state_vector(asked.state_vector)
+        per_slice = max(1, parsed.count * (limit // 2) // len(update))
+        slices = [data for data, _ in slice_update(update, parsed, state, per_slice)]
+        return [
+            encode_message(SyncStep2(data) if i == 0 else SyncUpdate(data))
+            for i, data in enumerate(slices)
+        ]
 
     def _resync_if_stuck(self, waits: IdSet) -> list[bytes]:
         """Asks the peer for what the update just received waits for, once per gap (no request

@@ -115,3 +115,32 @@ def test_a_hub_that_is_down_fails_after_the_connect_timeout_not_the_open_timeout
             f"ws://127.0.0.1:{port}/r", agent="alice", open_timeout=30, connect_timeout=0.5
         )
     assert time.monotonic() - started < 5 and failed.value.reached is False
+
+
+def test_edits_made_offline_past_the_hub_s_message_limit_arrive_when_it_comes_up(
+    tmp_path: Path,
+) -> None:
+    """The step 2 that carries them is sent in slices under the hub's limit: as one message,
+    the hub closed the link over it at every reconnect, for ever."""
+    import random
+    import socket
+
+    from tests.hubs import HubProcess
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"ws://127.0.0.1:{port}/r"
+    rng = random.Random(3)
+    with connect_blocking(url, agent="alice", wait_synced=False) as alice:
+        doc = alice.document("draft")
+        for n in range(150):  # about 300 KB, written while the hub is down
+            doc.insert(rng.randint(0, len(doc)), f"{n} " + "lorem ipsum " * 160 + "\n")
+        hub = HubProcess(tmp_path / "hub.db", port, "--max-message-bytes", "65536")
+        hub.start()
+        try:
+            alice.flush(timeout=60)
+            with connect_blocking(url, agent="bob") as bob:
+                assert bob.document("draft").read() == doc.read()
+        finally:
+            hub.stop()

@@ -52,3 +52,32 @@ def test_invalid_update_inside_a_valid_message_raises() -> None:
     session = SyncSession(Replica("a"))
     with pytest.raises(InvalidUpdate):
         session.receive(encode_message(SyncUpdate(b"\xff\xff")))
+
+
+def test_a_step_2_past_the_peer_s_limit_goes_in_slices_under_it() -> None:
+    """An offline agent's 600 KB of edits went as one step 2 to a hub that takes 64 KiB per
+    message: the hub closed the link over it on every reconnect, and the edits never arrived."""
+    import random
+
+    from crdtdoc.protocol.messages import SyncStep1, SyncStep2, SyncUpdate, decode_message
+
+    rng = random.Random(5)
+    writer = Replica("offline")
+    doc = writer.document("draft")
+    for n in range(300):
+        doc.insert(rng.randint(0, len(doc)), f"{n} " + "lorem ipsum é " * 140 + "\n")
+    doc.delete(10, 500)
+    limit = 64 * 1024
+    session = SyncSession(writer, max_message_bytes=limit)
+    sent = session.handle(SyncStep1(Replica("hub").state_vector()))
+    assert len(sent) > 5 and all(len(m) <= limit for m in sent), [len(m) for m in sent]
+    messages = [decode_message(m) for m in sent]
+    assert isinstance(messages[0], SyncStep2)
+    assert all(isinstance(m, SyncUpdate) for m in messages[1:])
+    hub = Replica("hub")
+    for m in messages:
+        assert isinstance(m, (SyncStep2, SyncUpdate))
+        hub.apply_update(m.update)
+    assert hub.document("draft").read() == doc.read() and hub.version() == writer.version()
+    small = SyncSession(writer, max_message_bytes=None).handle(SyncStep1(b"\x00"))
+    assert len(small) == 1  # no limit said: one step 2, as before
