@@ -49,7 +49,8 @@ from crdtdoc.errors import (
 from crdtdoc.tokens import check_token_agent
 
 EPILOG = (
-    "Exit codes: 0 done; 3 hub unreachable or not answering; 4 stale (others changed what "
+    "Exit codes: 0 done; 3 hub unreachable (--connect-timeout) or not answering (--timeout); "
+    "4 stale (others changed what "
     "--expect read, or the --fence lease is no longer yours); 5 held by another (a claimed task "
     "or a lease: the holder is named) or waiting would deadlock; 6 conflicting spec values; "
     "7 refused (bad token, room out of scope, forbidden, frozen, too large); 8 not found or not "
