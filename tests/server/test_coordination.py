@@ -345,25 +345,35 @@ def test_a_claim_lease_whose_claim_is_gone_does_not_lock_the_task(
 
     async def body() -> None:
         async with running_hub(tmp_path / "hub.db") as hub:
-            holder, other, claimant = await agents(hub.url + "/claims", 3)
-            task = holder.tasks("board").add("ship")
-            lease = await holder.tasks("board").acquire(task, ttl=60)
-            await holder.flush()
-            await other.wait_for(holder.version(), timeout=5)
-            with pytest.raises(crdtdoc.AlreadyClaimed, match="agent0"):
-                await other.tasks("board").acquire(task, ttl=60)  # held, and claimed: refused
-            other.tasks("board").complete(task)
-            other.tasks("board").reopen(task)
-            await other.flush()
-            await asyncio.sleep(0.3)
-            await claimant.wait_for(other.version(), timeout=5)
-            assert claimant.tasks("board").get(task).claimants == []
-            mine = await claimant.tasks("board").acquire(task, ttl=60)  # freed, then granted
-            assert mine.token > lease.token
-            await mine.release()
-            await close_all([holder, other, claimant])
+            await claim_freed_after_reopen(*await agents(hub.url + "/claims", 3))
 
     run(body())
+
+
+async def claim_freed_after_reopen(
+    holder: crdtdoc.ConnectedReplica,
+    other: crdtdoc.ConnectedReplica,
+    claimant: crdtdoc.ConnectedReplica,
+) -> None:
+    """holder claims; other completes and reopens the task, which removes holder's claim
+    record; past the grace, claimant's claim frees the bare lease and gets it (any hub set-up:
+    the single-hub and the PostgreSQL coordinators both run this)."""
+    task = holder.tasks("board").add("ship")
+    lease = await holder.tasks("board").acquire(task, ttl=60)
+    await holder.flush()
+    await other.wait_for(holder.version(), timeout=10)
+    with pytest.raises(crdtdoc.AlreadyClaimed, match=holder.agent):
+        await other.tasks("board").acquire(task, ttl=60)  # held, and claimed: refused
+    other.tasks("board").complete(task)
+    other.tasks("board").reopen(task)
+    await other.flush()
+    await asyncio.sleep(0.3)
+    await claimant.wait_for(other.version(), timeout=10)
+    assert claimant.tasks("board").get(task).claimants == []
+    mine = await claimant.tasks("board").acquire(task, ttl=60)  # freed, then granted
+    assert mine.token > lease.token
+    await mine.release()
+    await close_all([holder, other, claimant])
 
 
 def test_a_freed_claim_lease_does_not_pass_to_another_client_of_its_holder(

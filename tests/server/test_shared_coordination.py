@@ -23,6 +23,7 @@ from server.pgstore import PostgresStore
 from server.shared_coordination import SharedCoordinator
 from tests.hubs import run, running_cluster
 from tests.server.test_cluster import FAST, seed_for
+from tests.server.test_coordination import claim_freed_after_reopen
 from tests.services import RedisServer
 
 
@@ -285,23 +286,7 @@ def test_a_claim_completed_and_reopened_on_another_hub_does_not_lock_the_task(
 
     async def body() -> None:
         async with running_cluster(pg_url, redis.url, 2) as hubs:
-            holder, other, claimant = await agents_over(hubs, "claims", 3)
-            task = holder.tasks("board").add("ship")
-            lease = await holder.tasks("board").acquire(task, ttl=60)
-            await holder.flush()
-            await other.wait_for(holder.version(), timeout=10)
-            with pytest.raises(crdtdoc.AlreadyClaimed, match="agent0"):
-                await other.tasks("board").acquire(task, ttl=60)  # held, and claimed: refused
-            other.tasks("board").complete(task)
-            other.tasks("board").reopen(task)
-            await other.flush()
-            await asyncio.sleep(0.3)
-            await claimant.wait_for(other.version(), timeout=10)
-            assert claimant.tasks("board").get(task).claimants == []
-            mine = await claimant.tasks("board").acquire(task, ttl=60)  # freed, then granted
-            assert mine.token > lease.token
-            await mine.release()
-            await close_all([holder, other, claimant])
+            await claim_freed_after_reopen(*await agents_over(hubs, "claims", 3))
 
     run(body(), timeout=60)
 
