@@ -17,18 +17,19 @@ def test_leases_from_the_shell_fence_a_paused_holder_out(hub: str) -> None:
     refused by the hub (exit 4) and nothing of it is stored."""
     room = "deploys"
     token = int(
-        ok(cli(hub, "lease", "acquire", "deploy", "--ttl", "1", "--json", room=room))["token"]
+        ok(cli(hub, "lease", "acquire", "deploy", "--ttl", "60", "--json", room=room))["token"]
     )
     fenced = f"deploy:{token}"
     ok(cli(hub, "doc", "append", "log", "--fence", fenced, "--json", room=room, stdin="a1\n"))
     held = cli(hub, "lease", "acquire", "deploy", "--json", agent="bob", room=room)
     assert held.returncode == 5, held.stderr
     assert json.loads(held.stdout)["holder"] == "alice"
-    again = ok(cli(hub, "lease", "acquire", "deploy", "--ttl", "1", "--json", room=room))
-    assert again["token"] == token  # the same agent asking again: still hers, renewed
     listed = ok(cli(hub, "lease", "list", "--json", agent="carol", room=room))
     assert [(e["name"], e["holder"]) for e in listed["leases"]] == [("deploy", "alice")]  # type: ignore[union-attr, index]
     assert listed["leases"][0]["token"] is None  # type: ignore[index]  # not carol's to see
+    # Asking again renews it (here to 1 s: alice is about to be "paused" past it).
+    again = ok(cli(hub, "lease", "acquire", "deploy", "--ttl", "1", "--json", room=room))
+    assert again["token"] == token  # the same agent asking again: still hers
     bobs = ok(
         cli(hub, "lease", "acquire", "deploy", "--wait", "10", "--json", agent="bob", room=room)
     )
@@ -129,7 +130,7 @@ def test_ctrl_c_while_waiting_exits_130_with_one_line(hub: str) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(3)  # connected and waiting
+    time.sleep(5)  # connected and waiting (well past start-up, even on a loaded machine)
     waiting.send_signal(signal.SIGINT)
     out, err = waiting.communicate(timeout=30)
     assert waiting.returncode == 130, err
