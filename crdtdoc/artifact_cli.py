@@ -42,8 +42,9 @@ def _doc(args: argparse.Namespace) -> int:
         doc = r.document(args.name)
         if args.action == "cat":
             if args.delta:
-                ops = json.dumps(doc.delta(), ensure_ascii=False)
-                print_result(args, r, {"delta": doc.delta()} if args.json else {"text": ops})
+                delta = doc.delta()
+                ops = json.dumps(delta, ensure_ascii=False)
+                print_result(args, r, {"delta": delta} if args.json else {"text": ops})
             else:
                 print_result(args, r, {"text": doc.read()})
             return 0

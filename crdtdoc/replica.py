@@ -977,8 +977,7 @@ class Replica:
     def _observed(self, doc: Doc[Any]) -> Doc[Any]:
         """`doc`, observed in place of the current document, whose subscription is dropped:
         a subscription keeps its document alive, so a replaced one would never be freed."""
-        if self._subscription is not None:
-            self._doc.unobserve(self._subscription)
+        self.release()
         self._subscription = doc.observe(self._on_transaction)
         return doc
 

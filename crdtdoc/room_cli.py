@@ -143,9 +143,7 @@ def _status(args: argparse.Namespace) -> int:
             shown = {"status": None, "lines": ["status cleared"]}
         else:
             until = time.time() + ttl
-            line = f"{args.agent or r.agent}: {args.status}" + (
-                f" on {args.task}" if args.task else ""
-            )
+            line = f"{r.agent}: {args.status}" + (f" on {args.task}" if args.task else "")
             shown = {
                 "status": args.status,
                 "task": args.task,

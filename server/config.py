@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from crdtdoc.protocol.extension import DEFAULT_MAX_MESSAGE_BYTES
+
 
 @dataclass(frozen=True)
 class HubConfig:
@@ -27,7 +29,7 @@ class HubConfig:
     fanout_drop_rate: float = 0.0
     """Fault injection for tests: the share of Redis messages this hub ignores on arrival."""
 
-    max_message_bytes: int = 1024 * 1024
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     """Largest websocket message accepted; a bigger one closes the connection (1009)."""
     max_connections: int = 1000
     """Open websocket connections; more are refused with HTTP 503 until some close."""

@@ -494,10 +494,11 @@ class Hub:
                 room.unload()
         wall = time.time()
         for name, kept in list(self.kept_statuses.items()):  # unloaded rooms' ended statuses
-            for client, status in list(kept.items()):
-                if status.until <= wall and name not in self.rooms:
-                    del kept[client]
-            if not kept and name not in self.rooms:
+            if name in self.rooms:
+                continue  # a loaded room ends its own
+            for client in [c for c, status in kept.items() if status.until <= wall]:
+                del kept[client]
+            if not kept:
                 del self.kept_statuses[name]
                 if self.cluster is not None:
                     self.cluster.unwatch(name)

@@ -97,7 +97,7 @@ class RoomPresence:
                 continue
             self.entries[client] = status.entry
             self.seen[client] = self._wall_clock()
-            self._renew_later(client, status.entry.clock)
+            self._renew_later(client)
 
     def present(self) -> list[AwarenessEntry]:
         return [e for e in self.entries.values() if not e.removed]
@@ -200,7 +200,7 @@ class RoomPresence:
         clock = max(current.clock + 1 if current is not None else 0, int(self._wall_clock()))
         entry = AwarenessEntry(client, clock, presence_state(agent, status, task, until))
         self._set_kept(client, KeptStatus(entry, until))
-        self._renew_later(client, clock)
+        self._renew_later(client)
         return client
 
     def status_request(self, peer: Peer, request: Request) -> Reply:
@@ -234,10 +234,12 @@ class RoomPresence:
         self.seen[client] = self._wall_clock()
         self._tell([status.entry], exclude=None)
 
-    def _renew_later(self, client: int, clock: int) -> None:
+    def _renew_later(self, client: int) -> None:
+        """Schedules the renewal of a kept status as it is now (its clock says which)."""
         status = self.kept.get(client)
         if self._call_later is not None and status is not None:
             left = status.until - self._wall_clock()
+            clock = status.entry.clock
             self._call_later(
                 max(min(left, KEPT_RENEW_SECONDS), 0.0), lambda: self._renew_kept(client, clock)
             )
@@ -254,7 +256,7 @@ class RoomPresence:
             return
         renewed = AwarenessEntry(client, clock + 1, status.entry.state)
         self._set_kept(client, KeptStatus(renewed, status.until))
-        self._renew_later(client, clock + 1)
+        self._renew_later(client)
 
     def _end_kept(self, client: int) -> None:
         entry = self.entries.get(client)

@@ -50,6 +50,7 @@ from crdtdoc.errors import (
 )
 from crdtdoc.protocol.awareness import AwarenessEntry, decode_awareness, encode_awareness
 from crdtdoc.protocol.extension import (
+    DEFAULT_MAX_MESSAGE_BYTES,
     Durable,
     Hello,
     Reply,
@@ -96,8 +97,6 @@ def room_urls(hubs: str, room: str) -> list[str]:
 
 
 REFUSED_WRITE_CODES = frozenset({4403, 4413})
-DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
-"""A hub's `max_message_bytes` unless it says otherwise (`crdtdoc serve`'s default)."""
 ADMISSION_CODES: dict[int, type[CrdtdocError]] = {4401: AuthError, 4403: Forbidden}
 """Close codes that, before the hub welcomed the link, mean this agent may not join at all."""
 """Close codes meaning the hub refused something this replica wrote (see PROTOCOL.md §9)."""
@@ -199,6 +198,7 @@ class HubLink(Replica):
         self._open_timeout = options.open_timeout
         self._connect_timeout = min(options.connect_timeout or math.inf, options.open_timeout)
         self._wait_synced = options.wait_synced
+        self.max_message_bytes: int | None = None  # the largest message the hub accepts
         self._session = SyncSession(self, trusted=True, max_message_bytes=self._step2_limit())
         self._outbox: _Outbox | None = None
         self._from_hub = False
@@ -216,7 +216,6 @@ class HubLink(Replica):
         self.last_error: str | None = None
         self.store_error: str | None = None  # the hub said its store cannot commit: why
         self._welcomed = False  # the hub answered our hello: it speaks the extensions
-        self.max_message_bytes: int | None = None  # the largest message the hub accepts
         self._requests: dict[int, asyncio.Future[Reply]] = {}
         self._next_request = 0
         self._held: list[bytes] | None = None  # local updates held back for a guarded write
@@ -428,7 +427,7 @@ class HubLink(Replica):
     def _step2_limit(self) -> int:
         """What a step 2 to the hub may weigh: its welcome's limit, the default hub's until one
         arrives (a step 2 may leave before the welcome does)."""
-        return getattr(self, "max_message_bytes", None) or DEFAULT_MAX_MESSAGE_BYTES
+        return self.max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES
 
     def _reachable(self) -> bool:
         """A hub accepted a connection (or answered by refusing this agent): what
@@ -439,14 +438,8 @@ class HubLink(Replica):
         """The error of a link that did not sync within its open timeout (or that no hub
         accepted within its connect timeout: `reached` is False then)."""
         reached = self._reachable()
-        what, within = (
-            ("sync with", self._open_timeout)
-            if reached
-            else (
-                "reach",
-                self._connect_timeout,
-            )
-        )
+        what = "sync with" if reached else "reach"
+        within = self._open_timeout if reached else self._connect_timeout
         error = NotConnected(
             f"cannot {what} {self.url} within {within:g} s "
             f"({self.last_error or 'no answer'}); pass wait_synced=False to start offline",

@@ -29,6 +29,11 @@ class Hello:
     protocol: int = PROTOCOL_VERSION
 
 
+DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
+"""The largest message a hub accepts unless configured otherwise (`crdtdoc serve
+--max-message-bytes`), and what a client assumes until a welcome says."""
+
+
 @dataclass(frozen=True, slots=True)
 class Welcome:
     """Hub -> client, answering `Hello`: the room, what the hub has durably stored so far, and
