@@ -11,7 +11,13 @@ Workloads:
   worst case for per-update overhead; shared/data, CC BY 4.0).
 
 - whole document: the keystroke workload's final document as one update, applied to a fresh
-  replica (a room load, a first sync).
+  replica (a room load, a first sync);
+- up-to-date peer's step 2: what a peer that has everything sends on reconnect (no structs, the
+  document's whole delete set), applied to a replica holding that document: what every
+  reconnect costs the hub;
+- growing delete set: 2,000 small edits where every update carries the whole delete set so far
+  (as `encode_update(since=...)` and pycrdt's `get_update(state)` make them); besides the mean,
+  the cost of the last quarter over the first, for both sides (flat: about the same growth).
 
 Each workload runs with the hot path this install has (compiled with mypyc, if it could be) and,
 in a child process, with the pure-Python one (CRDTDOC_PURE_PYTHON=1), so the table shows both
@@ -31,9 +37,11 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from pycrdt import Doc
+from pycrdt import Doc, Text
 
 import crdtdoc
 from benchmarks.common import package_version, save
@@ -118,34 +126,55 @@ def keystrokes(count: int = 5000) -> list[bytes]:
     return log
 
 
-def time_raw(updates: list[bytes]) -> float:
+@dataclass(frozen=True)
+class Workload:
+    """Updates to apply, timed, after `setup` (applied first, untimed) to a fresh target."""
+
+    name: str
+    updates: list[bytes]
+    setup: list[bytes] = field(default_factory=list)
+    growth: bool = False  # report the last quarter's cost over the first
+
+
+def _quarters(updates: list[bytes]) -> list[list[bytes]]:
+    size = max(1, len(updates) // 4)
+    return [updates[i : i + size] for i in range(0, len(updates), size)]
+
+
+def _timed(apply: Callable[[bytes], object], updates: list[bytes]) -> list[float]:
+    """Seconds per quarter of `updates` (timed as blocks: no clock read per update)."""
+    times = []
+    for part in _quarters(updates):
+        start = time.perf_counter()
+        for u in part:
+            apply(u)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def time_raw(work: Workload) -> list[float]:
     doc: Doc = Doc()
-    start = time.perf_counter()
-    for u in updates:
+    for u in work.setup:
         doc.apply_update(u)
-    return time.perf_counter() - start
+    return _timed(doc.apply_update, work.updates)
 
 
-def time_replica(updates: list[bytes]) -> float:
+def time_replica(work: Workload) -> list[float]:
     replica = Replica("bench")
-    start = time.perf_counter()
-    for u in updates:
-        replica.apply_update(u)
-    return time.perf_counter() - start
+    for u in work.setup:
+        replica.apply_update(u, trusted=True)
+    return _timed(replica.apply_update, work.updates)
 
 
-def time_parse(updates: list[bytes]) -> float:
-    start = time.perf_counter()
-    for u in updates:
-        parse_update(u)
-    return time.perf_counter() - start
+def time_parse(work: Workload) -> list[float]:
+    return _timed(parse_update, work.updates)
 
 
 def backlog_reversed(updates: list[bytes]) -> dict[str, object]:
     """A backlog arriving newest first: all of it waits, then drains when the first arrives."""
-    reversed_order = [*reversed(updates[1:]), updates[0]]
-    times = [time_replica(reversed_order) for _ in range(3)]
-    in_order = [time_replica(updates) for _ in range(3)]
+    reversed_order = Workload("reversed", [*reversed(updates[1:]), updates[0]])
+    times = [sum(time_replica(reversed_order)) for _ in range(3)]
+    in_order = [sum(time_replica(Workload("in order", updates))) for _ in range(3)]
     return {
         "workload": f"backlog of {len(updates)} delivered newest first",
         "reversed_s": round(statistics.median(times), 4),
@@ -154,47 +183,85 @@ def backlog_reversed(updates: list[bytes]) -> dict[str, object]:
     }
 
 
-def measure(name: str, updates: list[bytes], repeats: int = 7) -> dict[str, object]:
+def measure(work: Workload, repeats: int = 7) -> dict[str, object]:
     raw, ours, parse = [], [], []
     for _ in range(repeats):
-        raw.append(time_raw(updates))
-        ours.append(time_replica(updates))
-        parse.append(time_parse(updates))
-    raw_s, ours_s, parse_s = (statistics.median(x) for x in (raw, ours, parse))
-    sizes = sorted(len(u) for u in updates)
-    return {
-        "workload": name,
-        "updates": len(updates),
+        raw.append(time_raw(work))
+        ours.append(time_replica(work))
+        parse.append(time_parse(work))
+    raw_s, ours_s, parse_s = (statistics.median(sum(q) for q in x) for x in (raw, ours, parse))
+    count = len(work.updates)
+    sizes = sorted(len(u) for u in work.updates)
+    row: dict[str, object] = {
+        "workload": work.name,
+        "updates": count,
         "median_update_bytes": sizes[len(sizes) // 2],
-        "raw_pycrdt_us_per_update": round(raw_s / len(updates) * 1e6, 2),
-        "replica_us_per_update": round(ours_s / len(updates) * 1e6, 2),
-        "parse_only_us_per_update": round(parse_s / len(updates) * 1e6, 2),
+        "raw_pycrdt_us_per_update": round(raw_s / count * 1e6, 2),
+        "replica_us_per_update": round(ours_s / count * 1e6, 2),
+        "parse_only_us_per_update": round(parse_s / count * 1e6, 2),
         "replica_over_raw": round(ours_s / raw_s, 3),
         "parse_over_raw": round(parse_s / raw_s, 3),
         "repeats": repeats,
     }
+    if work.growth:
+        for side, runs in (("raw", raw), ("replica", ours)):
+            last = statistics.median(q[-1] for q in runs)
+            first = statistics.median(q[0] for q in runs)
+            row[f"{side}_last_over_first_quarter"] = round(last / first, 3)
+    return row
 
 
-def workloads() -> list[tuple[str, list[bytes]]]:
-    chosen = [("agent-sized", agent_sized()), ("paragraphs (~2 KB)", paragraphs())]
+def growing_delete_set(count: int = 2000, seed: int = 3) -> list[bytes]:
+    """Small edits, each encoded as pycrdt's `get_update(state)` makes it: with every deletion
+    made so far (so the delete set each update carries grows with the document's history)."""
+    rng = random.Random(seed)
+    doc: Doc = Doc()
+    text = doc.get("design", type=Text)
+    stream = []
+    for _ in range(count):
+        before = doc.get_state()
+        if len(text) > 10 and rng.random() < 0.4:
+            at = rng.randrange(len(text) - 3)
+            del text[at : at + 2]
+        else:
+            text.insert(rng.randrange(len(text) + 1), rng.choice(WORDS) + " ")
+        stream.append(doc.get_update(before))
+    return stream
+
+
+def up_to_date_step2(document: bytes, count: int = 300) -> Workload:
+    """A peer holding all of `document` answers a replica that holds it too: no structs, the
+    whole delete set (pycrdt encodes it; a stock Yjs client writes the same ranges)."""
+    peer: Doc = Doc()
+    peer.apply_update(document)
+    holder = Replica("room")
+    holder.apply_update(document, trusted=True)
+    step2 = peer.get_update(holder.state_vector())
+    return Workload("up-to-date peer's step 2", [step2] * count, setup=[document])
+
+
+def workloads() -> list[Workload]:
+    chosen = [Workload("agent-sized", agent_sized()), Workload("paragraphs (~2 KB)", paragraphs())]
     if TRACE.exists():
         typed = keystrokes()
-        chosen.append(("keystrokes (automerge-paper)", typed))
+        chosen.append(Workload("keystrokes (automerge-paper)", typed))
         whole = Replica("loader")
         for u in typed:
             whole.apply_update(u, trusted=True)
-        chosen.append(("whole document, one update", [whole.encode_update()]))
+        document = whole.encode_update()
+        chosen.append(Workload("whole document, one update", [document]))
+        chosen.append(up_to_date_step2(document))
     else:
         print(f"note: {TRACE} not found; skipping the keystroke workloads", file=sys.stderr)
+    chosen.append(Workload("growing delete set", growing_delete_set(), growth=True))
     return chosen
 
 
-def measure_all(chosen: list[tuple[str, list[bytes]]]) -> list[dict[str, object]]:
+def measure_all(chosen: list[Workload]) -> list[dict[str, object]]:
     rows = []
-    for i, (name, updates) in enumerate(chosen, 1):
-        print(f"[{i}/{len(chosen)}] {name}: {len(updates)} updates ...", file=sys.stderr)
-        repeats = 7 if len(updates) > 1 else 21
-        rows.append(measure(name, updates, repeats))
+    for i, work in enumerate(chosen, 1):
+        print(f"[{i}/{len(chosen)}] {work.name}: {len(work.updates)} updates ...", file=sys.stderr)
+        rows.append(measure(work, 7 if len(work.updates) > 1 else 21))
     return rows
 
 
@@ -224,8 +291,10 @@ def main() -> int:
             row["pure_replica_us_per_update"] = slow["replica_us_per_update"]
             row["pure_replica_over_raw"] = slow["replica_over_raw"]
             row["pure_parse_only_us_per_update"] = slow["parse_only_us_per_update"]
+            if "replica_last_over_first_quarter" in slow:
+                row["pure_last_over_first_quarter"] = slow["replica_last_over_first_quarter"]
     print("[+] causal buffer: reversed backlog ...", file=sys.stderr)
-    backlog = backlog_reversed(chosen[2][1] if len(chosen) > 2 else chosen[-1][1])
+    backlog = backlog_reversed(chosen[2].updates if len(chosen) > 3 else chosen[0].updates)
     headline = [_headline(row, bool(pure)) for row in rows]
     headline.append(
         f"{backlog['workload']}: {backlog['reversed_s']} s "
@@ -248,12 +317,16 @@ def main() -> int:
         ("pure_replica_us_per_update", "replica µs (pure Python)"),
         ("pure_replica_over_raw", "ratio"),
         ("parse_only_us_per_update", "parse µs"),
+        ("raw_last_over_first_quarter", "growth raw"),
+        ("replica_last_over_first_quarter", "growth compiled"),
+        ("pure_last_over_first_quarter", "growth pure"),
     ]
     table = [
         "# What validation and causal ordering cost",
         "",
         "µs per update, median of 7 (21 for one update) repeats in one process; the pure-Python "
-        "column from a child process with CRDTDOC_PURE_PYTHON=1.",
+        "column from a child process with CRDTDOC_PURE_PYTHON=1. Growth: the last quarter's "
+        "time over the first quarter's, for a workload whose updates grow.",
         "",
         "| " + " | ".join(title for _, title in columns) + " |",
         "|" + "---|" * len(columns),

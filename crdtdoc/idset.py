@@ -29,25 +29,31 @@ def _normalize(ranges: list[Range]) -> list[Range]:
 
 
 def _minus(ranges: list[Range], holes: list[Range]) -> list[Range]:
-    """The parts of sorted, disjoint `ranges` outside sorted, disjoint `holes`."""
+    """The parts of sorted, disjoint `ranges` outside sorted, disjoint `holes`: one merge pass
+    over both, or, when `holes` is much the longer (a small set checked against a room's), a
+    bisection per range instead of the walk, so the cost follows the small side."""
     kept: list[Range] = []
-    first = 0  # holes before this one end before the current range starts
+    count = len(holes)
+    jump = count > 8 * len(ranges)
+    k = 0  # every hole before this one ends at or before the current range's start
     for start, end in ranges:
-        # Jump (O(log n)) to the last hole starting at or before `start`: a small set checked
-        # against a large one (a delete set against a room's) stays cheap.
-        first = max(first, bisect.bisect_right(holes, (start, _END)) - 1, 0)
+        if jump:
+            k = max(k, bisect.bisect_right(holes, (start, _END)) - 1, 0)
+        else:
+            while k < count and holes[k][1] <= start:
+                k += 1
         cur = start
-        for k in range(first, len(holes)):  # by index: islice would walk from 0
-            hs, he = holes[k]
-            if he <= cur:
-                continue
-            if hs >= end:
+        while k < count:
+            hole_start, hole_end = holes[k]
+            if hole_start >= end:
                 break
-            if hs > cur:
-                kept.append((cur, hs))
-            cur = max(cur, he)
-            if cur >= end:
-                break
+            if hole_end > cur:
+                if hole_start > cur:
+                    kept.append((cur, hole_start))
+                cur = hole_end
+                if cur >= end:
+                    break  # this hole may reach into the next range: keep `k` on it
+            k += 1
         if cur < end:
             kept.append((cur, end))
     return kept
@@ -201,10 +207,33 @@ class IdSet:
             if client >= max_client:
                 raise dec.fail(f"client id {client} in delete set is not below 2^53")
             n_ranges = dec.read_count("delete-set range", 2)
+            ranges: list[Range] = []  # ranges in order, as encoders write them: appended
             for _ in range(n_ranges):
                 clock = dec.read_var_uint()
                 length = dec.read_var_uint()
-                if clock + length >= max_clock:
+                end = clock + length
+                if end >= max_clock:
                     raise dec.fail(f"deleted range {client}:{clock}+{length} reaches 2^32")
-                result.add(client, clock, clock + length)
+                if not length:
+                    continue
+                if not ranges or clock > ranges[-1][1]:
+                    ranges.append((clock, end))
+                elif clock == ranges[-1][1]:
+                    ranges[-1] = (ranges[-1][0], end)
+                else:  # out of order or overlapping: merged where it belongs
+                    result._merge(client, ranges)
+                    ranges = []
+                    result.add(client, clock, end)
+            result._merge(client, ranges)
         return result
+
+    def _merge(self, client: int, ranges: list[Range]) -> None:
+        """Adds sorted, disjoint, non-adjacent `ranges` of `client` (kept as they are when the
+        client has none yet: the common case)."""
+        if not ranges:
+            return
+        if client not in self._ranges:
+            self._ranges[client] = ranges
+            return
+        for start, end in ranges:
+            self.add(client, start, end)

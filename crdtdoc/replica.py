@@ -201,6 +201,9 @@ class Replica:
         self._client_id = client_id
         self._state: dict[int, int] = {}
         self._deleted = IdSet()
+        self._deletions_changed = 0  # counts changes of `_deleted` (keys `_nothing_new`)
+        # (that count, the delete set as Yjs encodes it, as pycrdt does, once asked): `holds`
+        self._nothing_new: tuple[int, bytes, bytes | None] | None = None
         limits = self._limits
         self._buffer = CausalBuffer(
             BufferLimits(
@@ -587,6 +590,8 @@ class Replica:
         """
         if self._txn_depth:
             raise CrdtdocError("apply_update cannot run inside a local transaction; call it after")
+        if parsed is None and self.holds(data):
+            return IdSet()
         if parsed is None:  # a caller that already parsed these very bytes may pass the result
             parsed = parse_update(data, details=not trusted)  # the gate reads the items
         try:
@@ -594,22 +599,53 @@ class Replica:
         finally:
             self._notify()  # whatever committed is announced, even if a later part failed
 
+    def holds(self, data: bytes) -> bool:
+        """Whether `data` is an update that brings this replica nothing: no structs, and
+        exactly the deletions it has applied, as Yjs or pycrdt encode them. That is what a peer
+        holding everything sends as its sync step 2; comparing bytes, without parsing the
+        delete set, keeps every reconnect cheap however long the document's history. False
+        does not mean news: parsing tells (ranges written another way, fewer of them)."""
+        if len(data) < 2 or data[0] != 0:  # structs from at least one client
+            return False
+        cached = self._nothing_new
+        if cached is None or cached[0] != self._deletions_changed:
+            # Encoding the delete set costs what it holds: only for updates of a size that
+            # could be it (a range takes 2 to 10 bytes, a client's heading up to 13), so the
+            # small deletion-only updates of everyday edits never pay for a large room's.
+            deleted = self._deleted
+            ranges, clients = deleted.range_count(), len(deleted.clients())
+            if not 2 * ranges + 2 <= len(data) <= 2 + 13 * clients + 10 * ranges:
+                return False
+            cached = (self._deletions_changed, b"\x00" + deleted.encode(), None)
+            self._nothing_new = cached
+        count, as_yjs, as_pycrdt = cached
+        if len(data) != len(as_yjs):  # the same ranges in another order: the same length
+            return False
+        if data == as_yjs:  # clients in descending order, as Yjs writes them
+            return True
+        if as_pycrdt is None:  # pycrdt's order (its own hash map's): asked once per change
+            as_pycrdt = self._doc.get_update(encode_state_vector(self._state))
+            self._nothing_new = (count, as_yjs, as_pycrdt)
+        return data == as_pycrdt
+
     def _apply_parsed(
         self, data: bytes, parsed: ParsedUpdate, origin: object, trusted: bool
     ) -> IdSet:
         state = self._state
-        deletes = parsed.delete_set
+        fresh_structs = parsed.new_ids(state)
+        # Only deletions this replica has not applied matter; an up-to-date peer's step 2 (no
+        # new structs, the whole delete set) stops here after one pass over its ranges.
+        deletes = parsed.delete_set.difference(self._deleted) if parsed.delete_set else IdSet()
         if not trusted and parsed.size - parsed.ds_offset > 1:  # a delete set, maybe of
             # empty ranges only: judged as written, before any of the update applies
             self._judge_deletions(written_deletions(data, parsed), data, parsed)
-        fresh_structs = parsed.new_ids(state)
+        if not fresh_structs and not deletes:
+            return deletes
         waits = parsed.missing(state) if fresh_structs else IdSet()
         if waits:
             self._hold(data, parsed, origin, trusted, waits)
         else:
-            new_deletes = bool(deletes) and not deletes.issubset(self._deleted)
-            targets_here = not deletes or deletes.clip_to(_after(state, parsed)) == deletes
-            if targets_here and (fresh_structs or new_deletes):
+            if not deletes or deletes.clip_to(_after(state, parsed)) == deletes:
                 # the common case: all in one go
                 self._apply_to_doc(data, parsed if fresh_structs else None, origin, trusted)
                 deletes = IdSet()
@@ -1016,6 +1052,7 @@ class Replica:
             )
             for client, start, end in ds:
                 self._deleted.add(client, start, end)
+            self._deletions_changed += 1
         self._committed.append((update, remote is None, ds, origin))
         self._log.append(update)
         self._log_bytes += len(update)
@@ -1040,6 +1077,7 @@ class Replica:
         self._client_id = new_client_id(avoid=set(self._state))
         self._state = {}
         self._deleted = IdSet()
+        self._deletions_changed += 1
         self._buffer.clear()
         self._checkpoint = b""
         self._log = []
@@ -1070,6 +1108,7 @@ class Replica:
         self._doc = self._observed(doc)
         self._state = decode_state_vector(doc.get_state())
         self._deleted = parse_update(doc.get_update()).delete_set
+        self._deletions_changed += 1
         self._committed = []
         self._registered = str(self._client_id) in doc.get(AGENTS_ROOT, type=Map)
         self._take_checkpoint()

@@ -387,3 +387,65 @@ def test_a_snapshot_keeps_the_deletions_that_wait_for_their_ids() -> None:
     plain.apply_update(hub.encode_update())
     plain.apply_update(insertion)
     assert plain.document("t").read() == "hello"
+
+
+def _with_deletions(agent: str = "typist") -> Replica:
+    """A replica whose document holds insertions and deletions from two writers."""
+    a, b = Replica(agent), Replica("other")
+    for i in range(30):
+        a.document("d").insert(0, f"word{i} ")
+        b.document("d").insert(0, f"mot{i} ")
+    for i in range(10):
+        a.document("d").delete(3 * i, 2)
+        b.document("d").delete(2 * i, 1)
+    b.apply_update(a.encode_update())
+    a.apply_update(b.encode_update())
+    return a
+
+
+def test_an_up_to_date_peers_step_2_is_recognised_without_parsing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a peer holding everything sends on reconnect (no structs, the whole delete set),
+    as pycrdt and as Yjs write it, brings nothing: `holds` says so from the bytes, and applying
+    it reads nothing (every reconnect would otherwise parse the room's whole delete set)."""
+    room = _with_deletions()
+    peer = Doc()
+    peer.apply_update(room.encode_update())
+    from_pycrdt = peer.get_update(room.state_vector())
+    from_yjs = b"\x00" + parse_update(from_pycrdt).delete_set.encode()  # clients descending
+    assert parse_update(from_pycrdt).delete_set.range_count() > 10
+    before = room.version()
+
+    def no_parsing(*args: object, **kwargs: object) -> None:
+        raise AssertionError("parsed an update that brings nothing")
+
+    monkeypatch.setattr("crdtdoc.replica.parse_update", no_parsing)
+    for data in (from_pycrdt, from_yjs):
+        assert room.holds(data)
+        assert not room.apply_update(data)
+    assert room.version() == before
+
+
+def test_holds_is_false_for_anything_else_and_follows_new_deletions() -> None:
+    room = _with_deletions()
+    peer = Doc()
+    peer.apply_update(room.encode_update())
+    step2 = peer.get_update(room.state_vector())
+    assert room.holds(step2)
+    assert not room.holds(room.encode_update())  # structs
+    assert not room.holds(b"\x00")  # not even an update
+    room.document("d").delete(0, 1)  # the room deleted one more: the old bytes are not its own
+    assert not room.holds(step2)
+    assert not room.apply_update(step2)  # parsed instead: still nothing new
+    newer = Doc()
+    newer.apply_update(room.encode_update())
+    assert room.holds(newer.get_update(room.state_vector()))
+    # a peer that deleted one more than the room: news, applied
+    peer_replica = Replica("peer")
+    peer_replica.apply_update(room.encode_update())
+    peer_replica.document("d").delete(0, 1)
+    extra = peer_replica.encode_update(room.version())
+    assert not room.holds(extra)
+    room.apply_update(extra)
+    assert room.document("d").read() == peer_replica.document("d").read()
