@@ -20,7 +20,6 @@ import bisect
 import re
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 from crdtdoc.updates import (
     ANY,
@@ -49,18 +48,35 @@ SEQUENCE_FAMILY = {STRING: TEXT, EMBED: TEXT, FORMAT: TEXT, ANY: ARRAY, BINARY: 
 texts, and any/binary/subdocument values only into arrays (types and deletions fit both)."""
 
 
-@dataclass(frozen=True, slots=True)
 class Place:
-    """Where an item lives: its parent and, for a map entry, its key; `content` is its kind."""
+    """Where an item lives: its parent and, for a map entry, its key; `content` is its kind.
+    Read-only by convention (written out, not a dataclass: see `crdtdoc.updates.Item`)."""
 
-    parent: Parent
-    sub: str | None
-    content: int
+    __slots__ = ("content", "parent", "sub")
+
+    def __init__(self, parent: Parent, sub: str | None, content: int) -> None:
+        self.parent = parent
+        self.sub = sub
+        self.content = content
 
     @property
     def collected(self) -> bool:
         """Garbage-collected: Yjs and yrs both drop whatever is anchored here alone."""
         return self.parent is None
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Place)
+            and self.content == other.content
+            and self.sub == other.sub
+            and self.parent == other.parent
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.parent, self.sub, self.content))
+
+    def __repr__(self) -> str:
+        return f"Place({self.parent!r}, {self.sub!r}, {self.content})"
 
 
 COLLECTED = Place(None, None, GC)
@@ -177,7 +193,7 @@ class ItemIndex:
         chain = [parent]
         current: Parent = parent
         for _ in range(10_000):  # nesting is bounded by the parser's limits; cycles are not
-            place = self.place_of(*current) if isinstance(current, tuple) else None
+            place = self.place_of(current[0], current[1]) if isinstance(current, tuple) else None
             if place is None:
                 break
             if place.parent is None or isinstance(place.parent, str):
@@ -337,9 +353,9 @@ class Locator:
 
     def place_of_id(self, ref: Id) -> Place | None:
         """The place of the item holding id `ref` (this update's or the document's)."""
-        item = self.find_local(*ref)
+        item = self.find_local(ref[0], ref[1])
         if item is None:
-            return self.index.place_of(*ref)
+            return self.index.place_of(ref[0], ref[1])
         if item.content == GC:
             return COLLECTED
         return self.place(item)
@@ -350,7 +366,7 @@ class Locator:
         for _ in range(len(self.items) + 1):
             if parent is None or isinstance(parent, str):
                 return parent
-            holder = self.find_local(*parent)
+            holder = self.find_local(parent[0], parent[1])
             if holder is None:
                 return self.index.root_of_parent(parent)
             found = self.place(holder)
@@ -391,14 +407,14 @@ class Locator:
         refs = [item.parent] if isinstance(item.parent, tuple) else []
         if item.parent is None:
             refs = [r for r in (item.origin, item.right_origin) if r is not None]
-        found = [self.find_local(*ref) for ref in refs]
+        found = [self.find_local(ref[0], ref[1]) for ref in refs]
         return [dep for dep in found if dep is not None]
 
     def _known(self, ref: Id) -> Place | None:
         """A neighbour's place once its own is resolved (or being resolved: a cycle)."""
-        item = self.find_local(*ref)
+        item = self.find_local(ref[0], ref[1])
         if item is None:
-            return self.index.place_of(*ref)
+            return self.index.place_of(ref[0], ref[1])
         if item.content == GC:
             return COLLECTED
         found = self.memo.get((item.client, item.clock))

@@ -9,7 +9,6 @@ log of committed updates since.
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
@@ -675,8 +674,8 @@ class Replica:
         """Puts an update's structs in the causal buffer (its deletions wait in entries of
         their own: they wait for other ids, and must not be lost if the structs expire)."""
         part = structs_only(data, parsed) if parsed.delete_set else data
-        if parsed.items is not None:  # items take ~70x their bytes: parse them again later
-            parsed = dataclasses.replace(parsed, items=None, starts=None, section_ends=None)
+        if parsed.items is not None:
+            parsed = parsed.without_items()  # parsed again when it leaves the buffer
         self._buffer.hold(part, parsed, IdSet(), origin, trusted, missing)
 
     def _apply_deletes(self, deletes: IdSet, origin: object, trusted: bool) -> IdSet:

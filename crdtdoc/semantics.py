@@ -252,7 +252,7 @@ class _Pairs:
                     f"its origin {_id(origin)} is the high half of a surrogate pair: it would "
                     f"go between the halves ({_SPLIT})",
                 )
-            if right is not None and self.split(*right):
+            if right is not None and self.split(right[0], right[1]):
                 raise _refuse(
                     "surrogate pair",
                     item,

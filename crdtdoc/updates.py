@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from crdtdoc.encoding import Decoder, Encoder
@@ -55,46 +54,153 @@ _XML_ELEMENT, _XML_HOOK = 3, 5
 Id = tuple[int, int]
 
 
-@dataclass(frozen=True, slots=True)
+# The classes below are written out rather than made with @dataclass: mypyc compiles a
+# dataclass's generated __init__ and __eq__ as plain Python, and parsing makes one Item per
+# struct, so on the compiled hot path that alone cost more than reading the struct.
+
+
 class Item:
-    """One struct of an update, as read (kept only when `parse_update(details=True)`)."""
+    """One struct of an update, as read (kept only when `parse_update(details=True)`).
+    Read-only by convention."""
 
-    client: int
-    clock: int
-    length: int
-    content: int  # a content ref: STRING, ANY, DELETED, GC, SKIP, ...
-    origin: Id | None = None
-    right_origin: Id | None = None
-    parent: str | Id | None = None  # a root name, the id of a nested type, or None (copied)
-    parent_sub: str | None = None  # the map key, for map entries
-    value: Any = None  # str for STRING, list for ANY/JSON, type name for TYPE, ...
+    __slots__ = (
+        "client",
+        "clock",
+        "content",
+        "length",
+        "origin",
+        "parent",
+        "parent_sub",
+        "right_origin",
+        "value",
+    )
+
+    def __init__(
+        self,
+        client: int,
+        clock: int,
+        length: int,
+        content: int,  # a content ref: STRING, ANY, DELETED, GC, SKIP, ...
+        origin: Id | None = None,
+        right_origin: Id | None = None,
+        parent: str | Id | None = None,  # a root name, a nested type's id, or None (copied)
+        parent_sub: str | None = None,  # the map key, for map entries
+        value: Any = None,  # str for STRING, list for ANY/JSON, type name for TYPE, ...
+    ) -> None:
+        self.client = client
+        self.clock = clock
+        self.length = length
+        self.content = content
+        self.origin = origin
+        self.right_origin = right_origin
+        self.parent = parent
+        self.parent_sub = parent_sub
+        self.value = value
+
+    def _fields(self) -> tuple[object, ...]:
+        return (
+            self.client,
+            self.clock,
+            self.length,
+            self.content,
+            self.origin,
+            self.right_origin,
+            self.parent,
+            self.parent_sub,
+            self.value,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Item) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash((self.client, self.clock, self.length, self.content))
+
+    def __repr__(self) -> str:
+        return "Item(" + ", ".join(repr(value) for value in self._fields()) + ")"
 
 
-@dataclass(slots=True)
 class ClientStructs:
-    """The structs one client contributes to an update: clocks `start` up to `end`."""
+    """The structs one client contributes to an update: clocks `start` up to `end`, with the
+    gaps (Skip structs) it does not carry and its garbage-collected ranges."""
 
-    start: int
-    end: int
-    skips: list[Range] = field(default_factory=list)  # gaps (Skip structs) not carried
-    gcs: list[Range] = field(default_factory=list)  # garbage-collected ranges
+    __slots__ = ("end", "gcs", "skips", "start")
+
+    def __init__(
+        self,
+        start: int,
+        end: int,
+        skips: list[Range] | None = None,
+        gcs: list[Range] | None = None,
+    ) -> None:
+        self.start = start
+        self.end = end
+        self.skips: list[Range] = skips if skips is not None else []
+        self.gcs: list[Range] = gcs if gcs is not None else []
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ClientStructs) and (
+            self.start,
+            self.end,
+            self.skips,
+            self.gcs,
+        ) == (other.start, other.end, other.skips, other.gcs)
+
+    def __repr__(self) -> str:
+        return f"ClientStructs({self.start}, {self.end}, skips={self.skips}, gcs={self.gcs})"
 
 
-@dataclass(slots=True)
 class ParsedUpdate:
     """What an update carries, depends on and deletes."""
 
-    structs: dict[int, ClientStructs]
-    references: dict[int, int]  # client -> highest referenced clock + 1
-    delete_set: IdSet
-    ds_offset: int  # byte offset at which the delete set starts
-    size: int
-    items: list[Item] | None = None
-    count: int = 0  # structs carried (what applying the update costs grows with it)
-    # With items: the byte offset at which each item starts, and where each client's section
-    # ends (`crdtdoc.slicing` cuts a large update into smaller ones with them).
-    starts: list[int] | None = None
-    section_ends: dict[int, int] | None = None
+    __slots__ = (
+        "count",
+        "delete_set",
+        "ds_offset",
+        "items",
+        "references",
+        "section_ends",
+        "size",
+        "starts",
+        "structs",
+    )
+
+    def __init__(
+        self,
+        structs: dict[int, ClientStructs],
+        references: dict[int, int],  # client -> highest referenced clock + 1
+        delete_set: IdSet,
+        ds_offset: int,  # byte offset at which the delete set starts
+        size: int,
+        items: list[Item] | None = None,
+        count: int = 0,  # structs carried (what applying the update costs grows with it)
+        # With items: the byte offset at which each item starts, and where each client's
+        # section ends (`crdtdoc.slicing` cuts a large update into smaller ones with them).
+        starts: list[int] | None = None,
+        section_ends: dict[int, int] | None = None,
+    ) -> None:
+        self.structs = structs
+        self.references = references
+        self.delete_set = delete_set
+        self.ds_offset = ds_offset
+        self.size = size
+        self.items = items
+        self.count = count
+        self.starts = starts
+        self.section_ends = section_ends
+
+    def without_items(self) -> ParsedUpdate:
+        """The same, without the items and their offsets (which take ~70x the update's bytes:
+        what waits in the causal buffer keeps only the rest, and is parsed again later)."""
+        return ParsedUpdate(
+            self.structs,
+            self.references,
+            self.delete_set,
+            self.ds_offset,
+            self.size,
+            None,
+            self.count,
+        )
 
     def is_empty(self) -> bool:
         return not self.structs and not self.delete_set
