@@ -5,6 +5,14 @@ versions); then once, with the newest version, when the interval ends. A version
 room's whole delete set, so under a stream of commits this bounds what acknowledgements cost (the
 trace benchmark spent most of its time on them).
 
+Clients that speak protocol 2 are told a delta instead (PROTOCOL.md section 8): what became
+durable since the previous announcement (`told`), encoded once per announcement and shared by all
+of them. Every such client holds at least `told`: it was told every announcement since its
+welcome, and its welcome carried the durable version of that moment, which includes the `told` of
+then (durable versions only grow). So a client that joined while an announcement was held back
+for the interval misses nothing: the delta it gets is against an older version than its own.
+A protocol 1 client is told the full version, as before.
+
 While the store cannot commit, the clients are told why (`store_failing`): at once when it starts
 failing or the reason changes, and a client that joins meanwhile at the committer's next retry
 (within a second); when a commit succeeds again, at once, by a `durable` without the reason.
@@ -15,7 +23,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Iterable
 
-from crdtdoc.protocol.extension import Durable, encode_extension
+from crdtdoc.protocol.extension import Durable, durable_delta, encode_extension
 from crdtdoc.protocol.messages import encode_message
 from crdtdoc.versions import Version
 from server.peer import Peer
@@ -33,6 +41,7 @@ class DurableAnnouncer:
 
     def __init__(self, peers: Callable[[], Iterable[Peer]], scheduler: Scheduler) -> None:
         self.version = Version()
+        self.told = Version()  # the last version announced to all: every delta peer holds it
         self._peers = peers
         self._scheduler = scheduler
         self._told_at = 0.0
@@ -41,8 +50,20 @@ class DurableAnnouncer:
         self.store_error: str | None = None  # why the store cannot commit now
         self._warned: weakref.WeakSet[Peer] = weakref.WeakSet()  # told the store_error
 
+    def restore(self, version: Version) -> None:
+        """The room was loaded with `version` durable, before any client joined."""
+        self.version = self.told = version
+
     def message(self) -> bytes:
+        """The full durable version (and store error): for protocol 1 clients, and for a client
+        whose deltas may have been lost (a resync)."""
         return encode_message(encode_extension(Durable(self.version, self.store_error)))
+
+    def delta_message(self, since: Version) -> bytes:
+        """The durable version as a delta for a client known to hold `since` (the store error
+        in full)."""
+        delta = durable_delta(self.version, since)
+        return encode_message(encode_extension(Durable(delta, self.store_error, delta=True)))
 
     def store_failing(self, reason: str | None) -> None:
         """The store cannot commit, for `reason` (None: it commits again). Called at every
@@ -51,18 +72,30 @@ class DurableAnnouncer:
             if self.store_error is not None:
                 self.store_error = None
                 self._warned = weakref.WeakSet()
-                self._send(self.message(), lambda peer: True)
+                self._send(lambda peer: True)
             return
         if reason != self.store_error:
             self.store_error = reason
             self._warned = weakref.WeakSet()
-        self._send(self.message(), lambda peer: peer not in self._warned)
+        self._send(lambda peer: peer not in self._warned)
         self._warned.update(peer for peer in self._peers() if peer.extensions)
 
-    def _send(self, message: bytes, to: Callable[[Peer], bool]) -> None:
+    def _send(self, to: Callable[[Peer], bool]) -> int:
+        """Tells the newest version to the opted-in peers `to` accepts: a delta against `told`
+        to those speaking protocol 2, the full version to the others, each form encoded once
+        (only if someone gets it). Returns the size of the larger message sent (0: none)."""
+        full: bytes | None = None
+        delta: bytes | None = None
         for peer in self._peers():
-            if peer.extensions and to(peer):
-                peer.send(message)
+            if not peer.extensions or not to(peer):
+                continue
+            if peer.durable_deltas:
+                delta = delta or self.delta_message(self.told)
+                peer.send(delta)
+            else:
+                full = full or self.message()
+                peer.send(full)
+        return max(len(full or b""), len(delta or b""))
 
     def durable(self, version: Version) -> None:
         """`version` is durable now: tell the clients, at once or at the end of the interval."""
@@ -78,6 +111,6 @@ class DurableAnnouncer:
     def _tell(self) -> None:
         self._due = False
         self._told_at = self._scheduler.monotonic()
-        message = self.message()
-        self._gap = max(DURABLE_INTERVAL, len(message) / DURABLE_BYTES_PER_SECOND)
-        self._send(message, lambda peer: True)
+        size = self._send(lambda peer: True)
+        self.told = self.version  # every delta peer holds it now (and every later joiner will)
+        self._gap = max(DURABLE_INTERVAL, size / DURABLE_BYTES_PER_SECOND)

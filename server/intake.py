@@ -5,7 +5,7 @@ rules of the room's causal buffer for peers' data (each sender's share, who is c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from crdtdoc.protocol.messages import Message, SyncStep2, SyncUpdate, decode_message
@@ -24,14 +24,21 @@ class Incoming:
     parsed: ParsedUpdate | None = None
     slices: list[tuple[bytes, ParsedUpdate]] | None = None
     cut_on: Mapping[int, int] | None = None  # the state vector the slices were cut against
+    known: bool = False  # an update that brings the room nothing (`Replica.holds`): not parsed
 
 
-def read_message(data: bytes, state: Mapping[int, int]) -> Incoming:
+def read_message(
+    data: bytes, state: Mapping[int, int], holds: Callable[[bytes], bool] | None = None
+) -> Incoming:
     """Decodes a peer's message and parses the update it carries, cut into slices a room can
     apply one per turn of the event loop (`crdtdoc.slicing`). Touches no room: the hub runs it in
-    a worker thread for a large message (`state`: a copy of the room's state vector)."""
+    a worker thread for a large message (`state`: a copy of the room's state vector). `holds`,
+    on the room's own thread only, tells an update that brings the room nothing (an up-to-date
+    peer's sync step 2) from its bytes: that one is not parsed."""
     message = decode_message(data)
     if isinstance(message, (SyncStep2, SyncUpdate)):
+        if holds is not None and holds(message.update):
+            return Incoming(message, known=True)
         parsed = parse_update(message.update, details=True)
         slices = slice_update(message.update, parsed, state)
         return Incoming(message, parsed, slices, state)

@@ -2,9 +2,10 @@
 
 The room never awaits a peer: it enqueues messages (already encoded, shared by every peer) and
 moves on. A peer whose queue overflows has the queue dropped and is resynced with one message
-computed when its writer gets to it (the room's whole state, which covers everything dropped); a
-peer whose single send blocks longer than `send_timeout` is not reading and is disconnected. So a
-slow or stuck client costs the hub a bounded amount of memory and never delays the others.
+computed when its writer gets to it (what the room holds past what the peer was surely sent,
+`Delivered`, which covers everything dropped); a peer whose single send blocks longer than
+`send_timeout` is not reading and is disconnected. So a slow or stuck client costs the hub a
+bounded amount of memory and never delays the others.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 from websockets.asyncio.server import ServerConnection
 
 from crdtdoc.tokens import Grant
+from crdtdoc.versions import Version
 from server.config import HubConfig
 
 log = logging.getLogger("crdtdoc.hub.peer")
@@ -35,6 +38,20 @@ def close_reason(text: str) -> str:
     return data[: MAX_CLOSE_REASON - 3].decode(errors="ignore") + "..."
 
 
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """What a peer surely holds, as the room noted it the last time the peer's queue drained
+    (every message queued until then had been written to its connection, none dropped)."""
+
+    state: Mapping[int, int] | None
+    """The room's state vector then: the peer was sent (or wrote) every struct below it. None
+    until the room had queued it everything it held (the answer to its sync step 1, a resync):
+    before that, a drained queue says nothing about the room's older content."""
+    durable: Version | None
+    """The durable version it held then (the room's last announcement): a protocol 2 client
+    joins deltas into what it was told. None for a client told full versions."""
+
+
 class Peer:
     """A connection's presence in a room: what to send it, and what it announced."""
 
@@ -46,6 +63,7 @@ class Peer:
         self.ip = remote.rsplit(":", 1)[0]
         self.told_read_only = False
         self.extensions = False  # sent crdtdoc's Hello: may receive extension messages
+        self.durable_deltas = False  # said protocol 2 in its Hello: told durable deltas
         self.agent: str | None = None
         self.awareness_clients: set[int] = set()  # awareness client ids this peer published
         self.resync: Callable[[Peer], list[bytes]] | None = None  # set by the room
@@ -54,6 +72,11 @@ class Peer:
         # a connection that keeps falling behind is resent the room at its budget's pace)
         self.before_resync: Callable[[], Awaitable[object]] | None = None
         self.resyncs = 0
+        # set by the room when it has queued the peer everything it holds: from then on, a
+        # drained queue means the peer was sent all of the room up to that moment
+        self.whole_room_queued = False
+        self.on_drained: Callable[[Peer], None] | None = None  # set by the room
+        self.delivered: Delivered | None = None  # noted by `on_drained`; None: nothing known
         self._max_messages = config.send_queue_messages
         self._max_bytes = config.send_queue_bytes
         self._send_timeout = config.send_timeout
@@ -122,6 +145,11 @@ class Peer:
                         self._send_started = None
                         if self.on_sent is not None:
                             self.on_sent(len(message))
+                # Everything queued so far was written and nothing dropped since the last
+                # resync: the room notes what that covers (no await between, so nothing new
+                # was committed unqueued).
+                if self.on_drained is not None:
+                    self.on_drained(self)
         except Exception:  # the connection closed under us: the handler cleans up
             return
         finally:

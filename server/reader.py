@@ -138,7 +138,8 @@ class Reader:
         if not await self.pay(ws, peer):
             return False
         incoming = None
-        if len(data) > OFF_LOOP_BYTES:  # parsing it takes a while: not on the loop
+        # Parsing a large update takes a while: not on the loop (unless it brings nothing)
+        if len(data) > OFF_LOOP_BYTES and not room.brings_nothing(data):
             state = dict(room.replica.applied()[0])
             try:
                 incoming = await asyncio.get_running_loop().run_in_executor(

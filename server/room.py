@@ -35,6 +35,7 @@ from crdtdoc.errors import (
 )
 from crdtdoc.protocol.awareness import AwarenessEntry
 from crdtdoc.protocol.extension import (
+    DELTA_PROTOCOL,
     Hello,
     Reply,
     Request,
@@ -51,6 +52,7 @@ from crdtdoc.protocol.messages import (
     SyncStep1,
     SyncStep2,
     SyncUpdate,
+    decode_message,
     encode_message,
 )
 from crdtdoc.protocol.session import SyncSession
@@ -68,7 +70,7 @@ from server.guarded import GuardedCommits
 from server.intake import Incoming, hub_limits, pending_holder, read_message
 from server.limits import RateLimits
 from server.metrics import HubMetrics
-from server.peer import Peer
+from server.peer import Delivered, Peer
 from server.pgstore import Fetched
 from server.presence import KeptStatus, RoomPresence
 from server.schedule import Scheduler
@@ -121,6 +123,7 @@ class Room:
         self.replica.share_pending(limits.waiting)  # a sender's share counts over all rooms
         self._expiry_due = False  # a sweep of the causal buffer is scheduled
         self._whole: tuple[int, bytes] | None = None  # (replica generation, whole_state())
+        self._state: tuple[int, dict[int, int]] | None = None  # (generation, state vector copy)
         self.gate = WriteGate(name, self.replica, config.max_room_bytes)
         self.peers: dict[Peer, SyncSession] = {}
         publish = None
@@ -192,7 +195,7 @@ class Room:
         self._log_updates = len(stored.updates)
         self._log_bytes = sum(len(u) for u in stored.updates)
         self.size_bytes = len(stored.snapshot or b"") + self._log_bytes
-        self.announcer.version = self.replica.version()
+        self.announcer.restore(self.replica.version())
         self.gate.restore()
         self.replica.on_update(self._on_commit)
 
@@ -206,6 +209,7 @@ class Room:
         session = SyncSession(self.replica, origin=peer)
         self.peers[peer] = session
         peer.resync = self._resync_messages
+        peer.on_drained = self._drained
         self.last_active = self.scheduler.monotonic()
         for message in session.open():  # our state vector: the peer answers with what we lack
             peer.send(message)
@@ -232,7 +236,7 @@ class Room:
         reads or applies more of that identity's work."""
         self.last_active = self.scheduler.monotonic()
         if incoming is None:
-            incoming = read_message(data, self.replica.applied()[0])
+            incoming = read_message(data, self.replica.applied()[0], self.replica.holds)
         message = incoming.message
         if isinstance(message, Awareness):
             if peer.grant is not None and peer.grant.read_only:
@@ -251,6 +255,9 @@ class Room:
             exceeded = self._limits.update(peer.rate_key, len(message.update))
             if exceeded:
                 raise RateLimited(f"update refused: {exceeded}; slow down and reconnect")
+            if incoming.known:  # brings nothing (compared as bytes): nothing to judge or charge
+                self._apply(peer, message, message.update, None)
+                return
             parsed = incoming.parsed
             if parsed is not None:  # charged before it is judged: each struct, and each deleted
                 # range as written (judged one by one; merging may leave none, e.g. empty ones:
@@ -275,7 +282,15 @@ class Room:
                 replies = self.peers[peer].handle(message)
             for reply in replies:
                 peer.send(reply)
+            if isinstance(message, SyncStep1):  # what the peer lacked is queued: with what it
+                peer.whole_room_queued = True  # has (its state vector), the whole room
             self._limits.answered(peer.rate_key, sum(len(r) for r in replies))
+
+    def brings_nothing(self, data: bytes) -> bool:
+        """Whether a peer's message is an update that brings the room nothing, told from its
+        bytes (`Replica.holds`): what an up-to-date peer sends as its step 2 on reconnect."""
+        message = decode_message(data)
+        return isinstance(message, (SyncStep2, SyncUpdate)) and self.replica.holds(message.update)
 
     def step(self, peer: Peer) -> bool:
         """Applies the next slice of `peer`'s large update; True while more remain. Raises as
@@ -296,7 +311,9 @@ class Room:
             raise
         return not last
 
-    def _apply(self, peer: Peer, message: Message, data: bytes, parsed: ParsedUpdate) -> None:
+    def _apply(
+        self, peer: Peer, message: Message, data: bytes, parsed: ParsedUpdate | None
+    ) -> None:
         """Hands one authorized update to the peer's sync session (apply, or wait)."""
         self.origin = (peer, data)
         rebuilds = self.replica.rebuilds
@@ -355,8 +372,14 @@ class Room:
                 raise InvalidMessage("a connection says hello once, as one agent")
             peer.extensions = True
             peer.agent = agent
+            # Protocol 2 and up: durable deltas. The welcome's full version includes the
+            # announcer's `told`, so every delta from now on joins onto it (server.durability).
+            peer.durable_deltas = ext.protocol >= DELTA_PROTOCOL
             welcome = Welcome(
-                self.name, self.durable, max_message_bytes=self._config.max_message_bytes
+                self.name,
+                self.durable,
+                DELTA_PROTOCOL if peer.durable_deltas else 1,
+                self._config.max_message_bytes,
             )
             peer.send(encode_message(encode_extension(welcome)))
             return
@@ -413,17 +436,47 @@ class Room:
         return local | set(self.presence.kept)
 
     def _resync_messages(self, peer: Peer) -> list[bytes]:
-        """What a peer whose queue was dropped needs: the whole state (as a sync step 2: the
-        queue may have held the step 2 it waits for), presence, durability. Encoding a whole
-        room is paid from the peer's byte budget, like answering its sync step 1."""
-        messages = [self.whole_state()]
-        self._limits.answered(peer.rate_key, len(messages[0]))
+        """What a peer whose queue was dropped needs, as a sync step 2 (the queue may have held
+        the step 2 it waits for): the room past the state vector of the peer's last drained
+        queue (`Delivered`), or the whole room when that is not known. Every struct the dropped
+        messages carried was committed after that moment, so it is past that state vector, and
+        an update from a state vector carries the whole delete set, so deletions made while the
+        peer lagged are in it too. Then presence and durability (a delta against what the peer
+        held then, when it takes deltas). What is sent is paid from the peer's byte budget,
+        like answering its sync step 1."""
+        delivered = peer.delivered
+        state = delivered.state if delivered is not None else None
+        if state is None:
+            messages = [self.whole_state()]
+        else:
+            since = Version(state)
+            messages = [encode_message(SyncStep2(self.replica.encode_update(since)))]
+        peer.whole_room_queued = True
         present = self.presence.message()
         if present is not None:
             messages.append(present)
         if peer.extensions:
-            messages.append(self.announcer.message())
+            base = delivered.durable if delivered is not None else None
+            if peer.durable_deltas and base is not None:
+                messages.append(self.announcer.delta_message(base))
+            else:  # its deltas since an unknown point may be lost: the full version
+                messages.append(self.announcer.message())
+        self._limits.answered(peer.rate_key, sum(len(m) for m in messages))
         return messages
+
+    def _drained(self, peer: Peer) -> None:
+        """Everything queued for `peer` was written: note what it holds now (`Delivered`), for
+        a resync to start from. Every commit was queued to every peer but its sender as it
+        happened, so the room's state vector now is covered, once the room had queued the
+        peer all it held before."""
+        state: dict[int, int] | None = None
+        if peer.whole_room_queued:
+            generation = self.replica.generation
+            if self._state is None or self._state[0] != generation:
+                self._state = (generation, dict(self.replica.applied()[0]))
+            state = self._state[1]  # shared, never changed: peers drained at one version
+        durable = self.announcer.told if peer.durable_deltas else None
+        peer.delivered = Delivered(state, durable)
 
     def whole_state(self) -> bytes:
         """The room's whole state as a sync step 2 message, encoded once per version of the

@@ -122,7 +122,7 @@ class BlockingReplica(HubLink):
         )
         self._raise_refused()
         self._raise_store_error(target)
-        return self._durable
+        return self._durable.version
 
     def request(self, op: str, args: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
         """One coordination request decided by the hub (`acquire`, `renew`, `release`, `next`:

@@ -52,6 +52,7 @@ from crdtdoc.protocol.awareness import AwarenessEntry, decode_awareness, encode_
 from crdtdoc.protocol.extension import (
     DEFAULT_MAX_MESSAGE_BYTES,
     Durable,
+    DurableTracker,
     Hello,
     Reply,
     Request,
@@ -206,7 +207,7 @@ class HubLink(Replica):
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._wake_reconnect: asyncio.Event | None = None
-        self._durable = Version()
+        self._durable = DurableTracker()  # from welcomes and (delta) durable messages
         self._presence: dict[int, Presence] = {}
         self._presence_clocks: dict[int, int] = {}
         self._status = options.status
@@ -254,11 +255,11 @@ class HubLink(Replica):
     @property
     def durable(self) -> Version:
         """The newest version the hub reported as durably stored."""
-        return self._durable
+        return self._durable.version
 
     def is_durable(self, version: Version | None = None) -> bool:
         """Whether the hub has durably stored everything in `version` (default: this replica)."""
-        return (version or self.version()) <= self._durable
+        return self._durable.covers(version or self.version())
 
     def peers(self) -> list[Presence]:
         """Everyone else present in the room, from their awareness states."""
@@ -470,7 +471,7 @@ class HubLink(Replica):
         if isinstance(message, Extension):
             ext = decode_extension(message)
             if isinstance(ext, (Welcome, Durable)):
-                self._durable = ext.durable if isinstance(ext, Welcome) else ext.version
+                self._durable.receive(ext)  # a full version replaces, a delta is joined in
                 if isinstance(ext, Welcome):
                     self._welcomed = True
                     self.max_message_bytes = ext.max_message_bytes
@@ -502,13 +503,15 @@ class HubLink(Replica):
     def _flush_done(self, target: Version) -> bool:
         """Whether a `flush` for `target` may stop waiting: durable, refused, or the hub says
         its store cannot commit."""
-        return target <= self._durable or self.refused is not None or self.store_error is not None
+        return (
+            self._durable.covers(target) or self.refused is not None or self.store_error is not None
+        )
 
     def _raise_store_error(self, target: Version) -> None:
         """Raises `HubStorageError` when `target` is not durable because the hub's store is
         failing (the edits stay here and at the hub, which retries)."""
         error = self.store_error
-        if error is not None and not target <= self._durable:
+        if error is not None and not self._durable.covers(target):
             raise HubStorageError(error)
 
     def _receive_presence(self, data: bytes) -> None:
@@ -842,7 +845,7 @@ class ConnectedReplica(HubLink):
         )
         await self._raise_refused_once_resynced(timeout)  # refused while waiting: reset
         self._raise_store_error(target)
-        return self._durable
+        return self._durable.version
 
     async def _raise_refused_once_resynced(self, timeout: float) -> None:
         """Raises a pending `Refused` once the reset replica holds the hub's state again (or

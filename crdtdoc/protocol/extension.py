@@ -4,20 +4,31 @@ A stock Yjs client never sees these: a crdtdoc client opts in by sending `Hello`
 then does the hub send it `Welcome` and, after durable commits (coalesced), `Durable` with the hub's
 durable version; while the hub's store cannot commit, `Durable` also says why (`store_error`).
 Unknown keys are ignored (newer peers may add some); unknown types are refused.
+
+Protocol 2 (a client says it in `Hello`, the hub answers with the version both speak): `Durable`
+may be a delta, carrying only what became durable since the previous `Durable` or `Welcome` on the
+link, and the client joins it into what it was told (`DurableTracker`). A version carries a room's
+whole delete set, so full acknowledgements grew with the document's history.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
 from crdtdoc.errors import InvalidMessage, InvalidToken
+from crdtdoc.idset import IdSet
 from crdtdoc.protocol.messages import Extension
 from crdtdoc.versions import Version
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"""The extension protocol this crdtdoc speaks. 1: every `Durable` carries the full durable
+version. 2: a hub may send a `Durable` as a delta (`Durable.delta`)."""
+DELTA_PROTOCOL = 2
+"""The first protocol version in which a hub sends delta `Durable` messages."""
 MAX_AGENT_NAME = 200
 
 
@@ -57,6 +68,71 @@ class Durable:
 
     version: Version
     store_error: str | None = None
+    delta: bool = False
+    """True: `version` holds only what became durable since the previous `Durable` or `Welcome`
+    on this link (the clients whose clocks advanced, the newly durable deletions); the receiver
+    joins it into what it was told. Sent only to clients that said protocol 2 or more."""
+
+
+def durable_delta(version: Version, since: Version) -> Version:
+    """What `version` holds that `since` (an older durable version of the same room) does not:
+    the clocks that advanced, and the deletions `since` lacks. Joined to any version that
+    includes `since`, it gives one that includes `version`."""
+    theirs = since.clocks
+    clocks = {c: k for c, k in version.clocks.items() if k > theirs.get(c, 0)}
+    return Version(clocks, version.deleted.difference(since.deleted))
+
+
+class DurableTracker:
+    """What a client knows the hub holds durably, from `Welcome` and `Durable` messages.
+
+    A full version replaces what was known (a welcome, a hub speaking protocol 1, a resync); a
+    delta is joined in. The delete set is kept in a set of our own and grown range by range, so
+    a delta costs what it holds, not what the room's history holds; `version` makes an
+    immutable copy only when someone asks for it. Thread-safe: a `BlockingReplica` takes in
+    messages on its link's thread and asks `covers` from its caller's."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clocks: dict[int, int] = {}
+        self._deleted = IdSet()  # ours alone: grown in place by `add`, never handed out
+        self._live = Version({}, self._deleted)  # wraps `_deleted`, uncopied: for comparing
+        self._copy: Version | None = Version()  # what `version` returned, until a change
+
+    @property
+    def version(self) -> Version:
+        """The newest version known to be durable (an immutable copy)."""
+        with self._lock:
+            if self._copy is None:
+                self._copy = Version(self._clocks, IdSet(self._deleted.ranges))
+            return self._copy
+
+    def covers(self, version: Version) -> bool:
+        """Whether everything in `version` is durable: `version <= self.version`, without the
+        copy."""
+        with self._lock:
+            return version <= self._live
+
+    def receive(self, message: Welcome | Durable) -> None:
+        """Takes in what a welcome or a durable message says."""
+        with self._lock:
+            if isinstance(message, Durable) and message.delta:
+                self._join(message.version)
+            else:
+                self._replace(message.durable if isinstance(message, Welcome) else message.version)
+            self._live = Version(self._clocks, self._deleted)
+            self._copy = None
+
+    def _replace(self, version: Version) -> None:
+        self._clocks = version.clocks
+        self._deleted = IdSet(version.deleted.ranges)
+
+    def _join(self, delta: Version) -> None:
+        for client, clock in delta.clocks.items():
+            if clock > self._clocks.get(client, 0):
+                self._clocks[client] = clock
+        for client, start, end in delta.deleted:
+            self._deleted.add(client, start, end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +173,8 @@ def encode_extension(message: ExtensionMessage) -> Extension:
         if message.max_message_bytes is not None:
             body["max_message_bytes"] = message.max_message_bytes
     elif isinstance(message, Durable):
-        body = {"type": "durable", "version": message.version.to_bytes()}
+        key = "delta" if message.delta else "version"
+        body = {"type": "durable", key: message.version.to_bytes()}
         if message.store_error is not None:
             body["store_error"] = message.store_error
     elif isinstance(message, Request):
@@ -141,7 +218,11 @@ def decode_extension(message: Extension) -> ExtensionMessage:
         store_error = body.get("store_error")
         if store_error is not None and not isinstance(store_error, str):
             raise InvalidMessage("durable: field 'store_error' must be str or nil")
-        return Durable(_version(body, "version"), store_error)
+        if "delta" not in body:
+            return Durable(_version(body, "version"), store_error)
+        if "version" in body:
+            raise InvalidMessage("durable: carries 'version' or 'delta', not both")
+        return Durable(_version(body, "delta"), store_error, delta=True)
     if kind == "request":
         return Request(_field(body, "id", int), _field(body, "op", str), _field(body, "args", dict))
     if kind == "reply":

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from websockets.asyncio.server import ServerConnection
 
@@ -35,5 +36,56 @@ def test_a_room_larger_than_the_send_queue_can_be_joined(tmp_path: Path) -> None
             async with crdtdoc.connect(url, agent="joiner") as joiner:
                 await joiner.flush(timeout=10)
                 assert len(joiner.document("d").read()) == 300_000
+
+    run(body(), timeout=60)
+
+
+def test_a_lagging_client_is_resynced_with_less_than_the_room_and_converges(
+    tmp_path: Path,
+) -> None:
+    """A real client whose connection stalls (its sends held back) while 100 edits, deletions
+    of old text among them, overflow its queue of 16: the resync carries what it lacks since
+    its queue last drained, a fraction of the room, and it ends with exactly the room."""
+
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db", send_queue_messages=16) as hub:
+            url = hub.url + "/lag"
+            async with (
+                crdtdoc.connect(url, agent="writer") as writer,
+                crdtdoc.connect(url, agent="lagger") as lagger,
+            ):
+                text = writer.document("d")
+                text.insert(0, "".join(f"{i:05d}" for i in range(10_000)))
+                await lagger.wait_for(writer.version(), timeout=10)
+                room = hub.rooms["lag"]
+                peer = next(p for p in room.peers if p.agent == "lagger")
+                for _ in range(200):  # its queue drained after the room was sent
+                    if peer.queued == (0, 0) and peer.delivered and peer.delivered.state:
+                        break
+                    await asyncio.sleep(0.01)
+                stalled = asyncio.Event()
+                send = peer.ws.send
+
+                async def held_back(message: Any, *args: Any, **kwargs: Any) -> None:
+                    await stalled.wait()
+                    await send(message, *args, **kwargs)
+
+                peer.ws.send = held_back  # type: ignore[method-assign]
+                for i in range(100):
+                    if i % 2:
+                        text.delete(400 * i, 3)
+                    else:
+                        text.insert(200 * i, "new")
+                    await asyncio.sleep(0.002)
+                await writer.flush(timeout=10)
+                assert peer.resyncs >= 1
+                sizes: list[int] = []
+                peer.on_sent = sizes.append
+                stalled.set()
+                await lagger.wait_for(writer.version(), timeout=10)
+                assert lagger.document("d").read() == writer.document("d").read()
+                assert lagger.version() == room.replica.version()
+                whole = len(room.whole_state())
+                assert sum(sizes) * 4 < whole, (sizes, whole)
 
     run(body(), timeout=60)

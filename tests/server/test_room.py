@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Callable, Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -179,3 +180,97 @@ def test_a_connection_says_hello_once_as_one_agent(tmp_path: Path) -> None:
     with pytest.raises(InvalidMessage, match="hello once"):
         room.receive(peer, encode_message(encode_extension(Hello("mallory", 1))))
     assert peer.agent == "alice"
+
+
+def test_an_up_to_date_peers_step_2_is_answered_without_parsing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every reconnecting peer that has everything sends the room's whole delete set as its
+    step 2: the room tells from the bytes that it brings nothing (no parse, no structs charged,
+    nothing recorded for the sender), and the peer's session counts as synced."""
+    room, config = new_room(tmp_path)
+    writer = Replica("writer")
+    for i in range(40):
+        writer.document("text").insert(0, f"line {i}\n")
+        writer.document("text").delete(3 * i, 2)
+    author = new_peer(config, Grant("writer", "*"), "writer")
+    room.join(author)
+    room.receive(author, encode_message(SyncStep2(writer.encode_update())))
+    from pycrdt import Doc
+
+    peer_doc: Doc = Doc()
+    peer_doc.apply_update(room.replica.encode_update())
+    step2 = encode_message(SyncStep2(peer_doc.get_update(room.replica.state_vector())))
+    reconnecting = new_peer(config, Grant("reader", "*", read_only=True), "reader")
+    room.join(reconnecting)
+    charged: list[int] = []
+    monkeypatch.setattr(room.limits, "structs", lambda key, count: charged.append(count))
+
+    def no_parsing(*args: object, **kwargs: object) -> None:
+        raise AssertionError("parsed an update that brings nothing")
+
+    monkeypatch.setattr("server.intake.parse_update", no_parsing)
+    monkeypatch.setattr("crdtdoc.replica.parse_update", no_parsing)
+    before = room.replica.version()
+    assert room.brings_nothing(step2)
+    room.receive(reconnecting, step2)
+    assert room.peers[reconnecting].synced
+    assert charged == []
+    assert room.replica.version() == before
+
+
+def _lagging_room(tmp_path: Path, step1: bool) -> tuple[Room, Peer, Replica, Replica]:
+    """A room with a 20,000-character text, a writer, and a lagger that (if `step1`) synced
+    from nothing and whose queue drained; then the writer edits 100 times, deleting old text
+    too, while the lagger's queue (8 messages) overflows. Returns the room, the lagger, what
+    the lagger holds, and the writer."""
+    room, config = new_room(tmp_path, send_queue_messages=8)
+    writer, lagger = new_peer(config, None, None), new_peer(config, None, None)
+    typist, held = Replica("typist"), Replica("lagger")
+    room.join(writer)
+    room.join(lagger)
+
+    def edit(change: Callable[[], None]) -> None:
+        before = typist.version()
+        change()
+        room.receive(writer, encode_message(SyncUpdate(typist.encode_update(before))))
+
+    text = typist.document("d")
+    edit(lambda: text.insert(0, "".join(f"{i:05d}" for i in range(4000))))
+    if step1:
+        room.receive(lagger, encode_message(SyncStep1(b"\x00")))
+    for data in lagger._queue:  # its writer sends all of it, and the queue drains
+        message = decode_message(data)
+        if isinstance(message, (SyncStep2, SyncUpdate)):
+            held.apply_update(message.update, trusted=True)
+    lagger._queue.clear()
+    lagger._queued_bytes = 0
+    room._drained(lagger)
+    for i in range(100):
+        edit(partial(text.delete, 200 * i, 3) if i % 2 else partial(text.insert, 100 * i, "new"))
+    assert lagger.resyncs >= 1
+    return room, lagger, held, typist
+
+
+def test_a_lagging_peer_is_resynced_with_what_it_lacks_not_the_whole_room(tmp_path: Path) -> None:
+    room, lagger, held, typist = _lagging_room(tmp_path, step1=True)
+    messages = room._resync_messages(lagger)
+    step2 = decode_message(messages[0])
+    assert isinstance(step2, SyncStep2)
+    sizes = len(messages[0]), len(room.whole_state())
+    assert sizes[0] * 4 < sizes[1], sizes
+    held.apply_update(step2.update, trusted=True)
+    assert held.version() == room.replica.version() == typist.version()
+    assert held.document("d").read() == typist.document("d").read()
+
+
+def test_a_peer_never_sent_the_room_is_resynced_with_all_of_it(tmp_path: Path) -> None:
+    """A peer whose queue drained before it asked for anything (no sync step 1) holds none of
+    the room: its resync is the whole room (the shared copy)."""
+    room, lagger, held, typist = _lagging_room(tmp_path, step1=False)
+    messages = room._resync_messages(lagger)
+    assert messages[0] is room.whole_state()
+    step2 = decode_message(messages[0])
+    assert isinstance(step2, SyncStep2)
+    held.apply_update(step2.update, trusted=True)
+    assert held.document("d").read() == typist.document("d").read()
