@@ -4,10 +4,14 @@
 //   node driver.mjs URL ROOM CLIENTS burst EDITS_PER_CLIENT
 //   node driver.mjs URL ROOM CLIENTS rate EDITS_PER_SECOND SECONDS
 //   node driver.mjs URL ROOM CLIENTS flush KILOBYTES SECONDS
+//   node driver.mjs URL ROOM CLIENTS storm EDITS_PER_SECOND keep|fresh
 //
 // flush: client 0 types 10 edits/s for SECONDS while every other client sends one update of
 // KILOBYTES at a random moment (agents flushing a drafted document); latency is reported for all
 // edits and for the typist's alone.
+//
+// storm: a reconnect storm in a room holding the automerge-paper document, run by storm.mjs (see
+// there): CLIENTS clients all reconnect at once while one more client types EDITS_PER_SECOND.
 //
 // CRDTDOC_PROVIDER=hocuspocus uses @hocuspocus/provider (Hocuspocus speaks its own framing of
 // y-protocols) instead of y-websocket's WebsocketProvider.
@@ -23,6 +27,7 @@ import { HocuspocusProvider } from '@hocuspocus/provider'
 import WebSocket from 'ws'
 
 const [url, room, clientsArg, mode, a, b] = process.argv.slice(2)
+if (mode === 'storm') await import('./storm.mjs') // prints its own line and exits
 const urls = url.split(',')
 const n = Number(clientsArg)
 const LIMIT_MS = 180_000
