@@ -1,8 +1,8 @@
 """`python -m benchmarks NAME [options]` (or `crdtdoc bench NAME`): runs one benchmark.
 
-Names: strategies, partitions, hub_load, trace, cluster_load, validation_overhead, gate_cost,
-abuse, and report (regenerates benchmarks/RESULTS.md from the recorded results). `NAME --help`
-shows its options.
+Names: strategies, partitions, hub_load, trace, cluster_load, validation_overhead, instructions,
+gate_cost, abuse, and report (regenerates benchmarks/RESULTS.md from the recorded results).
+`NAME --help` shows its options.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ BENCHMARKS = {
     "trace": "benchmarks.trace",
     "cluster_load": "benchmarks.cluster_load",
     "validation_overhead": "benchmarks.validation_overhead",
+    "instructions": "benchmarks.instructions",
     "gate_cost": "benchmarks.gate_cost",
     "abuse": "benchmarks.abuse",
     "report": "benchmarks.report",

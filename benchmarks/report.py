@@ -21,6 +21,7 @@ SECTIONS = [
     ("trace", "An editing trace: 259,778 keystrokes"),
     ("cluster_load", "Several hubs on PostgreSQL and Redis"),
     ("validation_overhead", "What validation and causal ordering cost"),
+    ("instructions", "The same in instructions (callgrind), for a noisy machine"),
     ("gate_cost", "What the semantic gate costs per update"),
     ("abuse", "The hub under abuse: issue 16's attacks beside an honest agent"),
 ]

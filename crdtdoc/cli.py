@@ -98,6 +98,7 @@ BENCHMARKS = (
     "trace",
     "cluster_load",
     "validation_overhead",
+    "instructions",
     "gate_cost",
     "abuse",
     "report",
