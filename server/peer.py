@@ -5,7 +5,9 @@ moves on. A peer whose queue overflows has the queue dropped and is resynced wit
 computed when its writer gets to it (what the room holds past what the peer was surely sent,
 `Delivered`, which covers everything dropped); a peer whose single send blocks longer than
 `send_timeout` is not reading and is disconnected. So a slow or stuck client costs the hub a
-bounded amount of memory and never delays the others.
+bounded amount of memory and never delays the others. What waits when the writer gets to it
+leaves with each run of sync updates merged into one message (`crdtdoc.protocol.coalesce`):
+under a burst, the hub pays one send per turn of a peer's writer, not one per update.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 
 from websockets.asyncio.server import ServerConnection
 
+from crdtdoc.protocol.coalesce import coalesce
 from crdtdoc.tokens import Grant
 from crdtdoc.versions import Version
 from server.config import HubConfig
@@ -135,10 +138,10 @@ class Peer:
                             await self.before_resync()
                         self._needs_resync = False
                         batch = self.resync(self) if self.resync is not None else []
-                    else:
-                        message = self._queue.popleft()
-                        self._queued_bytes -= len(message)
-                        batch = [message]
+                    else:  # all that waits, each run of updates merged into one message
+                        batch = coalesce(self._queue)
+                        self._queue.clear()
+                        self._queued_bytes = 0
                     for message in batch:
                         self._send_started = time.monotonic()
                         await ws.send(message)
