@@ -249,6 +249,7 @@ class Replica:
         """Told of a buffered update refused when it came out of the causal buffer (with the
         origin it was given), instead of raising that to whoever's update woke it."""
         self._subscription: Subscription | None = None  # the document's observer
+        self._roots: dict[str, object] = {}  # name -> root type of `_doc`, fetched once
         self._doc = self._new_doc()
 
     # -- identity --------------------------------------------------------------------------
@@ -411,7 +412,10 @@ class Replica:
                 f"artifact {name!r} is a {declared.__name__}; it cannot also be used as a "
                 f"{kind.__name__}"
             )
-        return cast(_T, self._doc.get(name, type=kind))
+        root = self._roots.get(name)
+        if root is None:  # pycrdt's `get` costs a transaction of its own: once per document
+            root = self._roots[name] = self._doc.get(name, type=kind)
+        return cast(_T, root)
 
     # -- local changes ---------------------------------------------------------------------
 
@@ -1013,6 +1017,7 @@ class Replica:
         """`doc`, observed in place of the current document, whose subscription is dropped:
         a subscription keeps its document alive, so a replaced one would never be freed."""
         self.release()
+        self._roots = {}  # the old document's
         self._subscription = doc.observe(self._on_transaction)
         return doc
 
