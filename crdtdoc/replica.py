@@ -954,7 +954,9 @@ class Replica:
         return self._commit_origin
 
     def on_update(self, listener: UpdateListener) -> Callable[[], None]:
-        """Calls `listener(update, local)` after each committed change; returns an unsubscribe."""
+        """Calls `listener(update, local)` after each committed change; returns an unsubscribe.
+        `update` holds what the engine integrated: the bytes received, unless they re-sent ids
+        this replica held (then the engine's own encoding of the change)."""
         self._listeners.append(listener)
 
         def unsubscribe() -> None:
@@ -1036,6 +1038,11 @@ class Replica:
             # after it is known without asking pycrdt (which would re-encode it).
             update, structs, origin = remote
             state = self._state
+            if any(s.start < state.get(client, 0) for client, s in structs.items()):
+                # It re-sends ids this replica holds, which the engine skipped, whatever they
+                # say: what is announced and logged is what the engine integrated, so that a
+                # merge of announced updates (a hub coalescing them) reads as the replica does.
+                update = event.update
             for client, s in structs.items():
                 if s.end > state.get(client, 0):
                     state[client] = s.end

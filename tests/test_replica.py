@@ -449,3 +449,35 @@ def test_holds_is_false_for_anything_else_and_follows_new_deletions() -> None:
     assert not room.holds(extra)
     room.apply_update(extra)
     assert room.document("d").read() == peer_replica.document("d").read()
+
+
+def test_committed_updates_carry_only_what_the_engine_integrated() -> None:
+    """Attack review: an update re-sending an id the replica holds, with other content, is
+    skipped there by the engine; announced as received, its bytes carried the other content,
+    and a merge of the announced updates (a hub coalescing what waits for a peer, a Yjs
+    client's store) read 'aZZZwy' where the replica reads 'abZZwy'. What is announced (and
+    logged) is the engine's own encoding of what it integrated."""
+    from pycrdt import merge_updates
+
+    def typed(ops: list[tuple[int, str]], client: int) -> list[bytes]:
+        doc: Doc = Doc(client_id=client)
+        text = doc.get("t", type=Text)
+        out: list[bytes] = []
+        doc.observe(lambda event: out.append(event.update))
+        for index, chars in ops:
+            text.insert(index, chars)
+        return out
+
+    u1, u2 = typed([(0, "a"), (1, "b")], 1111)
+    _, forged = typed([(0, "a"), (1, "ZZZ")], 1111)  # re-sends 1111:1 with other content
+    y0, y1 = typed([(0, "w"), (1, "y")], 2222)
+    replica = Replica("hub")
+    announced: list[bytes] = []
+    replica.on_update(lambda update, local: announced.append(update))
+    replica.apply_update(u1)
+    assert replica.apply_update(merge_updates(forged, y1))  # waits for 2222:0
+    replica.apply_update(merge_updates(u2, y0))  # brings it: both commit
+    assert replica.document("t").read() == "abZZwy"
+    reader = Replica("reader")
+    reader.apply_update(merge_updates(*announced))
+    assert reader.document("t").read() == "abZZwy"

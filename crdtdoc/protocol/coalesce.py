@@ -3,9 +3,12 @@
 Under a burst, a slow reader's queue holds several `SyncUpdate` messages in a row. Each message
 costs the sender a websocket frame, a write and the bookkeeping around them, which was most of a
 hub's CPU in a burst of small edits. Yjs updates merge (Y.mergeUpdates; pycrdt's
-`merge_updates`): applying the merge does exactly what applying each in turn does, so a run of
-updates can leave as one. Only runs of sync updates are merged; every other message keeps its
-place, so the receiver sees everything in the order it was queued.
+`merge_updates`), and applying the merge does what applying each in turn does as long as no two
+of them carry the same id: where two do, the merge keeps the longer struct, while in turn the
+first one applied wins. A replica announces what its engine integrated (`Replica.on_update`),
+never ids it already held, so the updates a hub relays never share an id and a run of them can
+leave as one. Only runs of sync updates are merged; every other message keeps its place, so the
+receiver sees everything in the order it was queued.
 """
 
 from __future__ import annotations

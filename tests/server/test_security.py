@@ -388,3 +388,50 @@ def test_coordination_requests_over_the_rate_are_answered_not_queued(tmp_path: P
             assert numbers == list(range(len(served) + 1, len(served) + 16))
 
     run(body())
+
+
+def test_a_reader_sees_what_the_hub_holds_when_relayed_updates_are_merged(
+    tmp_path: Path,
+) -> None:
+    """Attack review: mallory re-sends an id the room holds, with other content, in an update
+    that waits for another id, then sends that id; both commit in one turn and reach a reader
+    in one writer turn, merged. The merge kept mallory's content for the id the hub had
+    skipped: the reader read 'aZZZwy' where the hub holds 'abZZwy', for good (same state
+    vector). The hub relays what its engine integrated."""
+    from pycrdt import Doc, Text, merge_updates
+
+    def typed(ops: list[tuple[int, str]], client: int) -> list[bytes]:
+        doc: Doc = Doc(client_id=client)
+        text = doc.get("t", type=Text)
+        out: list[bytes] = []
+        doc.observe(lambda event: out.append(event.update))
+        for index, chars in ops:
+            text.insert(index, chars)
+        return out
+
+    u1, u2 = typed([(0, "a"), (1, "b")], 1111)
+    _, forged = typed([(0, "a"), (1, "ZZZ")], 1111)
+    y0, y1 = typed([(0, "w"), (1, "y")], 2222)
+    reader_doc: Doc = Doc()
+
+    async def body() -> str:
+        async with running_hub(tmp_path / "hub.db", secret=SECRET) as hub:
+            url = f"{hub.url}/r"
+            async with (
+                ws_connect(f"{url}?token={token('reader', read_only=True)}") as reader,
+                ws_connect(f"{url}?token={token('mallory')}") as mallory,
+            ):
+                await reader.send(encode_message(SyncStep1(b"\x00")))
+                for update in (u1, merge_updates(forged, y1), merge_updates(u2, y0)):
+                    await mallory.send(encode_message(SyncUpdate(update)))
+                    await asyncio.sleep(0.2)
+                with contextlib.suppress(TimeoutError):
+                    while True:
+                        message = decode_message(await asyncio.wait_for(reader.recv(), 1.0))  # type: ignore[arg-type]
+                        if isinstance(message, (SyncStep2, SyncUpdate)):
+                            reader_doc.apply_update(message.update)
+            return hub.rooms["r"].replica.document("t").read()
+
+    held = run(body(), timeout=40)
+    assert held == "abZZwy"
+    assert str(reader_doc.get("t", type=Text)) == held
