@@ -29,6 +29,9 @@ from crdtdoc.safe_read import engine_failed
 
 MAX_MERGED_BYTES = 256 * 1024
 """Updates are merged while their run stays under this many bytes (a larger one goes alone)."""
+MAX_MERGED_UPDATES = 64
+"""And while it holds at most this many: merging grows faster than the updates merged (one
+client's keystrokes: 8 ms for 1,000, 393 ms for 8,000), and 64 already save 63 sends."""
 
 
 def _is_update(message: bytes) -> bool:
@@ -43,7 +46,8 @@ def coalesce(messages: Sequence[bytes], max_bytes: int = MAX_MERGED_BYTES) -> li
     run: list[bytes] = []
     size = 0
     for message in messages:
-        if run and (not _is_update(message) or size + len(message) > max_bytes):
+        full = size + len(message) > max_bytes or len(run) >= MAX_MERGED_UPDATES
+        if run and (not _is_update(message) or full):
             out.extend(_merged(run))
             run, size = [], 0
         if _is_update(message):

@@ -78,3 +78,14 @@ def test_a_run_of_updates_becomes_one_message_and_the_cap_splits_runs() -> None:
     assert _text(capped) == _text(messages)
     unreadable = encode_message(SyncUpdate(b"\xff\xff\xff"))  # not an update the engine reads
     assert coalesce([messages[0], unreadable]) == [messages[0], unreadable]  # left as queued
+
+
+def test_a_long_run_is_merged_in_bounded_pieces() -> None:
+    """Merging grows faster than the run: a queue of a thousand keystrokes leaves in pieces of
+    at most MAX_MERGED_UPDATES, never as one costly merge."""
+    from crdtdoc.protocol.coalesce import MAX_MERGED_UPDATES
+
+    messages = _edits(3, 150)
+    sent = coalesce(messages)
+    assert len(sent) == -(-len(messages) // MAX_MERGED_UPDATES)
+    assert _text(sent) == _text(messages)
