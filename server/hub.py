@@ -412,8 +412,8 @@ class Hub:
 
     # -- metrics ---------------------------------------------------------------------------
 
-    def _count_sent(self, size: int) -> None:
-        self.metrics.messages_out.inc()
+    def _count_sent(self, messages: int, size: int) -> None:
+        self.metrics.messages_out.inc(messages)
         self.metrics.bytes_out.inc(size)
 
     def _metric_state(self) -> dict[str, float]:

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from websockets.asyncio.server import ServerConnection
+from websockets.protocol import State
 
 from crdtdoc.protocol.coalesce import coalesce
 from crdtdoc.tokens import Grant
@@ -55,6 +56,18 @@ class Delivered:
     joins deltas into what it was told. None for a client told full versions."""
 
 
+def _write_now(ws: ServerConnection, message: bytes) -> bool:
+    """Writes `message` at once when the connection is open and its socket keeps up (nothing
+    waits in the transport's buffer): what `ws.send` does, without the context manager and
+    awaits around it, which cost more than the write itself for the hub's small messages.
+    False otherwise: then `ws.send` waits for the socket, or raises that the link closed."""
+    if ws.protocol.state is not State.OPEN or ws.transport.get_write_buffer_size():
+        return False
+    ws.protocol.send_binary(message)
+    ws.send_data()
+    return True
+
+
 class Peer:
     """A connection's presence in a room: what to send it, and what it announced."""
 
@@ -70,7 +83,7 @@ class Peer:
         self.agent: str | None = None
         self.awareness_clients: set[int] = set()  # awareness client ids this peer published
         self.resync: Callable[[Peer], list[bytes]] | None = None  # set by the room
-        self.on_sent: Callable[[int], None] | None = None  # told each sent message's size
+        self.on_sent: Callable[[int, int], None] | None = None  # told (messages, bytes) sent
         # awaited before a resync is computed (the hub waits out the identity's byte debt, so
         # a connection that keeps falling behind is resent the room at its budget's pace)
         self.before_resync: Callable[[], Awaitable[object]] | None = None
@@ -143,11 +156,12 @@ class Peer:
                         self._queue.clear()
                         self._queued_bytes = 0
                     for message in batch:
-                        self._send_started = time.monotonic()
-                        await ws.send(message)
-                        self._send_started = None
-                        if self.on_sent is not None:
-                            self.on_sent(len(message))
+                        if not _write_now(ws, message):
+                            self._send_started = time.monotonic()
+                            await ws.send(message)
+                            self._send_started = None
+                    if self.on_sent is not None and batch:
+                        self.on_sent(len(batch), sum(len(message) for message in batch))
                 # Everything queued so far was written and nothing dropped since the last
                 # resync: the room notes what that covers (no await between, so nothing new
                 # was committed unqueued).

@@ -42,6 +42,8 @@ def coalesce(messages: Sequence[bytes], max_bytes: int = MAX_MERGED_BYTES) -> li
     """`messages` with each run of consecutive sync updates (up to `max_bytes` together)
     merged into one sync update. A run that cannot be merged (not an update after all, or one
     the engine refuses to merge) is left as it was."""
+    if len(messages) < 2:  # a peer that keeps up: one message per turn of its writer
+        return list(messages)
     out: list[bytes] = []
     run: list[bytes] = []
     size = 0

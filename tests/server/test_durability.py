@@ -219,7 +219,7 @@ def test_a_client_knows_what_is_durable_across_many_deltas_and_a_reconnect(
             (peer,) = room.peers
             assert peer.durable_deltas
             sizes: list[int] = []  # what the hub sent the writer: acknowledgements
-            peer.on_sent = sizes.append
+            peer.on_sent = lambda count, size: sizes.append(size)
             for i in range(60):
                 text.delete(3000 - 3 * (i + 1), 1)
                 if i % 3 == 0:
