@@ -41,8 +41,15 @@ class Bucket:
         return max(0.0, -self.level / self.rate)
 
 
-# Each identity's buckets, by position.
-_UPDATES, _BYTES, _AWARENESS, _REQUESTS, _STRUCTS = range(5)
+def _rate(value: float) -> str:
+    """A rate as a person reads it: 8,388,608, not 8.38861e+06."""
+    return f"{value:,.0f}" if value >= 10 else f"{value:g}"
+
+
+# Each identity's buckets, by position. What the hub sends an identity (`answered`) is a debt
+# of its own, at the byte rate: it delays reading that identity's messages (`debt`), but an
+# update read after the debt was waited out is never refused for bytes the hub chose to send.
+_UPDATES, _BYTES, _AWARENESS, _REQUESTS, _STRUCTS, _ANSWERED = range(6)
 
 
 class RateLimits:
@@ -70,7 +77,8 @@ class RateLimits:
     def _for(self, who: str) -> tuple[Bucket, ...]:
         buckets = self._buckets.get(who)
         if buckets is None:
-            buckets = tuple(Bucket(rate, rate * 2) for rate in self._settings)
+            rates = (*self._settings, self._settings[_BYTES])
+            buckets = tuple(Bucket(rate, rate * 2) for rate in rates)
             self._buckets[who] = buckets
         return buckets
 
@@ -84,31 +92,31 @@ class RateLimits:
         """Seconds until `who`'s struct and byte debts are paid back (0: none): the hub reads
         or applies no more of `who`'s work before that."""
         buckets = self._for(who)
-        return max(buckets[_STRUCTS].charge(0), buckets[_BYTES].charge(0))
+        return max(buckets[_STRUCTS].charge(0), buckets[_ANSWERED].charge(0))
 
     def answered(self, who: str, size: int) -> None:
         """Charges the bytes of a sync step 2 the hub sent `who` (asking for a whole room is
         cheap; answering is not) to its byte budget, as a debt."""
-        self._for(who)[_BYTES].charge(size)
+        self._for(who)[_ANSWERED].charge(size)
 
     def update(self, who: str, size: int) -> str | None:
         """None if allowed, else which limit was exceeded."""
         buckets = self._for(who)
         if not buckets[_UPDATES].take(1):
-            return f"more than {self._settings[_UPDATES]:g} updates per second"
+            return f"more than {_rate(self._settings[_UPDATES])} updates per second"
         if not buckets[_BYTES].take(size):
-            return f"more than {self._settings[_BYTES]:g} update bytes per second"
+            return f"more than {_rate(self._settings[_BYTES])} update bytes per second"
         return None
 
     def awareness(self, who: str) -> str | None:
         if not self._for(who)[_AWARENESS].take(1):
-            return f"more than {self._settings[_AWARENESS]:g} presence updates per second"
+            return f"more than {_rate(self._settings[_AWARENESS])} presence updates per second"
         return None
 
     def request(self, who: str) -> str | None:
         """A coordination request (each may cost a store transaction): None if allowed."""
         if not self._for(who)[_REQUESTS].take(1):
-            return f"more than {self._settings[_REQUESTS]:g} requests per second"
+            return f"more than {_rate(self._settings[_REQUESTS])} requests per second"
         return None
 
     def forget(self, who: str) -> None:

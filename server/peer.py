@@ -98,6 +98,12 @@ class Peer:
         self._send_timeout = config.send_timeout
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
+        # Messages a resync does not replace (replies to requests, the welcome), by identity
+        # while queued; those of a dropped queue, and those sent while a resync is pending,
+        # wait in `_after_resync` and go right after it, in order.
+        self._kept: set[int] = set()
+        self._after_resync: list[bytes] = []
+        self.resynced: Delivered | None = None  # set by the room's resync: what it covers
         self._needs_resync = False
         self._ready = asyncio.Event()
         self._closed = False
@@ -115,25 +121,41 @@ class Peer:
         """(messages, bytes) waiting to be sent."""
         return len(self._queue), self._queued_bytes
 
-    def send(self, message: bytes) -> None:
-        """Queues `message` without waiting; overflow turns into a resync, never into memory."""
-        if self._closed or self._needs_resync:
-            return  # a pending resync already covers everything sent from now until it runs
-        if self._queue and (  # one message alone always fits: a large room's sync step 2
-            len(self._queue) >= self._max_messages
-            or self._queued_bytes + len(message) > self._max_bytes
+    def send(self, message: bytes, *, keep: bool = False) -> None:
+        """Queues `message` without waiting; overflow turns into a resync, never into memory.
+        `keep`: a message no resync replaces (a reply to a request, the welcome): it survives
+        a dropped queue and goes right after the resync (replies are bounded by the request
+        budgets, so these cannot grow without bound)."""
+        if self._closed:
+            return
+        if self._needs_resync:  # the resync covers the room's state from now until it runs
+            if keep:
+                self._after_resync.append(message)
+            return
+        # The first message waiting does not count against the byte cap: one message alone
+        # always fits (a large room's sync step 2), and the edits that follow it still queue
+        # (counting it, a joiner of a room larger than the cap was sent the room twice).
+        behind_first = self._queued_bytes - len(self._queue[0]) if self._queue else 0
+        if self._queue and (
+            len(self._queue) >= self._max_messages or behind_first + len(message) > self._max_bytes
         ):
             log.info(
                 "peer not keeping up: queue dropped, resync scheduled",
                 extra={"peer": self.remote, "queued": len(self._queue)},
             )
+            self._after_resync.extend(m for m in self._queue if id(m) in self._kept)
+            if keep:
+                self._after_resync.append(message)
             self._queue.clear()
+            self._kept.clear()
             self._queued_bytes = 0
             self._needs_resync = True
             self.resyncs += 1
         else:
             self._queue.append(message)
             self._queued_bytes += len(message)
+            if keep:
+                self._kept.add(id(message))
         self._ready.set()
 
     async def run_writer(self) -> None:
@@ -151,9 +173,12 @@ class Peer:
                             await self.before_resync()
                         self._needs_resync = False
                         batch = self.resync(self) if self.resync is not None else []
+                        batch += self._after_resync
+                        self._after_resync = []
                     else:  # all that waits, each run of updates merged into one message
                         batch = coalesce(self._queue)
                         self._queue.clear()
+                        self._kept.clear()
                         self._queued_bytes = 0
                     for message in batch:
                         if not _write_now(ws, message):
@@ -162,6 +187,8 @@ class Peer:
                             self._send_started = None
                     if self.on_sent is not None and batch:
                         self.on_sent(len(batch), sum(len(message) for message in batch))
+                    if self.resynced is not None:  # written: the next resync starts from it
+                        self.delivered, self.resynced = self.resynced, None
                 # Everything queued so far was written and nothing dropped since the last
                 # resync: the room notes what that covers (no await between, so nothing new
                 # was committed unqueued).

@@ -381,7 +381,7 @@ class Room:
                 DELTA_PROTOCOL if peer.durable_deltas else 1,
                 self._config.max_message_bytes,
             )
-            peer.send(encode_message(encode_extension(welcome)))
+            peer.send(encode_message(encode_extension(welcome)), keep=True)
             return
         if not isinstance(ext, Request):
             raise InvalidMessage(f"clients may not send {type(ext).__name__} messages")
@@ -405,7 +405,9 @@ class Room:
         self.scheduler.spawn(work, lambda done: self._reply_when_done(peer, ext.id, done))
 
     def _reply(self, peer: Peer, reply: Reply) -> None:
-        peer.send(encode_message(encode_extension(reply)))
+        """A reply survives a dropped queue (a resync does not replace it): the request may
+        have taken a lease or a number the asker must learn of."""
+        peer.send(encode_message(encode_extension(reply)), keep=True)
 
     def _reply_when_done(self, peer: Peer, request_id: int, task: asyncio.Task[Reply]) -> None:
         if task.cancelled():
@@ -452,6 +454,11 @@ class Room:
             since = Version(state)
             messages = [encode_message(SyncStep2(self.replica.encode_update(since)))]
         peer.whole_room_queued = True
+        # Once written, this resync covers the room as it is now: the next one starts here,
+        # even if the queue never drains in between (a peer that keeps falling behind).
+        peer.resynced = Delivered(
+            self._state_copy(), self.announcer.told if peer.durable_deltas else None
+        )
         present = self.presence.message()
         if present is not None:
             messages.append(present)
@@ -469,14 +476,17 @@ class Room:
         a resync to start from. Every commit was queued to every peer but its sender as it
         happened, so the room's state vector now is covered, once the room had queued the
         peer all it held before."""
-        state: dict[int, int] | None = None
-        if peer.whole_room_queued:
-            generation = self.replica.generation
-            if self._state is None or self._state[0] != generation:
-                self._state = (generation, dict(self.replica.applied()[0]))
-            state = self._state[1]  # shared, never changed: peers drained at one version
+        state = self._state_copy() if peer.whole_room_queued else None
         durable = self.announcer.told if peer.durable_deltas else None
         peer.delivered = Delivered(state, durable)
+
+    def _state_copy(self) -> dict[int, int]:
+        """The room's state vector now: one copy per version of the room, shared by the peers
+        that note it, never changed."""
+        generation = self.replica.generation
+        if self._state is None or self._state[0] != generation:
+            self._state = (generation, dict(self.replica.applied()[0]))
+        return self._state[1]
 
     def whole_state(self) -> bytes:
         """The room's whole state as a sync step 2 message, encoded once per version of the

@@ -465,7 +465,7 @@ class HubLink(Replica):
     def _receive(self, data: bytes) -> None:
         message = decode_message(data)
         if isinstance(message, Auth):  # y-protocols "permission denied"
-            log.warning("the hub denied permission", extra={"reason": message.reason})
+            log.warning("the hub denied permission: %s", message.reason)
             self.last_error = f"permission denied: {message.reason}"
             return
         if isinstance(message, Extension):

@@ -18,10 +18,15 @@ from tests.hubs import run, running_hub
 
 
 def test_one_message_alone_always_fits_and_a_backlog_over_the_cap_is_dropped() -> None:
+    """The first message waiting does not count against the byte cap (user review: a joiner
+    of a room larger than the cap had its step 2 dropped by the next edit, and was sent the
+    room twice); what queues behind it does."""
     peer = Peer(cast(ServerConnection, None), HubConfig(send_queue_bytes=1000), "127.0.0.1:1")
     peer.send(b"x" * 5000)  # a sync step 2 larger than the whole queue
     assert peer.queued == (1, 5000)
-    peer.send(b"y" * 10)  # past the cap with something queued: dropped, resync instead
+    peer.send(b"y" * 10)  # an edit behind it: queued
+    assert peer.queued == (2, 5010) and peer.resyncs == 0
+    peer.send(b"z" * 995)  # the backlog behind it past the cap: dropped, resync instead
     assert peer.queued == (0, 0) and peer.resyncs == 1
 
 
@@ -135,3 +140,62 @@ def test_updates_waiting_for_a_peer_leave_as_one_message() -> None:
         if isinstance(decoded, SyncUpdate):
             reader.apply_update(decoded.update)
     assert reader.document("d").read() == writer.document("d").read()
+
+
+def _writer_output(peer: Peer) -> list[bytes]:
+    """Runs `peer`'s writer against a connection that records what is sent, until idle."""
+    sent: list[bytes] = []
+
+    class Connection:
+        class protocol:  # websockets' attribute, not open: the writer awaits send()
+            state = None
+
+        async def send(self, message: bytes) -> None:
+            sent.append(message)
+
+    peer.ws = cast(ServerConnection, Connection())
+
+    async def drain() -> None:
+        task = asyncio.get_running_loop().create_task(peer.run_writer())
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    asyncio.run(drain())
+    return sent
+
+
+def test_replies_survive_a_dropped_queue_and_follow_the_resync() -> None:
+    """User review: a lagging peer's queue was dropped with the replies in it, and a reply
+    queued while the resync was pending was dropped too; the resync resends the room, not
+    replies, so `next` and `acquire` timed out though the hub had taken the number and granted
+    the lease. Replies (and the welcome) are kept and go right after the resync, in order."""
+    peer = Peer(cast(ServerConnection, None), HubConfig(send_queue_messages=3), "127.0.0.1:1")
+    peer.resync = lambda p: [b"resync"]
+    peer.send(b"update 1")
+    peer.send(b"reply 1", keep=True)
+    peer.send(b"update 2")
+    peer.send(b"update 3")  # past the cap: dropped, reply 1 kept
+    peer.send(b"reply 2", keep=True)  # while the resync is pending
+    peer.send(b"update 4")  # covered by the resync
+    assert peer.resyncs == 1
+    assert _writer_output(peer) == [b"resync", b"reply 1", b"reply 2"]
+
+
+def test_a_written_resync_is_where_the_next_one_starts() -> None:
+    """User review: a peer that kept falling behind was resent ever larger resyncs (4 MB to
+    19 MB), since the delivery point moved only when its queue drained."""
+    from server.peer import Delivered
+
+    peer = Peer(cast(ServerConnection, None), HubConfig(send_queue_messages=2), "127.0.0.1:1")
+    covered = Delivered({1: 10}, None)
+
+    def resync(p: Peer) -> list[bytes]:
+        p.resynced = covered
+        return [b"resync"]
+
+    peer.resync = resync
+    for i in range(3):
+        peer.send(f"update {i}".encode())
+    _writer_output(peer)
+    assert peer.delivered is not None and peer.delivered.state == {1: 10}
