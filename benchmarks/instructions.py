@@ -291,22 +291,19 @@ def workloads(quick: bool, keystroke_count: int) -> list[tuple[str, list[bytes]]
 
 
 def _workloads(quick: bool, keystroke_count: int) -> list[tuple[str, list[bytes]]]:
-    from benchmarks.validation_overhead import TRACE, agent_sized, keystrokes, paragraphs
+    from benchmarks.validation_overhead import agent_sized, keystrokes, paragraphs
     from crdtdoc import Replica
 
     chosen = [
         ("agent-sized", agent_sized(200 if quick else 1000)),
         ("paragraphs (~2 KB)", paragraphs(60 if quick else 300)),
     ]
-    if TRACE.exists():
-        typed = keystrokes(300 if quick else keystroke_count)
-        chosen.append(("keystrokes (automerge-paper)", typed))
-        whole = Replica("loader")
-        for u in typed:
-            whole.apply_update(u, trusted=True)
-        chosen.append(("whole document, one update", [whole.encode_update()]))
-    else:
-        print(f"note: {TRACE} not found; skipping the keystroke workloads", file=sys.stderr)
+    typed = keystrokes(300 if quick else keystroke_count)  # exits with a clear message
+    chosen.append(("keystrokes (automerge-paper)", typed))  # when the trace is missing
+    whole = Replica("loader")
+    for u in typed:
+        whole.apply_update(u, trusted=True)
+    chosen.append(("whole document, one update", [whole.encode_update()]))
     return chosen
 
 

@@ -43,7 +43,10 @@ def built_modules(directory: Path = HERE) -> list[str]:
 def compiled_is_current(built: list[str], directory: Path = HERE) -> tuple[bool, str]:
     """Whether every hot module has a compiled build made from its current source, and why not."""
     if not built:
-        return False, "not compiled (no C compiler at install, or installed without the build)"
+        return False, (
+            "not compiled: no build beside the source (a checkout not installed, an install "
+            "without a C compiler; `pip install -e .` in a checkout builds it)"
+        )
     if os.environ.get(PURE_ENV):
         return False, f"{PURE_ENV} is set"
     try:
@@ -55,7 +58,7 @@ def compiled_is_current(built: list[str], directory: Path = HERE) -> tuple[bool,
     ]
     if stale:
         return False, f"compiled from other sources than these ({', '.join(stale)}): reinstall"
-    return True, "compiled with mypyc"
+    return True, "built with mypyc from this source"
 
 
 def _extension_suffixes() -> list[str]:

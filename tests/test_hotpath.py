@@ -32,7 +32,10 @@ def test_a_build_is_used_only_while_its_sources_are_the_ones_beside_it(
     fresh = _package(tmp_path, compiled=HOT_MODULES, recorded=every)
     every = {m: source_hash(m, fresh) for m in HOT_MODULES}
     (fresh / "_compiled.json").write_text(json.dumps(every))
-    assert compiled_is_current(built_modules(fresh), fresh) == (True, "compiled with mypyc")
+    assert compiled_is_current(built_modules(fresh), fresh) == (
+        True,
+        "built with mypyc from this source",
+    )
     (fresh / "idset.py").write_text("# edited since the build\n")
     current, why = compiled_is_current(built_modules(fresh), fresh)
     assert not current and "idset" in why and "reinstall" in why
