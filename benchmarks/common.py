@@ -72,6 +72,19 @@ def save(name: str, report: dict[str, Any], markdown: str, folder: Path = RESULT
         write_results()
 
 
+def pyplot() -> Any:
+    """matplotlib's pyplot, drawing to files; None (and a note) when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("note: matplotlib is missing (pip install -e '.[bench]'): no plot", file=sys.stderr)
+        return None
+    return plt
+
+
 def trace_path(given: str | None) -> Path:
     path = Path(given or os.environ.get("CRDTDOC_TRACE") or TRACE_DEFAULT)
     if not path.is_file():

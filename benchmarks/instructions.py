@@ -521,13 +521,10 @@ _COMPILED_KEYS = ("replica_ir_per_update", "replica_over_raw", "compiled_over_pu
 
 def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     """Bars: the replica's instructions over raw pycrdt's, and instructions per update."""
-    try:
-        import matplotlib
+    from benchmarks.common import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("note: matplotlib is missing; no plot", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return
     names = [str(row["workload"]) for row in rows]
     places = range(len(names))

@@ -45,7 +45,7 @@ from typing import Any
 from pycrdt import Doc, Text
 
 import crdtdoc
-from benchmarks.common import package_version, save, trace_path
+from benchmarks.common import package_version, pyplot, save, trace_path
 from crdtdoc import Replica
 from crdtdoc.updates import parse_update
 
@@ -352,13 +352,8 @@ def _headline(row: dict[str, object], pure: bool) -> str:
 
 def _plot(rows: list[dict[str, object]]) -> None:
     """Bars: the replica's cost over raw pycrdt per workload, compiled and pure Python."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("note: matplotlib is missing; no plot", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return
     names = [str(row["workload"]) for row in rows]
     compiled = [float(str(row["replica_over_raw"])) for row in rows]

@@ -74,3 +74,15 @@ def orphans(count: int, client: int) -> list[bytes]:
         text.insert(0, str(i % 10))
         updates.append(doc.get_update(before))
     return updates[1:]
+
+
+def typed(ops: list[tuple[int, str]], client: int) -> list[bytes]:
+    """The updates a pycrdt client `client` makes inserting each (index, text) of `ops` into
+    its text "t", one transaction each."""
+    doc: Doc = Doc(client_id=client)
+    text = doc.get("t", type=Text)
+    out: list[bytes] = []
+    doc.observe(lambda event: out.append(event.update))
+    for index, chars in ops:
+        text.insert(index, chars)
+    return out

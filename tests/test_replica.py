@@ -459,14 +459,7 @@ def test_committed_updates_carry_only_what_the_engine_integrated() -> None:
     logged) is the engine's own encoding of what it integrated."""
     from pycrdt import merge_updates
 
-    def typed(ops: list[tuple[int, str]], client: int) -> list[bytes]:
-        doc: Doc = Doc(client_id=client)
-        text = doc.get("t", type=Text)
-        out: list[bytes] = []
-        doc.observe(lambda event: out.append(event.update))
-        for index, chars in ops:
-            text.insert(index, chars)
-        return out
+    from tests.helpers import typed
 
     u1, u2 = typed([(0, "a"), (1, "b")], 1111)
     _, forged = typed([(0, "a"), (1, "ZZZ")], 1111)  # re-sends 1111:1 with other content

@@ -102,46 +102,6 @@ def test_a_lagging_client_is_resynced_with_less_than_the_room_and_converges(
     run(body(), timeout=60)
 
 
-def test_updates_waiting_for_a_peer_leave_as_one_message() -> None:
-    """Under a burst, what waits for a peer's writer goes out with each run of updates merged:
-    one send (and frame) instead of one per update, presence kept in its place."""
-    from crdtdoc import Replica
-    from crdtdoc.protocol.messages import Awareness, SyncUpdate, decode_message, encode_message
-
-    sent: list[bytes] = []
-
-    class Connection:
-        class protocol:  # websockets' attribute, not open: the writer awaits send()
-            state = None
-
-        async def send(self, message: bytes) -> None:
-            sent.append(message)
-
-    writer, reader = Replica("writer"), Replica("reader")
-    peer = Peer(cast(ServerConnection, Connection()), HubConfig(), "127.0.0.1:1")
-    presence = encode_message(Awareness(b"\x00"))
-    for i in range(10):
-        before = writer.version()
-        writer.document("d").insert(0, f"edit {i} ")
-        peer.send(encode_message(SyncUpdate(writer.encode_update(before))))
-        if i == 4:
-            peer.send(presence)
-
-    async def drain() -> None:
-        task = asyncio.get_running_loop().create_task(peer.run_writer())
-        while peer.queued[0]:
-            await asyncio.sleep(0.01)
-        task.cancel()
-
-    asyncio.run(drain())
-    assert len(sent) == 3 and sent[1] == presence
-    for message in sent:
-        decoded = decode_message(message)
-        if isinstance(decoded, SyncUpdate):
-            reader.apply_update(decoded.update)
-    assert reader.document("d").read() == writer.document("d").read()
-
-
 def _writer_output(peer: Peer) -> list[bytes]:
     """Runs `peer`'s writer against a connection that records what is sent, until idle."""
     sent: list[bytes] = []
@@ -163,6 +123,31 @@ def _writer_output(peer: Peer) -> list[bytes]:
 
     asyncio.run(drain())
     return sent
+
+
+def test_updates_waiting_for_a_peer_leave_as_one_message() -> None:
+    """Under a burst, what waits for a peer's writer goes out with each run of updates merged:
+    one send (and frame) instead of one per update, presence kept in its place."""
+    from crdtdoc import Replica
+    from crdtdoc.protocol.messages import Awareness, SyncUpdate, decode_message, encode_message
+
+    writer, reader = Replica("writer"), Replica("reader")
+    peer = Peer(cast(ServerConnection, None), HubConfig(), "127.0.0.1:1")
+    presence = encode_message(Awareness(b"\x00"))
+    for i in range(10):
+        before = writer.version()
+        writer.document("d").insert(0, f"edit {i} ")
+        peer.send(encode_message(SyncUpdate(writer.encode_update(before))))
+        if i == 4:
+            peer.send(presence)
+
+    sent = _writer_output(peer)
+    assert len(sent) == 3 and sent[1] == presence
+    for message in sent:
+        decoded = decode_message(message)
+        if isinstance(decoded, SyncUpdate):
+            reader.apply_update(decoded.update)
+    assert reader.document("d").read() == writer.document("d").read()
 
 
 def test_replies_survive_a_dropped_queue_and_follow_the_resync() -> None:

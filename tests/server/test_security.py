@@ -400,14 +400,7 @@ def test_a_reader_sees_what_the_hub_holds_when_relayed_updates_are_merged(
     vector). The hub relays what its engine integrated."""
     from pycrdt import Doc, Text, merge_updates
 
-    def typed(ops: list[tuple[int, str]], client: int) -> list[bytes]:
-        doc: Doc = Doc(client_id=client)
-        text = doc.get("t", type=Text)
-        out: list[bytes] = []
-        doc.observe(lambda event: out.append(event.update))
-        for index, chars in ops:
-            text.insert(index, chars)
-        return out
+    from tests.helpers import typed
 
     u1, u2 = typed([(0, "a"), (1, "b")], 1111)
     _, forged = typed([(0, "a"), (1, "ZZZ")], 1111)
