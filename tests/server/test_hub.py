@@ -219,7 +219,8 @@ def test_a_client_that_never_reads_costs_bounded_memory_and_others_keep_syncing(
                         resynced = max(resynced, peer.resyncs)
                 await r.wait_for(w.version(), timeout=20)
                 assert r.document("d").read() == w.document("d").read()
-                assert worst <= 256 * 1024, "a peer's queue grew past its bound"
+                # the bound: the cap, behind the first message waiting (here one edit)
+                assert worst <= 256 * 1024 + 31_000, "a peer's queue grew past its bound"
                 assert resynced >= 1, "the peer that never reads was never resynced"
                 for _ in range(100):  # then disconnected, since it still does not read
                     if len(room.peers) == 2:
