@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
 import json
 import os
 import platform
@@ -376,6 +377,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     report = {
         "benchmark": "cluster_load",
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
         "clients": "yjs 13.6.33 + y-websocket 3.1.0 providers in one Node process, "

@@ -7,7 +7,6 @@ sentences) and results/<name>.md (its tables); this puts them in one page, with 
 
 from __future__ import annotations
 
-import datetime
 import json
 from pathlib import Path
 from typing import Any
@@ -33,9 +32,8 @@ def _load(name: str) -> dict[str, Any] | None:
         data: dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if "date" not in data:
-        stamp = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.UTC)
-        data["date"] = stamp.strftime("%Y-%m-%d %H:%M UTC")
+    # A file's time says when it was checked out, not when it ran (user review).
+    data.setdefault("date", "date not recorded")
     return data
 
 
