@@ -103,6 +103,10 @@ class IdSet:
                 start, end = min(start, rs[lo][0]), max(end, rs[hi - 1][1])
             rs[lo:hi] = [(start, end)]
 
+    def copy(self) -> IdSet:
+        """An independent copy (the ranges are already in order: nothing is sorted again)."""
+        return IdSet._of({c: list(rs) for c, rs in self._ranges.items()})
+
     @property
     def ranges(self) -> dict[int, list[Range]]:
         """client id -> sorted disjoint `(start, end)` ranges (a copy)."""

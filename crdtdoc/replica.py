@@ -882,7 +882,7 @@ class Replica:
         return bool(parsed.delete_set) and not parsed.delete_set.issubset(self._deleted)
 
     def _current_version(self) -> Version:
-        return Version(self._state, IdSet(self._deleted.ranges))
+        return Version(self._state, self._deleted.copy())
 
     def state_vector(self) -> bytes:
         """The Yjs-encoded state vector (what sync step 1 carries)."""

@@ -116,3 +116,15 @@ def test_decoding_any_written_delete_set_equals_adding_its_ranges(
     decoded = IdSet.decode_from(Decoder(enc.to_bytes()), max_clock=2**32, max_client=2**53)
     assert decoded == expected
     assert decoded == IdSet(decoded.ranges)  # sorted, disjoint, merged
+
+
+@given(ranges)
+def test_a_copy_is_equal_and_independent(a: list[tuple[int, int, int]]) -> None:
+    """What `Replica.version()` hands out: equal now, untouched by later additions."""
+    original = _build(a)
+    copy = original.copy()
+    assert copy == original
+    copy.add(7, 0, 5)
+    original.add(8, 0, 5)
+    assert not original.contains(7, 0) and not copy.contains(8, 0)
+    assert copy == IdSet(copy.ranges) and original == IdSet(original.ranges)

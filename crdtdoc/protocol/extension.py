@@ -104,7 +104,7 @@ class DurableTracker:
         """The newest version known to be durable (an immutable copy)."""
         with self._lock:
             if self._copy is None:
-                self._copy = Version(self._clocks, IdSet(self._deleted.ranges))
+                self._copy = Version(self._clocks, self._deleted.copy())
             return self._copy
 
     def covers(self, version: Version) -> bool:
@@ -125,7 +125,7 @@ class DurableTracker:
 
     def _replace(self, version: Version) -> None:
         self._clocks = version.clocks
-        self._deleted = IdSet(version.deleted.ranges)
+        self._deleted = version.deleted.copy()
 
     def _join(self, delta: Version) -> None:
         for client, clock in delta.clocks.items():
