@@ -1038,14 +1038,17 @@ class Replica:
             # after it is known without asking pycrdt (which would re-encode it).
             update, structs, origin = remote
             state = self._state
-            if any(s.start < state.get(client, 0) for client, s in structs.items()):
-                # It re-sends ids this replica holds, which the engine skipped, whatever they
+            resent = False
+            for client, s in structs.items():
+                have = state.get(client, 0)
+                resent = resent or s.start < have
+                if s.end > have:
+                    state[client] = s.end
+            if resent:
+                # It re-sent ids this replica held, which the engine skipped, whatever they
                 # say: what is announced and logged is what the engine integrated, so that a
                 # merge of announced updates (a hub coalescing them) reads as the replica does.
                 update = event.update
-            for client, s in structs.items():
-                if s.end > state.get(client, 0):
-                    state[client] = s.end
         self.generation += 1
         if remote is None and self._items is not None:  # remote items: see `_apply_to_doc`
             try:
