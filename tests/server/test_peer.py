@@ -184,3 +184,55 @@ def test_a_written_resync_is_where_the_next_one_starts() -> None:
         peer.send(f"update {i}".encode())
     _writer_output(peer)
     assert peer.delivered is not None and peer.delivered.state == {1: 10}
+
+
+def test_what_a_turn_sends_a_keeping_up_peer_is_written_at_its_end_merged() -> None:
+    """Paced fan-out cost a task switch per peer per update (the writer woken for one message);
+    now the end of the event loop's turn writes what each peer was sent during it, merged,
+    and the writer is woken only for a socket that does not keep up."""
+    from websockets.protocol import State
+
+    from crdtdoc import Replica
+    from crdtdoc.protocol.messages import SyncUpdate, decode_message, encode_message
+
+    written: list[bytes] = []
+    awaited: list[bytes] = []
+
+    class Connection:
+        class protocol:
+            state = State.OPEN
+
+            @staticmethod
+            def send_binary(message: bytes) -> None:
+                written.append(message)
+
+        class transport:
+            @staticmethod
+            def get_write_buffer_size() -> int:
+                return 0
+
+        def send_data(self) -> None:
+            pass
+
+        async def send(self, message: bytes) -> None:
+            awaited.append(message)
+
+    writer, reader = Replica("writer"), Replica("reader")
+    peer = Peer(cast(ServerConnection, Connection()), HubConfig(), "127.0.0.1:1")
+
+    async def body() -> None:
+        task = asyncio.get_running_loop().create_task(peer.run_writer())
+        await asyncio.sleep(0.01)  # the writer waits, idle
+        for i in range(3):  # one turn: three updates
+            before = writer.version()
+            writer.document("d").insert(0, f"edit {i} ")
+            peer.send(encode_message(SyncUpdate(writer.encode_update(before))))
+        await asyncio.sleep(0.01)
+        task.cancel()
+
+    asyncio.run(body())
+    assert len(written) == 1 and awaited == []
+    decoded = decode_message(written[0])
+    assert isinstance(decoded, SyncUpdate)
+    reader.apply_update(decoded.update)
+    assert reader.document("d").read() == writer.document("d").read()
