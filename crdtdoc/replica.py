@@ -602,7 +602,7 @@ class Replica:
         finally:
             self._notify()  # whatever committed is announced, even if a later part failed
 
-    def holds(self, data: bytes) -> bool:
+    def holds(self, data: bytes | memoryview) -> bool:
         """Whether `data` is an update that brings this replica nothing: no structs, and
         exactly the deletions it has applied, as Yjs or pycrdt encode them. That is what a peer
         holding everything sends as its sync step 2; comparing bytes, without parsing the

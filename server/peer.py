@@ -196,10 +196,7 @@ class Peer:
         the socket does not take at once is left to the writer, in order."""
         if self._closed or self._busy or self._needs_resync or not self._queue:
             return
-        batch = coalesce(self._queue)
-        self._queue.clear()
-        self._kept.clear()
-        self._queued_bytes = 0
+        batch = self._take_batch()
         written = 0
         try:
             for message in batch:
@@ -218,6 +215,14 @@ class Peer:
                 self.on_sent(written, sum(len(m) for m in batch[:written]))
             if written == len(batch) and self.on_drained is not None:
                 self.on_drained(self)
+
+    def _take_batch(self) -> list[bytes]:
+        """All that waits, each run of sync updates merged into one message; the queue empty."""
+        batch = coalesce(self._queue)
+        self._queue.clear()
+        self._kept.clear()
+        self._queued_bytes = 0
+        return batch
 
     async def run_writer(self) -> None:
         """Sends queued messages until the connection closes."""
@@ -239,11 +244,8 @@ class Peer:
                         batch = self.resync(self) if self.resync is not None else []
                         batch += self._after_resync
                         self._after_resync = []
-                    else:  # all that waits, each run of updates merged into one message
-                        batch = coalesce(self._queue)
-                        self._queue.clear()
-                        self._kept.clear()
-                        self._queued_bytes = 0
+                    else:
+                        batch = self._take_batch()
                     for message in batch:
                         if not _write_now(ws, message):
                             self._send_started = time.monotonic()

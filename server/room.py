@@ -52,7 +52,7 @@ from crdtdoc.protocol.messages import (
     SyncStep1,
     SyncStep2,
     SyncUpdate,
-    decode_message,
+    carried_update,
     encode_message,
 )
 from crdtdoc.protocol.session import SyncSession
@@ -288,9 +288,10 @@ class Room:
 
     def brings_nothing(self, data: bytes) -> bool:
         """Whether a peer's message is an update that brings the room nothing, told from its
-        bytes (`Replica.holds`): what an up-to-date peer sends as its step 2 on reconnect."""
-        message = decode_message(data)
-        return isinstance(message, (SyncStep2, SyncUpdate)) and self.replica.holds(message.update)
+        bytes (`Replica.holds`) without copying them: what an up-to-date peer sends as its
+        step 2 on reconnect."""
+        update = carried_update(data)
+        return update is not None and self.replica.holds(update)
 
     def step(self, peer: Peer) -> bool:
         """Applies the next slice of `peer`'s large update; True while more remain. Raises as
@@ -456,9 +457,7 @@ class Room:
         peer.whole_room_queued = True
         # Once written, this resync covers the room as it is now: the next one starts here,
         # even if the queue never drains in between (a peer that keeps falling behind).
-        peer.resynced = Delivered(
-            self._state_copy(), self.announcer.told if peer.durable_deltas else None
-        )
+        peer.resynced = self._holding(peer)
         present = self.presence.message()
         if present is not None:
             messages.append(present)
@@ -472,13 +471,16 @@ class Room:
         return messages
 
     def _drained(self, peer: Peer) -> None:
-        """Everything queued for `peer` was written: note what it holds now (`Delivered`), for
-        a resync to start from. Every commit was queued to every peer but its sender as it
-        happened, so the room's state vector now is covered, once the room had queued the
-        peer all it held before."""
+        """Everything queued for `peer` was written: note what it holds now, for a resync to
+        start from."""
+        peer.delivered = self._holding(peer)
+
+    def _holding(self, peer: Peer) -> Delivered:
+        """What `peer` holds once everything queued for it so far is written. Every commit is
+        queued to every peer but its sender as it happens, so that covers the room's state
+        vector now, once the room had queued the peer all it held before."""
         state = self._state_copy() if peer.whole_room_queued else None
-        durable = self.announcer.told if peer.durable_deltas else None
-        peer.delivered = Delivered(state, durable)
+        return Delivered(state, self.announcer.told if peer.durable_deltas else None)
 
     def _state_copy(self) -> dict[int, int]:
         """The room's state vector now: one copy per version of the room, shared by the peers

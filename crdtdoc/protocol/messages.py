@@ -138,3 +138,20 @@ def decode_message(data: bytes) -> Message:
     if not dec.at_end():
         raise dec.fail(f"{dec.remaining} trailing bytes after the message")
     return message
+
+
+def carried_update(data: bytes) -> memoryview | None:
+    """The update a sync step 2 or update message carries, as a view of `data` (not copied),
+    or None for any other message and for one that does not read as one (`decode_message`
+    says why): for looking at a large message's update before deciding to decode it."""
+    if len(data) < 3 or data[0] != MESSAGE_SYNC or data[1] not in (SYNC_STEP2, SYNC_UPDATE):
+        return None
+    dec = Decoder(data, InvalidMessage)
+    dec.pos = 2
+    try:
+        length = dec.read_var_uint()
+    except InvalidMessage:
+        return None
+    if dec.pos + length != len(data):
+        return None
+    return memoryview(data)[dec.pos :]

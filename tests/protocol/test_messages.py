@@ -67,3 +67,27 @@ def test_bad_messages_raise_invalid_message(data: bytes, pattern: str) -> None:
 def test_random_bytes_only_ever_raise_invalid_message(data: bytes) -> None:
     with contextlib.suppress(InvalidMessage):
         decode_message(data)
+
+
+def test_carried_update_is_the_decoded_update_without_a_copy() -> None:
+    from crdtdoc.protocol.messages import (
+        Awareness,
+        SyncStep1,
+        SyncStep2,
+        SyncUpdate,
+        carried_update,
+        decode_message,
+        encode_message,
+    )
+
+    update = bytes(range(200)) * 3  # a length that takes a two-byte varint
+    for message in (SyncStep2(update), SyncUpdate(update)):
+        data = encode_message(message)
+        view = carried_update(data)
+        assert view is not None and view.obj is data
+        assert bytes(view) == decode_message(data).update  # type: ignore[union-attr]
+    assert carried_update(encode_message(SyncStep1(b"\x00"))) is None
+    assert carried_update(encode_message(Awareness(b"\x00"))) is None
+    whole = encode_message(SyncUpdate(update))
+    assert carried_update(whole[:-1]) is None  # shorter than it says
+    assert carried_update(whole + b"\x00") is None  # trailing bytes
