@@ -163,18 +163,20 @@ def run_in_child(name: str, path: Path, edits: int | None) -> dict[str, Any]:
 
 def markdown(medians: dict[str, dict[str, float]], ops: int) -> str:
     lines = [
-        "| implementation | seconds | edits/s | vs yjs | encoded bytes | peak RSS MiB | "
-        "final text right |",
-        "|---|---|---|---|---|---|---|",
+        "| implementation | seconds | edits/s | vs yjs | encoded bytes | bytes vs yjs "
+        "| peak RSS MiB | final text right |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     yjs = medians.get("yjs", {}).get("seconds")
+    yjs_bytes = medians.get("yjs", {}).get("encoded_bytes")
     for name, m in medians.items():
         ratio = f"{m['seconds'] / yjs:.1f}x slower" if yjs else "-"
+        size = f"{m['encoded_bytes'] / yjs_bytes:.2f}x" if yjs_bytes else "-"
         if name == "yjs":
             ratio = "1x"
         lines.append(
             f"| {name} | {m['seconds']:.2f} | {m['ops_per_s']:,.0f} | {ratio} "
-            f"| {m['encoded_bytes']:,.0f} | {m['peak_rss_mib']:.0f} "
+            f"| {m['encoded_bytes']:,.0f} | {size} | {m['peak_rss_mib']:.0f} "
             f"| {'yes' if m['matches'] else 'NO'} |"
         )
     return f"{ops:,} edits, one transaction each.\n\n" + "\n".join(lines) + "\n"
@@ -227,6 +229,17 @@ def main() -> None:
             f"({y['ops_per_s']:,.0f} edits/s)"
             + (
                 f" and {c['seconds'] / medians['pycrdt']['seconds']:.1f}x raw pycrdt's"
+                if "pycrdt" in medians
+                else ""
+            )
+            + "."
+        )
+        headline.append(
+            f"Its document is {c['encoded_bytes']:,.0f} bytes, "
+            f"{c['encoded_bytes'] / y['encoded_bytes']:.2f}x what Yjs stores for the same "
+            "history"
+            + (
+                f" ({c['encoded_bytes'] / medians['pycrdt']['encoded_bytes']:.2f}x pycrdt's)"
                 if "pycrdt" in medians
                 else ""
             )

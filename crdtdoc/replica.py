@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from pycrdt import Array, Doc, Map, Subscription, Text, TransactionEvent
 
 from crdtdoc.causal import BufferLimits, CausalBuffer, Shares, Waiting
-from crdtdoc.encoding import Decoder
+from crdtdoc.encoding import Decoder, Encoder
 from crdtdoc.errors import (
     CrdtdocError,
     InvalidUpdate,
@@ -70,6 +70,7 @@ UpdateListener = Callable[[bytes, bool], None]
 
 _EMPTY_UPDATE = b"\x00\x00"
 _EMPTY_DELETE_SET = b"\x00"
+_MAX_RUN_RANGES = 16  # a run's deletions-log entry starts afresh past this many ranges
 _T = TypeVar("_T", Text, "Map[Any]", "Array[Any]")
 
 
@@ -117,6 +118,14 @@ def new_client_id(avoid: set[int] | frozenset[int] = frozenset()) -> int:
         cid = secrets.randbits(32)
         if cid and cid not in avoid:
             return cid
+
+
+def _deletion_of(client: int, clock: int) -> bytes:
+    """The update that deletes the one id `client:clock` (no structs; one delete-set range)."""
+    enc = Encoder()
+    for n in (0, 1, client, 1, clock, 1):
+        enc.write_var_uint(n)
+    return enc.to_bytes()
 
 
 def _one_holder(origin: object) -> Hashable:
@@ -223,6 +232,9 @@ class Replica:
         self._commit_origin: object = None
         self._listeners: list[UpdateListener] = []
         self._registered = False
+        # (client, clock, ids) of the deletions-log entry this replica wrote last: a run of
+        # deleting commits extends it (see `_record_deletions`)
+        self._log_entry: tuple[int, int, IdSet] | None = None
         self._txn_depth = 0
         self._notifying = 0  # > 0 while listeners run
         self._log_pinned = False  # True: keep the log (no checkpoint) so updates can be undone
@@ -554,18 +566,35 @@ class Replica:
         self._notify()
 
     def _record_deletions(self, start: int) -> None:
-        """Appends this client's deletions to the deletions log, so others can attribute them."""
+        """Appends this client's deletions to the deletions log, so others can attribute them.
+
+        A run of commits that only delete (backspacing, clearing a list) keeps one entry: each
+        replaces the run's entry, written just before, with one holding the run's deletions so
+        far. The replaced entries sit at consecutive ids, so the engine keeps them as one
+        deleted struct and the delete set as one range: a run costs two structs, not one entry
+        per commit (on the editing trace, 77,463 deleting commits in 3,872 runs)."""
         deleted = IdSet()
         for _, local, ds, _ in self._committed[start:]:
             if local:
                 deleted = deleted.union(ds)
-        if deleted:
-            self._txn_depth = 1
-            try:
-                with self._doc.transaction():
-                    self._doc.get(DELETIONS_ROOT, type=Array).append(deleted.encode())
-            finally:
-                self._txn_depth = 0
+        if not deleted:
+            return
+        client = self._client_id
+        run = self._log_entry
+        replaces = None
+        if run is not None and run[0] == client and self._state.get(client, 0) == run[1] + 1:
+            merged = run[2].union(deleted)
+            if merged.range_count() <= _MAX_RUN_RANGES:
+                replaces, deleted = run[1], merged
+        self._txn_depth = 1
+        try:
+            with self._doc.transaction():
+                if replaces is not None:  # by id: the entry need not be the log's last
+                    self._doc.apply_update(_deletion_of(client, replaces))
+                self._doc.get(DELETIONS_ROOT, type=Array).append(deleted.encode())
+        finally:
+            self._txn_depth = 0
+        self._log_entry = (client, self._state[client] - 1, deleted)
 
     # -- remote changes --------------------------------------------------------------------
 

@@ -439,6 +439,42 @@ def test_deletion_claims_follow_who_deleted(tmp_path: Path) -> None:
     assert len(entries) == 1 and isinstance(entries[0].value[0], bytes)
 
 
+def test_a_run_of_deletions_passes_the_ledger_across_a_hub_restart(tmp_path: Path) -> None:
+    """Each commit of a run of deletions replaces the run's log entry with one claiming the run
+    so far. The hub must take every one, also after a restart rebuilt its ledger from the
+    stored log mid-run, and the other agents must see each deletion as alice's."""
+
+    async def body() -> None:
+        db = tmp_path / "hub.db"
+        first = running_hub(db, secret=SECRET)
+        hub = await first.__aenter__()
+        port, url = hub.port, hub.url + "/room"
+        alice = crdtdoc.connect(url, agent="alice", token=token("alice"), backoff=FAST)
+        async with alice:
+            try:
+                alice.document("d").insert(0, "abcdefghij")
+                await alice.flush()
+                mark = alice.version()
+                for n in range(1, 4):
+                    alice.document("d").delete(10 - n, 1)
+                    await alice.flush()
+            finally:
+                await first.__aexit__(None, None, None)
+            # alice's link dropped with the hub; it comes back to the same port
+            async with running_hub(db, secret=SECRET, port=port):
+                for n in range(4, 7):
+                    alice.document("d").delete(10 - n, 1)
+                    await alice.flush(timeout=10)
+                async with crdtdoc.connect(url, agent="bob", token=token("bob")) as bob:
+                    await bob.wait_for(alice.version(), timeout=10)
+                    assert bob.document("d").read() == "abcd"
+                    deleted = [c for c in bob.changes_since(mark) if c.kind == "delete"]
+                    assert {c.agent for c in deleted} == {"alice"}, deleted
+                    assert sum(c.length for c in deleted) == 6
+
+    run(body())
+
+
 def test_a_refused_update_binds_no_client_id(tmp_path: Path) -> None:
     """Client ids are bound to an identity when its update applies: an update refused as it
     applies (here a forged registration) leaves its ids free, so the agent they really belong
