@@ -49,6 +49,7 @@ from crdtdoc.errors import (
     TooLarge,
 )
 from crdtdoc.protocol.awareness import AwarenessEntry, decode_awareness, encode_awareness
+from crdtdoc.protocol.coalesce import MAX_MERGED_BYTES, coalesce
 from crdtdoc.protocol.extension import (
     DEFAULT_MAX_MESSAGE_BYTES,
     Durable,
@@ -134,10 +135,14 @@ def room_url(url: str, token: str | None) -> str:
 
 
 class _Outbox:
-    """Messages for the current connection, sent in order by one writer task."""
+    """Messages for the current connection, sent in order by one writer task. Sync updates
+    that wait together leave merged (`crdtdoc.protocol.coalesce`), within `max_bytes` per
+    message: an agent editing faster than its link sends (a loop of edits with no await)
+    costs the hub one message per batch, not one parse, judgement and stored row per edit."""
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, max_bytes: Callable[[], int]) -> None:
         self.ws = ws
+        self.max_bytes = max_bytes
         self.messages: deque[bytes] = deque()
         self.bytes = 0
         self.ready = asyncio.Event()
@@ -162,9 +167,11 @@ class _Outbox:
                 await self.ws.close(1000, "client outbox overflow; reconnecting to resync")
                 return
             while self.messages:
-                message = self.messages.popleft()
-                self.bytes -= len(message)
-                await self.ws.send(message)
+                waiting = list(self.messages)
+                self.messages.clear()
+                self.bytes = 0
+                for message in coalesce(waiting, self.max_bytes()):
+                    await self.ws.send(message)
 
 
 @dataclass(frozen=True)
@@ -370,7 +377,7 @@ class HubLink(Replica):
                     await wake.wait()
 
     async def _serve(self, ws: ClientConnection) -> None:
-        outbox = _Outbox(ws)
+        outbox = _Outbox(ws, self._merged_limit)
         writer = asyncio.get_running_loop().create_task(outbox.run())
         heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
         self._outbox = outbox
@@ -429,6 +436,10 @@ class HubLink(Replica):
         """What a step 2 to the hub may weigh: its welcome's limit, the default hub's until one
         arrives (a step 2 may leave before the welcome does)."""
         return self.max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES
+
+    def _merged_limit(self) -> int:
+        """The size up to which waiting updates are merged: well under what the hub accepts."""
+        return min(MAX_MERGED_BYTES, self._step2_limit() // 2)
 
     def _reachable(self) -> bool:
         """A hub accepted a connection (or answered by refusing this agent): what

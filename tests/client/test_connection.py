@@ -154,3 +154,31 @@ def test_blocking_replica_for_plain_scripts(tmp_path: Path) -> None:
                 assert a.document("d").read() == one
 
     run(body())
+
+
+def _received(hub: object) -> float:
+    return float(hub.metrics.messages_in._value.get())  # type: ignore[attr-defined]
+
+
+def test_a_burst_of_local_edits_leaves_merged_into_few_messages(tmp_path: Path) -> None:
+    """An agent that writes faster than its link sends (a loop of edits with no await) must
+    not cost the hub a message, a parse, a judgement and a store row per edit: the waiting
+    updates leave merged, within the hub's message size, and arrive whole."""
+
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db", max_message_bytes=16 * 1024) as hub:
+            url = hub.url + "/r"
+            async with crdtdoc.connect(url, agent="a") as a, crdtdoc.connect(url, agent="b") as b:
+                text = a.document("d")
+                before = _received(hub)
+                for i in range(600):
+                    text.insert(len(text.read()) if i % 50 == 0 else 0, f"line {i} " + "x" * 80)
+                    if i % 7 == 0:
+                        text.delete(0, 3)
+                await a.flush(timeout=20)
+                sent = _received(hub) - before
+                await b.wait_for(a.version(), timeout=20)
+                assert b.document("d").read() == text.read()
+                assert b.changes_since() and sent < 100, sent  # one message per edit: ~700
+
+    run(body())

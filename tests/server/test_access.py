@@ -509,6 +509,34 @@ def test_a_scoped_agent_may_guard_on_and_note_what_it_only_reads(tmp_path: Path)
     run(with_bob(tmp_path, attack))
 
 
+def test_writes_merged_with_a_refused_one_are_refused_with_it_and_the_agent_is_told(
+    tmp_path: Path,
+) -> None:
+    """Updates written in one burst leave as one message, which the hub takes or refuses
+    whole (PROTOCOL.md section 9): the agent learns it from `Refused`, reads the hub's state
+    (neither write), and its next in-scope write goes through."""
+
+    async def attack(url: str, bob: crdtdoc.ConnectedReplica) -> None:
+        scoped = crdtdoc.connect(
+            url, agent="scoped", token=token("scoped", artifacts=["design"]), backoff=FAST
+        )
+        async with scoped:
+            await scoped.wait_for(bob.version())
+            for i in range(20):
+                scoped.document("design").append(f"in scope {i}\n")
+            scoped.document("other").insert(0, "out of scope")
+            with pytest.raises(crdtdoc.Refused):
+                await scoped.flush(timeout=10)
+            assert scoped.document("design").read() == "line one\nline two\n"
+            assert scoped.artifacts().get("other") is None
+            scoped.document("design").append("again\n")
+            await scoped.flush(timeout=10)
+        await bob.wait_for(scoped.version(), timeout=10)
+        assert bob.document("design").read() == "line one\nline two\nagain\n"
+
+    run(with_bob(tmp_path, attack))
+
+
 def test_after_a_refusal_the_agent_reads_the_hubs_state_not_an_empty_replica(
     tmp_path: Path,
 ) -> None:
