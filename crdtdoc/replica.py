@@ -580,7 +580,7 @@ class Replica:
         if not deleted:
             return
         client = self._client_id
-        run = self._log_entry
+        run = self._log_entry if self._runs_extend() else None
         replaces = None
         if run is not None and run[0] == client and self._state.get(client, 0) == run[1] + 1:
             merged = run[2].union(deleted)
@@ -595,6 +595,12 @@ class Replica:
         finally:
             self._txn_depth = 0
         self._log_entry = (client, self._state[client] - 1, deleted)
+
+    def _runs_extend(self) -> bool:
+        """Whether a deleting commit may replace the run's log entry (see `_record_deletions`);
+        a connected replica says no while its writes are held for a guarded commit, which the
+        hub judges whole, before it has the entry being replaced."""
+        return True
 
     # -- remote changes --------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from crdtdoc.itemindex import ItemIndex, Locator, Place
 from crdtdoc.replica import Replica
 from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT, DELETIONS_ROOT, INTERNAL_ROOTS, NOTES_ROOT
 from crdtdoc.tokens import Grant
-from crdtdoc.updates import ANY, GC, SKIP, Item, decode_delete_set, parse_update
+from crdtdoc.updates import ANY, DELETED, GC, SKIP, Item, decode_delete_set, parse_update
 
 BOOKKEEPING = INTERNAL_ROOTS
 """Roots every writer may add to, under the rules of this module."""
@@ -147,6 +147,8 @@ def _judge_root(root: str | None, writer: Writer, facts: RoomFacts, verb: str) -
 def _judge_bookkeeping(
     root: str | None, item: Item, place: Place, writer: Writer, facts: RoomFacts, claims: IdSet
 ) -> None:
+    if root == DELETIONS_ROOT and item.content == DELETED and place.parent == root:
+        return  # an entry its writer replaced before this hub saw it: it claims nothing
     if place.parent != root or item.content != ANY or not item.value:
         raise Forbidden(
             f"{root} holds only crdtdoc's plain entries (any values written directly in it)"

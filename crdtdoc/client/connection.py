@@ -698,6 +698,9 @@ class HubLink(Replica):
                 raise Conflict(str(stale), stale.changes) from None
         return expect
 
+    def _runs_extend(self) -> bool:
+        return self._held is None
+
     def _begin_hold(self) -> None:
         if self._outbox is None or not self._welcomed:
             raise NotConnected(

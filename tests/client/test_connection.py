@@ -175,6 +175,8 @@ def test_a_burst_of_local_edits_leaves_merged_into_few_messages(tmp_path: Path) 
                     text.insert(len(text.read()) if i % 50 == 0 else 0, f"line {i} " + "x" * 80)
                     if i % 7 == 0:
                         text.delete(0, 3)
+                for _ in range(40):  # a run of deletions: each replaces the last's log entry
+                    text.delete(0, 1)
                 await a.flush(timeout=20)
                 sent = _received(hub) - before
                 await b.wait_for(a.version(), timeout=20)

@@ -475,6 +475,62 @@ def test_a_run_of_deletions_passes_the_ledger_across_a_hub_restart(tmp_path: Pat
     run(body())
 
 
+def test_a_run_of_deletions_made_offline_syncs_and_stays_attributed(tmp_path: Path) -> None:
+    """Offline, a run's replaced log entries exist only as deleted items; the reconnect's step 2
+    carries them so. They claim nothing and must not get alice's offline work refused."""
+
+    async def body() -> None:
+        db = tmp_path / "hub.db"
+        first = running_hub(db, secret=SECRET)
+        hub = await first.__aenter__()
+        port, url = hub.port, hub.url + "/room"
+        alice = crdtdoc.connect(url, agent="alice", token=token("alice"), backoff=FAST)
+        async with alice:
+            try:
+                alice.document("d").insert(0, "abcdefghij")
+                await alice.flush()
+                mark = alice.version()
+                alice.document("d").delete(9, 1)
+                await alice.flush()
+            finally:
+                await first.__aexit__(None, None, None)
+            for n in range(2, 7):  # the hub is down: the run goes on
+                alice.document("d").delete(10 - n, 1)
+            async with running_hub(db, secret=SECRET, port=port):
+                await alice.flush(timeout=10)
+                assert alice.refused is None, alice.refused
+                assert alice.document("d").read() == "abcd"
+                async with crdtdoc.connect(url, agent="bob", token=token("bob")) as bob:
+                    await bob.wait_for(alice.version(), timeout=10)
+                    assert bob.document("d").read() == "abcd"
+                    deleted = [c for c in bob.changes_since(mark) if c.kind == "delete"]
+                    assert {c.agent for c in deleted} == {"alice"}, deleted
+
+    run(body())
+
+
+def test_a_plain_delete_right_after_a_fenced_one_is_not_refused(tmp_path: Path) -> None:
+    """Both travel in one guarded commit, judged before any of it applies: the second must not
+    replace a log entry the hub does not have yet."""
+
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db", secret=SECRET) as hub:
+            url = hub.url + "/room"
+            async with crdtdoc.connect(url, agent="alice", token=token("alice")) as alice:
+                alice.document("d").insert(0, "abcdefghij")
+                await alice.flush()
+                lease = await alice.acquire("schema", ttl=10)
+                with alice.transaction(fence=lease):
+                    alice.document("d").delete(9, 1)
+                alice.document("d").delete(8, 1)  # not fenced, before the hub answered
+                await alice.flush(timeout=10)
+                assert alice.fenced_out is None
+                assert alice.document("d").read() == "abcdefgh"
+                await lease.release()
+
+    run(body())
+
+
 def test_a_refused_update_binds_no_client_id(tmp_path: Path) -> None:
     """Client ids are bound to an identity when its update applies: an update refused as it
     applies (here a forged registration) leaves its ids free, so the agent they really belong
