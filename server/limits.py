@@ -92,7 +92,9 @@ class RateLimits:
         """Seconds until `who`'s struct and byte debts are paid back (0: none): the hub reads
         or applies no more of `who`'s work before that."""
         buckets = self._for(who)
-        return max(buckets[_STRUCTS].charge(0), buckets[_ANSWERED].charge(0))
+        return max(
+            buckets[_STRUCTS].charge(0), buckets[_ANSWERED].charge(0), buckets[_BYTES].charge(0)
+        )
 
     def answered(self, who: str, size: int) -> None:
         """Charges the bytes of a sync step 2 the hub sent `who` (asking for a whole room is
@@ -100,11 +102,17 @@ class RateLimits:
         self._for(who)[_ANSWERED].charge(size)
 
     def update(self, who: str, size: int) -> str | None:
-        """None if allowed, else which limit was exceeded."""
+        """None if allowed, else which limit was exceeded. An update larger than the whole
+        byte budget (2 s of it), which no wait would let through, is taken and paid for as a
+        debt instead: refused, it would come back as the step 2 of every reconnect (a client
+        merging a burst of edits, or holding them offline)."""
         buckets = self._for(who)
         if not buckets[_UPDATES].take(1):
             return f"more than {_rate(self._settings[_UPDATES])} updates per second"
-        if not buckets[_BYTES].take(size):
+        data = buckets[_BYTES]
+        if size > data.burst:
+            data.charge(size)  # `debt` waits it out before reading more
+        elif not data.take(size):
             return f"more than {_rate(self._settings[_BYTES])} update bytes per second"
         return None
 

@@ -438,8 +438,12 @@ class HubLink(Replica):
         return self.max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES
 
     def _merged_limit(self) -> int:
-        """The size up to which waiting updates are merged: well under what the hub accepts."""
-        return min(MAX_MERGED_BYTES, self._step2_limit() // 2)
+        """The size up to which waiting updates are merged: well under what the hub accepts;
+        nothing merges until a welcome said what that is (a hub taking less than the default
+        would close the link before its welcome, every time)."""
+        if self.max_message_bytes is None:
+            return 0
+        return min(MAX_MERGED_BYTES, self.max_message_bytes // 2)
 
     def _reachable(self) -> bool:
         """A hub accepted a connection (or answered by refusing this agent): what

@@ -184,3 +184,45 @@ def test_a_burst_of_local_edits_leaves_merged_into_few_messages(tmp_path: Path) 
                 assert b.changes_since() and sent < 100, sent  # one message per edit: ~700
 
     run(body())
+
+
+def test_a_burst_before_the_welcome_reaches_a_hub_with_a_small_message_limit(
+    tmp_path: Path,
+) -> None:
+    """Review: before the welcome says how large a message the hub takes, waiting updates were
+    merged up to half the default limit, and a hub taking 64 KB closed the link (1009) before
+    its welcome, on every reconnect. Each 10 KB edit alone is taken: nothing merges before."""
+
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db", max_message_bytes=64 * 1024) as hub:
+            a = crdtdoc.connect(hub.url + "/r", agent="a", wait_synced=False, backoff=FAST_RETRY)
+            async with a:
+                while not a.connected:  # the link is up; the hub's welcome is not in yet
+                    await asyncio.sleep(0)
+                for i in range(20):
+                    a.document("d").insert(0, f"{i:03d}" + "x" * 10_000 + "\n")
+                await a.flush(timeout=10)
+                assert a.document("d").read().count("\n") == 20
+
+    run(body())
+
+
+def test_a_burst_merged_past_the_hubs_byte_budget_arrives_late_not_never(tmp_path: Path) -> None:
+    """Review: with 64 KB of update bytes per second (bursts of 128 KB), 20 edits of 10 KB
+    merged into one 200 KB update that the budget never holds: 4429, then the same 200 KB as
+    the step 2 of every reconnect, for ever. An update larger than the whole budget is taken
+    when it arrives and paid for as a debt (the identity is read later)."""
+
+    async def body() -> None:
+        db = tmp_path / "hub.db"
+        async with running_hub(db, update_bytes_per_second=64 * 1024) as hub:
+            url = hub.url + "/r"
+            async with crdtdoc.connect(url, agent="a", backoff=FAST_RETRY) as a:
+                for i in range(20):
+                    a.document("d").insert(0, f"{i:03d}" + "x" * 10_000 + "\n")
+                await a.flush(timeout=10)
+            async with crdtdoc.connect(url, agent="b") as b:
+                await b.wait_for(a.version(), timeout=10)
+                assert b.document("d").read() == a.document("d").read()
+
+    run(body())
