@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crdtdoc import Replica
-from crdtdoc.protocol.coalesce import coalesce
+from crdtdoc.errors import CrdtdocError
+from crdtdoc.protocol.coalesce import _update_of, coalesce
 from crdtdoc.protocol.messages import (
     Awareness,
     SyncStep2,
@@ -17,6 +18,10 @@ from crdtdoc.protocol.messages import (
     decode_message,
     encode_message,
 )
+
+
+def _as_update_message(update: bytes) -> bytes:
+    return encode_message(SyncUpdate(update))
 
 
 def _edits(seed: int, count: int) -> list[bytes]:
@@ -89,3 +94,21 @@ def test_a_long_run_is_merged_in_bounded_pieces() -> None:
     sent = coalesce(messages)
     assert len(sent) == -(-len(messages) // MAX_MERGED_UPDATES)
     assert _text(sent) == _text(messages)
+
+
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.binary(max_size=300).map(_as_update_message),
+        st.binary(max_size=300).map(lambda rest: b"\x00\x02" + rest),  # a sync update, or not
+    )
+)
+def test_the_update_is_read_in_place_exactly_as_the_decoder_reads_it(message: bytes) -> None:
+    """The fan-out reads each message's update without a decoder: it must agree with
+    `decode_message` on every input, returning None where that finds no sync update."""
+    try:
+        decoded = decode_message(message)
+    except CrdtdocError:
+        decoded = None
+    expected = decoded.update if isinstance(decoded, SyncUpdate) else None
+    assert _update_of(message) == expected
