@@ -15,6 +15,7 @@ import pytest
 import crdtdoc
 from crdtdoc.client.backoff import Backoff
 from crdtdoc.errors import CrdtdocError
+from server.hub import Hub
 from tests.hubs import run, running_hub
 
 FAST_RETRY = Backoff(initial=0.05, maximum=0.3)
@@ -156,8 +157,8 @@ def test_blocking_replica_for_plain_scripts(tmp_path: Path) -> None:
     run(body())
 
 
-def _received(hub: object) -> float:
-    return float(hub.metrics.messages_in._value.get())  # type: ignore[attr-defined]
+def _received(hub: Hub) -> float:
+    return hub.metrics.messages_in.value
 
 
 def test_a_burst_of_local_edits_leaves_merged_into_few_messages(tmp_path: Path) -> None:
