@@ -422,6 +422,7 @@ class HubLink(Replica):
         writer = asyncio.get_running_loop().create_task(outbox.run())
         heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
         self._outbox = outbox
+        self._ahead = []  # this connection's sync sends the hub all this replica holds
         self.connects += 1
         try:
             outbox.put(encode_message(encode_extension(Hello(self.agent))))
