@@ -13,12 +13,10 @@ a "set" of that key, not text; registry entries of the wrong shape name nobody.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 from crdtdoc.idset import IdSet
-from crdtdoc.itemindex import ItemIndex
 from crdtdoc.roots import AGENTS_ROOT, DELETIONS_ROOT, NOTES_ROOT
 from crdtdoc.safe_read import agent_name, client_id_of
 from crdtdoc.updates import (
@@ -201,19 +199,6 @@ def _utf16_slice(s: str, start_units: int) -> str:
             return s[i:]
         units += 2 if ord(ch) > 0xFFFF else 1
     return ""
-
-
-def deletion_claims(items: list[Item], index: ItemIndex) -> Iterator[tuple[int, IdSet]]:
-    """(appending client, delete set) of each deletions-log entry among applied `items` (placed
-    by `index`): what each entry claims its writer deleted. The hub judges these claims; a
-    connected replica holds back forwarding an entry until it holds what it claims."""
-    for item in items:
-        if item.content != ANY or index.root_of(item.client, item.clock) != DELETIONS_ROOT:
-            continue
-        for entry in item.value or []:
-            claimed = decode_delete_set(entry)
-            if claimed is not None:
-                yield item.client, claimed
 
 
 def changes_between(

@@ -23,10 +23,9 @@ The rules, one place for every surface (docs/SECURITY.md has the table):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from crdtdoc.changes import deletion_claims
 from crdtdoc.errors import Forbidden
 from crdtdoc.idset import IdSet
 from crdtdoc.itemindex import ItemIndex, Locator, Place
@@ -203,6 +202,17 @@ def _judge_note(note: object, writer: Writer) -> None:
     if writer.identity is not None and note["by"] != writer.identity:
         raise Forbidden(f"a note is signed by its writer, {writer.identity!r}")
     # A note may name artifacts its writer may only read: a guarded write depends on them.
+
+
+def deletion_claims(items: list[Item], index: ItemIndex) -> Iterator[tuple[int, IdSet]]:
+    """(appending client, delete set) of each deletions-log entry among applied `items`."""
+    for item in items:
+        if item.content != ANY or index.root_of(item.client, item.clock) != DELETIONS_ROOT:
+            continue
+        for entry in item.value or []:
+            claimed = decode_delete_set(entry)
+            if claimed is not None:
+                yield item.client, claimed
 
 
 def deletion_ledger(replica: Replica, owners: Mapping[int, str]) -> DeletionLedger:

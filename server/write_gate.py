@@ -17,7 +17,6 @@ client id, who deleted what, the artifact kinds recorded and the frozen specs.
 
 from __future__ import annotations
 
-from crdtdoc.changes import deletion_claims
 from crdtdoc.errors import CrdtdocError, Forbidden, RoomFull
 from crdtdoc.itemindex import Locator
 from crdtdoc.replica import Replica
@@ -28,6 +27,7 @@ from server.access import (
     DeletionLedger,
     RoomFacts,
     Writer,
+    deletion_claims,
     deletion_ledger,
     judge_deletes,
     judge_items,

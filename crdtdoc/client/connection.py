@@ -28,7 +28,6 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from crdtdoc.changes import deletion_claims
 from crdtdoc.client.backoff import Backoff
 from crdtdoc.client.coordination import Fencing, Lease, LeaseInfo, reply_error
 from crdtdoc.client.journal import Journal, read_journal
@@ -49,7 +48,6 @@ from crdtdoc.errors import (
     SyncTimeout,
     TooLarge,
 )
-from crdtdoc.idset import IdSet
 from crdtdoc.protocol.awareness import AwarenessEntry, decode_awareness, encode_awareness
 from crdtdoc.protocol.coalesce import MAX_MERGED_BYTES, coalesce
 from crdtdoc.protocol.extension import (
@@ -75,7 +73,6 @@ from crdtdoc.protocol.messages import (
 )
 from crdtdoc.protocol.session import SyncSession
 from crdtdoc.replica import Replica, ReplicaLimits, artifact_names
-from crdtdoc.updates import parse_update
 from crdtdoc.versions import Version
 
 log = logging.getLogger("crdtdoc.client")
@@ -116,9 +113,6 @@ MAX_OUTBOX_BYTES = 16 * 1024 * 1024
 """Past these, the outbox is dropped and the link reconnects: the sync exchange on reconnect sends
 the hub everything it lacks, so nothing is lost and memory stays bounded."""
 MAX_PRESENCE_BYTES = 1024 * 1024
-MAX_HELD_FORWARDS = 256
-"""Forwarded updates kept back until this replica holds the deletions their log entries claim
-(`HubLink._hold_forward`); past this, the oldest is dropped (a reconnect's sync carries it)."""
 
 
 class Keep(enum.Enum):
@@ -233,8 +227,6 @@ class HubLink(Replica):
         self._requests: dict[int, asyncio.Future[Reply]] = {}
         self._next_request = 0
         self._held: list[bytes] | None = None  # local updates held back for a guarded write
-        # forwarded updates whose log entries claim deletions not applied here yet, with them
-        self._ahead: list[tuple[bytes, IdSet]] = []
         self._hold_lock: asyncio.Lock | None = None
         self._pending_fence: asyncio.Task[None] | None = None
         self.fenced_out: FencedOut | None = None  # set when a fenced transaction was refused
@@ -337,41 +329,8 @@ class HubLink(Replica):
                 # The document itself, not encode_update(): no sync point inside a listener.
                 self._journal.compact(self._doc.get_update())
         if not self._from_hub:  # local edits, and updates applied from elsewhere
-            claims = IdSet() if local else self._claims(update)
-            if claims.issubset(self._deleted):
-                self._send(encode_message(SyncUpdate(update)))
-            else:
-                self._hold_forward(update, claims)
-        if self._ahead:
-            self._forward_caught_up()
+            self._send(encode_message(SyncUpdate(update)))
         self._activity()
-
-    def _claims(self, update: bytes) -> IdSet:
-        """The deletions an update this replica applied from elsewhere claims in the
-        deletions log (`deletion_claims`). Structs and deletions wait for what they need
-        independently, so an entry may apply before the deletions it names."""
-        items = parse_update(update, details=True).items or []
-        claimed = IdSet()
-        for _, ids in deletion_claims(items, self.item_index()):
-            claimed = claimed.union(ids)
-        return claimed
-
-    def _hold_forward(self, update: bytes, claims: IdSet) -> None:
-        """Keeps a forwarded update whose log entry claims deletions this replica has not
-        applied yet: the hub would refuse the claim (the deletions are not this agent's yet)
-        and reset the replica. It leaves once they are applied (`_forward_caught_up`); the next
-        connection's sync carries everything anyway, so past a bound the oldest is dropped."""
-        if len(self._ahead) >= MAX_HELD_FORWARDS:
-            del self._ahead[0]
-        self._ahead.append((update, claims))
-
-    def _forward_caught_up(self) -> None:
-        waiting, self._ahead = self._ahead, []
-        for update, claims in waiting:
-            if claims.issubset(self._deleted):
-                self._send(encode_message(SyncUpdate(update)))
-            else:
-                self._ahead.append((update, claims))
 
     def _send(self, message: bytes) -> None:
         self._call_in_loop(lambda: self._outbox.put(message) if self._outbox else None)
@@ -422,7 +381,6 @@ class HubLink(Replica):
         writer = asyncio.get_running_loop().create_task(outbox.run())
         heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
         self._outbox = outbox
-        self._ahead = []  # this connection's sync sends the hub all this replica holds
         self.connects += 1
         try:
             outbox.put(encode_message(encode_extension(Hello(self.agent))))
