@@ -58,12 +58,13 @@ class Tally:
     and checks its value on each `inc`, a few percent of a busy hub's CPU), reported as a
     counter when scraped (`_Tallies`)."""
 
-    __slots__ = ("help", "name", "value")
+    __slots__ = ("created", "help", "name", "value")
 
     def __init__(self, name: str, help_: str) -> None:
         self.name = name
         self.help = help_
         self.value = 0.0
+        self.created = time.time()  # reported as `<name>_created`, as a Counter does
 
     def inc(self, amount: float = 1.0) -> None:
         self.value += amount
@@ -75,7 +76,9 @@ class _Tallies(Collector):
 
     def collect(self) -> Iterator[Any]:
         for tally in self._tallies:
-            yield CounterMetricFamily(tally.name, tally.help, value=tally.value)
+            yield CounterMetricFamily(
+                tally.name, tally.help, value=tally.value, created=tally.created
+            )
 
 
 class HubMetrics:

@@ -54,6 +54,8 @@ def test_metrics_appear_and_move_under_load(tmp_path: Path) -> None:
             assert value(during, "crdtdoc_connections") == 2
             assert value(during, "crdtdoc_rooms_loaded") == 1
             assert 0 <= value(during, "crdtdoc_event_loop_lag_max_seconds") < 60
+            for tally in ("messages_received", "bytes_received", "messages_sent", "bytes_sent"):
+                assert f"crdtdoc_{tally}_created " in during, tally  # as a Counter reports it
             for name in (
                 "crdtdoc_messages_received_total",
                 "crdtdoc_bytes_received_total",
