@@ -20,6 +20,7 @@ import bisect
 import re
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Final
 
 from crdtdoc.updates import (
     ANY,
@@ -307,8 +308,12 @@ class ItemIndex:
         runs.insert(pos, (start, end, place))
 
 
-_VISITING = Place(None, None, -1)
+_VISITING: Final = Place(None, None, -1)
 """Memo mark of an item whose place is being resolved (met again: a cycle, placed nowhere)."""
+_ENDS_FROM: Final = 16
+"""Updates with more structs than this have their structs' ends mapped (`Locator.ends`)."""
+_UNSEEN: Final = Place(None, None, -2)
+"""What the memo answers for an item not met yet (a stored None means: placed nowhere)."""
 
 
 class Locator:
@@ -328,8 +333,17 @@ class Locator:
         self.items = items
         self.state = state or {}
         self.local: dict[int, list[Item]] = {}
+        # the first and the last id of each struct: what origins and right origins name, as
+        # a rule (a bisection finds the others); for a large update only, where it pays
+        self.ends: dict[Id, Item] = {}
         for item in items:
             self.local.setdefault(item.client, []).append(item)
+        if len(items) > _ENDS_FROM:
+            for item in items:
+                if item.content != SKIP:
+                    self.ends[(item.client, item.clock)] = item
+                    if item.length > 1:
+                        self.ends[(item.client, item.clock + item.length - 1)] = item
         self.local_starts = {c: [i.clock for i in its] for c, its in self.local.items()}
         self.memo: dict[Id, Place | None] = {}
 
@@ -351,9 +365,18 @@ class Locator:
             return None  # a skipped range is the document's
         return item
 
+    def find_ref(self, ref: Id) -> Item | None:
+        """`find_local` for an id as an update names it (an origin, a parent)."""
+        item = self.ends.get(ref)
+        if item is None:
+            return self.find_local(ref[0], ref[1])
+        if self.state and ref[1] < self.state.get(ref[0], 0):
+            return None  # the document's
+        return item
+
     def place_of_id(self, ref: Id) -> Place | None:
         """The place of the item holding id `ref` (this update's or the document's)."""
-        item = self.find_local(ref[0], ref[1])
+        item = self.find_ref(ref)
         if item is None:
             return self.index.place_of(ref[0], ref[1])
         if item.content == GC:
@@ -366,7 +389,7 @@ class Locator:
         for _ in range(len(self.items) + 1):
             if parent is None or isinstance(parent, str):
                 return parent
-            holder = self.find_local(parent[0], parent[1])
+            holder = self.find_ref(parent)
             if holder is None:
                 return self.index.root_of_parent(parent)
             found = self.place(holder)
@@ -376,43 +399,47 @@ class Locator:
     def place(self, item: Item) -> Place | None:
         """The item's place (None: a neighbour unknown, or a cycle)."""
         key = (item.client, item.clock)
-        if key in self.memo:
-            found = self.memo[key]
-            return None if found is _VISITING else found
+        found = self.memo.get(key, _UNSEEN)
+        if found is _UNSEEN:
+            found = self._place_new(item, key)
+        return None if found is _VISITING else found
+
+    def _place_new(self, item: Item, key: Id) -> Place | None:
+        """Places `item` and the update's items it depends on, without recursion."""
+        memo = self.memo
         stack = [item]
         while stack:
             current = stack[-1]
             current_key = (current.client, current.clock)
-            known = self.memo.get(current_key, None)
-            if current_key in self.memo and known is not _VISITING:
+            known = memo.get(current_key, _UNSEEN)
+            if known is not _UNSEEN and known is not _VISITING:
                 stack.pop()  # placed meanwhile (it was needed twice)
                 continue
-            if current_key not in self.memo:
-                self.memo[current_key] = _VISITING
+            if known is _UNSEEN:
+                memo[current_key] = _VISITING
                 needed = [
                     dep
                     for dep in self._neighbours(current)
-                    if dep.content != GC and (dep.client, dep.clock) not in self.memo
+                    if dep.content != GC and (dep.client, dep.clock) not in memo
                 ]
                 if needed:
                     stack.extend(needed)
                     continue
-            self.memo[current_key] = self._resolve(current)
+            memo[current_key] = self._resolve(current)
             stack.pop()
-        found = self.memo[key]
-        return None if found is _VISITING else found
+        return memo[key]
 
     def _neighbours(self, item: Item) -> list[Item]:
         """The update's own items this item's place depends on."""
         refs = [item.parent] if isinstance(item.parent, tuple) else []
         if item.parent is None:
             refs = [r for r in (item.origin, item.right_origin) if r is not None]
-        found = [self.find_local(ref[0], ref[1]) for ref in refs]
+        found = [self.find_ref(ref) for ref in refs]
         return [dep for dep in found if dep is not None]
 
     def _known(self, ref: Id) -> Place | None:
         """A neighbour's place once its own is resolved (or being resolved: a cycle)."""
-        item = self.find_local(ref[0], ref[1])
+        item = self.find_ref(ref)
         if item is None:
             return self.index.place_of(ref[0], ref[1])
         if item.content == GC:
