@@ -122,3 +122,27 @@ def test_collected_strings_record_no_pairs() -> None:
     dropped = update(3, 0, [item(*content("string", "😀")[:2], parent=(1, 0))])
     index.add(parse_update(dropped, details=True).items or [])
     assert not index.has_pairs()
+
+
+@given(st.integers(0, 2**32), st.integers(0, 60))
+def test_an_id_named_by_an_update_is_found_by_its_ends_as_by_bisection(
+    seed: int, known: int
+) -> None:
+    """A large update's structs are found through a map of their first and last ids; every id
+    (named or not, below the document's state or not) must give what bisection gives."""
+    rng = random.Random(seed)
+    replicas = [Replica(f"w{i}") for i in range(2)]
+    for _ in range(30):
+        random_edit(rng.choice(replicas), rng)
+        a, b = replicas
+        b.apply_update(a.encode_update(b.version()))
+        a.apply_update(b.encode_update(a.version()))
+    items = parse_update(replicas[0].encode_update(), details=True).items or []
+    assert len(items) > 16  # large enough for the map
+    state = {item.client: min(known, item.clock + item.length) for item in items}
+    locator = Locator(ItemIndex(), items, state)
+    for item in items:
+        end = item.clock + item.length
+        for clock in {item.clock - 1, item.clock, item.clock + 1, end - 1, end} - {-1}:
+            ref = (item.client, clock)
+            assert locator.find_ref(ref) is locator.find_local(ref[0], ref[1]), ref
