@@ -139,10 +139,10 @@ def test_an_id_named_by_an_update_is_found_by_its_ends_as_by_bisection(
         a.apply_update(b.encode_update(a.version()))
     items = parse_update(replicas[0].encode_update(), details=True).items or []
     assert len(items) > 16  # large enough for the map
-    state = {item.client: min(known, item.clock + item.length) for item in items}
+    state = {struct.client: min(known, struct.clock + struct.length) for struct in items}
     locator = Locator(ItemIndex(), items, state)
-    for item in items:
-        end = item.clock + item.length
-        for clock in {item.clock - 1, item.clock, item.clock + 1, end - 1, end} - {-1}:
-            ref = (item.client, clock)
+    for struct in items:
+        end = struct.clock + struct.length
+        for clock in {struct.clock - 1, struct.clock, struct.clock + 1, end - 1, end} - {-1}:
+            ref = (struct.client, clock)
             assert locator.find_ref(ref) is locator.find_local(ref[0], ref[1]), ref
