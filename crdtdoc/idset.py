@@ -152,14 +152,6 @@ class IdSet:
         at = bisect.bisect_right(ranges, (clock, _END)) - 1  # the last range starting <= clock
         return at >= 0 and clock < ranges[at][1]
 
-    def overlaps(self, client: int, start: int, end: int) -> bool:
-        """Whether any id `client:start` up to (not including) `client:end` is in the set."""
-        ranges = self._ranges.get(client)
-        if not ranges or end <= start:
-            return False
-        at = bisect.bisect_left(ranges, (end, 0)) - 1  # the last range starting before `end`
-        return at >= 0 and ranges[at][1] > start
-
     def union(self, other: IdSet) -> IdSet:
         merged: dict[int, list[Range]] = {c: list(rs) for c, rs in self._ranges.items()}
         for c, rs in other._ranges.items():

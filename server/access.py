@@ -91,12 +91,7 @@ class Claim(enum.Enum):
 
 class ClaimAhead(Forbidden):
     """An entry claims deletions nobody has made yet: the update waits (the room parks it)
-    until they are made, by its writer (then it applies) or by another (then it is refused).
-    `claims`: the deletions it waits for."""
-
-    def __init__(self, message: str, claims: IdSet) -> None:
-        super().__init__(message)
-        self.claims = claims
+    until they are made, by its writer (then it applies) or by another (then it is refused)."""
 
 
 @dataclass
@@ -142,8 +137,7 @@ def judge_items(
     if verdict is Claim.AHEAD:
         raise ClaimAhead(
             f"the entry claims deletions nobody has made yet; it waits for {writer.identity!r} "
-            "to make them",
-            claims,
+            "to make them"
         )
     if verdict is Claim.REFUSED:
         raise Forbidden(

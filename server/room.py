@@ -34,7 +34,6 @@ from crdtdoc.errors import (
     ReplicaRebuilt,
     StorageError,
 )
-from crdtdoc.idset import IdSet
 from crdtdoc.protocol.awareness import AwarenessEntry
 from crdtdoc.protocol.extension import (
     DELTA_PROTOCOL,
@@ -89,8 +88,6 @@ RETRY_COMPACTION_SECONDS = 1.0
 MAX_AHEAD_PER_PEER = 16
 """Updates of one connection that may wait for the deletions their log entries claim (an agent
 relaying another copy of its work out of order); past this, the connection is refused."""
-MAX_AHEAD_PER_ROOM = 64
-"""And of all connections of a room."""
 
 REBUILD_STRUCTS = 2000
 """What an update the engine refuses is charged (plus a struct per 16 bytes of the room): the
@@ -162,9 +159,8 @@ class Room:
         self._slices: dict[Peer, tuple[deque[tuple[bytes, ParsedUpdate]], bool]] = {}
         # updates whose deletions-log entries claim deletions nobody has made yet (`ClaimAhead`),
         # by sender, tried again whenever an update applies
-        self._ahead: dict[Peer, list[tuple[bytes, IdSet]]] = {}
+        self._ahead: dict[Peer, list[bytes]] = {}
         self._trying_ahead = False
-        self._parked = 0  # updates in `_ahead`, over all peers
 
     @property
     def durable(self) -> Version:
@@ -235,7 +231,7 @@ class Room:
         if self.peers.pop(peer, None) is None:
             return
         self._slices.pop(peer, None)
-        self._parked -= len(self._ahead.pop(peer, ()))
+        self._ahead.pop(peer, None)
         self.replica.drop_pending(lambda origin: origin is not peer)
         self.coordinator.forget(peer)
         self.last_active = self.scheduler.monotonic()
@@ -363,42 +359,34 @@ class Room:
 
     def _park(self, peer: Peer, data: bytes, exc: ClaimAhead) -> None:
         """Keeps an update whose log entry claims deletions nobody has made yet, until they
-        are made (`_try_ahead`); a sender with too many of them, or a room with too many, is
-        refused."""
+        are made (`_try_ahead`); a sender with too many of them is refused."""
         parked = self._ahead.setdefault(peer, [])
-        if len(parked) >= MAX_AHEAD_PER_PEER or self._parked >= MAX_AHEAD_PER_ROOM:
+        if len(parked) >= MAX_AHEAD_PER_PEER:
             raise Forbidden(f"{exc}; too many entries wait for their deletions")
-        parked.append((data, exc.claims))
-        self._parked += 1
+        parked.append(data)
 
     def _try_ahead(self) -> None:
-        """Tries again the parked updates some of whose claimed deletions have been made
-        meanwhile (one bisection per claimed range, nothing more, for the others): applied if
-        their writer made them all, refused (the sender closed) if another made any."""
+        """Applies the parked updates whose deletions have been made meanwhile; refuses (closes
+        the sender) those whose deletions another agent made."""
         if not self._ahead or self._trying_ahead:
             return
-        deleted = self.replica.applied()[1]
         self._trying_ahead = True
         try:
             for peer, parked in list(self._ahead.items()):
-                waiting: list[tuple[bytes, IdSet]] = []
-                for data, claims in parked:
-                    if not any(deleted.overlaps(c, s, e) for c, s, e in claims):
-                        waiting.append((data, claims))
-                        continue
+                waiting: list[bytes] = []
+                for data in parked:
                     try:
                         self._apply(peer, SyncUpdate(data), data, None)
                     except ClaimAhead:
-                        waiting.append((data, claims))
+                        waiting.append(data)
                     except RemoteError as exc:
                         peer.close_soon(exc.close_code, str(exc))
                         waiting = []
                         break
-                self._parked -= len(parked) - len(waiting)
                 if waiting:
                     self._ahead[peer] = waiting
                 else:
-                    del self._ahead[peer]
+                    self._ahead.pop(peer, None)
         finally:
             self._trying_ahead = False
 

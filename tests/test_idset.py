@@ -128,12 +128,3 @@ def test_a_copy_is_equal_and_independent(a: list[tuple[int, int, int]]) -> None:
     original.add(8, 0, 5)
     assert not original.contains(7, 0) and not copy.contains(8, 0)
     assert copy == IdSet(copy.ranges) and original == IdSet(original.ranges)
-
-
-@given(ranges, st.integers(0, 3), st.integers(0, 60), st.integers(0, 12))
-def test_overlaps_says_whether_any_id_of_a_range_is_in_the_set(
-    a: list[tuple[int, int, int]], client: int, start: int, length: int
-) -> None:
-    s = _build(a)
-    expected = any((client, k) in _ids(s) for k in range(start, start + length))
-    assert s.overlaps(client, start, start + length) == expected

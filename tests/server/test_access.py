@@ -5,7 +5,6 @@ retyped and unfrozen artifacts, and the same on two hubs sharing PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -571,45 +570,6 @@ def test_claims_ahead_of_their_deletions_are_bounded_per_connection(tmp_path: Pa
             assert ws.close_code == 4403 and "too many entries wait" in (ws.close_reason or "")
 
     run(with_bob(tmp_path, attack))
-
-
-def test_claims_ahead_of_their_deletions_are_bounded_per_room(tmp_path: Path) -> None:
-    """Four connections of one identity keep 16 waiting entries each; a fifth's is refused."""
-
-    async def drain(ws: Any) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            async for _ in ws:
-                pass
-
-    async def body() -> None:
-        async with running_hub(tmp_path / "hub.db", secret=SECRET) as hub:
-            url = hub.url + "/room"
-            async with contextlib.AsyncExitStack() as stack:
-                for k in range(5):
-                    ws = await stack.enter_async_context(
-                        ws_connect(f"{url}?token={token('mallory')}", max_size=None)
-                    )
-                    await ws.send(msg(SyncStep1(b"\x00")))
-                    for n in range(16 if k < 4 else 1):
-                        text, claim = _own_text_then_claim(MALLORY + 16 * k + n)
-                        await ws.send(msg(SyncUpdate(text)))
-                        await ws.send(msg(SyncUpdate(claim)))
-                    if k < 4:
-                        reader = asyncio.ensure_future(drain(ws))
-                        stack.callback(reader.cancel)
-                        room = hub.rooms["room"]
-                        for _ in range(200):  # until the hub has parked them all
-                            if room._parked == 16 * (k + 1):
-                                break
-                            await asyncio.sleep(0.01)
-                        assert room._parked == 16 * (k + 1)
-                with pytest.raises(ConnectionClosed):
-                    async with asyncio.timeout(5):
-                        while True:
-                            await ws.recv()
-                assert ws.close_code == 4403 and "too many entries wait" in (ws.close_reason or "")
-
-    run(body())
 
 
 def test_a_plain_delete_right_after_a_fenced_one_is_not_refused(tmp_path: Path) -> None:
