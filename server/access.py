@@ -23,7 +23,6 @@ The rules, one place for every surface (docs/SECURITY.md has the table):
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -58,40 +57,10 @@ class DeletionLedger:
             mine.add(client, start, end)
             self._known.add(client, start, end)
 
-    def claim(
-        self,
-        identity: str,
-        claimed: IdSet,
-        deleted_now: IdSet,
-        owns: Callable[[int], bool] = lambda client: False,
-    ) -> Claim:
-        """Whether `identity` may log these deletions as its own (`deleted_now`: what the room
-        has deleted). A claim naming deletions nobody has made yet, all of items under the
-        identity's own client ids (`owns`), may be ahead of them: an agent relaying another
-        copy of its work can send an entry before the deletions it names. Naming others' items
-        not yet deleted is refused at once (it would stand ready to take their deletion)."""
+    def claim(self, identity: str, claimed: IdSet, deleted_now: IdSet) -> bool:
+        """Whether `identity` may log these deletions as its own."""
         rest = claimed.difference(self._by.get(identity, IdSet()))
-        if not rest:
-            return Claim.TAKEN
-        unknown = rest.difference(self._known) == rest
-        if unknown and rest.issubset(deleted_now):
-            return Claim.TAKEN
-        if unknown and not rest.intersection(deleted_now) and all(map(owns, rest.clients())):
-            return Claim.AHEAD
-        return Claim.REFUSED
-
-
-class Claim(enum.Enum):
-    """What the hub makes of a deletions-log entry's claim (`DeletionLedger.claim`)."""
-
-    TAKEN = "taken"
-    REFUSED = "refused"
-    AHEAD = "ahead"  # of the deletions it names, which nobody has made yet: it waits for them
-
-
-class ClaimAhead(Forbidden):
-    """An entry claims deletions nobody has made yet: the update waits (the room parks it)
-    until they are made, by its writer (then it applies) or by another (then it is refused)."""
+        return not rest or (rest.difference(self._known) == rest and rest.issubset(deleted_now))
 
 
 @dataclass
@@ -101,7 +70,7 @@ class Writer:
     identity: str | None  # the token's agent (None: the hub has no secret)
     grant: Grant | None
     owns: Callable[[int], bool]  # whether a client id is this writer's
-    claim: Callable[[IdSet], Claim] = lambda claimed: Claim.TAKEN  # `DeletionLedger.claim`
+    claim: Callable[[IdSet], bool] = lambda claimed: True  # see `DeletionLedger.claim`
 
     @property
     def scope(self) -> frozenset[str] | None:
@@ -133,13 +102,7 @@ def judge_items(
         _judge_root(root, writer, facts, "add to")
         if root in BOOKKEEPING and place is not None:
             _judge_bookkeeping(root, item, place, writer, facts, claims)
-    verdict = writer.claim(claims) if claims else Claim.TAKEN
-    if verdict is Claim.AHEAD:
-        raise ClaimAhead(
-            f"the entry claims deletions nobody has made yet; it waits for {writer.identity!r} "
-            "to make them"
-        )
-    if verdict is Claim.REFUSED:
+    if claims and not writer.claim(claims):
         raise Forbidden(
             f"attribution refused: the entry claims deletions {writer.identity!r} did not make"
         )

@@ -26,7 +26,6 @@ from collections.abc import Callable
 
 from crdtdoc.errors import (
     CrdtdocError,
-    Forbidden,
     InvalidMessage,
     InvalidUpdate,
     RateLimited,
@@ -62,7 +61,6 @@ from crdtdoc.roots import ARTIFACTS_ROOT
 from crdtdoc.slicing import SLICE_STRUCTS, slice_update
 from crdtdoc.updates import ParsedUpdate, parse_update
 from crdtdoc.versions import Version
-from server.access import ClaimAhead
 from server.cluster import FROM_LOG, Cluster, SeqTracker
 from server.commit import GroupCommitter, StoredRoom
 from server.config import HubConfig
@@ -84,10 +82,6 @@ log = logging.getLogger("crdtdoc.hub.room")
 
 RETRY_COMPACTION_SECONDS = 1.0
 """With several hubs: how long a room waits to compact again when its log had a gap."""
-
-MAX_AHEAD_PER_PEER = 16
-"""Updates of one connection that may wait for the deletions their log entries claim (an agent
-relaying another copy of its work out of order); past this, the connection is refused."""
 
 REBUILD_STRUCTS = 2000
 """What an update the engine refuses is charged (plus a struct per 16 bytes of the room): the
@@ -157,10 +151,6 @@ class Room:
         self.origin: tuple[Peer, bytes] | None = None  # the peer whose update is being applied
         # peer -> the slices of its update still to apply, and the message type of the last one
         self._slices: dict[Peer, tuple[deque[tuple[bytes, ParsedUpdate]], bool]] = {}
-        # updates whose deletions-log entries claim deletions nobody has made yet (`ClaimAhead`),
-        # by sender, tried again whenever an update applies
-        self._ahead: dict[Peer, list[bytes]] = {}
-        self._trying_ahead = False
 
     @property
     def durable(self) -> Version:
@@ -231,7 +221,6 @@ class Room:
         if self.peers.pop(peer, None) is None:
             return
         self._slices.pop(peer, None)
-        self._ahead.pop(peer, None)
         self.replica.drop_pending(lambda origin: origin is not peer)
         self.coordinator.forget(peer)
         self.last_active = self.scheduler.monotonic()
@@ -333,11 +322,6 @@ class Room:
             replies = self.peers[peer].handle(message, parsed)
         except ReplicaRebuilt as exc:
             raise InvalidUpdate(f"update refused by the CRDT engine: {exc}") from None
-        except ClaimAhead as exc:
-            if self._trying_ahead:
-                raise
-            self._park(peer, data, exc)
-            return
         finally:
             self.origin = None
             if self.replica.rebuilds != rebuilds:  # the engine refused it: a costly refusal
@@ -347,48 +331,12 @@ class Room:
         if self.replica.pending_of(peer.rate_key)[0] and not self._expiry_due:
             self._expiry_due = True
             self.scheduler.call_later(self._config.max_waiting_seconds / 2, self._expire)
-        self._try_ahead()
 
     def _refused(self, origin: object, exc: CrdtdocError) -> None:
-        """A peer's update refused as it left the causal buffer: close that peer's link (one
-        whose entry claims deletions ahead of them too: only an update applied as it arrives
-        is parked)."""
+        """A peer's update refused as it left the causal buffer: close that peer's link."""
         if isinstance(origin, Peer) and origin in self.peers and isinstance(exc, RemoteError):
             origin.close_soon(exc.close_code, str(exc))
         log.info("buffered update refused", extra={"room": self.name, "error": str(exc)})
-
-    def _park(self, peer: Peer, data: bytes, exc: ClaimAhead) -> None:
-        """Keeps an update whose log entry claims deletions nobody has made yet, until they
-        are made (`_try_ahead`); a sender with too many of them is refused."""
-        parked = self._ahead.setdefault(peer, [])
-        if len(parked) >= MAX_AHEAD_PER_PEER:
-            raise Forbidden(f"{exc}; too many entries wait for their deletions")
-        parked.append(data)
-
-    def _try_ahead(self) -> None:
-        """Applies the parked updates whose deletions have been made meanwhile; refuses (closes
-        the sender) those whose deletions another agent made."""
-        if not self._ahead or self._trying_ahead:
-            return
-        self._trying_ahead = True
-        try:
-            for peer, parked in list(self._ahead.items()):
-                waiting: list[bytes] = []
-                for data in parked:
-                    try:
-                        self._apply(peer, SyncUpdate(data), data, None)
-                    except ClaimAhead:
-                        waiting.append(data)
-                    except RemoteError as exc:
-                        peer.close_soon(exc.close_code, str(exc))
-                        waiting = []
-                        break
-                if waiting:
-                    self._ahead[peer] = waiting
-                else:
-                    self._ahead.pop(peer, None)
-        finally:
-            self._trying_ahead = False
 
     @property
     def limits(self) -> RateLimits:

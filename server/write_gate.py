@@ -164,12 +164,9 @@ class WriteGate:
         if identity is None:
             mine = set(fresh or ())
             return Writer(None, peer.grant, mine.__contains__)
-        bound = self.owners
         return Writer(
             identity,
             peer.grant,
-            lambda client: bound.get(client, identity) == identity,
-            lambda claimed: ledger.claim(
-                identity, claimed, replica.applied()[1], lambda c: bound.get(c) == identity
-            ),
+            lambda client: self.owners.get(client, identity) == identity,
+            lambda claimed: ledger.claim(identity, claimed, replica.applied()[1]),
         )

@@ -483,12 +483,18 @@ def test_a_run_of_deletions_across_a_hub_restart_stays_attributed(
     run(body())
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known: an agent relaying updates applied from elsewhere (its own offline copy, out "
+    "of order) may send a deletions-log entry before the deletions it claims; the hub refuses "
+    "the claim and resets the relay. Holding the entry back at the link is not enough (every "
+    "sync step 2 carries the whole document): the hub must let such a claim wait",
+)
 def test_an_agent_relaying_its_offline_replica_out_of_order_is_not_refused(
     tmp_path: Path,
 ) -> None:
     """An agent's connected replica forwards what it applies from elsewhere (here its own
-    offline replica's updates, out of order), so a deletions-log entry can reach the hub before
-    the deletions it claims. The hub refused it and reset the relay; it now waits for them."""
+    offline replica's updates, out of order): the log entry must not get the relay reset."""
     offline = Replica("alice")
     updates: list[bytes] = []
     offline.on_update(lambda update, local: updates.append(update))
@@ -509,67 +515,6 @@ def test_an_agent_relaying_its_offline_replica_out_of_order_is_not_refused(
                 assert relay.refused is None, relay.refused
 
     run(body())
-
-
-def _own_text_then_claim(client: int = MALLORY) -> tuple[bytes, bytes]:
-    """mallory's text under `client` (binding it to her), then a log entry claiming its
-    character, which nobody has deleted."""
-    ref, body, length = content("string", "x")
-    ids = IdSet()
-    ids.add(client, 0, 1)
-    text = update(client, 0, [item(ref, body, root="notes")])
-    return text, update(client, length, [any_item(ids.encode(), root=DELETIONS_ROOT)])
-
-
-def test_a_claim_ahead_of_its_deletions_waits_and_is_refused_if_another_makes_them(
-    tmp_path: Path,
-) -> None:
-    """An entry claiming a deletion of one's own text that nobody has made yet waits at the
-    hub, unapplied (a relay may send it before the deletions). If another agent makes that
-    deletion, the entry is refused then and its sender closed; the deletion is the other's."""
-
-    async def attack(url: str, bob: crdtdoc.ConnectedReplica) -> None:
-        text, claim = _own_text_then_claim()
-        async with ws_connect(f"{url}?token={token('mallory')}", max_size=None) as ws:
-            await ws.send(msg(SyncStep1(b"\x00")))
-            await ws.send(msg(SyncUpdate(text)))
-            await ws.send(msg(SyncUpdate(claim)))
-            await bob.wait_for(bob.version(), timeout=5)
-            for _ in range(50):  # mallory's text reaches bob; her entry does not
-                if "x" in bob.document("notes").read():
-                    break
-                await asyncio.sleep(0.05)
-            assert bob.document("notes").read() == "x"
-            assert not any(i.parent == DELETIONS_ROOT for i in await hub_items(url))
-            seen = bob.version()
-            bob.document("notes").delete(0, 1)  # bob makes the deletion mallory claimed
-            await bob.flush(timeout=10)
-            with pytest.raises(ConnectionClosed):
-                async with asyncio.timeout(5):
-                    while True:
-                        await ws.recv()
-            assert ws.close_code == 4403 and "attribution refused" in (ws.close_reason or "")
-        deleted = [c for c in bob.changes_since(seen) if c.kind == "delete"]
-        assert [c.agent for c in deleted] == ["bob"], deleted
-
-    run(with_bob(tmp_path, attack))
-
-
-def test_claims_ahead_of_their_deletions_are_bounded_per_connection(tmp_path: Path) -> None:
-    async def attack(url: str, bob: crdtdoc.ConnectedReplica) -> None:
-        async with ws_connect(f"{url}?token={token('mallory')}", max_size=None) as ws:
-            await ws.send(msg(SyncStep1(b"\x00")))
-            for n in range(20):  # under 20 client ids of hers: all wait, until too many do
-                text, claim = _own_text_then_claim(MALLORY + n)
-                await ws.send(msg(SyncUpdate(text)))
-                await ws.send(msg(SyncUpdate(claim)))
-            with pytest.raises(ConnectionClosed):
-                async with asyncio.timeout(5):
-                    while True:
-                        await ws.recv()
-            assert ws.close_code == 4403 and "too many entries wait" in (ws.close_reason or "")
-
-    run(with_bob(tmp_path, attack))
 
 
 def test_a_plain_delete_right_after_a_fenced_one_is_not_refused(tmp_path: Path) -> None:
