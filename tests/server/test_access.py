@@ -488,7 +488,8 @@ def test_a_run_of_deletions_across_a_hub_restart_stays_attributed(
     reason="known: an agent relaying updates applied from elsewhere (its own offline copy, out "
     "of order) may send a deletions-log entry before the deletions it claims; the hub refuses "
     "the claim and resets the relay. Holding the entry back at the link is not enough (every "
-    "sync step 2 carries the whole document): the hub must let such a claim wait",
+    "sync step 2 carries the whole document); a wait at the hub must redo the arrival checks "
+    "when it ends (docs/SECURITY.md)",
 )
 def test_an_agent_relaying_its_offline_replica_out_of_order_is_not_refused(
     tmp_path: Path,
