@@ -424,8 +424,13 @@ class Replica:
                 f"artifact {name!r} is a {declared.__name__}; it cannot also be used as a "
                 f"{kind.__name__}"
             )
+        return self._engine_root(name, kind)
+
+    def _engine_root(self, name: str, kind: type[_T]) -> _T:
+        """The root type `name` of the current document, fetched once per document: pycrdt's
+        `get` costs a transaction of its own (no checks, no sync point: see `_root`)."""
         root = self._roots.get(name)
-        if root is None:  # pycrdt's `get` costs a transaction of its own: once per document
+        if root is None:
             root = self._roots[name] = self._doc.get(name, type=kind)
         return cast(_T, root)
 
@@ -591,7 +596,7 @@ class Replica:
             with self._doc.transaction():
                 if replaces is not None:  # by id: the entry need not be the log's last
                     self._doc.apply_update(_deletion_of(client, replaces))
-                self._doc.get(DELETIONS_ROOT, type=Array).append(deleted.encode())
+                self._engine_root(DELETIONS_ROOT, Array).append(deleted.encode())
         finally:
             self._txn_depth = 0
         self._log_entry = (client, self._state[client] - 1, deleted)
