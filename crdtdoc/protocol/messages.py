@@ -143,15 +143,17 @@ def decode_message(data: bytes) -> Message:
 def carried_update(data: bytes) -> memoryview | None:
     """The update a sync step 2 or update message carries, as a view of `data` (not copied),
     or None for any other message and for one that does not read as one (`decode_message`
-    says why): for looking at a large message's update before deciding to decode it."""
+    says why): for looking at a message's update without decoding it (a large one before
+    deciding to, each one a hub's fan-out merges). Read in place, without a decoder."""
     if len(data) < 3 or data[0] != MESSAGE_SYNC or data[1] not in (SYNC_STEP2, SYNC_UPDATE):
         return None
-    dec = Decoder(data, InvalidMessage)
-    dec.pos = 2
-    try:
-        length = dec.read_var_uint()
-    except InvalidMessage:
-        return None
-    if dec.pos + length != len(data):
-        return None
-    return memoryview(data)[dec.pos :]
+    length = shift = 0
+    pos = 2
+    while pos < len(data) and pos < 12:  # a varuint of at most 10 bytes
+        byte = data[pos]
+        length |= (byte & 0x7F) << shift
+        pos += 1
+        if byte < 0x80:
+            return memoryview(data)[pos:] if pos + length == len(data) else None
+        shift += 7
+    return None
