@@ -101,7 +101,7 @@ class Windows:
 
 def _limits() -> dict[str, float]:
     """The hub's default limits the attackers pace themselves by."""
-    from server.config import HubConfig
+    from crdtdoc.server.config import HubConfig
 
     d = HubConfig()
     return {

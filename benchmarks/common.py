@@ -19,8 +19,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent
-RESULTS = ROOT / "results"
+from benchmarks.report import RESULTS as RESULTS
+from benchmarks.report import ROOT as ROOT
+from benchmarks.report import write_results
+
 TRACE_DEFAULT = ROOT.parent.parent / "shared" / "data" / "automerge-paper.json.gz"
 
 
@@ -67,8 +69,6 @@ def save(name: str, report: dict[str, Any], markdown: str, folder: Path = RESULT
     (folder / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     (folder / f"{name}.md").write_text(markdown)
     if folder.resolve() == RESULTS.resolve():
-        from benchmarks.report import write_results
-
         write_results()
 
 

@@ -7,8 +7,8 @@ Variants, timed side by side in one process, interleaved, each on a fresh docume
 - trusted: `Replica.apply_update(data, trusted=True)`, today's apply path without the gate;
 - gated: `Replica.apply_update(data)`, with the gate (`crdtdoc.semantics`, `crdtdoc.itemindex`);
 - hub: the hub's per-update path without sockets: `parse_update(details=True)` as
-  `Room.authorize` does, then the gated apply with `server.access.judge_items` as the judge hook
-  (as `Room._judge` does, with a writer that owns every client and no recorded artifact kinds);
+  `Room.authorize` does, then the gated apply with `crdtdoc.server.access.judge_items` as the judge
+  hook (as `Room._judge` does, with a writer that owns every client and no recorded artifact kinds);
 - hub gate: only the hub's judging (`parse_update(details=True)`, `check_update`, `judge_items`),
   timed alone; the replica applies each update trusted, untimed, to keep its index current.
 
@@ -164,7 +164,7 @@ def _hub_tools() -> tuple[Any, Any, Callable[..., Any], Callable[..., Any]]:
     """The hub's judging pieces: a writer owning every client, empty room facts, the semantic
     check and `judge_items` (imported here: the old commit has none of them)."""
     from crdtdoc.semantics import check_update
-    from server.access import RoomFacts, Writer, judge_items
+    from crdtdoc.server.access import RoomFacts, Writer, judge_items
 
     writer = Writer(identity=None, grant=None, owns=lambda client: True)
     return writer, RoomFacts(kinds={}, frozen=frozenset()), check_update, judge_items

@@ -59,36 +59,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.hub_load_report import dates_note, headlines, markdown, plot
+from benchmarks.hub_load_scenarios import (
+    HUB_ORDER,
+    SCENARIOS,
+    STORM_UNSUPPORTED,
+    Results,
+    is_storm,
+)
+
 HERE = Path(__file__).parent
 DRIVER_DIR = HERE / "hub_load"
 RESULTS = HERE / "results"
 
-SCENARIOS = {
-    "burst-10x1000": ["10", "burst", "1000"],
-    "burst-50x100": ["50", "burst", "100"],
-    "rate-10x5/s": ["10", "rate", "5", "20"],
-    "rate-50x2/s": ["50", "rate", "2", "20"],
-    "flush-50x300KB": ["50", "flush", "300", "20"],
-    "reconnect-storm-50": ["50", "storm", "10", "keep"],
-    "reconnect-storm-50-fresh": ["50", "storm", "10", "fresh"],
-}
-CORE_SCENARIOS = ["burst-10x1000", "rate-50x2/s"]  # what cluster_load reuses
-HUB_ORDER = ["crdtdoc", "y-websocket", "hocuspocus", "pycrdt-websocket"]
 TITLE = "# Hub load (median of runs; see hub_load.json for every run and each scenario's date)\n\n"
-Results = dict[str, dict[str, dict[str, object]]]  # scenario -> hub -> median figures
-
-
-# Hubs left out of the reconnect storms unless named with --hub, and why.
-STORM_UNSUPPORTED = {
-    "pycrdt-websocket": "its server process dies in the storm: a send to a closed connection "
-    "raises ConnectionClosedOK in the room's task group, which closes the room's other "
-    "connections (hundreds of reconnects) and ends the server",
-}
-
-
-def is_storm(scenario: str, args: list[str] | None = None) -> bool:
-    """Whether a scenario is a reconnect storm (driver mode "storm"), reported apart."""
-    return (args or SCENARIOS.get(scenario, ["", ""]))[1] == "storm"
 
 
 def free_port() -> int:
@@ -286,7 +270,6 @@ def merge_recorded(
 
 
 def main() -> None:
-    from benchmarks.hub_load_report import dates_note, headlines, markdown, plot  # it uses ours
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=2, help="runs per hub and scenario")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.hub_load import HUB_ORDER, STORM_UNSUPPORTED, Results, is_storm
+from benchmarks.hub_load_scenarios import HUB_ORDER, STORM_UNSUPPORTED, Results, is_storm
 
 
 def _cell(value: object) -> str:

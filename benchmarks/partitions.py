@@ -49,7 +49,7 @@ from benchmarks.common import (
     save,
 )
 from crdtdoc import Replica
-from crdtdoc.client.backoff import Backoff
+from crdtdoc.protocol.backoff import Backoff
 from crdtdoc.sim import SimNetwork
 from crdtdoc.updates import parse_update
 from crdtdoc.versions import Version

@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, ROOT
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
 
 SECTIONS = [
     ("strategies", "Concurrency strategies on one agent workload"),

@@ -20,7 +20,6 @@ from crdtdoc.changes import Change
 from crdtdoc.client.blocking import BlockingReplica, connect_blocking
 from crdtdoc.client.connection import ConnectedReplica, LinkOptions, connect
 from crdtdoc.client.coordination import Lease, LeaseInfo, retry
-from crdtdoc.client.presence import Presence
 from crdtdoc.errors import (
     AlreadyClaimed,
     AmbiguousText,
@@ -54,6 +53,7 @@ from crdtdoc.errors import (
     TooLarge,
     WrongKind,
 )
+from crdtdoc.protocol.presence import Presence
 from crdtdoc.replica import Pending, Replica, ReplicaLimits
 from crdtdoc.textmodel import EMBED
 from crdtdoc.versions import Order, Version

@@ -157,7 +157,7 @@ def quiet_logs(args: argparse.Namespace) -> None:
     """A command reports its own outcome (the result, or one error line): the link's warnings
     ("the hub denied permission", "resyncing"...) show only with --log-level (or
     CRDTDOC_LOG_LEVEL) warning, info or debug, as JSON lines."""
-    from server.logs import configure  # the apps' own log format
+    from crdtdoc.server.logs import configure  # the apps' own log format
 
     level = getattr(args, "log_level", None) or os.environ.get("CRDTDOC_LOG_LEVEL") or "critical"
     if level.lower() not in ("debug", "info", "warning", "error", "critical"):

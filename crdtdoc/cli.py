@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,9 +71,9 @@ def _version_decode(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
 
-    from server.config import HubConfig
-    from server.logs import configure
-    from server.serve import serve
+    from crdtdoc.server.config import HubConfig
+    from crdtdoc.server.logs import configure
+    from crdtdoc.server.serve import serve
 
     configure(args.log_level)
     fields = {f: getattr(args, f) for f in HubConfig.__dataclass_fields__ if hasattr(args, f)}
@@ -113,10 +114,9 @@ def _bench(args: argparse.Namespace) -> int:
             "the benchmarks live in crdtdoc's source checkout (benchmarks/): clone the "
             "repository and `pip install -e '.[bench]'` there"
         )
-    sys.path.insert(0, str(root))
-    from benchmarks.__main__ import main as run_benchmark
-
-    return run_benchmark([args.name, *args.options])
+    # A child process in the checkout: the installed package never imports the benchmarks.
+    command = [sys.executable, "-m", "benchmarks", args.name, *args.options]
+    return subprocess.run(command, cwd=root, check=False).returncode
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -163,7 +163,7 @@ def _token_create(args: argparse.Namespace) -> int:
 
 
 def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from server.config import HubConfig
+    from crdtdoc.server.config import HubConfig
 
     d = HubConfig()
     serve = commands.add_parser(

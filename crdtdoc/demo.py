@@ -243,8 +243,8 @@ FAILURES = [
 
 
 async def run_demo(show: bool = True) -> DemoResult:
-    from server.config import HubConfig
-    from server.hub import Hub
+    from crdtdoc.server.config import HubConfig
+    from crdtdoc.server.hub import Hub
 
     naive = await naive_scenes()
     with tempfile.TemporaryDirectory() as tmp:

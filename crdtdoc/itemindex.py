@@ -9,9 +9,9 @@ extended with each update, so questions about an update cost a few bisections pe
 knows where the surrogate pairs of the document's strings are (`low_half`), so that no update
 splits one (`crdtdoc.semantics`).
 
-The hub uses it to judge updates by the artifacts and entries they touch (`server.access`), every
-replica uses it to refuse updates the engines would read differently (`crdtdoc.semantics`), and a
-replica uses it to tell cheaply whether others changed what a guarded write depends on.
+The hub uses it to judge updates by the artifacts and entries they touch (`crdtdoc.server.access`),
+every replica uses it to refuse updates the engines would read differently (`crdtdoc.semantics`),
+and a replica uses it to tell cheaply whether others changed what a guarded write depends on.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pycrdt import Array, Doc, Map, Subscription, Text, TransactionEvent
@@ -26,6 +26,7 @@ from crdtdoc.errors import (
     NotFound,
     ReplicaRebuilt,
     StaleRead,
+    StorageError,
     WrongKind,
 )
 from crdtdoc.idset import IdSet
@@ -41,6 +42,7 @@ from crdtdoc.roots import (
 )
 from crdtdoc.safe_read import entry as safe_entry
 from crdtdoc.semantics import check_deletions, check_update, written_deletions
+from crdtdoc.storage import SavedReplica, read_saved, write_saved
 from crdtdoc.textmodel import TextView
 from crdtdoc.updates import (
     MAX_CLIENT_ID,
@@ -1171,13 +1173,21 @@ class Replica:
 
     def save(self, path: str) -> None:
         """Writes this replica (content, buffered data, agent) to `path`, atomically."""
-        from crdtdoc.storage import save_replica
-
-        save_replica(self, path)
+        saved = SavedReplica(self.agent, self.client_id, self.encode_update())
+        write_saved(replace(saved, pending=self.pending_entries()), path)
 
     @classmethod
     def load(cls, path: str, *, agent: str | None = None) -> Replica:
         """Restores a saved replica under a fresh client id, so no id is ever reused."""
-        from crdtdoc.storage import load_replica
-
-        return load_replica(cls, path, agent=agent)
+        saved = read_saved(path)
+        try:
+            used = set(parse_update(saved.state).structs)
+            if saved.client_id is not None:
+                used.add(saved.client_id)
+            fresh = cls(agent=agent or saved.agent, client_id=new_client_id(used))
+            fresh.apply_update(saved.state)
+            for part in saved.pending:
+                fresh.apply_update(part)
+        except CrdtdocError as exc:
+            raise StorageError(f"{path} holds data that does not apply: {exc}") from None
+        return fresh

@@ -10,28 +10,37 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import msgpack
 
-from crdtdoc.errors import CrdtdocError, StorageError
-from crdtdoc.updates import parse_update
-
-if TYPE_CHECKING:
-    from crdtdoc.replica import Replica
+from crdtdoc.errors import StorageError
 
 MAGIC = b"CRDTDOC-REPLICA\x01"
 FORMAT = 1
 
 
-def save_replica(replica: Replica, path: str | os.PathLike[str]) -> None:
-    pending = replica.pending_entries()
+@dataclass(frozen=True)
+class SavedReplica:
+    """What a replica file holds: the agent, the client id it wrote under, its whole document
+    as one Yjs update and what waited in its causal buffer (`Replica.save` and `Replica.load`
+    turn a replica into this and back)."""
+
+    agent: str
+    client_id: int | None
+    state: bytes
+    pending: list[bytes] = field(default_factory=list)
+
+
+def write_saved(saved: SavedReplica, path: str | os.PathLike[str]) -> None:
+    """Writes `saved` to `path` atomically: a temporary file, synced, renamed, directory synced."""
     record = {
         "format": FORMAT,
-        "agent": replica.agent,
-        "client_id": replica.client_id,
-        "state": replica.encode_update(),
-        "pending": pending,
+        "agent": saved.agent,
+        "client_id": saved.client_id,
+        "state": saved.state,
+        "pending": saved.pending,
     }
     blob = MAGIC + msgpack.packb(record, use_bin_type=True)
     path = os.fspath(path)
@@ -57,11 +66,8 @@ def save_replica(replica: Replica, path: str | os.PathLike[str]) -> None:
         raise StorageError(f"cannot save replica to {path}: {exc.strerror or exc}") from None
 
 
-def load_replica(
-    cls: type[Replica], path: str | os.PathLike[str], *, agent: str | None = None
-) -> Replica:
-    from crdtdoc.replica import new_client_id
-
+def read_saved(path: str | os.PathLike[str]) -> SavedReplica:
+    """Reads a replica file; `StorageError` when it is missing, foreign or damaged."""
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
@@ -76,17 +82,13 @@ def load_replica(
         raise StorageError(f"{path} is damaged: {exc}") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise StorageError(f"{path} has an unknown format; this crdtdoc reads format {FORMAT}")
-    state, pending = record.get("state"), record.get("pending", [])
-    name = agent or record.get("agent")
-    if not isinstance(state, bytes) or not isinstance(name, str) or not isinstance(pending, list):
+    state, pending, agent = record.get("state"), record.get("pending", []), record.get("agent")
+    client_id = record.get("client_id")
+    if not isinstance(state, bytes) or not isinstance(agent, str) or not isinstance(pending, list):
         raise StorageError(f"{path} is damaged: missing fields")
-    try:
-        used = set(parse_update(state).structs) | {record.get("client_id")}
-        fresh = cls(agent=name, client_id=new_client_id({c for c in used if isinstance(c, int)}))
-        fresh.apply_update(state)
-        for part in pending:
-            if isinstance(part, bytes):
-                fresh.apply_update(part)
-    except CrdtdocError as exc:
-        raise StorageError(f"{path} holds data that does not apply: {exc}") from None
-    return fresh
+    return SavedReplica(
+        agent,
+        client_id if isinstance(client_id, int) else None,
+        state,
+        [part for part in pending if isinstance(part, bytes)],
+    )

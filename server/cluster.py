@@ -1,7 +1,7 @@
 """Several hubs on one PostgreSQL database: fan-out through Redis, truth in the log.
 
-Every update a hub stores gets the next position in its room's log (`server.pgstore`). Once the
-transaction commits, the hub publishes (position, update) on the room's Redis channel; hubs that
+Every update a hub stores gets the next position in its room's log (`crdtdoc.server.pgstore`). Once
+the transaction commits, the hub publishes (position, update) on the room's Redis channel; hubs that
 serve the room apply it and pass it to their own clients. Redis pub/sub is fast but forgets: a
 message is lost when a subscriber is disconnected, slow, or Redis restarts. So nothing relies on
 it alone:
@@ -36,8 +36,8 @@ from typing import Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from crdtdoc.client.backoff import Backoff
-from server.pgstore import Fetched, PostgresStore
+from crdtdoc.protocol.backoff import Backoff
+from crdtdoc.server.pgstore import Fetched, PostgresStore
 
 log = logging.getLogger("crdtdoc.hub.cluster")
 
@@ -104,7 +104,7 @@ def decode_entry(payload: bytes) -> tuple[int, bytes | None] | None:
 
 
 class SharedRoom(Protocol):
-    """What the cluster needs of a loaded room (`server.room.Room`)."""
+    """What the cluster needs of a loaded room (`crdtdoc.server.room.Room`)."""
 
     name: str
     seqs: SeqTracker

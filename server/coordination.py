@@ -28,8 +28,8 @@ from typing import Any, Protocol
 
 from crdtdoc.artifacts.tasks import task_of_lease
 from crdtdoc.protocol.extension import Reply
+from crdtdoc.server.store import SqliteCommitter, StoredLease
 from crdtdoc.tokens import Grant
-from server.store import SqliteCommitter, StoredLease
 
 log = logging.getLogger("crdtdoc.hub.coordination")
 
@@ -103,7 +103,8 @@ def ok_reply(request_id: int, **result: Any) -> Reply:
 
 
 class Requester(Protocol):
-    """What a coordinator needs of the connection a request came on (a `server.peer.Peer`)."""
+    """What a coordinator needs of the connection a request came on (a
+    `crdtdoc.server.peer.Peer`)."""
 
     @property
     def grant(self) -> Grant | None:

@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterable
 
 from crdtdoc.protocol.extension import Durable, durable_delta, encode_extension
 from crdtdoc.protocol.messages import encode_message
+from crdtdoc.server.peer import Peer
+from crdtdoc.server.schedule import Scheduler
 from crdtdoc.versions import Version
-from server.peer import Peer
-from server.schedule import Scheduler
 
 DURABLE_INTERVAL = 0.02
 """Seconds between two durable-version announcements to a room's clients, at least."""

@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING
 from crdtdoc.errors import CrdtdocError, Forbidden, RemoteError, RoomFull, StorageError
 from crdtdoc.protocol.extension import Reply, Request
 from crdtdoc.semantics import check_deletions, check_update, written_deletions
+from crdtdoc.server.cluster import FROM_LOG
+from crdtdoc.server.coordination import Coordinator
+from crdtdoc.server.peer import Peer
+from crdtdoc.server.pgstore import append_in, fetch_in
+from crdtdoc.server.shared_coordination import fence_refusal_in
 from crdtdoc.updates import Item, ParsedUpdate, parse_update
 from crdtdoc.versions import Version
-from server.cluster import FROM_LOG
-from server.coordination import Coordinator
-from server.peer import Peer
-from server.pgstore import append_in, fetch_in
-from server.shared_coordination import fence_refusal_in
 
 if TYPE_CHECKING:
-    from server.room import Room
+    from crdtdoc.server.room import Room
 
 log = logging.getLogger("crdtdoc.hub.room")
 

@@ -26,21 +26,21 @@ from crdtdoc.errors import (
     RateLimited,
     RemoteError,
 )
+from crdtdoc.server.cluster import PRESENCE_TIMEOUT, Cluster
+from crdtdoc.server.commit import GroupCommitter
+from crdtdoc.server.config import HubConfig
+from crdtdoc.server.coordination import Coordinator
+from crdtdoc.server.limits import RateLimits
+from crdtdoc.server.metrics import HubMetrics
+from crdtdoc.server.peer import Peer, close_reason
+from crdtdoc.server.pgstore import PostgresCommitter, PostgresStore, redacted
+from crdtdoc.server.presence import KeptStatus
+from crdtdoc.server.reader import Reader, close_draining
+from crdtdoc.server.room import Room
+from crdtdoc.server.shared_coordination import SharedCoordinator
+from crdtdoc.server.store import SqliteCommitter, SqliteStore
+from crdtdoc.server.web import harden, page, room_list, room_state
 from crdtdoc.tokens import Grant, verify_token
-from server.cluster import PRESENCE_TIMEOUT, Cluster
-from server.commit import GroupCommitter
-from server.config import HubConfig
-from server.coordination import Coordinator
-from server.limits import RateLimits
-from server.metrics import HubMetrics
-from server.peer import Peer, close_reason
-from server.pgstore import PostgresCommitter, PostgresStore, redacted
-from server.presence import KeptStatus
-from server.reader import Reader, close_draining
-from server.room import Room
-from server.shared_coordination import SharedCoordinator
-from server.store import SqliteCommitter, SqliteStore
-from server.web import harden, page, room_list, room_state
 
 log = logging.getLogger("crdtdoc.hub")
 

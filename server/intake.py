@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 from crdtdoc.protocol.messages import Message, SyncStep2, SyncUpdate, decode_message
 from crdtdoc.replica import ReplicaLimits
+from crdtdoc.server.config import HubConfig
+from crdtdoc.server.peer import Peer
 from crdtdoc.slicing import slice_update
 from crdtdoc.updates import ParsedUpdate, parse_update
-from server.config import HubConfig
-from server.peer import Peer
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
 
 from crdtdoc.protocol.coalesce import coalesce
+from crdtdoc.server.config import HubConfig
 from crdtdoc.tokens import Grant
 from crdtdoc.versions import Version
-from server.config import HubConfig
 
 log = logging.getLogger("crdtdoc.hub.peer")
 

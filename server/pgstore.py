@@ -1,5 +1,5 @@
 """PostgreSQL storage shared by several hubs: each room's log, numbered without gaps, its snapshot,
-and (see `server.shared_coordination`) the coordination tables.
+and (see `crdtdoc.server.shared_coordination`) the coordination tables.
 
 Why the numbering is gapless and in commit order: an append adds to its room's `last_seq` in
 `crdtdoc_rooms`, which locks that row until the transaction ends. Appends to one room, from any
@@ -24,7 +24,7 @@ from psycopg import AsyncConnection, IsolationLevel
 from psycopg_pool import AsyncConnectionPool
 
 from crdtdoc.errors import StorageError
-from server.commit import Append, GroupCommitter, StoredRoom, StoreFailure, Write
+from crdtdoc.server.commit import Append, GroupCommitter, StoredRoom, StoreFailure, Write
 
 log = logging.getLogger("crdtdoc.hub.store")
 

@@ -32,9 +32,9 @@ from crdtdoc.protocol.awareness import (
 )
 from crdtdoc.protocol.extension import Reply, Request
 from crdtdoc.protocol.messages import Awareness, encode_message
-from server.coordination import RequestError, arg_number
-from server.limits import RateLimits
-from server.peer import Peer
+from crdtdoc.server.coordination import RequestError, arg_number
+from crdtdoc.server.limits import RateLimits
+from crdtdoc.server.peer import Peer
 
 log = logging.getLogger("crdtdoc.hub.room")
 

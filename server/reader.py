@@ -1,12 +1,12 @@
 """`Reader`: reads one connection's messages into its room, fairly.
 
 Each connection's messages are read in order, but an identity's connections take turns (one
-message of an identity is parsed and applied at a time), the identity's debts (`server.limits`:
-work past its struct or byte budget) are waited out before more of its work is parsed or applied,
-a large message is parsed in the hub's one parser thread, and a large update is applied a slice
-per turn of the event loop (`server.room`). So what one identity sends, over however many
-connections, is served at its budget's pace and others are served in between (docs/SECURITY.md,
-"Fair service").
+message of an identity is parsed and applied at a time), the identity's debts
+(`crdtdoc.server.limits`: work past its struct or byte budget) are waited out before more of its
+work is parsed or applied, a large message is parsed in the hub's one parser thread, and a large
+update is applied a slice per turn of the event loop (`crdtdoc.server.room`). So what one identity
+sends, over however many connections, is served at its budget's pace and others are served in
+between (docs/SECURITY.md, "Fair service").
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from websockets.protocol import State
 
 from crdtdoc.errors import Forbidden, RateLimited, RemoteError, RoomFull
 from crdtdoc.protocol.messages import Auth, encode_message
-from server.intake import read_message
-from server.limits import RateLimits
-from server.metrics import HubMetrics
-from server.peer import Peer, close_reason
-from server.room import Room
+from crdtdoc.server.intake import read_message
+from crdtdoc.server.limits import RateLimits
+from crdtdoc.server.metrics import HubMetrics
+from crdtdoc.server.peer import Peer, close_reason
+from crdtdoc.server.room import Room
 
 log = logging.getLogger("crdtdoc.hub")
 

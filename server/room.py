@@ -1,17 +1,18 @@
 """`Room`: one shared document on the hub, the small core the other room modules hang on.
 
 Every message a peer sends goes through one ordered path (docs/SECURITY.md, "The write path"):
-budgets (`server.limits`), parse (`crdtdoc.protocol`, `crdtdoc.updates`), the arrival checks of
-`server.write_gate`, the replica's causal buffer, the semantic gate (`crdtdoc.semantics`) and the
-item rules (`server.access`) just before the engine applies it; then what the replica commits is
-appended to the store's log, fanned out to the other peers (each message encoded once for all)
-and, once the store has committed it, acknowledged with the room's durable version
-(`server.durability`). Presence lives in `server.presence`, guarded commits in `server.guarded`.
+budgets (`crdtdoc.server.limits`), parse (`crdtdoc.protocol`, `crdtdoc.updates`), the arrival
+checks of `crdtdoc.server.write_gate`, the replica's causal buffer, the semantic gate
+(`crdtdoc.semantics`) and the item rules (`crdtdoc.server.access`) just before the engine applies
+it; then what the replica commits is appended to the store's log, fanned out to the other peers
+(each message encoded once for all) and, once the store has committed it, acknowledged with the
+room's durable version (`crdtdoc.server.durability`). Presence lives in `crdtdoc.server.presence`,
+guarded commits in `crdtdoc.server.guarded`.
 
 With a `Cluster` (several hubs on PostgreSQL), the store numbers the log; the room tracks which
 positions it has applied (`seqs`), applies other hubs' entries with the origin `FROM_LOG` (shown to
 its peers, never stored or judged again), and compacts only what every hub can rebuild (see
-`server.cluster`).
+`crdtdoc.server.cluster`).
 
 No method awaits, and time and background work come from an injected `Scheduler`, so the core can
 be driven without sockets or an event loop (tests/server/test_room.py).
@@ -58,24 +59,24 @@ from crdtdoc.protocol.messages import (
 from crdtdoc.protocol.session import SyncSession
 from crdtdoc.replica import Replica
 from crdtdoc.roots import ARTIFACTS_ROOT
+from crdtdoc.server.cluster import FROM_LOG, Cluster, SeqTracker
+from crdtdoc.server.commit import GroupCommitter, StoredRoom
+from crdtdoc.server.config import HubConfig
+from crdtdoc.server.coordination import Coordinator
+from crdtdoc.server.durability import DurableAnnouncer
+from crdtdoc.server.guarded import GuardedCommits
+from crdtdoc.server.intake import Incoming, hub_limits, pending_holder, read_message
+from crdtdoc.server.limits import RateLimits
+from crdtdoc.server.metrics import HubMetrics
+from crdtdoc.server.peer import Delivered, Peer
+from crdtdoc.server.pgstore import Fetched
+from crdtdoc.server.presence import KeptStatus, RoomPresence
+from crdtdoc.server.schedule import Scheduler
+from crdtdoc.server.shared_coordination import SharedCoordinator
+from crdtdoc.server.write_gate import WriteGate
 from crdtdoc.slicing import SLICE_STRUCTS, slice_update
 from crdtdoc.updates import ParsedUpdate, parse_update
 from crdtdoc.versions import Version
-from server.cluster import FROM_LOG, Cluster, SeqTracker
-from server.commit import GroupCommitter, StoredRoom
-from server.config import HubConfig
-from server.coordination import Coordinator
-from server.durability import DurableAnnouncer
-from server.guarded import GuardedCommits
-from server.intake import Incoming, hub_limits, pending_holder, read_message
-from server.limits import RateLimits
-from server.metrics import HubMetrics
-from server.peer import Delivered, Peer
-from server.pgstore import Fetched
-from server.presence import KeptStatus, RoomPresence
-from server.schedule import Scheduler
-from server.shared_coordination import SharedCoordinator
-from server.write_gate import WriteGate
 
 log = logging.getLogger("crdtdoc.hub.room")
 
@@ -232,8 +233,8 @@ class Room:
         nothing invalid was applied or stored.
 
         A large update is applied one slice now, the rest by `step`. What the message costs is
-        charged to the sender's budgets (`server.limits`): the hub waits out a debt before it
-        reads or applies more of that identity's work."""
+        charged to the sender's budgets (`crdtdoc.server.limits`): the hub waits out a debt
+        before it reads or applies more of that identity's work."""
         self.last_active = self.scheduler.monotonic()
         if incoming is None:
             incoming = read_message(data, self.replica.applied()[0], self.replica.holds)

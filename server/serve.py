@@ -6,9 +6,9 @@ import asyncio
 import signal
 import sys
 
-from server.config import HubConfig
-from server.hub import Hub
-from server.pgstore import redacted
+from crdtdoc.server.config import HubConfig
+from crdtdoc.server.hub import Hub
+from crdtdoc.server.pgstore import redacted
 
 
 async def serve(config: HubConfig) -> None:

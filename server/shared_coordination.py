@@ -24,10 +24,10 @@ locked transaction, as on a single hub (`claim_abandoned`, its grace timed by `g
 A waiter whose hub dies stays in the queue until its wait runs out; if the lease is handed to it
 first, the lease expires unrenewed after its TTL and moves on.
 
-Requests are authorized as on a single hub (`server.coordination.Caller`): read-only tokens change
-nothing, only the holder (the stored `agent`, and without a secret the `owner`'s client) renews
-or releases, `leases` shows tokens to their holder only, and `fence_refusal_in` passes only the
-newest token issued (the fenced commit must call it inside its transaction).
+Requests are authorized as on a single hub (`crdtdoc.server.coordination.Caller`): read-only tokens
+change nothing, only the holder (the stored `agent`, and without a secret the `owner`'s client)
+renews or releases, `leases` shows tokens to their holder only, and `fence_refusal_in` passes only
+the newest token issued (the fenced commit must call it inside its transaction).
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from psycopg import AsyncConnection
 
 from crdtdoc.errors import StorageError
 from crdtdoc.protocol.extension import Reply
-from server.cluster import Cluster
-from server.coordination import (
+from crdtdoc.server.cluster import Cluster
+from crdtdoc.server.coordination import (
     MAX_LEASES_PER_AGENT,
     MAX_TTL,
     MAX_WAIT,
@@ -66,7 +66,7 @@ from server.coordination import (
     ok_reply,
     too_many_leases,
 )
-from server.pgstore import PostgresStore
+from crdtdoc.server.pgstore import PostgresStore
 
 log = logging.getLogger("crdtdoc.hub.coordination")
 
@@ -580,7 +580,8 @@ async def fence_refusal_in(
     """Why a write by `writer` fenced with `token` for lease `name` is refused, or None: decided
     inside the caller's transaction `db`, which it keeps from changing (a share lock on the
     lease's fencing row), so no newer grant can land before the write commits. Only the holder
-    of the lease under the newest token issued passes (see `server.coordination.fence_refusal`).
+    of the lease under the newest token issued passes (see
+    `crdtdoc.server.coordination.fence_refusal`).
     """
     cur = await db.execute(
         "SELECT token FROM crdtdoc_fencing WHERE room = %s AND name = %s FOR SHARE",

@@ -1,8 +1,8 @@
 """Durable room storage on SQLite (WAL): an append-only update log plus one snapshot per room.
 
 `SqliteStore` is blocking and owned by one thread; `SqliteCommitter` is its asyncio face (group
-commit, see `server.commit`), running every transaction on that thread. A snapshot and the deletion
-of the log entries it covers are one transaction, queued behind every append it covers, so
+commit, see `crdtdoc.server.commit`), running every transaction on that thread. A snapshot and the
+deletion of the log entries it covers are one transaction, queued behind every append it covers, so
 compaction never loses a write and a crash at any instant leaves either the old log or the new
 snapshot. One hub process owns the file: it numbers each room's log itself.
 """
@@ -19,7 +19,7 @@ from functools import partial
 from typing import TypeVar
 
 from crdtdoc.errors import StorageError
-from server.commit import Append, GroupCommitter, StoredRoom, StoreFailure, Write
+from crdtdoc.server.commit import Append, GroupCommitter, StoredRoom, StoreFailure, Write
 
 SCHEMA_VERSION = 1
 _PUT_SNAPSHOT = "INSERT OR REPLACE INTO snapshots(room, seq, data) VALUES (?, ?, ?)"

@@ -28,11 +28,11 @@ from urllib.parse import quote
 
 from websockets.http11 import Request, Response
 
-from crdtdoc.client.presence import parse_presence
 from crdtdoc.errors import CrdtdocError
+from crdtdoc.protocol.presence import parse_presence
 
 if TYPE_CHECKING:
-    from server.room import Room
+    from crdtdoc.server.room import Room
 
 FEED_LENGTH = 30
 

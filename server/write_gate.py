@@ -2,14 +2,14 @@
 
 Every inbound update passes, in order (docs/SECURITY.md, "The write path"):
 
-1. budgets: the peer's update rate (`server.limits`), the room's size;
+1. budgets: the peer's update rate (`crdtdoc.server.limits`), the room's size;
 2. parse: `crdtdoc.updates.parse_update`, bounded, typed errors only;
 3. arrival checks (`authorize`): read-only tokens, client ids owned by another identity,
-   deletions (`server.access.judge_deletes`);
+   deletions (`crdtdoc.server.access.judge_deletes`);
 4. the causal buffer: the update waits until what it builds on is there;
 5. the semantic gate (`crdtdoc.semantics`) and the item rules (`judge`, installed as the
-   replica's hook: `server.access.judge_items`), just before the engine applies it;
-6. apply, then store and fan out (`server.room`).
+   replica's hook: `crdtdoc.server.access.judge_items`), just before the engine applies it;
+6. apply, then store and fan out (`crdtdoc.server.room`).
 
 The gate keeps what the rules need to know about the room: which identity introduced each
 client id, who deleted what, the artifact kinds recorded and the frozen specs.
@@ -21,8 +21,7 @@ from crdtdoc.errors import CrdtdocError, Forbidden, RoomFull
 from crdtdoc.itemindex import Locator
 from crdtdoc.replica import Replica
 from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT
-from crdtdoc.updates import Item, ParsedUpdate, carried, parse_update
-from server.access import (
+from crdtdoc.server.access import (
     ARTIFACT_KINDS,
     DeletionLedger,
     RoomFacts,
@@ -32,7 +31,8 @@ from server.access import (
     judge_deletes,
     judge_items,
 )
-from server.peer import Peer
+from crdtdoc.server.peer import Peer
+from crdtdoc.updates import Item, ParsedUpdate, carried, parse_update
 
 
 class WriteGate:

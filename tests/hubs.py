@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from crdtdoc import Replica
-from server.config import HubConfig
-from server.hub import Hub
-from server.store import SqliteStore
+from crdtdoc.server.config import HubConfig
+from crdtdoc.server.hub import Hub
+from crdtdoc.server.store import SqliteStore
 
 T = TypeVar("T")
 

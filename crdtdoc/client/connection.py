@@ -28,10 +28,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from crdtdoc.client.backoff import Backoff
 from crdtdoc.client.coordination import Fencing, Lease, LeaseInfo, reply_error
 from crdtdoc.client.journal import Journal, read_journal
-from crdtdoc.client.presence import Presence, check_presence, parse_presence, presence_state
 from crdtdoc.errors import (
     AuthError,
     Conflict,
@@ -49,6 +47,7 @@ from crdtdoc.errors import (
     TooLarge,
 )
 from crdtdoc.protocol.awareness import AwarenessEntry, decode_awareness, encode_awareness
+from crdtdoc.protocol.backoff import Backoff
 from crdtdoc.protocol.coalesce import MAX_MERGED_BYTES, coalesce
 from crdtdoc.protocol.extension import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -71,6 +70,7 @@ from crdtdoc.protocol.messages import (
     decode_message,
     encode_message,
 )
+from crdtdoc.protocol.presence import Presence, check_presence, parse_presence, presence_state
 from crdtdoc.protocol.session import SyncSession
 from crdtdoc.replica import Replica, ReplicaLimits, artifact_names
 from crdtdoc.versions import Version

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 import crdtdoc
-from crdtdoc.client.backoff import Backoff
 from crdtdoc.errors import CrdtdocError
-from server.hub import Hub
+from crdtdoc.protocol.backoff import Backoff
+from crdtdoc.server.hub import Hub
 from tests.hubs import run, running_hub
 
 FAST_RETRY = Backoff(initial=0.05, maximum=0.3)

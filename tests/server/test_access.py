@@ -1,5 +1,5 @@
-"""The authorization gate (`server.access`) against attackers holding ordinary tokens: forged
-attribution through inherited map keys, bookkeeping written or deleted outside one's rights,
+"""The authorization gate (`crdtdoc.server.access`) against attackers holding ordinary tokens:
+forged attribution through inherited map keys, bookkeeping written or deleted outside one's rights,
 retyped and unfrozen artifacts, and the same on two hubs sharing PostgreSQL."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from websockets.exceptions import ConnectionClosed
 
 import crdtdoc
 from crdtdoc import Replica
-from crdtdoc.client.backoff import Backoff
 from crdtdoc.encoding import Encoder
 from crdtdoc.idset import IdSet
+from crdtdoc.protocol.backoff import Backoff
 from crdtdoc.protocol.extension import Hello, Reply, Request, decode_extension, encode_extension
 from crdtdoc.protocol.messages import Extension, SyncStep1, SyncStep2, SyncUpdate, decode_message
 from crdtdoc.protocol.messages import encode_message as msg

@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect as ws_connect
 
 import crdtdoc
-from crdtdoc.client.backoff import Backoff
 from crdtdoc.idset import IdSet
+from crdtdoc.protocol.backoff import Backoff
 from crdtdoc.protocol.messages import SyncStep1, SyncUpdate, encode_message
+from crdtdoc.server.cluster import INLINE_BYTES, SeqTracker, decode_entry, encode_entry
+from crdtdoc.server.hub import Hub
 from crdtdoc.updates import deletes_only, parse_update
-from server.cluster import INLINE_BYTES, SeqTracker, decode_entry, encode_entry
-from server.hub import Hub
 from tests.helpers import content, random_edit
 from tests.hubs import run, running_cluster, stored_shared_replica
 from tests.services import RedisServer

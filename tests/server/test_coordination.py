@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import crdtdoc
-from crdtdoc.client.backoff import Backoff
+from crdtdoc.protocol.backoff import Backoff
 from tests.hubs import run, running_hub
 
 FAST = Backoff(initial=0.05, maximum=0.3)
@@ -339,9 +339,8 @@ def test_a_claim_lease_whose_claim_is_gone_does_not_lock_the_task(
     """agent0 holds a task's claim lease; agent1 completes the task and reopens it, which
     removes agent0's claim record. The lease alone must not refuse every later claim, naming a
     holder no list shows: past its grace period, the hub frees it for the next claimant."""
-    import server.coordination
 
-    monkeypatch.setattr(server.coordination, "CLAIM_GRACE_SECONDS", 0.2)
+    monkeypatch.setattr(crdtdoc.server.coordination, "CLAIM_GRACE_SECONDS", 0.2)
 
     async def body() -> None:
         async with running_hub(tmp_path / "hub.db") as hub:
@@ -382,9 +381,9 @@ def test_a_freed_claim_lease_does_not_pass_to_another_client_of_its_holder(
     """mallory holds a task's claim lease with no claim recorded and keeps a second client
     waiting for it: when the lease was freed as abandoned it went to that waiter, so mallory
     blocked the task for ever without claiming it. Now her waits are refused and alice gets it."""
-    import server.coordination
+    import crdtdoc.server.coordination
 
-    monkeypatch.setattr(server.coordination, "CLAIM_GRACE_SECONDS", 0.2)
+    monkeypatch.setattr(crdtdoc.server.coordination, "CLAIM_GRACE_SECONDS", 0.2)
 
     async def body() -> None:
         async with running_hub(tmp_path / "hub.db") as hub:

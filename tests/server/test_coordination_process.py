@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import crdtdoc
-from crdtdoc.client.backoff import Backoff
+from crdtdoc.protocol.backoff import Backoff
 from tests.hubs import HubProcess, run
 
 FAST = Backoff(initial=0.05, maximum=0.3)

@@ -23,8 +23,8 @@ from crdtdoc.protocol.messages import (
     encode_message,
 )
 from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT
-from server.commit import Append
-from server.store import SqliteStore
+from crdtdoc.server.commit import Append
+from crdtdoc.server.store import SqliteStore
 from tests.hubs import run, running_hub
 from tests.server.test_web import fetch
 from tests.yjs_items import TYPE_REFS, RawWriter, apply_raw, first_item, nested_type_id

@@ -1,5 +1,5 @@
-"""Durable acknowledgements (`server.durability`): protocol 2 clients are told deltas, encoded
-once per announcement, that stay small however many deletions the room holds and always join
+"""Durable acknowledgements (`crdtdoc.server.durability`): protocol 2 clients are told deltas,
+encoded once per announcement, that stay small however many deletions the room holds and always join
 into the exact durable version, also for a client welcomed while an announcement waited, across
 store errors, after a resync and (with a real hub) across a reconnect; protocol 1 clients are
 still told the full version."""
@@ -22,9 +22,9 @@ from crdtdoc.protocol.extension import (
     encode_extension,
 )
 from crdtdoc.protocol.messages import Extension, SyncUpdate, decode_message, encode_message
-from server.durability import DURABLE_INTERVAL
-from server.peer import Peer
-from server.room import Room
+from crdtdoc.server.durability import DURABLE_INTERVAL
+from crdtdoc.server.peer import Peer
+from crdtdoc.server.room import Room
 from tests.hubs import run, running_hub
 from tests.server.test_room import ManualScheduler, new_peer, new_room
 

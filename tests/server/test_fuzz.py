@@ -21,7 +21,7 @@ from pathlib import Path
 from websockets.asyncio.client import connect as ws_connect
 
 import crdtdoc
-from crdtdoc.client.backoff import Backoff
+from crdtdoc.protocol.backoff import Backoff
 from crdtdoc.protocol.messages import SyncStep1, SyncUpdate, encode_message
 from crdtdoc.tokens import create_token
 from tests.helpers import random_edit

@@ -1,4 +1,4 @@
-"""Guarded commits at the hub (`server.guarded`): refused before they cost the hub's loop
+"""Guarded commits at the hub (`crdtdoc.server.guarded`): refused before they cost the hub's loop
 anything when the sender may not write or sends too much, charged like the updates they carry."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 
 from crdtdoc import Replica
 from crdtdoc.protocol.extension import Request
+from crdtdoc.server.guarded import MAX_COMMIT_UPDATES
+from crdtdoc.server.limits import RateLimits
 from crdtdoc.tokens import Grant
-from server.guarded import MAX_COMMIT_UPDATES
-from server.limits import RateLimits
 from tests.server.test_room import new_peer, new_room
 
 

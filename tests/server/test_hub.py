@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import crdtdoc
 from crdtdoc import Replica
-from crdtdoc.client.backoff import Backoff
+from crdtdoc.protocol.backoff import Backoff
 from crdtdoc.protocol.messages import (
     SyncStep1,
     SyncStep2,
@@ -23,8 +23,8 @@ from crdtdoc.protocol.messages import (
     decode_message,
     encode_message,
 )
-from server.config import HubConfig
-from server.hub import Hub
+from crdtdoc.server.config import HubConfig
+from crdtdoc.server.hub import Hub
 from tests.helpers import random_edit
 from tests.hubs import run, running_hub, stored_replica
 from tests.test_updates import REFUSALS
@@ -271,7 +271,7 @@ def test_compaction_during_concurrent_writes_loses_nothing(tmp_path: Path) -> No
                 await a.close()
         stored = stored_replica(db, "c")
         assert stored.document("d").read() == expected
-        from server.store import SqliteStore
+        from crdtdoc.server.store import SqliteStore
 
         store = SqliteStore(str(db))
         assert store.load("c").snapshot is not None

@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 from crdtdoc.protocol.extension import Request
+from crdtdoc.server.commit import StoredRoom
+from crdtdoc.server.config import HubConfig
+from crdtdoc.server.presence import KEPT_CLIENT_IDS, KEPT_RENEW_SECONDS, KeptStatus, kept_client_id
+from crdtdoc.server.room import Room
 from crdtdoc.tokens import Grant
-from server.commit import StoredRoom
-from server.config import HubConfig
-from server.presence import KEPT_CLIENT_IDS, KEPT_RENEW_SECONDS, KeptStatus, kept_client_id
-from server.room import Room
 from tests.server.test_presence import presence, received
 from tests.server.test_room import ManualScheduler, new_peer, new_room
 

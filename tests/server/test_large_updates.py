@@ -12,9 +12,9 @@ from websockets.asyncio.client import connect as ws_connect
 import crdtdoc
 from crdtdoc import Replica
 from crdtdoc.protocol.messages import SyncStep1, SyncUpdate, encode_message
+from crdtdoc.server.intake import read_message
+from crdtdoc.server.limits import Bucket, RateLimits
 from crdtdoc.updates import parse_update
-from server.intake import read_message
-from server.limits import Bucket, RateLimits
 from tests.helpers import tiny_structs
 from tests.hubs import run, running_hub
 from tests.server.test_room import new_peer, new_room

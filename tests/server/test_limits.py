@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.limits import RateLimits
+from crdtdoc.server.limits import RateLimits
 
 
 def test_bytes_the_hub_sends_delay_reading_but_never_refuse_an_update() -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import logging
 
-from server.logs import JsonFormatter
+from crdtdoc.server.logs import JsonFormatter
 
 
 def test_records_are_one_json_object_with_their_extra_fields() -> None:

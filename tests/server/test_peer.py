@@ -11,9 +11,9 @@ import pytest
 from websockets.asyncio.server import ServerConnection
 
 import crdtdoc
-import server.peer
-from server.config import HubConfig
-from server.peer import Peer
+import crdtdoc.server.peer
+from crdtdoc.server.config import HubConfig
+from crdtdoc.server.peer import Peer
 from tests.hubs import run, running_hub
 
 
@@ -78,9 +78,11 @@ def test_a_lagging_client_is_resynced_with_less_than_the_room_and_converges(
                     await send(message, *args, **kwargs)
 
                 peer.ws.send = held_back  # type: ignore[method-assign]
-                write_now = server.peer._write_now  # its socket "full": every send waits
+                write_now = crdtdoc.server.peer._write_now  # its socket "full": every send waits
                 monkeypatch.setattr(
-                    server.peer, "_write_now", lambda ws, m: ws is not peer.ws and write_now(ws, m)
+                    crdtdoc.server.peer,
+                    "_write_now",
+                    lambda ws, m: ws is not peer.ws and write_now(ws, m),
                 )
                 for i in range(100):
                     if i % 2:
@@ -170,7 +172,7 @@ def test_replies_survive_a_dropped_queue_and_follow_the_resync() -> None:
 def test_a_written_resync_is_where_the_next_one_starts() -> None:
     """User review: a peer that kept falling behind was resent ever larger resyncs (4 MB to
     19 MB), since the delivery point moved only when its queue drained."""
-    from server.peer import Delivered
+    from crdtdoc.server.peer import Delivered
 
     peer = Peer(cast(ServerConnection, None), HubConfig(send_queue_messages=2), "127.0.0.1:1")
     covered = Delivered({1: 10}, None)

@@ -11,7 +11,7 @@ import pytest
 
 from crdtdoc import Replica
 from crdtdoc.errors import StorageError
-from server.pgstore import PostgresStore, redacted
+from crdtdoc.server.pgstore import PostgresStore, redacted
 from tests.helpers import content, writer_stream
 from tests.hubs import run
 

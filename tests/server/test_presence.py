@@ -1,4 +1,4 @@
-"""Room presence (`server.presence`) without sockets: what a connection may change, what the
+"""Room presence (`crdtdoc.server.presence`) without sockets: what a connection may change, what the
 room keeps, and how a reconnecting client reappears."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from crdtdoc.protocol.awareness import AwarenessEntry, decode_awareness, encode_awareness
 from crdtdoc.protocol.messages import Awareness, decode_message
-from server.peer import Peer
+from crdtdoc.server.peer import Peer
 from tests.server.test_room import new_peer, new_room
 
 

@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 import crdtdoc
-from crdtdoc.client.backoff import Backoff
+from crdtdoc.protocol.backoff import Backoff
 from tests.hubs import HubProcess, run, stored_replica
 
 FAST_RETRY = Backoff(initial=0.05, maximum=0.3)

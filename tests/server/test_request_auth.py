@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 import crdtdoc
-from crdtdoc.client.backoff import Backoff
+from crdtdoc.protocol.backoff import Backoff
+from crdtdoc.server.coordination import fence_refusal
+from crdtdoc.server.hub import Hub
+from crdtdoc.server.shared_coordination import SharedCoordinator
 from crdtdoc.tokens import create_token
-from server.coordination import fence_refusal
-from server.hub import Hub
-from server.shared_coordination import SharedCoordinator
 from tests.hubs import run, running_cluster, running_hub
 
 SECRET = b"test-secret-of-32-bytes-exactly!"

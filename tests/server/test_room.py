@@ -28,14 +28,14 @@ from crdtdoc.protocol.messages import (
     decode_message,
     encode_message,
 )
+from crdtdoc.server.commit import GroupCommitter, StoredRoom
+from crdtdoc.server.config import HubConfig
+from crdtdoc.server.coordination import Coordinator
+from crdtdoc.server.limits import RateLimits
+from crdtdoc.server.peer import Peer
+from crdtdoc.server.room import Room
+from crdtdoc.server.schedule import Callback, Scheduler
 from crdtdoc.tokens import Grant
-from server.commit import GroupCommitter, StoredRoom
-from server.config import HubConfig
-from server.coordination import Coordinator
-from server.limits import RateLimits
-from server.peer import Peer
-from server.room import Room
-from server.schedule import Callback, Scheduler
 from tests.helpers import random_edit
 
 
@@ -209,7 +209,7 @@ def test_an_up_to_date_peers_step_2_is_answered_without_parsing_it(
     def no_parsing(*args: object, **kwargs: object) -> None:
         raise AssertionError("parsed an update that brings nothing")
 
-    monkeypatch.setattr("server.intake.parse_update", no_parsing)
+    monkeypatch.setattr("crdtdoc.server.intake.parse_update", no_parsing)
     monkeypatch.setattr("crdtdoc.replica.parse_update", no_parsing)
     before = room.replica.version()
     assert room.brings_nothing(step2)

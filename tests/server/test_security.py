@@ -14,8 +14,8 @@ from websockets.exceptions import ConnectionClosed
 
 import crdtdoc
 from crdtdoc import Replica
-from crdtdoc.client.backoff import Backoff
 from crdtdoc.protocol.awareness import AwarenessEntry, encode_awareness
+from crdtdoc.protocol.backoff import Backoff
 from crdtdoc.protocol.extension import Hello, Reply, Request, decode_extension, encode_extension
 from crdtdoc.protocol.messages import (
     Auth,

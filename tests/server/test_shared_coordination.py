@@ -14,13 +14,13 @@ import psycopg
 import pytest
 
 import crdtdoc
-import server.coordination
+import crdtdoc.server.coordination
 from crdtdoc.artifacts.tasks import task_lease_name
 from crdtdoc.protocol.extension import Reply
-from server.cluster import Cluster
-from server.hub import Hub
-from server.pgstore import PostgresStore
-from server.shared_coordination import SharedCoordinator
+from crdtdoc.server.cluster import Cluster
+from crdtdoc.server.hub import Hub
+from crdtdoc.server.pgstore import PostgresStore
+from crdtdoc.server.shared_coordination import SharedCoordinator
 from tests.hubs import run, running_cluster
 from tests.server.test_cluster import FAST, seed_for
 from tests.server.test_coordination import claim_freed_after_reopen
@@ -228,7 +228,7 @@ def test_a_shared_claim_lease_whose_claim_is_gone_is_freed_for_the_next_claimant
 ) -> None:
     """alice's claim record is gone (the hook says so) and the grace has passed: bob's claim
     frees her lease and takes it with a higher fencing token."""
-    monkeypatch.setattr(server.coordination, "CLAIM_GRACE_SECONDS", 0.05)
+    monkeypatch.setattr(crdtdoc.server.coordination, "CLAIM_GRACE_SECONDS", 0.05)
     asked: list[tuple[str, str, str]] = []
 
     def abandoned(room: str, name: str, agent: str) -> bool:
@@ -266,7 +266,7 @@ def test_a_shared_claim_lease_is_kept_within_its_grace_or_while_its_claim_exists
             within_grace = await claim(coordinator, "bob")
             assert (within_grace.error, within_grace.result) == ("held", {"holder": "alice"})
             assert "held by alice" in within_grace.message
-            monkeypatch.setattr(server.coordination, "CLAIM_GRACE_SECONDS", 0.05)
+            monkeypatch.setattr(crdtdoc.server.coordination, "CLAIM_GRACE_SECONDS", 0.05)
             await asyncio.sleep(0.2)
             claim_gone = False
             still_claimed = await claim(coordinator, "bob")
@@ -282,7 +282,7 @@ def test_a_claim_completed_and_reopened_on_another_hub_does_not_lock_the_task(
 ) -> None:
     """The hubs wire their rooms' task lists in as the hook: agent0 claims on one hub, agent1
     completes and reopens the task on another, and agent2 then takes the claim."""
-    monkeypatch.setattr(server.coordination, "CLAIM_GRACE_SECONDS", 0.2)
+    monkeypatch.setattr(crdtdoc.server.coordination, "CLAIM_GRACE_SECONDS", 0.2)
 
     async def body() -> None:
         async with running_cluster(pg_url, redis.url, 2) as hubs:
@@ -297,7 +297,7 @@ def test_a_freed_shared_claim_lease_does_not_pass_to_another_client_of_its_holde
     """mallory's second client waits for her unrecorded claim lease: freeing it as abandoned
     handed it to that waiter, so the task stayed blocked; now the waiter is refused and bob,
     whose claim freed it, gets it."""
-    monkeypatch.setattr(server.coordination, "CLAIM_GRACE_SECONDS", 0.05)
+    monkeypatch.setattr(crdtdoc.server.coordination, "CLAIM_GRACE_SECONDS", 0.05)
 
     async def body() -> None:
         async with coordinator_on(pg_url, lambda room, name, agent: True) as coordinator:

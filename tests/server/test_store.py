@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from crdtdoc.errors import StorageError
-from server.commit import Append, Compact
-from server.store import SqliteCommitter, SqliteStore
+from crdtdoc.server.commit import Append, Compact
+from crdtdoc.server.store import SqliteCommitter, SqliteStore
 from tests.hubs import run
 
 

@@ -29,10 +29,10 @@ import pytest
 
 import crdtdoc
 from crdtdoc.errors import HubStorageError, StorageError
-from server.commit import Append, StoreFailure
-from server.config import HubConfig
-from server.hub import Hub
-from server.store import SqliteCommitter, SqliteStore
+from crdtdoc.server.commit import Append, StoreFailure
+from crdtdoc.server.config import HubConfig
+from crdtdoc.server.hub import Hub
+from crdtdoc.server.store import SqliteCommitter, SqliteStore
 from tests.hubs import (
     HubProcess,
     run,

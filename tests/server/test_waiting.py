@@ -13,10 +13,10 @@ from pycrdt import Doc, Text
 from crdtdoc import Replica
 from crdtdoc.idset import IdSet
 from crdtdoc.protocol.messages import SyncStep1, SyncUpdate, decode_message, encode_message
+from crdtdoc.server.peer import Peer
+from crdtdoc.server.room import Room
 from crdtdoc.tokens import Grant
 from crdtdoc.updates import deletes_only
-from server.peer import Peer
-from server.room import Room
 from tests.helpers import orphans
 from tests.server.test_room import ManualScheduler, new_peer, new_room
 

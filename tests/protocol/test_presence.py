@@ -1,12 +1,12 @@
-"""Presence states as a crdtdoc client reads them (`crdtdoc.client.presence`)."""
+"""Presence states as a crdtdoc client reads them (`crdtdoc.protocol.presence`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from crdtdoc.client.presence import check_presence, parse_presence, presence_state
 from crdtdoc.errors import InvalidValue
 from crdtdoc.protocol.awareness import KEPT_CLIENT_IDS
+from crdtdoc.protocol.presence import check_presence, parse_presence, presence_state
 
 
 def test_only_a_status_the_hub_keeps_ends_at_a_time() -> None:
