@@ -7,25 +7,18 @@ concurrent edits converge without locks and `Version`s say what each replica has
 # First: whether the compiled hot path or its pure-Python source loads (crdtdoc.hotpath).
 from crdtdoc import hotpath as hotpath  # isort: split
 
-from crdtdoc.artifacts import (
-    Document,
-    InterfaceSpec,
-    Note,
-    SharedMap,
-    SpecValue,
-    Task,
-    TaskList,
-)
-from crdtdoc.changes import Change
-from crdtdoc.client.blocking import BlockingReplica, connect_blocking
-from crdtdoc.client.connection import ConnectedReplica, LinkOptions, connect
-from crdtdoc.client.coordination import Lease, LeaseInfo, retry
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Errors load at once: one small module that every caller may need to catch.
 from crdtdoc.errors import (
     AlreadyClaimed,
     AmbiguousText,
     AuthError,
+    ConcurrentValues,
     Conflict,
     ConflictError,
+    CoordinationError,
     CrdtdocError,
     Deadlock,
     FencedOut,
@@ -37,26 +30,87 @@ from crdtdoc.errors import (
     InvalidToken,
     InvalidUpdate,
     InvalidValue,
+    InvalidVersionToken,
     LeaseHeld,
     LeaseLost,
+    LinkError,
     NotConnected,
     NotFound,
     PendingLimitExceeded,
     RateLimited,
     Refused,
     RemoteError,
+    ReplicaError,
     ReplicaRebuilt,
     RoomFull,
     StaleRead,
     StorageError,
     SyncTimeout,
     TooLarge,
+    UsageError,
     WrongKind,
 )
-from crdtdoc.protocol.presence import Presence
-from crdtdoc.replica import Pending, Replica, ReplicaLimits
-from crdtdoc.textmodel import EMBED
-from crdtdoc.versions import Order, Version
+
+if TYPE_CHECKING:  # the same names, for type checkers; at run time `__getattr__` imports them
+    from crdtdoc.artifacts import (
+        Document,
+        InterfaceSpec,
+        Note,
+        SharedMap,
+        SpecValue,
+        Task,
+        TaskList,
+    )
+    from crdtdoc.changes import Change
+    from crdtdoc.client.blocking import BlockingReplica, connect_blocking
+    from crdtdoc.client.connection import ConnectedReplica, LinkOptions, connect
+    from crdtdoc.client.coordination import Lease, LeaseInfo, retry
+    from crdtdoc.protocol.presence import Presence
+    from crdtdoc.replica import Pending, Replica, ReplicaLimits
+    from crdtdoc.textmodel import EMBED
+    from crdtdoc.versions import Order, Version
+
+_LAZY = {
+    "BlockingReplica": "crdtdoc.client.blocking",
+    "Change": "crdtdoc.changes",
+    "ConnectedReplica": "crdtdoc.client.connection",
+    "Document": "crdtdoc.artifacts",
+    "EMBED": "crdtdoc.textmodel",
+    "InterfaceSpec": "crdtdoc.artifacts",
+    "Lease": "crdtdoc.client.coordination",
+    "LeaseInfo": "crdtdoc.client.coordination",
+    "LinkOptions": "crdtdoc.client.connection",
+    "Note": "crdtdoc.artifacts",
+    "Order": "crdtdoc.versions",
+    "Pending": "crdtdoc.replica",
+    "Presence": "crdtdoc.protocol.presence",
+    "Replica": "crdtdoc.replica",
+    "ReplicaLimits": "crdtdoc.replica",
+    "SharedMap": "crdtdoc.artifacts",
+    "SpecValue": "crdtdoc.artifacts",
+    "Task": "crdtdoc.artifacts",
+    "TaskList": "crdtdoc.artifacts",
+    "Version": "crdtdoc.versions",
+    "connect": "crdtdoc.client.connection",
+    "connect_blocking": "crdtdoc.client.blocking",
+    "retry": "crdtdoc.client.coordination",
+}
+"""Public name -> the module defining it, imported on first use: `import crdtdoc.errors`, the
+CLI's `--help` and its light commands do not pay for the engine, the client or websockets."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'crdtdoc' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once imported, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0"
 
@@ -66,9 +120,13 @@ __all__ = [
     "AuthError",
     "BlockingReplica",
     "Change",
+    "ConcurrentValues",
     "Conflict",
     "ConflictError",
+    "connect",
+    "connect_blocking",
     "ConnectedReplica",
+    "CoordinationError",
     "CrdtdocError",
     "Deadlock",
     "Document",
@@ -76,7 +134,6 @@ __all__ = [
     "FencedOut",
     "Forbidden",
     "FrozenError",
-    "WrongKind",
     "HubStorageError",
     "InterfaceSpec",
     "InvalidIndex",
@@ -84,14 +141,16 @@ __all__ = [
     "InvalidToken",
     "InvalidUpdate",
     "InvalidValue",
+    "InvalidVersionToken",
     "Lease",
     "LeaseHeld",
     "LeaseInfo",
     "LeaseLost",
+    "LinkError",
     "LinkOptions",
     "NotConnected",
-    "NotFound",
     "Note",
+    "NotFound",
     "Order",
     "Pending",
     "PendingLimitExceeded",
@@ -100,8 +159,10 @@ __all__ = [
     "Refused",
     "RemoteError",
     "Replica",
+    "ReplicaError",
     "ReplicaLimits",
     "ReplicaRebuilt",
+    "retry",
     "RoomFull",
     "SharedMap",
     "SpecValue",
@@ -111,8 +172,7 @@ __all__ = [
     "Task",
     "TaskList",
     "TooLarge",
+    "UsageError",
     "Version",
-    "connect",
-    "connect_blocking",
-    "retry",
+    "WrongKind",
 ]

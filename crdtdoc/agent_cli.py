@@ -18,25 +18,22 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from crdtdoc.client.blocking import BlockingReplica, connect_blocking
-from crdtdoc.client.connection import room_urls
 from crdtdoc.client.coordination import Fence
-from crdtdoc.client.identity import ClientIdFile
 from crdtdoc.errors import (
     AlreadyClaimed,
     AmbiguousText,
     AuthError,
-    ConflictError,
+    ConcurrentValues,
     CrdtdocError,
     Deadlock,
     FencedOut,
     Forbidden,
     FrozenError,
     HubStorageError,
-    InvalidToken,
     InvalidValue,
+    InvalidVersionToken,
     LeaseHeld,
     LeaseLost,
     NotConnected,
@@ -44,9 +41,14 @@ from crdtdoc.errors import (
     Refused,
     StaleRead,
     SyncTimeout,
+    UsageError,
     WrongKind,
 )
 from crdtdoc.tokens import check_token_agent
+
+if TYPE_CHECKING:  # the client loads when a command connects, not for --help
+    from crdtdoc.client.blocking import BlockingReplica
+    from crdtdoc.client.identity import ClientIdFile
 
 EPILOG = (
     "Exit codes: 0 done; 3 hub unreachable (--connect-timeout) or not answering (--timeout); "
@@ -62,19 +64,14 @@ Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 """The subcommands a command module adds its parsers to."""
 
 
-class BadUsage(CrdtdocError):
-    """A command was run without a setting it needs, or with one that cannot be right (exit 2)."""
-
-
 EXIT_CODES: list[tuple[type[CrdtdocError], int]] = [
-    (BadUsage, 2),
     (StaleRead, 4),  # others changed what an --expect write read (Conflict is a StaleRead)
     (FencedOut, 4),  # the --fence lease is no longer current: acquire it again
     (LeaseLost, 4),  # renewing or releasing a lease that expired or changed hands
     (AlreadyClaimed, 5),
     (LeaseHeld, 5),  # another agent holds it: the holder is named
     (Deadlock, 5),  # waiting for it would close a cycle of waits: the cycle is named
-    (ConflictError, 6),  # a spec member has several concurrent values
+    (ConcurrentValues, 6),  # a spec member has several concurrent values
     (Refused, 7),  # TooLarge too: refused before it was sent
     (Forbidden, 7),
     (AuthError, 7),  # a missing, bad or expired token: refused at once, not retried
@@ -82,12 +79,12 @@ EXIT_CODES: list[tuple[type[CrdtdocError], int]] = [
     (NotFound, 8),
     (AmbiguousText, 8),
     (WrongKind, 8),  # the name is another kind of artifact
-    (InvalidToken, 2),  # a version token that is not one (--expect, --since)
+    (UsageError, 2),  # a setting missing or wrong, a version token that is not one
     (NotConnected, 3),
     (SyncTimeout, 3),
     (HubStorageError, 9),  # the hub holds the change in memory and stores it once it can
 ]
-"""Exit code per error (first match wins); any other crdtdoc error exits 1, bad usage 2."""
+"""Exit code per error (first match wins); any other crdtdoc error exits 1."""
 
 
 def exit_code(exc: CrdtdocError) -> int:
@@ -103,7 +100,7 @@ def exit_code(exc: CrdtdocError) -> int:
 def setting(args: argparse.Namespace, name: str, env: str) -> str:
     value = getattr(args, name) or os.environ.get(env)
     if not value:
-        raise BadUsage(f"no {name}: pass --{name} or set {env}")
+        raise UsageError(f"no {name}: pass --{name} or set {env}")
     return str(value)
 
 
@@ -114,11 +111,15 @@ def connected_replica(args: argparse.Namespace) -> Iterator[BlockingReplica]:
     agent = setting(args, "agent", "CRDTDOC_AGENT")
     token = args.token or os.environ.get("CRDTDOC_TOKEN")
     quiet_logs(args)
+    from crdtdoc.client.blocking import connect_blocking
+    from crdtdoc.client.connection import room_urls
+    from crdtdoc.client.identity import ClientIdFile
+
     try:
         urls = room_urls(hubs, room)
         check_token_agent(token, agent)
     except InvalidValue as exc:
-        raise BadUsage(str(exc)) from None
+        raise UsageError(str(exc)) from None
     identity = ClientIdFile(hubs, room, agent)  # one client id per agent: short tokens
     try:
         try:
@@ -161,26 +162,26 @@ def quiet_logs(args: argparse.Namespace) -> None:
 
     level = getattr(args, "log_level", None) or os.environ.get("CRDTDOC_LOG_LEVEL") or "critical"
     if level.lower() not in ("debug", "info", "warning", "error", "critical"):
-        raise BadUsage(f"CRDTDOC_LOG_LEVEL={level!r}: use debug, info, warning or error")
+        raise UsageError(f"CRDTDOC_LOG_LEVEL={level!r}: use debug, info, warning or error")
     configure(level)
 
 
 DECIDED = (
-    BadUsage,
+    UsageError,
     StaleRead,
     FencedOut,
     LeaseLost,
     AlreadyClaimed,
     LeaseHeld,
     Deadlock,
-    ConflictError,
+    ConcurrentValues,
     FrozenError,
     Forbidden,
     NotFound,
     AmbiguousText,
     WrongKind,
     InvalidValue,
-    InvalidToken,
+    InvalidVersionToken,
 )
 """Refusals that leave nothing of the command's client id in flight (a refused guarded write
 is undone before it is sent, or refused whole): the id may be reused. A timeout, a lost link

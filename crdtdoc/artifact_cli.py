@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crdtdoc.agent_cli import (
     Commands,
@@ -22,9 +22,11 @@ from crdtdoc.agent_cli import (
     seconds_between,
     write_guard,
 )
-from crdtdoc.artifacts.tasks import TaskList
-from crdtdoc.client.blocking import BlockingReplica
 from crdtdoc.errors import LeaseHeld, LeaseLost
+
+if TYPE_CHECKING:  # loaded when a command runs, not for --help
+    from crdtdoc.artifacts.tasks import TaskList
+    from crdtdoc.client.blocking import BlockingReplica
 
 
 def _value(raw: str) -> Any:
@@ -155,7 +157,7 @@ def _spec(args: argparse.Namespace) -> int:
             r.require(args.name, "spec")
         spec = r.spec(args.name)
         if action == "get":
-            value = spec.get(args.member)  # ConflictError (exit 6) lists every value
+            value = spec.get(args.member)  # ConcurrentValues (exit 6) lists every value
             result = {"member": args.member, "value": value, "lines": [json.dumps(value)]}
             print_result(args, r, result)
             return 0

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import NoReturn, cast
 
 import crdtdoc
-from crdtdoc.errors import CrdtdocError, HubStorageError
+from crdtdoc.errors import CrdtdocError, HubStorageError, UsageError
 from crdtdoc.tokens import SECRET_ENV, create_token, load_secret, parse_duration
 from crdtdoc.updates import CONTENT_NAMES, parse_update
 from crdtdoc.versions import Version
@@ -81,9 +81,9 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         config = HubConfig(**fields)
     except ValueError as exc:
-        raise CrdtdocError(f"bad setting: {exc}") from None
+        raise UsageError(f"bad setting: {exc}") from None
     if config.secret is None and not config.insecure and not _is_loopback(config.host):
-        raise CrdtdocError(
+        raise UsageError(
             f"refusing to listen on {config.host} without a secret: anyone who can reach it "
             f"could read and write every room. Pass --secret-file (or set {SECRET_ENV}), or "
             "--insecure if that is really what you want"
@@ -110,7 +110,7 @@ def _bench(args: argparse.Namespace) -> int:
     """Runs a benchmark from the source checkout this crdtdoc was installed from."""
     root = Path(__file__).resolve().parent.parent
     if not (root / "benchmarks" / "__main__.py").is_file():
-        raise CrdtdocError(
+        raise UsageError(
             "the benchmarks live in crdtdoc's source checkout (benchmarks/): clone the "
             "repository and `pip install -e '.[bench]'` there"
         )
@@ -151,7 +151,7 @@ def _is_loopback(host: str) -> bool:
 def _token_create(args: argparse.Namespace) -> int:
     secret = load_secret(args.secret_file)
     if secret is None:
-        raise CrdtdocError(f"no secret: pass --secret-file or set {SECRET_ENV}")
+        raise UsageError(f"no secret: pass --secret-file or set {SECRET_ENV}")
     artifacts = [a for a in args.artifacts.split(",") if a] if args.artifacts else None
     ttl = parse_duration(args.ttl) if args.ttl else None
     print(
@@ -403,7 +403,7 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         if "--json" in sys.argv[1:]:
-            print(json.dumps({"error": "BadUsage", "message": message, "exit": 2}))
+            print(json.dumps({"error": "UsageError", "message": message, "exit": 2}))
         super().error(message)
 
 

@@ -1,7 +1,19 @@
-"""The exception hierarchy: every error crdtdoc raises derives from `CrdtdocError`.
+"""The exception tree: every error crdtdoc raises derives from `CrdtdocError`, through one group
+a caller can catch as a whole:
 
-Errors caused by bytes from elsewhere (a peer, a file, a token) are `RemoteError`s and carry a
-websocket close code, so the hub can close the offending connection with a reason a person can read.
+- `UsageError`: the call itself is wrong (a bad argument, a name that is not there, a call in
+  the wrong state); fix the call. The CLI exits 2 (8 for `NotFound`, `AmbiguousText`, `WrongKind`).
+- `RemoteError`: bytes from elsewhere (a peer, a file, a token) were refused; each carries the
+  websocket close code a hub closes the offending connection with.
+- `Refused`: the hub refused this replica's write; the replica was reset to the hub's state.
+- `CoordinationError`: other agents' work stands in the way (a claim, concurrent values, a read
+  gone stale, a lease, a freeze); read again, wait or resolve, then retry.
+- `StorageError`: a replica file or a hub's store cannot be read or written.
+- `LinkError`: the connection to the hub is down or slow; nothing is lost, call again.
+- `ReplicaError`: the replica could not do it (the engine failed, the causal buffer is full).
+
+Two errors were renamed to say what they are; the old names stay as aliases for one release:
+`ConflictError` is `ConcurrentValues`, `InvalidToken` is `InvalidVersionToken`.
 """
 
 from __future__ import annotations
@@ -11,6 +23,26 @@ from typing import Any
 
 class CrdtdocError(Exception):
     """Root of every error crdtdoc raises."""
+
+
+# -- the groups ---------------------------------------------------------------------------------
+
+
+class UsageError(CrdtdocError):
+    """The call is wrong: an argument of the wrong type or out of range, a name that is not
+    there, a call made in a state that does not allow it. Nothing was changed."""
+
+
+class CoordinationError(CrdtdocError):
+    """Other agents' work stands in the way: read again, wait or resolve, then retry."""
+
+
+class LinkError(CrdtdocError):
+    """The connection to the hub is down, or did not answer in time. Nothing is lost."""
+
+
+class ReplicaError(CrdtdocError):
+    """The replica could not do what was asked (the engine failed, a buffer is full)."""
 
 
 class RemoteError(CrdtdocError):
@@ -34,24 +66,28 @@ class InvalidMessage(RemoteError):
     close_code = 1002  # protocol error
 
 
-class InvalidToken(CrdtdocError, ValueError):
-    """A version token that cannot be decoded."""
+class InvalidVersionToken(UsageError, ValueError):
+    """A version token that cannot be decoded (not an access token: see `AuthError`)."""
 
 
-class InvalidValue(CrdtdocError, ValueError):
+InvalidToken = InvalidVersionToken
+"""The old name of `InvalidVersionToken`, kept for one release."""
+
+
+class InvalidValue(UsageError, ValueError):
     """A value that cannot be stored in a shared artifact (for example an int beyond 2**53)."""
 
 
-class InvalidIndex(CrdtdocError, IndexError):
+class InvalidIndex(UsageError, IndexError):
     """A text index or range outside the current text."""
 
 
-class ReplicaRebuilt(CrdtdocError):
+class ReplicaRebuilt(ReplicaError):
     """The CRDT engine failed mid-operation; the replica discarded its damaged document and rebuilt
     it from its last good state. The operation that triggered this was not applied."""
 
 
-class PendingLimitExceeded(CrdtdocError):
+class PendingLimitExceeded(ReplicaError):
     """The causal buffer is full: too many updates wait for missing dependencies. Resync with a peer
     (sync step 1) to fetch what is missing."""
 
@@ -73,12 +109,12 @@ class HubStorageError(StorageError):
         self.reason = reason
 
 
-class SyncTimeout(CrdtdocError, TimeoutError):
+class SyncTimeout(LinkError, TimeoutError):
     """A connected replica's `flush` or `wait_for` did not complete in time. The data is not lost:
     it stays in the replica and keeps syncing; call again to wait longer."""
 
 
-class NotConnected(CrdtdocError):
+class NotConnected(LinkError):
     """The operation needs a live connection to the hub, and there is none. `reason`: the
     link's last error, when known."""
 
@@ -88,15 +124,15 @@ class NotConnected(CrdtdocError):
         self.reached = False  # a hub accepted the connection, but the link did not sync
 
 
-class NotFound(CrdtdocError, LookupError):
+class NotFound(UsageError, LookupError):
     """A task, spec member or piece of text that is not there."""
 
 
-class AmbiguousText(CrdtdocError, ValueError):
+class AmbiguousText(UsageError, ValueError):
     """`Document.replace` found the text to replace more than once."""
 
 
-class AlreadyClaimed(CrdtdocError):
+class AlreadyClaimed(CoordinationError):
     """Another agent already holds the task. `holder` is the agent that has it; `claimants`
     lists every agent with a claim, in assignee order."""
 
@@ -106,7 +142,7 @@ class AlreadyClaimed(CrdtdocError):
         self.claimants = claimants
 
 
-class ConflictError(CrdtdocError):
+class ConcurrentValues(CoordinationError):
     """A spec member holds values written concurrently; none silently wins. `values` holds each
     one with its author (`SpecValue`s); `InterfaceSpec.resolve` supersedes them."""
 
@@ -116,17 +152,21 @@ class ConflictError(CrdtdocError):
         self.values = values
 
 
-class WrongKind(CrdtdocError, TypeError):
+ConflictError = ConcurrentValues
+"""The old name of `ConcurrentValues`, kept for one release."""
+
+
+class WrongKind(UsageError, TypeError):
     """An artifact opened as one kind that the room holds as another: the kind a crdtdoc agent
     recorded, or the Yjs type other clients use for that root (a ProseMirror Y.XmlFragment, a
     Y.Map, ...). crdtdoc never writes into a root of a kind it does not understand."""
 
 
-class FrozenError(CrdtdocError):
+class FrozenError(CoordinationError):
     """The spec is frozen: it no longer accepts writes."""
 
 
-class StaleRead(CrdtdocError):
+class StaleRead(CoordinationError):
     """A guarded write found that others changed what it read: `changes` lists what, by whom.
     Nothing was written; read again and redo the work."""
 
@@ -135,7 +175,7 @@ class StaleRead(CrdtdocError):
         self.changes = changes
 
 
-class LeaseHeld(CrdtdocError):
+class LeaseHeld(CoordinationError):
     """The lease is held by another agent (`holder`), and waiting was not asked for or timed
     out."""
 
@@ -144,17 +184,17 @@ class LeaseHeld(CrdtdocError):
         self.holder = holder
 
 
-class LeaseLost(CrdtdocError):
+class LeaseLost(CoordinationError):
     """This agent no longer holds the lease (it expired, or the hub handed it on): stop acting
     on it. Writes fenced with it are refused."""
 
 
-class FencedOut(CrdtdocError):
+class FencedOut(CoordinationError):
     """The hub refused a write carrying an old fencing token: another agent holds the lease now.
     The write was not applied anywhere; this replica was rolled back to match the hub."""
 
 
-class Deadlock(CrdtdocError):
+class Deadlock(CoordinationError):
     """Waiting for the lease would close a cycle of agents waiting for each other; `cycle` names
     it (for example ["alice waits for module (held by bob)", "bob waits for ..."])."""
 

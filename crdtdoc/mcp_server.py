@@ -23,7 +23,7 @@ from typing import Any
 from crdtdoc.changes import Change
 from crdtdoc.client.connection import ConnectedReplica, Keep, connect, room_urls
 from crdtdoc.client.coordination import Lease
-from crdtdoc.errors import CrdtdocError, FencedOut, NotConnected, StaleRead, SyncTimeout
+from crdtdoc.errors import CrdtdocError, FencedOut, NotConnected, StaleRead, SyncTimeout, UsageError
 from crdtdoc.textmodel import EMBED
 from crdtdoc.tokens import check_token_agent
 from crdtdoc.versions import Version
@@ -340,7 +340,7 @@ def build_server(
         s = session()
         lease = s.leases.pop(name, None)
         if lease is None:
-            raise CrdtdocError(f"this session holds no lease {name!r}")
+            raise UsageError(f"this session holds no lease {name!r}")
         await lease.release()
         return f"released lease {name}"
 
@@ -400,9 +400,7 @@ def build_server(
         try:
             value = json.loads(value_json)
         except (ValueError, RecursionError) as exc:
-            raise CrdtdocError(
-                f"value_json is not JSON ({exc}); quote strings: '\"text\"'"
-            ) from None
+            raise UsageError(f"value_json is not JSON ({exc}); quote strings: '\"text\"'") from None
         async with s.writing(fence):
             s.replica.spec(name).set(member, value)
         return await s.written(f"set {name}.{member}")
@@ -457,6 +455,6 @@ async def serve_mcp(
     agent = agent or os.environ.get("CRDTDOC_AGENT")
     token = token or os.environ.get("CRDTDOC_TOKEN")
     if not hub or not room or not agent:
-        raise CrdtdocError("crdtdoc mcp needs --hub, --room and --agent (or CRDTDOC_HUB, ...)")
+        raise UsageError("crdtdoc mcp needs --hub, --room and --agent (or CRDTDOC_HUB, ...)")
     check_token_agent(token, agent)
     await build_server(hub, room, agent, token, write_timeout).run_stdio_async()

@@ -27,6 +27,7 @@ from crdtdoc.errors import (
     ReplicaRebuilt,
     StaleRead,
     StorageError,
+    UsageError,
     WrongKind,
 )
 from crdtdoc.idset import IdSet
@@ -148,7 +149,7 @@ def artifact_names(on: Iterable[object]) -> set[str]:
     for artifact in on:
         name = artifact if isinstance(artifact, str) else getattr(artifact, "name", None)
         if not isinstance(name, str):
-            raise CrdtdocError(f"on= takes artifacts or their names, not {artifact!r}")
+            raise UsageError(f"on= takes artifacts or their names, not {artifact!r}")
         names.add(name)
     return names
 
@@ -178,10 +179,10 @@ _USE_NAMES = {
 def _check_name(name: object) -> None:
     """Refuses what cannot name an artifact (a root of the document)."""
     if not isinstance(name, str) or not name:
-        raise CrdtdocError("an artifact name must be a non-empty str")
+        raise UsageError("an artifact name must be a non-empty str")
     check_text(name, "the artifact name")
     if name in INTERNAL_ROOTS:
-        raise CrdtdocError(f"{name!r} is reserved for crdtdoc's own bookkeeping")
+        raise UsageError(f"{name!r} is reserved for crdtdoc's own bookkeeping")
 
 
 def _is_panic(exc: BaseException) -> bool:
@@ -200,12 +201,12 @@ class Replica:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not isinstance(agent, str) or not agent.strip():
-            raise CrdtdocError("agent must be a non-empty name, for example Replica(agent='alice')")
+            raise UsageError("agent must be a non-empty name, for example Replica(agent='alice')")
         check_text(agent, "the agent name")
         if client_id is None:
             client_id = new_client_id()
         elif not isinstance(client_id, int) or not 0 <= client_id < MAX_CLIENT_ID:
-            raise CrdtdocError(f"client_id must be an int in [0, 2**53), got {client_id!r}")
+            raise UsageError(f"client_id must be an int in [0, 2**53), got {client_id!r}")
         self._agent = agent
         self._limits = limits or ReplicaLimits()
         self._client_id = client_id
@@ -422,7 +423,7 @@ class Replica:
         declared = self._root_kinds.setdefault(name, kind)
         if declared is not kind:
             # pycrdt would silently hand out a second view of another type on the same root.
-            raise CrdtdocError(
+            raise UsageError(
                 f"artifact {name!r} is a {declared.__name__}; it cannot also be used as a "
                 f"{kind.__name__}"
             )
@@ -461,7 +462,7 @@ class Replica:
         if expect is not None:
             self._check_fresh(expect, on)
         if note is not None and (not isinstance(note, str) or not note):
-            raise CrdtdocError("a transaction note is a non-empty str")
+            raise UsageError("a transaction note is a non-empty str")
         if self._txn_depth:
             self._txn_depth += 1
             try:
@@ -511,7 +512,7 @@ class Replica:
         """Raises `StaleRead` if others changed the artifacts `on` since `expect`."""
         since = Version.from_token(expect) if isinstance(expect, str) else expect
         if not isinstance(since, Version):
-            raise CrdtdocError("expect= takes a Version or a version token")
+            raise UsageError("expect= takes a Version or a version token")
         stale = self.changes_by_others(since, artifact_names(on), self._client_id)
         if stale:
             listing = "; ".join(c.describe() for c in stale[:10])
@@ -634,7 +635,7 @@ class Replica:
         stored under older rules still loads.
         """
         if self._txn_depth:
-            raise CrdtdocError("apply_update cannot run inside a local transaction; call it after")
+            raise UsageError("apply_update cannot run inside a local transaction; call it after")
         if parsed is None and self.holds(data):
             return IdSet()
         if parsed is None:  # a caller that already parsed these very bytes may pass the result
@@ -883,7 +884,7 @@ class Replica:
         rooms), so a sender's share of waiting data is bounded over all of them. Call it
         before anything waits."""
         if self._buffer:
-            raise CrdtdocError("share_pending must be called before anything waits")
+            raise UsageError("share_pending must be called before anything waits")
         self._buffer.shares = shares
 
     def drop_pending(self, keep: Callable[[object], bool]) -> int:

@@ -19,7 +19,6 @@ from typing import Any
 
 from crdtdoc.agent_cli import (
     EPILOG,
-    BadUsage,
     Commands,
     add_connection_options,
     command_parsers,
@@ -29,13 +28,13 @@ from crdtdoc.agent_cli import (
     print_result,
     seconds_between,
 )
-from crdtdoc.errors import SyncTimeout
+from crdtdoc.errors import SyncTimeout, UsageError
 from crdtdoc.versions import Version
 
 
 def _changes(args: argparse.Namespace) -> int:
     if args.since is None and args.wait is None:
-        raise BadUsage("pass --since TOKEN (crdtdoc version prints one), or --wait SECONDS")
+        raise UsageError("pass --since TOKEN (crdtdoc version prints one), or --wait SECONDS")
     with connected_replica(args) as r:
         since = Version.from_token(args.since) if args.since else r.version()
         if args.wait is not None:  # block until others change something (or the time is up)
@@ -134,7 +133,7 @@ def _status(args: argparse.Namespace) -> int:
     """Shows the agent with a status (and task) for `--for` seconds after the command ends: the
     hub keeps it, as an agent that runs one command at a time is never connected for long."""
     if args.clear == (args.status is not None):
-        raise BadUsage("pass a STATUS to show, or --clear (not both)")
+        raise UsageError("pass a STATUS to show, or --clear (not both)")
     with connected_replica(args) as r:
         request = {"status": args.status, "task": args.task, "ttl": args.seconds}
         ttl = float(r.request("status", request)["ttl"])

@@ -35,7 +35,7 @@ from typing import Any, Final
 
 from pycrdt import Array, Map, Text
 
-from crdtdoc.errors import CrdtdocError
+from crdtdoc.errors import CrdtdocError, ReplicaError
 from crdtdoc.roots import INTERNAL_ROOTS
 from crdtdoc.textmodel import EMBED, TextView
 from crdtdoc.updates import MAX_CLIENT_ID
@@ -83,7 +83,7 @@ def entries(shared: Map[Any]) -> list[tuple[str, Any]]:
     except BaseException as exc:
         if not engine_failed(exc):
             raise
-        raise CrdtdocError(f"the CRDT engine cannot list a map's keys ({exc})") from None
+        raise ReplicaError(f"the CRDT engine cannot list a map's keys ({exc})") from None
     out = []
     for key in keys:
         value = entry(shared, key)
@@ -120,7 +120,7 @@ def text_of(text: Text) -> str:
     except BaseException as exc:
         if not engine_failed(exc):
             raise
-        raise CrdtdocError(f"the CRDT engine cannot read the text ({exc})") from None
+        raise ReplicaError(f"the CRDT engine cannot read the text ({exc})") from None
 
 
 def _chunks(text: Text) -> list[tuple[Any, dict[str, Any] | None]]:
@@ -130,7 +130,7 @@ def _chunks(text: Text) -> list[tuple[Any, dict[str, Any] | None]]:
     except BaseException as exc:
         if not engine_failed(exc):
             raise
-        raise CrdtdocError(f"the CRDT engine cannot read the text ({exc})") from None
+        raise ReplicaError(f"the CRDT engine cannot read the text ({exc})") from None
 
 
 def text_view(text: Text) -> TextView:
@@ -144,7 +144,7 @@ def text_view(text: Text) -> TextView:
     except BaseException as exc:
         if not engine_failed(exc):
             raise
-        raise CrdtdocError(f"the CRDT engine cannot read the text ({exc})") from None
+        raise ReplicaError(f"the CRDT engine cannot read the text ({exc})") from None
     if length == (len(chars) if chars.isascii() else len(chars.encode("utf-8"))):
         return TextView(chars)
     parts: list[str] = []

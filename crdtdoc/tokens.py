@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from crdtdoc.errors import AuthError, CrdtdocError, InvalidValue
+from crdtdoc.errors import AuthError, InvalidValue, UsageError
 
 TOKEN_VERSION = 1
 MAX_TOKEN_CHARS = 4096
@@ -75,14 +75,14 @@ def load_secret(path: str | None = None) -> bytes | None:
             with open(path, "rb") as f:
                 secret = f.read().strip()
         except OSError as exc:
-            raise CrdtdocError(f"cannot read the secret file {path}: {exc.strerror}") from None
+            raise UsageError(f"cannot read the secret file {path}: {exc.strerror}") from None
     else:
         env = os.environ.get(SECRET_ENV)
         if not env:
             return None
         secret = env.encode()
     if len(secret) < MIN_SECRET_BYTES:
-        raise CrdtdocError(
+        raise UsageError(
             f"the secret must be at least {MIN_SECRET_BYTES} bytes; make one with "
             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
         )
@@ -101,7 +101,7 @@ def create_token(
 ) -> str:
     """A signed token for `agent` (see the module docstring)."""
     if not agent or len(agent) > 200:
-        raise CrdtdocError("a token names an agent of 1..200 characters")
+        raise UsageError("a token names an agent of 1..200 characters")
     payload: dict[str, object] = {"v": TOKEN_VERSION, "agent": agent, "rooms": rooms}
     if read_only:
         payload["ro"] = True
@@ -109,7 +109,7 @@ def create_token(
         payload["artifacts"] = sorted(artifacts)
     if ttl is not None:
         if ttl <= 0:
-            raise CrdtdocError("a token's ttl must be positive")
+            raise UsageError("a token's ttl must be positive")
         payload["exp"] = round((now if now is not None else time.time()) + ttl, 3)
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
     signature = hmac.new(secret, body, hashlib.sha256).digest()
@@ -171,7 +171,7 @@ def parse_duration(text: str) -> float:
     try:
         value = float(number) * (factor or 1)
     except ValueError:
-        raise CrdtdocError(f"not a duration: {text!r} (use 90s, 15m, 12h or 7d)") from None
+        raise UsageError(f"not a duration: {text!r} (use 90s, 15m, 12h or 7d)") from None
     if value <= 0:
-        raise CrdtdocError("a duration must be positive")
+        raise UsageError("a duration must be positive")
     return value

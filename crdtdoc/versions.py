@@ -13,7 +13,7 @@ import enum
 from collections.abc import Mapping
 
 from crdtdoc.encoding import Decoder, Encoder
-from crdtdoc.errors import InvalidToken
+from crdtdoc.errors import InvalidVersionToken
 from crdtdoc.idset import IdSet
 from crdtdoc.updates import MAX_CLIENT_ID, MAX_CLOCK, read_state_vector, write_state_vector
 
@@ -117,10 +117,10 @@ class Version:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Version:
-        dec = Decoder(data, InvalidToken)
+        dec = Decoder(data, InvalidVersionToken)
         fmt = dec.read_u8()
         if fmt != _TOKEN_FORMAT:
-            raise InvalidToken(f"unknown version format {fmt}; this crdtdoc reads format 1")
+            raise InvalidVersionToken(f"unknown version format {fmt}; this crdtdoc reads format 1")
         clocks = read_state_vector(dec)
         deleted = IdSet.decode_from(dec, max_clock=MAX_CLOCK, max_client=MAX_CLIENT_ID)
         if not dec.at_end():
@@ -133,18 +133,18 @@ class Version:
 
     @classmethod
     def from_token(cls, token: str) -> Version:
-        """The version a `token()` names; raises `InvalidToken` for anything else."""
+        """The version a `token()` names; raises `InvalidVersionToken` for anything else."""
         if not isinstance(token, str):
-            raise InvalidToken(f"a version token is a str, not {type(token).__name__}")
+            raise InvalidVersionToken(f"a version token is a str, not {type(token).__name__}")
         if len(token) > MAX_TOKEN_LENGTH:
-            raise InvalidToken(f"version token of {len(token)} characters is too long")
+            raise InvalidVersionToken(f"version token of {len(token)} characters is too long")
         token = token.strip()
         if not token or any(ch not in _TOKEN_ALPHABET for ch in token):
-            raise InvalidToken("a version token uses only the characters A-Z a-z 0-9 - _")
+            raise InvalidVersionToken("a version token uses only the characters A-Z a-z 0-9 - _")
         try:
             data = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (binascii.Error, ValueError):
-            raise InvalidToken("version token is not valid base64url") from None
+            raise InvalidVersionToken("version token is not valid base64url") from None
         return cls.from_bytes(data)
 
 

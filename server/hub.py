@@ -25,6 +25,7 @@ from crdtdoc.errors import (
     Forbidden,
     RateLimited,
     RemoteError,
+    UsageError,
 )
 from crdtdoc.server.cluster import PRESENCE_TIMEOUT, Cluster
 from crdtdoc.server.commit import GroupCommitter
@@ -106,13 +107,13 @@ class Hub:
     @property
     def committer(self) -> GroupCommitter:
         if self._committer is None:
-            raise CrdtdocError("the hub is not started")
+            raise UsageError("the hub is not started")
         return self._committer
 
     @property
     def coordinator(self) -> Coordinator | SharedCoordinator:
         if self._coordinator is None:
-            raise CrdtdocError("the hub is not started")
+            raise UsageError("the hub is not started")
         return self._coordinator
 
     async def _lease_expired(self, room_name: str, lease: str, agent: str) -> None:
@@ -134,7 +135,7 @@ class Hub:
     @property
     def port(self) -> int:
         if self._server is None:
-            raise CrdtdocError("the hub is not started")
+            raise UsageError("the hub is not started")
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 

@@ -182,7 +182,7 @@ class Room:
             self.replica.apply_update(update, trusted=True)
         if self.replica.pending():
             if self.cluster is None:
-                raise CrdtdocError(
+                raise StorageError(
                     f"room {self.name!r}: the stored log misses data its updates depend on"
                 )
             # Another hub may have stored the missing data's dependants just before dying;

@@ -206,7 +206,7 @@ def test_spec_conflicts_resolve_and_freeze(hub: str) -> None:
 
     run(push())
     conflict = cli(hub, "spec", "get", "api", "User.id", "--json", room=room)
-    assert conflict.returncode == 6 and "ConflictError" in conflict.stdout
+    assert conflict.returncode == 6 and "ConcurrentValues" in conflict.stdout
     values = json.loads(conflict.stdout)["values"]  # JSON objects, not Python reprs
     assert sorted(str(v["value"]) for v in values) == ["42", "UUID"], values
     conflicts = ok(cli(hub, "spec", "conflicts", "api", "--json", room=room))

@@ -50,7 +50,7 @@ def test_version_decode() -> None:
     assert result.returncode == 0
     assert json.loads(result.stdout)["clocks"] == {"9": r.version().clocks[9]}
     bad = _run("version", "decode", "%%%")
-    assert bad.returncode == 2 and b"InvalidToken" in bad.stderr  # bad usage
+    assert bad.returncode == 2 and b"InvalidVersionToken" in bad.stderr  # bad usage
 
 
 def test_help_lists_the_commands() -> None:
@@ -78,7 +78,7 @@ def test_serve_help_documents_every_limit_with_its_default() -> None:
 
 def test_serve_refuses_a_bad_setting_with_a_clear_message() -> None:
     result = _run("serve", "--port", "0", "--max-rooms", "0")
-    assert result.returncode == 1
+    assert result.returncode == 2  # a UsageError
     assert b"max_rooms must be at least 1" in result.stderr
     assert b"Traceback" not in result.stderr
 
@@ -94,7 +94,7 @@ def test_serve_explains_an_unreachable_postgresql_store_and_hides_the_password()
 
 def test_serve_refuses_redis_without_a_shared_store() -> None:
     result = _run("serve", "--port", "0", "--redis", "redis://127.0.0.1:6379/0")
-    assert result.returncode == 1
+    assert result.returncode == 2  # a UsageError
     assert b"--redis connects hubs that share a PostgreSQL --store" in result.stderr
 
 
@@ -105,3 +105,17 @@ def test_bench_lists_the_benchmarks_and_refuses_an_unknown_one() -> None:
         assert name in result.stdout
     result = _run("bench", "nonsense")
     assert result.returncode == 2 and b"invalid choice" in result.stderr
+
+
+def test_help_loads_neither_the_engine_nor_the_client() -> None:
+    """`crdtdoc --help` and the parser of every command build without pycrdt, websockets or the
+    replica: they load when a command that needs them runs."""
+    probe = (
+        "import sys, crdtdoc.cli\n"
+        "crdtdoc.cli.build_parser().format_help()\n"
+        "heavy = ('pycrdt', 'websockets', 'crdtdoc.replica', 'crdtdoc.client.connection')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -56,7 +56,7 @@ def test_a_guarded_transaction_travels_as_one_update_with_its_note() -> None:
 
 def test_guard_arguments_are_checked() -> None:
     r = Replica("a")
-    with pytest.raises(crdtdoc.InvalidToken), r.transaction(expect="not a token!"):
+    with pytest.raises(crdtdoc.InvalidVersionToken), r.transaction(expect="not a token!"):
         pass
     with (
         pytest.raises(crdtdoc.CrdtdocError, match="on= takes artifacts"),

@@ -151,7 +151,7 @@ def test_hostile_lease_arguments_are_bad_usage_not_tracebacks(hub: str) -> None:
         assert result.returncode == 2, (args, result.stderr)
         assert "Traceback" not in result.stderr and "error:" in result.stderr, result.stderr
     usage = cli(hub, "lease", "acquire", "", "--json", room="hostile")  # JSON for programs too
-    assert usage.returncode == 2 and json.loads(usage.stdout)["error"] == "BadUsage"
+    assert usage.returncode == 2 and json.loads(usage.stdout)["error"] == "UsageError"
 
 
 def test_a_token_of_another_agent_is_bad_usage(hub: str) -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crdtdoc import InvalidToken, Order, Replica, Version
+from crdtdoc import InvalidVersionToken, Order, Replica, Version
 from crdtdoc.idset import IdSet
 
 from .helpers import content, random_edit
@@ -131,11 +131,11 @@ def test_token_is_url_safe_and_compact() -> None:
     "token", ["", "!!!", "AAAA", "Ag", "AQ", "AQEBAQEB" * 3, "x" * 2_000_000, 123]
 )
 def test_bad_tokens_raise_invalid_token(token: str) -> None:
-    with pytest.raises(InvalidToken):
+    with pytest.raises(InvalidVersionToken):
         Version.from_token(token)
 
 
 @given(st.text(max_size=60))
 def test_any_string_is_a_token_or_invalid_token(token: str) -> None:
-    with contextlib.suppress(InvalidToken):
+    with contextlib.suppress(InvalidVersionToken):
         Version.from_token(token)

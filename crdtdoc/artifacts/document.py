@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any, cast
 from pycrdt import Text
 
 from crdtdoc import safe_read, textdiff, textmodel
-from crdtdoc.errors import AmbiguousText, CrdtdocError, InvalidIndex, InvalidValue, NotFound
+from crdtdoc.errors import (
+    AmbiguousText,
+    InvalidIndex,
+    InvalidValue,
+    NotFound,
+    ReplicaError,
+    UsageError,
+)
 from crdtdoc.textmodel import TextView
 from crdtdoc.values import JSONValue, check_text, to_yjs
 
@@ -96,7 +103,7 @@ class Document:
         insert, it takes the formatting of the text before it, unless `attributes` gives its
         formatting (`{}`: none; `{"bold": True}`; a key set to None is not formatted so)."""
         if not isinstance(text, str):
-            raise CrdtdocError(f"insert takes a str, not {type(text).__name__}")
+            raise UsageError(f"insert takes a str, not {type(text).__name__}")
         check_text(text, "the inserted text")
         textmodel.check_insertable(text, "the inserted text")
         formats = None if attributes is None else _formats(attributes)
@@ -142,10 +149,10 @@ class Document:
         read exactly `new_text`, undoing whatever others changed since you read it.
         """
         if not isinstance(new_text, str):
-            raise CrdtdocError(f"write takes a str, not {type(new_text).__name__}")
+            raise UsageError(f"write takes a str, not {type(new_text).__name__}")
         check_text(new_text, "the new text")
         if base is not None and not isinstance(base, str):
-            raise CrdtdocError(f"write's base is the str you read, not {type(base).__name__}")
+            raise UsageError(f"write's base is the str you read, not {type(base).__name__}")
         current = self._view()
         if base is None or base == current.text:
             edits = textmodel.plan(current.text, new_text, "the new text")
@@ -166,7 +173,7 @@ class Document:
         if not edits:
             return
         if not current.exact and any(e.delete or e.index != len(current.text) for e in edits):
-            raise CrdtdocError(
+            raise ReplicaError(
                 f"{self._name!r} holds content whose positions crdtdoc cannot tell (stored "
                 "before such content was refused); it reads, and takes text appended at its "
                 "end, but other edits are refused so none lands in the wrong place"
@@ -193,9 +200,9 @@ class Document:
         elsewhere in the text are kept). Raises `NotFound` when `old` is absent and
         `AmbiguousText` when it occurs more than once: add context to make it unique."""
         if not isinstance(old, str) or not isinstance(new, str):
-            raise CrdtdocError("replace takes two str: the text to find and its replacement")
+            raise UsageError("replace takes two str: the text to find and its replacement")
         if not old:
-            raise CrdtdocError("replace needs a non-empty text to find")
+            raise UsageError("replace needs a non-empty text to find")
         check_text(new, "the replacement")
         current = self._view()
         at = current.text.find(old)

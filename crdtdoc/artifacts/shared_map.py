@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from pycrdt import Map
 
 from crdtdoc import safe_read
-from crdtdoc.errors import CrdtdocError
+from crdtdoc.errors import UsageError
 from crdtdoc.values import JSONValue, check_text, to_yjs
 
 if TYPE_CHECKING:
@@ -83,5 +83,5 @@ class SharedMap:
 
 def _check_key(key: object) -> None:
     if not isinstance(key, str):
-        raise CrdtdocError(f"map keys must be str, got {type(key).__name__}")
+        raise UsageError(f"map keys must be str, got {type(key).__name__}")
     check_text(key, "the map key")

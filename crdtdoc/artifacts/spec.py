@@ -5,7 +5,7 @@ A spec is a Yjs root Y.Map (layout in docs/SCHEMA.md). Each write of a member is
 `"m:<write id>" -> {"member", "value", "by", "at"}`, and a write deletes exactly the entries for
 that member its writer had seen. So each member is a multi-value register: after sequential writes
 one value remains; writes made concurrently (neither writer saw the other's) all remain, and
-reading the member raises `ConflictError` with every value and its author until someone
+reading the member raises `ConcurrentValues` with every value and its author until someone
 `resolve`s it. Entries are flat root keys: no nested type is ever created concurrently under one
 key, which in Yjs would make one writer's whole subtree vanish.
 
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from pycrdt import Map
 
 from crdtdoc import safe_read
-from crdtdoc.errors import ConflictError, CrdtdocError, FrozenError, NotFound
+from crdtdoc.errors import ConcurrentValues, FrozenError, NotFound, UsageError
 from crdtdoc.values import JSONValue, check_text, to_yjs
 from crdtdoc.versions import Version
 
@@ -92,7 +92,7 @@ class InterfaceSpec:
     @contextmanager
     def _writing(self, member: str | None = None) -> Iterator[Map[Any]]:
         if member is not None and (not isinstance(member, str) or not member):
-            raise CrdtdocError("a member name is a non-empty str")
+            raise UsageError("a member name is a non-empty str")
         if member is not None:
             check_text(member, "the member name")
         frozen = self.frozen_by()
@@ -141,13 +141,13 @@ class InterfaceSpec:
 
     def freeze(self) -> Version:
         """Freezes the spec at the current version; returns that version. Raises
-        `ConflictError` (the first conflicted member, with its values) while members conflict:
+        `ConcurrentValues` (the first conflicted member, with its values) while members conflict:
         a frozen spec could no longer resolve them."""
         conflicts = self.conflicts()
         if conflicts:
             member, values = next(iter(sorted(conflicts.items())))
             listing = ", ".join(sorted(conflicts))
-            raise ConflictError(
+            raise ConcurrentValues(
                 f"members with conflicting values: {listing}; resolve them before freezing "
                 "(nothing was changed)",
                 member,
@@ -169,7 +169,7 @@ class InterfaceSpec:
     # -- reading ---------------------------------------------------------------------------
 
     def get(self, member: str, default: JSONValue = _MISSING) -> JSONValue:
-        """The member's value. Raises `ConflictError` (with every value and author) when it
+        """The member's value. Raises `ConcurrentValues` (with every value and author) when it
         holds concurrent values, and `NotFound` when absent unless `default` is given."""
         values = self.values(member)
         if not values:
@@ -178,7 +178,7 @@ class InterfaceSpec:
             return default
         if len(values) > 1:
             listing = "; ".join(f"{v.agent or 'someone'}: {v.value!r}" for v in values)
-            raise ConflictError(
+            raise ConcurrentValues(
                 f"{self._name}.{member} was written concurrently ({listing}); resolve it",
                 member,
                 values,
@@ -227,7 +227,7 @@ class InterfaceSpec:
 
     def frozen_at(self) -> Version | None:
         """The version the spec was frozen at (None when not frozen, or when the freeze does not
-        say). Raises `InvalidToken` when it records a version that is not a token."""
+        say). Raises `InvalidVersionToken` when it records a version that is not a token."""
         info = self._frozen_info()
         if info is None or not isinstance(info.get("version"), str):
             return None

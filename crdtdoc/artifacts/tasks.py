@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from pycrdt import Array, Map
 
 from crdtdoc import safe_read
-from crdtdoc.errors import AlreadyClaimed, CrdtdocError, InvalidValue, NotFound
+from crdtdoc.errors import AlreadyClaimed, InvalidValue, NotFound, UsageError
 from crdtdoc.values import check_text, to_yjs
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ class TaskList:
 
     def _task_map(self, task_id: str) -> Map[Any]:
         if not isinstance(task_id, str):
-            raise CrdtdocError(f"task ids are str, got {type(task_id).__name__}")
+            raise UsageError(f"task ids are str, got {type(task_id).__name__}")
         task = safe_read.entry(self._map(), task_id)
         if not isinstance(task, Map):
             raise NotFound(f"no task {task_id!r} in {self._name!r}")
@@ -250,7 +250,7 @@ class TaskList:
 
         acquire = getattr(self._replica, "acquire", None)
         if acquire is None or not getattr(self._replica, "_coordination", False):
-            raise CrdtdocError("exclusive claims need a replica connected with crdtdoc.connect")
+            raise UsageError("exclusive claims need a replica connected with crdtdoc.connect")
         self.claimable(task_id)
         try:
             lease: Lease = await acquire(self.lease_name(task_id), ttl=ttl)
@@ -270,7 +270,7 @@ class TaskList:
         for a done one (the rule every way of claiming shares)."""
         current = self.get(task_id)
         if current.status == "done":
-            raise CrdtdocError(f"task {task_id!r} is done; reopen it before claiming it")
+            raise UsageError(f"task {task_id!r} is done; reopen it before claiming it")
         return current
 
     def lease_name(self, task_id: str) -> str:
@@ -373,7 +373,7 @@ class TaskList:
     def list(self, status: str | None = None, assignee: str | None = None) -> builtins.list[Task]:
         """Tasks (oldest first), optionally only those with this status / assignee."""
         if status is not None and status not in STATUSES:
-            raise CrdtdocError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+            raise UsageError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
         tasks = [self._read(k, v) for k, v in safe_read.entries(self._map()) if isinstance(v, Map)]
         tasks.sort(key=lambda t: (t.created_at or 0.0, t.id))
         return [

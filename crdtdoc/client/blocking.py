@@ -20,7 +20,7 @@ from typing import Any
 
 from crdtdoc.client.connection import HubLink, LinkOptions
 from crdtdoc.client.coordination import Fencing
-from crdtdoc.errors import CrdtdocError
+from crdtdoc.errors import UsageError
 from crdtdoc.protocol.messages import Message
 from crdtdoc.replica import Replica
 from crdtdoc.versions import Version
@@ -149,7 +149,7 @@ class BlockingReplica(HubLink):
         self._sync_point()
         expect = self._fresh_expect(expect, on)
         if self._held is not None or self._txn_depth:
-            raise CrdtdocError("a guarded write cannot run inside another write")
+            raise UsageError("a guarded write cannot run inside another write")
         self._begin_hold()
         try:
             with Replica.transaction(self, note=note):

@@ -45,6 +45,7 @@ from crdtdoc.errors import (
     StaleRead,
     SyncTimeout,
     TooLarge,
+    UsageError,
 )
 from crdtdoc.protocol.awareness import AwarenessEntry, decode_awareness, encode_awareness
 from crdtdoc.protocol.backoff import Backoff
@@ -125,9 +126,9 @@ def room_url(url: str, token: str | None) -> str:
     """`url` with `?token=` added (the form stock Yjs providers can send too)."""
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss"):
-        raise CrdtdocError(f"hub URL must start with ws:// or wss://, got {url!r}")
+        raise UsageError(f"hub URL must start with ws:// or wss://, got {url!r}")
     if not parts.path.strip("/"):
-        raise CrdtdocError(f"hub URL names no room: use ws://HOST:PORT/<room>, got {url!r}")
+        raise UsageError(f"hub URL names no room: use ws://HOST:PORT/<room>, got {url!r}")
     query = parts.query
     if token is not None:
         query = (query + "&" if query else "") + "token=" + quote(token, safe="")
@@ -198,7 +199,7 @@ class HubLink(Replica):
         super().__init__(agent, client_id=options.client_id, limits=options.limits)
         self.urls = [url] if isinstance(url, str) else list(url)
         if not self.urls:
-            raise CrdtdocError("connect needs at least one hub URL")
+            raise UsageError("connect needs at least one hub URL")
         self._ws_urls = [room_url(u, options.token) for u in self.urls]
         self._current = 0  # index of the hub in use (or tried next)
         self._headers = {"Authorization": f"Bearer {options.token}"} if options.token else None
@@ -664,12 +665,12 @@ class HubLink(Replica):
                 yield
             return
         if not self._coordination:
-            raise CrdtdocError(
+            raise UsageError(
                 "a blocking replica fences with `with replica.commit(fence=...)`, which waits "
                 "for the hub's answer"
             )
         if self._held is not None:
-            raise CrdtdocError("a guarded write is still in flight; await replica.flush() first")
+            raise UsageError("a guarded write is still in flight; await replica.flush() first")
         self._begin_hold()
         try:
             with super().transaction(expect=expect, on=on, note=note):

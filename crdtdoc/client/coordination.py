@@ -26,6 +26,7 @@ from crdtdoc.errors import (
     RateLimited,
     Refused,
     StaleRead,
+    UsageError,
 )
 
 if TYPE_CHECKING:
@@ -177,4 +178,4 @@ async def retry(attempt: Callable[[], Awaitable[T]], attempts: int = 5, pause: f
             if number == attempts:
                 raise
             await asyncio.sleep(pause * number * (0.5 + random.random()))
-    raise CrdtdocError("retry needs attempts >= 1")
+    raise UsageError("retry needs attempts >= 1")

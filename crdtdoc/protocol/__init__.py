@@ -1,27 +1,3 @@
-"""y-protocols messages and the sans-I/O sync session that drives a replica through them."""
-
-from crdtdoc.protocol.messages import (
-    Auth,
-    Awareness,
-    Message,
-    QueryAwareness,
-    SyncStep1,
-    SyncStep2,
-    SyncUpdate,
-    decode_message,
-    encode_message,
-)
-from crdtdoc.protocol.session import SyncSession
-
-__all__ = [
-    "Auth",
-    "Awareness",
-    "Message",
-    "QueryAwareness",
-    "SyncSession",
-    "SyncStep1",
-    "SyncStep2",
-    "SyncUpdate",
-    "decode_message",
-    "encode_message",
-]
+"""y-protocols messages (`messages`, `awareness`), crdtdoc's extension messages (`extension`),
+and the sans-I/O sync session that drives a replica through them (`session`); PROTOCOL.md beside
+them gives the bytes. Import the submodule you need: this package loads nothing itself."""

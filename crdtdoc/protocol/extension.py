@@ -19,7 +19,7 @@ from typing import Any
 
 import msgpack
 
-from crdtdoc.errors import InvalidMessage, InvalidToken
+from crdtdoc.errors import InvalidMessage, InvalidVersionToken
 from crdtdoc.idset import IdSet
 from crdtdoc.protocol.messages import Extension
 from crdtdoc.versions import Version
@@ -253,5 +253,5 @@ def _field(body: dict[str, Any], key: str, kind: type) -> Any:
 def _version(body: dict[str, Any], key: str) -> Version:
     try:
         return Version.from_bytes(_field(body, key, bytes))
-    except InvalidToken as exc:
+    except InvalidVersionToken as exc:
         raise InvalidMessage(f"{body.get('type')}: field {key!r} is not a version: {exc}") from None

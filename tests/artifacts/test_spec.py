@@ -27,7 +27,7 @@ def test_assumption_collision_is_a_visible_conflict_until_resolved() -> None:
     b.spec("user-service").set("User.id", "int")
     sync(a, b)
     for r in (a, b):
-        with pytest.raises(crdtdoc.ConflictError, match="written concurrently") as conflict:
+        with pytest.raises(crdtdoc.ConcurrentValues, match="written concurrently") as conflict:
             r.spec("user-service").get("User.id")
         assert conflict.value.member == "User.id"
         assert sorted((v.agent, v.value) for v in conflict.value.values) == [
@@ -93,7 +93,7 @@ def test_a_spec_with_conflicting_members_cannot_be_frozen() -> None:
     a.spec("api").set("c", "A")
     b.spec("api").set("c", "B")
     sync(a, b)
-    with pytest.raises(crdtdoc.ConflictError, match="resolve them before freezing") as refused:
+    with pytest.raises(crdtdoc.ConcurrentValues, match="resolve them before freezing") as refused:
         a.spec("api").freeze()
     assert refused.value.member == "c" and not a.spec("api").frozen
     a.spec("api").resolve("c", "A")

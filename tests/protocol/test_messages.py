@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from pycrdt import create_sync_message, create_update_message
 
 from crdtdoc.errors import InvalidMessage
-from crdtdoc.protocol import (
+from crdtdoc.protocol.messages import (
     Auth,
     Awareness,
     QueryAwareness,

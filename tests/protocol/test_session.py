@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from crdtdoc import InvalidUpdate, Replica
-from crdtdoc.protocol import SyncSession, SyncUpdate, decode_message, encode_message
+from crdtdoc.protocol.messages import SyncUpdate, decode_message, encode_message
+from crdtdoc.protocol.session import SyncSession
 
 
 def _pump(a: SyncSession, b: SyncSession, a_out: list[bytes], b_out: list[bytes]) -> int:
