@@ -36,15 +36,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.hub_load import (
-    CORE_SCENARIOS,
     DRIVER_DIR,
     RESULTS,
-    SCENARIOS,
     cpu_seconds,
     free_port,
     peak_rss_mib,
     wait_listening,
 )
+from benchmarks.hub_load_scenarios import CORE_SCENARIOS, SCENARIOS
 
 PG_ADMIN = os.environ.get("CRDTDOC_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 CONFIGS = {

@@ -275,10 +275,10 @@ def count(valgrind: str, workload: str, side: str, path: Path, updates: int, tmp
 def seeded_client_ids(seed: int = 0) -> Iterator[None]:
     """Replicas made inside take client ids from a seeded generator instead of `secrets`: the
     same workload bytes every run (the ids' sizes and order change what applying costs)."""
-    import crdtdoc.replica
+    import crdtdoc.replica.replica as module  # where `Replica()` takes its client id
 
     rng = random.Random(seed)
-    chosen = crdtdoc.replica.new_client_id
+    chosen = module.new_client_id
 
     def seeded(avoid: set[int] | frozenset[int] = frozenset()) -> int:
         while True:
@@ -286,11 +286,11 @@ def seeded_client_ids(seed: int = 0) -> Iterator[None]:
             if cid and cid not in avoid:
                 return cid
 
-    crdtdoc.replica.new_client_id = seeded
+    module.new_client_id = seeded
     try:
         yield
     finally:
-        crdtdoc.replica.new_client_id = chosen
+        module.new_client_id = chosen
 
 
 SETUP: dict[str, list[bytes]] = {}

@@ -177,7 +177,7 @@ def test_local_panic_never_escapes_and_the_replica_is_rebuilt() -> None:
     before = r.version()
     # A real pycrdt panic: removing past the end removes 3 elements, then panics.
     with pytest.raises(ReplicaRebuilt, match="rebuilt"), r.transaction():
-        del r._root("d", Text)[3:100]
+        del r.artifact_root("d", Text)[3:100]
     assert doc.read() == "héllo"
     assert r.version() == before
     doc.insert(5, "!")  # and it still works
@@ -351,7 +351,7 @@ def test_map_values_round_trip_through_another_replica() -> None:
     got = b.map("m").to_dict()
     assert got == values
     assert type(got["i"]) is int and type(got["l"][0]) is int and type(got["f"]) is float
-    assert isinstance(b.map("m")._map()["i"], float)  # what pycrdt alone would give
+    assert isinstance(b.map("m")._root()["i"], float)  # what pycrdt alone would give
     assert Map  # the raw type is plain Y.Map
 
 
@@ -420,7 +420,7 @@ def test_an_up_to_date_peers_step_2_is_recognised_without_parsing_it(
     def no_parsing(*args: object, **kwargs: object) -> None:
         raise AssertionError("parsed an update that brings nothing")
 
-    monkeypatch.setattr("crdtdoc.replica.parse_update", no_parsing)
+    monkeypatch.setattr("crdtdoc.replica.remote.parse_update", no_parsing)
     for data in (from_pycrdt, from_yjs):
         assert room.holds(data)
         assert not room.apply_update(data)

@@ -8,13 +8,13 @@ pycrdt addresses text by UTF-8 byte, and an offset inside a multibyte character 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
+from weakref import WeakKeyDictionary
 
 from pycrdt import Text
 
 from crdtdoc import safe_read, textdiff, textmodel
+from crdtdoc.artifacts.base import Artifact, ArtifactHost
 from crdtdoc.errors import (
     AmbiguousText,
     InvalidIndex,
@@ -26,48 +26,36 @@ from crdtdoc.errors import (
 from crdtdoc.textmodel import TextView
 from crdtdoc.values import JSONValue, check_text, to_yjs
 
-if TYPE_CHECKING:
-    from crdtdoc.replica import Replica
+_VIEWS: WeakKeyDictionary[ArtifactHost, dict[str, tuple[int, TextView]]] = WeakKeyDictionary()
+"""replica -> root -> (generation, the text then): a document's text is kept between edits
+instead of read whole each time, for as long as its replica lives."""
 
 
-class Document:
+class Document(Artifact[Text]):
     """A shared text. Edits apply locally at once and merge with everyone else's."""
 
-    __slots__ = ("_name", "_replica")
+    __slots__ = ()
+    artifact = "document"
+    root_type = Text
 
-    def __init__(self, replica: Replica, name: str) -> None:
-        self._replica = replica
-        self._name = name
-        replica._declare(name, "document", Text)  # checks the root is (or can be) a text
+    def __init__(self, replica: ArtifactHost, name: str) -> None:
+        super().__init__(replica, name)  # checks the root is (or can be) a text
         self._view()  # checks what it holds, if the document did not say what the root is
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def _text(self) -> Text:
-        return self._replica._root(self._name, Text)
-
-    @contextmanager
-    def _editing(self) -> Iterator[Text]:
-        """A local transaction on the text (recording the artifact's kind on first write)."""
-        with self._replica.transaction():
-            self._replica._record_kind(self._name)
-            yield self._text()
 
     def _view(self) -> TextView:
         """The text as read() shows it, with where its embeds are (cached per generation)."""
-        shared = self._text()  # first: a sync point may apply updates that arrived
+        shared = self._root()  # first: a sync point may apply updates that arrived
         replica = self._replica
-        cached = replica._texts.get(self._name)
-        if cached is not None and cached[0] == replica.generation and not replica._txn_depth:
+        views = _VIEWS.setdefault(replica, {})
+        cached = views.get(self._name)
+        if cached is not None and cached[0] == replica.generation and not replica.in_transaction:
             return cached[1]
         view = safe_read.text_view(shared)
         # Content that is not characters may be another type's (a ProseMirror fragment's
         # elements): worth building the item index to know.
-        replica._check_root(self._name, build=not view.plain)
-        if not replica._txn_depth:
-            replica._texts[self._name] = (replica.generation, view)
+        replica.check_artifact_root(self._name, build=not view.plain)
+        if not replica.in_transaction:
+            views[self._name] = (replica.generation, view)
         return view
 
     def read(self) -> str:
@@ -79,15 +67,15 @@ class Document:
         """The text as Quill-style delta operations, as Yjs `toDelta` gives them: each
         `{"insert": text or an embed's JSON value}`, with `"attributes"` when formatted."""
         self._view()  # checks the root is still a text
-        return safe_read.text_delta(self._text())
+        return safe_read.text_delta(self._root())
 
     def _remember(self, before: int, commits: int, view: TextView) -> None:
         """After an edit of ours: `view` is the text now if exactly `commits` commits happened
         since generation `before` (a listener editing meanwhile, or an enclosing transaction,
         and the text is read afresh next time)."""
         replica = self._replica
-        if not replica._txn_depth and replica.generation == before + commits:
-            replica._texts[self._name] = (replica.generation, view)
+        if not replica.in_transaction and replica.generation == before + commits:
+            _VIEWS.setdefault(replica, {})[self._name] = (replica.generation, view)
 
     def __str__(self) -> str:
         return self.read()
@@ -178,7 +166,7 @@ class Document:
                 "before such content was refused); it reads, and takes text appended at its "
                 "end, but other edits are refused so none lands in the wrong place"
             )
-        with self._editing() as text:
+        with self._writing() as text:
             # yrs, deleting next to an embedded type, may drop the format items around it and
             # so change its formatting (Yjs keeps them): noted first, put back after.
             kept = None if current.plain else safe_read.embed_formats(text)

@@ -8,60 +8,49 @@ engine cannot read) is left out by every reader alike: `get`, `to_dict`, `keys`,
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Any
 
 from pycrdt import Map
 
 from crdtdoc import safe_read
+from crdtdoc.artifacts.base import Artifact, ArtifactHost
 from crdtdoc.errors import UsageError
 from crdtdoc.values import JSONValue, check_text, to_yjs
 
-if TYPE_CHECKING:
-    from crdtdoc.replica import Replica
 
-
-class SharedMap:
+class SharedMap(Artifact[Map[Any]]):
     """A shared key -> JSON value map."""
 
-    __slots__ = ("_name", "_replica")
+    __slots__ = ()
+    artifact = "map"
+    root_type = Map
 
-    def __init__(self, replica: Replica, name: str) -> None:
-        self._replica = replica
-        self._name = name
-        replica._declare(name, "map", Map)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def _map(self) -> Map[JSONValue]:
-        return self._replica._root(self._name, Map)
+    def __init__(self, replica: ArtifactHost, name: str) -> None:
+        super().__init__(replica, name)
 
     def set(self, key: str, value: JSONValue) -> None:
         _check_key(key)
         stored = to_yjs(value)
-        with self._replica.transaction():
-            self._replica._record_kind(self._name)
-            self._map()[key] = stored
+        with self._writing() as root:
+            root[key] = stored
 
     def get(self, key: str, default: JSONValue = None) -> JSONValue:
         _check_key(key)
-        value = safe_read.json_entry(self._map(), key)
+        value = safe_read.json_entry(self._root(), key)
         return default if value is safe_read.ABSENT else value
 
     def delete(self, key: str) -> bool:
         """Removes `key` (a damaged entry too, when the engine can); returns whether there was
         an entry."""
         _check_key(key)
-        if not safe_read.has(self._map(), key):
+        if not safe_read.has(self._root(), key):
             return False
-        with self._replica.transaction():
-            self._replica._record_kind(self._name)
-            del self._map()[key]
+        with self._writing() as root:
+            del root[key]
         return True
 
     def to_dict(self) -> dict[str, JSONValue]:
-        return safe_read.json_entries(self._map())
+        return safe_read.json_entries(self._root())
 
     def keys(self) -> list[str]:
         return list(self.to_dict())
@@ -69,7 +58,7 @@ class SharedMap:
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
             return False
-        return safe_read.json_entry(self._map(), key) is not safe_read.ABSENT
+        return safe_read.json_entry(self._root(), key) is not safe_read.ABSENT
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())

@@ -23,17 +23,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pycrdt import Map
 
 from crdtdoc import safe_read
+from crdtdoc.artifacts.base import Artifact, ArtifactHost
 from crdtdoc.errors import ConcurrentValues, FrozenError, NotFound, UsageError
 from crdtdoc.values import JSONValue, check_text, to_yjs
 from crdtdoc.versions import Version
-
-if TYPE_CHECKING:
-    from crdtdoc.replica import Replica
 
 ENTRY_PREFIX = "m:"
 FROZEN_KEY = "frozen"
@@ -49,27 +47,20 @@ class SpecValue:
     at: float | None
 
 
-class InterfaceSpec:
+class InterfaceSpec(Artifact[Map[Any]]):
     """A shared interface spec (see the module docstring for the merge rules)."""
 
-    __slots__ = ("_name", "_replica")
+    __slots__ = ()
+    artifact = "spec"
+    root_type = Map
 
-    def __init__(self, replica: Replica, name: str) -> None:
-        self._replica = replica
-        self._name = name
-        replica._declare(name, "spec", Map)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def _map(self) -> Map[Any]:
-        return self._replica._root(self._name, Map)
+    def __init__(self, replica: ArtifactHost, name: str) -> None:
+        super().__init__(replica, name)
 
     def _entries(self) -> dict[str, list[tuple[str, SpecValue]]]:
         """member -> [(entry key, value)], ordered by (time, agent, key)."""
         out: dict[str, list[tuple[str, SpecValue]]] = {}
-        for key, raw in safe_read.entries(self._map()):
+        for key, raw in safe_read.entries(self._root()):
             if not key.startswith(ENTRY_PREFIX):
                 continue
             written = safe_read.json_value(raw)
@@ -100,9 +91,8 @@ class InterfaceSpec:
             raise FrozenError(
                 f"spec {self._name!r} was frozen by {frozen}; it accepts no more writes"
             )
-        with self._replica.transaction():
-            self._replica._record_kind(self._name)
-            yield self._map()
+        with super()._writing() as root:
+            yield root
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -236,7 +226,7 @@ class InterfaceSpec:
     def _frozen_info(self) -> dict[str, JSONValue] | None:
         """What the freeze records; None when not frozen. Any object at `frozen` freezes the
         spec, even one with damaged fields (then {}): a freeze is never lost to a bad field."""
-        raw = safe_read.entry(self._map(), FROZEN_KEY)
+        raw = safe_read.entry(self._root(), FROZEN_KEY)
         info = safe_read.json_value(raw) if raw is not safe_read.ABSENT else None
         if isinstance(info, dict):
             return info

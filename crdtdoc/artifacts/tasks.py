@@ -29,20 +29,19 @@ import builtins
 import dataclasses
 import secrets
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pycrdt import Array, Map
 
 from crdtdoc import safe_read
+from crdtdoc.artifacts.base import Artifact, ArtifactHost
 from crdtdoc.errors import AlreadyClaimed, InvalidValue, NotFound, UsageError
 from crdtdoc.values import check_text, to_yjs
 
 if TYPE_CHECKING:
     from crdtdoc.client.coordination import Lease
-    from crdtdoc.replica import Replica
 
 STATUSES = ("open", "claimed", "done")
 
@@ -113,36 +112,23 @@ def _strings(value: Iterable[str], what: str) -> list[str]:
     return items
 
 
-class TaskList:
+class TaskList(Artifact[Map[Any]]):
     """A shared task list (see the module docstring for the merge rules)."""
 
-    __slots__ = ("_name", "_replica")
+    __slots__ = ()
+    artifact = "tasks"
+    root_type = Map
 
-    def __init__(self, replica: Replica, name: str) -> None:
-        self._replica = replica
-        self._name = name
-        replica._declare(name, "tasks", Map)
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def _map(self) -> Map[Any]:
-        return self._replica._root(self._name, Map)
+    def __init__(self, replica: ArtifactHost, name: str) -> None:
+        super().__init__(replica, name)
 
     def _task_map(self, task_id: str) -> Map[Any]:
         if not isinstance(task_id, str):
             raise UsageError(f"task ids are str, got {type(task_id).__name__}")
-        task = safe_read.entry(self._map(), task_id)
+        task = safe_read.entry(self._root(), task_id)
         if not isinstance(task, Map):
             raise NotFound(f"no task {task_id!r} in {self._name!r}")
         return task
-
-    @contextmanager
-    def _editing(self) -> Iterator[None]:
-        with self._replica.transaction():
-            self._replica._record_kind(self._name)
-            yield
 
     def _part(self, task: Map[Any], key: str, kind: type[Map[Any]] | type[Array[Any]]) -> Any:
         """A task's claims / completions / notes, created if a foreign writer left it out."""
@@ -176,8 +162,8 @@ class TaskList:
                 "created_at": time.time(),
             }
         )
-        with self._editing():
-            self._map()[task_id] = Map(
+        with self._writing():
+            self._root()[task_id] = Map(
                 {**fields, "claims": Map(), "completions": Map(), "notes": Array()}
             )
         return task_id
@@ -207,7 +193,7 @@ class TaskList:
             changes["depends_on"] = _strings(depends_on, "depends_on")
         changes = to_yjs(changes)  # all checked before anything changes
         task = self._task_map(task_id)
-        with self._editing():
+        with self._writing():
             for key, value in changes.items():
                 task[key] = value
 
@@ -217,7 +203,7 @@ class TaskList:
             raise InvalidValue("a note is a non-empty str")
         check_text(text, "the note")
         task = self._task_map(task_id)
-        with self._editing():
+        with self._writing():
             self._part(task, "notes", Array).append(
                 {"by": self._replica.agent, "text": text, "at": time.time()}
             )
@@ -238,7 +224,7 @@ class TaskList:
                 holder,
                 current.claimants,
             )
-        with self._editing():
+        with self._writing():
             self._part(task, "claims", Map)[me] = {"at": time.time()}
 
     async def acquire(self, task_id: str, ttl: float = 60.0) -> Lease:
@@ -288,7 +274,7 @@ class TaskList:
     def record_claim(self, task_id: str, token: int) -> None:
         """Writes this agent's claim, held through the hub lease with fencing `token`."""
         task = self._task_map(task_id)
-        with self._editing():
+        with self._writing():
             self._part(task, "claims", Map)[self._replica.agent] = {
                 "at": time.time(),
                 "lease": token,
@@ -320,7 +306,7 @@ class TaskList:
                 )
                 raise NotFound(f"{me} has no claim on task {task_id!r} to release{held}")
             return False
-        with self._editing():
+        with self._writing():
             del claims[me]
         return True
 
@@ -330,7 +316,7 @@ class TaskList:
         claims = safe_read.entry(self._task_map(task_id), "claims")
         if not isinstance(claims, Map) or not safe_read.has(claims, agent):
             return False
-        with self._editing():
+        with self._writing():
             del claims[agent]
         return True
 
@@ -341,7 +327,7 @@ class TaskList:
         if note:
             check_text(note, "the note")  # before the completion is written
         task = self._task_map(task_id)
-        with self._editing():
+        with self._writing():
             self._part(task, "completions", Map)[secrets.token_hex(8)] = {
                 "by": self._replica.agent,
                 "at": time.time(),
@@ -352,7 +338,7 @@ class TaskList:
     def reopen(self, task_id: str) -> None:
         """Makes the task open again: removes the completions and claims this replica sees."""
         task = self._task_map(task_id)
-        with self._editing():
+        with self._writing():
             for key in ("completions", "claims"):
                 part = safe_read.entry(task, key)
                 if isinstance(part, Map):
@@ -365,16 +351,16 @@ class TaskList:
         return self._read(task_id, self._task_map(task_id))
 
     def __contains__(self, task_id: object) -> bool:
-        return isinstance(task_id, str) and isinstance(safe_read.entry(self._map(), task_id), Map)
+        return isinstance(task_id, str) and isinstance(safe_read.entry(self._root(), task_id), Map)
 
     def ids(self) -> builtins.list[str]:
-        return [k for k, v in safe_read.entries(self._map()) if isinstance(v, Map)]
+        return [k for k, v in safe_read.entries(self._root()) if isinstance(v, Map)]
 
     def list(self, status: str | None = None, assignee: str | None = None) -> builtins.list[Task]:
         """Tasks (oldest first), optionally only those with this status / assignee."""
         if status is not None and status not in STATUSES:
             raise UsageError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
-        tasks = [self._read(k, v) for k, v in safe_read.entries(self._map()) if isinstance(v, Map)]
+        tasks = [self._read(k, v) for k, v in safe_read.entries(self._root()) if isinstance(v, Map)]
         tasks.sort(key=lambda t: (t.created_at or 0.0, t.id))
         return [
             t

@@ -210,7 +210,7 @@ def test_an_up_to_date_peers_step_2_is_answered_without_parsing_it(
         raise AssertionError("parsed an update that brings nothing")
 
     monkeypatch.setattr("crdtdoc.server.intake.parse_update", no_parsing)
-    monkeypatch.setattr("crdtdoc.replica.parse_update", no_parsing)
+    monkeypatch.setattr("crdtdoc.replica.remote.parse_update", no_parsing)
     before = room.replica.version()
     assert room.brings_nothing(step2)
     room.receive(reconnecting, step2)
