@@ -143,8 +143,8 @@ def delete_only_update(rng: random.Random, size: int) -> bytes:
 def one_struct_update(client: int, clock: int) -> bytes:
     """One string item of `client` at `clock` (> 0), typed after `clock - 1`: it waits for the
     client's earlier clocks."""
+    from crdtdoc.contents import STRING
     from crdtdoc.encoding import Encoder
-    from crdtdoc.updates import STRING
 
     enc = Encoder()
     for n in (1, 1, client, clock):
@@ -162,8 +162,8 @@ def tiny_structs_update(client: int, start: int, size: int, root: str) -> tuple[
     inserted just before the previous one (its right origin), so that none merge: tiny structs.
     From clock 0 the first item goes into root `root`; from a later clock the update depends on
     `start - 1` (waits for it if the hub lacks it). Returns (update, structs in it)."""
+    from crdtdoc.contents import STRING
     from crdtdoc.encoding import Encoder, encode_var_uint
-    from crdtdoc.updates import STRING
 
     prefix = bytes([STRING | 0x40]) + encode_var_uint(client)
     count = max(size // (len(prefix) + len(encode_var_uint(start + size)) + 2), 1)
@@ -201,8 +201,9 @@ def engine_refused_update() -> tuple[bytes, bytes] | str:
     otherwise. Tried: the constructions of ../shared/repros/repro_rebuild_leak.py (a map entry
     whose parent id names a string item) and the other yrs refusals crdtdoc.semantics lists."""
     from crdtdoc import CrdtdocError, Replica, ReplicaRebuilt
+    from crdtdoc.contents import ANY, BINARY, STRING
     from crdtdoc.encoding import Encoder
-    from crdtdoc.updates import ANY, BINARY, STRING, parse_update
+    from crdtdoc.updates import parse_update
 
     author = Replica("seed", client_id=424_242)
     author.document("big").insert(0, "y" * 1000)

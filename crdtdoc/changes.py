@@ -16,23 +16,11 @@ import bisect
 from dataclasses import dataclass, replace
 from typing import Any
 
+from crdtdoc.contents import ANY, DELETED, EMBED, FORMAT, GC, JSON, SKIP, STRING, TYPE
 from crdtdoc.idset import IdSet
 from crdtdoc.roots import AGENTS_ROOT, DELETIONS_ROOT, NOTES_ROOT
 from crdtdoc.safe_read import agent_name, client_id_of
-from crdtdoc.updates import (
-    ANY,
-    DELETED,
-    EMBED,
-    FORMAT,
-    GC,
-    JSON,
-    SKIP,
-    STRING,
-    TYPE,
-    Item,
-    decode_delete_set,
-    parse_update,
-)
+from crdtdoc.updates import Item, decode_delete_set, parse_update
 from crdtdoc.values import from_yjs
 from crdtdoc.versions import Version
 

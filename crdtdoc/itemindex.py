@@ -22,20 +22,8 @@ from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
-from crdtdoc.updates import (
-    ANY,
-    BINARY,
-    DELETED,
-    DOC,
-    EMBED,
-    FORMAT,
-    GC,
-    SKIP,
-    STRING,
-    TYPE,
-    Id,
-    Item,
-)
+from crdtdoc.contents import ANY, BINARY, DELETED, DOC, EMBED, FORMAT, GC, SKIP, STRING, TYPE
+from crdtdoc.updates import Id, Item
 
 Parent = str | Id | None
 """A root name, the id of the nested type holding the item, or None when garbage-collected."""

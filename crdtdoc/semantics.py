@@ -36,26 +36,13 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Iterator, Mapping
 
+from crdtdoc.contents import ANY, BINARY, CONTENT_NAMES, DELETED, DOC, EMBED, GC, SKIP, STRING, TYPE
 from crdtdoc.encoding import Decoder
 from crdtdoc.errors import InvalidUpdate
 from crdtdoc.idset import IdSet
 from crdtdoc.itemindex import SEQUENCE_FAMILY, ItemIndex, Locator, Place, holds, low_halves
 from crdtdoc.roots import BOOKKEEPING_ARRAYS, BOOKKEEPING_MAPS
-from crdtdoc.updates import (
-    ANY,
-    BINARY,
-    CONTENT_NAMES,
-    DELETED,
-    DOC,
-    EMBED,
-    GC,
-    SKIP,
-    STRING,
-    TYPE,
-    Id,
-    Item,
-    ParsedUpdate,
-)
+from crdtdoc.updates import Id, Item, ParsedUpdate
 
 MAP_VALUES = frozenset({ANY, BINARY, TYPE, DOC, DELETED})
 """Content kinds Yjs writes as map entries (`YMap.set`, XML attributes)."""

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from crdtdoc.contents import GC, SKIP
 from crdtdoc.encoding import Encoder
 from crdtdoc.idset import IdSet
-from crdtdoc.updates import GC, SKIP, ClientStructs, Item, ParsedUpdate, deletes_only
+from crdtdoc.updates import ClientStructs, Item, ParsedUpdate, deletes_only
 
 SLICE_STRUCTS = 2000
 """Structs per slice: judging and applying this many takes a few tens of milliseconds."""

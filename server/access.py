@@ -26,13 +26,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
+from crdtdoc.contents import ANY, DELETED, GC, SKIP
 from crdtdoc.errors import Forbidden
 from crdtdoc.idset import IdSet
 from crdtdoc.itemindex import ItemIndex, Locator, Place
 from crdtdoc.replica import Replica
 from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT, DELETIONS_ROOT, INTERNAL_ROOTS, NOTES_ROOT
 from crdtdoc.tokens import Grant
-from crdtdoc.updates import ANY, DELETED, GC, SKIP, Item, decode_delete_set, parse_update
+from crdtdoc.updates import Item, decode_delete_set, parse_update
 
 BOOKKEEPING = INTERNAL_ROOTS
 """Roots every writer may add to, under the rules of this module."""

@@ -17,6 +17,7 @@ EVERYTHING = {**SOURCES, "benchmarks": ROOT / "benchmarks"}
 CORE, PROTOCOL, ADAPTER, APP = 1, 2, 3, 4
 APPS = {
     "crdtdoc.cli",
+    "crdtdoc.serve_cli",
     "crdtdoc.agent_cli",
     "crdtdoc.artifact_cli",
     "crdtdoc.room_cli",
@@ -32,8 +33,6 @@ STILL_LARGE = {
     "server/room.py",
     "server/shared_coordination.py",
     "server/coordination.py",
-    "crdtdoc/cli.py",
-    "crdtdoc/updates.py",
     "server/hub.py",
 }
 

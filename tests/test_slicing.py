@@ -7,9 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crdtdoc import Replica
+from crdtdoc.contents import SKIP
 from crdtdoc.encoding import Encoder
 from crdtdoc.slicing import slice_update
-from crdtdoc.updates import SKIP, parse_update
+from crdtdoc.updates import parse_update
 from tests.helpers import content, writer_stream
 
 

@@ -11,14 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, Text, merge_updates
 
+from crdtdoc.contents import MAX_ANY_DEPTH
 from crdtdoc.encoding import Encoder, encode_var_uint
 from crdtdoc.errors import InvalidUpdate
-from crdtdoc.updates import (
-    MAX_ANY_DEPTH,
-    decode_state_vector,
-    encode_state_vector,
-    parse_update,
-)
+from crdtdoc.updates import decode_state_vector, encode_state_vector, parse_update
 
 from .helpers import writer_stream
 
@@ -337,7 +333,7 @@ def test_state_vector_round_trip_and_refusals() -> None:
 
 @given(st.text(max_size=40))
 def test_string_clock_length_is_the_utf16_length(s: str) -> None:
-    from crdtdoc.updates import _utf16_length
+    from crdtdoc.contents import _utf16_length
 
     raw = s.encode("utf-8", "surrogatepass")
     if any(0xD800 <= ord(ch) <= 0xDFFF for ch in s):

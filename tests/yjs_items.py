@@ -12,20 +12,9 @@ import json
 import struct
 from typing import Any
 
+from crdtdoc.contents import ANY, BINARY, DELETED, DOC, EMBED, FORMAT, JSON, STRING, TYPE
 from crdtdoc.encoding import Encoder
-from crdtdoc.updates import (
-    ANY,
-    BINARY,
-    DELETED,
-    DOC,
-    EMBED,
-    FORMAT,
-    JSON,
-    STRING,
-    TYPE,
-    Item,
-    parse_update,
-)
+from crdtdoc.updates import Item, parse_update
 
 Id = tuple[int, int]
 

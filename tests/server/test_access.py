@@ -15,6 +15,7 @@ from websockets.exceptions import ConnectionClosed
 
 import crdtdoc
 from crdtdoc import Replica
+from crdtdoc.contents import ANY
 from crdtdoc.encoding import Encoder
 from crdtdoc.idset import IdSet
 from crdtdoc.protocol.backoff import Backoff
@@ -23,7 +24,7 @@ from crdtdoc.protocol.messages import Extension, SyncStep1, SyncStep2, SyncUpdat
 from crdtdoc.protocol.messages import encode_message as msg
 from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT, DELETIONS_ROOT, NOTES_ROOT
 from crdtdoc.tokens import create_token
-from crdtdoc.updates import ANY, Item, parse_update
+from crdtdoc.updates import Item, parse_update
 from tests.hubs import run, running_cluster, running_hub
 from tests.services import RedisServer
 from tests.yjs_items import content, item, update
