@@ -18,10 +18,9 @@ from crdtdoc.errors import CrdtdocError, Forbidden, RemoteError, RoomFull, Stora
 from crdtdoc.protocol.extension import Reply, Request
 from crdtdoc.semantics import check_deletions, check_update, written_deletions
 from crdtdoc.server.cluster import FROM_LOG
-from crdtdoc.server.coordination import Coordinator
+from crdtdoc.server.lease_tables import fence_refusal_in
 from crdtdoc.server.peer import Peer
 from crdtdoc.server.pgstore import append_in, fetch_in
-from crdtdoc.server.shared_coordination import fence_refusal_in
 from crdtdoc.updates import Item, ParsedUpdate, parse_update
 from crdtdoc.versions import Version
 
@@ -48,9 +47,9 @@ class GuardedCommits:
         commit = self._admit(peer, request)
         if isinstance(commit, Reply):
             return commit
-        if commit.fence is not None and isinstance(room.coordinator, Coordinator):
-            ok, why = room.coordinator.fence_ok(room.name, *commit.fence, peer.agent)
-            if not ok:
+        if commit.fence is not None:
+            why = room.coordinator.fence_refusal(room.name, *commit.fence, peer.agent)
+            if why is not None:
                 return Reply(commit.id, {}, "fenced", why)
         try:
             refusal = self._check(peer, commit)

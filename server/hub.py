@@ -32,6 +32,7 @@ from crdtdoc.server.commit import GroupCommitter
 from crdtdoc.server.config import HubConfig
 from crdtdoc.server.coordination import Coordinator
 from crdtdoc.server.limits import RateLimits
+from crdtdoc.server.local_coordination import LocalCoordinator
 from crdtdoc.server.metrics import HubMetrics
 from crdtdoc.server.peer import Peer, close_reason
 from crdtdoc.server.pgstore import PostgresCommitter, PostgresStore, redacted
@@ -84,7 +85,7 @@ class Hub:
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._server: Server | None = None
         self._committer: GroupCommitter | None = None
-        self._coordinator: Coordinator | SharedCoordinator | None = None
+        self._coordinator: Coordinator | None = None
         self.cluster: Cluster | None = None  # with PostgreSQL: the link to other hubs
         self._janitor: asyncio.Task[None] | None = None
         self._lag_watch: asyncio.Task[None] | None = None
@@ -111,7 +112,7 @@ class Hub:
         return self._committer
 
     @property
-    def coordinator(self) -> Coordinator | SharedCoordinator:
+    def coordinator(self) -> Coordinator:
         if self._coordinator is None:
             raise UsageError("the hub is not started")
         return self._coordinator
@@ -155,7 +156,7 @@ class Hub:
             self._committer = SqliteCommitter(store)
             self._watch_store(self._committer)
             self._committer.start()
-            self._coordinator = Coordinator(
+            self._coordinator = LocalCoordinator(
                 self._committer,
                 on_expire=self._lease_expired,
                 max_leases_per_agent=config.max_leases_per_agent,
@@ -240,7 +241,7 @@ class Hub:
         if self._server is not None:
             self._server.close(code=1001, reason="hub shutting down")
             await self._server.wait_closed()
-        if isinstance(self._coordinator, SharedCoordinator):
+        if self._coordinator is not None:
             await self._coordinator.close()
         if self._committer is not None:
             await self._committer.close()

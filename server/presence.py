@@ -32,7 +32,7 @@ from crdtdoc.protocol.awareness import (
 )
 from crdtdoc.protocol.extension import Reply, Request
 from crdtdoc.protocol.messages import Awareness, encode_message
-from crdtdoc.server.coordination import RequestError, arg_number
+from crdtdoc.server.coordination_rules import RequestError, arg_number
 from crdtdoc.server.limits import RateLimits
 from crdtdoc.server.peer import Peer
 

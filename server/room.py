@@ -72,7 +72,6 @@ from crdtdoc.server.peer import Delivered, Peer
 from crdtdoc.server.pgstore import Fetched
 from crdtdoc.server.presence import KeptStatus, RoomPresence
 from crdtdoc.server.schedule import Scheduler
-from crdtdoc.server.shared_coordination import SharedCoordinator
 from crdtdoc.server.write_gate import WriteGate
 from crdtdoc.slicing import SLICE_STRUCTS, slice_update
 from crdtdoc.updates import ParsedUpdate, parse_update
@@ -97,7 +96,7 @@ class Room:
         name: str,
         committer: GroupCommitter,
         config: HubConfig,
-        coordinator: Coordinator | SharedCoordinator,
+        coordinator: Coordinator,
         limits: RateLimits,
         cluster: Cluster | None = None,
         scheduler: Scheduler | None = None,

@@ -24,10 +24,12 @@ locked transaction, as on a single hub (`claim_abandoned`, its grace timed by `g
 A waiter whose hub dies stays in the queue until its wait runs out; if the lease is handed to it
 first, the lease expires unrenewed after its TTL and moves on.
 
-Requests are authorized as on a single hub (`crdtdoc.server.coordination.Caller`): read-only tokens
-change nothing, only the holder (the stored `agent`, and without a secret the `owner`'s client)
-renews or releases, `leases` shows tokens to their holder only, and `fence_refusal_in` passes only
-the newest token issued (the fenced commit must call it inside its transaction).
+Requests are authorized as on a single hub (`crdtdoc.server.coordination_rules.Caller`): read-only
+tokens change nothing, only the holder (the stored `agent`, and without a secret the `owner`'s
+client) renews or releases, `leases` shows tokens to their holder only, and
+`crdtdoc.server.lease_tables.fence_refusal_in` passes only the newest token issued (the fenced
+commit must call it inside its transaction). The statements on the tables are in
+`crdtdoc.server.lease_tables`.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,30 +50,41 @@ from crdtdoc.protocol.extension import Reply
 from crdtdoc.server.cluster import Cluster
 from crdtdoc.server.coordination import (
     MAX_LEASES_PER_AGENT,
+    AbandonedHook,
+    Coordinator,
+    ExpiryHook,
+)
+from crdtdoc.server.coordination_rules import (
     MAX_TTL,
     MAX_WAIT,
     MIN_TTL,
-    AbandonedHook,
     Caller,
-    ExpiryHook,
     Key,
     Requester,
     RequestError,
     arg_int,
     arg_name,
     arg_number,
-    claim_abandoned,
-    fence_refusal,
-    find_cycle,
-    ok_reply,
-    too_many_leases,
+)
+from crdtdoc.server.lease_tables import (
+    DEADLOCK,
+    GRANTED,
+    Effects,
+    expire_in,
+    fence_refusal_in,
+    free_claim,
+    grant,
+    graph_of,
+    hand_over,
+    holder_of,
+    lease_of,
+    live_waiters,
+    lock_room,
 )
 from crdtdoc.server.pgstore import PostgresStore
+from crdtdoc.server.wait_graph import deadlock_refusal, find_cycle
 
 log = logging.getLogger("crdtdoc.hub.coordination")
-
-_GRANTED = "granted"
-_DEADLOCK = "deadlock:"
 
 
 @dataclass
@@ -85,15 +98,7 @@ class _Wait:
     forgotten: bool = False
 
 
-@dataclass
-class _Effects:
-    """What a transaction did that others must hear of once it commits."""
-
-    changed: set[Key] = field(default_factory=set)  # leases that changed hands or were freed
-    expired: list[tuple[str, str, str]] = field(default_factory=list)  # (room, name, agent)
-
-
-class SharedCoordinator:
+class SharedCoordinator(Coordinator):
     """Coordination for every hub on one database (see the module docstring)."""
 
     def __init__(
@@ -106,14 +111,11 @@ class SharedCoordinator:
         max_leases_per_agent: int = MAX_LEASES_PER_AGENT,
         abandoned: AbandonedHook | None = None,
     ) -> None:
-        self._max_leases = max_leases_per_agent
+        super().__init__(on_expire, max_leases_per_agent=max_leases_per_agent, abandoned=abandoned)
         self._store = store
         self._cluster = cluster
-        self._on_expire = on_expire
-        self._abandoned = abandoned
         self._poll = poll_seconds
         self._waits: dict[int, _Wait] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         cluster.lease_listeners.append(self._lease_changed)
 
@@ -140,28 +142,13 @@ class SharedCoordinator:
         op: str,
         args: dict[str, Any],
     ) -> Reply:
-        """Answers one request from `peer` (whose hello named `agent`), authorized first."""
+        """Answers one request from `peer` (whose hello named `agent`), authorized first; a
+        failing database is answered `unavailable`."""
         try:
-            caller = Caller.of(peer, agent)
-            caller.check_may(op, args)
-            if op == "acquire":
-                result = await self._acquire(room, peer, caller.agent, args)
-            elif op == "renew":
-                result = await self._renew(room, caller, args)
-            elif op == "release":
-                result = await self._release(room, caller, args)
-            elif op == "leases":
-                result = await self._list(room, caller)
-            elif op == "next":
-                result = {"value": await self._next(room, arg_name(args, "sequence"))}
-            else:
-                raise RequestError("invalid", f"unknown operation {op!r}")
-        except RequestError as exc:
-            return Reply(request_id, exc.details, exc.code, str(exc))
+            return await super().handle(room, peer, agent, request_id, op, args)
         except StorageError as exc:
             log.error("coordination failed", extra={"room": room, "op": op, "error": str(exc)})
             return Reply(request_id, {}, "unavailable", "the hub's database failed; retry")
-        return ok_reply(request_id, **result)
 
     async def fence_ok(
         self, room: str, name: str, token: int, writer: str | None
@@ -172,6 +159,11 @@ class SharedCoordinator:
         async with self._store.transaction(f"check fence of lease {name!r}") as db:
             why = await fence_refusal_in(db, room, name, token, writer)
         return why is None, why or ""
+
+    def fence_refusal(self, room: str, name: str, token: int, writer: str | None) -> str | None:
+        """Refuses every fenced write: across hubs the fence is decided inside the transaction
+        that stores the write (`fence_refusal_in`), never at once from this hub's memory."""
+        return f"lease {name!r}: a fence across hubs is checked in the commit's transaction"
 
     def forget(self, peer: object) -> None:
         """The peer disconnected: its waits end (and a lease handed to one is freed again)."""
@@ -189,11 +181,11 @@ class SharedCoordinator:
         ttl = arg_number(args, "ttl", MIN_TTL, MAX_TTL)
         wait = arg_number(args, "wait", 0.0, MAX_WAIT, default=0.0)
         owner = f"{agent}#{args.get('client')}"
-        effects = _Effects()
+        effects = Effects()
         refusal: RequestError | None = None
         waiter_id = 0
         async with self._locked(room, effects) as db:
-            lease = await _lease(db, room, name)
+            lease = await lease_of(db, room, name)
             if lease is not None and lease[0] == owner:  # already ours: extend it
                 cur = await db.execute(
                     "UPDATE crdtdoc_leases SET expires_at = now() + %s * interval '1 second' "
@@ -202,22 +194,20 @@ class SharedCoordinator:
                 )
                 row = await cur.fetchone()
                 return {"token": row[0] if row else 0, "ttl": ttl, "holder": agent}
-            if lease is not None and claim_abandoned(
-                self._abandoned, room, name, lease[1], lease[2]
-            ):
-                lease = await self._free_claim(db, room, name, lease[1], effects)
+            if lease is not None and self._claim_abandoned(room, name, lease[1], lease[2]):
+                lease = await free_claim(db, room, name, lease[1], effects)
             cur = await db.execute(
                 "SELECT (SELECT count(*) FROM crdtdoc_leases WHERE agent = %s) + "
                 "(SELECT count(*) FROM crdtdoc_waiters WHERE agent = %s AND deadline > now())",
                 (agent, agent),
             )
             row = await cur.fetchone()
-            queued = await _live_waiters(db, room, name)
+            queued = await live_waiters(db, room, name)
             holder = lease[1] if lease is not None else "a waiting agent"
             if row is not None and row[0] >= self._max_leases:
-                refusal = RequestError("limit", too_many_leases(agent, self._max_leases))
+                refusal = self._too_many(agent)
             elif lease is None and not queued:
-                token = await _grant(db, room, name, owner, agent, ttl)
+                token = await grant(db, room, name, owner, agent, ttl)
                 return {"token": token, "ttl": ttl, "holder": agent}
             elif wait <= 0:
                 refusal = RequestError("held", f"lease {name!r} is held by {holder}", holder=holder)
@@ -229,12 +219,10 @@ class SharedCoordinator:
                 )
                 row = await cur.fetchone()
                 waiter_id = row[0] if row else 0
-                cycle = find_cycle(owner, *await _graph(db, room))
+                cycle = find_cycle(owner, *await graph_of(db, room))
                 if cycle:
                     await db.execute("DELETE FROM crdtdoc_waiters WHERE id = %s", (waiter_id,))
-                    refusal = RequestError(
-                        "deadlock", "waiting would deadlock: " + "; ".join(cycle), cycle=cycle
-                    )
+                    refusal = deadlock_refusal(cycle)
         if refusal is not None:
             raise refusal
         return await self._wait_for(room, name, waiter_id, peer, wait, ttl, agent)
@@ -289,7 +277,7 @@ class SharedCoordinator:
     ) -> dict[str, Any]:
         """Ends a wait: takes its outcome (a grant is kept if `accept`, else freed again) and
         removes it from the queue."""
-        effects = _Effects()
+        effects = Effects()
         granted: int | None = None
         failure: RequestError | None = None
         async with self._locked(room, effects) as db:
@@ -299,7 +287,7 @@ class SharedCoordinator:
             )
             row = await cur.fetchone()
             outcome, owner = (row[0], row[1]) if row is not None else (None, None)
-            if outcome == _GRANTED:
+            if outcome == GRANTED:
                 cur = await db.execute(
                     "SELECT token FROM crdtdoc_leases WHERE room = %s AND name = %s AND owner = %s",
                     (room, name, owner),
@@ -312,12 +300,9 @@ class SharedCoordinator:
                         "DELETE FROM crdtdoc_leases WHERE room = %s AND name = %s AND token = %s",
                         (room, name, lease[0]),
                     )
-                    await self._hand_over(db, room, name, effects)
-            elif outcome is not None and outcome.startswith(_DEADLOCK):
-                cycle = json.loads(outcome[len(_DEADLOCK) :])
-                failure = RequestError(
-                    "deadlock", "waiting would deadlock: " + "; ".join(cycle), cycle=cycle
-                )
+                    await hand_over(db, room, name, effects)
+            elif outcome is not None and outcome.startswith(DEADLOCK):
+                failure = deadlock_refusal(json.loads(outcome[len(DEADLOCK) :]))
             if granted is None and failure is None:
                 cur = await db.execute(
                     "SELECT agent FROM crdtdoc_leases WHERE room = %s AND name = %s",
@@ -338,8 +323,8 @@ class SharedCoordinator:
         name = arg_name(args, "name")
         token = arg_int(args, "token")
         ttl = arg_number(args, "ttl", MIN_TTL, MAX_TTL)
-        async with self._locked(room, _Effects()) as db:
-            holder = await _holder(db, room, caller, name, token, args, "renew")
+        async with self._locked(room, Effects()) as db:
+            holder = await holder_of(db, room, caller, name, token, args, "renew")
             if not isinstance(holder, RequestError):
                 await db.execute(
                     "UPDATE crdtdoc_leases SET expires_at = now() + %s * interval '1 second' "
@@ -353,21 +338,21 @@ class SharedCoordinator:
     async def _release(self, room: str, caller: Caller, args: dict[str, Any]) -> dict[str, Any]:
         name = arg_name(args, "name")
         token = arg_int(args, "token")
-        effects = _Effects()
+        effects = Effects()
         async with self._locked(room, effects) as db:
-            holder = await _holder(db, room, caller, name, token, args, "release")
+            holder = await holder_of(db, room, caller, name, token, args, "release")
             if not isinstance(holder, RequestError):
                 await db.execute(
                     "DELETE FROM crdtdoc_leases WHERE room = %s AND name = %s AND token = %s",
                     (room, name, token),
                 )
-                await self._hand_over(db, room, name, effects)
+                await hand_over(db, room, name, effects)
         if isinstance(holder, RequestError):
             raise holder  # after the commit, which keeps what the sweep expired meanwhile
         return {"released": True}
 
     async def _list(self, room: str, caller: Caller) -> dict[str, Any]:
-        async with self._locked(room, _Effects()) as db:
+        async with self._locked(room, Effects()) as db:
             cur = await db.execute(
                 "SELECT name, agent, token, "
                 "greatest(extract(epoch FROM expires_at - now()), 0)::float "
@@ -410,94 +395,28 @@ class SharedCoordinator:
 
     # -- transactions, hand-over, expiry ---------------------------------------------------
 
-    async def _free_claim(
-        self, db: AsyncConnection, room: str, name: str, agent: str, effects: _Effects
-    ) -> tuple[str, str, float] | None:
-        """Frees the claim lease `agent` holds, whose record is gone (the room is locked), for
-        the first waiter if any; returns the lease as it is now."""
-        log.info("claim lease freed", extra={"room": room, "lease": name, "agent": agent})
-        await db.execute("DELETE FROM crdtdoc_leases WHERE room = %s AND name = %s", (room, name))
-        await db.execute(  # not to another client of that agent: those waits end, refused
-            "DELETE FROM crdtdoc_waiters WHERE room = %s AND name = %s AND agent = %s",
-            (room, name, agent),
-        )
-        await self._hand_over(db, room, name, effects)
-        return await _lease(db, room, name)
-
     @asynccontextmanager
-    async def _locked(self, room: str, effects: _Effects) -> AsyncIterator[AsyncConnection]:
+    async def _locked(self, room: str, effects: Effects) -> AsyncIterator[AsyncConnection]:
         """A transaction holding the room's coordination lock, with expired leases swept first;
         after it commits, other hubs hear of changed leases and expiry hooks run."""
         async with self._store.transaction(f"coordinate in room {room!r}") as db:
-            await db.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended('crdtdoc.coord:' || %s, 0))",
-                (room,),
-            )
-            await self._expire(db, room, effects)
+            await lock_room(db, room)
+            await expire_in(db, room, effects)
             yield db
         self._after(effects)
 
-    async def _expire(self, db: AsyncConnection, room: str, effects: _Effects) -> None:
-        cur = await db.execute(
-            "DELETE FROM crdtdoc_leases WHERE room = %s AND expires_at <= now() "
-            "RETURNING name, agent",
-            (room,),
-        )
-        for name, agent in await cur.fetchall():
-            log.info("lease expired", extra={"room": room, "lease": name, "agent": agent})
-            effects.expired.append((room, name, agent))
-            await self._hand_over(db, room, name, effects)
-
-    async def _hand_over(
-        self, db: AsyncConnection, room: str, name: str, effects: _Effects
-    ) -> None:
-        """The lease is free: give it to the first live waiter, then fail any remaining waiter
-        that now closes a cycle of waits."""
-        effects.changed.add((room, name))
-        cur = await db.execute(
-            "SELECT id, owner, agent, ttl FROM crdtdoc_waiters WHERE room = %s AND name = %s "
-            "AND outcome IS NULL AND deadline > now() ORDER BY id LIMIT 1",
-            (room, name),
-        )
-        first = await cur.fetchone()
-        if first is None:
-            return
-        waiter_id, owner, agent, ttl = first
-        await _grant(db, room, name, owner, agent, ttl)
-        await db.execute(
-            "UPDATE crdtdoc_waiters SET outcome = %s WHERE id = %s", (_GRANTED, waiter_id)
-        )
-        for other_id, other_owner in await _live_waiters(db, room, name):
-            cycle = find_cycle(other_owner, *await _graph(db, room))
-            if cycle:
-                await db.execute(
-                    "UPDATE crdtdoc_waiters SET outcome = %s WHERE id = %s",
-                    (_DEADLOCK + json.dumps(cycle), other_id),
-                )
-
-    def _after(self, effects: _Effects) -> None:
+    def _after(self, effects: Effects) -> None:
         for room, name in effects.changed:
             self._cluster.publish_lease(room, name)
             self._lease_changed(room, name)
         for room, name, agent in effects.expired:
             if self._on_expire is not None:
-                self._spawn(self._run_hook(self._on_expire(room, name, agent)))
+                self._spawn(self._expired(room, name, agent))
 
     def _lease_changed(self, room: str, name: str) -> None:
         for wait in self._waits.values():
             if wait.key == (room, name):
                 wait.wake.set()
-
-    async def _run_hook(self, hook: Awaitable[None]) -> None:
-        try:
-            await hook
-        except Exception:
-            log.exception("lease expiry hook failed")
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _sweep_loop(self) -> None:
         """Expires leases whose TTL ran out, in every room, now and then."""
@@ -510,115 +429,7 @@ class SharedCoordinator:
                     )
                     rooms = [r for (r,) in await cur.fetchall()]
                 for room in rooms:
-                    async with self._locked(room, _Effects()):
+                    async with self._locked(room, Effects()):
                         pass  # _locked sweeps
             except Exception as exc:
                 log.warning("lease sweep failed", extra={"error": str(exc)})
-
-
-async def _grant(
-    db: AsyncConnection, room: str, name: str, owner: str, agent: str, ttl: float
-) -> int:
-    """Records `owner` as the holder with the lease's next fencing token; returns the token."""
-    cur = await db.execute(
-        "INSERT INTO crdtdoc_fencing AS f VALUES (%s, %s, 1) ON CONFLICT (room, name) "
-        "DO UPDATE SET token = f.token + 1 RETURNING token",
-        (room, name),
-    )
-    row = await cur.fetchone()
-    token = int(row[0]) if row else 0
-    await db.execute(
-        "INSERT INTO crdtdoc_leases (room, name, owner, agent, token, expires_at, granted_at) "
-        "VALUES (%s, %s, %s, %s, %s, now() + %s * interval '1 second', clock_timestamp())",
-        (room, name, owner, agent, token, ttl),
-    )
-    log.info("lease granted", extra={"room": room, "lease": name, "agent": agent, "token": token})
-    return token
-
-
-async def _lease(db: AsyncConnection, room: str, name: str) -> tuple[str, str, float] | None:
-    """(owner, agent, seconds since the grant) of lease `name`, if held."""
-    cur = await db.execute(
-        "SELECT owner, agent, extract(epoch FROM clock_timestamp() - granted_at)::float "
-        "FROM crdtdoc_leases WHERE room = %s AND name = %s",
-        (room, name),
-    )
-    row = await cur.fetchone()
-    return (str(row[0]), str(row[1]), float(row[2])) if row is not None else None
-
-
-async def _holder(
-    db: AsyncConnection,
-    room: str,
-    caller: Caller,
-    name: str,
-    token: int,
-    args: dict[str, Any],
-    action: str,
-) -> str | RequestError:
-    """The agent holding lease `name` under `token` if `caller` is that holder (the room is
-    locked); else the refusal, returned: `lost` when no lease is held under that token any more,
-    `forbidden` when someone else holds it."""
-    cur = await db.execute(
-        "SELECT owner, agent FROM crdtdoc_leases WHERE room = %s AND name = %s AND token = %s",
-        (room, name, token),
-    )
-    row = await cur.fetchone()
-    if row is None:
-        return RequestError("lost", f"lease {name!r} with token {token} is no longer held")
-    owner, agent = str(row[0]), str(row[1])
-    try:
-        caller.check_holder(name, agent, owner, args, action)
-    except RequestError as refusal:
-        return refusal
-    return agent
-
-
-async def fence_refusal_in(
-    db: AsyncConnection, room: str, name: str, token: int, writer: str | None
-) -> str | None:
-    """Why a write by `writer` fenced with `token` for lease `name` is refused, or None: decided
-    inside the caller's transaction `db`, which it keeps from changing (a share lock on the
-    lease's fencing row), so no newer grant can land before the write commits. Only the holder
-    of the lease under the newest token issued passes (see
-    `crdtdoc.server.coordination.fence_refusal`).
-    """
-    cur = await db.execute(
-        "SELECT token FROM crdtdoc_fencing WHERE room = %s AND name = %s FOR SHARE",
-        (room, name),
-    )
-    row = await cur.fetchone()
-    newest = int(row[0]) if row is not None else 0
-    cur = await db.execute(
-        "SELECT agent FROM crdtdoc_leases WHERE room = %s AND name = %s AND token = %s "
-        "AND expires_at > now()",
-        (room, name, newest),
-    )
-    holder = await cur.fetchone()
-    return fence_refusal(
-        name, token, newest, str(holder[0]) if holder is not None else None, writer
-    )
-
-
-async def _live_waiters(db: AsyncConnection, room: str, name: str) -> list[tuple[int, str]]:
-    cur = await db.execute(
-        "SELECT id, owner FROM crdtdoc_waiters WHERE room = %s AND name = %s "
-        "AND outcome IS NULL AND deadline > now() ORDER BY id",
-        (room, name),
-    )
-    return [(i, o) for i, o in await cur.fetchall()]
-
-
-async def _graph(
-    db: AsyncConnection, room: str
-) -> tuple[dict[Key, tuple[str, str]], list[tuple[Key, str, str]]]:
-    """The room's wait-for graph, as `find_cycle` takes it."""
-    cur = await db.execute("SELECT name, owner, agent FROM crdtdoc_leases WHERE room = %s", (room,))
-    holders = {(room, n): (o, a) for n, o, a in await cur.fetchall()}
-    cur = await db.execute(
-        "SELECT name, owner, agent FROM crdtdoc_waiters WHERE room = %s AND outcome IS NULL "
-        "AND deadline > now() ORDER BY id",
-        (room,),
-    )
-    waits = [((room, n), o, a) for n, o, a in await cur.fetchall()]
-    return holders, waits

@@ -31,8 +31,6 @@ the list may only shrink: a module on it that fits is taken off, a new one may n
 STILL_LARGE = {
     "crdtdoc/client/connection.py",
     "server/room.py",
-    "server/shared_coordination.py",
-    "server/coordination.py",
     "server/hub.py",
 }
 

@@ -17,7 +17,7 @@ import pytest
 
 import crdtdoc
 from crdtdoc.protocol.backoff import Backoff
-from crdtdoc.server.coordination import fence_refusal
+from crdtdoc.server.coordination_rules import fence_refusal
 from crdtdoc.server.hub import Hub
 from crdtdoc.server.shared_coordination import SharedCoordinator
 from crdtdoc.tokens import create_token

@@ -30,8 +30,8 @@ from crdtdoc.protocol.messages import (
 )
 from crdtdoc.server.commit import GroupCommitter, StoredRoom
 from crdtdoc.server.config import HubConfig
-from crdtdoc.server.coordination import Coordinator
 from crdtdoc.server.limits import RateLimits
+from crdtdoc.server.local_coordination import LocalCoordinator
 from crdtdoc.server.peer import Peer
 from crdtdoc.server.room import Room
 from crdtdoc.server.schedule import Callback, Scheduler
@@ -63,7 +63,7 @@ def new_room(tmp_path: Path, **settings: Any) -> tuple[Room, HubConfig]:
     config = HubConfig(db=str(tmp_path / "unused.db"), **settings)
     committer = GroupCommitter()  # never started: appends wait in memory, as on a slow disk
     limits = RateLimits(1e9, 1e12, 1e9, structs_per_s=config.structs_per_second)
-    coordinator = Coordinator(cast(Any, committer))
+    coordinator = LocalCoordinator(cast(Any, committer))
     room = Room("r", committer, config, coordinator, limits, scheduler=ManualScheduler())
     room.restore(StoredRoom())
     return room, config
