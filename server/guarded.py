@@ -74,8 +74,8 @@ class GuardedCommits:
             return self.commit(peer, request)
         # What this hub accepted before must be in the log first: the commit may build on it.
         while not room.fully_durable:
-            room.own_durable.clear()
-            await room.own_durable.wait()
+            room.log.own_durable.clear()
+            await room.log.own_durable.wait()
         try:
             async with cluster.store.transaction(f"commit to room {room.name!r}") as db:
                 cur = await db.execute(

@@ -6,13 +6,10 @@ checks of `crdtdoc.server.write_gate`, the replica's causal buffer, the semantic
 (`crdtdoc.semantics`) and the item rules (`crdtdoc.server.access`) just before the engine applies
 it; then what the replica commits is appended to the store's log, fanned out to the other peers
 (each message encoded once for all) and, once the store has committed it, acknowledged with the
-room's durable version (`crdtdoc.server.durability`). Presence lives in `crdtdoc.server.presence`,
-guarded commits in `crdtdoc.server.guarded`.
-
-With a `Cluster` (several hubs on PostgreSQL), the store numbers the log; the room tracks which
-positions it has applied (`seqs`), applies other hubs' entries with the origin `FROM_LOG` (shown to
-its peers, never stored or judged again), and compacts only what every hub can rebuild (see
-`crdtdoc.server.cluster`).
+room's durable version (`crdtdoc.server.durability`). The log, compaction and, with a `Cluster`
+(several hubs on PostgreSQL), the entries other hubs stored live in `crdtdoc.server.room_log`;
+presence in `crdtdoc.server.presence`; requests in `crdtdoc.server.room_requests`, guarded
+commits in `crdtdoc.server.guarded`.
 
 No method awaits, and time and background work come from an injected `Scheduler`, so the core can
 be driven without sockets or an event loop (tests/server/test_room.py).
@@ -20,14 +17,12 @@ be driven without sockets or an event loop (tests/server/test_room.py).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
 
 from crdtdoc.errors import (
     CrdtdocError,
-    InvalidMessage,
     InvalidUpdate,
     RateLimited,
     RemoteError,
@@ -35,15 +30,6 @@ from crdtdoc.errors import (
     StorageError,
 )
 from crdtdoc.protocol.awareness import AwarenessEntry
-from crdtdoc.protocol.extension import (
-    DELTA_PROTOCOL,
-    Hello,
-    Reply,
-    Request,
-    Welcome,
-    decode_extension,
-    encode_extension,
-)
 from crdtdoc.protocol.messages import (
     Auth,
     Awareness,
@@ -71,17 +57,15 @@ from crdtdoc.server.metrics import HubMetrics
 from crdtdoc.server.peer import Delivered, Peer
 from crdtdoc.server.pgstore import Fetched
 from crdtdoc.server.presence import KeptStatus, RoomPresence
+from crdtdoc.server.room_log import RoomLog
+from crdtdoc.server.room_requests import receive_extension
 from crdtdoc.server.schedule import Scheduler
 from crdtdoc.server.write_gate import WriteGate
 from crdtdoc.slicing import SLICE_STRUCTS, slice_update
-from crdtdoc.updates import ParsedUpdate, parse_update
+from crdtdoc.updates import ParsedUpdate
 from crdtdoc.versions import Version
 
 log = logging.getLogger("crdtdoc.hub.room")
-
-
-RETRY_COMPACTION_SECONDS = 1.0
-"""With several hubs: how long a room waits to compact again when its log had a gap."""
 
 REBUILD_STRUCTS = 2000
 """What an update the engine refuses is charged (plus a struct per 16 bytes of the room): the
@@ -107,14 +91,10 @@ class Room:
         self.coordinator = coordinator
         self.committer = committer
         self.scheduler = scheduler or Scheduler()
-        self.seqs = SeqTracker()  # shared log positions applied (with a cluster)
-        self._snapshot_seq = 0
-        self._compacting = False
-        self.own_durable = asyncio.Event()  # set whenever all own appends are durable
+        self.config = config
+        self.log = RoomLog(self)
         self.metrics: HubMetrics | None = None  # set by the hub
-        self._undurable_since: float | None = None  # when the oldest unstored update came
         self._limits = limits
-        self.size_bytes = 0
         self.replica = Replica(
             agent="hub", limits=hub_limits(config), clock=self.scheduler.monotonic
         )
@@ -143,11 +123,6 @@ class Room:
         self.announcer = DurableAnnouncer(lambda: self.peers, self.scheduler)
         self.guarded = GuardedCommits(self)
         self.last_active = self.scheduler.monotonic()
-        self._config = config
-        self._seq = 0  # log position of the last committed update
-        self._durable_seq = 0
-        self._log_updates = 0  # log entries (and bytes) since the last snapshot
-        self._log_bytes = 0
         self.origin: tuple[Peer, bytes] | None = None  # the peer whose update is being applied
         # peer -> the slices of its update still to apply, and the message type of the last one
         self._slices: dict[Peer, tuple[deque[tuple[bytes, ParsedUpdate]], bool]] = {}
@@ -170,6 +145,37 @@ class Room:
     def presence_seen(self) -> dict[int, float]:
         return self.presence.seen
 
+    @property
+    def size_bytes(self) -> int:
+        """What the store holds for the room (snapshot and log), in bytes."""
+        return self.log.size_bytes
+
+    @property
+    def seqs(self) -> SeqTracker:
+        """The positions of the shared log this hub has applied (with a cluster)."""
+        return self.log.seqs
+
+    @seqs.setter
+    def seqs(self, seqs: SeqTracker) -> None:  # an attribute to `cluster.SharedRoom`
+        self.log.seqs = seqs
+
+    @property
+    def fully_durable(self) -> bool:
+        """Whether every update this hub appended is durable."""
+        return self.log.fully_durable
+
+    def taken(self) -> Callable[[], None]:
+        """The store took this room's writes into a transaction (`RoomLog.taken`)."""
+        return self.log.taken()
+
+    def apply_stored(self, seq: int, data: bytes) -> bool:
+        """Applies log entry `seq`, stored by any hub (`RoomLog.apply_stored`)."""
+        return self.log.apply_stored(seq, data)
+
+    def apply_fetched(self, fetched: Fetched) -> None:
+        """Applies what a catch-up read from the shared log (`RoomLog.apply_fetched`)."""
+        self.log.apply_fetched(fetched)
+
     # -- loading ---------------------------------------------------------------------------
 
     def restore(self, stored: StoredRoom) -> None:
@@ -187,21 +193,10 @@ class Room:
             # Another hub may have stored the missing data's dependants just before dying;
             # clients that hold it send it when they sync. Keep serving.
             log.warning("stored log waits for missing data", extra={"room": self.name})
-        if self.cluster is not None:
-            self.seqs = SeqTracker(stored.last_seq)
-            self._snapshot_seq = stored.snapshot_seq
-        else:
-            self._seq = self._durable_seq = stored.last_seq
-        self._log_updates = len(stored.updates)
-        self._log_bytes = sum(len(u) for u in stored.updates)
-        self.size_bytes = len(stored.snapshot or b"") + self._log_bytes
+        self.log.restore(stored)
         self.announcer.restore(self.replica.version())
         self.gate.restore()
         self.replica.on_update(self._on_commit)
-
-    @property
-    def fully_durable(self) -> bool:
-        return self._durable_seq == self._seq
 
     # -- peers -----------------------------------------------------------------------------
 
@@ -250,7 +245,7 @@ class Room:
             if present is not None:
                 peer.send(present)
         elif isinstance(message, Extension):
-            self._receive_extension(peer, message)
+            receive_extension(self, peer, message)
         elif isinstance(message, (SyncStep2, SyncUpdate)):
             exceeded = self._limits.update(peer.rate_key, len(message.update))
             if exceeded:
@@ -330,7 +325,7 @@ class Room:
             peer.send(reply)
         if self.replica.pending_of(peer.rate_key)[0] and not self._expiry_due:
             self._expiry_due = True
-            self.scheduler.call_later(self._config.max_waiting_seconds / 2, self._expire)
+            self.scheduler.call_later(self.config.max_waiting_seconds / 2, self._expire)
 
     def _refused(self, origin: object, exc: CrdtdocError) -> None:
         """A peer's update refused as it left the causal buffer: close that peer's link."""
@@ -354,7 +349,7 @@ class Room:
         """Drops peers' updates that waited too long for what they build on, and asks each
         sender still here to sync again: it sends what the hub lacks, if it has it."""
         self._expiry_due = False
-        dropped = self.replica.expire_pending(self._config.max_waiting_seconds)
+        dropped = self.replica.expire_pending(self.config.max_waiting_seconds)
         for origin in {o for o in dropped if isinstance(o, Peer)}:
             session = self.peers.get(origin)
             if session is not None:
@@ -363,62 +358,7 @@ class Room:
             log.info("waiting updates expired", extra={"room": self.name, "count": len(dropped)})
         if self.replica.pending_count:
             self._expiry_due = True
-            self.scheduler.call_later(self._config.max_waiting_seconds / 2, self._expire)
-
-    def _receive_extension(self, peer: Peer, message: Extension) -> None:
-        ext = decode_extension(message)
-        if isinstance(ext, Hello):
-            agent = peer.identity or ext.agent  # with a token, its agent name counts
-            if peer.agent is not None and peer.agent != agent:  # one name per connection
-                raise InvalidMessage("a connection says hello once, as one agent")
-            peer.extensions = True
-            peer.agent = agent
-            # Protocol 2 and up: durable deltas. The welcome's full version includes the
-            # announcer's `told`, so every delta from now on joins onto it (server.durability).
-            peer.durable_deltas = ext.protocol >= DELTA_PROTOCOL
-            welcome = Welcome(
-                self.name,
-                self.durable,
-                DELTA_PROTOCOL if peer.durable_deltas else 1,
-                self._config.max_message_bytes,
-            )
-            peer.send(encode_message(encode_extension(welcome)), keep=True)
-            return
-        if not isinstance(ext, Request):
-            raise InvalidMessage(f"clients may not send {type(ext).__name__} messages")
-        if peer.agent is None:
-            raise InvalidMessage("send hello before any request")
-        exceeded = self._limits.request(peer.rate_key)
-        if exceeded:  # answered, not closed: the agent may retry after a pause
-            self._reply(peer, Reply(ext.id, {}, "rate_limited", f"{exceeded}; retry later"))
-            return
-        if ext.op == "status":  # a status the hub keeps for an agent between its commands
-            self._reply(peer, self.presence.status_request(peer, ext))
-            return
-        if ext.op == "commit" and self.cluster is None:
-            # decided now, atomically for the room
-            self._reply(peer, self.guarded.commit(peer, ext))
-            return
-        if ext.op == "commit":
-            work = self.guarded.commit_shared(peer, ext)
-        else:
-            work = self.coordinator.handle(self.name, peer, peer.agent, ext.id, ext.op, ext.args)
-        self.scheduler.spawn(work, lambda done: self._reply_when_done(peer, ext.id, done))
-
-    def _reply(self, peer: Peer, reply: Reply) -> None:
-        """A reply survives a dropped queue (a resync does not replace it): the request may
-        have taken a lease or a number the asker must learn of."""
-        peer.send(encode_message(encode_extension(reply)), keep=True)
-
-    def _reply_when_done(self, peer: Peer, request_id: int, task: asyncio.Task[Reply]) -> None:
-        if task.cancelled():
-            return  # the peer left while waiting
-        error = task.exception()
-        if error is not None:
-            log.error("request failed", exc_info=error)
-            self._reply(peer, Reply(request_id, {}, "internal", "the hub failed on this request"))
-        else:
-            self._reply(peer, task.result())
+            self.scheduler.call_later(self.config.max_waiting_seconds / 2, self._expire)
 
     # -- presence relayed between hubs (with a cluster) -------------------------------------
 
@@ -509,124 +449,16 @@ class Room:
     def _on_commit(self, update: bytes, local: bool) -> None:
         """The replica committed `update`: log it, fan it out (encoded once), maybe compact."""
         self._whole = None  # out of date: not kept in memory until someone asks again
-        if self.cluster is not None and self.replica.commit_origin is FROM_LOG:
-            self.committer.touch(self.name, self.taken)  # stored already: durable now
+        from_log = self.cluster is not None and self.replica.commit_origin is FROM_LOG
+        self.log.committed(update, from_log)
+        if from_log:
             self.gate.learn(update)  # ids registered, deletions logged through other hubs
-        else:
-            self._seq += 1
-            if self._undurable_since is None:
-                self._undurable_since = self.scheduler.monotonic()
-            self.committer.append(self.name, self._seq, update, self.taken)
-        self._log_updates += 1
-        self._log_bytes += len(update)
-        self.size_bytes += len(update)
         if b"frozen" in update or ARTIFACTS_ROOT.encode() in update:
             self.gate.forget()  # a spec may have been frozen (a cheap, conservative test)
         origin = self.origin
         exclude = origin[0] if origin is not None and origin[1] == update else None
         self._broadcast(encode_message(SyncUpdate(update)), exclude=exclude)
-        if (
-            self._log_updates >= self._config.compact_log_updates
-            or self._log_bytes >= self._config.compact_log_bytes
-        ):
-            self.compact()
-
-    def compact(self) -> None:
-        """Replaces the log so far with a snapshot, in the background and atomically: queued
-        behind this hub's appends on SQLite, a transaction of its own on PostgreSQL."""
-        if self._log_updates == 0:
-            return
-        if self.cluster is not None:
-            if not self._compacting:
-                self._compacting = True
-                self.scheduler.spawn(self._compact_shared(self.cluster))
-            return
-        snapshot = self.replica.encode_snapshot()
-        if self.metrics is not None:
-            self.metrics.compactions.inc()
-        self.committer.compact(self.name, self._seq, snapshot, self.taken)
-        self.size_bytes = len(snapshot)
-        self._log_updates = 0
-        self._log_bytes = 0
-
-    async def _compact_shared(self, cluster: Cluster) -> None:
-        """Compacts the shared log up to the last position this hub has applied without a gap.
-        The snapshot may hold more (entries ahead, this hub's own unstored writes): replaying
-        those later changes nothing. It must not hold less, so no struct from the log may wait
-        in the causal buffer (peers' waiting updates are not stored, and do not count);
-        deletions waiting for their ids go into the snapshot (a deletion of ids that never come
-        must not stop compaction for good). Two hubs never compact a room at once
-        (`PostgresStore.compact`)."""
-        try:
-            seq = self.seqs.applied
-            if seq <= self._snapshot_seq or self.replica.pending_of(FROM_LOG)[0]:
-                # a gap in the log, or entries waiting for one: try again once it may be
-                # filled (anti-entropy reads what Redis lost), not only at the next commit
-                self.scheduler.call_later(RETRY_COMPACTION_SECONDS, self.compact)
-                return
-            snapshot = self.replica.encode_snapshot()
-            if await cluster.store.compact(self.name, seq, snapshot) and self.metrics is not None:
-                self.metrics.compactions.inc()
-            # Done here or by another hub: either way the log up to `seq` is folded.
-            self._snapshot_seq = max(self._snapshot_seq, seq)
-            self.size_bytes = len(snapshot)
-            self._log_updates = 0
-            self._log_bytes = 0
-        except StorageError as exc:
-            log.warning("compaction failed", extra={"room": self.name, "error": str(exc)})
-        finally:
-            self._compacting = False
-
-    # -- the shared log (with a cluster) ---------------------------------------------------
-
-    def apply_stored(self, seq: int, data: bytes) -> bool:
-        """Applies log entry `seq`, stored by any hub (ignored if already applied). False if
-        `data` does not even parse (damaged on the way): the entry must be read from the log."""
-        if seq <= self.seqs.applied or seq in self.seqs.ahead:
-            return True
-        try:
-            parsed = parse_update(data)
-        except CrdtdocError:
-            return False
-        self.seqs.add(seq)
-        try:
-            self.replica.apply_update(data, parsed=parsed, origin=FROM_LOG, trusted=True)
-        except CrdtdocError as exc:
-            log.error(
-                "a stored update was refused",
-                extra={"room": self.name, "seq": seq, "error": str(exc)},
-            )
-        return True
-
-    def apply_fetched(self, fetched: Fetched) -> None:
-        """Applies what a catch-up read from the log: the snapshot, if any, then entries."""
-        if fetched.snapshot is not None and fetched.snapshot_seq > self.seqs.applied:
-            try:
-                self.replica.apply_update(fetched.snapshot, origin=FROM_LOG, trusted=True)
-            except CrdtdocError as exc:
-                log.error(
-                    "a stored snapshot was refused", extra={"room": self.name, "error": str(exc)}
-                )
-                return
-            self.seqs.skip_to(fetched.snapshot_seq)
-            self._snapshot_seq = max(self._snapshot_seq, fetched.snapshot_seq)
-        for seq, data in fetched.entries:
-            self.apply_stored(seq, data)
-
-    def taken(self) -> Callable[[], None]:
-        """The store took this room's writes into a transaction: remember what they cover."""
-        version, seq = self.replica.version(), self._seq
-        since, self._undurable_since = self._undurable_since, None
-
-        def durable() -> None:
-            if since is not None and self.metrics is not None:
-                self.metrics.durable_seconds.observe(self.scheduler.monotonic() - since)
-            self._durable_seq = max(self._durable_seq, seq)
-            if self._durable_seq == self._seq:
-                self.own_durable.set()
-            self.announcer.durable(version)
-
-        return durable
+        self.log.compact_if_due()
 
     def has_claim(self, task_list: str, task_id: str, agent: str) -> bool:
         """Whether the room's task list shows `agent` claiming the task (True when the hub
