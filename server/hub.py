@@ -1,36 +1,30 @@
 """`Hub`: the websocket sync server. Rooms are URL paths; each connection joins one room.
 
-The hub owns the listening socket, the store's committer and the loaded rooms. It loads a room
-once, before anyone's message is handled (joiners of a cold room all wait for the same load),
-unloads rooms that stay empty, and shuts down gracefully: stop accepting, close every connection
-with 1001, write what is queued, close the database.
+The hub owns the listening socket, the store's committer, the coordinator and the loaded rooms.
+It admits a connection (`crdtdoc.server.admission`) before loading its room, loads a room once,
+before anyone's message is handled (joiners of a cold room all wait for the same load), unloads
+rooms that stay empty, and shuts down gracefully: stop accepting, close every connection with
+1001, write what is queued, close the database. Plain HTTP requests are answered by
+`crdtdoc.server.endpoints`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from http import HTTPStatus
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from crdtdoc.artifacts.tasks import task_of_lease
-from crdtdoc.errors import (
-    AuthError,
-    CrdtdocError,
-    Forbidden,
-    RateLimited,
-    RemoteError,
-    UsageError,
-)
+from crdtdoc.errors import CrdtdocError, RemoteError, UsageError
+from crdtdoc.server.admission import Admission, RoomUnavailable, authenticate, room_name
 from crdtdoc.server.cluster import PRESENCE_TIMEOUT, Cluster
 from crdtdoc.server.commit import GroupCommitter
 from crdtdoc.server.config import HubConfig
 from crdtdoc.server.coordination import Coordinator
+from crdtdoc.server.endpoints import answer_http
 from crdtdoc.server.limits import RateLimits
 from crdtdoc.server.local_coordination import LocalCoordinator
 from crdtdoc.server.metrics import HubMetrics
@@ -41,38 +35,9 @@ from crdtdoc.server.reader import Reader, close_draining
 from crdtdoc.server.room import Room
 from crdtdoc.server.shared_coordination import SharedCoordinator
 from crdtdoc.server.store import SqliteCommitter, SqliteStore
-from crdtdoc.server.web import harden, page, room_list, room_state
-from crdtdoc.tokens import Grant, verify_token
+from crdtdoc.server.web import harden
 
 log = logging.getLogger("crdtdoc.hub")
-
-MAX_ROOM_NAME = 256
-
-
-def _respond(ws: ServerConnection, body: str, content_type: str) -> Response:
-    """A 200 response with `content_type` (websockets' own respond() says text/plain)."""
-    response = ws.respond(HTTPStatus.OK, body)
-    del response.headers["Content-Type"]
-    response.headers["Content-Type"] = content_type
-    return response
-
-
-class RoomUnavailable(CrdtdocError):
-    """A room could not be opened (too many rooms, or its stored data is unreadable)."""
-
-    def __init__(self, message: str, close_code: int) -> None:
-        super().__init__(message)
-        self.close_code = close_code
-
-
-def room_name(path: str) -> str:
-    """The room a request path names (`/<room>?query`); raises `RemoteError` if it names none."""
-    name = unquote(urlsplit(path).path).strip("/")
-    if not name:
-        raise RemoteError("no room in the URL: connect to ws://HOST:PORT/<room>")
-    if len(name) > MAX_ROOM_NAME or any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise RemoteError(f"room names are 1..{MAX_ROOM_NAME} printable characters")
-    return name
 
 
 class Hub:
@@ -90,8 +55,7 @@ class Hub:
         self._janitor: asyncio.Task[None] | None = None
         self._lag_watch: asyncio.Task[None] | None = None
         self.connections = 0
-        self._per_ip: dict[str, int] = {}
-        self._per_identity: dict[str, int] = {}
+        self._admission = Admission(self.config)
         config = self.config
         self._rates = RateLimits(
             config.updates_per_second,
@@ -122,7 +86,7 @@ class Hub:
         task = task_of_lease(lease)
         if task is None:
             return
-        room = await self._room(room_name)
+        room = await self.room(room_name)
         room.drop_claim(task[0], task[1], agent)
 
     def _claim_abandoned(self, room_name: str, lease: str, agent: str) -> bool:
@@ -143,6 +107,11 @@ class Hub:
     @property
     def url(self) -> str:
         return f"ws://{self.config.host}:{self.port}"
+
+    @property
+    def accepting(self) -> bool:
+        """Whether the hub is started and not closing."""
+        return self._server is not None and not self._closed
 
     async def start(self) -> None:
         config = self.config
@@ -260,37 +229,8 @@ class Hub:
     # -- HTTP and websocket entry ----------------------------------------------------------
 
     async def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
-        if path == "/healthz":
-            return ws.respond(HTTPStatus.OK, "ok\n")
-        if path == "/readyz":
-            if self._server is None or self._closed:
-                return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, "not ready\n")
-            failure = self.committer.failure
-            if failure is not None:  # the database's own words, never its file or URL
-                return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, f"store failing: {failure}\n")
-            return ws.respond(HTTPStatus.OK, "ready\n")
-        if path == "/metrics":
-            # With a secret: any valid token (whatever rooms it allows; a scraper's may allow
-            # none). Metrics carry no room or agent names, but are the hub's, not the public's.
-            try:
-                self._authenticate(request, None)
-            except AuthError as exc:
-                return ws.respond(HTTPStatus.UNAUTHORIZED, f"{exc}\n")
-            return _respond(
-                ws, self.metrics.render().decode(), "text/plain; version=0.0.4; charset=utf-8"
-            )
-        plain_http = "upgrade" not in request.headers.get("Connection", "").lower()
-        if plain_http and path.startswith("/rooms/"):
-            return await self._web(ws, request, path)
-        if plain_http and path == "/":
-            return self._room_list(ws, request)
-        if self.connections >= self.config.max_connections:
-            return ws.respond(
-                HTTPStatus.SERVICE_UNAVAILABLE,
-                f"the hub serves at most {self.config.max_connections} connections; retry later\n",
-            )
-        return None
+        """Plain HTTP is answered here (`crdtdoc.server.endpoints`); None: the handshake goes on."""
+        return await answer_http(self, ws, request)
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
         self.connections += 1
@@ -301,11 +241,11 @@ class Hub:
         try:
             try:
                 name = room_name(ws.request.path if ws.request else "")
-                grant = self._authenticate(ws.request, name)  # before any room is loaded
+                grant = authenticate(self.config.secret, ws.request, name)  # before loading
                 identity = grant.agent if grant is not None else None
-                self._admit(identity, ip)
+                self._admission.admit(identity, ip)
                 counted = True
-                room = await self._room(name)
+                room = await self.room(name)
             except (RemoteError, RoomUnavailable) as exc:
                 self.metrics.refusals.labels(type(exc).__name__).inc()
                 log.info("connection refused", extra={"peer": remote, "reason": str(exc)})
@@ -329,88 +269,7 @@ class Hub:
         finally:
             self.connections -= 1
             if counted:
-                self._per_ip[ip] -= 1
-                if identity is not None:
-                    self._per_identity[identity] -= 1
-
-    def _authenticate(self, request: Request | None, room: str | None) -> Grant | None:
-        """The grant of the request's token (`?token=` or `Authorization: Bearer`), checked
-        against `room` unless that is None; None when the hub has no secret. Raises
-        `AuthError` / `Forbidden`."""
-        secret = self.config.secret
-        if secret is None:
-            return None
-        token = None
-        if request is not None:
-            query = parse_qs(urlsplit(request.path).query).get("token")
-            token = query[0] if query else None
-            header = request.headers.get("Authorization", "")
-            if token is None and header.startswith("Bearer "):
-                token = header[len("Bearer ") :].strip()
-        if token is None:
-            raise AuthError("this hub needs a token: pass ?token=... or Authorization: Bearer")
-        grant = verify_token(secret, token)
-        if room is not None and not grant.allows_room(room):
-            raise Forbidden(f"the token of {grant.agent} does not allow room {room!r}")
-        return grant
-
-    def _admit(self, identity: str | None, ip: str) -> None:
-        """Counts the connection against its identity's and address's limits."""
-        if self._per_ip.get(ip, 0) >= self.config.max_connections_per_ip:
-            raise RateLimited(f"too many connections from {ip}; close some and retry")
-        if (
-            identity is not None
-            and self._per_identity.get(identity, 0) >= self.config.max_connections_per_identity
-        ):
-            raise RateLimited(f"too many connections for {identity}; close some and retry")
-        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
-        if identity is not None:
-            self._per_identity[identity] = self._per_identity.get(identity, 0) + 1
-
-    # -- the supervision page (server/web.py) -----------------------------------------------
-
-    async def _web(self, ws: ServerConnection, request: Request, path: str) -> Response:
-        """`/rooms/<room>`: the page; `/rooms/<room>/state`: what it shows, as JSON. Both need
-        a token for the room when the hub has a secret (read-only is enough)."""
-        want_state = path.endswith("/state")
-        name = unquote(path[len("/rooms/") :].removesuffix("/state").strip("/"))
-        try:
-            room_name("/" + name)
-            self._authenticate(request, name)
-            room = await self._room(name)
-        except RemoteError as exc:
-            status = (
-                HTTPStatus.UNAUTHORIZED
-                if isinstance(exc, AuthError)
-                else (
-                    HTTPStatus.FORBIDDEN if isinstance(exc, Forbidden) else HTTPStatus.BAD_REQUEST
-                )
-            )
-            return ws.respond(status, f"{exc}\n")
-        except RoomUnavailable as exc:
-            return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, f"{exc}\n")
-        if not want_state:
-            return _respond(ws, page(), "text/html; charset=utf-8")
-        try:  # readers skip damaged entries; what still fails gets a readable answer, no crash
-            state = room_state(room)
-        except CrdtdocError as exc:
-            log.error("cannot read room state", extra={"room": name, "error": str(exc)})
-            return ws.respond(HTTPStatus.INTERNAL_SERVER_ERROR, f"cannot read the room: {exc}\n")
-        return _respond(ws, json.dumps(state), "application/json")
-
-    def _room_list(self, ws: ServerConnection, request: Request) -> Response:
-        """`/`: links to the loaded rooms the request's token may see."""
-        try:
-            grant = self._authenticate(request, None)
-        except AuthError as exc:
-            return ws.respond(HTTPStatus.UNAUTHORIZED, f"{exc}\n")
-        query = urlsplit(request.path).query
-        names = [
-            n
-            for n in sorted(self.rooms)
-            if self.config.secret is None or (grant is not None and grant.allows_room(n))
-        ]
-        return _respond(ws, room_list(names, query), "text/html; charset=utf-8")
+                self._admission.leave(identity, ip)
 
     # -- metrics ---------------------------------------------------------------------------
 
@@ -436,7 +295,7 @@ class Hub:
 
     # -- rooms -----------------------------------------------------------------------------
 
-    async def _room(self, name: str) -> Room:
+    async def room(self, name: str) -> Room:
         """The loaded room `name`; joiners of a cold room all await one load."""
         room = self.rooms.get(name)
         if room is not None:

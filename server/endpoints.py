@@ -1,0 +1,112 @@
+"""The hub's answers to plain HTTP requests, given before any websocket handshake: `/healthz`
+(the process runs), `/readyz` (it accepts connections and its store commits), `/metrics`
+(Prometheus, any valid token when the hub has a secret), and the supervision pages of
+`crdtdoc.server.web` (`/`, `/rooms/<room>`, `/rooms/<room>/state`, a token for the room when the
+hub has a secret). A websocket upgrade passes through, unless the hub is full.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
+
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request, Response
+
+from crdtdoc.errors import AuthError, CrdtdocError, Forbidden, RemoteError
+from crdtdoc.server.admission import RoomUnavailable, authenticate, room_name
+from crdtdoc.server.web import page, room_list, room_state
+
+if TYPE_CHECKING:
+    from crdtdoc.server.hub import Hub
+
+log = logging.getLogger("crdtdoc.hub")
+
+
+async def answer_http(hub: Hub, ws: ServerConnection, request: Request) -> Response | None:
+    """The response to `request`, or None to go on with the websocket handshake."""
+    path = urlsplit(request.path).path
+    if path == "/healthz":
+        return ws.respond(HTTPStatus.OK, "ok\n")
+    if path == "/readyz":
+        if not hub.accepting:
+            return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, "not ready\n")
+        failure = hub.committer.failure
+        if failure is not None:  # the database's own words, never its file or URL
+            return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, f"store failing: {failure}\n")
+        return ws.respond(HTTPStatus.OK, "ready\n")
+    if path == "/metrics":
+        # With a secret: any valid token (whatever rooms it allows; a scraper's may allow
+        # none). Metrics carry no room or agent names, but are the hub's, not the public's.
+        try:
+            authenticate(hub.config.secret, request, None)
+        except AuthError as exc:
+            return ws.respond(HTTPStatus.UNAUTHORIZED, f"{exc}\n")
+        return _respond(
+            ws, hub.metrics.render().decode(), "text/plain; version=0.0.4; charset=utf-8"
+        )
+    plain_http = "upgrade" not in request.headers.get("Connection", "").lower()
+    if plain_http and path.startswith("/rooms/"):
+        return await _web(hub, ws, request, path)
+    if plain_http and path == "/":
+        return _room_list(hub, ws, request)
+    if hub.connections >= hub.config.max_connections:
+        return ws.respond(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            f"the hub serves at most {hub.config.max_connections} connections; retry later\n",
+        )
+    return None
+
+
+def _respond(ws: ServerConnection, body: str, content_type: str) -> Response:
+    """A 200 response with `content_type` (websockets' own respond() says text/plain)."""
+    response = ws.respond(HTTPStatus.OK, body)
+    del response.headers["Content-Type"]
+    response.headers["Content-Type"] = content_type
+    return response
+
+
+async def _web(hub: Hub, ws: ServerConnection, request: Request, path: str) -> Response:
+    """`/rooms/<room>`: the page; `/rooms/<room>/state`: what it shows, as JSON. Both need
+    a token for the room when the hub has a secret (read-only is enough)."""
+    want_state = path.endswith("/state")
+    name = unquote(path[len("/rooms/") :].removesuffix("/state").strip("/"))
+    try:
+        room_name("/" + name)
+        authenticate(hub.config.secret, request, name)
+        room = await hub.room(name)
+    except RemoteError as exc:
+        status = (
+            HTTPStatus.UNAUTHORIZED
+            if isinstance(exc, AuthError)
+            else (HTTPStatus.FORBIDDEN if isinstance(exc, Forbidden) else HTTPStatus.BAD_REQUEST)
+        )
+        return ws.respond(status, f"{exc}\n")
+    except RoomUnavailable as exc:
+        return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, f"{exc}\n")
+    if not want_state:
+        return _respond(ws, page(), "text/html; charset=utf-8")
+    try:  # readers skip damaged entries; what still fails gets a readable answer, no crash
+        state = room_state(room)
+    except CrdtdocError as exc:
+        log.error("cannot read room state", extra={"room": name, "error": str(exc)})
+        return ws.respond(HTTPStatus.INTERNAL_SERVER_ERROR, f"cannot read the room: {exc}\n")
+    return _respond(ws, json.dumps(state), "application/json")
+
+
+def _room_list(hub: Hub, ws: ServerConnection, request: Request) -> Response:
+    """`/`: links to the loaded rooms the request's token may see."""
+    try:
+        grant = authenticate(hub.config.secret, request, None)
+    except AuthError as exc:
+        return ws.respond(HTTPStatus.UNAUTHORIZED, f"{exc}\n")
+    query = urlsplit(request.path).query
+    names = [
+        n
+        for n in sorted(hub.rooms)
+        if hub.config.secret is None or (grant is not None and grant.allows_room(n))
+    ]
+    return _respond(ws, room_list(names, query), "text/html; charset=utf-8")
