@@ -1,11 +1,12 @@
 """Reading what a document holds, whatever it holds: the one place that decides what readers show.
 
-Byte-valid updates can leave entries the engine reads badly or not at all (DESIGN.md §4): a Format
-item written as a map entry makes pycrdt raise `KeyError` on every whole-map read, an XML type
-raises `ValueError` when converted, and an entry may hold binary data, a subdocument, a number
-that is not finite or a value of the wrong type. Every crdtdoc reader (the artifacts, the
-bookkeeping registries, the change feed, the hub's supervision page) reads through here, so no
-engine error escapes and a damaged entry hides only itself. The rules, each in one place:
+Byte-valid updates can leave entries the engine reads badly or not at all (docs/ARCHITECTURE.md,
+what the engine gets wrong): a Format item written as a map entry makes pycrdt raise `KeyError` on
+every whole-map read, an XML type raises `ValueError` when converted, and an entry may hold binary
+data, a subdocument, a number that is not finite or a value of the wrong type. Every crdtdoc reader
+(the artifacts, the bookkeeping registries, the change feed, the hub's supervision page) reads
+through here, so no engine error escapes and a damaged entry hides only itself. The rules, each in
+one place:
 
 - **Unreadable entries are left out.** An entry the engine cannot read is skipped, one key at a
   time (the common, all-good case is one whole-map read). A Format item as a map entry is one:

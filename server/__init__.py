@@ -1,4 +1,4 @@
 """The websocket sync hub (`crdtdoc serve`): rooms, y-protocols sync, durable storage.
 
-Built in the hub issue; this package holds its modules as they land.
+Installed as `crdtdoc.server`; its layout is in docs/ARCHITECTURE.md.
 """

@@ -47,7 +47,7 @@ MAP_DAMAGE: Damage = [
     ("any", [{"kind": "map"}]),
 ]
 TEXT_DAMAGE: Damage = [("format", None), ("embed", None), ("type", "Map")]
-# Entries the semantic gate refuses in new updates (DESIGN.md §4).
+# Entries the semantic gate refuses in new updates (docs/ARCHITECTURE.md).
 GATED_MAP_DAMAGE: Damage = [("format", None), ("string", "mallory"), ("embed", None)]
 GATED_TEXT_DAMAGE: Damage = [("binary", None), ("any", [7])]
 

@@ -1,5 +1,6 @@
 """Fuzzing a live hub process: random and mutated frames, whole and in tiny fragments, the
-malformed-update classes of DESIGN.md section 4, and raw garbage below the websocket layer.
+malformed-update classes of docs/ARCHITECTURE.md (what the engine gets wrong), and raw garbage
+below the websocket layer.
 
 The hub runs with a secret, as it must wherever agents may be hostile: the attackers are
 authenticated agents (Byzantine insiders) with tokens of their own, plus a few connections with
