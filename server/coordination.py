@@ -20,13 +20,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from crdtdoc.protocol.extension import Reply
-from crdtdoc.server.coordination_rules import (
-    Caller,
-    Requester,
+from crdtdoc.protocol.requests import (
+    Acquire,
+    ListLeases,
+    NextNumber,
+    Release,
+    Renew,
+    ReplyCode,
     RequestError,
-    arg_name,
-    ok_reply,
+    parse_request,
 )
+from crdtdoc.server.coordination_rules import Caller, Requester, ok_reply
 
 log = logging.getLogger("crdtdoc.hub.coordination")
 
@@ -79,19 +83,20 @@ class Coordinator(ABC):
         """Answers one request from `peer` (whose hello named `agent`), authorized first."""
         try:
             caller = Caller.of(peer, agent)
-            caller.check_may(op, args)
-            if op == "acquire":
-                result = await self._acquire(room, peer, caller.agent, args)
-            elif op == "renew":
-                result = await self._renew(room, caller, args)
-            elif op == "release":
-                result = await self._release(room, caller, args)
-            elif op == "leases":
-                result = await self._list(room, caller)
-            elif op == "next":
-                result = {"value": await self._next(room, arg_name(args, "sequence"))}
-            else:
-                raise RequestError("invalid", f"unknown operation {op!r}")
+            caller.check_may(op)
+            request = parse_request(op, args)
+            caller.check_scope(request)
+            match request:
+                case Acquire():
+                    result = await self._acquire(room, peer, caller.agent, request)
+                case Renew():
+                    result = await self._renew(room, caller, request)
+                case Release():
+                    result = await self._release(room, caller, request)
+                case ListLeases():
+                    result = await self._list(room, caller)
+                case NextNumber():
+                    result = {"value": await self._next(room, request.sequence)}
         except RequestError as exc:
             return Reply(request_id, exc.details, exc.code, str(exc))
         return ok_reply(request_id, **result)
@@ -110,17 +115,17 @@ class Coordinator(ABC):
 
     @abstractmethod
     async def _acquire(
-        self, room: str, peer: object, agent: str, args: dict[str, Any]
+        self, room: str, peer: object, agent: str, request: Acquire
     ) -> dict[str, Any]:
         """Takes lease `name` for `agent` (extends it if its client holds it already), or
         waits up to `wait` seconds in line for it."""
 
     @abstractmethod
-    async def _renew(self, room: str, caller: Caller, args: dict[str, Any]) -> dict[str, Any]:
+    async def _renew(self, room: str, caller: Caller, request: Renew) -> dict[str, Any]:
         """Extends a lease its holder presents with its token."""
 
     @abstractmethod
-    async def _release(self, room: str, caller: Caller, args: dict[str, Any]) -> dict[str, Any]:
+    async def _release(self, room: str, caller: Caller, request: Release) -> dict[str, Any]:
         """Frees a lease its holder presents with its token, for the next waiter."""
 
     @abstractmethod
@@ -143,7 +148,7 @@ class Coordinator(ABC):
     def _too_many(self, agent: str) -> RequestError:
         """The refusal of an acquire by an agent that holds or waits for its limit of leases."""
         return RequestError(
-            "limit",
+            ReplyCode.LIMIT,
             f"{agent} already holds or waits for {self._max_leases} leases "
             "(--max-leases-per-agent): release some first",
         )

@@ -6,8 +6,8 @@ and releases no lease and draws no number; only a lease's holder renews or relea
 shows a lease's token to its holder alone; and a fenced write passes only with the newest token
 actually issued for its lease (`fence_refusal`: never one above it, so a made-up token fails).
 Who the holder is depends on what the hub can verify, see `Caller` and docs/SECURITY.md. The
-arguments are checked here too (`arg_name`, `arg_int`, `arg_number`); a refusal is a
-`RequestError`, whose code and message go back in the reply.
+arguments are read and bounded by `crdtdoc.protocol.requests`; a refusal is a `RequestError`,
+whose code and message go back in the reply.
 """
 
 from __future__ import annotations
@@ -17,22 +17,10 @@ from typing import Any, Protocol
 
 from crdtdoc.artifacts.tasks import task_of_lease
 from crdtdoc.protocol.extension import Reply
+from crdtdoc.protocol.requests import Acquire, CoordinationRequest, ReplyCode, RequestError
 from crdtdoc.tokens import Grant
 
-MAX_NAME = 200
-MIN_TTL, MAX_TTL = 0.1, 3600.0
-MAX_WAIT = 600.0
-
 Key = tuple[str, str]  # (room, lease or sequence name)
-
-
-class RequestError(Exception):
-    """An operation's refusal: `code` and message go back in the reply."""
-
-    def __init__(self, code: str, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.details = details
 
 
 def ok_reply(request_id: int, **result: Any) -> Reply:
@@ -87,43 +75,45 @@ class Caller:
         identity = peer.identity if peer.identity is not None else grant.agent
         return cls(identity, True, grant.read_only, grant.artifacts)
 
-    def check_may(self, op: str, args: dict[str, Any]) -> None:
+    def check_may(self, op: object) -> None:
         """Raises `forbidden` when a read-only token asks for an operation that changes state,
-        or a token scoped to some artifacts claims a task of a list outside them (the claim's
-        record could not be written, and the lease alone would lock the task)."""
-        what = READ_ONLY_REFUSED.get(op)
+        whatever its arguments (checked before they are read)."""
+        what = READ_ONLY_REFUSED.get(op) if isinstance(op, str) else None
         if self.read_only and what is not None:
             raise RequestError(
-                "forbidden", f"{self.agent!r} has a read-only token: it may not {what}"
+                ReplyCode.FORBIDDEN, f"{self.agent!r} has a read-only token: it may not {what}"
             )
-        name = args.get("name")
-        task = task_of_lease(name) if op == "acquire" and isinstance(name, str) else None
+
+    def check_scope(self, request: CoordinationRequest) -> None:
+        """Raises `forbidden` when a token scoped to some artifacts claims a task of a list
+        outside them (the claim's record could not be written, and the lease alone would lock
+        the task)."""
+        task = task_of_lease(request.name) if isinstance(request, Acquire) else None
         if task is not None and self.artifacts is not None and task[0] not in self.artifacts:
             raise RequestError(
-                "forbidden",
+                ReplyCode.FORBIDDEN,
                 f"{self.agent!r} may change only {', '.join(sorted(self.artifacts))}: it may "
                 f"not claim tasks of {task[0]!r}",
             )
 
     def check_holder(
-        self, name: str, holder: str, owner: str, args: dict[str, Any], action: str
+        self, name: str, holder: str, owner: str, client: int | None, action: str
     ) -> None:
         """Raises `forbidden` unless this caller holds lease `name` (held by agent `holder`,
         owned by `owner` = "agent#client"). Without a secret, a `client` in the request must
         also be the one that acquired it."""
         if holder != self.agent:
             raise RequestError(
-                "forbidden",
+                ReplyCode.FORBIDDEN,
                 f"lease {name!r} is held by {holder}, not by {self.agent}: "
                 f"only its holder may {action} it",
                 holder=holder,
             )
-        if self.authenticated or args.get("client") is None:
+        if self.authenticated or client is None:
             return
-        client = arg_int(args, "client")
         if owner != f"{holder}#{client}":
             raise RequestError(
-                "forbidden",
+                ReplyCode.FORBIDDEN,
                 f"lease {name!r} was taken by another client of {holder} than client {client}: "
                 f"only that client may {action} it",
                 holder=holder,
@@ -161,26 +151,3 @@ def fence_refusal(
     if holder is None:
         return f"lease {name!r} is not held any more (released, or its time ran out): take it again"
     return f"lease {name!r} is held by {holder}, not by {writer}: only its holder fences with it"
-
-
-def arg_name(args: dict[str, Any], key: str) -> str:
-    value = args.get(key)
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME:
-        raise RequestError("invalid", f"{key} must be a str of 1..{MAX_NAME} characters")
-    return value
-
-
-def arg_int(args: dict[str, Any], key: str) -> int:
-    value = args.get(key)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise RequestError("invalid", f"{key} must be an int")
-    return value
-
-
-def arg_number(
-    args: dict[str, Any], key: str, low: float, high: float, default: float | None = None
-) -> float:
-    value = args.get(key, default)
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
-        raise RequestError("invalid", f"{key} must be a number from {low:g} to {high:g}")
-    return float(value)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from crdtdoc.errors import CrdtdocError, Forbidden, RemoteError, RoomFull, StorageError
 from crdtdoc.protocol.extension import Reply, Request
+from crdtdoc.protocol.requests import ReplyCode
 from crdtdoc.semantics import check_deletions, check_update, written_deletions
 from crdtdoc.server.cluster import FROM_LOG
 from crdtdoc.server.lease_tables import fence_refusal_in
@@ -50,7 +51,7 @@ class GuardedCommits:
         if commit.fence is not None:
             why = room.coordinator.fence_refusal(room.name, *commit.fence, peer.agent)
             if why is not None:
-                return Reply(commit.id, {}, "fenced", why)
+                return Reply(commit.id, {}, ReplyCode.FENCED, why)
         try:
             refusal = self._check(peer, commit)
         except (Forbidden, RoomFull) as exc:
@@ -89,20 +90,20 @@ class GuardedCommits:
                 if commit.fence is not None:
                     why = await fence_refusal_in(db, room.name, *commit.fence, peer.agent)
                     if why is not None:
-                        return Reply(commit.id, {}, "fenced", why)
+                        return Reply(commit.id, {}, ReplyCode.FENCED, why)
                 try:
                     refusal = self._check(peer, commit)
                 except (Forbidden, RoomFull) as exc:
                     return _refused(commit.id, exc)
                 except RemoteError as exc:
                     peer.close_soon(exc.close_code, str(exc))
-                    return Reply(commit.id, {}, "invalid", str(exc))
+                    return Reply(commit.id, {}, ReplyCode.INVALID, str(exc))
                 if refusal is not None:
                     return refusal
                 seqs = await append_in(db, [(room.name, u) for u in commit.updates])
         except StorageError as exc:
             log.error("guarded commit failed", extra={"room": room.name, "error": str(exc)})
-            return Reply(commit.id, {}, "unavailable", "the hub's database failed; retry")
+            return Reply(commit.id, {}, ReplyCode.UNAVAILABLE, "the hub's database failed; retry")
         for seq, update in zip(seqs, commit.updates, strict=True):
             room.seqs.add(seq)
             cluster.publish(room.name, seq, update)
@@ -116,17 +117,22 @@ class GuardedCommits:
         update and byte rates (a commit is judged on the hub's loop, so it is charged as the
         sync updates it stands for are)."""
         if peer.grant is not None and peer.grant.read_only:
-            return Reply(request.id, {}, "forbidden", "this token is read-only: writes are refused")
+            return Reply(
+                request.id, {}, ReplyCode.FORBIDDEN, "this token is read-only: writes are refused"
+            )
         commit = CommitRequest.parse(request)
         if isinstance(commit, Reply):
             return commit
         if len(commit.updates) > MAX_COMMIT_UPDATES:
             return Reply(
-                commit.id, {}, "invalid", f"a commit carries at most {MAX_COMMIT_UPDATES} updates"
+                commit.id,
+                {},
+                ReplyCode.INVALID,
+                f"a commit carries at most {MAX_COMMIT_UPDATES} updates",
             )
         exceeded = self.room.limits.update(peer.rate_key, sum(map(len, commit.updates)))
         if exceeded:
-            return Reply(commit.id, {}, "rate_limited", f"commit refused: {exceeded}")
+            return Reply(commit.id, {}, ReplyCode.RATE_LIMITED, f"commit refused: {exceeded}")
         return commit
 
     def _check(self, peer: Peer, commit: CommitRequest) -> Reply | None:
@@ -140,7 +146,7 @@ class GuardedCommits:
                 return Reply(
                     commit.id,
                     {"changes": described},
-                    "conflict",
+                    ReplyCode.CONFLICT,
                     f"{len(stale)} change(s) since the expected version: "
                     + "; ".join(described[:10]),
                 )
@@ -158,14 +164,14 @@ class GuardedCommits:
             if any(s.start < ends.get(c, 0) for c, s in parsed.structs.items()):
                 # Judged as one, applied in order: two versions of one id would be judged
                 # as one and applied as the other.
-                return Reply(commit.id, {}, "invalid", "the commit's updates overlap")
+                return Reply(commit.id, {}, ReplyCode.INVALID, "the commit's updates overlap")
             for c, structs in parsed.structs.items():
                 ends[c] = max(ends.get(c, 0), structs.end)
             if parsed.missing(state):
                 return Reply(
                     commit.id,
                     {},
-                    "missing",
+                    ReplyCode.MISSING,
                     "the hub lacks data this commit builds on; let the replica sync, then retry",
                 )
             for c, structs in parsed.structs.items():
@@ -175,7 +181,7 @@ class GuardedCommits:
                 return Reply(
                     commit.id,
                     {},
-                    "missing",
+                    ReplyCode.MISSING,
                     "the commit deletes ids the hub lacks; let the replica sync, then retry",
                 )
             items.extend(parsed.items or [])
@@ -223,7 +229,9 @@ class CommitRequest:
             or not all(isinstance(u, bytes) for u in updates)
             or not isinstance(client, int)
         ):
-            return Reply(rid, {}, "invalid", "commit needs updates (a list of bytes) and client")
+            return Reply(
+                rid, {}, ReplyCode.INVALID, "commit needs updates (a list of bytes) and client"
+            )
         fence = args.get("fence")
         checked_fence = None
         if fence is not None:
@@ -231,7 +239,7 @@ class CommitRequest:
                 (fence.get("name"), fence.get("token")) if isinstance(fence, dict) else (None, None)
             )
             if not isinstance(name, str) or not isinstance(token, int):
-                return Reply(rid, {}, "invalid", "fence must be {name: str, token: int}")
+                return Reply(rid, {}, ReplyCode.INVALID, "fence must be {name: str, token: int}")
             checked_fence = (name, token)
         expect = args.get("expect")
         since = None
@@ -242,15 +250,18 @@ class CommitRequest:
                 or not isinstance(on, list)
                 or not all(isinstance(n, str) for n in on)
             ):
-                return Reply(rid, {}, "invalid", "expect must be a version, on a list of names")
+                return Reply(
+                    rid, {}, ReplyCode.INVALID, "expect must be a version, on a list of names"
+                )
             try:
                 since = Version.from_bytes(expect)
             except CrdtdocError as exc:
-                return Reply(rid, {}, "invalid", f"expect is not a version: {exc}")
+                return Reply(rid, {}, ReplyCode.INVALID, f"expect is not a version: {exc}")
         return CommitRequest(rid, updates, client, checked_fence, since, list(on))
 
 
 def _refused(request_id: int, exc: Forbidden | RoomFull) -> Reply:
     """A commit the caller may not make (a read-only token, another agent's client id, a full
     room): answered, not closed over, since nothing was applied and the request can say why."""
-    return Reply(request_id, {}, "forbidden" if isinstance(exc, Forbidden) else "full", str(exc))
+    code = ReplyCode.FORBIDDEN if isinstance(exc, Forbidden) else ReplyCode.FULL
+    return Reply(request_id, {}, code, str(exc))

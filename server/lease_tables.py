@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 from psycopg import AsyncConnection
 
-from crdtdoc.server.coordination_rules import Caller, Key, RequestError, fence_refusal
+from crdtdoc.protocol.requests import ReplyCode, RequestError
+from crdtdoc.server.coordination_rules import Caller, Key, fence_refusal
 from crdtdoc.server.wait_graph import find_cycle
 
 log = logging.getLogger("crdtdoc.hub.coordination")
@@ -83,7 +83,7 @@ async def holder_of(
     caller: Caller,
     name: str,
     token: int,
-    args: dict[str, Any],
+    client: int | None,
     action: str,
 ) -> str | RequestError:
     """The agent holding lease `name` under `token` if `caller` is that holder (the room is
@@ -95,10 +95,10 @@ async def holder_of(
     )
     row = await cur.fetchone()
     if row is None:
-        return RequestError("lost", f"lease {name!r} with token {token} is no longer held")
+        return RequestError(ReplyCode.LOST, f"lease {name!r} with token {token} is no longer held")
     owner, agent = str(row[0]), str(row[1])
     try:
-        caller.check_holder(name, agent, owner, args, action)
+        caller.check_holder(name, agent, owner, client, action)
     except RequestError as refusal:
         return refusal
     return agent

@@ -21,24 +21,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from crdtdoc.protocol.requests import Acquire, Release, Renew, ReplyCode, RequestError
 from crdtdoc.server.coordination import (
     MAX_LEASES_PER_AGENT,
     AbandonedHook,
     Coordinator,
     ExpiryHook,
 )
-from crdtdoc.server.coordination_rules import (
-    MAX_TTL,
-    MAX_WAIT,
-    MIN_TTL,
-    Caller,
-    Key,
-    RequestError,
-    arg_int,
-    arg_name,
-    arg_number,
-    fence_refusal,
-)
+from crdtdoc.server.coordination_rules import Caller, Key, fence_refusal
 from crdtdoc.server.store import SqliteCommitter, StoredLease
 from crdtdoc.server.wait_graph import deadlock_refusal, find_cycle
 
@@ -118,13 +108,10 @@ class LocalCoordinator(Coordinator):
     # -- operations ------------------------------------------------------------------------
 
     async def _acquire(
-        self, room: str, peer: object, agent: str, args: dict[str, Any]
+        self, room: str, peer: object, agent: str, request: Acquire
     ) -> dict[str, Any]:
-        name = arg_name(args, "name")
-        ttl = arg_number(args, "ttl", MIN_TTL, MAX_TTL)
-        wait = arg_number(args, "wait", 0.0, MAX_WAIT, default=0.0)
-        client = args.get("client")
-        owner = f"{agent}#{client}"
+        name, ttl, wait = request.name, request.ttl, request.wait
+        owner = f"{agent}#{request.client}"
         key = (room, name)
         lease = self._leases.get(key)
         if lease is not None and lease.owner == owner:  # already ours: extend it
@@ -145,7 +132,7 @@ class LocalCoordinator(Coordinator):
             return await self._record_grant(self._take(key, owner, agent, ttl), ttl)
         holder = lease.agent if lease is not None else "a waiting agent"
         if wait <= 0:
-            raise RequestError("held", f"lease {name!r} is held by {holder}", holder=holder)
+            raise RequestError(ReplyCode.HELD, f"lease {name!r} is held by {holder}", holder=holder)
         waiter = Waiter(owner, agent, ttl, peer)
         self._waiters.setdefault(key, deque()).append(waiter)
         cycle = self._cycle_through(owner)
@@ -164,7 +151,7 @@ class LocalCoordinator(Coordinator):
             current = self._leases.get(key)
             holder = current.agent if current is not None else holder
             raise RequestError(
-                "held",
+                ReplyCode.HELD,
                 f"lease {name!r} is still held by {holder} after waiting {wait:g} s",
                 holder=holder,
             ) from None
@@ -186,13 +173,11 @@ class LocalCoordinator(Coordinator):
         )
         return {"token": token, "ttl": ttl, "holder": agent}
 
-    async def _renew(self, room: str, caller: Caller, args: dict[str, Any]) -> dict[str, Any]:
-        name = arg_name(args, "name")
-        token = arg_int(args, "token")
-        ttl = arg_number(args, "ttl", MIN_TTL, MAX_TTL)
+    async def _renew(self, room: str, caller: Caller, request: Renew) -> dict[str, Any]:
+        name, token, ttl = request.name, request.token, request.ttl
         key = (room, name)
         lease = self._held(key, token)
-        caller.check_holder(name, lease.agent, lease.owner, args, "renew")
+        caller.check_holder(name, lease.agent, lease.owner, request.client, "renew")
         return await self._extend(key, lease, ttl)
 
     async def _extend(self, key: Key, lease: Lease, ttl: float) -> dict[str, Any]:
@@ -205,12 +190,11 @@ class LocalCoordinator(Coordinator):
         )
         return {"token": lease.token, "ttl": ttl, "holder": lease.agent}
 
-    async def _release(self, room: str, caller: Caller, args: dict[str, Any]) -> dict[str, Any]:
-        name = arg_name(args, "name")
-        token = arg_int(args, "token")
+    async def _release(self, room: str, caller: Caller, request: Release) -> dict[str, Any]:
+        name, token = request.name, request.token
         key = (room, name)
         lease = self._held(key, token)
-        caller.check_holder(name, lease.agent, lease.owner, args, "release")
+        caller.check_holder(name, lease.agent, lease.owner, request.client, "release")
         self._drop(key)
         await self._persist_drop(key, token, lease.agent, expired=False)
         return {"released": True}
@@ -220,7 +204,9 @@ class LocalCoordinator(Coordinator):
         changed hands means its holder lost it; who holds it now is checked after this)."""
         lease = self._leases.get(key)
         if lease is None or lease.token != token:
-            raise RequestError("lost", f"lease {key[1]!r} with token {token} is no longer held")
+            raise RequestError(
+                ReplyCode.LOST, f"lease {key[1]!r} with token {token} is no longer held"
+            )
         return lease
 
     async def _list(self, room: str, caller: Caller) -> dict[str, Any]:
@@ -269,7 +255,7 @@ class LocalCoordinator(Coordinator):
             if not waiter.granted.done():
                 waiter.granted.set_exception(
                     RequestError(
-                        "held",
+                        ReplyCode.HELD,
                         f"lease {key[1]!r} was freed: the claim behind it is gone; claim again",
                         holder=agent,
                     )

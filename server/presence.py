@@ -21,18 +21,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from crdtdoc.errors import CrdtdocError, InvalidMessage, InvalidValue, RateLimited
+from crdtdoc.errors import CrdtdocError, InvalidMessage, RateLimited
 from crdtdoc.protocol.awareness import (
     KEPT_CLIENT_IDS,
     AwarenessEntry,
-    check_presence,
     decode_awareness,
     encode_awareness,
     presence_state,
 )
 from crdtdoc.protocol.extension import Reply, Request
 from crdtdoc.protocol.messages import Awareness, encode_message
-from crdtdoc.server.coordination_rules import RequestError, arg_number
+from crdtdoc.protocol.requests import MAX_STATUS_SECONDS, ReplyCode, RequestError, SetStatus
 from crdtdoc.server.limits import RateLimits
 from crdtdoc.server.peer import Peer
 
@@ -42,7 +41,7 @@ MAX_AWARENESS_CLIENTS_PER_PEER = 16
 """Awareness client ids one connection may publish (a Yjs provider uses one)."""
 HOLD_SECONDS = 0.5
 """How long presence over a connection's rate waits before it is tried again (the newest only)."""
-MAX_KEPT_SECONDS = 86400.0
+MAX_KEPT_SECONDS = MAX_STATUS_SECONDS
 """Longest time a kept status lasts unless set again."""
 MAX_KEPT_STATUSES = 256
 """Kept statuses one room holds (one per agent)."""
@@ -208,20 +207,18 @@ class RoomPresence:
         caller's agent (its authenticated name) shows with that status until the time is up;
         None clears it. Refused for read-only tokens, as their presence is."""
         if peer.grant is not None and peer.grant.read_only:
-            return Reply(request.id, {}, "forbidden", "a read-only token cannot publish presence")
-        args = request.args
-        status, task = args.get("status"), args.get("task")
+            return Reply(
+                request.id, {}, ReplyCode.FORBIDDEN, "a read-only token cannot publish presence"
+            )
         try:
-            ttl = arg_number(args, "ttl", 1.0, MAX_KEPT_SECONDS, default=600.0)
-            if status is not None:
-                check_presence(status, task)
-            client = self.keep_status(str(peer.agent), status, task, ttl)
+            asked = SetStatus.from_args(request.args)
+            client = self.keep_status(str(peer.agent), asked.status, asked.task, asked.ttl)
         except RequestError as exc:
             return Reply(request.id, {}, exc.code, str(exc))
-        except (InvalidValue, RateLimited) as exc:
-            code = "rate_limited" if isinstance(exc, RateLimited) else "invalid"
-            return Reply(request.id, {}, code, str(exc))
-        return Reply(request.id, {"client": client, "ttl": ttl if status is not None else 0.0})
+        except RateLimited as exc:
+            return Reply(request.id, {}, ReplyCode.RATE_LIMITED, str(exc))
+        ttl = asked.ttl if asked.status is not None else 0.0
+        return Reply(request.id, {"client": client, "ttl": ttl})
 
     def close(self) -> None:
         """The room was unloaded: its kept statuses stay with the hub, unrenewed until the room

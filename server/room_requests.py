@@ -25,6 +25,7 @@ from crdtdoc.protocol.extension import (
     encode_extension,
 )
 from crdtdoc.protocol.messages import Extension, encode_message
+from crdtdoc.protocol.requests import ReplyCode
 from crdtdoc.server.peer import Peer
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def receive_extension(room: Room, peer: Peer, message: Extension) -> None:
         raise InvalidMessage("send hello before any request")
     exceeded = room.limits.request(peer.rate_key)
     if exceeded:  # answered, not closed: the agent may retry after a pause
-        reply(peer, Reply(ext.id, {}, "rate_limited", f"{exceeded}; retry later"))
+        reply(peer, Reply(ext.id, {}, ReplyCode.RATE_LIMITED, f"{exceeded}; retry later"))
         return
     if ext.op == "status":  # a status the hub keeps for an agent between its commands
         reply(peer, room.presence.status_request(peer, ext))
@@ -88,6 +89,6 @@ def _reply_when_done(peer: Peer, request_id: int, task: asyncio.Task[Reply]) -> 
     error = task.exception()
     if error is not None:
         log.error("request failed", exc_info=error)
-        reply(peer, Reply(request_id, {}, "internal", "the hub failed on this request"))
+        reply(peer, Reply(request_id, {}, ReplyCode.INTERNAL, "the hub failed on this request"))
     else:
         reply(peer, task.result())

@@ -47,6 +47,7 @@ from psycopg import AsyncConnection
 
 from crdtdoc.errors import StorageError
 from crdtdoc.protocol.extension import Reply
+from crdtdoc.protocol.requests import Acquire, Release, Renew, ReplyCode, RequestError
 from crdtdoc.server.cluster import Cluster
 from crdtdoc.server.coordination import (
     MAX_LEASES_PER_AGENT,
@@ -54,18 +55,7 @@ from crdtdoc.server.coordination import (
     Coordinator,
     ExpiryHook,
 )
-from crdtdoc.server.coordination_rules import (
-    MAX_TTL,
-    MAX_WAIT,
-    MIN_TTL,
-    Caller,
-    Key,
-    Requester,
-    RequestError,
-    arg_int,
-    arg_name,
-    arg_number,
-)
+from crdtdoc.server.coordination_rules import Caller, Key, Requester
 from crdtdoc.server.lease_tables import (
     DEADLOCK,
     GRANTED,
@@ -148,7 +138,7 @@ class SharedCoordinator(Coordinator):
             return await super().handle(room, peer, agent, request_id, op, args)
         except StorageError as exc:
             log.error("coordination failed", extra={"room": room, "op": op, "error": str(exc)})
-            return Reply(request_id, {}, "unavailable", "the hub's database failed; retry")
+            return Reply(request_id, {}, ReplyCode.UNAVAILABLE, "the hub's database failed; retry")
 
     async def fence_ok(
         self, room: str, name: str, token: int, writer: str | None
@@ -175,12 +165,10 @@ class SharedCoordinator(Coordinator):
     # -- operations ------------------------------------------------------------------------
 
     async def _acquire(
-        self, room: str, peer: object, agent: str, args: dict[str, Any]
+        self, room: str, peer: object, agent: str, request: Acquire
     ) -> dict[str, Any]:
-        name = arg_name(args, "name")
-        ttl = arg_number(args, "ttl", MIN_TTL, MAX_TTL)
-        wait = arg_number(args, "wait", 0.0, MAX_WAIT, default=0.0)
-        owner = f"{agent}#{args.get('client')}"
+        name, ttl, wait = request.name, request.ttl, request.wait
+        owner = f"{agent}#{request.client}"
         effects = Effects()
         refusal: RequestError | None = None
         waiter_id = 0
@@ -210,7 +198,9 @@ class SharedCoordinator(Coordinator):
                 token = await grant(db, room, name, owner, agent, ttl)
                 return {"token": token, "ttl": ttl, "holder": agent}
             elif wait <= 0:
-                refusal = RequestError("held", f"lease {name!r} is held by {holder}", holder=holder)
+                refusal = RequestError(
+                    ReplyCode.HELD, f"lease {name!r} is held by {holder}", holder=holder
+                )
             else:
                 cur = await db.execute(
                     "INSERT INTO crdtdoc_waiters (room, name, owner, agent, ttl, deadline) "
@@ -311,20 +301,18 @@ class SharedCoordinator(Coordinator):
                 holder_row = await cur.fetchone()
                 holder = holder_row[0] if holder_row else "a waiting agent"
                 failure = RequestError(
-                    "held", f"lease {name!r} is still held by {holder}", holder=holder
+                    ReplyCode.HELD, f"lease {name!r} is still held by {holder}", holder=holder
                 )
         if granted is not None:
             return {"token": granted, "ttl": ttl, "holder": agent}
         if failure is None:  # unreachable: one of the two is always set
-            failure = RequestError("held", f"lease {name!r} is held")
+            failure = RequestError(ReplyCode.HELD, f"lease {name!r} is held")
         raise failure
 
-    async def _renew(self, room: str, caller: Caller, args: dict[str, Any]) -> dict[str, Any]:
-        name = arg_name(args, "name")
-        token = arg_int(args, "token")
-        ttl = arg_number(args, "ttl", MIN_TTL, MAX_TTL)
+    async def _renew(self, room: str, caller: Caller, request: Renew) -> dict[str, Any]:
+        name, token, ttl = request.name, request.token, request.ttl
         async with self._locked(room, Effects()) as db:
-            holder = await holder_of(db, room, caller, name, token, args, "renew")
+            holder = await holder_of(db, room, caller, name, token, request.client, "renew")
             if not isinstance(holder, RequestError):
                 await db.execute(
                     "UPDATE crdtdoc_leases SET expires_at = now() + %s * interval '1 second' "
@@ -335,12 +323,11 @@ class SharedCoordinator(Coordinator):
             raise holder  # after the commit, which keeps what the sweep expired meanwhile
         return {"token": token, "ttl": ttl, "holder": holder}
 
-    async def _release(self, room: str, caller: Caller, args: dict[str, Any]) -> dict[str, Any]:
-        name = arg_name(args, "name")
-        token = arg_int(args, "token")
+    async def _release(self, room: str, caller: Caller, request: Release) -> dict[str, Any]:
+        name, token = request.name, request.token
         effects = Effects()
         async with self._locked(room, effects) as db:
-            holder = await holder_of(db, room, caller, name, token, args, "release")
+            holder = await holder_of(db, room, caller, name, token, request.client, "release")
             if not isinstance(holder, RequestError):
                 await db.execute(
                     "DELETE FROM crdtdoc_leases WHERE room = %s AND name = %s AND token = %s",
@@ -390,7 +377,7 @@ class SharedCoordinator(Coordinator):
             )
             row = await cur.fetchone()
         if row is None:
-            raise RequestError("internal", f"sequence {name!r} returned no value")
+            raise RequestError(ReplyCode.INTERNAL, f"sequence {name!r} returned no value")
         return int(row[0])
 
     # -- transactions, hand-over, expiry ---------------------------------------------------

@@ -5,7 +5,8 @@ would close a cycle is refused with `deadlock` instead of waiting forever."""
 
 from __future__ import annotations
 
-from crdtdoc.server.coordination_rules import Key, RequestError
+from crdtdoc.protocol.requests import ReplyCode, RequestError
+from crdtdoc.server.coordination_rules import Key
 
 
 def find_cycle(
@@ -43,4 +44,6 @@ def find_cycle(
 
 def deadlock_refusal(cycle: list[str]) -> RequestError:
     """The refusal of a wait that would close `cycle` (as `find_cycle` describes it)."""
-    return RequestError("deadlock", "waiting would deadlock: " + "; ".join(cycle), cycle=cycle)
+    return RequestError(
+        ReplyCode.DEADLOCK, "waiting would deadlock: " + "; ".join(cycle), cycle=cycle
+    )

@@ -16,8 +16,9 @@ import pytest
 
 import crdtdoc.server.coordination
 from crdtdoc.protocol.extension import Reply
+from crdtdoc.protocol.requests import Acquire, Release, Renew, ReplyCode, RequestError
 from crdtdoc.server.coordination import Coordinator
-from crdtdoc.server.coordination_rules import Caller, RequestError
+from crdtdoc.server.coordination_rules import Caller
 from crdtdoc.server.local_coordination import LocalCoordinator
 from crdtdoc.server.shared_coordination import SharedCoordinator
 from crdtdoc.server.store import SqliteCommitter, SqliteStore
@@ -49,18 +50,18 @@ class Recording(Coordinator):
         return None
 
     async def _acquire(
-        self, room: str, peer: object, agent: str, args: dict[str, Any]
+        self, room: str, peer: object, agent: str, request: Acquire
     ) -> dict[str, Any]:
         self.calls.append(("acquire", room, agent))
-        if args.get("name") == "taken":
-            raise RequestError("held", "lease 'taken' is held by bob", holder="bob")
+        if request.name == "taken":
+            raise RequestError(ReplyCode.HELD, "lease 'taken' is held by bob", holder="bob")
         return {"token": 1}
 
-    async def _renew(self, room: str, caller: Caller, args: dict[str, Any]) -> dict[str, Any]:
+    async def _renew(self, room: str, caller: Caller, request: Renew) -> dict[str, Any]:
         self.calls.append(("renew", room, caller.agent))
         return {}
 
-    async def _release(self, room: str, caller: Caller, args: dict[str, Any]) -> dict[str, Any]:
+    async def _release(self, room: str, caller: Caller, request: Release) -> dict[str, Any]:
         self.calls.append(("release", room, caller.agent))
         return {"released": True}
 
@@ -76,13 +77,15 @@ class Recording(Coordinator):
 def test_a_request_is_authorized_then_dispatched_and_a_refusal_becomes_the_reply() -> None:
     async def body() -> None:
         coordinator = Recording()
-        assert await coordinator.handle("r", ANYONE, "ann", 1, "acquire", {"name": "x"}) == Reply(
-            1, {"token": 1}
-        )
+        assert await coordinator.handle(
+            "r", ANYONE, "ann", 1, "acquire", {"name": "x", "ttl": 5}
+        ) == Reply(1, {"token": 1})
         assert await coordinator.handle("r", ANYONE, "ann", 2, "next", {"sequence": "s"}) == Reply(
             2, {"value": 7}
         )
-        held = await coordinator.handle("r", ANYONE, "ann", 3, "acquire", {"name": "taken"})
+        held = await coordinator.handle(
+            "r", ANYONE, "ann", 3, "acquire", {"name": "taken", "ttl": 5}
+        )
         assert held == Reply(3, {"holder": "bob"}, "held", "lease 'taken' is held by bob")
         unknown = await coordinator.handle("r", ANYONE, "ann", 4, "steal", {})
         assert (unknown.error, unknown.message) == ("invalid", "unknown operation 'steal'")

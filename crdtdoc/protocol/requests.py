@@ -1,0 +1,219 @@
+"""Coordination requests as typed values (PROTOCOL.md section 10), shared by the client that
+sends them and the hub that answers: one frozen dataclass per operation, each read from a
+request's `args` map by one bounded reader that only ever raises `RequestError` (code
+`invalid`), and `ReplyCode`, every code a reply may carry. The wire stays a msgpack map: `op`
+and `args` are what `to_args` writes and `parse_request` reads."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from crdtdoc.errors import InvalidValue, RemoteError
+from crdtdoc.protocol.awareness import check_presence
+
+MAX_NAME = 200
+"""Longest lease or sequence name, in characters."""
+MIN_TTL, MAX_TTL = 0.1, 3600.0
+"""A lease's time to live, in seconds."""
+MAX_WAIT = 600.0
+"""Longest wait in line for a lease, in seconds."""
+MAX_STATUS_SECONDS = 86400.0
+"""Longest a status set with `SetStatus` is shown, in seconds."""
+
+
+class ReplyCode(enum.StrEnum):
+    """Why a request was refused (a reply's `error`); a str, as it travels."""
+
+    HELD = "held"
+    DEADLOCK = "deadlock"
+    LIMIT = "limit"
+    LOST = "lost"
+    FORBIDDEN = "forbidden"
+    FENCED = "fenced"
+    CONFLICT = "conflict"
+    MISSING = "missing"
+    FULL = "full"
+    INVALID = "invalid"
+    INTERNAL = "internal"
+    RATE_LIMITED = "rate_limited"
+    UNAVAILABLE = "unavailable"
+
+
+class RequestError(RemoteError):
+    """A request refused: `code` and the message go back in the reply, with `details` as its
+    result; the connection stays open."""
+
+    def __init__(self, code: ReplyCode, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details
+
+
+def _name(args: dict[str, Any], key: str) -> str:
+    value = args.get(key)
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME:
+        raise RequestError(ReplyCode.INVALID, f"{key} must be a str of 1..{MAX_NAME} characters")
+    return value
+
+
+def _int(args: dict[str, Any], key: str) -> int:
+    value = args.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RequestError(ReplyCode.INVALID, f"{key} must be an int")
+    return value
+
+
+def _optional_int(args: dict[str, Any], key: str) -> int | None:
+    return None if args.get(key) is None else _int(args, key)
+
+
+def _number(
+    args: dict[str, Any], key: str, low: float, high: float, default: float | None = None
+) -> float:
+    value = args.get(key, default)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+        raise RequestError(ReplyCode.INVALID, f"{key} must be a number from {low:g} to {high:g}")
+    return float(value)
+
+
+def _sent(**fields: Any) -> dict[str, Any]:
+    """The args map of a request: its fields, optional ones left out when unset."""
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class Acquire:
+    """Take lease `name` for `ttl` seconds, waiting in line up to `wait` seconds."""
+
+    op: ClassVar[str] = "acquire"
+    name: str
+    ttl: float
+    wait: float = 0.0
+    client: int | None = None
+
+    def to_args(self) -> dict[str, Any]:
+        return _sent(name=self.name, ttl=self.ttl, wait=self.wait, client=self.client)
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any]) -> Acquire:
+        return cls(
+            _name(args, "name"),
+            _number(args, "ttl", MIN_TTL, MAX_TTL),
+            _number(args, "wait", 0.0, MAX_WAIT, default=0.0),
+            _optional_int(args, "client"),
+        )
+
+
+@dataclass(frozen=True)
+class Renew:
+    """Extend lease `name`, held under fencing `token`, to `ttl` seconds from now."""
+
+    op: ClassVar[str] = "renew"
+    name: str
+    token: int
+    ttl: float
+    client: int | None = None
+
+    def to_args(self) -> dict[str, Any]:
+        return _sent(name=self.name, token=self.token, ttl=self.ttl, client=self.client)
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any]) -> Renew:
+        return cls(
+            _name(args, "name"),
+            _int(args, "token"),
+            _number(args, "ttl", MIN_TTL, MAX_TTL),
+            _optional_int(args, "client"),
+        )
+
+
+@dataclass(frozen=True)
+class Release:
+    """Free lease `name`, held under fencing `token`, for the next in line."""
+
+    op: ClassVar[str] = "release"
+    name: str
+    token: int
+    client: int | None = None
+
+    def to_args(self) -> dict[str, Any]:
+        return _sent(name=self.name, token=self.token, client=self.client)
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any]) -> Release:
+        return cls(_name(args, "name"), _int(args, "token"), _optional_int(args, "client"))
+
+
+@dataclass(frozen=True)
+class ListLeases:
+    """The room's leases and who waits for them."""
+
+    op: ClassVar[str] = "leases"
+
+    def to_args(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any]) -> ListLeases:
+        return cls()
+
+
+@dataclass(frozen=True)
+class NextNumber:
+    """The next number of sequence `sequence` (1, 2, 3... per room and name)."""
+
+    op: ClassVar[str] = "next"
+    sequence: str
+
+    def to_args(self) -> dict[str, Any]:
+        return {"sequence": self.sequence}
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any]) -> NextNumber:
+        return cls(_name(args, "sequence"))
+
+
+@dataclass(frozen=True)
+class SetStatus:
+    """Show this agent with `status` (and `task`) for `ttl` seconds; a None status clears it."""
+
+    op: ClassVar[str] = "status"
+    status: str | None
+    task: str | None = None
+    ttl: float = 600.0
+
+    def to_args(self) -> dict[str, Any]:
+        return {"status": self.status, "task": self.task, "ttl": self.ttl}
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any]) -> SetStatus:
+        status, task = args.get("status"), args.get("task")
+        if status is not None:
+            try:
+                check_presence(status, task)
+            except InvalidValue as exc:
+                raise RequestError(ReplyCode.INVALID, str(exc)) from None
+        elif task is not None and not isinstance(task, str):
+            raise RequestError(ReplyCode.INVALID, "a presence task is a str")
+        ttl = _number(args, "ttl", 1.0, MAX_STATUS_SECONDS, default=600.0)
+        return cls(status, task, ttl)
+
+
+CoordinationRequest = Acquire | Renew | Release | ListLeases | NextNumber
+"""A request the hub's coordinator answers."""
+_BY_OP: dict[str, type[CoordinationRequest]] = {
+    kind.op: kind for kind in (Acquire, Renew, Release, ListLeases, NextNumber)
+}
+
+
+def parse_request(op: object, args: object) -> CoordinationRequest:
+    """The coordination request `op` with `args` describes; `RequestError` (code `invalid`)
+    for an unknown operation or arguments out of bounds."""
+    kind = _BY_OP.get(op) if isinstance(op, str) else None
+    if kind is None:
+        raise RequestError(ReplyCode.INVALID, f"unknown operation {op!r}")
+    if not isinstance(args, dict):
+        raise RequestError(ReplyCode.INVALID, "args must be a map")
+    return kind.from_args(args)

@@ -1,0 +1,99 @@
+"""Typed coordination requests (`crdtdoc.protocol.requests`): what a client writes the hub reads
+back the same, and whatever a hostile client sends, reading it only ever raises `RequestError`
+with code `invalid`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from crdtdoc.protocol.requests import (
+    MAX_NAME,
+    MAX_TTL,
+    MAX_WAIT,
+    MIN_TTL,
+    Acquire,
+    ListLeases,
+    NextNumber,
+    Release,
+    Renew,
+    ReplyCode,
+    RequestError,
+    SetStatus,
+    parse_request,
+)
+
+names = st.text(min_size=1, max_size=MAX_NAME)
+ttls = st.floats(MIN_TTL, MAX_TTL)
+clients = st.none() | st.integers(0, 2**53 - 1)
+tokens = st.integers(-(2**63), 2**63 - 1)
+requests = st.one_of(
+    st.builds(Acquire, names, ttls, st.floats(0.0, MAX_WAIT), clients),
+    st.builds(Renew, names, tokens, ttls, clients),
+    st.builds(Release, names, tokens, clients),
+    st.builds(ListLeases),
+    st.builds(NextNumber, names),
+)
+
+
+@given(requests)
+def test_what_a_client_writes_the_hub_reads_back(request: Any) -> None:
+    assert parse_request(request.op, request.to_args()) == request
+
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.binary(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(
+    st.one_of(st.sampled_from(["acquire", "renew", "release", "leases", "next"]), values), values
+)
+def test_any_request_reads_or_is_refused_as_invalid(op: object, args: object) -> None:
+    try:
+        parse_request(op, args)
+    except RequestError as exc:
+        assert exc.code == ReplyCode.INVALID and str(exc)
+
+
+@pytest.mark.parametrize(
+    ("op", "args", "says"),
+    [
+        ("steal", {}, "unknown operation 'steal'"),
+        ("acquire", [], "args must be a map"),
+        ("acquire", {"name": "", "ttl": 1}, "name must be a str of 1..200"),
+        ("acquire", {"name": "x" * 201, "ttl": 1}, "name must be a str of 1..200"),
+        ("acquire", {"name": "a", "ttl": 0.01}, "ttl must be a number from 0.1 to 3600"),
+        ("acquire", {"name": "a", "ttl": True}, "ttl must be a number"),
+        ("acquire", {"name": "a", "ttl": 1, "wait": 601}, "wait must be a number from 0 to 600"),
+        ("acquire", {"name": "a", "ttl": 1, "client": "x" * 10_000}, "client must be an int"),
+        ("renew", {"name": "a", "token": 1.5, "ttl": 1}, "token must be an int"),
+        ("release", {"name": "a", "token": False}, "token must be an int"),
+        ("next", {"sequence": 7}, "sequence must be a str"),
+    ],
+)
+def test_bad_arguments_are_refused_by_name(op: str, args: object, says: str) -> None:
+    with pytest.raises(RequestError, match=says) as refused:
+        parse_request(op, args)
+    assert refused.value.code == "invalid"  # a str on the wire
+
+
+def test_a_status_is_checked_as_presence_is() -> None:
+    assert SetStatus.from_args({"status": "reviewing", "task": "t1", "ttl": 60}) == SetStatus(
+        "reviewing", "t1", 60.0
+    )
+    assert SetStatus.from_args({"status": None}) == SetStatus(None, None, 600.0)
+    for args in ({"status": 5}, {"status": "x" * 201}, {"status": "ok", "ttl": 0.5}):
+        with pytest.raises(RequestError) as refused:
+            SetStatus.from_args(args)
+        assert refused.value.code is ReplyCode.INVALID
+
+
+def test_reply_codes_travel_as_the_strings_protocol_md_names() -> None:
+    assert ReplyCode.HELD == "held" and ReplyCode.RATE_LIMITED == "rate_limited"
+    assert {str(code) for code in ReplyCode} >= {"fenced", "conflict", "unavailable", "limit"}
