@@ -11,27 +11,24 @@ a commit applies whole or not at all (PROTOCOL.md §10).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from crdtdoc.errors import CrdtdocError, Forbidden, RemoteError, RoomFull, StorageError
+from crdtdoc.errors import Forbidden, RemoteError, RoomFull, StorageError
 from crdtdoc.protocol.extension import Reply, Request
-from crdtdoc.protocol.requests import ReplyCode
+from crdtdoc.protocol.requests import Commit, ReplyCode, RequestError
 from crdtdoc.semantics import check_deletions, check_update, written_deletions
 from crdtdoc.server.cluster import FROM_LOG
 from crdtdoc.server.lease_tables import fence_refusal_in
 from crdtdoc.server.peer import Peer
 from crdtdoc.server.pgstore import append_in, fetch_in
 from crdtdoc.updates import Item, ParsedUpdate, parse_update
-from crdtdoc.versions import Version
 
 if TYPE_CHECKING:
     from crdtdoc.server.room import Room
 
 log = logging.getLogger("crdtdoc.hub.room")
-
-MAX_COMMIT_UPDATES = 1000
-"""Updates one guarded commit may carry (a client sends one per transaction of the block)."""
 
 
 class GuardedCommits:
@@ -123,13 +120,6 @@ class GuardedCommits:
         commit = CommitRequest.parse(request)
         if isinstance(commit, Reply):
             return commit
-        if len(commit.updates) > MAX_COMMIT_UPDATES:
-            return Reply(
-                commit.id,
-                {},
-                ReplyCode.INVALID,
-                f"a commit carries at most {MAX_COMMIT_UPDATES} updates",
-            )
         exceeded = self.room.limits.update(peer.rate_key, sum(map(len, commit.updates)))
         if exceeded:
             return Reply(commit.id, {}, ReplyCode.RATE_LIMITED, f"commit refused: {exceeded}")
@@ -195,7 +185,7 @@ class GuardedCommits:
         room.gate.judge(items, locator, before, peer)
         return None
 
-    def _apply(self, peer: Peer, updates: list[bytes], origin: object) -> None:
+    def _apply(self, peer: Peer, updates: Sequence[bytes], origin: object) -> None:
         """Applies a guarded commit's updates, judged whole by `_check_commit` already."""
         room = self.room
         for update in updates:
@@ -207,57 +197,19 @@ class GuardedCommits:
 
 
 @dataclass(frozen=True)
-class CommitRequest:
-    """A guarded commit's arguments, checked (see PROTOCOL.md §10)."""
+class CommitRequest(Commit):
+    """A guarded commit's arguments, read and bounded (`Commit`), with its request's id."""
 
-    id: int
-    updates: list[bytes]
-    client: int
-    fence: tuple[str, int] | None
-    expect: Version | None
-    on: list[str]
+    id: int = field(kw_only=True)
 
     @staticmethod
     def parse(request: Request) -> CommitRequest | Reply:
         """The checked arguments, or the reply refusing them."""
-        args, rid = request.args, request.id
-        updates = args.get("updates")
-        client = args.get("client")
-        if (
-            not isinstance(updates, list)
-            or not updates
-            or not all(isinstance(u, bytes) for u in updates)
-            or not isinstance(client, int)
-        ):
-            return Reply(
-                rid, {}, ReplyCode.INVALID, "commit needs updates (a list of bytes) and client"
-            )
-        fence = args.get("fence")
-        checked_fence = None
-        if fence is not None:
-            name, token = (
-                (fence.get("name"), fence.get("token")) if isinstance(fence, dict) else (None, None)
-            )
-            if not isinstance(name, str) or not isinstance(token, int):
-                return Reply(rid, {}, ReplyCode.INVALID, "fence must be {name: str, token: int}")
-            checked_fence = (name, token)
-        expect = args.get("expect")
-        since = None
-        on = args.get("on") or []
-        if expect is not None:
-            if (
-                not isinstance(expect, bytes)
-                or not isinstance(on, list)
-                or not all(isinstance(n, str) for n in on)
-            ):
-                return Reply(
-                    rid, {}, ReplyCode.INVALID, "expect must be a version, on a list of names"
-                )
-            try:
-                since = Version.from_bytes(expect)
-            except CrdtdocError as exc:
-                return Reply(rid, {}, ReplyCode.INVALID, f"expect is not a version: {exc}")
-        return CommitRequest(rid, updates, client, checked_fence, since, list(on))
+        try:
+            commit = Commit.from_args(request.args)
+        except RequestError as exc:
+            return Reply(request.id, {}, exc.code, str(exc))
+        return CommitRequest(**vars(commit), id=request.id)
 
 
 def _refused(request_id: int, exc: Forbidden | RoomFull) -> Reply:

@@ -10,8 +10,9 @@ import enum
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from crdtdoc.errors import InvalidValue, RemoteError
+from crdtdoc.errors import CrdtdocError, InvalidValue, RemoteError
 from crdtdoc.protocol.awareness import check_presence
+from crdtdoc.versions import Version
 
 MAX_NAME = 200
 """Longest lease or sequence name, in characters."""
@@ -19,6 +20,8 @@ MIN_TTL, MAX_TTL = 0.1, 3600.0
 """A lease's time to live, in seconds."""
 MAX_WAIT = 600.0
 """Longest wait in line for a lease, in seconds."""
+MAX_COMMIT_UPDATES = 1000
+"""Most updates one guarded commit carries (a client sends one per transaction of the block)."""
 MAX_STATUS_SECONDS = 86400.0
 """Longest a status set with `SetStatus` is shown, in seconds."""
 
@@ -199,6 +202,71 @@ class SetStatus:
             raise RequestError(ReplyCode.INVALID, "a presence task is a str")
         ttl = _number(args, "ttl", 1.0, MAX_STATUS_SECONDS, default=600.0)
         return cls(status, task, ttl)
+
+
+@dataclass(frozen=True)
+class Commit:
+    """Apply `updates` (written by `client`) only if the lease `fence` (name, fencing token)
+    is still current and nobody else changed the artifacts `on` (all when empty) since
+    `expect`; otherwise apply none of them."""
+
+    op: ClassVar[str] = "commit"
+    updates: tuple[bytes, ...]
+    client: int
+    fence: tuple[str, int] | None = None
+    expect: Version | None = None
+    on: tuple[str, ...] = ()
+
+    def to_args(self) -> dict[str, Any]:
+        args: dict[str, Any] = {"updates": list(self.updates), "client": self.client}
+        if self.fence is not None:
+            args["fence"] = {"name": self.fence[0], "token": self.fence[1]}
+        if self.expect is not None:
+            args["expect"] = self.expect.to_bytes()
+            args["on"] = list(self.on)
+        return args
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any]) -> Commit:
+        updates, client = args.get("updates"), args.get("client")
+        if (
+            not isinstance(updates, list)
+            or not updates
+            or not all(isinstance(u, bytes) for u in updates)
+            or not isinstance(client, int)
+            or isinstance(client, bool)
+        ):
+            raise RequestError(
+                ReplyCode.INVALID, "commit needs updates (a list of bytes) and client"
+            )
+        if len(updates) > MAX_COMMIT_UPDATES:
+            raise RequestError(
+                ReplyCode.INVALID, f"a commit carries at most {MAX_COMMIT_UPDATES} updates"
+            )
+        fence = args.get("fence")
+        if fence is not None:
+            name, token = (
+                (fence.get("name"), fence.get("token")) if isinstance(fence, dict) else ("", "")
+            )
+            if not isinstance(name, str) or not isinstance(token, int) or isinstance(token, bool):
+                raise RequestError(ReplyCode.INVALID, "fence must be {name: str, token: int}")
+            fence = (name, token)
+        expect, on = args.get("expect"), args.get("on") or []
+        since = None
+        if expect is not None:
+            if (
+                not isinstance(expect, bytes)
+                or not isinstance(on, list)
+                or not all(isinstance(n, str) for n in on)
+            ):
+                raise RequestError(
+                    ReplyCode.INVALID, "expect must be a version, on a list of names"
+                )
+            try:
+                since = Version.from_bytes(expect)
+            except CrdtdocError as exc:
+                raise RequestError(ReplyCode.INVALID, f"expect is not a version: {exc}") from None
+        return cls(tuple(updates), client, fence, since, tuple(on) if since is not None else ())
 
 
 CoordinationRequest = Acquire | Renew | Release | ListLeases | NextNumber

@@ -10,12 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from crdtdoc import Replica
 from crdtdoc.protocol.requests import (
+    MAX_COMMIT_UPDATES,
     MAX_NAME,
     MAX_TTL,
     MAX_WAIT,
     MIN_TTL,
     Acquire,
+    Commit,
     ListLeases,
     NextNumber,
     Release,
@@ -97,3 +100,26 @@ def test_a_status_is_checked_as_presence_is() -> None:
 def test_reply_codes_travel_as_the_strings_protocol_md_names() -> None:
     assert ReplyCode.HELD == "held" and ReplyCode.RATE_LIMITED == "rate_limited"
     assert {str(code) for code in ReplyCode} >= {"fenced", "conflict", "unavailable", "limit"}
+
+
+def test_a_guarded_commit_reads_back_and_refuses_what_it_cannot_use() -> None:
+    replica = Replica("ann", client_id=7)
+    replica.document("d").insert(0, "hello")
+    replica.document("d").delete(0, 1)
+    seen = replica.version()
+    commit = Commit((b"\x00\x00", b"\x00\x01"), 7, ("deploy", 3), seen, ("d",))
+    assert Commit.from_args(commit.to_args()) == commit
+    assert Commit.from_args(Commit((b"\x00\x00",), 7).to_args()) == Commit((b"\x00\x00",), 7)
+    refused = [
+        {"updates": [], "client": 7},
+        {"updates": [b"\x00\x00"] * (MAX_COMMIT_UPDATES + 1), "client": 7},
+        {"updates": [b"\x00\x00"], "client": True},
+        {"updates": [b"\x00\x00"], "client": 7, "fence": {"name": "deploy", "token": "3"}},
+        {"updates": [b"\x00\x00"], "client": 7, "fence": ["deploy", 3]},
+        {"updates": [b"\x00\x00"], "client": 7, "expect": b"\xff\xff", "on": []},
+        {"updates": [b"\x00\x00"], "client": 7, "expect": seen.to_bytes(), "on": "d"},
+    ]
+    for args in refused:
+        with pytest.raises(RequestError) as refusal:
+            Commit.from_args(args)
+        assert refusal.value.code is ReplyCode.INVALID, args

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from crdtdoc import Replica
 from crdtdoc.protocol.extension import Request
-from crdtdoc.server.guarded import MAX_COMMIT_UPDATES
+from crdtdoc.protocol.requests import MAX_COMMIT_UPDATES
 from crdtdoc.server.limits import RateLimits
 from crdtdoc.tokens import Grant
 from tests.server.test_room import new_peer, new_room
