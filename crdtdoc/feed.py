@@ -11,7 +11,7 @@ out, `crdtdoc.safe_read`), so the feed names the same agents every other reader 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from crdtdoc import safe_read
 from crdtdoc.changes import Change
@@ -19,7 +19,24 @@ from crdtdoc.errors import CrdtdocError
 from crdtdoc.roots import NOTES_ROOT
 
 if TYPE_CHECKING:
-    from crdtdoc.replica import Replica
+    from crdtdoc.artifacts.document import Document
+    from crdtdoc.artifacts.tasks import TaskList
+    from crdtdoc.versions import Version
+
+
+class ArtifactReader(Protocol):
+    """What the feed reads of a replica (a `crdtdoc.Replica` is one)."""
+
+    def artifacts(self) -> dict[str, str]: ...
+
+    def agents(self) -> dict[int, str]: ...
+
+    def version(self) -> Version: ...
+
+    def tasks(self, name: str) -> TaskList: ...
+
+    def document(self, name: str) -> Document: ...
+
 
 TASK_FIELDS = ("title", "description", "labels", "depends_on")
 MAX_SHOWN = 60
@@ -30,7 +47,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
 
 
-def in_artifact_terms(changes: list[Change], replica: Replica) -> list[Change]:
+def in_artifact_terms(changes: list[Change], replica: ArtifactReader) -> list[Change]:
     """`changes` restated per artifact kind, each carrying the version token they lead to."""
     kinds = replica.artifacts()
     names = replica.agents()
@@ -75,7 +92,7 @@ def _note(change: Change) -> Change | None:
     return replace(change, kind="note", summary=f"noted {_short(entry.get('note'))}{where}")
 
 
-def _task_label(replica: Replica, artifact: str, task_id: str) -> str:
+def _task_label(replica: ArtifactReader, artifact: str, task_id: str) -> str:
     try:
         title = replica.tasks(artifact).get(task_id).title
     except CrdtdocError:
@@ -83,7 +100,9 @@ def _task_label(replica: Replica, artifact: str, task_id: str) -> str:
     return f"task {task_id} ({_short(title)})"
 
 
-def _task(change: Change, replica: Replica, added: set[tuple[str, str | None]]) -> Change | None:
+def _task(
+    change: Change, replica: ArtifactReader, added: set[tuple[str, str | None]]
+) -> Change | None:
     artifact, path = change.artifact, change.path
     if not path:
         task_id = change.key or ""
@@ -162,7 +181,7 @@ def _spec(change: Change, writers: set[tuple[str, str | None]]) -> Change | None
     return None
 
 
-def _text_insert(change: Change, replica: Replica) -> Change:
+def _text_insert(change: Change, replica: ArtifactReader) -> Change:
     try:
         text = replica.document(change.artifact).read()
     except CrdtdocError:

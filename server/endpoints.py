@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
 
 from websockets.asyncio.server import ServerConnection
@@ -21,12 +22,35 @@ from crdtdoc.server.admission import RoomUnavailable, authenticate, room_name
 from crdtdoc.server.web import page, room_list, room_state
 
 if TYPE_CHECKING:
-    from crdtdoc.server.hub import Hub
+    from crdtdoc.server.commit import GroupCommitter
+    from crdtdoc.server.config import HubConfig
+    from crdtdoc.server.metrics import HubMetrics
+    from crdtdoc.server.room import Room
+
+
+class HubView(Protocol):
+    """What the HTTP answers read of the hub (`crdtdoc.server.hub.Hub` is one)."""
+
+    config: HubConfig
+    metrics: HubMetrics
+    connections: int
+
+    @property
+    def rooms(self) -> Mapping[str, Room]: ...
+
+    @property
+    def committer(self) -> GroupCommitter: ...
+
+    @property
+    def accepting(self) -> bool: ...
+
+    async def room(self, name: str) -> Room: ...
+
 
 log = logging.getLogger("crdtdoc.hub")
 
 
-async def answer_http(hub: Hub, ws: ServerConnection, request: Request) -> Response | None:
+async def answer_http(hub: HubView, ws: ServerConnection, request: Request) -> Response | None:
     """The response to `request`, or None to go on with the websocket handshake."""
     path = urlsplit(request.path).path
     if path == "/healthz":
@@ -69,7 +93,7 @@ def _respond(ws: ServerConnection, body: str, content_type: str) -> Response:
     return response
 
 
-async def _web(hub: Hub, ws: ServerConnection, request: Request, path: str) -> Response:
+async def _web(hub: HubView, ws: ServerConnection, request: Request, path: str) -> Response:
     """`/rooms/<room>`: the page; `/rooms/<room>/state`: what it shows, as JSON. Both need
     a token for the room when the hub has a secret (read-only is enough)."""
     want_state = path.endswith("/state")
@@ -97,7 +121,7 @@ async def _web(hub: Hub, ws: ServerConnection, request: Request, path: str) -> R
     return _respond(ws, json.dumps(state), "application/json")
 
 
-def _room_list(hub: Hub, ws: ServerConnection, request: Request) -> Response:
+def _room_list(hub: HubView, ws: ServerConnection, request: Request) -> Response:
     """`/`: links to the loaded rooms the request's token may see."""
     try:
         grant = authenticate(hub.config.secret, request, None)

@@ -11,9 +11,9 @@ a commit applies whole or not at all (PROTOCOL.md §10).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from crdtdoc.errors import Forbidden, RemoteError, RoomFull, StorageError
 from crdtdoc.protocol.extension import Reply, Request
@@ -26,7 +26,59 @@ from crdtdoc.server.pgstore import append_in, fetch_in
 from crdtdoc.updates import Item, ParsedUpdate, parse_update
 
 if TYPE_CHECKING:
-    from crdtdoc.server.room import Room
+    from crdtdoc.replica import Replica
+    from crdtdoc.server.cluster import Cluster, SeqTracker
+    from crdtdoc.server.commit import GroupCommitter
+    from crdtdoc.server.coordination import Coordinator
+    from crdtdoc.server.limits import RateLimits
+    from crdtdoc.server.pgstore import Fetched
+    from crdtdoc.server.room_log import RoomLog
+    from crdtdoc.server.write_gate import WriteGate
+
+
+class CommittingRoom(Protocol):
+    """What guarded commits read of their room, and `origin`, which they set while applying
+    (a `crdtdoc.server.room.Room` is one)."""
+
+    origin: tuple[Peer, bytes] | None
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def replica(self) -> Replica: ...
+
+    @property
+    def gate(self) -> WriteGate: ...
+
+    @property
+    def limits(self) -> RateLimits: ...
+
+    @property
+    def coordinator(self) -> Coordinator: ...
+
+    @property
+    def committer(self) -> GroupCommitter: ...
+
+    @property
+    def cluster(self) -> Cluster | None: ...
+
+    @property
+    def log(self) -> RoomLog: ...
+
+    @property
+    def seqs(self) -> SeqTracker: ...
+
+    @property
+    def size_bytes(self) -> int: ...
+
+    @property
+    def fully_durable(self) -> bool: ...
+
+    def taken(self) -> Callable[[], None]: ...
+
+    def apply_fetched(self, fetched: Fetched) -> None: ...
+
 
 log = logging.getLogger("crdtdoc.hub.room")
 
@@ -34,7 +86,7 @@ log = logging.getLogger("crdtdoc.hub.room")
 class GuardedCommits:
     """The guarded commits of one room."""
 
-    def __init__(self, room: Room) -> None:
+    def __init__(self, room: CommittingRoom) -> None:
         self.room = room
 
     def commit(self, peer: Peer, request: Request) -> Reply:

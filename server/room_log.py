@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from crdtdoc.errors import CrdtdocError, StorageError
 from crdtdoc.server.cluster import FROM_LOG, Cluster, SeqTracker
@@ -23,7 +23,41 @@ from crdtdoc.server.pgstore import Fetched
 from crdtdoc.updates import parse_update
 
 if TYPE_CHECKING:
-    from crdtdoc.server.room import Room
+    from crdtdoc.replica import Replica
+    from crdtdoc.server.commit import GroupCommitter
+    from crdtdoc.server.config import HubConfig
+    from crdtdoc.server.durability import DurableAnnouncer
+    from crdtdoc.server.metrics import HubMetrics
+    from crdtdoc.server.schedule import Scheduler
+
+
+class LoggedRoom(Protocol):
+    """What a room's log reads of its room (`crdtdoc.server.room.Room` is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def config(self) -> HubConfig: ...
+
+    @property
+    def replica(self) -> Replica: ...
+
+    @property
+    def committer(self) -> GroupCommitter: ...
+
+    @property
+    def cluster(self) -> Cluster | None: ...
+
+    @property
+    def scheduler(self) -> Scheduler: ...
+
+    @property
+    def metrics(self) -> HubMetrics | None: ...
+
+    @property
+    def announcer(self) -> DurableAnnouncer: ...
+
 
 log = logging.getLogger("crdtdoc.hub.room")
 
@@ -34,7 +68,7 @@ RETRY_COMPACTION_SECONDS = 1.0
 class RoomLog:
     """What one room has written to the store, and what of it is durable."""
 
-    def __init__(self, room: Room) -> None:
+    def __init__(self, room: LoggedRoom) -> None:
         self.room = room
         self.seqs = SeqTracker()  # shared log positions applied (with a cluster)
         self.own_durable = asyncio.Event()  # set whenever all own appends are durable

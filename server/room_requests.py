@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from crdtdoc.errors import InvalidMessage
 from crdtdoc.protocol.extension import (
@@ -29,12 +29,51 @@ from crdtdoc.protocol.requests import ReplyCode
 from crdtdoc.server.peer import Peer
 
 if TYPE_CHECKING:
-    from crdtdoc.server.room import Room
+    from crdtdoc.server.cluster import Cluster
+    from crdtdoc.server.config import HubConfig
+    from crdtdoc.server.coordination import Coordinator
+    from crdtdoc.server.guarded import GuardedCommits
+    from crdtdoc.server.limits import RateLimits
+    from crdtdoc.server.presence import RoomPresence
+    from crdtdoc.server.schedule import Scheduler
+    from crdtdoc.versions import Version
+
+
+class AnsweringRoom(Protocol):
+    """What the answers to extension messages read of their room (a `Room` is one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def config(self) -> HubConfig: ...
+
+    @property
+    def cluster(self) -> Cluster | None: ...
+
+    @property
+    def coordinator(self) -> Coordinator: ...
+
+    @property
+    def guarded(self) -> GuardedCommits: ...
+
+    @property
+    def presence(self) -> RoomPresence: ...
+
+    @property
+    def limits(self) -> RateLimits: ...
+
+    @property
+    def scheduler(self) -> Scheduler: ...
+
+    @property
+    def durable(self) -> Version: ...
+
 
 log = logging.getLogger("crdtdoc.hub.room")
 
 
-def receive_extension(room: Room, peer: Peer, message: Extension) -> None:
+def receive_extension(room: AnsweringRoom, peer: Peer, message: Extension) -> None:
     """Handles one extension message from `peer`; raises `InvalidMessage` for one a client may
     not send (the connection is closed)."""
     ext = decode_extension(message)
