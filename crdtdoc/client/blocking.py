@@ -18,28 +18,26 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from crdtdoc.client.connection import HubLink, LinkOptions
 from crdtdoc.client.coordination import Fencing
-from crdtdoc.errors import UsageError
+from crdtdoc.client.linked_replica import LinkedReplica, LinkOptions
+from crdtdoc.errors import Refused, UsageError
 from crdtdoc.protocol.messages import Message
 from crdtdoc.replica import Replica
 from crdtdoc.versions import Version
 
 
-class BlockingReplica(HubLink):
+class BlockingReplica(LinkedReplica):
     """A `Replica` synced with a hub room, for synchronous code (see the module docstring).
 
     `commit()` is a guarded write the hub decides, waiting for its answer; `request()` sends a
     coordination request. Leases that renew themselves need the async `crdtdoc.connect`."""
-
-    _coordination = False
 
     def __init__(self, url: str | Sequence[str], agent: str, options: LinkOptions) -> None:
         self._owner = threading.get_ident()
         self._inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self._arrived = threading.Event()
         self._pumping = False
-        self._refusal: tuple[int, str] | None = None
+        self._refusal: Refused | None = None
         self._loop = asyncio.new_event_loop()
         super().__init__(url, agent, options)
         self._thread = threading.Thread(target=self._run_loop, name="crdtdoc-link", daemon=True)
@@ -63,24 +61,18 @@ class BlockingReplica(HubLink):
         self._loop.run_forever()
 
     async def _start(self) -> None:
-        self._start_link()
+        self._link.start()
 
     # -- hooks -----------------------------------------------------------------------------
 
     def _deliver_sync(self, message: Message) -> None:
         self._inbox.put(message)
 
-    def _call_in_loop(self, fn: Callable[[], object]) -> None:
-        if threading.get_ident() == self._thread.ident:
-            fn()
-        elif not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(fn)
-
     def _activity(self) -> None:
         self._arrived.set()
 
-    def _on_refused(self, code: int, reason: str) -> None:
-        self._refusal = (code, reason)  # the reset happens in the owning thread
+    def _on_refused(self, refused: Refused) -> None:
+        self._refusal = refused  # the reset happens in the owning thread
         self._arrived.set()
 
     def _sync_point(self) -> None:
@@ -95,7 +87,7 @@ class BlockingReplica(HubLink):
         try:
             if self._refusal is not None:
                 refusal, self._refusal = self._refusal, None
-                HubLink._on_refused(self, *refusal)
+                self._reset_to_hub(refusal)
             while True:
                 try:
                     message = self._inbox.get_nowait()
@@ -122,7 +114,7 @@ class BlockingReplica(HubLink):
         )
         self._raise_refused()
         self._raise_store_error(target)
-        return self._durable.version
+        return self.durable
 
     def request(self, op: str, args: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
         """One coordination request decided by the hub (`acquire`, `renew`, `release`, `next`:
@@ -148,7 +140,7 @@ class BlockingReplica(HubLink):
         answered: a write that races this one is judged by the hub, not by this replica."""
         self._sync_point()
         expect = self._fresh_expect(expect, on)
-        if self._held is not None or self._txn_depth:
+        if self._held.active or self._txn_depth:
             raise UsageError("a guarded write cannot run inside another write")
         self._begin_hold()
         try:
@@ -167,6 +159,25 @@ class BlockingReplica(HubLink):
             self._rollback_hold()  # refused, or the outcome is unknown: undo (a fresh id)
             raise
         self._settle_hold(held)
+
+    @contextmanager
+    def transaction(
+        self,
+        *,
+        expect: Version | str | None = None,
+        on: Iterable[object] = (),
+        note: str | None = None,
+        fence: Fencing | None = None,
+    ) -> Iterator[None]:
+        """`Replica.transaction`; a fenced write is `commit(fence=...)` here, which returns
+        once the hub answered (`fence=` inside another transaction joins it, unfenced)."""
+        if fence is not None and not self._txn_depth:
+            raise UsageError(
+                "a blocking replica fences with `with replica.commit(fence=...)`, which waits "
+                "for the hub's answer"
+            )
+        with super().transaction(expect=expect, on=on, note=note):
+            yield
 
     def wait_for(self, version: Version | str, timeout: float | None = None) -> None:
         """Returns once this replica has everything in `version` (a `Version` or its token)."""
@@ -195,7 +206,7 @@ class BlockingReplica(HubLink):
             return
         self._sync_point()
         with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(self._stop_link(), self._loop).result(timeout=15)
+            asyncio.run_coroutine_threadsafe(self._link.stop(), self._loop).result(timeout=15)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=15)
         self._loop.close()

@@ -1,4 +1,4 @@
-"""Leases held through the hub: fencing tokens, automatic renewal, and the errors a reply maps to.
+"""Leases held through the hub: fencing tokens, automatic renewal, and retrying a lost race.
 
 A `Lease` is what `ConnectedReplica.acquire` returns. While it is held, the replica renews it at a
 third of its TTL; if a renewal is refused (the TTL ran out while this agent was paused or cut
@@ -13,51 +13,21 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from crdtdoc.errors import (
-    Conflict,
     CrdtdocError,
-    Deadlock,
-    FencedOut,
     Forbidden,
-    LeaseHeld,
     LeaseLost,
-    RateLimited,
-    Refused,
     StaleRead,
     UsageError,
 )
 
 if TYPE_CHECKING:
-    from crdtdoc.client.connection import HubLink
+    from crdtdoc.client.connection import ConnectedReplica
 
 log = logging.getLogger("crdtdoc.client.lease")
 T = TypeVar("T")
-
-
-def reply_error(code: str, message: str, result: dict[str, Any]) -> CrdtdocError:
-    """The typed error for a refused request."""
-    if code == "held":
-        holder = result.get("holder")
-        return LeaseHeld(message, holder if isinstance(holder, str) else None)
-    if code == "deadlock":
-        cycle = result.get("cycle")
-        return Deadlock(message, [str(c) for c in cycle] if isinstance(cycle, list) else [])
-    if code == "lost":
-        return LeaseLost(message)
-    if code == "fenced":
-        return FencedOut(message)
-    if code == "forbidden":
-        return Forbidden(message)
-    if code == "full":
-        return Refused(f"the hub refused the write: {message}", 4413)
-    if code == "rate_limited":
-        return RateLimited(message)
-    if code == "conflict":
-        changes = result.get("changes")
-        return Conflict(message, list(changes) if isinstance(changes, list) else [])
-    return CrdtdocError(f"the hub refused the request ({code}): {message}")
 
 
 class Fencing(Protocol):
@@ -94,7 +64,7 @@ class LeaseInfo:
 class Lease:
     """A lease this agent holds; `token` is its fencing token."""
 
-    def __init__(self, link: HubLink, name: str, token: int, ttl: float) -> None:
+    def __init__(self, link: ConnectedReplica, name: str, token: int, ttl: float) -> None:
         self._link = link
         self.name = name
         self.token = token
