@@ -22,6 +22,7 @@ from crdtdoc.client.coordination import Fencing
 from crdtdoc.client.linked_replica import LinkedReplica, LinkOptions
 from crdtdoc.errors import Refused, UsageError
 from crdtdoc.protocol.messages import Message
+from crdtdoc.protocol.requests import Commit
 from crdtdoc.replica import Replica
 from crdtdoc.versions import Version
 
@@ -153,7 +154,7 @@ class BlockingReplica(LinkedReplica):
             held, args = self._hold_request(expect, on, fence)
             if args is None:
                 return
-            call = self._request("commit", args)
+            call = self._request(Commit.op, args)
             asyncio.run_coroutine_threadsafe(call, self._loop).result()
         except BaseException:
             self._rollback_hold()  # refused, or the outcome is unknown: undo (a fresh id)

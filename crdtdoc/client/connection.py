@@ -22,6 +22,7 @@ from crdtdoc.client.linked_replica import Keep, LinkedReplica, LinkOptions
 from crdtdoc.client.urls import room_url, room_urls
 from crdtdoc.errors import CrdtdocError, FencedOut, NotConnected, SyncTimeout, UsageError
 from crdtdoc.protocol.backoff import Backoff
+from crdtdoc.protocol.requests import Acquire, Commit, ListLeases, NextNumber
 from crdtdoc.replica import Replica, ReplicaLimits
 from crdtdoc.versions import Version
 
@@ -192,8 +193,8 @@ class ConnectedReplica(LinkedReplica):
         Raises `LeaseHeld` (naming the holder), `Deadlock` (naming the cycle) when waiting would
         close a cycle of waits, `NotConnected` without a link. The lease renews itself while
         this replica lives; a crashed holder loses it once `ttl` runs out."""
-        args = {"name": name, "ttl": ttl, "wait": wait, "client": self.client_id}
-        result = await self._request("acquire", args, timeout=wait + 30.0)
+        asked = Acquire(name, ttl, wait, self.client_id)
+        result = await self._request(asked.op, asked.to_args(), timeout=wait + 30.0)
         return Lease(self, name, int(result["token"]), float(result["ttl"]))
 
     def lease(self, name: str, ttl: float = 30.0, wait: float = 0.0) -> _LeaseContext:
@@ -202,13 +203,14 @@ class ConnectedReplica(LinkedReplica):
 
     async def leases(self) -> list[LeaseInfo]:
         """Every lease held in this room: who holds it, its token, who waits for it."""
-        result = await self._request("leases", {})
+        result = await self._request(ListLeases.op, ListLeases().to_args())
         return [LeaseInfo(**entry) for entry in result.get("leases", [])]
 
     async def next_number(self, sequence: str) -> int:
         """The next number of `sequence`: strictly increasing and never handed out twice, also
         across hub restarts (recorded before it is returned)."""
-        return int((await self._request("next", {"sequence": sequence}))["value"])
+        asked = NextNumber(sequence)
+        return int((await self._request(asked.op, asked.to_args()))["value"])
 
     @contextmanager
     def transaction(
@@ -257,7 +259,7 @@ class ConnectedReplica(LinkedReplica):
             held, args = self._hold_request(expect, on, fence)
             if args is None:
                 return
-            await self._request("commit", args)
+            await self._request(Commit.op, args)
         except BaseException:
             self._rollback_hold()  # refused, or the outcome is unknown: undo (a fresh id)
             raise

@@ -22,6 +22,7 @@ from crdtdoc.errors import (
     StaleRead,
     UsageError,
 )
+from crdtdoc.protocol.requests import Release, Renew
 
 if TYPE_CHECKING:
     from crdtdoc.client.connection import ConnectedReplica
@@ -89,9 +90,9 @@ class Lease:
         if not self.held:
             raise LeaseLost(f"lease {self.name!r} is {'lost' if self.lost else 'released'}")
         ttl = self.ttl if ttl is None else ttl
-        args = {"name": self.name, "token": self.token, "ttl": ttl, "client": self._client}
+        asked = Renew(self.name, self.token, ttl, self._client)
         try:
-            await self._link._request("renew", args)
+            await self._link._request(asked.op, asked.to_args())
         except (LeaseLost, Forbidden):
             self.lost = True
             raise
@@ -107,9 +108,8 @@ class Lease:
             await hook()
         if not self.lost:
             with contextlib.suppress(LeaseLost):
-                await self._link._request(
-                    "release", {"name": self.name, "token": self.token, "client": self._client}
-                )
+                asked = Release(self.name, self.token, self._client)
+                await self._link._request(asked.op, asked.to_args())
 
     async def _renew_forever(self) -> None:
         while self.held:

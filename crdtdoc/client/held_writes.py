@@ -17,6 +17,7 @@ from crdtdoc.client.coordination import Fencing
 from crdtdoc.errors import TooLarge
 from crdtdoc.protocol.extension import Request, encode_extension
 from crdtdoc.protocol.messages import encode_message
+from crdtdoc.protocol.requests import Commit
 from crdtdoc.replica import artifact_names
 from crdtdoc.versions import Version
 
@@ -59,14 +60,11 @@ class HeldWrites:
         if not held:
             self._held = None
             return held, None
-        args: dict[str, Any] = {"updates": held, "client": client_id}
-        if expect is not None:
-            args["expect"] = expect.to_bytes()
-            args["on"] = sorted(artifact_names(on))
-        if fence is not None:
-            args["fence"] = {"name": fence.name, "token": fence.token}
+        names = tuple(sorted(artifact_names(on))) if expect is not None else ()
+        lease = (fence.name, fence.token) if fence is not None else None
+        args = Commit(tuple(held), client_id, lease, expect, names).to_args()
         if limit is not None and sum(map(len, held)) > limit // 2:  # else small: not measured
-            size = len(encode_message(encode_extension(Request(0, "commit", args))))
+            size = len(encode_message(encode_extension(Request(0, Commit.op, args))))
             if size > limit:
                 raise TooLarge(
                     f"this write is {size:,} bytes as one message and the hub at {url} "

@@ -20,6 +20,7 @@ from typing import Any
 from crdtdoc.errors import (
     AuthError,
     Conflict,
+    CoordinationError,
     CrdtdocError,
     Deadlock,
     FencedOut,
@@ -27,11 +28,13 @@ from crdtdoc.errors import (
     HubStorageError,
     LeaseHeld,
     LeaseLost,
+    LinkError,
     NotConnected,
     RateLimited,
     Refused,
     RemoteError,
     SyncTimeout,
+    UsageError,
 )
 from crdtdoc.protocol.awareness import AwarenessEntry, decode_awareness, encode_awareness
 from crdtdoc.protocol.backoff import Backoff
@@ -57,6 +60,7 @@ from crdtdoc.protocol.messages import (
     encode_message,
 )
 from crdtdoc.protocol.presence import Presence, parse_presence, presence_state
+from crdtdoc.protocol.requests import ReplyCode
 from crdtdoc.protocol.session import SyncSession
 from crdtdoc.replica import Replica
 from crdtdoc.versions import Version
@@ -81,27 +85,34 @@ FIRST_RETRY_PAUSE = 0.05
 
 
 def reply_error(code: str, message: str, result: dict[str, Any]) -> CrdtdocError:
-    """The typed error for a refused request."""
-    if code == "held":
+    """The typed error for a refused request (`ReplyCode`; a code this client does not know,
+    from a newer hub, is a `LinkError`: nothing it asked for was done)."""
+    if code == ReplyCode.HELD:
         holder = result.get("holder")
         return LeaseHeld(message, holder if isinstance(holder, str) else None)
-    if code == "deadlock":
+    if code == ReplyCode.DEADLOCK:
         cycle = result.get("cycle")
         return Deadlock(message, [str(c) for c in cycle] if isinstance(cycle, list) else [])
-    if code == "lost":
+    if code == ReplyCode.LOST:
         return LeaseLost(message)
-    if code == "fenced":
+    if code == ReplyCode.FENCED:
         return FencedOut(message)
-    if code == "forbidden":
+    if code == ReplyCode.FORBIDDEN:
         return Forbidden(message)
-    if code == "full":
+    if code == ReplyCode.FULL:
         return Refused(f"the hub refused the write: {message}", 4413)
-    if code == "rate_limited":
+    if code == ReplyCode.RATE_LIMITED:
         return RateLimited(message)
-    if code == "conflict":
+    if code == ReplyCode.CONFLICT:
         changes = result.get("changes")
         return Conflict(message, list(changes) if isinstance(changes, list) else [])
-    return CrdtdocError(f"the hub refused the request ({code}): {message}")
+    if code == ReplyCode.INVALID:
+        return UsageError(f"the hub refused the request's arguments: {message}")
+    if code in (ReplyCode.LIMIT, ReplyCode.MISSING):
+        return CoordinationError(f"the hub refused the request ({code}): {message}")
+    if code == ReplyCode.UNAVAILABLE:
+        return HubStorageError(message)
+    return LinkError(f"the hub could not answer the request ({code}): {message}")
 
 
 @dataclass(frozen=True)

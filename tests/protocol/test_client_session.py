@@ -12,15 +12,19 @@ from crdtdoc import Replica
 from crdtdoc.errors import (
     AuthError,
     Conflict,
+    CoordinationError,
     CrdtdocError,
     FencedOut,
     Forbidden,
     HubStorageError,
     LeaseHeld,
+    LinkError,
     NotConnected,
     RateLimited,
     Refused,
     RemoteError,
+    StorageError,
+    UsageError,
 )
 from crdtdoc.protocol.awareness import AwarenessEntry, decode_awareness, encode_awareness
 from crdtdoc.protocol.backoff import Backoff
@@ -262,7 +266,12 @@ def test_what_a_reply_means() -> None:
     full = reply_error("full", "too big", {})
     assert isinstance(full, Refused) and full.code == 4413
     assert isinstance(reply_error("rate_limited", "", {}), RateLimited)
-    assert type(reply_error("internal", "oops", {})) is CrdtdocError
+    # every code lands in a group a caller can catch, never the bare root
+    assert type(reply_error("internal", "oops", {})) is LinkError
+    assert type(reply_error("a code from a newer hub", "", {})) is LinkError
+    assert type(reply_error("invalid", "ttl must be ...", {})) is UsageError
+    assert type(reply_error("limit", "too many leases", {})) is CoordinationError
+    assert isinstance(reply_error("unavailable", "database down", {}), StorageError)
 
 
 def test_a_rate_limited_request_is_retried_with_growing_pauses_until_its_deadline() -> None:
