@@ -215,7 +215,7 @@ async def crdtdoc_scenes(url: str) -> list[tuple[str, bool, list[str]]]:
             log.append(f"{r.agent} saw the task {r.tasks('backlog').get(task_id).status}")
             await thinking.wait()
             try:
-                lease = await r.tasks("backlog").acquire(task_id, ttl=30)
+                lease = await r.claim_task("backlog", task_id, ttl=30)
             except AlreadyClaimed as exc:
                 log.append(f"{r.agent} was told it is claimed by {exc.holder}; picks other work")
                 return

@@ -271,7 +271,7 @@ def build_server(
         held = s.claims.get((name, task_id))
         if held is not None and held.held:
             return await s.written(f"{task_id} is already yours")
-        s.claims[(name, task_id)] = await s.replica.tasks(name).acquire(task_id, ttl=CLAIM_TTL)
+        s.claims[(name, task_id)] = await s.replica.claim_task(name, task_id, ttl=CLAIM_TTL)
         return await s.written(f"claimed {task_id}; it is yours alone")
 
     @tool("Give up your claim on a task.")

@@ -1,5 +1,5 @@
-"""The layers of docs/ARCHITECTURE.md, read from the source: every import (at module level or
-inside a function; `if TYPE_CHECKING:` blocks excluded) points down, the client and the hub never
+"""The layers of docs/ARCHITECTURE.md, read from the source: every import (at module level,
+inside a function, or for type checking only) points down, the client and the hub never
 import each other, nothing imports a top-level `server` package, the graph has no circles, and no
 module grows past the size a reader takes in at once."""
 
@@ -64,11 +64,10 @@ def modules(roots: dict[str, Path]) -> dict[str, Path]:
 
 
 def _imports(tree: ast.AST, module: str, is_package: bool) -> Iterator[tuple[str, int]]:
-    """Every module name an import statement names (with its line), TYPE_CHECKING excluded."""
+    """Every module name an import statement names (with its line): at module level, inside
+    functions, and under `if TYPE_CHECKING:` too (a type a module names is a dependency a
+    reader follows)."""
     for node in ast.iter_child_nodes(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            yield from _imports(ast.Module(body=node.orelse, type_ignores=[]), module, is_package)
-            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 yield alias.name, node.lineno

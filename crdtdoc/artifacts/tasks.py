@@ -31,7 +31,7 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pycrdt import Array, Map
 
@@ -39,9 +39,6 @@ from crdtdoc import safe_read
 from crdtdoc.artifacts.base import Artifact, ArtifactHost
 from crdtdoc.errors import AlreadyClaimed, InvalidValue, NotFound, UsageError
 from crdtdoc.values import check_text, to_yjs
-
-if TYPE_CHECKING:
-    from crdtdoc.client.coordination import Lease
 
 STATUSES = ("open", "claimed", "done")
 
@@ -227,33 +224,10 @@ class TaskList(Artifact[Map[Any]]):
         with self._writing():
             self._part(task, "claims", Map)[me] = {"at": time.time()}
 
-    async def acquire(self, task_id: str, ttl: float = 60.0) -> Lease:
-        """Claims the task exclusively, through a hub lease: of many agents racing for one task
-        exactly one wins; the others get `AlreadyClaimed` naming the holder. The claim shows in
-        the task list; releasing the returned lease removes it, and if the lease expires (the
-        holder died) the hub removes it and the task is open again. Needs a connected replica."""
-        from crdtdoc.errors import LeaseHeld
-
-        acquire = getattr(self._replica, "acquire", None)
-        if acquire is None or not getattr(self._replica, "_coordination", False):
-            raise UsageError("exclusive claims need a replica connected with crdtdoc.connect")
-        self.claimable(task_id)
-        try:
-            lease: Lease = await acquire(self.lease_name(task_id), ttl=ttl)
-        except LeaseHeld as held:
-            raise self.claimed_by(task_id, held.holder) from None
-        me = self._replica.agent
-        self.record_claim(task_id, lease.token)
-
-        async def drop_claim() -> None:
-            self.drop_claim(task_id, me)
-
-        lease._on_release.append(drop_claim)
-        return lease
-
     def claimable(self, task_id: str) -> Task:
-        """The task, if it may be claimed: raises `NotFound` for no such task, `CrdtdocError`
-        for a done one (the rule every way of claiming shares)."""
+        """The task, if it may be claimed: raises `NotFound` for no such task, `UsageError`
+        for a done one (the rule every way of claiming shares: this replica's `claim`, a
+        connected replica's `claim_task` through a hub lease, the command line's)."""
         current = self.get(task_id)
         if current.status == "done":
             raise UsageError(f"task {task_id!r} is done; reopen it before claiming it")

@@ -15,14 +15,15 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from crdtdoc.client.coordination import Fencing, Lease, LeaseInfo
 from crdtdoc.client.link import HubLink
 from crdtdoc.client.linked_replica import Keep, LinkedReplica, LinkOptions
 from crdtdoc.client.urls import room_url, room_urls
-from crdtdoc.errors import CrdtdocError, FencedOut, NotConnected, SyncTimeout, UsageError
+from crdtdoc.errors import CrdtdocError, FencedOut, LeaseHeld, NotConnected, SyncTimeout, UsageError
 from crdtdoc.protocol.backoff import Backoff
-from crdtdoc.protocol.requests import Acquire, Commit, ListLeases, NextNumber
+from crdtdoc.protocol.requests import Acquire, Commit, ListLeases, NextNumber, OutgoingRequest
 from crdtdoc.replica import Replica, ReplicaLimits
 from crdtdoc.versions import Version
 
@@ -59,8 +60,6 @@ class ConnectedReplica(LinkedReplica):
     Use `async with crdtdoc.connect(url, agent=...) as replica:`; every `Replica` method works as
     usual, and the replica stays in sync in the background.
     """
-
-    _coordination = True  # leases and exclusive task claims are available (read by artifacts)
 
     def __init__(self, url: str | Sequence[str], agent: str, options: LinkOptions) -> None:
         self._changed: asyncio.Event | None = None  # set by the loop whenever something arrives
@@ -194,8 +193,34 @@ class ConnectedReplica(LinkedReplica):
         close a cycle of waits, `NotConnected` without a link. The lease renews itself while
         this replica lives; a crashed holder loses it once `ttl` runs out."""
         asked = Acquire(name, ttl, wait, self.client_id)
-        result = await self._request(asked.op, asked.to_args(), timeout=wait + 30.0)
+        result = await self.ask(asked, timeout=wait + 30.0)
         return Lease(self, name, int(result["token"]), float(result["ttl"]))
+
+    async def ask(self, request: OutgoingRequest, timeout: float = 30.0) -> dict[str, Any]:
+        """Sends one typed request (`crdtdoc.protocol.requests`) to the hub and returns its
+        result; raises its typed refusal (`LeaseHeld`, `Forbidden`, ...), or `NotConnected`
+        without a link."""
+        return await self._request(request.op, request.to_args(), timeout)
+
+    async def claim_task(self, task_list: str, task_id: str, ttl: float = 60.0) -> Lease:
+        """Claims a task exclusively, through a hub lease: of many agents racing for one task
+        exactly one wins; the others get `AlreadyClaimed` naming the holder. The claim shows in
+        the task list; releasing the returned lease removes it, and if the lease expires (the
+        holder died) the hub removes it and the task is open again."""
+        tasks = self.tasks(task_list)
+        tasks.claimable(task_id)
+        try:
+            lease = await self.acquire(tasks.lease_name(task_id), ttl=ttl)
+        except LeaseHeld as held:
+            raise tasks.claimed_by(task_id, held.holder) from None
+        me = self.agent
+        tasks.record_claim(task_id, lease.token)
+
+        async def drop_claim() -> None:
+            self.tasks(task_list).drop_claim(task_id, me)
+
+        lease.on_release(drop_claim)
+        return lease
 
     def lease(self, name: str, ttl: float = 30.0, wait: float = 0.0) -> _LeaseContext:
         """`async with replica.lease(name, ttl=..., wait=...) as lease:` holds it for the block."""
@@ -203,14 +228,14 @@ class ConnectedReplica(LinkedReplica):
 
     async def leases(self) -> list[LeaseInfo]:
         """Every lease held in this room: who holds it, its token, who waits for it."""
-        result = await self._request(ListLeases.op, ListLeases().to_args())
+        result = await self.ask(ListLeases())
         return [LeaseInfo(**entry) for entry in result.get("leases", [])]
 
     async def next_number(self, sequence: str) -> int:
         """The next number of `sequence`: strictly increasing and never handed out twice, also
         across hub restarts (recorded before it is returned)."""
         asked = NextNumber(sequence)
-        return int((await self._request(asked.op, asked.to_args()))["value"])
+        return int((await self.ask(asked))["value"])
 
     @contextmanager
     def transaction(

@@ -13,7 +13,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from crdtdoc.errors import (
     CrdtdocError,
@@ -24,8 +24,16 @@ from crdtdoc.errors import (
 )
 from crdtdoc.protocol.requests import Release, Renew
 
-if TYPE_CHECKING:
-    from crdtdoc.client.connection import ConnectedReplica
+
+class LeaseHost(Protocol):
+    """The connected replica a lease was taken through (a `ConnectedReplica` is one)."""
+
+    @property
+    def client_id(self) -> int: ...
+
+    async def ask(self, request: Renew | Release, timeout: float = 30.0) -> dict[str, Any]:
+        """Sends `request` to the hub; its result, or its typed refusal raised."""
+
 
 log = logging.getLogger("crdtdoc.client.lease")
 T = TypeVar("T")
@@ -65,14 +73,14 @@ class LeaseInfo:
 class Lease:
     """A lease this agent holds; `token` is its fencing token."""
 
-    def __init__(self, link: ConnectedReplica, name: str, token: int, ttl: float) -> None:
-        self._link = link
+    def __init__(self, replica: LeaseHost, name: str, token: int, ttl: float) -> None:
+        self._replica = replica
         self.name = name
         self.token = token
         self.ttl = ttl
         self.lost = False
         self.released = False
-        self._client = link.client_id  # the client it was acquired under: renewals name it
+        self._client = replica.client_id  # the client it was acquired under: renewals name it
         self._on_release: list[Callable[[], Awaitable[None]]] = []
         self._renewer = asyncio.get_running_loop().create_task(self._renew_forever())
 
@@ -90,13 +98,17 @@ class Lease:
         if not self.held:
             raise LeaseLost(f"lease {self.name!r} is {'lost' if self.lost else 'released'}")
         ttl = self.ttl if ttl is None else ttl
-        asked = Renew(self.name, self.token, ttl, self._client)
         try:
-            await self._link._request(asked.op, asked.to_args())
+            await self._replica.ask(Renew(self.name, self.token, ttl, self._client))
         except (LeaseLost, Forbidden):
             self.lost = True
             raise
         self.ttl = ttl
+
+    def on_release(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Runs `hook` when this lease is released, before the hub is told (a task claim
+        removes its record from the task list)."""
+        self._on_release.append(hook)
 
     async def release(self) -> None:
         """Gives the lease up (the next waiter gets it). Releasing twice is harmless."""
@@ -108,8 +120,7 @@ class Lease:
             await hook()
         if not self.lost:
             with contextlib.suppress(LeaseLost):
-                asked = Release(self.name, self.token, self._client)
-                await self._link._request(asked.op, asked.to_args())
+                await self._replica.ask(Release(self.name, self.token, self._client))
 
     async def _renew_forever(self) -> None:
         while self.held:

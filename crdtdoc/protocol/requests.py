@@ -276,6 +276,10 @@ _BY_OP: dict[str, type[CoordinationRequest]] = {
 }
 
 
+OutgoingRequest = CoordinationRequest | Commit | SetStatus
+"""Any request a client sends."""
+
+
 def parse_request(op: object, args: object) -> CoordinationRequest:
     """The coordination request `op` with `args` describes; `RequestError` (code `invalid`)
     for an unknown operation or arguments out of bounds."""

@@ -57,7 +57,7 @@ def test_twenty_agents_race_for_one_task(tmp_path: Path) -> None:
             for r in replicas:
                 await r.wait_for(replicas[0].version(), timeout=10)
             results = await asyncio.gather(
-                *(r.tasks("backlog").acquire(tid, ttl=5) for r in replicas),
+                *(r.claim_task("backlog", tid, ttl=5) for r in replicas),
                 return_exceptions=True,
             )
             winners = [i for i, x in enumerate(results) if isinstance(x, crdtdoc.Lease)]
@@ -84,7 +84,7 @@ def test_an_expired_claim_lease_returns_the_task_to_open(tmp_path: Path) -> None
         async with running_hub(tmp_path / "hub.db") as hub:
             a, b = await agents(hub.url + "/t", 2)
             tid = a.tasks("backlog").add("fix it")
-            lease = await a.tasks("backlog").acquire(tid, ttl=0.5)
+            lease = await a.claim_task("backlog", tid, ttl=0.5)
             lease._renewer.cancel()  # a paused agent: it stops renewing
             await a.flush()
             await b.wait_for(a.version(), timeout=5)
@@ -94,7 +94,7 @@ def test_an_expired_claim_lease_returns_the_task_to_open(tmp_path: Path) -> None
                     break
                 await asyncio.sleep(0.05)
             assert b.tasks("backlog").get(tid).status == "open"  # the hub dropped the claim
-            second = await b.tasks("backlog").acquire(tid, ttl=5)
+            second = await b.claim_task("backlog", tid, ttl=5)
             assert second.token > lease.token
             await close_all([a, b])
 
@@ -358,18 +358,18 @@ async def claim_freed_after_reopen(
     record; past the grace, claimant's claim frees the bare lease and gets it (any hub set-up:
     the single-hub and the PostgreSQL coordinators both run this)."""
     task = holder.tasks("board").add("ship")
-    lease = await holder.tasks("board").acquire(task, ttl=60)
+    lease = await holder.claim_task("board", task, ttl=60)
     await holder.flush()
     await other.wait_for(holder.version(), timeout=10)
     with pytest.raises(crdtdoc.AlreadyClaimed, match=holder.agent):
-        await other.tasks("board").acquire(task, ttl=60)  # held, and claimed: refused
+        await other.claim_task("board", task, ttl=60)  # held, and claimed: refused
     other.tasks("board").complete(task)
     other.tasks("board").reopen(task)
     await other.flush()
     await asyncio.sleep(0.3)
     await claimant.wait_for(other.version(), timeout=10)
     assert claimant.tasks("board").get(task).claimants == []
-    mine = await claimant.tasks("board").acquire(task, ttl=60)  # freed, then granted
+    mine = await claimant.claim_task("board", task, ttl=60)  # freed, then granted
     assert mine.token > lease.token
     await mine.release()
     await close_all([holder, other, claimant])
@@ -397,7 +397,7 @@ def test_a_freed_claim_lease_does_not_pass_to_another_client_of_its_holder(
             held = await mallory.acquire(name, ttl=60)  # the bare lease, no claim recorded
             waiting = asyncio.ensure_future(mallory_too.acquire(name, ttl=60, wait=30))
             await asyncio.sleep(0.4)  # past the grace
-            mine = await alice.tasks("board").acquire(task, ttl=60)
+            mine = await alice.claim_task("board", task, ttl=60)
             assert mine.token > held.token
             with pytest.raises(crdtdoc.LeaseHeld, match="claim behind it is gone"):
                 await waiting

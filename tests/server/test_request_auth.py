@@ -343,7 +343,7 @@ def test_a_token_scoped_to_other_artifacts_claims_no_task(
                 lease = await scoped.acquire("notes-lock", ttl=5)  # other leases: as before
                 await lease.release()
                 task = alice.tasks("board").add("ship")
-                claim = await alice.tasks("board").acquire(task, ttl=5)  # nobody locked it
+                claim = await alice.claim_task("board", task, ttl=5)  # nobody locked it
                 await claim.release()
             finally:
                 for replica in (scoped, alice):

@@ -176,7 +176,7 @@ def test_an_expired_task_claim_is_dropped_and_the_next_claim_gets_a_higher_token
             tid = a.tasks("backlog").add("rotate keys")
             await a.flush()
             await b.wait_for(a.version(), timeout=10)
-            claim = await a.tasks("backlog").acquire(tid, ttl=0.3)
+            claim = await a.claim_task("backlog", tid, ttl=0.3)
             claim._renewer.cancel()  # a crashed agent stops renewing
             await a.flush()
             await b.wait_for(a.version(), timeout=10)
@@ -186,7 +186,7 @@ def test_an_expired_task_claim_is_dropped_and_the_next_claim_gets_a_higher_token
                     break
                 await asyncio.sleep(0.05)
             assert b.tasks("backlog").get(tid).status == "open"
-            taken = await b.tasks("backlog").acquire(tid, ttl=5)
+            taken = await b.claim_task("backlog", tid, ttl=5)
             assert taken.token > claim.token
             await taken.release()
             await close_all([a, b])
