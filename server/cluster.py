@@ -278,7 +278,14 @@ class Cluster:
             self.catch_up(channel[len(ROOM_CHANNEL) :].decode(errors="replace"))
             return
         if kind == "subscribe" and channel.startswith(PRESENCE_CHANNEL):
-            self._ask_presence(channel[len(PRESENCE_CHANNEL) :].decode(errors="replace"))
+            # Subscribed: tell what this hub has (published before now, it reached nobody
+            # subscribed late) and ask the others (a question sent before now missed us).
+            name = channel[len(PRESENCE_CHANNEL) :].decode(errors="replace")
+            served = self._rooms().get(name)
+            mine = served.local_presence() if served is not None else None
+            if mine is not None:
+                self.publish_presence(name, mine)
+            self._ask_presence(name)
             return
         if not isinstance(data, bytes):
             return

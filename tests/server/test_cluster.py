@@ -362,6 +362,30 @@ async def peers_become(
         await asyncio.sleep(0.05)
 
 
+def test_a_hub_whose_presence_subscription_comes_late_tells_what_it_has() -> None:
+    """Presence is relayed only while both hubs are subscribed, and a hub asks the others once
+    its subscription is up. When a hub's own subscription comes up after another hub asked (it
+    missed the question) and after its client's presence arrived (published to nobody), it
+    must tell what it has as it subscribes, or the others see nobody until the next renewal."""
+    from crdtdoc.server.cluster import PRESENCE_CHANNEL, Cluster
+
+    class Late:
+        name = "team"
+
+        def local_presence(self) -> bytes | None:
+            return b"alice's awareness"
+
+    rooms = {"team": Late()}
+    cluster = Cluster(None, None, lambda: rooms)  # type: ignore[arg-type]
+    sent: list[tuple[bytes, bytes]] = []
+    cluster._publish = lambda channel, payload: sent.append((channel, payload))  # type: ignore[method-assign]
+    cluster._receive({"type": "subscribe", "channel": PRESENCE_CHANNEL + b"team", "data": 1})
+    kinds = {payload[0] for channel, payload in sent if channel == PRESENCE_CHANNEL + b"team"}
+    assert kinds == {0, 1}  # its entries (0) and the question to the others (1)
+    told = [payload for _, payload in sent if payload[0] == 0]
+    assert told == [bytes([0]) + cluster.hub_id + b"alice's awareness"]
+
+
 def test_presence_is_relayed_between_hubs_and_expires_with_its_hub(
     pg_url: str, redis: RedisServer
 ) -> None:
