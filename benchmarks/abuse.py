@@ -54,8 +54,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, ROOT, HubProcess, hub_process, machine
+from benchmarks.common import RESULTS, ROOT, machine
 from benchmarks.hub_load import cpu_seconds
+from benchmarks.processes import (
+    PG_ADMIN,
+    HubProcess,
+    hub_process,
+    postgres_database,
+    redis_server,
+)
 
 SCENARIOS = {
     "a": "delete-only updates naming ids that never exist",
@@ -1053,8 +1060,6 @@ async def run_stall(windows: Windows, secret_file: Path) -> dict[str, Any]:
     try:
         import psycopg
 
-        from benchmarks.cluster_load import PG_ADMIN, fresh_database, redis_server
-
         with psycopg.connect(PG_ADMIN, connect_timeout=3):
             pass
     except Exception as exc:
@@ -1063,22 +1068,17 @@ async def run_stall(windows: Windows, secret_file: Path) -> dict[str, Any]:
     room = "abuse-stall"
     with contextlib.ExitStack() as stack:
         progress("stall", "starting two hubs on a fresh PostgreSQL database")
-        pg_url = stack.enter_context(fresh_database())
+        pg_url = stack.enter_context(postgres_database(PG_ADMIN, prefix="crdtdoc_bench"))
         extra = ["--secret-file", str(secret_file)]
         extra += ["--compact-log-updates", str(STALL_COMPACT_EVERY)]
         if shutil.which("redis-server"):
-            extra += ["--redis", stack.enter_context(redis_server())[0]]
+            extra += ["--redis", stack.enter_context(redis_server()).url]
         hubs = []
-        for _ in range(2):
-            hub = HubProcess(pg_url, *extra)  # type: ignore[arg-type]  # --db takes a URL too
-            stack.callback(hub.kill)
-            # start() reads the hub's first line: a hub stuck before it is killed after 60 s
-            watchdog = threading.Timer(60, lambda h=hub: h.proc.kill() if h.proc else None)
-            watchdog.start()
-            try:
-                hub.start()
-            finally:
-                watchdog.cancel()
+        for i in range(2):
+            log = secret_file.with_name(f"stall-hub-{i}.stderr")
+            hub = HubProcess(pg_url, 0, *extra, log=log)
+            stack.callback(hub.stop)
+            hub.start(timeout=60)
             hubs.append(hub)
         urls = [h.url for h in hubs]
         pids = [h.proc.pid for h in hubs if h.proc is not None]

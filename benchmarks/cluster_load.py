@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -35,17 +36,16 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from benchmarks.hub_load import (
-    DRIVER_DIR,
-    RESULTS,
-    cpu_seconds,
-    free_port,
-    peak_rss_mib,
-    wait_listening,
-)
+from benchmarks.hub_load import DRIVER_DIR, RESULTS, cpu_seconds, peak_rss_mib
 from benchmarks.hub_load_scenarios import CORE_SCENARIOS, SCENARIOS
+from benchmarks.processes import (
+    PG_ADMIN,
+    HubProcess,
+    RedisServer,
+    ServiceUnavailable,
+    postgres_database,
+)
 
-PG_ADMIN = os.environ.get("CRDTDOC_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 CONFIGS = {
     "sqlite x1": ("sqlite", 1),
     "postgres x1": ("pg", 1),
@@ -55,36 +55,18 @@ CONFIGS = {
 
 
 @contextlib.contextmanager
-def fresh_database() -> Iterator[str]:
-    import psycopg
-
-    name = f"crdtdoc_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as db:
-        db.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as db:
-            db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextlib.contextmanager
 def redis_server() -> Iterator[tuple[str, int]]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        sys.exit("needs redis-server")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    """A redis-server of the run's own; yields its URL and process id."""
     try:
-        wait_listening(port, proc)  # type: ignore[arg-type]
-        yield f"redis://127.0.0.1:{port}/0", proc.pid
+        server = RedisServer()
+    except ServiceUnavailable as exc:
+        sys.exit(f"needs {exc}")
+    server.start()
+    try:
+        assert server.proc is not None
+        yield server.url, server.proc.pid
     finally:
-        proc.kill()
-        proc.wait()
+        server.stop()
 
 
 def postgres_cpu_seconds() -> float:
@@ -106,37 +88,20 @@ def hubs(kind: str, count: int, tmp: str, redis_url: str) -> Iterator[list[tuple
     """`count` hub processes; yields (port, pid) of each."""
     with contextlib.ExitStack() as stack:
         if kind == "pg":
-            store = stack.enter_context(fresh_database())
+            store = stack.enter_context(postgres_database(PG_ADMIN, prefix="crdtdoc_bench"))
             extra = ["--redis", redis_url]
         else:
             store, extra = os.path.join(tmp, f"bench-{uuid.uuid4().hex[:8]}.db"), []
-        procs = []
-        try:
-            for _ in range(count):
-                port = free_port()
-                cmd = [
-                    sys.executable,
-                    "-m",
-                    "crdtdoc.cli",
-                    "serve",
-                    "--port",
-                    str(port),
-                    "--store",
-                    store,
-                    *extra,
-                ]
-                proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                procs.append((port, proc))
-                wait_listening(port, proc)
-            yield [(port, proc.pid) for port, proc in procs]
-        finally:
-            for _, proc in procs:
-                proc.terminate()
-            for _, proc in procs:
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        running = []
+        for _ in range(count):
+            hub = HubProcess(store, 0, *extra, log=Path(tmp) / f"hub-{uuid.uuid4().hex[:8]}.log")
+            stack.callback(hub.stop)
+            hub.start()
+            running.append(hub)
+        yield [(hub.port, hub.proc.pid) for hub in running if hub.proc is not None]
+        for hub in running:  # a clean stop (the finally kills what is left)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                hub.kill(signal.SIGTERM)
 
 
 def run_load(config: str, scenario: str, tmp: str, redis: tuple[str, int]) -> dict[str, object]:

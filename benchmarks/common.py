@@ -3,18 +3,12 @@ a progress bar for long runs, and the trace file."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import os
 import platform
-import re
-import signal
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -121,59 +115,3 @@ class Progress:
         else:
             sys.stderr.write(line + "\n")
         sys.stderr.flush()
-
-
-class HubProcess:
-    """`crdtdoc serve` on a SQLite file, in its own process; it can be SIGKILLed and started
-    again on the same port and database."""
-
-    def __init__(self, db: Path, *options: str) -> None:
-        self.db = db
-        self.options = options
-        self.port = 0
-        self.proc: subprocess.Popen[str] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "crdtdoc.cli",
-                "serve",
-                "--port",
-                str(self.port),
-                "--db",
-                str(self.db),
-                *self.options,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        line = self.proc.stdout.readline() if self.proc.stdout else ""
-        match = re.search(r"ws://127\.0\.0\.1:(\d+)", line)
-        if match is None:
-            raise RuntimeError(f"the hub did not start: {line!r}")
-        self.port = int(match.group(1))
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-
-@contextlib.contextmanager
-def hub_process(*options: str) -> Iterator[HubProcess]:
-    """A `HubProcess` (with `crdtdoc serve` `options`) on a fresh database, for a `with` block."""
-    with tempfile.TemporaryDirectory() as tmp:
-        hub = HubProcess(Path(tmp) / "hub.db", *options)
-        hub.start()
-        try:
-            yield hub
-        finally:
-            hub.kill()

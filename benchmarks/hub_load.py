@@ -50,12 +50,10 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -67,19 +65,13 @@ from benchmarks.hub_load_scenarios import (
     Results,
     is_storm,
 )
+from benchmarks.processes import free_port, wait_listening
 
 HERE = Path(__file__).parent
 DRIVER_DIR = HERE / "hub_load"
 RESULTS = HERE / "results"
 
 TITLE = "# Hub load (median of runs; see hub_load.json for every run and each scenario's date)\n\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def hub_command(hub: str, port: int, db: str) -> list[str]:
@@ -101,19 +93,6 @@ def cpu_seconds(pid: int) -> float:
 def peak_rss_mib(pid: int) -> float:
     match = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
     return int(match.group(1)) / 1024 if match else float("nan")
-
-
-def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"hub exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("hub did not start listening")
 
 
 def log_lines(path: str) -> tuple[int, list[str]]:

@@ -39,15 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import crdtdoc
-from benchmarks.common import (
-    RESULTS,
-    HubProcess,
-    Progress,
-    hub_process,
-    package_version,
-    results_dir,
-    save,
-)
+from benchmarks.common import RESULTS, Progress, package_version, results_dir, save
+from benchmarks.processes import HubProcess, hub_process
 from crdtdoc import Replica
 from crdtdoc.protocol.backoff import Backoff
 from crdtdoc.sim import SimNetwork

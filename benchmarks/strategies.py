@@ -44,7 +44,6 @@ import random
 import statistics
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,9 +51,9 @@ from typing import Any
 import psycopg
 
 import crdtdoc
-from benchmarks.common import RESULTS, Progress, hub_process, package_version, results_dir, save
+from benchmarks.common import RESULTS, Progress, package_version, results_dir, save
+from benchmarks.processes import PG_ADMIN, hub_process, postgres_database
 
-PG_ADMIN = os.environ.get("CRDTDOC_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 STRATEGIES = ["lww", "occ", "lock", "queue", "crdtdoc", "crdtdoc-guarded", "crdtdoc-lease"]
 HOT = "hot"
 
@@ -124,21 +123,9 @@ def fields_of(plan: list[list[Task]]) -> list[str]:
 # -- PostgreSQL strategies ---------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def fresh_database() -> AsyncIterator[str]:
-    name = f"crdtdoc_strat_{uuid.uuid4().hex[:10]}"
-    async with await psycopg.AsyncConnection.connect(PG_ADMIN, autocommit=True) as db:
-        await db.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    finally:
-        async with await psycopg.AsyncConnection.connect(PG_ADMIN, autocommit=True) as db:
-            await db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 async def run_postgres(strategy: str, plan: list[list[Task]], think: float) -> Outcome:
     outcome = Outcome(tasks=sum(len(t) for t in plan))
-    async with fresh_database() as url:
+    with postgres_database(PG_ADMIN, prefix="crdtdoc_strat") as url:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as db:
             await db.execute(
                 "CREATE TABLE artifact (field text PRIMARY KEY, notes jsonb NOT NULL, "

@@ -96,7 +96,7 @@ def run_pycrdt(trace: dict[str, Any]) -> dict[str, Any]:
 
 def run_through_hub(trace: dict[str, Any]) -> dict[str, Any]:
     import crdtdoc
-    from benchmarks.common import hub_process
+    from benchmarks.processes import hub_process
 
     edits = patches(trace)
 

@@ -6,7 +6,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["tests.services"]  # the pg_url and redis fixtures
+pytest_plugins = ["tests.support.services"]  # the pg_url and redis fixtures
 
 settings.register_profile(
     "default",

@@ -19,8 +19,8 @@ from crdtdoc import EMBED, Replica
 from crdtdoc.client.connection import room_urls
 from crdtdoc.tokens import create_token
 from crdtdoc.versions import Version
-from tests.cli_support import cli, cli_hub, ok  # noqa: F401 (cli_hub: the fixture "hub")
-from tests.hubs import HubProcess
+from tests.support.cli import cli, cli_hub, ok  # noqa: F401 (cli_hub: the fixture "hub")
+from tests.support.hubs import HubProcess
 
 
 def test_documents_write_as_minimal_diffs_and_guarded_writes_refuse_stale_reads(hub: str) -> None:
@@ -196,7 +196,7 @@ def test_spec_conflicts_resolve_and_freeze(hub: str) -> None:
     b.spec("api").set("User.id", 42)
     ok(cli(hub, "version", "--json", room=room))  # the room exists
     import crdtdoc
-    from tests.hubs import run
+    from tests.support.aio import run
 
     async def push() -> None:
         async with crdtdoc.connect(f"{hub}/{room}", agent="loader") as loader:

@@ -14,7 +14,7 @@ from crdtdoc.errors import PendingLimitExceeded
 from crdtdoc.idset import IdSet
 from crdtdoc.replica import ReplicaLimits
 from crdtdoc.updates import parse_update
-from tests.helpers import orphans, tiny_structs
+from tests.support.builders import orphans, tiny_structs
 
 
 class Clock:

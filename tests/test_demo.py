@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from crdtdoc.demo import run_demo
-from tests.hubs import run
+from tests.support.aio import run
 
 
 def test_every_scene_fails_on_the_naive_store_and_holds_on_crdtdoc() -> None:

@@ -13,8 +13,8 @@ from pycrdt import Doc, Map
 from crdtdoc import Replica
 from crdtdoc.itemindex import ItemIndex, Locator
 from crdtdoc.updates import parse_update
-from tests.helpers import random_edit
-from tests.yjs_items import content, item, update
+from tests.support.builders import random_edit
+from tests.support.yjs_items import content, item, update
 
 
 @given(st.integers(0, 2**32), st.integers(1, 4))

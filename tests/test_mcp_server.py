@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.hubs import HubProcess, run
+from tests.support.aio import run
+from tests.support.hubs import HubProcess
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.hubs import hub_in_thread
+from tests.support.hubs import hub_in_thread
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

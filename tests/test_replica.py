@@ -459,7 +459,7 @@ def test_committed_updates_carry_only_what_the_engine_integrated() -> None:
     logged) is the engine's own encoding of what it integrated."""
     from pycrdt import merge_updates
 
-    from tests.helpers import typed
+    from tests.support.builders import typed
 
     u1, u2 = typed([(0, "a"), (1, "b")], 1111)
     _, forged = typed([(0, "a"), (1, "ZZZ")], 1111)  # re-sends 1111:1 with other content

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from tests.cli_support import cli, cli_hub, ok  # noqa: F401 (cli_hub: the fixture "hub")
+from tests.support.cli import cli, cli_hub, ok  # noqa: F401 (cli_hub: the fixture "hub")
 
 
 def test_leases_from_the_shell_fence_a_paused_holder_out(hub: str) -> None:

@@ -17,7 +17,7 @@ from crdtdoc import safe_read
 from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT, DELETIONS_ROOT, NOTES_ROOT
 from crdtdoc.safe_read import ABSENT
 from tests.artifacts.test_damaged_entries import EVIL, read_all, team
-from tests.yjs_items import CONTENT_KINDS, TYPE_REFS, RawWriter, apply_raw, nested_type_id
+from tests.support.yjs_items import CONTENT_KINDS, TYPE_REFS, RawWriter, apply_raw, nested_type_id
 
 
 def doc_with(kind: str, value: Any = None, key: str = "bad") -> tuple[Doc[Any], Map[Any]]:
@@ -299,7 +299,7 @@ def test_no_reader_raises_anything_but_a_crdtdoc_error(ops: list[tuple[Any, ...]
 HANGING_READ = """
 import sys
 from crdtdoc import Replica
-from tests.yjs_items import RawWriter, apply_raw, nested_type_id
+from tests.support.yjs_items import RawWriter, apply_raw, nested_type_id
 r = Replica(agent="reader")
 tasks = r.tasks("backlog")
 tid = tasks.add("task one")

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
 from crdtdoc import InvalidUpdate, Replica
-from tests.yjs_items import content, item, update
+from tests.support.yjs_items import content, item, update
 
 A = 1000
 M = 2_000_000

@@ -11,7 +11,7 @@ from crdtdoc.contents import SKIP
 from crdtdoc.encoding import Encoder
 from crdtdoc.slicing import slice_update
 from crdtdoc.updates import parse_update
-from tests.helpers import content, writer_stream
+from tests.support.builders import content, writer_stream
 
 
 @settings(max_examples=30, deadline=None)

@@ -20,7 +20,7 @@ from pycrdt import Doc, Text
 from crdtdoc import InvalidUpdate, Replica
 from crdtdoc.slicing import slice_update
 from crdtdoc.updates import parse_update
-from tests.yjs_items import content, item, update
+from tests.support.yjs_items import content, item, update
 
 W = 7  # the writer of the text
 # What stock Yjs 13.6.33 sends for `t.insert(0, 'a😀b')` and then `t.delete(2, 1)` (client 7):

@@ -17,7 +17,7 @@ import crdtdoc
 from crdtdoc import Replica
 from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT, DELETIONS_ROOT, NOTES_ROOT
 from crdtdoc.textmodel import EMBED
-from tests.yjs_items import (
+from tests.support.yjs_items import (
     TYPE_REFS,
     RawWriter,
     apply_raw,

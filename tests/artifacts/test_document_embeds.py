@@ -15,7 +15,7 @@ from pycrdt import Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
 from crdtdoc import EMBED, CrdtdocError, InvalidValue, Replica, StaleRead, WrongKind
 from crdtdoc.updates import parse_update
-from tests.yjs_items import content, item, update
+from tests.support.yjs_items import content, item, update
 
 IMAGE = {"image": "a.png"}
 

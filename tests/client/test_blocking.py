@@ -10,7 +10,7 @@ import pytest
 from crdtdoc.client.blocking import BlockingReplica, connect_blocking
 from crdtdoc.client.coordination import Fence
 from crdtdoc.errors import Conflict, CrdtdocError, FencedOut, TooLarge
-from tests.hubs import hub_in_thread
+from tests.support.hubs import HubProcess, free_port, hub_in_thread
 
 
 @pytest.fixture
@@ -101,14 +101,11 @@ def test_a_write_larger_than_the_hub_accepts_is_refused_before_it_is_sent(
 
 
 def test_a_hub_that_is_down_fails_after_the_connect_timeout_not_the_open_timeout() -> None:
-    import socket
     import time
 
     from crdtdoc.errors import NotConnected
 
-    with socket.socket() as sock:  # a port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nothing listens there
     started = time.monotonic()
     with pytest.raises(NotConnected, match=r"cannot reach .* within 0\.5 s") as failed:
         connect_blocking(
@@ -123,13 +120,8 @@ def test_edits_made_offline_past_the_hub_s_message_limit_arrive_when_it_comes_up
     """The step 2 that carries them is sent in slices under the hub's limit: as one message,
     the hub closed the link over it at every reconnect, for ever."""
     import random
-    import socket
 
-    from tests.hubs import HubProcess
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     url = f"ws://127.0.0.1:{port}/r"
     rng = random.Random(3)
     with connect_blocking(url, agent="alice", wait_synced=False) as alice:

@@ -16,18 +16,10 @@ import crdtdoc
 from crdtdoc.errors import CrdtdocError
 from crdtdoc.protocol.backoff import Backoff
 from crdtdoc.server.hub import Hub
-from tests.hubs import run, running_hub
+from tests.support.aio import run
+from tests.support.hubs import free_port, running_hub
 
 FAST_RETRY = Backoff(initial=0.05, maximum=0.3)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def test_a_version_token_handed_over_in_a_message_lets_another_agent_read_the_work(
@@ -50,7 +42,7 @@ def test_a_version_token_handed_over_in_a_message_lets_another_agent_read_the_wo
 
 
 def test_unreachable_hub_gives_clear_errors_and_offline_work_is_kept(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
 
     async def body() -> None:
         url = f"ws://127.0.0.1:{port}/r"
@@ -100,7 +92,7 @@ CRASHING_AGENT = textwrap.dedent(
 
 
 def test_a_state_file_keeps_offline_edits_across_a_crash_of_the_agent(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     url = f"ws://127.0.0.1:{port}/r"
     state = tmp_path / "agent.journal"
     proc = subprocess.run(

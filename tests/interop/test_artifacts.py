@@ -7,8 +7,9 @@ import asyncio
 from pathlib import Path
 
 import crdtdoc
-from tests.hubs import run, running_hub
 from tests.interop.test_yjs_peer import _line, node_peer, node_peer_available
+from tests.support.aio import run
+from tests.support.hubs import running_hub
 
 
 def test_node_peer_and_crdtdoc_share_tasks_and_specs_by_the_schema(tmp_path: Path) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 import queue
 import shutil
 import struct
@@ -41,8 +40,9 @@ import pytest
 
 import crdtdoc
 from crdtdoc import Document, Version
-from tests.hubs import hub_in_thread
 from tests.server.test_web_browser import CHROMIUM_FLAGS, _browser
+from tests.support.hubs import hub_in_thread
+from tests.support.services import unavailable
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Error, Page
@@ -74,9 +74,7 @@ def _node_packages() -> None:
         if missing:
             problem = f"{', '.join(missing)} missing: run `npm ci --prefix {HERE}`"
     if problem is not None:
-        if os.environ.get("CRDTDOC_REQUIRE_SERVICES") == "1":
-            pytest.fail(problem)
-        pytest.skip(problem)
+        unavailable(problem)
 
 
 def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:

@@ -21,7 +21,7 @@ from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 from crdtdoc import InvalidUpdate, Replica
 from crdtdoc.updates import parse_update
 from tests.interop.test_yjs_peer import node_peer_available
-from tests.yjs_items import content, item, update
+from tests.support.yjs_items import content, item, update
 
 HERE = Path(__file__).parent
 ROOTS = [("t", "text"), ("m", "map"), ("arr", "array")]

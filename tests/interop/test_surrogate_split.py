@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import crdtdoc
-from tests.hubs import run, running_hub
 from tests.interop.test_yjs_peer import node_peer_available
+from tests.support.aio import run
+from tests.support.hubs import running_hub
 
 HERE = Path(__file__).parent
 ROOM = "emoji"

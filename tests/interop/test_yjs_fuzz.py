@@ -50,8 +50,8 @@ import pytest
 
 import crdtdoc
 from crdtdoc.idset import IdSet
-from tests.hubs import HubProcess
 from tests.interop.test_yjs_peer import node_peer_available
+from tests.support.hubs import HubProcess
 
 HERE = Path(__file__).parent
 SCRIPT = HERE / "yjs_fuzz_peer.mjs"

@@ -10,17 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import shutil
 import sys
 from asyncio.subprocess import Process
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
 import crdtdoc
-from tests.hubs import run, running_hub
+from tests.support.aio import run
+from tests.support.hubs import running_hub
+from tests.support.services import unavailable
 
 HERE = Path(__file__).parent
 
@@ -34,9 +33,7 @@ def node_peer_available() -> None:
     elif not (HERE / "node_modules" / "y-websocket").is_dir():
         problem = f"run `npm ci --prefix {HERE}` to install the interop peer"
     if problem is not None:
-        if os.environ.get("CRDTDOC_REQUIRE_SERVICES") == "1":
-            pytest.fail(problem)
-        pytest.skip(problem)
+        unavailable(problem)
 
 
 async def _line(proc: asyncio.subprocess.Process, timeout: float = 30) -> dict[str, object]:

@@ -25,9 +25,10 @@ from crdtdoc.protocol.messages import encode_message as msg
 from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT, DELETIONS_ROOT, NOTES_ROOT
 from crdtdoc.tokens import create_token
 from crdtdoc.updates import Item, parse_update
-from tests.hubs import run, running_cluster, running_hub
-from tests.services import RedisServer
-from tests.yjs_items import content, item, update
+from tests.support.aio import run
+from tests.support.hubs import running_cluster, running_hub
+from tests.support.services import RedisServer
+from tests.support.yjs_items import content, item, update
 
 SECRET = b"test-secret-of-32-bytes-exactly!"
 FAST = Backoff(initial=0.05, maximum=0.3)

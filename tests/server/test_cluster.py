@@ -22,9 +22,11 @@ from crdtdoc.protocol.messages import SyncStep1, SyncUpdate, encode_message
 from crdtdoc.server.cluster import INLINE_BYTES, SeqTracker, decode_entry, encode_entry
 from crdtdoc.server.hub import Hub
 from crdtdoc.updates import deletes_only, parse_update
-from tests.helpers import content, random_edit
-from tests.hubs import run, running_cluster, stored_shared_replica
-from tests.services import RedisServer
+from tests.support.aio import run
+from tests.support.builders import content, random_edit
+from tests.support.hubs import running_cluster
+from tests.support.services import RedisServer
+from tests.support.stored import stored_shared_replica
 
 FAST = Backoff(initial=0.05, maximum=0.3)
 

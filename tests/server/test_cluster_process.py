@@ -12,9 +12,11 @@ from pathlib import Path
 
 import crdtdoc
 from crdtdoc.versions import Version
-from tests.hubs import HubProcess, run, stored_shared_replica
 from tests.server.test_cluster import FAST, content, converged, edit_concurrently, seed_for
-from tests.services import RedisServer
+from tests.support.aio import run
+from tests.support.hubs import HubProcess
+from tests.support.services import RedisServer
+from tests.support.stored import stored_shared_replica
 
 
 @contextlib.contextmanager

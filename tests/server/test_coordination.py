@@ -11,7 +11,8 @@ import pytest
 
 import crdtdoc
 from crdtdoc.protocol.backoff import Backoff
-from tests.hubs import run, running_hub
+from tests.support.aio import run
+from tests.support.hubs import running_hub
 
 FAST = Backoff(initial=0.05, maximum=0.3)
 

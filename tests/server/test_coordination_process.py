@@ -13,7 +13,8 @@ import pytest
 
 import crdtdoc
 from crdtdoc.protocol.backoff import Backoff
-from tests.hubs import HubProcess, run
+from tests.support.aio import run
+from tests.support.hubs import HubProcess
 
 FAST = Backoff(initial=0.05, maximum=0.3)
 

@@ -25,9 +25,10 @@ from crdtdoc.protocol.messages import (
 from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT
 from crdtdoc.server.commit import Append
 from crdtdoc.server.store import SqliteStore
-from tests.hubs import run, running_hub
 from tests.server.test_web import fetch
-from tests.yjs_items import TYPE_REFS, RawWriter, apply_raw, first_item, nested_type_id
+from tests.support.aio import run
+from tests.support.hubs import running_hub
+from tests.support.yjs_items import TYPE_REFS, RawWriter, apply_raw, first_item, nested_type_id
 
 ROOM = "damaged"
 EVIL = 424242

@@ -25,8 +25,9 @@ from crdtdoc.protocol.messages import Extension, SyncUpdate, decode_message, enc
 from crdtdoc.server.durability import DURABLE_INTERVAL
 from crdtdoc.server.peer import Peer
 from crdtdoc.server.room import Room
-from tests.hubs import run, running_hub
 from tests.server.test_room import ManualScheduler, new_peer, new_room
+from tests.support.aio import run
+from tests.support.hubs import running_hub
 
 
 def _told(peer: Peer) -> list[Welcome | Durable]:

@@ -25,8 +25,10 @@ import crdtdoc
 from crdtdoc.protocol.backoff import Backoff
 from crdtdoc.protocol.messages import SyncStep1, SyncUpdate, encode_message
 from crdtdoc.tokens import create_token
-from tests.helpers import random_edit
-from tests.hubs import HubProcess, run, stored_replica
+from tests.support.aio import run
+from tests.support.builders import random_edit
+from tests.support.hubs import HubProcess
+from tests.support.stored import stored_replica
 from tests.test_updates import _any_item, _gc_struct, _nested_any, _string_item, _update
 
 SECONDS = float(os.environ.get("CRDTDOC_FUZZ_SECONDS", "6"))

@@ -25,8 +25,10 @@ from crdtdoc.protocol.messages import (
 )
 from crdtdoc.server.config import HubConfig
 from crdtdoc.server.hub import Hub
-from tests.helpers import random_edit
-from tests.hubs import run, running_hub, stored_replica
+from tests.support.aio import run
+from tests.support.builders import random_edit
+from tests.support.hubs import running_hub
+from tests.support.stored import stored_replica
 from tests.test_updates import REFUSALS
 
 

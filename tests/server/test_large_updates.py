@@ -15,9 +15,10 @@ from crdtdoc.protocol.messages import SyncStep1, SyncUpdate, encode_message
 from crdtdoc.server.intake import read_message
 from crdtdoc.server.limits import Bucket, RateLimits
 from crdtdoc.updates import parse_update
-from tests.helpers import tiny_structs
-from tests.hubs import run, running_hub
 from tests.server.test_room import new_peer, new_room
+from tests.support.aio import run
+from tests.support.builders import tiny_structs
+from tests.support.hubs import running_hub
 
 
 def test_a_large_update_is_applied_a_slice_at_a_time_and_others_interleave(

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import crdtdoc
 from crdtdoc.tokens import create_token
-from tests.hubs import run, running_hub
 from tests.server.test_security import SECRET, token
+from tests.support.aio import run
+from tests.support.hubs import running_hub
 
 
 def scrape(url: str, path: str = "/metrics", bearer: str | None = None) -> tuple[int, str]:

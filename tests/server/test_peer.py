@@ -14,7 +14,8 @@ import crdtdoc
 import crdtdoc.server.peer
 from crdtdoc.server.config import HubConfig
 from crdtdoc.server.peer import Peer
-from tests.hubs import run, running_hub
+from tests.support.aio import run
+from tests.support.hubs import running_hub
 
 
 def test_one_message_alone_always_fits_and_a_backlog_over_the_cap_is_dropped() -> None:

@@ -12,8 +12,8 @@ import pytest
 from crdtdoc import Replica
 from crdtdoc.errors import StorageError
 from crdtdoc.server.pgstore import PostgresStore, redacted
-from tests.helpers import content, writer_stream
-from tests.hubs import run
+from tests.support.aio import run
+from tests.support.builders import content, writer_stream
 
 
 def test_concurrent_appenders_get_gapless_positions_in_commit_order(pg_url: str) -> None:

@@ -15,7 +15,9 @@ from websockets.exceptions import ConnectionClosed
 
 import crdtdoc
 from crdtdoc.protocol.backoff import Backoff
-from tests.hubs import HubProcess, run, stored_replica
+from tests.support.aio import run
+from tests.support.hubs import HubProcess
+from tests.support.stored import stored_replica
 
 FAST_RETRY = Backoff(initial=0.05, maximum=0.3)
 

@@ -14,7 +14,8 @@ from websockets.asyncio.client import connect as ws_connect
 import crdtdoc
 from crdtdoc.protocol.messages import SyncStep1, SyncStep2, decode_message, encode_message
 from crdtdoc.tokens import create_token
-from tests.hubs import run, running_hub
+from tests.support.aio import run
+from tests.support.hubs import running_hub
 
 SECRET = b"turns-secret-turns-secret-turns!"
 

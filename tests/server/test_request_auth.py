@@ -21,7 +21,8 @@ from crdtdoc.server.coordination_rules import fence_refusal
 from crdtdoc.server.hub import Hub
 from crdtdoc.server.shared_coordination import SharedCoordinator
 from crdtdoc.tokens import create_token
-from tests.hubs import run, running_cluster, running_hub
+from tests.support.aio import run
+from tests.support.hubs import running_cluster, running_hub
 
 SECRET = b"test-secret-of-32-bytes-exactly!"
 FAST = Backoff(initial=0.05, maximum=0.3)

@@ -36,7 +36,7 @@ from crdtdoc.server.peer import Peer
 from crdtdoc.server.room import Room
 from crdtdoc.server.schedule import Callback, Scheduler
 from crdtdoc.tokens import Grant
-from tests.helpers import random_edit
+from tests.support.builders import random_edit
 
 
 class ManualScheduler(Scheduler):

@@ -28,7 +28,8 @@ from crdtdoc.protocol.messages import (
     encode_message,
 )
 from crdtdoc.tokens import create_token
-from tests.hubs import run, running_hub
+from tests.support.aio import run
+from tests.support.hubs import running_hub
 from tests.test_updates import _gc_struct, _string_item, _update
 
 SECRET = b"test-secret-of-32-bytes-exactly!"
@@ -400,7 +401,7 @@ def test_a_reader_sees_what_the_hub_holds_when_relayed_updates_are_merged(
     vector). The hub relays what its engine integrated."""
     from pycrdt import Doc, Text, merge_updates
 
-    from tests.helpers import typed
+    from tests.support.builders import typed
 
     u1, u2 = typed([(0, "a"), (1, "b")], 1111)
     _, forged = typed([(0, "a"), (1, "ZZZ")], 1111)

@@ -21,10 +21,11 @@ from crdtdoc.server.cluster import Cluster
 from crdtdoc.server.hub import Hub
 from crdtdoc.server.pgstore import PostgresStore
 from crdtdoc.server.shared_coordination import SharedCoordinator
-from tests.hubs import run, running_cluster
 from tests.server.test_cluster import FAST, seed_for
 from tests.server.test_coordination import claim_freed_after_reopen
-from tests.services import RedisServer
+from tests.support.aio import run
+from tests.support.hubs import running_cluster
+from tests.support.services import RedisServer
 
 
 async def agents_over(hubs: Sequence[Hub], room: str, n: int) -> list[crdtdoc.ConnectedReplica]:

@@ -9,7 +9,7 @@ import pytest
 from crdtdoc.errors import StorageError
 from crdtdoc.server.commit import Append, Compact
 from crdtdoc.server.store import SqliteCommitter, SqliteStore
-from tests.hubs import run
+from tests.support.aio import run
 
 
 def test_log_and_snapshot_load_in_order(tmp_path: Path) -> None:

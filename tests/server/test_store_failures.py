@@ -33,15 +33,10 @@ from crdtdoc.server.commit import Append, StoreFailure
 from crdtdoc.server.config import HubConfig
 from crdtdoc.server.hub import Hub
 from crdtdoc.server.store import SqliteCommitter, SqliteStore
-from tests.hubs import (
-    HubProcess,
-    run,
-    running_cluster,
-    running_hub,
-    stored_replica,
-    stored_shared_replica,
-)
 from tests.server.test_metrics import scrape, value
+from tests.support.aio import run
+from tests.support.hubs import HubProcess, running_cluster, running_hub
+from tests.support.stored import stored_replica, stored_shared_replica
 
 FULL = "database or disk is full"
 READ_ONLY = "attempt to write a readonly database"

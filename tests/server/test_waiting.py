@@ -17,8 +17,8 @@ from crdtdoc.server.peer import Peer
 from crdtdoc.server.room import Room
 from crdtdoc.tokens import Grant
 from crdtdoc.updates import deletes_only
-from tests.helpers import orphans
 from tests.server.test_room import ManualScheduler, new_peer, new_room
+from tests.support.builders import orphans
 
 CAP = 50
 

@@ -16,8 +16,9 @@ from typing import Any
 from urllib.parse import quote
 
 import crdtdoc
-from tests.hubs import run, running_hub
 from tests.server.test_security import SECRET, token
+from tests.support.aio import run
+from tests.support.hubs import running_hub
 
 
 def get_full(url: str) -> tuple[int, Message, str]:

@@ -5,15 +5,13 @@ The screenshots are kept in tests/output/ (a CI artifact)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from urllib.parse import quote
 
-import pytest
-
 import crdtdoc
-from tests.hubs import hub_in_thread
+from tests.support.hubs import hub_in_thread
+from tests.support.services import unavailable
 
 OUTPUT = Path(__file__).resolve().parent.parent / "output"
 CHROMIUM_FLAGS = [
@@ -35,9 +33,7 @@ def _browser() -> str:
         path = None
     if path is None:
         why = "headless Chromium (Debian's chromium) and playwright are needed"
-        if os.environ.get("CRDTDOC_REQUIRE_SERVICES") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
+        unavailable(why)
     return path
 
 

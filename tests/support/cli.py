@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.hubs import HubProcess
+from tests.support.hubs import HubProcess
 
 
 @pytest.fixture(scope="module", name="hub")
