@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -99,9 +98,6 @@ def hubs(kind: str, count: int, tmp: str, redis_url: str) -> Iterator[list[tuple
             hub.start()
             running.append(hub)
         yield [(hub.port, hub.proc.pid) for hub in running if hub.proc is not None]
-        for hub in running:  # a clean stop (the finally kills what is left)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                hub.kill(signal.SIGTERM)
 
 
 def run_load(config: str, scenario: str, tmp: str, redis: tuple[str, int]) -> dict[str, object]:

@@ -143,10 +143,15 @@ class HubProcess:
         self.proc = None
         return code
 
-    def stop(self) -> None:
-        """Kills the hub if it runs (for cleanup: a no-op otherwise)."""
+    def stop(self, grace: float = 5.0) -> None:
+        """Stops the hub if it runs (a no-op otherwise): SIGTERM and its graceful shutdown (so a
+        hub under coverage saves what it measured), SIGKILL after `grace` seconds."""
         if self.proc is not None and self.proc.poll() is None:
-            self.kill(signal.SIGKILL)
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.kill(signal.SIGKILL)
         self.proc = None
 
 

@@ -23,13 +23,15 @@ def test_readme_python_examples_run(tmp_path: Path) -> None:
 
 
 def test_readme_quick_start_is_the_ci_test_command() -> None:
+    """CI runs the README's command as written, but for pytest under coverage."""
     text = README.read_text()
     ci = (README.parent / ".ci" / "run").read_text()
     command = (
         "python -m pip install -e '.[test]' && npm ci --prefix tests/interop --no-audit --no-fund"
         " && python -m pytest"
     )
-    assert command in text and command in ci
+    wrapped = command.replace("python -m pytest", "python -m coverage run -m pytest")
+    assert command in text and f"{wrapped}\n" in ci
 
 
 def test_readme_mcp_configuration_names_a_real_command() -> None:
