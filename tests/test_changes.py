@@ -5,13 +5,7 @@ from __future__ import annotations
 import pycrdt
 
 from crdtdoc import Replica, Version
-
-
-def _sync(*replicas: Replica) -> None:
-    for a in replicas:
-        for b in replicas:
-            if a is not b:
-                b.apply_update(a.encode_update(b.version()))
+from tests.support.builders import sync
 
 
 def test_inserts_sets_deletes_and_removes_are_attributed() -> None:
@@ -19,14 +13,14 @@ def test_inserts_sets_deletes_and_removes_are_attributed() -> None:
     alice.document("design").insert(0, "# Design\nids are UUIDs\n")
     alice.map("spec").set("getUser", "(id) -> User")
     alice.map("spec").set("old", 1)
-    _sync(alice, bob)
+    sync(alice, bob)
     mark = bob.version()
 
     bob.document("design").delete(9, 4)  # "ids " -> deleted by bob
     bob.document("design").insert(0, "!")
     bob.map("spec").set("getUsersByRole", "(role) -> list[User]")
     bob.map("spec").delete("old")
-    _sync(alice, bob)
+    sync(alice, bob)
 
     for replica in (alice, bob):
         changes = replica.changes_since(mark)
@@ -84,59 +78,6 @@ def test_multibyte_text_since_a_mid_item_version() -> None:
     assert change.text == "中"
 
 
-def test_changes_speak_in_artifact_terms() -> None:
-    alice, bob, carol = Replica("alice"), Replica("bob"), Replica("carol")
-    backlog = alice.tasks("backlog")
-    tid = backlog.add("write migration")
-    alice.spec("user-service").set("getUserByEmail", "(email) -> User")
-    alice.document("design").write("# Design\n\n\nend\n")
-    _sync(alice, bob)
-    _sync(bob, carol)
-    mark = carol.version()
-    bob.tasks("backlog").claim(tid)
-    bob.tasks("backlog").note(tid, "starting now")
-    alice.spec("user-service").set("getUserByEmail", "(email: str) -> User")
-    carol.document("design").insert(len("# Design\n\n\n"), "x" * 120)
-    _sync(alice, bob)
-    _sync(bob, carol)
-    _sync(alice, bob)
-    label = f"task {tid} ('write migration')"
-    for replica in (alice, bob, carol):
-        changes = replica.changes_since(mark)
-        assert sorted(c.describe() for c in changes) == sorted(
-            [
-                f"bob claimed {label} in backlog",
-                f"bob noted on {label} in backlog: 'starting now'",
-                "alice set getUserByEmail in user-service to '(email: str) -> User'",
-                "carol inserted 120 characters at line 4 of design",
-            ]
-        ), replica.agent
-        kinds = {c.kind: c for c in changes}
-        assert kinds["claimed"].subject == tid and kinds["claimed"].artifact == "backlog"
-        assert kinds["member-set"].subject == "getUserByEmail"
-        assert all(c.version == replica.version().token() for c in changes)
-
-
-def test_task_lifecycle_in_the_feed() -> None:
-    r = Replica("alice")
-    tasks = r.tasks("backlog")
-    mark = r.version()
-    tid = tasks.add("ship it")
-    tasks.claim(tid)
-    tasks.complete(tid)
-    middle = r.version()
-    tasks.reopen(tid)
-    tasks.update(tid, title="ship it twice")
-    label = f"task {tid} ('ship it twice')"
-    # A claim and a completion made and undone since `mark` cancel out; the task reads as added.
-    assert [c.describe() for c in r.changes_since(mark)] == [f"alice added {label} to backlog"]
-    assert sorted(c.kind for c in r.changes_since(middle)) == [
-        "released",
-        "reopened",
-        "task-updated",
-    ]
-
-
 def _deleters(replica: Replica, since: Version) -> list[str | None]:
     return [c.agent for c in replica.changes_since(since) if c.kind == "delete"]
 
@@ -170,18 +111,18 @@ def test_runs_of_two_agents_interleaved_stay_attributed_and_converge() -> None:
     log's last element), and after she types (a new run)."""
     alice, bob = Replica("alice"), Replica("bob")
     alice.document("d").insert(0, "0123456789abcdefghij")
-    _sync(alice, bob)
+    sync(alice, bob)
     mark = alice.version()
     alice.document("d").delete(19, 1)  # j
-    _sync(alice, bob)
+    sync(alice, bob)
     bob.document("d").delete(0, 1)  # 0
-    _sync(alice, bob)
+    sync(alice, bob)
     alice.document("d").delete(17, 1)  # i
     alice.document("d").delete(16, 1)  # h
     alice.document("d").insert(0, "+")
     alice.document("d").delete(16, 1)  # g, a new run
     bob.document("d").delete(1, 1)  # 2 (after "+1"), concurrently
-    _sync(alice, bob)
+    sync(alice, bob)
     assert alice.document("d").read() == bob.document("d").read() == "+13456789abcdef"
     assert alice.version() == bob.version()
     for replica in (alice, bob):

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import crdtdoc
 from crdtdoc import Change, Replica
-from tests.artifacts.test_tasks import sync
+from tests.support.builders import sync
 
 
 def test_a_stale_guarded_write_raises_before_writing_anything() -> None:

@@ -6,7 +6,7 @@ import pytest
 
 import crdtdoc
 from crdtdoc import Replica
-from tests.artifacts.test_tasks import sync
+from tests.support.builders import sync
 
 
 def test_two_agents_adding_methods_concurrently_both_survive() -> None:

@@ -6,14 +6,7 @@ import pytest
 
 import crdtdoc
 from crdtdoc import Replica
-
-
-def sync(*replicas: Replica) -> None:
-    """Full exchange between every pair (as a hub would do)."""
-    for a in replicas:
-        for b in replicas:
-            if a is not b:
-                b.apply_update(a.encode_update(since=b.version()))
+from tests.support.builders import sync
 
 
 def test_add_get_list_update_and_notes() -> None:

@@ -1,4 +1,5 @@
-"""Builders of real updates for tests: several writers editing and partly syncing with pycrdt."""
+"""Builders of real updates for tests: several writers editing and partly syncing with pycrdt,
+and `sync`, the full exchange between replicas a hub would make."""
 
 from __future__ import annotations
 
@@ -47,6 +48,14 @@ def writer_stream(seed: int, writers: int = 3, steps: int = 40) -> list[bytes]:
             seen[w] = len(log)
         random_edit(replicas[w], rng)
     return log
+
+
+def sync(*replicas: Replica) -> None:
+    """Full exchange between every pair (as a hub would do)."""
+    for a in replicas:
+        for b in replicas:
+            if a is not b:
+                b.apply_update(a.encode_update(since=b.version()))
 
 
 def content(replica: Replica) -> tuple[str, dict[str, object]]:
