@@ -21,8 +21,7 @@ from crdtdoc import (
 )
 from crdtdoc.encoding import Encoder
 from crdtdoc.updates import deletes_only, parse_update
-
-from .helpers import content, writer_stream
+from tests.support.builders import content, writer_stream
 
 
 def _in_order(updates: list[bytes]) -> Replica:

@@ -15,8 +15,7 @@ from crdtdoc.contents import MAX_ANY_DEPTH
 from crdtdoc.encoding import Encoder, encode_var_uint
 from crdtdoc.errors import InvalidUpdate
 from crdtdoc.updates import decode_state_vector, encode_state_vector, parse_update
-
-from .helpers import writer_stream
+from tests.support.builders import writer_stream
 
 
 def _pycrdt_updates(seed: int) -> tuple[Doc, list[bytes]]:

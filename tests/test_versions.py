@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 
 from crdtdoc import InvalidVersionToken, Order, Replica, Version
 from crdtdoc.idset import IdSet
-
-from .helpers import content, random_edit
+from tests.support.builders import content, random_edit
 
 
 def _history(seed: int) -> list[Replica]:

@@ -12,8 +12,7 @@ import pytest
 
 from crdtdoc import Replica
 from crdtdoc.sim import SimNetwork
-
-from ..helpers import content, random_edit
+from tests.support.builders import content, random_edit
 
 LADDER = [10, 30, 100, 300, 1000]
 

@@ -17,8 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from crdtdoc import Replica, Version
 from crdtdoc.sim import SimNetwork
-
-from ..helpers import content, random_edit
+from tests.support.builders import content, random_edit
 
 N = 4
 
