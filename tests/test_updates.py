@@ -328,13 +328,3 @@ def test_state_vector_round_trip_and_refusals() -> None:
         decode_state_vector(encode_state_vector(state) + b"\x00")
     with pytest.raises(InvalidUpdate):
         decode_state_vector(b"\x05\x01")
-
-
-@given(st.text(max_size=40))
-def test_string_clock_length_is_the_utf16_length(s: str) -> None:
-    from crdtdoc.contents import _utf16_length
-
-    raw = s.encode("utf-8", "surrogatepass")
-    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in s):
-        return  # lone surrogates are not valid UTF-8; the parser refuses them
-    assert _utf16_length(s, raw) == len(s.encode("utf-16-le")) // 2

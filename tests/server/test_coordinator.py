@@ -24,7 +24,7 @@ from crdtdoc.server.shared_coordination import SharedCoordinator
 from crdtdoc.server.store import SqliteCommitter, SqliteStore
 from crdtdoc.server.wait_graph import deadlock_refusal, find_cycle
 from crdtdoc.tokens import Grant
-from tests.hubs import run
+from tests.support.aio import run
 
 ANYONE = SimpleNamespace(grant=None, identity=None)  # a connection to a hub without a secret
 READER = SimpleNamespace(grant=Grant("rita", "*", read_only=True), identity="rita")
