@@ -107,7 +107,11 @@ def test_moved_follows_each_embed_through_a_plan(parts: list[str], data: st.Data
     old = "".join(parts)
     stretches = old.split(EMBED)
     new = EMBED.join(data.draw(st.sampled_from([s, s + "x\n", s[1:], "é"])) for s in stretches)
-    edits = plan(old, new, "x")
+    try:
+        edits = plan(old, new, "x")
+    except InvalidValue as refused:  # by design when moving an embed costs fewer edits than
+        assert "moves or adds an embed" in str(refused)  # keeping it (see `plan`): no plan
+        return
     where = moved({i: n for n, i in enumerate(i for i, c in enumerate(old) if c == EMBED)}, edits)
     after = textdiff.apply(old, edits)
     assert sorted(where) == [i for i, c in enumerate(after) if c == EMBED]
