@@ -23,7 +23,7 @@ def test_changes_watch_peers_and_an_unreachable_hub(hub: str, tmp_path: Path) ->
     room = "feed"
     start = ok(cli(hub, "version", "--json", room=room))["version"]
     watcher = subprocess.Popen(
-        [sys.executable, "-m", "crdtdoc.cli", "watch", "--for", "6", "--json"],
+        [sys.executable, "-m", "crdtdoc.cli", "watch", "--for", "15", "--json"],
         env=dict(os.environ, CRDTDOC_HUB=hub, CRDTDOC_ROOM=room, CRDTDOC_AGENT="watcher"),
         stdout=subprocess.PIPE,
         text=True,
