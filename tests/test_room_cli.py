@@ -117,7 +117,7 @@ def test_a_status_set_by_one_command_shows_in_peers_after_it_ended(hub: str) -> 
     assert not [p for p in peers if p["agent"] == "alice"], peers  # type: ignore[union-attr, index]
     for args in ((), ("busy", "--clear")):
         assert cli(hub, "status", *args, room=room).returncode == 2
-    assert cli(hub, "status", "x" * 201, room=room).returncode == 1
+    assert cli(hub, "status", "x" * 201, room=room).returncode == 2  # refused as invalid
 
 
 def test_ctrl_c_while_waiting_exits_130_with_one_line(hub: str) -> None:
