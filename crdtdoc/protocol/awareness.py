@@ -9,6 +9,7 @@ malformed state, and one bad peer must not break everyone else's presence.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,10 +65,44 @@ def decode_awareness(data: bytes, *, max_state_bytes: int) -> list[AwarenessEntr
 
 
 def _check_json(dec: Decoder, client: int, state: str) -> None:
+    """Refuses a state every peer could not read back: not JSON as JavaScript's `JSON.parse`
+    reads it (no NaN or Infinity, no number beyond a double), or holding a lone surrogate
+    (escaped as `\\ud800`: no reader can print it, and an MCP server writing it dies)."""
     try:
-        json.loads(state)
+        value = json.loads(state, parse_constant=_no_constant)
     except (ValueError, RecursionError):
         raise dec.fail(f"awareness state of client {client} is not valid JSON") from None
+    if not printable(value):
+        raise dec.fail(
+            f"awareness state of client {client} holds a lone surrogate or a number beyond a "
+            "double: not every peer can read it"
+        )
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def printable(value: object) -> bool:
+    """Whether every string of a parsed JSON value is UTF-8 and every number finite."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return False
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def encode_awareness(entries: list[AwarenessEntry]) -> bytes:

@@ -15,6 +15,7 @@ from crdtdoc.protocol.awareness import (
     MAX_STATUS_CHARS,
     check_presence,
     presence_state,
+    printable,
 )
 
 __all__ = ["MAX_STATUS_CHARS", "Presence", "check_presence", "parse_presence", "presence_state"]
@@ -37,6 +38,8 @@ def parse_presence(client_id: int, state_json: str) -> Presence:
     try:
         state = json.loads(state_json)
     except (ValueError, RecursionError):
+        state = None
+    if not printable(state):  # refused at the hub (`decode_awareness`); never shown either
         state = None
     if not isinstance(state, dict):
         return Presence(client_id, None, state={"value": state})

@@ -43,3 +43,22 @@ def test_json_nested_past_the_interpreter_stack_is_refused_not_crashed() -> None
 def test_random_bytes_only_ever_raise_invalid_message(data: bytes) -> None:
     with contextlib.suppress(InvalidMessage):
         decode_awareness(data, max_state_bytes=100)
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        '{"agent": "mallory\\ud800"}',  # a lone surrogate, escaped: no reader can print it
+        '{"\\udfff": 1}',  # in a key too
+        '{"agent": "m", "n": NaN}',  # JavaScript's JSON.parse refuses these three
+        '{"agent": "m", "n": Infinity}',
+        '{"agent": "m", "n": -Infinity}',
+        '{"agent": "m", "big": 1e999}',  # Python reads it as inf
+    ],
+)
+def test_a_state_no_reader_can_print_or_parse_is_refused(state: str) -> None:
+    """Other agents' readers (the MCP server, `crdtdoc peers`, a stock Yjs client's JSON.parse)
+    must be able to read every state the hub relays: one they cannot is refused at the hub."""
+    data = encode_awareness([AwarenessEntry(7, 1, state)])
+    with pytest.raises(InvalidMessage, match="client 7"):
+        decode_awareness(data, max_state_bytes=10_000)

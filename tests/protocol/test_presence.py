@@ -26,3 +26,11 @@ def test_only_a_status_the_hub_keeps_ends_at_a_time() -> None:
 def test_presence_values_are_checked(status: object, task: object, words: str) -> None:
     with pytest.raises(InvalidValue, match=words):
         check_presence(status, task)
+
+
+def test_a_state_no_reader_can_print_shows_as_nothing() -> None:
+    """A hub that relayed it anyway (an older one): the reader shows no agent, no status, and
+    nothing a JSON writer would choke on."""
+    for state in ('{"agent": "m\\ud800", "status": "x"}', '{"agent": "m", "n": 1e999}'):
+        shown = parse_presence(3, state)
+        assert (shown.agent, shown.status, shown.state) == (None, None, {"value": None})
