@@ -79,6 +79,7 @@ class _Index:
         self._roots: dict[tuple[int, int], str | None] = {}
         self._subs: dict[tuple[int, int], str | None] = {}
         self._paths: dict[tuple[int, int], tuple[str, ...]] = {}
+        self._containers: dict[tuple[int, int], str | tuple[int, int] | None] = {}
 
     def find(self, client: int, clock: int) -> Item | None:
         starts = self.starts.get(client)
@@ -126,16 +127,26 @@ class _Index:
         return result
 
     def container(self, item: Item) -> str | tuple[int, int] | None:
-        """The root name or nested-type id an item lives in (copied from its origins)."""
+        """The root name or nested-type id an item lives in (copied from its origins). Every
+        item met on the way is remembered: a text typed letter by letter is a chain of origins
+        as long as the text, walked once, not once per letter."""
+        chain: list[tuple[int, int]] = []
         current: Item | None = item
-        for _ in range(100_000):
-            if current is None:
-                return None
+        result: str | tuple[int, int] | None = None
+        while current is not None and len(chain) <= 100_000:
+            key = (current.client, current.clock)
+            if key in self._containers:
+                result = self._containers[key]
+                break
+            chain.append(key)
             if current.parent is not None:
-                return current.parent
+                result = current.parent
+                break
             ref = current.origin or current.right_origin
             current = self.find(*ref) if ref is not None else None
-        return None
+        for key in chain:
+            self._containers[key] = result
+        return result
 
     def path(self, item: Item, _depth: int = 0) -> tuple[str, ...]:
         """Keys from the root down to the nested type holding `item` (() at the root)."""

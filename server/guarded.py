@@ -82,6 +82,10 @@ class CommittingRoom(Protocol):
 
 log = logging.getLogger("crdtdoc.hub.room")
 
+MAX_DESCRIBED = 100
+"""Changes a conflict reply describes (it says how many there were in all): a reply stays small
+however old the version a commit expected."""
+
 
 class GuardedCommits:
     """The guarded commits of one room."""
@@ -182,12 +186,17 @@ class GuardedCommits:
         Raises `RemoteError` for updates the peer may not write at all."""
         room = self.room
         if commit.expect is not None:
+            if commit.expect.compare(room.replica.version()) not in ("equal", "after"):
+                # Telling what changed since reads the whole document: charged as a struct per
+                # id it holds, so an old `expect` sent again and again waits out its debt
+                # instead of taking the hub's loop from everyone.
+                room.limits.structs(peer.rate_key, sum(room.replica.applied()[0].values()))
             stale = room.replica.changes_by_others(commit.expect, commit.on, commit.client)
             if stale:
-                described = [c.describe() for c in stale]
+                described = [c.describe() for c in stale[:MAX_DESCRIBED]]
                 return Reply(
                     commit.id,
-                    {"changes": described},
+                    {"changes": described, "count": len(stale)},
                     ReplyCode.CONFLICT,
                     f"{len(stale)} change(s) since the expected version: "
                     + "; ".join(described[:10]),

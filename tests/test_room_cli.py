@@ -162,3 +162,20 @@ def test_a_token_of_another_agent_is_bad_usage(hub: str) -> None:
     alices = create_token(b"s" * 32, "alice")
     result = cli(hub, "status", "hello", agent="eve", room="mixed", CRDTDOC_TOKEN=alices)
     assert result.returncode == 2 and "--agent alice" in result.stderr, result.stderr
+
+
+def test_names_no_store_can_hold_are_usage_errors_not_tracebacks(hub: str) -> None:
+    """Bytes that are not UTF-8 on the command line arrive as lone surrogates; a NUL arrives
+    from a script. Either, in a lease, sequence, status or task, is refused before anything is
+    sent: exit 2 and a message, with --json too."""
+    room = "bad-names"
+    for args in (
+        ("number", "\udcff"),
+        ("lease", "acquire", "\udced\udca0\udc80"),
+        ("status", "\udcff\udcfe"),
+        ("status", "ok", "--task", "\udced\udca0\udc80"),
+    ):
+        for json_flag in ((), ("--json",)):
+            result = cli(hub, *args, *json_flag, room=room)
+            assert result.returncode == 2, (args, result.stderr)
+            assert "Traceback" not in result.stderr and "surrogate" in result.stderr

@@ -20,9 +20,9 @@ from typing import Any
 
 from crdtdoc.client.coordination import Fencing
 from crdtdoc.client.linked_replica import LinkedReplica, LinkOptions
-from crdtdoc.errors import Refused, UsageError
+from crdtdoc.errors import InvalidValue, Refused, UsageError
 from crdtdoc.protocol.messages import Message
-from crdtdoc.protocol.requests import Commit
+from crdtdoc.protocol.requests import Commit, RequestError, read_request
 from crdtdoc.replica import Replica
 from crdtdoc.versions import Version
 
@@ -122,7 +122,11 @@ class BlockingReplica(LinkedReplica):
         PROTOCOL.md section 10), blocking; raises its typed refusal. For callers that hold no
         lease object across calls, like the command line."""
         self._sync_point()
-        call = self._request(op, args, timeout=timeout)
+        try:  # checked here as the hub would: a bad name fails before anything is sent
+            asked = read_request(op, args)
+        except RequestError as exc:
+            raise InvalidValue(str(exc)) from None
+        call = self._request(asked.op, asked.to_args(), timeout=timeout)
         return asyncio.run_coroutine_threadsafe(call, self._loop).result()
 
     @contextmanager

@@ -214,7 +214,12 @@ class ConnectedReplica(LinkedReplica):
         except LeaseHeld as held:
             raise tasks.claimed_by(task_id, held.holder) from None
         me = self.agent
-        tasks.record_claim(task_id, lease.token)
+        try:
+            tasks.record_claim(task_id, lease.token)
+        except BaseException:  # not recorded: not held either (the error says why, not this)
+            with contextlib.suppress(CrdtdocError):
+                await lease.release()
+            raise
 
         async def drop_claim() -> None:
             self.tasks(task_list).drop_claim(task_id, me)

@@ -116,11 +116,13 @@ class Lease:
             return
         self.released = True
         self._renewer.cancel()
-        for hook in self._on_release:
-            await hook()
-        if not self.lost:
-            with contextlib.suppress(LeaseLost):
-                await self._replica.ask(Release(self.name, self.token, self._client))
+        try:
+            for hook in self._on_release:
+                await hook()
+        finally:  # a failing hook still frees the lease at the hub
+            if not self.lost:
+                with contextlib.suppress(LeaseLost):
+                    await self._replica.ask(Release(self.name, self.token, self._client))
 
     async def _renew_forever(self) -> None:
         while self.held:

@@ -15,6 +15,7 @@ from typing import Any
 
 from crdtdoc.encoding import Decoder, Encoder
 from crdtdoc.errors import InvalidMessage, InvalidValue
+from crdtdoc.values import check_text
 
 MAX_AWARENESS_ENTRIES = 1024
 """Entries one awareness update may carry."""
@@ -131,6 +132,7 @@ def check_presence(status: object, task: object) -> None:
             raise InvalidValue(
                 f"a presence {what} is at most {MAX_STATUS_CHARS} characters ({len(value)} given)"
             )
+        check_text(value, f"a presence {what}")
 
 
 def presence_state(agent: str, status: str, task: str | None, until: float | None = None) -> str:

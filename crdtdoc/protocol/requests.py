@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from crdtdoc.errors import CrdtdocError, InvalidValue, RemoteError
 from crdtdoc.protocol.awareness import check_presence
+from crdtdoc.values import check_text
 from crdtdoc.versions import Version
 
 MAX_NAME = 200
@@ -54,11 +55,22 @@ class RequestError(RemoteError):
         self.details = details
 
 
-def _name(args: dict[str, Any], key: str) -> str:
-    value = args.get(key)
+def check_name(value: object, what: str) -> str:
+    """`value`, if it can name a lease or a sequence: a str of 1..`MAX_NAME` characters that
+    every store holds (no NUL: PostgreSQL refuses it; no lone surrogate: no encoding carries
+    it); else `InvalidValue`. Both sides use it: the hub reading a request, a client making one."""
     if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME:
-        raise RequestError(ReplyCode.INVALID, f"{key} must be a str of 1..{MAX_NAME} characters")
-    return value
+        raise InvalidValue(f"{what} must be a str of 1..{MAX_NAME} characters")
+    if "\x00" in value:
+        raise InvalidValue(f"{what} may not hold a NUL character")
+    return check_text(value, what)
+
+
+def _name(args: dict[str, Any], key: str) -> str:
+    try:
+        return check_name(args.get(key), key)
+    except InvalidValue as exc:
+        raise RequestError(ReplyCode.INVALID, str(exc)) from None
 
 
 def _int(args: dict[str, Any], key: str) -> int:
@@ -96,6 +108,9 @@ class Acquire:
     wait: float = 0.0
     client: int | None = None
 
+    def __post_init__(self) -> None:
+        check_name(self.name, "name")
+
     def to_args(self) -> dict[str, Any]:
         return _sent(name=self.name, ttl=self.ttl, wait=self.wait, client=self.client)
 
@@ -119,6 +134,9 @@ class Renew:
     ttl: float
     client: int | None = None
 
+    def __post_init__(self) -> None:
+        check_name(self.name, "name")
+
     def to_args(self) -> dict[str, Any]:
         return _sent(name=self.name, token=self.token, ttl=self.ttl, client=self.client)
 
@@ -140,6 +158,9 @@ class Release:
     name: str
     token: int
     client: int | None = None
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "name")
 
     def to_args(self) -> dict[str, Any]:
         return _sent(name=self.name, token=self.token, client=self.client)
@@ -170,6 +191,9 @@ class NextNumber:
     op: ClassVar[str] = "next"
     sequence: str
 
+    def __post_init__(self) -> None:
+        check_name(self.sequence, "sequence")
+
     def to_args(self) -> dict[str, Any]:
         return {"sequence": self.sequence}
 
@@ -186,6 +210,10 @@ class SetStatus:
     status: str | None
     task: str | None = None
     ttl: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.status is not None:
+            check_presence(self.status, self.task)
 
     def to_args(self) -> dict[str, Any]:
         return {"status": self.status, "task": self.task, "ttl": self.ttl}
@@ -216,6 +244,10 @@ class Commit:
     fence: tuple[str, int] | None = None
     expect: Version | None = None
     on: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.fence is not None:
+            check_name(self.fence[0], "the fence's lease name")
 
     def to_args(self) -> dict[str, Any]:
         args: dict[str, Any] = {"updates": list(self.updates), "client": self.client}
@@ -250,7 +282,7 @@ class Commit:
             )
             if not isinstance(name, str) or not isinstance(token, int) or isinstance(token, bool):
                 raise RequestError(ReplyCode.INVALID, "fence must be {name: str, token: int}")
-            fence = (name, token)
+            fence = (_name({"fence name": name}, "fence name"), token)
         expect, on = args.get("expect"), args.get("on") or []
         since = None
         if expect is not None:
@@ -286,6 +318,19 @@ def parse_request(op: object, args: object) -> CoordinationRequest:
     kind = _BY_OP.get(op) if isinstance(op, str) else None
     if kind is None:
         raise RequestError(ReplyCode.INVALID, f"unknown operation {op!r}")
+    if not isinstance(args, dict):
+        raise RequestError(ReplyCode.INVALID, "args must be a map")
+    return kind.from_args(args)
+
+
+def read_request(op: object, args: object) -> OutgoingRequest:
+    """Any request `op` with `args` describes, `status` and `commit` included (what a client
+    checks before sending a raw request); `RequestError` (code `invalid`) otherwise."""
+    kind: type[OutgoingRequest] | None = {SetStatus.op: SetStatus, Commit.op: Commit}.get(
+        op if isinstance(op, str) else ""
+    )
+    if kind is None:
+        return parse_request(op, args)
     if not isinstance(args, dict):
         raise RequestError(ReplyCode.INVALID, "args must be a map")
     return kind.from_args(args)

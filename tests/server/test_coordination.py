@@ -102,6 +102,56 @@ def test_an_expired_claim_lease_returns_the_task_to_open(tmp_path: Path) -> None
     run(body())
 
 
+def test_a_claim_whose_release_hook_fails_still_frees_the_lease(tmp_path: Path) -> None:
+    """Releasing a claim removes its record from the task list first; when that fails (the task
+    was deleted meanwhile: NotFound) the hub must still be told, or the lease stays held until
+    its time runs out and nobody else can claim the task."""
+
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db") as hub:
+            a, b = await agents(hub.url + "/t", 2)
+            tid = a.tasks("backlog").add("fix it")
+            lease = await a.claim_task("backlog", tid, ttl=60)
+
+            async def failing() -> None:
+                raise crdtdoc.NotFound("the task was removed meanwhile")
+
+            lease.on_release(failing)
+            with pytest.raises(crdtdoc.NotFound):
+                await lease.release()
+            assert [info.name for info in await b.leases()] == []  # the hub freed it
+            await close_all([a, b])
+
+    run(body())
+
+
+def test_a_claim_that_cannot_be_recorded_gives_its_lease_back(tmp_path: Path) -> None:
+    """The hub granted the lease, then writing the claim into the task list failed: the caller
+    gets the error and the lease goes back, instead of staying held (and renewed) by a claim
+    nobody holds a handle to."""
+
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db") as hub:
+            a, b = await agents(hub.url + "/t", 2)
+            tid = a.tasks("backlog").add("fix it")
+            tasks = type(a.tasks("backlog"))
+
+            def refuse(self: object, task_id: str, token: int) -> None:
+                raise crdtdoc.InvalidValue("the record could not be written")
+
+            original = tasks.record_claim
+            tasks.record_claim = refuse  # type: ignore[method-assign]
+            try:
+                with pytest.raises(crdtdoc.InvalidValue):
+                    await a.claim_task("backlog", tid, ttl=60)
+            finally:
+                tasks.record_claim = original  # type: ignore[method-assign]
+            assert [info.name for info in await b.leases()] == []
+            await close_all([a, b])
+
+    run(body())
+
+
 def test_numbers_are_unique_and_increasing(tmp_path: Path) -> None:
     async def body() -> None:
         async with running_hub(tmp_path / "hub.db") as hub:
