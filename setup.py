@@ -46,7 +46,11 @@ def compiled_modules() -> list[Any]:
     sources = [f"crdtdoc/{module}.py" for module in HOT_MODULES]
     try:
         extensions: list[Any] = mypycify(
-            ["--follow-imports=silent", "--ignore-missing-imports", *sources], opt_level="3"
+            ["--follow-imports=silent", "--ignore-missing-imports", *sources],
+            opt_level="3",
+            # The modules' shared library goes inside the package (crdtdoc/_hotpath__mypyc...),
+            # not beside it as one more top-level module of site-packages.
+            group_name="crdtdoc._hotpath",
         )
     except Exception as exc:  # any failure here only means "not compiled"
         print(f"crdtdoc: not compiling the hot path ({exc}): pure Python", file=sys.stderr)

@@ -301,7 +301,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141  # as a shell reports a process ended by SIGPIPE
     except OSError as exc:
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
-        print(f"crdtdoc: {exc.strerror or exc}{where}", file=sys.stderr)
+        said = f"{exc.strerror or exc}{where}"
+        if getattr(args, "json", False):
+            print(json.dumps({"error": type(exc).__name__, "message": said, "exit": 1}))
+        print(f"crdtdoc: {said}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("crdtdoc: interrupted", file=sys.stderr)

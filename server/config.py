@@ -103,6 +103,8 @@ class HubConfig:
         return self.db.startswith(("postgresql://", "postgres://"))
 
     def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port must be from 0 to 65535 (0: any free port)")
         if self.redis is not None and not self.shared:
             raise ValueError("--redis connects hubs that share a PostgreSQL --store")
         if not 0.0 <= self.fanout_drop_rate <= 1.0:
@@ -145,3 +147,8 @@ class HubConfig:
                 raise ValueError(f"{name} must be positive")
         if self.idle_timeout < 0:
             raise ValueError("idle_timeout must be 0 (off) or positive")
+
+
+def ws_url(host: str, port: int) -> str:
+    """The URL clients dial for a hub listening on `host`:`port` (an IPv6 address bracketed)."""
+    return f"ws://[{host}]:{port}" if ":" in host else f"ws://{host}:{port}"

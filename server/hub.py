@@ -22,7 +22,7 @@ from crdtdoc.errors import CrdtdocError, RemoteError, UsageError
 from crdtdoc.server.admission import Admission, RoomUnavailable, authenticate, room_name
 from crdtdoc.server.cluster import PRESENCE_TIMEOUT, Cluster
 from crdtdoc.server.commit import GroupCommitter
-from crdtdoc.server.config import HubConfig
+from crdtdoc.server.config import HubConfig, ws_url
 from crdtdoc.server.coordination import Coordinator
 from crdtdoc.server.endpoints import answer_http
 from crdtdoc.server.limits import RateLimits
@@ -106,7 +106,7 @@ class Hub:
 
     @property
     def url(self) -> str:
-        return f"ws://{self.config.host}:{self.port}"
+        return ws_url(self.config.host, self.port)
 
     @property
     def accepting(self) -> bool:

@@ -214,3 +214,14 @@ def test_spec_conflicts_resolve_and_freeze(hub: str) -> None:
     assert frozen.returncode == 7 and "FrozenError" in frozen.stdout
     shown = ok(cli(hub, "spec", "show", "api", "--json", room=room))
     assert shown["members"] == {"User.id": "UUID"} and shown["frozen_by"] == "alice"
+
+
+def test_a_file_error_is_one_json_object_too_with_json(hub: str, tmp_path: Path) -> None:
+    """A program reading stdout learns why (`--json`), whatever failed: here the file."""
+    missing = str(tmp_path / "missing.md")
+    for args in (("doc", "write", "design", missing), ("doc", "append", "design", missing)):
+        result = cli(hub, *args, "--json", room="files")
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        error = json.loads(result.stdout)
+        assert error["error"] == "FileNotFoundError" and error["exit"] == 1
+        assert "missing.md" in error["message"]

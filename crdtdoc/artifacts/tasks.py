@@ -224,6 +224,15 @@ class TaskList(Artifact[Map[Any]]):
         with self._writing():
             self._part(task, "claims", Map)[me] = {"at": time.time()}
 
+    async def acquire(self, task_id: str, ttl: float = 60.0) -> None:
+        """Moved: an exclusive claim goes through the hub, so it is the connected replica's
+        `await replica.claim_task(list_name, task_id, ttl=...)`. Kept for one release to say
+        so; raises `UsageError`."""
+        raise UsageError(
+            "TaskList.acquire moved to the connected replica: use "
+            f"`await replica.claim_task({self._name!r}, {task_id!r}, ttl={ttl!r})`"
+        )
+
     def claimable(self, task_id: str) -> Task:
         """The task, if it may be claimed: raises `NotFound` for no such task, `UsageError`
         for a done one (the rule every way of claiming shares: this replica's `claim`, a

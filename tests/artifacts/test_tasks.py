@@ -145,3 +145,14 @@ def test_a_done_task_is_described_with_who_completed_it() -> None:
     sync(a, b)
     a.tasks("backlog").complete(task)
     assert a.tasks("backlog").get(task).describe().startswith("[done by alice]")
+
+
+def test_the_old_exclusive_claim_says_where_it_moved() -> None:
+    import asyncio
+
+    from crdtdoc import Replica, UsageError
+
+    tasks = Replica("alice").tasks("backlog")
+    task = tasks.add("write it")
+    with pytest.raises(UsageError, match=r"await replica.claim_task\('backlog'"):
+        asyncio.run(tasks.acquire(task))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crdtdoc.server.config import HubConfig
+from crdtdoc.server.config import HubConfig, ws_url
 
 
 def test_rooms_are_shared_only_on_postgresql() -> None:
@@ -41,3 +41,14 @@ def test_settings_out_of_range_are_refused(settings: dict[str, object], message:
 def test_the_edges_of_the_ranges_are_accepted() -> None:
     config = HubConfig(max_rooms=1, idle_timeout=0.0, fanout_drop_rate=1.0, synchronous="normal")
     assert (config.max_rooms, config.idle_timeout, config.fanout_drop_rate) == (1, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("port", [-1, 65536, 99999])
+def test_a_port_outside_0_to_65535_is_a_bad_setting(port: int) -> None:
+    with pytest.raises(ValueError, match="port must be from 0 to 65535"):
+        HubConfig(port=port)
+
+
+def test_the_hub_url_brackets_an_ipv6_host() -> None:
+    assert ws_url("::1", 8765) == "ws://[::1]:8765"  # ws://::1:8765 names no port
+    assert ws_url("127.0.0.1", 8765) == "ws://127.0.0.1:8765"
