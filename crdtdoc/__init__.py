@@ -8,6 +8,7 @@ concurrent edits converge without locks and `Version`s say what each replica has
 from crdtdoc import hotpath as hotpath  # isort: split
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 # Errors load at once: one small module that every caller may need to catch.
@@ -69,6 +70,10 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time `__getattr__
     from crdtdoc.replica import Pending, Replica, ReplicaLimits
     from crdtdoc.textmodel import EMBED
     from crdtdoc.versions import Order, Version
+
+# A library stays quiet unless its user configures logging (the CLI and the hub configure their
+# own structured logs): without this, Python prints its warnings to stderr on its own.
+logging.getLogger("crdtdoc").addHandler(logging.NullHandler())
 
 _LAZY = {
     "BlockingReplica": "crdtdoc.client.blocking",

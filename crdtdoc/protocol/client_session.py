@@ -72,6 +72,8 @@ ADMISSION_CODES: dict[int, type[CrdtdocError]] = {4401: AuthError, 4403: Forbidd
 REFUSED_WRITE_CODES = frozenset({4403, 4413})
 """Close codes meaning the hub refused something this replica wrote (see PROTOCOL.md §9)."""
 TOO_FAST = 4429
+MESSAGE_TOO_BIG = 1009
+"""The hub's close code for a message over its `max_message_bytes`."""
 """The hub's rate limit: nothing was refused for what it is, so nothing is reset; the link pauses
 `SLOW_DOWN_SECONDS` (the hub's budget refills) and the next sync sends the backlog as one update."""
 SLOW_DOWN_SECONDS = 1.0
@@ -173,6 +175,7 @@ class ClientSession:
         self._backoff = backoff
         self._attempt = 0  # dials since the link last worked
         self._slow_down = False  # the hub closed with 4429: pause before dialling again
+        self.too_big: str | None = None  # why the hub last closed for a too-large message
         self.max_message_bytes: int | None = None  # the largest message the hub accepts
         self.sync = SyncSession(replica, trusted=True, max_message_bytes=self.step2_limit())
         self.connected = False
@@ -296,6 +299,15 @@ class ClientSession:
         if code == TOO_FAST:
             self._slow_down = True
             return replace(verdict, slow_down=True)
+        if code == MESSAGE_TOO_BIG:
+            limit = self.max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES
+            self.too_big = (
+                f"the hub closed the link: a message of this replica is too large for it (its "
+                f"max_message_bytes is {limit:,}); that change stays here, unsent: write in "
+                "smaller parts, or ask for a larger --max-message-bytes"
+            )
+        elif self.sync.synced:
+            self.too_big = None
         return verdict
 
     def restart_sync(self) -> None:
@@ -306,9 +318,9 @@ class ClientSession:
         """Which hub to try next and how long to wait first. With several hubs each is tried in
         turn and the delay grows only once all were; a link that synced starts the backoff
         afresh; after the hub's rate limit (4429) the same hub, once its budget refilled."""
-        if self.sync.synced:  # the link worked: start the backoff afresh
+        if self.sync.synced and self.too_big is None:  # the link worked: afresh
             self._attempt = 0
-            self.sync.synced = False
+        self.sync.synced = False
         hubs = len(self.urls)
         self.current = (self.current + 1) % hubs
         delay = self._backoff.delay(self._attempt // hubs, rng)
@@ -397,7 +409,8 @@ class ClientSession:
         state = (
             "connected" if self.connected else f"not connected ({self.last_error or 'connecting'})"
         )
-        return SyncTimeout(f"{what} within {timeout:g} s; the link to {self.url} is {state}")
+        why = f" ({self.too_big})" if self.too_big else ""
+        return SyncTimeout(f"{what} within {timeout:g} s; the link to {self.url} is {state}{why}")
 
     def unreachable(self, open_timeout: float, connect_timeout: float) -> NotConnected:
         """The error of a link that did not sync within its open timeout (or that no hub

@@ -208,6 +208,28 @@ def test_the_backoff_grows_while_dialling_fails_and_starts_afresh_after_a_sync()
     assert session.next_dial(rng).delay <= 0.1
 
 
+def test_a_link_closed_for_a_too_large_message_backs_off_and_says_why() -> None:
+    """A change larger than the hub's max_message_bytes: the hub closes the link (1009) as soon
+    as it arrives, right after each sync. Starting the backoff afresh after every such sync
+    redialled ten times a second, resending megabytes each time; the delays grow instead, and a
+    flush that times out says what is wrong instead of 'call again'."""
+    session = _session(URLS[:1], Backoff(initial=0.1, maximum=10.0))
+    rng = random.Random(1)
+    delays = []
+    for _ in range(5):
+        session.open()
+        session.sync.synced = True  # synced, then sent the large change
+        session.closed(1009, "message too big")
+        delays.append(session.next_dial(rng).delay)
+    assert delays[-1] > 0.8  # 0.1, 0.2, 0.4, 0.8, 1.6 (capped, with jitter down to half)
+    said = str(session.timeout_error("the hub did not confirm durable storage", 5.0))
+    assert "too large" in said and "max_message_bytes" in said
+    session.open()
+    session.sync.synced = True
+    session.closed(1006, "")  # a link that ended otherwise after a sync: afresh again
+    assert session.next_dial(rng).delay <= 0.1
+
+
 def test_several_hubs_are_tried_in_turn_and_the_delay_grows_once_all_were() -> None:
     session = _session(URLS, Backoff(initial=0.1, maximum=10.0))
     rng = random.Random(2)
