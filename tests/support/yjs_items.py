@@ -275,3 +275,14 @@ class RawWriter:
 
     def delete(self, client: int, clock: int, length: int = 1) -> bytes:
         return update(self.client, self.clock, [], deletes=[(client, clock, length)])
+
+
+def item_with_parent(parent: Id, client: int = 55) -> bytes:
+    """One ContentString item "x" of `client` whose parent is the nested type at `parent`: an
+    id that names a string item makes the engine fail mid-apply (past the semantic gate)."""
+    enc = Encoder()
+    for n in (1, 1, client, 0, 4, 0, parent[0], parent[1]):
+        enc.write_var_uint(n)
+    enc.write_var_string("x")
+    enc.write_var_uint(0)
+    return enc.to_bytes()

@@ -1,27 +1,28 @@
-"""Replica: validated, causally ordered application, and recovery when the engine fails."""
+"""`crdtdoc.replica.remote`: updates from elsewhere. Validated before the engine sees them (a
+refusal, by the parser, the semantic gate, the judge or the engine, leaves the replica as it
+was), held in the causal buffer until what they need arrives and then applied in order, bounded
+per sender and in age, and recognised cheaply when they bring nothing (`holds`)."""
 
 from __future__ import annotations
 
-import gc
 import random
-import weakref
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pycrdt import Doc, Map, Text
+from pycrdt import Doc, Text
 
 from crdtdoc import (
-    CrdtdocError,
+    Forbidden,
     InvalidUpdate,
     PendingLimitExceeded,
     Replica,
     ReplicaLimits,
-    ReplicaRebuilt,
+    UsageError,
 )
-from crdtdoc.encoding import Encoder
-from crdtdoc.updates import deletes_only, parse_update
+from crdtdoc.updates import Item, parse_update
 from tests.support.builders import content, writer_stream
+from tests.support.yjs_items import item_with_parent
 
 
 def _in_order(updates: list[bytes]) -> Replica:
@@ -169,38 +170,12 @@ def test_duplicates_are_dropped_without_touching_the_engine() -> None:
     assert b.document("d").read() == "hi"
 
 
-def test_local_panic_never_escapes_and_the_replica_is_rebuilt() -> None:
-    r = Replica("a")
-    doc = r.document("d")
-    doc.insert(0, "héllo")
-    before = r.version()
-    # A real pycrdt panic: removing past the end removes 3 elements, then panics.
-    with pytest.raises(ReplicaRebuilt, match="rebuilt"), r.transaction():
-        del r.artifact_root("d", Text)[3:100]
-    assert doc.read() == "héllo"
-    assert r.version() == before
-    doc.insert(5, "!")  # and it still works
-    assert doc.read() == "héllo!"
-    other = Replica("b")
-    other.apply_update(r.encode_update())
-    assert other.document("d").read() == "héllo!"
-
-
-def _item_with_parent(parent: tuple[int, int]) -> bytes:
-    enc = Encoder()
-    for n in (1, 1, 55, 0, 4, 0, parent[0], parent[1]):  # one ContentString under a nested parent
-        enc.write_var_uint(n)
-    enc.write_var_string("x")
-    enc.write_var_uint(0)
-    return enc.to_bytes()
-
-
 def test_engine_refusal_mid_apply_rebuilds_and_raises_invalid_update() -> None:
     r = Replica("a", client_id=1)
     r.document("t").insert(0, "hello")
     before = (r.version(), r.document("t").read(), r.encode_update())
     # Well-formed bytes whose parent id names a string item: yrs fails while applying.
-    bad = _item_with_parent((1, 0))
+    bad = item_with_parent((1, 0))
     parse_update(bad)
     with pytest.raises(InvalidUpdate, match="semantic rule 'parent'"):
         r.apply_update(bad)  # the semantic gate refuses it before the engine sees it
@@ -215,7 +190,7 @@ def test_engine_refusal_mid_apply_rebuilds_and_raises_invalid_update() -> None:
 def test_a_refused_buffered_update_does_not_strand_the_rest() -> None:
     author = Replica("author", client_id=1)
     author.document("t").insert(0, "hello")
-    bad = _item_with_parent((1, 3))  # waits for 1:3, which will be a string: yrs refuses it
+    bad = item_with_parent((1, 3))  # waits for 1:3, which will be a string: yrs refuses it
     good = Replica("other", client_id=2)
     good.apply_update(author.encode_update())
     good.document("t").insert(5, "!")
@@ -246,146 +221,6 @@ def test_pending_limit_refuses_instead_of_growing() -> None:
     b.apply_update(a.encode_update())  # a resync fills everything
     assert not b.pending()
     assert b.document("d").read() == "xxxxx"
-
-
-def test_tracked_delete_set_equals_the_documents_own() -> None:
-    for seed in range(10):
-        updates = writer_stream(seed, writers=3, steps=40)
-        r = _in_order(updates)
-        assert r.version().deleted == parse_update(r.encode_update()).delete_set, seed
-
-
-def test_checkpoints_do_not_change_content() -> None:
-    r = Replica("a", limits=ReplicaLimits(checkpoint_log_bytes=64))
-    doc = r.document("d")
-    for i in range(200):
-        doc.insert(i, "y")
-    assert r._log_bytes <= max(64, len(r._checkpoint)) + 64
-    r._rebuild()
-    assert doc.read() == "y" * 200
-
-
-def test_changes_are_announced_once_with_their_origin() -> None:
-    a, b = Replica("a"), Replica("b")
-    seen_a: list[bool] = []
-    seen_b: list[bool] = []
-    a.on_update(lambda u, local: seen_a.append(local))
-    unsubscribe = b.on_update(lambda u, local: seen_b.append(local))
-    a.document("d").insert(0, "x")
-    b.apply_update(a.encode_update())
-    assert seen_a == [True]
-    assert seen_b == [False]
-    unsubscribe()
-    b.document("d").insert(0, "y")
-    assert seen_b == [False]
-
-
-def test_a_block_that_raises_still_announces_what_it_committed() -> None:
-    r = Replica("a")
-    updates: list[bytes] = []
-    r.on_update(lambda u, local: updates.append(u))
-    with pytest.raises(RuntimeError, match="agent crashed"), r.transaction():
-        r.document("d").insert(0, "half done")
-        raise RuntimeError("agent crashed")
-    assert r.document("d").read() == "half done"
-    peer = Replica("peer")
-    for u in updates:
-        peer.apply_update(u)
-    assert peer.document("d").read() == "half done"
-
-
-def test_agent_names_travel_inside_the_document() -> None:
-    a = Replica("alice", client_id=11)
-    a.document("d").insert(0, "x")
-    b = Replica("bob", client_id=22)
-    b.apply_update(a.encode_update())
-    assert b.agents() == {11: "alice"}
-
-
-def test_nested_local_transactions_make_one_update() -> None:
-    r = Replica("a")
-    updates: list[bytes] = []
-    r.on_update(lambda u, local: updates.append(u))
-    with r.transaction():
-        r.document("d").insert(0, "a")
-        with r.transaction():
-            r.document("d").insert(1, "b")
-    assert len(updates) == 1
-
-
-def test_misuse_gets_clear_errors() -> None:
-    with pytest.raises(CrdtdocError, match="agent"):
-        Replica("")
-    with pytest.raises(CrdtdocError, match="client_id"):
-        Replica("a", client_id=2**53)
-    r = Replica("a")
-    with pytest.raises(CrdtdocError, match="inside a local transaction"), r.transaction():
-        r.apply_update(b"\x00\x00")
-    r.map("m")
-    with pytest.raises(CrdtdocError, match="is a map; it cannot also be used as a document"):
-        r.document("m")
-    with pytest.raises(CrdtdocError, match="reserved"):
-        r.document("__crdtdoc_agents")
-    with pytest.raises(InvalidUpdate):
-        r.encode_update(b"\xff")
-
-
-def test_map_values_round_trip_through_another_replica() -> None:
-    a = Replica("a")
-    values = {
-        "i": 42,
-        "neg": -7,
-        "big": 2**53 - 1,
-        "f": 2.5,
-        "s": "x",
-        "n": None,
-        "b": True,
-        "l": [1, 2, {"x": 3}],
-        "d": {"k": [True, None]},
-    }
-    for k, v in values.items():
-        a.map("m").set(k, v)
-    b = Replica("b")
-    b.apply_update(a.encode_update())
-    got = b.map("m").to_dict()
-    assert got == values
-    assert type(got["i"]) is int and type(got["l"][0]) is int and type(got["f"]) is float
-    assert isinstance(b.map("m")._root()["i"], float)  # what pycrdt alone would give
-    assert Map  # the raw type is plain Y.Map
-
-
-def test_a_rebuild_frees_the_document_it_replaces() -> None:
-    """The observer subscription kept every replaced pycrdt Doc alive (a leak per rebuild)."""
-    r = Replica("a", client_id=1)
-    r.document("t").insert(0, "hello")
-    old = weakref.ref(r._doc)
-    with pytest.raises(InvalidUpdate, match="refused"):
-        r.apply_update(_item_with_parent((1, 0)), trusted=True)  # the engine refuses: rebuild
-    gc.collect()
-    assert old() is None
-    r.document("t").insert(5, "!")  # the new document is observed
-    assert r.document("t").read() == "hello!" and r.version().clocks[1] > 5
-
-
-def test_a_snapshot_keeps_the_deletions_that_wait_for_their_ids() -> None:
-    """A store folds its log into `encode_snapshot()`: a deletion that arrived before the ids it
-    deletes must survive that, or those ids come back to life when they arrive."""
-    author = Replica("author", client_id=1)
-    author.document("t").insert(0, "hello")
-    insertion = author.encode_update()
-    author.document("t").delete(0, 1)
-    deletion = deletes_only(parse_update(author.encode_update()).delete_set)
-    hub = Replica("hub")
-    hub.apply_update(deletion)  # waits: the ids are not here yet
-    assert hub.pending().deletions
-    restored = Replica("restored")
-    restored.apply_update(hub.encode_snapshot())
-    restored.apply_update(insertion)
-    assert restored.document("t").read() == "ello"
-    plain = Replica("plain")  # what a snapshot without them would give
-    plain.apply_update(hub.encode_update())
-    plain.apply_update(insertion)
-    assert plain.document("t").read() == "hello"
 
 
 def _with_deletions(agent: str = "typist") -> Replica:
@@ -450,26 +285,96 @@ def test_holds_is_false_for_anything_else_and_follows_new_deletions() -> None:
     assert room.document("d").read() == peer_replica.document("d").read()
 
 
-def test_committed_updates_carry_only_what_the_engine_integrated() -> None:
-    """Attack review: an update re-sending an id the replica holds, with other content, is
-    skipped there by the engine; announced as received, its bytes carried the other content,
-    and a merge of the announced updates (a hub coalescing what waits for a peer, a Yjs
-    client's store) read 'aZZZwy' where the replica reads 'abZZwy'. What is announced (and
-    logged) is the engine's own encoding of what it integrated."""
-    from pycrdt import merge_updates
+def _typed_log(count: int = 3) -> list[bytes]:
+    """The updates of one writer typing `count` characters, one commit each."""
+    author = Replica("author", client_id=1)
+    log: list[bytes] = []
+    author.on_update(lambda u, local: log.append(u))
+    for i in range(count):
+        author.document("d").insert(i, "x")
+    return log
 
-    from tests.support.builders import typed
 
-    u1, u2 = typed([(0, "a"), (1, "b")], 1111)
-    _, forged = typed([(0, "a"), (1, "ZZZ")], 1111)  # re-sends 1111:1 with other content
-    y0, y1 = typed([(0, "w"), (1, "y")], 2222)
-    replica = Replica("hub")
-    announced: list[bytes] = []
-    replica.on_update(lambda update, local: announced.append(update))
-    replica.apply_update(u1)
-    assert replica.apply_update(merge_updates(forged, y1))  # waits for 2222:0
-    replica.apply_update(merge_updates(u2, y0))  # brings it: both commit
-    assert replica.document("t").read() == "abZZwy"
-    reader = Replica("reader")
-    reader.apply_update(merge_updates(*announced))
-    assert reader.document("t").read() == "abZZwy"
+def test_the_judge_sees_each_update_with_its_origin_and_its_refusal_changes_nothing() -> None:
+    log = _typed_log()
+    r = Replica("hub")
+    judged: list[tuple[int, dict[int, int], object]] = []
+
+    def judge(items: list[Item], locator: object, before: dict[int, int], origin: object) -> None:
+        judged.append((len(items), dict(before), origin))
+        if origin == "mallory":
+            raise Forbidden("not yours")
+
+    r.judge = judge
+    r.apply_update(log[0], origin="alice")
+    before = (r.version(), r.document("d").read())
+    with pytest.raises(Forbidden):
+        r.apply_update(log[1], origin="mallory")
+    assert (r.version(), r.document("d").read()) == before
+    r.apply_update(log[1], trusted=True)  # trusted data is not judged
+    assert judged[0][2] == "alice" and judged[1][1:] == ({1: 3}, "mallory") and len(judged) == 2
+
+
+def test_a_buffered_update_refused_on_waking_goes_to_on_refused_not_to_the_waker() -> None:
+    log = _typed_log()
+    r = Replica("hub")
+
+    def judge(items: list[Item], locator: object, before: dict[int, int], origin: object) -> None:
+        if origin == "mallory":
+            raise Forbidden("not yours")
+
+    refused: list[tuple[object, str]] = []
+    r.judge = judge
+    r.on_refused = lambda origin, exc: refused.append((origin, str(exc)))
+    assert r.apply_update(log[1], origin="mallory")  # waits for log[0]
+    r.apply_update(log[0], origin="alice")  # wakes it: refused, told, not raised here
+    assert refused == [("mallory", "not yours")]
+    assert not r.pending() and r.document("d").read() == "x"
+
+
+def test_each_origin_has_its_own_share_of_the_buffer() -> None:
+    log = _typed_log(4)
+    r = Replica("hub", limits=ReplicaLimits(max_pending_updates_per_origin=1))
+    r.pending_holder = lambda origin: origin
+    r.apply_update(log[1], origin="x")
+    with pytest.raises(PendingLimitExceeded):
+        r.apply_update(log[2], origin="x")
+    r.apply_update(log[2], origin="y")  # another sender's share is untouched
+    assert r.pending_of("x")[0] == r.pending_of("y")[0] == 1 and r.pending_count == 2
+    assert r.drop_pending(lambda origin: origin != "x") == 1  # x left
+    assert r.pending_of("x") == (0, 0) and r.pending().updates == 1
+    with pytest.raises(UsageError, match="before anything waits"):
+        r.share_pending({})
+
+
+def test_untrusted_data_expires_after_waiting_too_long_and_names_its_origin() -> None:
+    log = _typed_log(4)
+    now = [100.0]
+    r = Replica("hub", clock=lambda: now[0])
+    r.apply_update(log[1], origin="old")
+    r.apply_update(log[2], origin="own", trusted=True)
+    now[0] += 10
+    r.apply_update(log[3], origin="new")
+    assert r.expire_pending(5.0) == ["old"]
+    assert r.pending().updates == 2  # the trusted one waits as long as it must
+    r.apply_update(log[0])
+    assert r.document("d").read() == "x"  # log[1] expired: log[2] and log[3] still wait for it
+    assert r.pending().missing.client_ranges(1)
+
+
+def test_pending_entries_restore_what_waits_in_another_replica() -> None:
+    author = Replica("author", client_id=1)
+    log: list[bytes] = []
+    author.on_update(lambda u, local: log.append(u))
+    author.document("d").insert(0, "abc")
+    author.document("d").insert(3, "def")
+    author.document("d").delete(0, 1)
+    r = Replica("r")
+    for u in log[1:]:
+        r.apply_update(u)
+    copy = Replica("copy")
+    for part in r.pending_entries():
+        copy.apply_update(part)
+    assert copy.pending() == r.pending() and copy.pending().deletions
+    copy.apply_update(log[0])
+    assert not copy.pending() and copy.document("d").read() == "bcdef"
