@@ -4,6 +4,8 @@ the document only when a write completes; names are checked."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pycrdt
 import pytest
 from pycrdt import Array, Map, Text
@@ -18,7 +20,7 @@ def _registry(r: Replica) -> dict[str, object]:
 
 def _from_stock_client(write: str) -> bytes:
     """An update of a plain Yjs client that used root "d" as a Y.Array or a Y.XmlFragment."""
-    doc: pycrdt.Doc = pycrdt.Doc()
+    doc: pycrdt.Doc[Any] = pycrdt.Doc()
     if write == "array":
         doc.get("d", type=pycrdt.Array).append(1)
     else:
@@ -80,7 +82,7 @@ def test_record_write_records_the_kind_only_when_the_write_completes() -> None:
 
 
 def test_artifacts_lists_a_name_opened_here_once_its_root_holds_something() -> None:
-    stock: pycrdt.Doc = pycrdt.Doc()
+    stock: pycrdt.Doc[Any] = pycrdt.Doc()
     stock.get("yt", type=pycrdt.Text).insert(0, "from a Yjs editor")
     r = Replica("r")
     r.apply_update(stock.get_update())

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from crdtdoc.idset import IdSet
-from crdtdoc.replica import state
 from crdtdoc.replica.state import Pending, ReplicaLimits, ReplicaState, new_client_id
 from crdtdoc.roots import INTERNAL_ROOTS
 
@@ -54,7 +53,7 @@ def test_new_client_id_is_32_bit_nonzero_and_avoids_the_given_ids(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     draws = iter([0, 5, 6, 7])
-    monkeypatch.setattr(state.secrets, "randbits", lambda bits: next(draws))
+    monkeypatch.setattr("secrets.randbits", lambda bits: next(draws))
     assert new_client_id(avoid={5, 6}) == 7  # 0 is never an id; 5 and 6 are taken
     monkeypatch.undo()
     ids = {new_client_id() for _ in range(200)}
