@@ -13,7 +13,7 @@ from typing import Any
 from pycrdt import Map
 
 from crdtdoc import safe_read
-from crdtdoc.artifacts.base import Artifact, ArtifactHost
+from crdtdoc.artifacts.base import Artifact
 from crdtdoc.errors import UsageError
 from crdtdoc.values import JSONValue, check_text, to_yjs
 
@@ -24,9 +24,6 @@ class SharedMap(Artifact[Map[Any]]):
     __slots__ = ()
     artifact = "map"
     root_type = Map
-
-    def __init__(self, replica: ArtifactHost, name: str) -> None:
-        super().__init__(replica, name)
 
     def set(self, key: str, value: JSONValue) -> None:
         _check_key(key)

@@ -28,7 +28,7 @@ from typing import Any
 from pycrdt import Map
 
 from crdtdoc import safe_read
-from crdtdoc.artifacts.base import Artifact, ArtifactHost
+from crdtdoc.artifacts.base import Artifact
 from crdtdoc.errors import ConcurrentValues, FrozenError, NotFound, UsageError
 from crdtdoc.values import JSONValue, check_text, to_yjs
 from crdtdoc.versions import Version
@@ -53,9 +53,6 @@ class InterfaceSpec(Artifact[Map[Any]]):
     __slots__ = ()
     artifact = "spec"
     root_type = Map
-
-    def __init__(self, replica: ArtifactHost, name: str) -> None:
-        super().__init__(replica, name)
 
     def _entries(self) -> dict[str, list[tuple[str, SpecValue]]]:
         """member -> [(entry key, value)], ordered by (time, agent, key)."""

@@ -36,7 +36,7 @@ from typing import Any
 from pycrdt import Array, Map
 
 from crdtdoc import safe_read
-from crdtdoc.artifacts.base import Artifact, ArtifactHost
+from crdtdoc.artifacts.base import Artifact
 from crdtdoc.errors import AlreadyClaimed, InvalidValue, NotFound, UsageError
 from crdtdoc.values import check_text, to_yjs
 
@@ -115,9 +115,6 @@ class TaskList(Artifact[Map[Any]]):
     __slots__ = ()
     artifact = "tasks"
     root_type = Map
-
-    def __init__(self, replica: ArtifactHost, name: str) -> None:
-        super().__init__(replica, name)
 
     def _task_map(self, task_id: str) -> Map[Any]:
         if not isinstance(task_id, str):
