@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from crdtdoc import __version__
 from crdtdoc.changes import Change
 from crdtdoc.client.connection import ConnectedReplica, Keep, connect, room_urls
 from crdtdoc.client.coordination import Lease
@@ -134,6 +135,7 @@ def build_server(
 
     server = MCPServer(
         name="crdtdoc",
+        version=__version__,
         instructions=(
             f"Shared artifacts of room {room!r}, as agent {agent!r}. Documents, task lists and "
             "interface specs merge with other agents' concurrent work; writes return a version "

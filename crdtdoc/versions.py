@@ -145,7 +145,10 @@ class Version:
             data = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (binascii.Error, ValueError):
             raise InvalidVersionToken("version token is not valid base64url") from None
-        return cls.from_bytes(data)
+        try:
+            return cls.from_bytes(data)
+        except InvalidVersionToken as exc:  # say what was expected, then what was wrong
+            raise InvalidVersionToken(f"not a version token ({exc})") from None
 
 
 _TOKEN_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")

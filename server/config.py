@@ -103,6 +103,11 @@ class HubConfig:
         return self.db.startswith(("postgresql://", "postgres://"))
 
     def __post_init__(self) -> None:
+        if "://" in self.db and not self.shared:
+            scheme = self.db.split("://", 1)[0]
+            raise ValueError(
+                f"the store is a SQLite file or a postgresql:// URL, not a {scheme}:// URL"
+            )
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be from 0 to 65535 (0: any free port)")
         if self.redis is not None and not self.shared:

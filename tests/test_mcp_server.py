@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import crdtdoc
 from tests.support.aio import run
 from tests.support.hubs import HubProcess
 
@@ -40,7 +41,8 @@ async def agent_session(hub: str, agent: str, *options: str) -> AsyncIterator[An
         env=dict(os.environ, CRDTDOC_HUB=hub, CRDTDOC_ROOM="mcp", CRDTDOC_AGENT=agent),
     )
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
-        await session.initialize()
+        initialized = await session.initialize()
+        assert initialized.server_info.version == crdtdoc.__version__  # was ''
         yield session
 
 

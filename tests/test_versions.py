@@ -130,7 +130,7 @@ def test_token_is_url_safe_and_compact() -> None:
     "token", ["", "!!!", "AAAA", "Ag", "AQ", "AQEBAQEB" * 3, "x" * 2_000_000, 123]
 )
 def test_bad_tokens_raise_invalid_token(token: str) -> None:
-    with pytest.raises(InvalidVersionToken):
+    with pytest.raises(InvalidVersionToken, match="version token"):  # says what it expected
         Version.from_token(token)
 
 

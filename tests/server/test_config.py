@@ -52,3 +52,10 @@ def test_a_port_outside_0_to_65535_is_a_bad_setting(port: int) -> None:
 def test_the_hub_url_brackets_an_ipv6_host() -> None:
     assert ws_url("::1", 8765) == "ws://[::1]:8765"  # ws://::1:8765 names no port
     assert ws_url("127.0.0.1", 8765) == "ws://127.0.0.1:8765"
+
+
+@pytest.mark.parametrize("store", ["mysql://x/y", "sqlite://rooms.db", "redis://127.0.0.1"])
+def test_a_store_url_of_another_kind_is_a_bad_setting(store: str) -> None:
+    """A URL is not a SQLite file name: it was opened as one ("unable to open database file")."""
+    with pytest.raises(ValueError, match="postgresql://"):
+        HubConfig(db=store)
