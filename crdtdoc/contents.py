@@ -7,26 +7,26 @@ rest of the hot path (`crdtdoc.hotpath`)."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Final
 
 from crdtdoc.encoding import Decoder
 
-MAX_ANY_DEPTH = 64
+MAX_ANY_DEPTH: Final = 64
 """How deeply `Any` values (and embedded JSON) may nest; deeper nesting crashes yrs."""
 
 # Content refs (the low five bits of a struct's info byte).
-GC = 0
-DELETED = 1
-JSON = 2
-BINARY = 3
-STRING = 4
-EMBED = 5
-FORMAT = 6
-TYPE = 7
-ANY = 8
-DOC = 9
-SKIP = 10
-CONTENT_NAMES = {
+GC: Final = 0
+DELETED: Final = 1
+JSON: Final = 2
+BINARY: Final = 3
+STRING: Final = 4
+EMBED: Final = 5
+FORMAT: Final = 6
+TYPE: Final = 7
+ANY: Final = 8
+DOC: Final = 9
+SKIP: Final = 10
+CONTENT_NAMES: Final = {
     GC: "gc",
     DELETED: "deleted",
     JSON: "json",
@@ -39,11 +39,12 @@ CONTENT_NAMES = {
     DOC: "doc",
     SKIP: "skip",
 }
-TYPE_NAMES = ("Array", "Map", "Text", "XmlElement", "XmlFragment", "XmlHook", "XmlText")
-_XML_ELEMENT, _XML_HOOK = 3, 5
+TYPE_NAMES: Final = ("Array", "Map", "Text", "XmlElement", "XmlFragment", "XmlHook", "XmlText")
+_XML_ELEMENT: Final = 3
+_XML_HOOK: Final = 5
 
 
-_FOUR_BYTE_LEADS = tuple(bytes([b]) for b in range(0xF0, 0xF5))
+_FOUR_BYTE_LEADS: Final = tuple(bytes([b]) for b in range(0xF0, 0xF5))
 
 
 def _utf16_length(s: str, raw: bytes) -> int:

@@ -8,10 +8,11 @@ bytes it was handed.
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from crdtdoc.errors import CrdtdocError, InvalidUpdate
 
-MAX_VARINT_BYTES = 10
+MAX_VARINT_BYTES: Final = 10
 """A lib0 varint longer than this is refused (10 bytes already hold 70 bits)."""
 
 _F32 = struct.Struct(">f")

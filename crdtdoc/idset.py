@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator, Mapping
+from typing import Final
 
 from crdtdoc.encoding import Decoder, Encoder
 
 Range = tuple[int, int]
-_END = 2**64  # sorts after any clock
+_END: Final = 2**64  # sorts after any clock
 
 
 def _normalize(ranges: list[Range]) -> list[Range]:

@@ -28,11 +28,18 @@ from crdtdoc.updates import Id, Item
 Parent = str | Id | None
 """A root name, the id of the nested type holding the item, or None when garbage-collected."""
 
-TEXT = "text"
-ARRAY = "array"
-MIXED = "mixed"
+TEXT: Final = "text"
+ARRAY: Final = "array"
+MIXED: Final = "mixed"
 """A sequence that holds both kinds already (data stored before the gate): left unconstrained."""
-SEQUENCE_FAMILY = {STRING: TEXT, EMBED: TEXT, FORMAT: TEXT, ANY: ARRAY, BINARY: ARRAY, DOC: ARRAY}
+SEQUENCE_FAMILY: Final = {
+    STRING: TEXT,
+    EMBED: TEXT,
+    FORMAT: TEXT,
+    ANY: ARRAY,
+    BINARY: ARRAY,
+    DOC: ARRAY,
+}
 """The kind of sequence a content belongs to: Yjs writes strings, embeds and formats only into
 texts, and any/binary/subdocument values only into arrays (types and deletions fit both)."""
 
@@ -68,9 +75,9 @@ class Place:
         return f"Place({self.parent!r}, {self.sub!r}, {self.content})"
 
 
-COLLECTED = Place(None, None, GC)
+COLLECTED: Final = Place(None, None, GC)
 
-_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+_ASTRAL: Final = re.compile("[\U00010000-\U0010ffff]")
 """A character beyond U+FFFF: two UTF-16 code units (a surrogate pair), so two Yjs clocks."""
 
 

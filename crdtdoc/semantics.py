@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Final
 
 from crdtdoc.contents import ANY, BINARY, CONTENT_NAMES, DELETED, DOC, EMBED, GC, SKIP, STRING, TYPE
 from crdtdoc.encoding import Decoder
@@ -44,9 +45,9 @@ from crdtdoc.itemindex import SEQUENCE_FAMILY, ItemIndex, Locator, Place, holds,
 from crdtdoc.roots import BOOKKEEPING_ARRAYS, BOOKKEEPING_MAPS
 from crdtdoc.updates import Id, Item, ParsedUpdate
 
-MAP_VALUES = frozenset({ANY, BINARY, TYPE, DOC, DELETED})
+MAP_VALUES: Final = frozenset({ANY, BINARY, TYPE, DOC, DELETED})
 """Content kinds Yjs writes as map entries (`YMap.set`, XML attributes)."""
-_TYPE_SEQUENCES = {
+_TYPE_SEQUENCES: Final = {
     "Text": "text",
     "XmlText": "text",
     "Array": "array",
@@ -56,7 +57,7 @@ _TYPE_SEQUENCES = {
     "XmlHook": "none",
 }
 
-_BOOKKEEPING_SEQUENCES = {name: "none" for name in BOOKKEEPING_MAPS}
+_BOOKKEEPING_SEQUENCES: Final = {name: "none" for name in BOOKKEEPING_MAPS}
 _BOOKKEEPING_SEQUENCES.update({name: "array" for name in BOOKKEEPING_ARRAYS})
 """crdtdoc's own roots have known kinds (PROTOCOL.md section 6), whatever arrives first."""
 
@@ -180,7 +181,7 @@ def written_deletions(data: bytes, parsed: ParsedUpdate) -> Iterator[tuple[int, 
             yield client, clock, clock + dec.read_var_uint()
 
 
-_SPLIT = "Yjs would keep U+FFFD for each half, yrs delete or cut another character"
+_SPLIT: Final = "Yjs would keep U+FFFD for each half, yrs delete or cut another character"
 
 
 class _Pairs:

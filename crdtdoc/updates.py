@@ -9,16 +9,16 @@ what it keeps is proportional to the input. The format is written down in `proto
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from crdtdoc.contents import CONTENT_NAMES, GC, SKIP, read_content
 from crdtdoc.encoding import Decoder, Encoder
 from crdtdoc.errors import InvalidUpdate
 from crdtdoc.idset import IdSet, Range
 
-MAX_CLOCK = 2**32
+MAX_CLOCK: Final = 2**32
 """Clocks, and clock + length, must stay below this (yrs stores clocks in 32 bits)."""
-MAX_CLIENT_ID = 2**53
+MAX_CLIENT_ID: Final = 2**53
 """Client ids must stay below this (JavaScript numbers; yrs cuts ids to 53 bits)."""
 
 Id = tuple[int, int]
