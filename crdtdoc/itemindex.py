@@ -243,7 +243,7 @@ class ItemIndex:
     ) -> None:
         """Records the items of an applied update (only ids beyond `state`, when given);
         `locator` is the one that placed them for the semantic gate, if any."""
-        places = (locator or Locator(self, items, state)).all()
+        locator = locator or Locator(self, items, state)
         for item in items:
             if item.content == SKIP:
                 continue
@@ -252,9 +252,15 @@ class ItemIndex:
                 start = max(start, state.get(item.client, 0))
                 if start >= item.clock + item.length:
                     continue
-            found = None if item.content == GC else places.get((item.client, item.clock))
-            # An item the engines cannot place either is dropped: collected.
-            place = COLLECTED if found is None else Place(found.parent, found.sub, item.content)
+            found = None if item.content == GC else locator.place(item)
+            # An item the engines cannot place either is dropped: collected. A place the
+            # locator made for this item already holds its content kind: kept, not copied.
+            if found is None:
+                place = COLLECTED
+            elif found.content == item.content:
+                place = found
+            else:
+                place = Place(found.parent, found.sub, item.content)
             if item.content == TYPE and start == item.clock:
                 self._types[(item.client, item.clock)] = str(item.value)
             family = SEQUENCE_FAMILY.get(item.content)
@@ -340,7 +346,12 @@ class Locator:
                     if item.length > 1:
                         self.ends[(item.client, item.clock + item.length - 1)] = item
         self.local_starts = {c: [i.clock for i in its] for c, its in self.local.items()}
-        self.memo: dict[Id, Place | None] = {}
+        # id(item) -> its place: an object's id costs neither a tuple nor Item's hash of all
+        # its fields. Every item placed is kept alive in `placed`, so no id in the memo can be
+        # reused by another object while this locator lives (callers may pass items of their
+        # own, not only those of `items`).
+        self.memo: dict[int, Place | None] = {}
+        self.placed: list[Item] = []
 
     def all(self) -> dict[Id, Place | None]:
         return {
@@ -393,29 +404,30 @@ class Locator:
 
     def place(self, item: Item) -> Place | None:
         """The item's place (None: a neighbour unknown, or a cycle)."""
-        key = (item.client, item.clock)
+        key = id(item)
         found = self.memo.get(key, _UNSEEN)
         if found is _UNSEEN:
             found = self._place_new(item, key)
         return None if found is _VISITING else found
 
-    def _place_new(self, item: Item, key: Id) -> Place | None:
+    def _place_new(self, item: Item, key: int) -> Place | None:
         """Places `item` and the update's items it depends on, without recursion."""
         memo = self.memo
         stack = [item]
         while stack:
             current = stack[-1]
-            current_key = (current.client, current.clock)
+            current_key = id(current)
             known = memo.get(current_key, _UNSEEN)
             if known is not _UNSEEN and known is not _VISITING:
                 stack.pop()  # placed meanwhile (it was needed twice)
                 continue
             if known is _UNSEEN:
                 memo[current_key] = _VISITING
+                self.placed.append(current)
                 needed = [
                     dep
                     for dep in self._neighbours(current)
-                    if dep.content != GC and (dep.client, dep.clock) not in memo
+                    if dep.content != GC and id(dep) not in memo
                 ]
                 if needed:
                     stack.extend(needed)
@@ -439,7 +451,7 @@ class Locator:
             return self.index.place_of(ref[0], ref[1])
         if item.content == GC:
             return COLLECTED
-        found = self.memo.get((item.client, item.clock))
+        found = self.memo.get(id(item))
         return None if found is _VISITING else found
 
     def _resolve(self, item: Item) -> Place | None:

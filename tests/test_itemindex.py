@@ -146,3 +146,30 @@ def test_an_id_named_by_an_update_is_found_by_its_ends_as_by_bisection(
         for clock in {struct.clock - 1, struct.clock, struct.clock + 1, end - 1, end} - {-1}:
             ref = (struct.client, clock)
             assert locator.find_ref(ref) is locator.find_local(ref[0], ref[1]), ref
+
+
+def test_the_locator_places_a_callers_copy_of_an_item_as_the_item_itself() -> None:
+    """The locator remembers places by the items' identity; a caller that passes an equal copy
+    (parsed again, say) gets the same place, and a copy freed meanwhile never lends its id to
+    another item's answer (every item placed is kept alive while the locator lives)."""
+    from crdtdoc.updates import Item
+
+    r = Replica("a", client_id=5)
+    r.map("m").set("k", {"nested": [1, 2]})
+    r.document("d").insert(0, "hello")
+    r.document("d").insert(2, "XY")
+    items = parse_update(r.encode_update(), details=True).items or []
+    locator = Locator(ItemIndex(), items)
+    for one in items:
+        copy = Item(
+            one.client, one.clock, one.length, one.content, one.origin,
+            one.right_origin, one.parent, one.parent_sub, one.value,
+        )  # fmt: skip
+        assert locator.place(copy) == locator.place(one)
+    for _ in range(200):  # fresh objects, each placed and dropped: answers stay exact
+        for one in items:
+            twin = Item(
+                one.client, one.clock, one.length, one.content, one.origin,
+                one.right_origin, one.parent, one.parent_sub, one.value,
+            )  # fmt: skip
+            assert locator.place(twin) == locator.place(one)
