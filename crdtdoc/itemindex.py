@@ -299,8 +299,9 @@ class ItemIndex:
     def _insert(self, client: int, start: int, end: int, place: Place) -> None:
         starts = self._starts.setdefault(client, [])
         runs = self._runs.setdefault(client, [])
-        if runs and runs[-1][1] == start and runs[-1][2] == place:  # the common case: appending
-            runs[-1] = (runs[-1][0], end, place)
+        last = runs[-1] if runs else None
+        if last is not None and last[1] == start and (last[2] is place or last[2] == place):
+            runs[-1] = (last[0], end, place)  # the common case: appending
             return
         pos = bisect.bisect_left(starts, start)
         if pos < len(starts) and starts[pos] == start:
@@ -466,4 +467,6 @@ class Locator:
         if (left is not None and left.collected) or (right is not None and right.collected):
             return COLLECTED
         anchor = left if item.origin is not None else right
-        return None if anchor is None else Place(anchor.parent, anchor.sub, item.content)
+        if anchor is None or anchor.content == item.content:
+            return anchor  # places are read-only: a text typed letter by letter shares one
+        return Place(anchor.parent, anchor.sub, item.content)
