@@ -98,7 +98,10 @@ def exit_code(exc: CrdtdocError) -> int:
 
 
 def setting(args: argparse.Namespace, name: str, env: str) -> str:
-    value = getattr(args, name) or os.environ.get(env)
+    given = getattr(args, name)
+    if given is not None and not given.strip():  # an unset shell variable: not the environment's
+        raise UsageError(f"--{name} is empty: pass a value, or leave the option out to use {env}")
+    value = given or os.environ.get(env)
     if not value:
         raise UsageError(f"no {name}: pass --{name} or set {env}")
     return str(value)

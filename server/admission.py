@@ -50,7 +50,10 @@ def authenticate(secret: bytes | None, request: Request | None, room: str | None
         if token is None and header.startswith("Bearer "):
             token = header[len("Bearer ") :].strip()
     if token is None:
-        raise AuthError("this hub needs a token: pass ?token=... or Authorization: Bearer")
+        raise AuthError(
+            "this hub needs a token: pass --token (or CRDTDOC_TOKEN) to crdtdoc, ?token=... "
+            "or Authorization: Bearer to another client"
+        )
     grant = verify_token(secret, token)
     if room is not None and not grant.allows_room(room):
         raise Forbidden(f"the token of {grant.agent} does not allow room {room!r}")

@@ -318,3 +318,11 @@ def test_new_user_review_surprises_are_gone(hub: str) -> None:
         "notes": "document",
     }  # nothing made by the failed commands
     assert then["id"]
+
+
+def test_an_empty_setting_is_refused_not_taken_from_the_environment(hub: str) -> None:
+    """`--hub ""` (an unset shell variable) used CRDTDOC_HUB silently: another hub than meant."""
+    for flag in ("--hub", "--room", "--agent"):
+        result = cli(hub, "version", flag, "", "--json", room="r")
+        assert result.returncode == 2, result.stderr
+        assert f"{flag} is empty" in result.stderr and "Traceback" not in result.stderr

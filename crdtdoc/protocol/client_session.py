@@ -72,6 +72,16 @@ ADMISSION_CODES: dict[int, type[CrdtdocError]] = {4401: AuthError, 4403: Forbidd
 REFUSED_WRITE_CODES = frozenset({4403, 4413})
 """Close codes meaning the hub refused something this replica wrote (see PROTOCOL.md §9)."""
 TOO_FAST = 4429
+_DOING = {
+    "acquire": "taking a lease",
+    "renew": "renewing a lease",
+    "release": "releasing a lease",
+    "leases": "listing leases",
+    "next": "drawing a number",
+    "commit": "a guarded write",
+    "status": "setting a status",
+}
+"""What each request does, in the words an error says it in."""
 MESSAGE_TOO_BIG = 1009
 """The hub's close code for a message over its `max_message_bytes`."""
 """The hub's rate limit: nothing was refused for what it is, so nothing is reset; the link pauses
@@ -372,7 +382,7 @@ class ClientSession:
         pretend)."""
         if not (self.connected and self.welcomed):
             raise NotConnected(
-                f"{op} needs the hub, and the link to {self.url} is down "
+                f"{_DOING.get(op, op)} needs the hub, and the link to {self.url} is down "
                 f"({self.last_error or 'connecting'})"
             )
         self._next_request += 1

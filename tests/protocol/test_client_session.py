@@ -254,7 +254,7 @@ def test_a_rate_limited_link_waits_a_second_and_stays_with_the_same_hub() -> Non
 
 def test_a_request_needs_a_welcomed_link() -> None:
     session = _session()
-    with pytest.raises(NotConnected, match="acquire needs the hub"):
+    with pytest.raises(NotConnected, match="taking a lease needs the hub"):  # not "acquire"
         session.request("acquire", {}, NOW, 30)
     session.open()
     with pytest.raises(NotConnected):  # connected, but the hub has not answered the hello

@@ -69,7 +69,7 @@ def test_no_room_opens_without_a_valid_token(tmp_path: Path) -> None:
         async with running_hub(tmp_path / "hub.db", secret=SECRET) as hub:
             url = hub.url + "/secret-room"
             for tok, code, reason in (
-                (None, 4401, "needs a token"),
+                (None, 4401, "needs a token: pass --token (or CRDTDOC_TOKEN)"),
                 ("garbage", 4401, "not a crdtdoc token"),
                 (create_token(b"other-secret-also-32-bytes-long!", "a"), 4401, "signature"),
                 (token("a", rooms="public-*"), 4403, "does not allow room 'secret-room'"),
