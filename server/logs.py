@@ -40,3 +40,9 @@ def configure(level: str = "warning") -> None:
     root.setLevel(level.upper())
     root.propagate = False
     logging.getLogger("websockets").setLevel(logging.ERROR)
+    # The PostgreSQL driver's pool retries a connection with a warning each time: JSON lines
+    # like ours, shown at `debug` and `info`, and only its errors otherwise.
+    driver = logging.getLogger("psycopg")
+    driver.handlers[:] = [handler]
+    driver.setLevel(level.upper() if level.lower() in ("debug", "info") else logging.ERROR)
+    driver.propagate = False
