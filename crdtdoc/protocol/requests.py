@@ -7,13 +7,16 @@ and `args` are what `to_args` writes and `parse_request` reads."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from crdtdoc.errors import CrdtdocError, InvalidValue, RemoteError
 from crdtdoc.protocol.awareness import check_presence
 from crdtdoc.values import check_text
 from crdtdoc.versions import Version
+
+_R = TypeVar("_R")
 
 MAX_NAME = 200
 """Longest lease or sequence name, in characters."""
@@ -67,8 +70,13 @@ def check_name(value: object, what: str) -> str:
 
 
 def _name(args: dict[str, Any], key: str) -> str:
+    return _checked_name(args.get(key), key)
+
+
+def _checked_name(value: object, what: str) -> str:
+    """`check_name`, refusing as a request is refused."""
     try:
-        return check_name(args.get(key), key)
+        return check_name(value, what)
     except InvalidValue as exc:
         raise RequestError(ReplyCode.INVALID, str(exc)) from None
 
@@ -282,7 +290,7 @@ class Commit:
             )
             if not isinstance(name, str) or not isinstance(token, int) or isinstance(token, bool):
                 raise RequestError(ReplyCode.INVALID, "fence must be {name: str, token: int}")
-            fence = (_name({"fence name": name}, "fence name"), token)
+            fence = (_checked_name(name, "fence name"), token)
         expect, on = args.get("expect"), args.get("on") or []
         since = None
         if expect is not None:
@@ -303,34 +311,36 @@ class Commit:
 
 CoordinationRequest = Acquire | Renew | Release | ListLeases | NextNumber
 """A request the hub's coordinator answers."""
-_BY_OP: dict[str, type[CoordinationRequest]] = {
-    kind.op: kind for kind in (Acquire, Renew, Release, ListLeases, NextNumber)
+_BY_OP: dict[str, Callable[[dict[str, Any]], CoordinationRequest]] = {
+    kind.op: kind.from_args for kind in (Acquire, Renew, Release, ListLeases, NextNumber)
 }
 
 
 OutgoingRequest = CoordinationRequest | Commit | SetStatus
 """Any request a client sends."""
+_ANY_BY_OP: dict[str, Callable[[dict[str, Any]], OutgoingRequest]] = {
+    **_BY_OP,
+    SetStatus.op: SetStatus.from_args,
+    Commit.op: Commit.from_args,
+}
 
 
 def parse_request(op: object, args: object) -> CoordinationRequest:
     """The coordination request `op` with `args` describes; `RequestError` (code `invalid`)
     for an unknown operation or arguments out of bounds."""
-    kind = _BY_OP.get(op) if isinstance(op, str) else None
-    if kind is None:
-        raise RequestError(ReplyCode.INVALID, f"unknown operation {op!r}")
-    if not isinstance(args, dict):
-        raise RequestError(ReplyCode.INVALID, "args must be a map")
-    return kind.from_args(args)
+    return _read(_BY_OP, op, args)
 
 
 def read_request(op: object, args: object) -> OutgoingRequest:
     """Any request `op` with `args` describes, `status` and `commit` included (what a client
     checks before sending a raw request); `RequestError` (code `invalid`) otherwise."""
-    kind: type[OutgoingRequest] | None = {SetStatus.op: SetStatus, Commit.op: Commit}.get(
-        op if isinstance(op, str) else ""
-    )
-    if kind is None:
-        return parse_request(op, args)
+    return _read(_ANY_BY_OP, op, args)
+
+
+def _read(readers: Mapping[str, Callable[[dict[str, Any]], _R]], op: object, args: object) -> _R:
+    read = readers.get(op) if isinstance(op, str) else None
+    if read is None:
+        raise RequestError(ReplyCode.INVALID, f"unknown operation {op!r}")
     if not isinstance(args, dict):
         raise RequestError(ReplyCode.INVALID, "args must be a map")
-    return kind.from_args(args)
+    return read(args)
