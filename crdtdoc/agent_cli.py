@@ -44,6 +44,7 @@ from crdtdoc.errors import (
     UsageError,
     WrongKind,
 )
+from crdtdoc.protocol.requests import check_name
 from crdtdoc.tokens import check_token_agent
 
 if TYPE_CHECKING:  # the client loads when a command connects, not for --help
@@ -298,10 +299,6 @@ def add_write_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-MAX_LEASE_NAME = 200
-"""Longest lease name the hub takes (PROTOCOL.md section 10)."""
-
-
 def _fence(text: str) -> Fence:
     """An argparse type: NAME:TOKEN, a lease and its fencing token."""
     name, _, token = text.rpartition(":")
@@ -314,10 +311,11 @@ def _fence(text: str) -> Fence:
 
 
 def lease_name(text: str) -> str:
-    """An argparse type: a lease name, 1 to 200 characters."""
-    if not 0 < len(text) <= MAX_LEASE_NAME:
-        raise argparse.ArgumentTypeError(f"a lease name has 1 to {MAX_LEASE_NAME} characters")
-    return text
+    """An argparse type: a lease name the hub takes (`crdtdoc.protocol.requests.check_name`)."""
+    try:
+        return check_name(text, "a lease name")
+    except InvalidValue as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def fencing_token(text: str) -> int:

@@ -31,7 +31,7 @@ from crdtdoc.protocol.awareness import (
 )
 from crdtdoc.protocol.extension import Reply, Request
 from crdtdoc.protocol.messages import Awareness, encode_message
-from crdtdoc.protocol.requests import MAX_STATUS_SECONDS, ReplyCode, RequestError, SetStatus
+from crdtdoc.protocol.requests import ReplyCode, RequestError, SetStatus
 from crdtdoc.server.limits import RateLimits
 from crdtdoc.server.peer import Peer
 
@@ -41,8 +41,6 @@ MAX_AWARENESS_CLIENTS_PER_PEER = 16
 """Awareness client ids one connection may publish (a Yjs provider uses one)."""
 HOLD_SECONDS = 0.5
 """How long presence over a connection's rate waits before it is tried again (the newest only)."""
-MAX_KEPT_SECONDS = MAX_STATUS_SECONDS
-"""Longest time a kept status lasts unless set again."""
 MAX_KEPT_STATUSES = 256
 """Kept statuses one room holds (one per agent)."""
 KEPT_RENEW_SECONDS = 15.0
