@@ -24,6 +24,7 @@ from crdtdoc.server.lease_tables import fence_refusal_in
 from crdtdoc.server.peer import Peer
 from crdtdoc.server.pgstore import append_in, fetch_in
 from crdtdoc.updates import Item, ParsedUpdate, parse_update
+from crdtdoc.versions import Version
 
 if TYPE_CHECKING:
     from crdtdoc.replica import Replica
@@ -186,11 +187,12 @@ class GuardedCommits:
         Raises `RemoteError` for updates the peer may not write at all."""
         room = self.room
         if commit.expect is not None:
-            if commit.expect.compare(room.replica.version()) not in ("equal", "after"):
+            clocks, deleted = room.replica.applied()  # live, not copied: only compared
+            if commit.expect.compare(Version(clocks, deleted)) not in ("equal", "after"):
                 # Telling what changed since reads the whole document: charged as a struct per
                 # id it holds, so an old `expect` sent again and again waits out its debt
                 # instead of taking the hub's loop from everyone.
-                room.limits.structs(peer.rate_key, sum(room.replica.applied()[0].values()))
+                room.limits.structs(peer.rate_key, sum(clocks.values()))
             stale = room.replica.changes_by_others(commit.expect, commit.on, commit.client)
             if stale:
                 described = [c.describe() for c in stale[:MAX_DESCRIBED]]
