@@ -123,21 +123,24 @@ def _parse_json(dec: Decoder, text: str) -> Any:
         elif ch in "]}":
             depth -= 1
     try:
-        value = json.loads(text, parse_constant=_no_constant)
+        value = json.loads(text, parse_constant=no_json_constant)
     except (ValueError, RecursionError) as exc:
         raise dec.fail(f"invalid JSON content: {exc}") from None
-    if not _json_safe(value):
+    if not json_safe(value):
         # yrs refuses these mid-apply: numbers beyond a double, lone surrogates in strings.
         raise dec.fail("JSON content with an infinite number or a lone surrogate")
     return value
 
 
-def _no_constant(name: str) -> Any:
+def no_json_constant(name: str) -> Any:
+    """`json.loads`'s `parse_constant`: NaN and Infinity are not JSON (JavaScript refuses
+    them)."""
     raise ValueError(f"{name} is not JSON")
 
 
-def _json_safe(value: Any) -> bool:
-    """No infinite float and no lone surrogate anywhere in a parsed JSON value (iterative)."""
+def json_safe(value: Any) -> bool:
+    """No infinite float and no lone surrogate anywhere in a parsed JSON value (iterative):
+    what every engine and every reader can hold and print."""
     stack = [value]
     while stack:
         current = stack.pop()

@@ -9,10 +9,10 @@ malformed state, and one bad peer must not break everyone else's presence.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
+from crdtdoc.contents import json_safe, no_json_constant
 from crdtdoc.encoding import Decoder, Encoder
 from crdtdoc.errors import InvalidMessage, InvalidValue
 from crdtdoc.values import check_text
@@ -70,40 +70,14 @@ def _check_json(dec: Decoder, client: int, state: str) -> None:
     reads it (no NaN or Infinity, no number beyond a double), or holding a lone surrogate
     (escaped as `\\ud800`: no reader can print it, and an MCP server writing it dies)."""
     try:
-        value = json.loads(state, parse_constant=_no_constant)
+        value = json.loads(state, parse_constant=no_json_constant)
     except (ValueError, RecursionError):
         raise dec.fail(f"awareness state of client {client} is not valid JSON") from None
-    if not printable(value):
+    if not json_safe(value):
         raise dec.fail(
             f"awareness state of client {client} holds a lone surrogate or a number beyond a "
             "double: not every peer can read it"
         )
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def printable(value: object) -> bool:
-    """Whether every string of a parsed JSON value is UTF-8 and every number finite."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if not item.isascii():
-                try:
-                    item.encode("utf-8")
-                except UnicodeEncodeError:
-                    return False
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                return False
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return True
 
 
 def encode_awareness(entries: list[AwarenessEntry]) -> bytes:

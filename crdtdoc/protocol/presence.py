@@ -10,12 +10,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from crdtdoc.contents import json_safe
 from crdtdoc.protocol.awareness import (
     KEPT_CLIENT_IDS,
     MAX_STATUS_CHARS,
     check_presence,
     presence_state,
-    printable,
 )
 
 __all__ = ["MAX_STATUS_CHARS", "Presence", "check_presence", "parse_presence", "presence_state"]
@@ -39,7 +39,7 @@ def parse_presence(client_id: int, state_json: str) -> Presence:
         state = json.loads(state_json)
     except (ValueError, RecursionError):
         state = None
-    if not printable(state):  # refused at the hub (`decode_awareness`); never shown either
+    if not json_safe(state):  # refused at the hub (`decode_awareness`); never shown either
         state = None
     if not isinstance(state, dict):
         return Presence(client_id, None, state={"value": state})
