@@ -354,11 +354,6 @@ class Locator:
         self.memo: dict[int, Place | None] = {}
         self.placed: list[Item] = []
 
-    def all(self) -> dict[Id, Place | None]:
-        return {
-            (i.client, i.clock): self.place(i) for i in self.items if i.content not in (GC, SKIP)
-        }
-
     def find_local(self, client: int, clock: int) -> Item | None:
         """The update's struct holding a new id (None for ids the document has)."""
         if clock < self.state.get(client, 0):

@@ -58,7 +58,8 @@ def test_a_map_overwrite_inherits_its_key_from_its_origin() -> None:
     index.add(parse_update(doc.get_update(), details=True).items or [])
     ref, body, _ = content("any", [2])
     overwrite = parse_update(update(9, 0, [item(ref, body, origin=(1, 0))]), details=True)
-    place = Locator(index, overwrite.items or []).all()[(9, 0)]
+    (written,) = overwrite.items or []
+    place = Locator(index, [written]).place(written)
     assert place is not None and (place.parent, place.sub) == ("m", "k")
     index.add(overwrite.items or [])
     assert index.root_of(9, 0) == "m" and index.roots_of_range(9, 0, 5) == {"m", None}
