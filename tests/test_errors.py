@@ -113,3 +113,10 @@ def test_importing_the_errors_loads_neither_the_engine_nor_the_network() -> None
     assert "Replica" in dir(crdtdoc)
     with pytest.raises(AttributeError):
         _ = crdtdoc.NoSuchName  # type: ignore[attr-defined]
+
+
+def test_every_public_name_of_the_package_resolves() -> None:
+    """`__all__`, the lazy table and the errors imported at once agree: a name listed and not
+    loadable would fail only when a user first touched it."""
+    for name in crdtdoc.__all__:
+        assert getattr(crdtdoc, name) is not None, name
