@@ -104,6 +104,15 @@ class IdSet:
                 start, end = min(start, rs[lo][0]), max(end, rs[hi - 1][1])
             rs[lo:hi] = [(start, end)]
 
+    def update(self, other: IdSet) -> None:
+        """Adds every id of `other` in place (while building a set, as `add` does)."""
+        for client, ranges in other._ranges.items():
+            if client in self._ranges:
+                for start, end in ranges:
+                    self.add(client, start, end)
+            else:
+                self._ranges[client] = list(ranges)
+
     def copy(self) -> IdSet:
         """An independent copy (the ranges are already in order: nothing is sorted again)."""
         return IdSet._of({c: list(rs) for c, rs in self._ranges.items()})

@@ -206,9 +206,26 @@ class ParsedUpdate:
                     missing.add(client, start, needed)
         return missing
 
+    def clocks_before(self, state: dict[int, int]) -> dict[int, int]:
+        """client -> the clock `state` has, for each client whose structs this carries."""
+        return {client: state.get(client, 0) for client in self.structs}
+
     def new_ids(self, state: dict[int, int]) -> bool:
         """True when the structs carry any clock a document with `state` does not have."""
         return any(s.end > state.get(c, 0) for c, s in self.structs.items())
+
+
+def advance(state: dict[int, int], structs: dict[int, ClientStructs]) -> bool:
+    """Moves `state` past the structs of an update just applied; True when they began below
+    what `state` had (the update re-sent ids, which an engine skips)."""
+    resent = False
+    for client, s in structs.items():
+        have = state.get(client, 0)
+        if s.start < have:
+            resent = True
+        if s.end > have:
+            state[client] = s.end
+    return resent
 
 
 def carried(parsed: ParsedUpdate, state: Mapping[int, int] | None = None) -> IdSet:

@@ -128,3 +128,17 @@ def test_a_copy_is_equal_and_independent(a: list[tuple[int, int, int]]) -> None:
     original.add(8, 0, 5)
     assert not original.contains(7, 0) and not copy.contains(8, 0)
     assert copy == IdSet(copy.ranges) and original == IdSet(original.ranges)
+
+
+@given(ranges, ranges)
+def test_update_in_place_is_the_union_and_leaves_the_other_alone(
+    a: list[tuple[int, int, int]], b: list[tuple[int, int, int]]
+) -> None:
+    x, y = _build(a), _build(b)
+    expected, y_before = x.union(y), y.copy()
+    x.update(y)
+    assert x == expected
+    assert x == IdSet(x.ranges)  # sorted, disjoint, merged
+    assert y == y_before
+    x.add(0, 100, 101)  # ranges handed over are copies: growing one set leaves the other
+    assert y == y_before

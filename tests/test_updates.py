@@ -14,7 +14,12 @@ from pycrdt import Array, Doc, Map, Text, merge_updates
 from crdtdoc.contents import MAX_ANY_DEPTH
 from crdtdoc.encoding import Encoder, encode_var_uint
 from crdtdoc.errors import InvalidUpdate
-from crdtdoc.updates import decode_state_vector, encode_state_vector, parse_update
+from crdtdoc.updates import (
+    advance,
+    decode_state_vector,
+    encode_state_vector,
+    parse_update,
+)
 from tests.support.builders import writer_stream
 
 
@@ -328,3 +333,24 @@ def test_state_vector_round_trip_and_refusals() -> None:
         decode_state_vector(encode_state_vector(state) + b"\x00")
     with pytest.raises(InvalidUpdate):
         decode_state_vector(b"\x05\x01")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_advancing_a_state_past_each_update_gives_the_engines_state(seed: int) -> None:
+    """`advance` and `clocks_before`, as the replica uses them for each remote update: from the
+    state before it to the engine's own state after it, and True only for an update that
+    re-sent ids the state had."""
+    _, updates = _pycrdt_updates(seed)
+    doc: Doc = Doc()
+    state: dict[int, int] = {}
+    for u in updates:
+        parsed = parse_update(u)
+        before = parsed.clocks_before(state)
+        assert before == {c: state.get(c, 0) for c in parsed.structs}
+        assert advance(state, parsed.structs) is False
+        doc.apply_update(u)
+        assert state == decode_state_vector(doc.get_state())
+    if updates:
+        assert advance(state, parse_update(updates[-1]).structs) == bool(
+            parse_update(updates[-1]).structs
+        )

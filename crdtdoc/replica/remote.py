@@ -25,6 +25,9 @@ from crdtdoc.updates import (
     structs_only,
 )
 
+_NO_STRUCTS: dict[int, ClientStructs] = {}  # an update that only deletes: never changed
+_NO_CLOCKS: dict[int, int] = {}
+
 
 def _after(state: dict[int, int], parsed: ParsedUpdate) -> dict[int, int]:
     """The state vector once `parsed`'s structs are applied."""
@@ -238,15 +241,16 @@ class RemoteUpdates(ArtifactRoots):
         """Hands pycrdt one update whose dependencies are all present, once the semantic gate
         passed it (unless `trusted`). `parsed` describes the structs it carries (None: it only
         deletes); the observer uses it to advance the state vector."""
-        structs: dict[int, ClientStructs] = {}
+        structs: dict[int, ClientStructs] = _NO_STRUCTS
         items: list[Item] | None = None
+        before = _NO_CLOCKS
         if parsed is not None:
             structs = parsed.structs
+            before = parsed.clocks_before(self._state)
             if not trusted or self._items is not None:
                 items = parsed.items
                 if items is None:
                     items = parse_update(data, details=True).items or []
-        before = {client: self._state.get(client, 0) for client in structs}
         locator: Locator | None = None
         if items is not None and not trusted:
             locator = check_update(self._item_index(), items, before, self._deleted)
@@ -255,7 +259,7 @@ class RemoteUpdates(ArtifactRoots):
         log_length = len(self._log)
         self._applying = (data, structs, origin)
         try:
-            self._doc.apply_update(data)
+            self._engine_apply(data)
         except BaseException as exc:
             self._applying = None
             if not (_is_panic(exc) or isinstance(exc, Exception)):

@@ -9,9 +9,10 @@ import gc
 import weakref
 
 import pytest
+from pycrdt import Doc
 
 from crdtdoc import InvalidUpdate, Replica, ReplicaLimits
-from crdtdoc.updates import deletes_only, parse_update
+from crdtdoc.updates import decode_state_vector, deletes_only, parse_update
 from crdtdoc.versions import Version
 from tests.support.builders import writer_stream
 from tests.support.yjs_items import item_with_parent
@@ -221,3 +222,31 @@ def test_reset_empties_everything_under_a_fresh_client_id() -> None:
     assert r.client_id != 1 and r.generation > generation and r._log == []
     r.document("t").insert(0, "y")  # registers again, observed
     assert r.agents() == {r.client_id: "a"} and r.document("t").read() == "y"
+
+
+def test_the_direct_engine_call_applies_as_pycrdts_wrapper_does() -> None:
+    """`_engine_apply` skips pycrdt's Python transaction wrapper: the document it builds, the
+    errors it raises (a refused update, an observer's failure) are the wrapper's."""
+    for seed in range(5):
+        updates = writer_stream(seed, writers=3, steps=30)
+        direct, public = Replica("direct"), Doc()
+        for u in updates:
+            direct._applying = (u, parse_update(u).structs, None)
+            direct._engine_apply(u)
+            direct._applying = None
+            public.apply_update(u)
+        assert direct._doc.get_update() == public.get_update(), seed
+        assert direct._state == decode_state_vector(public.get_state()), seed
+    r = Replica("r")
+    with pytest.raises(ValueError, match="Cannot decode update"):
+        r._engine_apply(b"\x01\x02garbage")
+    r.apply_update(updates[0])  # no transaction was left open
+
+    def failing(event: object) -> None:
+        raise RuntimeError("observer failed")
+
+    r._doc.observe(failing)
+    with pytest.raises(ExceptionGroup) as raised:
+        r._engine_apply(updates[1])
+    assert [str(e) for e in raised.value.exceptions] == ["observer failed"]
+    assert not r._doc._exceptions
