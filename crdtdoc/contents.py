@@ -44,17 +44,19 @@ _XML_ELEMENT: Final = 3
 _XML_HOOK: Final = 5
 
 
-_FOUR_BYTE_LEADS: Final = tuple(bytes([b]) for b in range(0xF0, 0xF5))
+# every byte but F0-F4, the leads of four-byte sequences: deleted, what is left counts them
+_NOT_FOUR_BYTE_LEADS: Final = bytes(b for b in range(256) if not 0xF0 <= b <= 0xF4)
 
 
 def _utf16_length(s: str, raw: bytes) -> int:
     """Yjs counts string clocks in UTF-16 units: one per code point, two beyond U+FFFF.
 
-    In valid UTF-8 exactly the code points beyond U+FFFF take four bytes, led by F0-F4.
+    In valid UTF-8 exactly the code points beyond U+FFFF take four bytes, led by F0-F4: one
+    pass deleting every other byte counts them (a count per lead byte took five passes).
     """
     if len(raw) == len(s):  # ASCII
         return len(s)
-    return len(s) + sum(raw.count(lead) for lead in _FOUR_BYTE_LEADS)
+    return len(s) + len(raw.translate(None, _NOT_FOUR_BYTE_LEADS))
 
 
 def read_content(dec: Decoder, ref: int) -> tuple[int, Any]:
