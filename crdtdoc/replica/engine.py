@@ -157,8 +157,10 @@ class EngineDocument(ReplicaState):
         `benchmarks validation_overhead`). It calls pycrdt's native document (`Doc._doc`, pinned
         by the exact pycrdt version crdtdoc requires) the way that wrapper does: one transaction,
         committed even when the apply fails partway (the observer then sees what was done), and
-        errors of the observer raised afterwards as pycrdt raises them. Only for code that runs
-        outside any pycrdt transaction; `tests/replica/test_engine.py` holds it to the wrapper."""
+        errors of the observer raised afterwards as pycrdt raises them (when the apply itself
+        failed, its error is raised and theirs are dropped: the caller rebuilds the document).
+        Only for code that runs outside any pycrdt transaction; `tests/replica/test_engine.py`
+        holds it to the wrapper."""
         doc = self._doc
         native = doc._doc
         txn = native.create_transaction()
@@ -169,9 +171,9 @@ class EngineDocument(ReplicaState):
                 txn.commit()
         finally:
             txn.drop()
-        if doc._exceptions:
             failures = tuple(doc._exceptions)
             doc._exceptions.clear()
+        if failures:
             raise ExceptionGroup("Observer callback error", failures)
 
     def _new_doc(self) -> Doc[Any]:

@@ -256,7 +256,7 @@ class RemoteUpdates(ArtifactRoots):
             locator = check_update(self._item_index(), items, before, self._deleted)
             if self.judge is not None:
                 self.judge(items, locator, before, origin)
-        log_length = len(self._log)
+        log_length, announced = len(self._log), len(self._committed)
         self._applying = (data, structs, origin)
         try:
             self._engine_apply(data)
@@ -265,7 +265,9 @@ class RemoteUpdates(ArtifactRoots):
             if not (_is_panic(exc) or isinstance(exc, Exception)):
                 raise
             del self._log[log_length:]
-            self._rebuild()
+            kept = self._committed[:announced]  # earlier commits of this call: rebuilt, and
+            self._rebuild()  # still to be announced
+            self._committed = kept
             if _is_panic(exc):
                 raise ReplicaRebuilt(
                     "the CRDT engine panicked applying a validated update; the replica discarded "

@@ -250,3 +250,14 @@ def test_the_direct_engine_call_applies_as_pycrdts_wrapper_does() -> None:
         r._engine_apply(updates[1])
     assert [str(e) for e in raised.value.exceptions] == ["observer failed"]
     assert not r._doc._exceptions
+
+
+def test_the_shared_empty_deletions_of_commits_stay_empty() -> None:
+    """Commits that delete nothing share one empty set (`_NO_DELETIONS`): nothing may grow it."""
+    from crdtdoc.replica.engine import _NO_DELETIONS
+
+    for seed in range(5):
+        r = _in_order(writer_stream(seed, writers=3, steps=40))
+        r.document("d").insert(0, "x")
+        r.document("d").delete(0, 1)
+    assert not _NO_DELETIONS

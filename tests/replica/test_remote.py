@@ -378,3 +378,23 @@ def test_pending_entries_restore_what_waits_in_another_replica() -> None:
     assert copy.pending() == r.pending() and copy.pending().deletions
     copy.apply_update(log[0])
     assert not copy.pending() and copy.document("d").read() == "bcdef"
+
+
+def test_commits_before_an_engine_refusal_in_one_drain_are_still_announced() -> None:
+    """An update applied, then one it woke in the causal buffer refused by the engine: the
+    replica rebuilds without the refused one, and the first is still announced (a hub that
+    never heard of it would neither store nor forward it). Found by review."""
+    author = Replica("author", client_id=1)
+    author.document("t").insert(0, "hello")
+    bad = item_with_parent((1, 3))  # waits for 1:3 (inside a string): the engine refuses it
+    r = Replica("r")
+    heard: list[bytes] = []
+    r.on_update(lambda update, local: heard.append(update))
+    r.apply_update(bad, trusted=True)  # held in the causal buffer
+    with pytest.raises(InvalidUpdate, match="refused"):
+        r.apply_update(author.encode_update(), trusted=True)  # applies, then wakes `bad`
+    assert r.document("t").read() == "hello"
+    peer = Replica("peer")
+    for update in heard:
+        peer.apply_update(update)
+    assert peer.document("t").read() == "hello"
