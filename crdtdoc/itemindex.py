@@ -316,6 +316,7 @@ _ENDS_FROM: Final = 16
 """Updates with more structs than this have their structs' ends mapped (`Locator.ends`)."""
 _UNSEEN: Final = Place(None, None, -2)
 """What the memo answers for an item not met yet (a stored None means: placed nowhere)."""
+_NO_SIDES: Final[tuple[Place | None, Place | None]] = (None, None)
 
 
 class Locator:
@@ -353,6 +354,9 @@ class Locator:
         # own, not only those of `items`).
         self.memo: dict[int, Place | None] = {}
         self.placed: list[Item] = []
+        # id(item) -> the places of its origin and right origin, as its own place was resolved
+        # from them (items without a parent only): what the semantic gate judges them by
+        self.sides: dict[int, tuple[Place | None, Place | None]] = {}
 
     def find_local(self, client: int, clock: int) -> Item | None:
         """The update's struct holding a new id (None for ids the document has)."""
@@ -398,6 +402,12 @@ class Locator:
             parent = found.parent if found is not None else None
         return None
 
+    def neighbour_places(self, item: Item) -> tuple[Place | None, Place | None]:
+        """The places of a parentless item's origin and right origin, as `place(item)` used
+        them (None for one it does not name, that is unknown, or that is in a cycle with it);
+        call it after `place(item)`."""
+        return self.sides.get(id(item), _NO_SIDES)
+
     def place(self, item: Item) -> Place | None:
         """The item's place (None: a neighbour unknown, or a cycle)."""
         key = id(item)
@@ -410,6 +420,7 @@ class Locator:
         """Places `item` and the update's items it depends on, without recursion."""
         memo = self.memo
         stack = [item]
+        found: dict[int, tuple[Item | None, Item | None]] = {}  # each one's dependencies
         while stack:
             current = stack[-1]
             current_key = id(current)
@@ -420,45 +431,55 @@ class Locator:
             if known is _UNSEEN:
                 memo[current_key] = _VISITING
                 self.placed.append(current)
-                needed = [
-                    dep
-                    for dep in self._neighbours(current)
-                    if dep.content != GC and id(dep) not in memo
-                ]
-                if needed:
-                    stack.extend(needed)
-                    continue
-            memo[current_key] = self._resolve(current)
+                first, second = found[current_key] = self._dependencies(current)
+                pushed = self._push(first, stack)
+                if self._push(second, stack) or pushed:
+                    continue  # placed first; this one is met again after them
+            else:
+                first, second = found[current_key]
+            memo[current_key] = self._resolve(current, first, second)
             stack.pop()
         return memo[key]
 
-    def _neighbours(self, item: Item) -> list[Item]:
-        """The update's own items this item's place depends on."""
-        refs = [item.parent] if isinstance(item.parent, tuple) else []
-        if item.parent is None:
-            refs = [r for r in (item.origin, item.right_origin) if r is not None]
-        found = [self.find_ref(ref) for ref in refs]
-        return [dep for dep in found if dep is not None]
+    def _dependencies(self, item: Item) -> tuple[Item | None, Item | None]:
+        """The update's own items this item's place depends on: its parent type's (an item
+        with a parent), else its origin's and its right origin's; None for an id the update
+        does not hold (the document's) or does not name."""
+        parent = item.parent
+        if parent is not None:
+            return (self.find_ref(parent) if isinstance(parent, tuple) else None), None
+        first = self.find_ref(item.origin) if item.origin is not None else None
+        second = self.find_ref(item.right_origin) if item.right_origin is not None else None
+        return first, second
 
-    def _known(self, ref: Id) -> Place | None:
-        """A neighbour's place once its own is resolved (or being resolved: a cycle)."""
-        item = self.find_ref(ref)
-        if item is None:
+    def _push(self, dep: Item | None, stack: list[Item]) -> bool:
+        """Pushes a dependency not placed yet, nor being placed; True if it did."""
+        if dep is None or dep.content == GC or id(dep) in self.memo:
+            return False
+        stack.append(dep)
+        return True
+
+    def _known(self, ref: Id, dep: Item | None) -> Place | None:
+        """A neighbour's place once its own is resolved (or being resolved: a cycle); `dep` is
+        the update's item holding `ref`, None for the document's."""
+        if dep is None:
             return self.index.place_of(ref[0], ref[1])
-        if item.content == GC:
+        if dep.content == GC:
             return COLLECTED
-        found = self.memo.get(id(item))
+        found = self.memo.get(id(dep))
         return None if found is _VISITING else found
 
-    def _resolve(self, item: Item) -> Place | None:
+    def _resolve(self, item: Item, first: Item | None, second: Item | None) -> Place | None:
+        """The item's place from its dependencies' (`_dependencies`), placed already."""
         if item.parent is not None:
             if isinstance(item.parent, tuple):
-                holder = self._known(item.parent)
+                holder = self._known(item.parent, first)
                 if holder is not None and (holder.collected or holder.content == DELETED):
                     return COLLECTED  # a deleted type: Yjs and yrs drop what it gets
             return Place(item.parent, item.parent_sub, item.content)
-        left = self._known(item.origin) if item.origin is not None else None
-        right = self._known(item.right_origin) if item.right_origin is not None else None
+        left = self._known(item.origin, first) if item.origin is not None else None
+        right = self._known(item.right_origin, second) if item.right_origin is not None else None
+        self.sides[id(item)] = (left, right)
         if (left is not None and left.collected) or (right is not None and right.collected):
             return COLLECTED
         anchor = left if item.origin is not None else right

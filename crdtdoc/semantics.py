@@ -275,9 +275,9 @@ def _judge_neighbours(locator: Locator, item: Item) -> Place | None:
                 "content, not a type",
             )
         return locator.place(item)
+    place = locator.place(item)
     if item.origin is not None and item.right_origin is not None:
-        left = locator.place_of_id(item.origin)
-        right = locator.place_of_id(item.right_origin)
+        left, right = locator.neighbour_places(item)  # as the place was resolved from them
         if left is not None and right is not None:
             if left.collected != right.collected:
                 raise _refuse(
@@ -293,7 +293,6 @@ def _judge_neighbours(locator: Locator, item: Item) -> Place | None:
                     f"its origin lies in {_describe(left.parent, left.sub)} and its right "
                     f"origin in {_describe(right.parent, right.sub)}",
                 )
-    place = locator.place(item)
     if place is None:
         raise _refuse("neighbours", item, "a neighbour it names is not in the document")
     return place
