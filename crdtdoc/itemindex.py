@@ -269,7 +269,11 @@ class ItemIndex:
                 if use is None and item.content == TYPE:
                     use = "xml" if str(item.value).startswith("Xml") else "types"
                 if use is not None:
-                    self._root_uses.setdefault(place.parent, set()).add(use)
+                    uses = self._root_uses.get(place.parent)
+                    if uses is None:
+                        self._root_uses[place.parent] = {use}
+                    else:
+                        uses.add(use)
             if family is not None and place.sub is None and place.parent is not None:
                 known = self._families.setdefault(place.parent, family)
                 if known != family:  # trusted data from before the gate: both kinds
@@ -297,10 +301,14 @@ class ItemIndex:
                     known.insert(pos, clock)
 
     def _insert(self, client: int, start: int, end: int, place: Place) -> None:
-        starts = self._starts.setdefault(client, [])
-        runs = self._runs.setdefault(client, [])
-        last = runs[-1] if runs else None
-        if last is not None and last[1] == start and (last[2] is place or last[2] == place):
+        runs = self._runs.get(client)
+        if runs is None:  # the client's first item
+            self._starts[client] = [start]
+            self._runs[client] = [(start, end, place)]
+            return
+        starts = self._starts[client]
+        last = runs[-1]
+        if last[1] == start and (last[2] is place or last[2] == place):
             runs[-1] = (last[0], end, place)  # the common case: appending
             return
         pos = bisect.bisect_left(starts, start)
