@@ -17,10 +17,11 @@ and a replica uses it to tell cheaply whether others changed what a guarded writ
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Final
+from typing import Final, cast
 
 from crdtdoc.contents import ANY, BINARY, DELETED, DOC, EMBED, FORMAT, GC, SKIP, STRING, TYPE
 from crdtdoc.updates import Id, Item
@@ -325,6 +326,8 @@ _ENDS_FROM: Final = 16
 _UNSEEN: Final = Place(None, None, -2)
 """What the memo answers for an item not met yet (a stored None means: placed nowhere)."""
 _NO_SIDES: Final[tuple[Place | None, Place | None]] = (None, None)
+_TOKENS: Final = itertools.count(1)
+"""Tokens of locators: each marks the items it placed with its own (`Item.located_by`)."""
 
 
 class Locator:
@@ -356,15 +359,9 @@ class Locator:
                     if item.length > 1:
                         self.ends[(item.client, item.clock + item.length - 1)] = item
         self.local_starts = {c: [i.clock for i in its] for c, its in self.local.items()}
-        # id(item) -> its place: an object's id costs neither a tuple nor Item's hash of all
-        # its fields. Every item placed is kept alive in `placed`, so no id in the memo can be
-        # reused by another object while this locator lives (callers may pass items of their
-        # own, not only those of `items`).
-        self.memo: dict[int, Place | None] = {}
-        self.placed: list[Item] = []
-        # id(item) -> the places of its origin and right origin, as its own place was resolved
-        # from them (items without a parent only): what the semantic gate judges them by
-        self.sides: dict[int, tuple[Place | None, Place | None]] = {}
+        # Each item's place, and its neighbours', are kept on the item under this locator's
+        # token (`Item.located_by`): a token of another locator, or none, means not placed yet.
+        self.token = next(_TOKENS)
 
     def find_local(self, client: int, clock: int) -> Item | None:
         """The update's struct holding a new id (None for ids the document has)."""
@@ -414,40 +411,39 @@ class Locator:
         """The places of a parentless item's origin and right origin, as `place(item)` used
         them (None for one it does not name, that is unknown, or that is in a cycle with it);
         call it after `place(item)`."""
-        return self.sides.get(id(item), _NO_SIDES)
+        if item.located_by == self.token and item.sides is not None:
+            return cast(tuple[Place | None, Place | None], item.sides)
+        return _NO_SIDES
 
     def place(self, item: Item) -> Place | None:
         """The item's place (None: a neighbour unknown, or a cycle)."""
-        key = id(item)
-        found = self.memo.get(key, _UNSEEN)
-        if found is _UNSEEN:
-            found = self._place_new(item, key)
-        return None if found is _VISITING else found
+        found = item.located if item.located_by == self.token else self._place_new(item)
+        return None if found is _VISITING else cast(Place | None, found)
 
-    def _place_new(self, item: Item, key: int) -> Place | None:
+    def _place_new(self, item: Item) -> object:
         """Places `item` and the update's items it depends on, without recursion."""
-        memo = self.memo
+        token = self.token
         stack = [item]
-        found: dict[int, tuple[Item | None, Item | None]] = {}  # each one's dependencies
+        waiting: dict[int, tuple[Item | None, Item | None]] = {}  # each one's dependencies
         while stack:
             current = stack[-1]
-            current_key = id(current)
-            known = memo.get(current_key, _UNSEEN)
-            if known is not _UNSEEN and known is not _VISITING:
-                stack.pop()  # placed meanwhile (it was needed twice)
-                continue
-            if known is _UNSEEN:
-                memo[current_key] = _VISITING
-                self.placed.append(current)
-                first, second = found[current_key] = self._dependencies(current)
+            if current.located_by == token:
+                if current.located is not _VISITING:
+                    stack.pop()  # placed meanwhile (it was needed twice)
+                    continue
+                first, second = waiting.pop(id(current))  # its dependencies are placed now
+            else:
+                current.located_by = token
+                current.located = _VISITING
+                current.sides = None
+                first, second = self._dependencies(current)
                 pushed = self._push(first, stack)
                 if self._push(second, stack) or pushed:
+                    waiting[id(current)] = (first, second)  # alive: it is on the stack
                     continue  # placed first; this one is met again after them
-            else:
-                first, second = found[current_key]
-            memo[current_key] = self._resolve(current, first, second)
+            current.located = self._resolve(current, first, second)
             stack.pop()
-        return memo[key]
+        return item.located
 
     def _dependencies(self, item: Item) -> tuple[Item | None, Item | None]:
         """The update's own items this item's place depends on: its parent type's (an item
@@ -462,7 +458,7 @@ class Locator:
 
     def _push(self, dep: Item | None, stack: list[Item]) -> bool:
         """Pushes a dependency not placed yet, nor being placed; True if it did."""
-        if dep is None or dep.content == GC or id(dep) in self.memo:
+        if dep is None or dep.content == GC or dep.located_by == self.token:
             return False
         stack.append(dep)
         return True
@@ -474,8 +470,8 @@ class Locator:
             return self.index.place_of(ref[0], ref[1])
         if dep.content == GC:
             return COLLECTED
-        found = self.memo.get(id(dep))
-        return None if found is _VISITING else found
+        found = dep.located if dep.located_by == self.token else None
+        return None if found is _VISITING else cast(Place | None, found)
 
     def _resolve(self, item: Item, first: Item | None, second: Item | None) -> Place | None:
         """The item's place from its dependencies' (`_dependencies`), placed already."""
@@ -487,7 +483,7 @@ class Locator:
             return Place(item.parent, item.parent_sub, item.content)
         left = self._known(item.origin, first) if item.origin is not None else None
         right = self._known(item.right_origin, second) if item.right_origin is not None else None
-        self.sides[id(item)] = (left, right)
+        item.sides = (left, right)
         if (left is not None and left.collected) or (right is not None and right.collected):
             return COLLECTED
         anchor = left if item.origin is not None else right

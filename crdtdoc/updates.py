@@ -31,17 +31,22 @@ Id = tuple[int, int]
 
 class Item:
     """One struct of an update, as read (kept only when `parse_update(details=True)`).
-    Read-only by convention."""
+    Read-only by convention, except `located_by`, `located` and `sides`: the memo of the
+    `Locator` that placed it last (`crdtdoc.itemindex`), no part of what the item is (neither
+    compared nor shown). A memo on the item costs a locator no dict and no object id."""
 
     __slots__ = (
         "client",
         "clock",
         "content",
         "length",
+        "located",
+        "located_by",
         "origin",
         "parent",
         "parent_sub",
         "right_origin",
+        "sides",
         "value",
     )
 
@@ -66,6 +71,9 @@ class Item:
         self.parent = parent
         self.parent_sub = parent_sub
         self.value = value
+        self.located_by = 0  # the token of the locator that placed it (0: none)
+        self.located: object = None  # its place, as that locator found it
+        self.sides: object = None  # and the places of its origin and right origin
 
     def _fields(self) -> tuple[object, ...]:
         return (
