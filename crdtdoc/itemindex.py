@@ -349,7 +349,7 @@ class Locator:
         self.local: dict[int, list[Item]] = {}
         # the first and the last id of each struct: what origins and right origins name, as
         # a rule (a bisection finds the others); for a large update only, where it pays
-        self.ends: dict[Id, Item] = {}
+        self.ends: dict[object, Item] = {}  # Id -> Item (see `find_ref`)
         for item in items:
             self.local.setdefault(item.client, []).append(item)
         if len(items) > _ENDS_FROM:
@@ -376,12 +376,16 @@ class Locator:
             return None  # a skipped range is the document's
         return item
 
-    def find_ref(self, ref: Id) -> Item | None:
-        """`find_local` for an id as an update names it (an origin, a parent)."""
+    def find_ref(self, ref: object) -> Item | None:
+        """`find_local` for an id as an update names it (an origin, a parent: an `Id`).
+
+        Typed `object` so that the compiled build passes the item's own tuple through: given
+        an `Id`, mypyc unboxes the tuple and boxes a new one (and both ints) for the lookup."""
         item = self.ends.get(ref)
+        client, clock = cast(Id, ref)
         if item is None:
-            return self.find_local(ref[0], ref[1])
-        if self.state and ref[1] < self.state.get(ref[0], 0):
+            return self.find_local(client, clock)
+        if self.state and clock < self.state.get(client, 0):
             return None  # the document's
         return item
 
@@ -449,11 +453,14 @@ class Locator:
         """The update's own items this item's place depends on: its parent type's (an item
         with a parent), else its origin's and its right origin's; None for an id the update
         does not hold (the document's) or does not name."""
-        parent = item.parent
+        # As `object`, the ids stay the item's own tuples (see `find_ref`).
+        parent: object = item.parent
         if parent is not None:
             return (self.find_ref(parent) if isinstance(parent, tuple) else None), None
-        first = self.find_ref(item.origin) if item.origin is not None else None
-        second = self.find_ref(item.right_origin) if item.right_origin is not None else None
+        origin: object = item.origin
+        right_origin: object = item.right_origin
+        first = self.find_ref(origin) if origin is not None else None
+        second = self.find_ref(right_origin) if right_origin is not None else None
         return first, second
 
     def _push(self, dep: Item | None, stack: list[Item]) -> bool:
