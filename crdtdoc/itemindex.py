@@ -362,6 +362,9 @@ class Locator:
         # Each item's place, and its neighbours', are kept on the item under this locator's
         # token (`Item.located_by`): a token of another locator, or none, means not placed yet.
         self.token = next(_TOKENS)
+        # Set when a place depended on an item still being placed: a cycle through the
+        # update's own items, which no engine integrates (the semantic gate refuses it).
+        self.cyclic = False
 
     def find_local(self, client: int, clock: int) -> Item | None:
         """The update's struct holding a new id (None for ids the document has)."""
@@ -415,7 +418,9 @@ class Locator:
         """The places of a parentless item's origin and right origin, as `place(item)` used
         them (None for one it does not name, that is unknown, or that is in a cycle with it);
         call it after `place(item)`."""
-        if item.located_by == self.token and item.sides is not None:
+        if item.located_by != self.token:  # placed by another locator since
+            self.place(item)
+        if item.sides is not None:
             return cast(tuple[Place | None, Place | None], item.sides)
         return _NO_SIDES
 
@@ -478,7 +483,10 @@ class Locator:
         if dep.content == GC:
             return COLLECTED
         found = dep.located if dep.located_by == self.token else None
-        return None if found is _VISITING else cast(Place | None, found)
+        if found is _VISITING:
+            self.cyclic = True
+            return None
+        return cast(Place | None, found)
 
     def _resolve(self, item: Item, first: Item | None, second: Item | None) -> Place | None:
         """The item's place from its dependencies' (`_dependencies`), placed already."""

@@ -181,6 +181,10 @@ def written_deletions(data: bytes, parsed: ParsedUpdate) -> Iterator[tuple[int, 
             yield client, clock, clock + dec.read_var_uint()
 
 
+_CYCLE: Final = (
+    "its place depends, through the update's own items, on itself (no engine integrates a "
+    "cycle: Yjs and yrs keep it pending for ever)"
+)
 _SPLIT: Final = "Yjs would keep U+FFFD for each half, yrs delete or cut another character"
 
 
@@ -274,8 +278,13 @@ def _judge_neighbours(locator: Locator, item: Item) -> Place | None:
                 f"its parent {_id(item.parent)} holds {CONTENT_NAMES.get(holder.content)} "
                 "content, not a type",
             )
-        return locator.place(item)
+        place = locator.place(item)
+        if locator.cyclic:
+            raise _refuse("neighbours", item, _CYCLE)
+        return place
     place = locator.place(item)
+    if locator.cyclic:
+        raise _refuse("neighbours", item, _CYCLE)
     if item.origin is not None and item.right_origin is not None:
         left, right = locator.neighbour_places(item)  # as the place was resolved from them
         if left is not None and right is not None:
