@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-HOT_MODULES = ("encoding", "idset", "contents", "updates", "itemindex", "semantics")
+HOT_MODULES = ("encoding", "idset", "contents", "updates", "places", "itemindex", "semantics")
 """What every update goes through (the parser and what it stands on, the item index and the
 semantic checks), in import order: what mypyc compiles (setup.py reads this line)."""
 PURE_ENV = "CRDTDOC_PURE_PYTHON"

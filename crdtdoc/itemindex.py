@@ -23,60 +23,9 @@ from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final, cast
 
-from crdtdoc.contents import ANY, BINARY, DELETED, DOC, EMBED, FORMAT, GC, SKIP, STRING, TYPE
+from crdtdoc.contents import DELETED, GC, SKIP, STRING, TYPE
+from crdtdoc.places import ARRAY, COLLECTED, MIXED, SEQUENCE_FAMILY, TEXT, Parent, Place
 from crdtdoc.updates import Id, Item
-
-Parent = str | Id | None
-"""A root name, the id of the nested type holding the item, or None when garbage-collected."""
-
-TEXT: Final = "text"
-ARRAY: Final = "array"
-MIXED: Final = "mixed"
-"""A sequence that holds both kinds already (data stored before the gate): left unconstrained."""
-SEQUENCE_FAMILY: Final = {
-    STRING: TEXT,
-    EMBED: TEXT,
-    FORMAT: TEXT,
-    ANY: ARRAY,
-    BINARY: ARRAY,
-    DOC: ARRAY,
-}
-"""The kind of sequence a content belongs to: Yjs writes strings, embeds and formats only into
-texts, and any/binary/subdocument values only into arrays (types and deletions fit both)."""
-
-
-class Place:
-    """Where an item lives: its parent and, for a map entry, its key; `content` is its kind.
-    Read-only by convention (written out, not a dataclass: see `crdtdoc.updates.Item`)."""
-
-    __slots__ = ("content", "parent", "sub")
-
-    def __init__(self, parent: Parent, sub: str | None, content: int) -> None:
-        self.parent = parent
-        self.sub = sub
-        self.content = content
-
-    @property
-    def collected(self) -> bool:
-        """Garbage-collected: Yjs and yrs both drop whatever is anchored here alone."""
-        return self.parent is None
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, Place)
-            and self.content == other.content
-            and self.sub == other.sub
-            and self.parent == other.parent
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.parent, self.sub, self.content))
-
-    def __repr__(self) -> str:
-        return f"Place({self.parent!r}, {self.sub!r}, {self.content})"
-
-
-COLLECTED: Final = Place(None, None, GC)
 
 _ASTRAL: Final = re.compile("[\U00010000-\U0010ffff]")
 """A character beyond U+FFFF: two UTF-16 code units (a surrogate pair), so two Yjs clocks."""

@@ -41,7 +41,8 @@ from crdtdoc.contents import ANY, BINARY, CONTENT_NAMES, DELETED, DOC, EMBED, GC
 from crdtdoc.encoding import Decoder
 from crdtdoc.errors import InvalidUpdate
 from crdtdoc.idset import IdSet
-from crdtdoc.itemindex import SEQUENCE_FAMILY, ItemIndex, Locator, Place, holds, low_halves
+from crdtdoc.itemindex import ItemIndex, Locator, holds, low_halves
+from crdtdoc.places import SEQUENCE_FAMILY, Place
 from crdtdoc.roots import BOOKKEEPING_ARRAYS, BOOKKEEPING_MAPS
 from crdtdoc.updates import Id, Item, ParsedUpdate
 

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from crdtdoc.contents import ANY, DELETED, GC, SKIP
 from crdtdoc.errors import Forbidden
 from crdtdoc.idset import IdSet
-from crdtdoc.itemindex import ItemIndex, Locator, Place
+from crdtdoc.itemindex import ItemIndex, Locator
+from crdtdoc.places import Place
 from crdtdoc.replica import Replica
 from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT, DELETIONS_ROOT, INTERNAL_ROOTS, NOTES_ROOT
 from crdtdoc.tokens import Grant
