@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
 from crdtdoc import InvalidUpdate, Replica
-from crdtdoc.encoding import Encoder
-from tests.support.yjs_items import content, item, update
+from tests.support.yjs_items import content, item, sections, update
 
 A = 1000
 M = 2_000_000
@@ -229,19 +228,6 @@ _A = 1000
 _M = 2_000_000
 
 
-def _sections(*parts: tuple[int, int, list[bytes]]) -> bytes:
-    enc = Encoder()
-    enc.write_var_uint(len(parts))
-    for client, clock, structs in parts:
-        enc.write_var_uint(len(structs))
-        enc.write_var_uint(client)
-        enc.write_var_uint(clock)
-        for struct in structs:
-            enc.write_bytes(struct)
-    enc.write_var_uint(0)
-    return enc.to_bytes()
-
-
 def _replica_with_text_and_array() -> tuple[Replica, tuple[int, int]]:
     doc: Doc[Any] = Doc(client_id=_A)
     with doc.transaction():
@@ -253,7 +239,7 @@ def _replica_with_text_and_array() -> tuple[Replica, tuple[int, int]]:
 
 
 _Z = content("string", "Z")[:2]
-_CYCLE = _sections(
+_CYCLE = sections(
     (_M, 0, [item(*_Z, origin=(_M + 2, 0))]),  # Z: judged first, places R first
     # I: a Text type between a letter of "t" and R
     (_M + 1, 0, [item(*content("type", "Text")[:2], origin=(_A, 3), right=(_M + 2, 0))]),
@@ -282,7 +268,7 @@ def test_a_cycle_cannot_poison_the_index_into_a_string_in_an_array() -> None:
 
 def test_a_two_item_cycle_is_refused() -> None:
     replica, _ = _replica_with_text_and_array()
-    cycle = _sections(
+    cycle = sections(
         (_M, 0, [item(*content("type", "Map")[:2], origin=(_M + 1, 0))]),
         (_M + 1, 0, [item(*content("any", [1])[:2], parent=(_M, 0), key="k")]),
     )

@@ -16,7 +16,6 @@ from websockets.exceptions import ConnectionClosed
 import crdtdoc
 from crdtdoc import Replica
 from crdtdoc.contents import ANY
-from crdtdoc.encoding import Encoder
 from crdtdoc.idset import IdSet
 from crdtdoc.protocol.backoff import Backoff
 from crdtdoc.protocol.extension import Hello, Reply, Request, decode_extension, encode_extension
@@ -28,7 +27,7 @@ from crdtdoc.updates import Item, parse_update
 from tests.support.aio import run
 from tests.support.hubs import running_cluster, running_hub
 from tests.support.services import RedisServer
-from tests.support.yjs_items import content, item, update
+from tests.support.yjs_items import content, item, sections, update
 
 SECRET = b"test-secret-of-32-bytes-exactly!"
 FAST = Backoff(initial=0.05, maximum=0.3)
@@ -219,20 +218,6 @@ def test_bookkeeping_is_not_open_to_every_writer(tmp_path: Path) -> None:
     run(with_bob(tmp_path, attack))
 
 
-def two_clients(first: tuple[int, int, list[bytes]], second: tuple[int, int, list[bytes]]) -> bytes:
-    """An update carrying structs of two clients (and no deletions)."""
-    enc = Encoder()
-    enc.write_var_uint(2)
-    for client, clock, structs in (first, second):
-        enc.write_var_uint(len(structs))
-        enc.write_var_uint(client)
-        enc.write_var_uint(clock)
-        for struct in structs:
-            enc.write_bytes(struct)
-    enc.write_var_uint(0)
-    return enc.to_bytes()
-
-
 def test_a_struct_resent_under_an_existing_id_does_not_decide_where_others_land(
     tmp_path: Path,
 ) -> None:
@@ -243,7 +228,7 @@ def test_a_struct_resent_under_an_existing_id_does_not_decide_where_others_land(
         items = await hub_items(url)
         reg = entry_of(items, AGENTS_ROOT, str(bob.client_id))
         decoy = (reg[0], reg[1], [any_item("decoy", root="docA")])  # "bob's entry is in docA"
-        forged = two_clients((MALLORY, 0, [any_item("mallory", origin=reg)]), decoy)
+        forged = sections((MALLORY, 0, [any_item("mallory", origin=reg)]), decoy)
         code, reason = await attempt(url, "mallory", forged, artifacts=["docA"])
         assert code == 4403 and "attribution refused" in reason, (code, reason)
 

@@ -176,6 +176,21 @@ def update(
     return enc.to_bytes()
 
 
+def sections(*parts: tuple[int, int, list[bytes]]) -> bytes:
+    """A v1 update carrying the structs of several clients, each part `(client, first clock,
+    structs)` in the order given, and no deletions."""
+    enc = Encoder()
+    enc.write_var_uint(len(parts))
+    for client, clock, structs in parts:
+        enc.write_var_uint(len(structs))
+        enc.write_var_uint(client)
+        enc.write_var_uint(clock)
+        for one in structs:
+            enc.write_bytes(one)
+    enc.write_var_uint(0)
+    return enc.to_bytes()
+
+
 def map_entry(
     client: int,
     clock: int,
