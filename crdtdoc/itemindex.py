@@ -272,8 +272,6 @@ _VISITING: Final = Place(None, None, -1)
 """Memo mark of an item whose place is being resolved (met again: a cycle, placed nowhere)."""
 _ENDS_FROM: Final = 16
 """Updates with more structs than this have their structs' ends mapped (`Locator.ends`)."""
-_UNSEEN: Final = Place(None, None, -2)
-"""What the memo answers for an item not met yet (a stored None means: placed nowhere)."""
 _NO_SIDES: Final[tuple[Place | None, Place | None]] = (None, None)
 _TOKENS: Final = itertools.count(1)
 """Tokens of locators: each marks the items it placed with its own (`Item.located_by`)."""

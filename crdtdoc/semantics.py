@@ -279,13 +279,11 @@ def _judge_neighbours(locator: Locator, item: Item) -> Place | None:
                 f"its parent {_id(item.parent)} holds {CONTENT_NAMES.get(holder.content)} "
                 "content, not a type",
             )
-        place = locator.place(item)
-        if locator.cyclic:
-            raise _refuse("neighbours", item, _CYCLE)
-        return place
     place = locator.place(item)
     if locator.cyclic:
         raise _refuse("neighbours", item, _CYCLE)
+    if isinstance(item.parent, tuple):
+        return place
     if item.origin is not None and item.right_origin is not None:
         left, right = locator.neighbour_places(item)  # as the place was resolved from them
         if left is not None and right is not None:

@@ -153,8 +153,8 @@ class EngineDocument(ReplicaState):
 
     def _engine_apply(self, data: bytes) -> None:
         """What pycrdt's `Doc.apply_update` does, without its Python transaction wrapper, which
-        costs more than the engine's own work on a small update (about 1.2 of 3 µs; measured in
-        `benchmarks validation_overhead`). It calls pycrdt's native document (`Doc._doc`, pinned
+        costs more than the engine's own work on a small update (about 1.2 of the 3 µs an
+        agent-sized update takes in all). It calls pycrdt's native document (`Doc._doc`, pinned
         by the exact pycrdt version crdtdoc requires) the way that wrapper does: one transaction,
         committed even when the apply fails partway (the observer then sees what was done), and
         errors of the observer raised afterwards as pycrdt raises them (when the apply itself

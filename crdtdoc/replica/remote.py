@@ -265,8 +265,9 @@ class RemoteUpdates(ArtifactRoots):
             if not (_is_panic(exc) or isinstance(exc, Exception)):
                 raise
             del self._log[log_length:]
-            kept = self._committed[:announced]  # earlier commits of this call: rebuilt, and
-            self._rebuild()  # still to be announced
+            # Commits made earlier in this call are in the rebuilt document: still announced.
+            kept = self._committed[:announced]
+            self._rebuild()
             self._committed = kept
             if _is_panic(exc):
                 raise ReplicaRebuilt(
