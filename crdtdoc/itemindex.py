@@ -298,7 +298,11 @@ class Locator:
         # a rule (a bisection finds the others); for a large update only, where it pays
         self.ends: dict[object, Item] = {}  # Id -> Item (see `find_ref`)
         for item in items:
-            self.local.setdefault(item.client, []).append(item)
+            mine = self.local.get(item.client)
+            if mine is None:
+                self.local[item.client] = [item]
+            else:
+                mine.append(item)
         if len(items) > _ENDS_FROM:
             for item in items:
                 if item.content != SKIP:
