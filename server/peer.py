@@ -136,12 +136,13 @@ class Peer:
         self._closed = False
         self.last_received = time.monotonic()  # for the hub's idle check
         self._send_started: float | None = None  # for the hub's stuck-send check
+        self._connection_key = f"connection:{id(self)}"  # its rate key without an identity
 
     @property
     def rate_key(self) -> str:
         """Whose rate this connection counts against: its identity, shared by all of that
         agent's connections, or (on a hub without tokens) the connection alone."""
-        return self.identity if self.identity is not None else f"connection:{id(self)}"
+        return self.identity if self.identity is not None else self._connection_key
 
     @property
     def queued(self) -> tuple[int, int]:
