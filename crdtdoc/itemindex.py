@@ -64,12 +64,24 @@ def holds(clocks: Sequence[int], clock: int) -> bool:
     return pos < len(clocks) and clocks[pos] == clock
 
 
+class ClientRuns:
+    """One client's runs of ids, in order: run i holds clocks `starts[i]` up to `ends[i]`, all
+    at `places[i]`. Three lists, not a list of tuples: the common step, a run growing by the
+    item just written after it, then sets one number instead of building a tuple."""
+
+    __slots__ = ("ends", "places", "starts")
+
+    def __init__(self, start: int, end: int, place: Place) -> None:
+        self.starts = [start]
+        self.ends = [end]
+        self.places = [place]
+
+
 class ItemIndex:
-    """client -> sorted runs of (start, end, place) over every item id of a document."""
+    """client -> sorted runs of ids, each with one place, over every item id of a document."""
 
     def __init__(self) -> None:
-        self._starts: dict[int, list[int]] = {}
-        self._runs: dict[int, list[tuple[int, int, Place]]] = {}
+        self._runs: dict[int, ClientRuns] = {}
         self._types: dict[Id, str] = {}  # id of a type item -> its type name ("Text", ...)
         self._type_roots: dict[Id, str | None] = {}  # cache: the root a type item lives under
         self._families: dict[str | Id, str] = {}  # sequence parent -> TEXT, ARRAY or MIXED
@@ -82,14 +94,13 @@ class ItemIndex:
 
     def place_of(self, client: int, clock: int) -> Place | None:
         """The place of the item holding id `client:clock`, or None if the id is unknown."""
-        starts = self._starts.get(client)
-        if not starts:
+        runs = self._runs.get(client)
+        if runs is None:
             return None
-        pos = bisect.bisect_right(starts, clock) - 1
-        if pos < 0:
+        pos = bisect.bisect_right(runs.starts, clock) - 1
+        if pos < 0 or clock >= runs.ends[pos]:
             return None
-        start, end, place = self._runs[client][pos]
-        return place if start <= clock < end else None
+        return runs.places[pos]
 
     def low_half(self, client: int, clock: int) -> bool:
         """Whether id `client:clock` is the low half of a surrogate pair in a string item (its
@@ -160,11 +171,13 @@ class ItemIndex:
 
     def runs(self, client: int, start: int, end: int) -> Iterable[tuple[int, int, Place | None]]:
         """The ids [start, end) of `client` cut into runs of one place (None: unknown ids)."""
-        starts = self._starts.get(client, [])
-        runs = self._runs.get(client, [])
-        pos = max(bisect.bisect_right(starts, start) - 1, 0)
+        runs = self._runs.get(client)
+        starts, ends, places = (
+            (runs.starts, runs.ends, runs.places) if runs is not None else _NO_RUNS
+        )
         covered = start
-        for run_start, run_end, place in runs[pos:]:
+        for i in range(max(bisect.bisect_right(starts, start) - 1, 0), len(starts)):
+            run_start, run_end, place = starts[i], ends[i], places[i]
             if run_start >= end:
                 break
             if run_end <= covered:
@@ -253,19 +266,24 @@ class ItemIndex:
     def _insert(self, client: int, start: int, end: int, place: Place) -> None:
         runs = self._runs.get(client)
         if runs is None:  # the client's first item
-            self._starts[client] = [start]
-            self._runs[client] = [(start, end, place)]
+            self._runs[client] = ClientRuns(start, end, place)
             return
-        starts = self._starts[client]
-        last = runs[-1]
-        if last[1] == start and (last[2] is place or last[2] == place):
-            runs[-1] = (last[0], end, place)  # the common case: appending
+        starts, ends, places = runs.starts, runs.ends, runs.places
+        last = len(ends) - 1
+        if start >= ends[last]:  # after every run: ids arrive in clock order, as a rule
+            if start == ends[last] and (places[last] is place or places[last] == place):
+                ends[last] = end  # the common case: the run grows
+            else:
+                starts.append(start)
+                ends.append(end)
+                places.append(place)
             return
         pos = bisect.bisect_left(starts, start)
         if pos < len(starts) and starts[pos] == start:
             return  # already known
         starts.insert(pos, start)
-        runs.insert(pos, (start, end, place))
+        ends.insert(pos, end)
+        places.insert(pos, place)
 
 
 _VISITING: Final = Place(None, None, -1)
@@ -273,6 +291,7 @@ _VISITING: Final = Place(None, None, -1)
 _ENDS_FROM: Final = 16
 """Updates with more structs than this have their structs' ends mapped (`Locator.ends`)."""
 _NO_SIDES: Final[tuple[Place | None, Place | None]] = (None, None)
+_NO_RUNS: Final[tuple[list[int], list[int], list[Place]]] = ([], [], [])  # read, never changed
 _TOKENS: Final = itertools.count(1)
 """Tokens of locators: each marks the items it placed with its own (`Item.located_by`)."""
 
