@@ -312,23 +312,25 @@ class Locator:
         self.index = index
         self.items = items
         self.state = state or {}
+        # A small update's structs are searched one by one (`find_local`). A large one's are
+        # grouped by client, for a bisection, and the first and the last id of each struct,
+        # what origins and right origins name as a rule, are mapped (`ends`).
+        self.small = len(items) <= _ENDS_FROM
         self.local: dict[int, list[Item]] = {}
-        # the first and the last id of each struct: what origins and right origins name, as
-        # a rule (a bisection finds the others); for a large update only, where it pays
+        self.local_starts: dict[int, list[int]] = {}
         self.ends: dict[object, Item] = {}  # Id -> Item (see `find_ref`)
-        for item in items:
-            mine = self.local.get(item.client)
-            if mine is None:
-                self.local[item.client] = [item]
-            else:
-                mine.append(item)
-        if len(items) > _ENDS_FROM:
+        if not self.small:
             for item in items:
+                mine = self.local.get(item.client)
+                if mine is None:
+                    self.local[item.client] = [item]
+                else:
+                    mine.append(item)
                 if item.content != SKIP:
                     self.ends[(item.client, item.clock)] = item
                     if item.length > 1:
                         self.ends[(item.client, item.clock + item.length - 1)] = item
-        self.local_starts = {c: [i.clock for i in its] for c, its in self.local.items()}
+            self.local_starts = {c: [i.clock for i in its] for c, its in self.local.items()}
         # Each item's place, and its neighbours', are kept on the item under this locator's
         # token (`Item.located_by`): a token of another locator, or none, means not placed yet.
         self.token = next(_TOKENS)
@@ -340,14 +342,20 @@ class Locator:
         """The update's struct holding a new id (None for ids the document has)."""
         if clock < self.state.get(client, 0):
             return None
-        starts = self.local_starts.get(client)
-        if not starts:
-            return None
-        pos = bisect.bisect_right(starts, clock) - 1
-        item = self.local[client][pos] if pos >= 0 else None
-        if item is None or clock >= item.clock + item.length or item.content == SKIP:
+        found: Item | None = None
+        if self.small:
+            for item in reversed(self.items):  # as the bisection: the last that holds it
+                if item.client == client and item.clock <= clock < item.clock + item.length:
+                    found = item
+                    break
+        else:
+            starts = self.local_starts.get(client)
+            pos = bisect.bisect_right(starts, clock) - 1 if starts else -1
+            if pos >= 0:
+                found = self.local[client][pos]
+        if found is None or clock >= found.clock + found.length or found.content == SKIP:
             return None  # a skipped range is the document's
-        return item
+        return found
 
     def find_ref(self, ref: object) -> Item | None:
         """`find_local` for an id as an update names it (an origin, a parent: an `Id`).
