@@ -194,7 +194,6 @@ class ParsedUpdate:
         known clock, every gap (Skip) is already known, and every referenced id is known or carried.
         """
         missing = IdSet()
-        after = dict(state)
         for client, s in self.structs.items():
             have = state.get(client, 0)
             if s.start > have:
@@ -203,13 +202,14 @@ class ParsedUpdate:
                 for skip_start, skip_end in s.skips:
                     if skip_end > have:
                         missing.add(client, max(have, skip_start), skip_end)
-                after[client] = max(have, s.end)
         for client, needed in self.references.items():
-            have = after.get(client, 0)
+            known = state.get(client, 0)
+            own = self.structs.get(client)
+            # what is known once these structs are applied (no copy of the whole state)
+            have = max(known, own.end) if own is not None and own.start <= known else known
             if needed > have:
-                own = self.structs.get(client)
                 # A gap before this client's own structs is already reported above.
-                start = have if own is None or own.start <= state.get(client, 0) else own.end
+                start = have if own is None or own.start <= known else own.end
                 if needed > start:
                     missing.add(client, start, needed)
         return missing
