@@ -150,10 +150,16 @@ def test_an_id_named_by_an_update_is_found_by_its_ends_as_by_bisection(
 
 
 def test_the_locator_places_a_callers_copy_of_an_item_as_the_item_itself() -> None:
-    """The locator remembers places by the items' identity; a caller that passes an equal copy
-    (parsed again, say) gets the same place, and a copy freed meanwhile never lends its id to
-    another item's answer (every item placed is kept alive while the locator lives)."""
+    """The locator keeps each place on the item it placed (under its own token); a caller that
+    passes an equal copy (parsed again, say) gets the same place, and copies made and dropped
+    one after another never get another item's answer."""
     from crdtdoc.updates import Item
+
+    def copy_of(one: Item) -> Item:
+        return Item(
+            one.client, one.clock, one.length, one.content, one.origin,
+            one.right_origin, one.parent, one.parent_sub, one.value,
+        )  # fmt: skip
 
     r = Replica("a", client_id=5)
     r.map("m").set("k", {"nested": [1, 2]})
@@ -162,15 +168,7 @@ def test_the_locator_places_a_callers_copy_of_an_item_as_the_item_itself() -> No
     items = parse_update(r.encode_update(), details=True).items or []
     locator = Locator(ItemIndex(), items)
     for one in items:
-        copy = Item(
-            one.client, one.clock, one.length, one.content, one.origin,
-            one.right_origin, one.parent, one.parent_sub, one.value,
-        )  # fmt: skip
-        assert locator.place(copy) == locator.place(one)
+        assert locator.place(copy_of(one)) == locator.place(one)
     for _ in range(200):  # fresh objects, each placed and dropped: answers stay exact
         for one in items:
-            twin = Item(
-                one.client, one.clock, one.length, one.content, one.origin,
-                one.right_origin, one.parent, one.parent_sub, one.value,
-            )  # fmt: skip
-            assert locator.place(twin) == locator.place(one)
+            assert locator.place(copy_of(one)) == locator.place(one)
