@@ -68,7 +68,7 @@ class Change:
         return f"{who} deleted {self.length} {unit}{plural} from {self.artifact}"
 
 
-class _Index:
+class StructIndex:
     """Items of a full-state update, looked up by id, with each item's root resolved."""
 
     def __init__(self, items: list[Item]) -> None:
@@ -189,33 +189,43 @@ class _Index:
         return result
 
 
-def _utf16_slice(s: str, start_units: int) -> str:
+def utf16_range(s: str, start: int, end: int) -> str:
+    """The characters of `s` from UTF-16 unit `start` to unit `end` (Yjs counts clocks so)."""
     if s.isascii():
-        return s[start_units:]
+        return s[start:end]
     units = 0
+    first = None
     for i, ch in enumerate(s):
-        if units >= start_units:
-            return s[i:]
+        if first is None and units >= start:
+            first = i
+        if units >= end:
+            return s[first:i]
         units += 2 if ord(ch) > 0xFFFF else 1
-    return ""
+    return s[first:] if first is not None else ""
 
 
-def changes_between(
-    full_update: bytes,
-    since: Version,
-    deleted_now: IdSet,
-    text_roots: frozenset[str] = frozenset(),
-) -> list[Change]:
-    """Changes in the document `full_update` encodes that `since` has not seen.
+@dataclass
+class DocumentStructs:
+    """A full-state update read once for the change feed: its items (looked up by id, with each
+    item's root), the agent behind each client id, the deletions log, and which roots are texts.
+    History asks many questions of one document; each reads this instead of parsing again."""
 
-    `text_roots` names roots known to be texts (deleted text leaves no string behind to tell).
-    """
+    items: list[Item]
+    index: StructIndex
+    agents: dict[int, str]
+    deleters: list[tuple[int, int, IdSet]]  # (client, clock of the log entry, ids it deleted)
+    texts: frozenset[str]
+
+
+def read_structs(full_update: bytes, text_roots: frozenset[str] = frozenset()) -> DocumentStructs:
+    """Reads `full_update` (a whole document) for `changes_between`. `text_roots` names roots
+    known to be texts (deleted text leaves no string behind to tell)."""
     parsed = parse_update(full_update, details=True)
     items = parsed.items or []
-    index = _Index(items)
+    index = StructIndex(items)
     texts = set(text_roots)
     agents: dict[int, str] = {}
-    deleters: list[tuple[int, IdSet]] = []
+    deleters: list[tuple[int, int, IdSet]] = []
     for item in items:
         root = index.root(item) if item.content in (ANY, STRING) else None
         if item.content == STRING and root is not None and index.sub(item) is None:
@@ -227,10 +237,34 @@ def changes_between(
             if client is not None and name is not None:
                 agents[client] = name
         elif root == DELETIONS_ROOT and item.content == ANY:
-            for entry in item.value or []:
+            for offset, entry in enumerate(item.value or []):
                 ds = decode_delete_set(entry)
                 if ds is not None:
-                    deleters.append((item.client, ds))
+                    deleters.append((item.client, item.clock + offset, ds))
+    return DocumentStructs(items, index, agents, deleters, frozenset(texts))
+
+
+def changes_between(
+    full_update: bytes | DocumentStructs,
+    since: Version,
+    deleted_now: IdSet,
+    text_roots: frozenset[str] = frozenset(),
+    until: Version | None = None,
+) -> list[Change]:
+    """Changes in the document `full_update` encodes that `since` has not seen (and, with
+    `until`, that `until` has seen: the changes between two versions of a document that keeps
+    history). `deleted_now` is the delete set of the document (of `until`, when given).
+
+    `text_roots` names roots known to be texts (deleted text leaves no string behind to tell).
+    """
+    doc = full_update if isinstance(full_update, DocumentStructs) else None
+    if doc is None:
+        assert isinstance(full_update, bytes)
+        doc = read_structs(full_update, text_roots)
+    items, index, agents = doc.items, doc.index, doc.agents
+    texts = set(doc.texts) | text_roots
+    deleters = [(client, ds) for client, _, ds in doc.deleters]
+    limit = until.clocks if until is not None else None
 
     clocks = since.clocks
     changes: list[Change] = []
@@ -239,20 +273,24 @@ def changes_between(
     for item in items:
         if item.content in (GC, SKIP):
             continue
+        written = item.length if limit is None else limit.get(item.client, 0) - item.clock
+        if written <= 0:
+            continue  # not yet written at `until`
         root = index.root(item)
         if root is None or (root.startswith("__crdtdoc_") and root != NOTES_ROOT):
             continue
         sub = index.sub(item)
         if sub is not None and item.content == FORMAT:
             continue  # a Format item as a map entry: no value, Yjs shows nothing there
-        if sub is not None and item.content != DELETED:
-            live_keys.add((root, index.path(item), sub))
         seen = clocks.get(item.client, 0)
-        if item.clock + item.length <= seen or item.content == DELETED:
-            continue
-        offset = max(seen - item.clock, 0)
-        agent = agents.get(item.client)
         if sub is not None:
+            # A document keeping history keeps deleted content: deleted is what the delete
+            # set says.
+            if item.content == DELETED or deleted_now.contains(item.client, item.clock):
+                continue
+            live_keys.add((root, index.path(item), sub))
+            if item.clock + item.length <= seen:
+                continue
             value: Any = item.value[-1] if item.content in (ANY, JSON) and item.value else None
             if item.content in (STRING, EMBED):
                 value = item.value  # a string reads whole, as crdtdoc's readers show it
@@ -260,31 +298,44 @@ def changes_between(
                 value = f"<{item.value}>"
             changes.append(
                 Change(
-                    agent,
-                    item.client,
-                    root,
-                    "set",
+                    agent=agents.get(item.client),
+                    client_id=item.client,
+                    artifact=root,
+                    kind="set",
                     key=sub,
                     value=from_yjs(value),
                     path=index.path(item),
                 )
             )
-        else:
+            prev_end = None
+            continue
+        if item.content == DELETED:
+            prev_end = None
+            continue
+        start = max(seen, item.clock)
+        end = item.clock + min(item.length, written)
+        for lo, hi in deleted_now.gaps(item.client, start, end) if start < end else ():
+            offset, stop = lo - item.clock, hi - item.clock
             # Consecutive typing (each item's origin is the previous one's last id) reads as one.
-            follows = prev_end is not None and item.origin == prev_end and offset == 0
-            text = _utf16_slice(item.value, offset) if item.content == STRING else ""
-            length = len(text) if text else item.length - offset
+            follows = prev_end is not None and (
+                (offset == 0 and item.origin == prev_end) or prev_end == (item.client, lo - 1)
+            )
+            text = utf16_range(item.value, offset, stop) if item.content == STRING else ""
             elements = None
             if item.content in (ANY, JSON) and isinstance(item.value, list):
-                elements = [from_yjs(v) for v in item.value[offset:]]
-            path = index.path(item)
+                elements = [from_yjs(v) for v in item.value[offset:stop]]
             change = Change(
-                agent, item.client, root, "insert", text, length, value=elements, path=path
+                agents.get(item.client),
+                item.client,
+                root,
+                "insert",
+                text,
+                len(text) if text else stop - offset,
+                value=elements,
+                path=index.path(item),
             )
             _add(changes, change, merge=follows)
-            prev_end = (item.client, item.clock + item.length - 1)
-            continue
-        prev_end = None
+            prev_end = (item.client, hi - 1)
 
     # Deletions since `since` of things `since` had (things inserted and deleted since cancel out).
     new_deletions = deleted_now.difference(since.deleted).clip_to(clocks)

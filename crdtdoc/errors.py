@@ -128,6 +128,11 @@ class NotFound(UsageError, LookupError):
     """A task, spec member or piece of text that is not there."""
 
 
+class HistoryUnavailable(NotFound):
+    """A past version this replica cannot show: it has not seen it, or no longer holds what was
+    live then (it does not keep history, or joined from a document that did not)."""
+
+
 class AmbiguousText(UsageError, ValueError):
     """`Document.replace` found the text to replace more than once."""
 

@@ -162,6 +162,27 @@ class IdSet:
         at = bisect.bisect_right(ranges, (clock, _END)) - 1  # the last range starting <= clock
         return at >= 0 and clock < ranges[at][1]
 
+    def gaps(self, client: int, start: int, end: int) -> list[Range]:
+        """The parts of `client`'s clocks `[start, end)` that are not in this set, in order."""
+        ranges = self._ranges.get(client)
+        if not ranges:
+            return [(start, end)] if start < end else []
+        at = max(bisect.bisect_right(ranges, (start, _END)) - 1, 0)
+        out: list[Range] = []
+        pos = start
+        while at < len(ranges) and pos < end:
+            lo, hi = ranges[at]
+            if lo >= end:
+                break
+            if lo > pos:
+                out.append((pos, lo))
+            if hi > pos:
+                pos = hi
+            at += 1
+        if pos < end:
+            out.append((pos, end))
+        return out
+
     def union(self, other: IdSet) -> IdSet:
         merged: dict[int, list[Range]] = {c: list(rs) for c, rs in self._ranges.items()}
         for c, rs in other._ranges.items():

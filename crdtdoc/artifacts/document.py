@@ -8,7 +8,7 @@ pycrdt addresses text by UTF-8 byte, and an offset inside a multibyte character 
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from weakref import WeakKeyDictionary
 
 from pycrdt import Text
@@ -24,6 +24,19 @@ from crdtdoc.errors import (
     UsageError,
 )
 from crdtdoc.textmodel import TextView
+
+if TYPE_CHECKING:
+    from crdtdoc.blame import BlameSource, BlameSpan
+    from crdtdoc.versions import Version
+
+    class BlameHost(BlameSource, Protocol):
+        """A replica as blame reads it, and its past (`crdtdoc.Replica` is one)."""
+
+        def at(self, version: Version | str) -> BlameHost: ...
+
+        def document(self, name: str) -> Document: ...
+
+
 from crdtdoc.values import JSONValue, check_text, to_yjs
 
 _VIEWS: WeakKeyDictionary[ArtifactHost, dict[str, tuple[int, TextView]]] = WeakKeyDictionary()
@@ -178,6 +191,31 @@ class Document(Artifact[Text]):
                     text.insert(start, edit.insert, formats)
             if kept:
                 _restore_formats(text, textmodel.moved(kept, edits))
+
+    def apply_edits(self, edits: list[textdiff.Edit]) -> None:
+        """Applies several edits at once, in one transaction: each `Edit(index, delete,
+        insert)` in positions of the current `read()`, sorted by index and not overlapping."""
+        current = self._view()
+        size, end = len(current.text), 0
+        for edit in edits:
+            if not isinstance(edit, textdiff.Edit):
+                raise UsageError(f"apply_edits takes textdiff.Edit values, not {edit!r}")
+            check_text(edit.insert, "the inserted text")
+            textmodel.check_insertable(edit.insert, "the inserted text")
+            if edit.index < end or edit.delete < 0 or edit.index + edit.delete > size:
+                raise InvalidIndex(f"edits must be sorted, apart and inside the text: {edit}")
+            end = edit.index + edit.delete
+        self._apply(current, edits)
+
+    def blame(self, at: Version | str | None = None) -> list[BlameSpan]:
+        """Who wrote each stretch of the text, in order: spans of `read()` (of the text at
+        version `at`, when given: see `Replica.at`), each with its agent and the version after
+        the step that wrote it. Runs of one step read as one span."""
+        from crdtdoc.blame import blame_text
+
+        host = cast("BlameHost", self._replica)
+        source = host if at is None else host.at(at)
+        return blame_text(source, self._name, source.document(self._name).read())
 
     def lines(self) -> list[str]:
         """The text's lines, without their line endings (as `str.splitlines`)."""

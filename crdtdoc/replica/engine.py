@@ -177,7 +177,12 @@ class EngineDocument(ReplicaState):
             raise ExceptionGroup("Observer callback error", failures)
 
     def _new_doc(self) -> Doc[Any]:
-        return self._observed(Doc(client_id=self._client_id))
+        return self._observed(self._engine_doc())
+
+    def _engine_doc(self) -> Doc[Any]:
+        """A fresh engine document; one that keeps history keeps deleted content (no garbage
+        collection), which a past version needs to be read."""
+        return Doc(client_id=self._client_id, skip_gc=self._history or None)
 
     def release(self) -> None:
         """Drops the engine's subscription to this replica's document, for an owner that lets
@@ -280,7 +285,7 @@ class EngineDocument(ReplicaState):
         self._items = None
         self._unindexed = True
         log = self._log
-        doc: Doc[Any] = Doc(client_id=self._client_id)
+        doc = self._engine_doc()
         if self._checkpoint:
             doc.apply_update(self._checkpoint)
         for update in log:

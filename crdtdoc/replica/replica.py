@@ -31,7 +31,7 @@ from crdtdoc.replica.state import ReplicaLimits, new_client_id
 from crdtdoc.roots import AGENTS_ROOT, DELETIONS_ROOT, NOTES_ROOT
 from crdtdoc.safe_read import entry as safe_entry
 from crdtdoc.storage import SavedReplica, read_saved, write_saved
-from crdtdoc.updates import MAX_CLIENT_ID, parse_update
+from crdtdoc.updates import MAX_CLIENT_ID, ParsedUpdate, parse_update
 from crdtdoc.values import check_text
 from crdtdoc.versions import Version
 
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from crdtdoc.artifacts.spec import InterfaceSpec
     from crdtdoc.artifacts.tasks import TaskList
     from crdtdoc.changes import Change
+    from crdtdoc.history import HistoryEntry, RoomHistory
+    from crdtdoc.revert import RevertResult
 
 _MAX_RUN_RANGES = 16  # a run's deletions-log entry starts afresh past this many ranges
 
@@ -74,7 +76,11 @@ class Replica(RemoteUpdates):
         client_id: int | None = None,
         limits: ReplicaLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
+        history: bool = False,
     ) -> None:
+        """`history=True` keeps what was deleted, so this replica can read any version it
+        holds the content of (`at`, `history`, `Document.blame`, `revert`): a text then costs
+        the bytes of its deleted characters too (1.35x on the editing trace)."""
         if not isinstance(agent, str) or not agent.strip():
             raise UsageError("agent must be a non-empty name, for example Replica(agent='alice')")
         check_text(agent, "the agent name")
@@ -83,6 +89,7 @@ class Replica(RemoteUpdates):
         elif not isinstance(client_id, int) or not 0 <= client_id < MAX_CLIENT_ID:
             raise UsageError(f"client_id must be an int in [0, 2**53), got {client_id!r}")
         super().__init__(agent, client_id, limits, clock)
+        self._history = bool(history)
         self._doc = self._new_doc()
 
     @property
@@ -307,6 +314,77 @@ class Replica(RemoteUpdates):
         raw = changes_between(self._doc.get_update(), since, self._deleted, texts)
         return in_artifact_terms(raw, self)
 
+    def at(self, version: Version | str) -> Replica:
+        """The room as it was at `version` (a Version or its token): a read-only replica to
+        read any artifact from (`r.at(v).document("design").read()`). Raises
+        `HistoryUnavailable` unless this replica has seen `version` and still holds what was
+        live then, which takes `history=True` (or a history replica's `at`)."""
+        from crdtdoc.replica.snapshots import past_update
+
+        wanted = _version_of(version)
+        self._sync_point()
+        return PastReplica(self._agent, past_update(self._doc, self.version(), wanted), wanted)
+
+    def history(self, artifact: str, *, limit: int | None = 50) -> list[HistoryEntry]:
+        """The steps that changed `artifact`, oldest first (the last `limit`; None: all), each
+        with the version it led to (`at` shows it), who made it and what it changed, in the
+        artifact's terms. The order is causal and the same on every replica
+        (`crdtdoc.history`); the text of deleted content needs `history=True`."""
+        from crdtdoc.feed import in_artifact_terms
+        from crdtdoc.history import HistoryEntry, artifact_history
+
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise UsageError(f"limit must be a non-negative int or None, got {limit!r}")
+        room = self.room_history()
+        names = self.agents()
+        entries = []
+        for number, after, raw in artifact_history(room, artifact, names, limit):
+            token = after.token()
+            stated = [replace(c, version=token) for c in in_artifact_terms(raw, self)]
+            if not stated:
+                continue
+            client = room.steps[number].client
+            agent = names.get(client) if client is not None else None
+            entries.append(HistoryEntry(token, agent, client, tuple(stated)))
+        return entries
+
+    def revert(
+        self,
+        agent: str,
+        since: Version | str | None = None,
+        *,
+        on: Iterable[object] = (),
+        note: str | None = None,
+    ) -> RevertResult:
+        """Undoes what `agent` did since `since` (a Version or token; None: all of it) in the
+        artifacts `on` (all when empty), with ordinary edits by this replica's agent in one
+        noted transaction that merges like any other: what `agent` wrote is taken out, what it
+        deleted is written back, and what others did meanwhile stays (`crdtdoc.revert`).
+        Parts others built on are kept and listed in the result's `kept`. Needs
+        `history=True` to write deleted text back."""
+        from crdtdoc.revert import revert_work
+
+        if not isinstance(agent, str) or not agent:
+            raise UsageError("revert takes the name of the agent whose work to undo")
+        wanted = Version() if since is None else _version_of(since)
+        return revert_work(self, agent, wanted, artifact_names(on), note)
+
+    def text_offsets(self, name: str, ids: list[tuple[int, int]]) -> list[int]:
+        """Where each live item id stands in the text root `name`, as engine offsets: their
+        order is the text's (`crdtdoc.blame`)."""
+        from crdtdoc.replica.snapshots import text_offsets
+
+        return text_offsets(self.artifact_root(name, Text), ids)
+
+    def room_history(self) -> RoomHistory:
+        """This replica's document read as steps (`crdtdoc.history.RoomHistory`)."""
+        from crdtdoc.changes import read_structs
+        from crdtdoc.history import RoomHistory
+
+        self._sync_point()
+        texts = frozenset(n for n, kind in self._root_kinds.items() if kind is Text)
+        return RoomHistory(read_structs(self._doc.get_update(), texts), self._deleted.copy())
+
     def observe(self, callback: Callable[[list[Change]], None]) -> Callable[[], None]:
         """Calls `callback(changes)` after each commit, local or remote, with what changed in
         artifact terms (as `changes_since` reports it). Returns a function that unsubscribes.
@@ -345,3 +423,50 @@ class Replica(RemoteUpdates):
         except CrdtdocError as exc:
             raise StorageError(f"{path} holds data that does not apply: {exc}") from None
         return fresh
+
+
+def _version_of(version: object) -> Version:
+    """A `Version` from a Version or a version token; `UsageError` for anything else."""
+    if isinstance(version, str):
+        return Version.from_token(version)
+    if not isinstance(version, Version):
+        raise UsageError(f"expected a Version or a version token, got {type(version).__name__}")
+    return version
+
+
+class PastReplica(Replica):
+    """The room as it was at a version (`Replica.at`): reads as any replica does, and refuses
+    every change (write through the replica it came from)."""
+
+    def __init__(self, agent: str, update: bytes, version: Version) -> None:
+        super().__init__(agent, history=True)
+        super().apply_update(update, trusted=True)
+        self.version_shown = version
+        """The version this replica shows."""
+
+    def _refuse(self) -> UsageError:
+        return UsageError(
+            "this replica shows the room as it was at a past version and cannot be changed; "
+            "write through the replica it came from"
+        )
+
+    @contextmanager
+    def transaction(
+        self,
+        *,
+        expect: Version | str | None = None,
+        on: Iterable[object] = (),
+        note: str | None = None,
+    ) -> Iterator[None]:
+        raise self._refuse()
+        yield  # pragma: no cover
+
+    def apply_update(
+        self,
+        data: bytes,
+        *,
+        parsed: ParsedUpdate | None = None,
+        origin: object = None,
+        trusted: bool = False,
+    ) -> IdSet:
+        raise self._refuse()

@@ -90,6 +90,7 @@ class ReplicaState:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._agent = agent
+        self._history = False  # keep deleted content, so past versions can be read (`at`)
         self._limits = limits or ReplicaLimits()
         self._client_id = client_id
         self._state: dict[int, int] = {}

@@ -1,0 +1,257 @@
+"""The history of a room, read off the document itself: its steps in causal order, each with
+the version it leads to, who made it and what it changed.
+
+Every struct carries its author's client id and names the structs it was written against (its
+origins and parent); the deletions log says which client deleted what, and when in its own
+sequence of writes. From these alone, without the hub's log, every replica that keeps history
+(`Replica(history=True)`) orders the room's writes the same way:
+
+- a *step* is a run of one client's consecutive writes to one root that refers to nothing of
+  another client's after its first write (typing on from where it stands), or one entry of the
+  deletions log (what one commit deleted);
+- a step comes after the step before it of the same client, after the steps holding whatever its
+  first write refers to, and, for deletions, after the steps that wrote what it deletes;
+- steps are ranked by the longest chain of such dependencies before them and listed by rank,
+  client and clock, so every replica lists the same steps in the same order.
+
+The version after each step is everything up to it: a state vector and delete set closed under
+causality, which the engine can show (`Replica.at`). The order is causal, not the wall clock's:
+two writes neither of which saw the other may be listed either way round. Deletions no entry of
+the deletions log claims (made by stock Yjs clients, or a stock client's overwrite of a map key)
+come in steps of their own, without an author, after what they delete.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, replace
+
+from crdtdoc.changes import Change, DocumentStructs, changes_between
+from crdtdoc.contents import GC, SKIP
+from crdtdoc.idset import IdSet
+from crdtdoc.roots import DELETIONS_ROOT
+from crdtdoc.versions import Version
+
+Id = tuple[int, int]
+
+
+@dataclass
+class Step:
+    """One step of the room's history: `client`'s writes `[start, end)` to `root`, or (with
+    `deletes`) the deletions one entry of the deletions log records (`root` is then None)."""
+
+    client: int | None  # None: deletions no log entry claims
+    start: int
+    end: int
+    root: str | None
+    deletes: IdSet
+    refs: list[Id]
+    deps: set[int]
+    rank: int = 0
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One step that changed an artifact: the version it led to, who made it, and what."""
+
+    version: str  # token of the version just after this step (`Replica.at` shows it)
+    agent: str | None  # None: a deletion no agent recorded, or a client with no agent name
+    client_id: int | None
+    changes: tuple[Change, ...]
+
+    def describe(self) -> str:
+        """One line per change, as the change feed words them."""
+        return "\n".join(c.describe() for c in self.changes) or f"{self.agent or 'someone'} "
+
+
+class RoomHistory:
+    """The steps of one document (a whole-state update of a document that keeps history)."""
+
+    def __init__(self, doc: DocumentStructs, deleted: IdSet) -> None:
+        self.doc = doc
+        self.deleted = deleted
+        self.steps = _steps(doc, deleted)
+        self._starts: dict[int, list[int]] = {}
+        self._owners: dict[int, list[int]] = {}
+        for number, step in enumerate(self.steps):
+            if step.client is not None and step.root != DELETIONS_ROOT:
+                self._starts.setdefault(step.client, []).append(step.start)
+                self._owners.setdefault(step.client, []).append(number)
+
+    def step_of(self, client: int, clock: int) -> int | None:
+        """The number of the step that wrote id `client:clock`."""
+        starts = self._starts.get(client)
+        if not starts:
+            return None
+        at = bisect.bisect_right(starts, clock) - 1
+        if at < 0:
+            return None
+        number = self._owners[client][at]
+        return number if clock < self.steps[number].end else None
+
+    def versions(self, wanted: set[int]) -> dict[int, Version]:
+        """The version after each step numbered in `wanted`, and after the step before each."""
+        needed = wanted | {n - 1 for n in wanted if n > 0}
+        out: dict[int, Version] = {}
+        clocks: dict[int, int] = {}
+        deleted = IdSet()
+        for number, step in enumerate(self.steps):
+            if step.client is not None and step.end > clocks.get(step.client, 0):
+                clocks[step.client] = step.end
+            if step.deletes:
+                deleted.update(step.deletes)
+            if number in needed:
+                out[number] = Version(dict(clocks), deleted.copy())
+        return out
+
+    def touches(self, step: Step, artifact: str) -> bool:
+        """Whether `step` wrote to or deleted from `artifact`."""
+        if step.root == artifact:
+            return True
+        index = self.doc.index
+        for client, lo, hi in step.deletes:
+            for item in index.overlapping(client, lo, hi):
+                if index.root(item) == artifact:
+                    return True
+        return False
+
+
+def _segments(doc: DocumentStructs) -> list[Step]:
+    """Cuts each client's writes into steps (see the module's docstring); the deletions log's
+    entries become deletion steps."""
+    steps: list[Step] = []
+    logged = {(client, clock): ds for client, clock, ds in doc.deleters}
+    index = doc.index
+    current: Step | None = None
+    for item in doc.items:
+        if item.content in (GC, SKIP):
+            current = None
+            continue
+        root = index.root(item)
+        if root == DELETIONS_ROOT:
+            current = None
+            for clock in range(item.clock, item.clock + item.length):
+                ds = logged.get((item.client, clock), IdSet())
+                steps.append(Step(item.client, clock, clock + 1, root, ds, [], set()))
+            continue
+        refs = [
+            ref
+            for ref in (item.origin, item.right_origin, item.parent)
+            if isinstance(ref, tuple) and ref[0] != item.client
+        ]
+        if (
+            current is None
+            or refs
+            or current.client != item.client
+            or current.root != root
+            or current.end != item.clock
+        ):
+            current = Step(
+                item.client, item.clock, item.clock + item.length, root, IdSet(), refs, set()
+            )
+            steps.append(current)
+        else:
+            current.end = item.clock + item.length
+    return steps
+
+
+def _steps(doc: DocumentStructs, deleted: IdSet) -> list[Step]:
+    """The document's steps in history order, each with its dependencies (step numbers)."""
+    steps = _segments(doc)
+    by_client: dict[int, list[int]] = {}
+    for number, step in enumerate(steps):
+        if step.client is not None:
+            by_client.setdefault(step.client, []).append(number)
+    starts = {c: [steps[n].start for n in ns] for c, ns in by_client.items()}
+
+    def owners(client: int, lo: int, hi: int) -> list[int]:
+        numbers = by_client.get(client, [])
+        at = max(bisect.bisect_right(starts.get(client, []), lo) - 1, 0)
+        out = []
+        while at < len(numbers) and steps[numbers[at]].start < hi:
+            if steps[numbers[at]].end > lo and steps[numbers[at]].root != DELETIONS_ROOT:
+                out.append(numbers[at])
+            at += 1
+        return out
+
+    claimed = IdSet()
+    for numbers in by_client.values():
+        for before, number in zip([None, *numbers], numbers, strict=False):
+            step = steps[number]
+            if before is not None:
+                step.deps.add(before)
+            for client, clock in step.refs:
+                step.deps.update(owners(client, clock, clock + 1))
+            for client, lo, hi in step.deletes:
+                step.deps.update(owners(client, lo, hi))
+            if step.deletes:
+                claimed.update(step.deletes)
+    for client, lo, hi in deleted.difference(claimed):
+        ds = IdSet()
+        ds.add(client, lo, hi)
+        steps.append(Step(None, 0, 0, None, ds, [], set(owners(client, lo, hi))))
+    _rank(steps)
+    order = sorted(
+        range(len(steps)),
+        key=lambda n: (
+            steps[n].rank,
+            steps[n].client is None,
+            steps[n].client or 0,
+            steps[n].start,
+        ),
+    )
+    renumber = {old: new for new, old in enumerate(order)}
+    ordered = [steps[n] for n in order]
+    for step in ordered:
+        step.deps = {renumber[d] for d in step.deps}
+    return ordered
+
+
+def _rank(steps: list[Step]) -> None:
+    """Sets each step's rank: one more than the highest of its dependencies' (0 without)."""
+    done = [False] * len(steps)
+    for first in range(len(steps)):
+        if done[first]:
+            continue
+        stack = [first]
+        visiting = {first}
+        while stack:
+            number = stack[-1]
+            pending = [d for d in steps[number].deps if not done[d] and d not in visiting]
+            if pending:
+                stack.extend(pending)
+                visiting.update(pending)
+                continue
+            stack.pop()
+            visiting.discard(number)
+            ranks = [steps[d].rank for d in steps[number].deps if done[d]]
+            steps[number].rank = max(ranks) + 1 if ranks else 0
+            done[number] = True
+
+
+def artifact_history(
+    history: RoomHistory,
+    artifact: str,
+    agents: dict[int, str],
+    limit: int | None,
+) -> list[tuple[int, Version, list[Change]]]:
+    """The steps that changed `artifact` (the last `limit` of them), each with its number,
+    the version after it, and its changes to `artifact` (raw, as `changes_between` reads them)."""
+    numbers = [n for n, step in enumerate(history.steps) if history.touches(step, artifact)]
+    if limit is not None:
+        numbers = numbers[-limit:] if limit > 0 else []
+    versions = history.versions(set(numbers))
+    out = []
+    for number in numbers:
+        after = versions[number]
+        before = versions.get(number - 1, Version())
+        changes = [
+            c
+            for c in changes_between(history.doc, before, after.deleted, until=after)
+            if c.artifact == artifact
+        ]
+        step = history.steps[number]
+        if step.client is None:  # nobody recorded these deletions
+            changes = [replace(c, agent=None, client_id=None) for c in changes]
+        out.append((number, after, changes))
+    return out

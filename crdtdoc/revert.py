@@ -1,0 +1,176 @@
+"""Reverting an agent's work: ordinary edits that take out what it wrote and put back what it
+deleted since a version, keeping what everyone else did.
+
+What an agent wrote is the structs its client ids wrote after the version's clocks; what it
+deleted is what its entries in the deletions log claim, from the same point. Nothing is rolled
+back: the revert is a new change by whoever reverts (attributed, noted, merged like any other,
+itself revertible), computed from a replica that keeps history:
+
+- texts: each live stretch the agent wrote is deleted, and each stretch it deleted is written
+  again, as a copy, right after the text it followed when it was written;
+- maps (task lists, specs, maps, and the maps inside them): a key the agent set goes back to the
+  value it overwrote (or away, if it had none), and a key the agent removed comes back with the
+  value it had (a removed map or list as it was just before the removal).
+
+Where someone else built on what would be taken out (wrote inside the agent's text, or inside a
+map the agent made), that part is kept and reported, not guessed at. A key someone else set
+after the agent, or text someone else deleted too, is theirs and stays as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pycrdt import Array, Map, Text
+
+from crdtdoc.errors import NotFound
+from crdtdoc.revert_maps import MapChange, plan_maps
+from crdtdoc.revert_text import Id, TextPlan, plan_text, scope_of
+from crdtdoc.versions import Version
+
+if TYPE_CHECKING:
+    from crdtdoc.artifacts.document import Document
+    from crdtdoc.history import RoomHistory
+
+
+@dataclass(frozen=True)
+class RevertResult:
+    """What a revert did: stretches of text and map entries taken out and put back, what it
+    kept because others built on it (one line each), and the version it led to."""
+
+    removed: int
+    restored: int
+    kept: tuple[str, ...]
+    version: str
+
+    def describe(self) -> str:
+        lines = [f"removed {self.removed}, restored {self.restored}"]
+        lines += [f"kept: {k}" for k in self.kept]
+        return "\n".join(lines)
+
+
+class RevertHost(Protocol):
+    """What a revert reads and writes of a replica (a `crdtdoc.Replica` is one)."""
+
+    def agents(self) -> dict[int, str]: ...
+
+    def artifacts(self) -> dict[str, str]: ...
+
+    def room_history(self) -> RoomHistory: ...
+
+    def text_offsets(self, name: str, ids: list[tuple[int, int]]) -> list[int]: ...
+
+    def document(self, name: str) -> Document: ...
+
+    def artifact_root(self, name: str, kind: type[Any]) -> Any: ...
+
+    def record_write(self, name: str) -> None: ...
+
+    def at(self, version: Version) -> RevertHost: ...
+
+    def version(self) -> Version: ...
+
+    def transaction(
+        self,
+        *,
+        expect: Version | str | None = None,
+        on: Iterable[object] = (),
+        note: str | None = None,
+    ) -> AbstractContextManager[None]: ...
+
+
+MAP_KINDS = ("tasks", "spec", "map")
+
+
+def revert_work(
+    replica: RevertHost, agent: str, since: Version, on: set[str], note: str | None
+) -> RevertResult:
+    """Reverts what `agent` did since `since` in the artifacts `on` (all when empty), in one
+    transaction of `replica`'s own agent, noted with `note`."""
+    names = replica.agents()
+    clients = frozenset(c for c, n in names.items() if n == agent)
+    if not clients:
+        known = ", ".join(sorted(set(names.values()))) or "none"
+        raise NotFound(f"no agent named {agent!r} has written in this room (its agents: {known})")
+    room = replica.room_history()
+    scope = scope_of(room, clients, since)
+    kinds = replica.artifacts()
+    wanted = on or set(kinds)
+    plans: dict[str, TextPlan] = {}
+    for name in sorted(n for n in wanted if kinds.get(n) == "document"):
+        text = replica.document(name).read()
+        plans[name] = plan_text(room, scope, name, _offsets_of(replica, name), text)
+    changes, kept = plan_maps(room, scope, {n for n in wanted if kinds.get(n) in MAP_KINDS})
+    values = _values_of(replica, changes, kept)
+    for plan in plans.values():
+        kept.extend(plan.kept)
+    touched = {n for n, p in plans.items() if p.edits} | {c.root for c in changes}
+    removed = sum(p.removed for p in plans.values()) + sum(c.remove for c in changes)
+    restored = sum(p.restored for p in plans.values()) + sum(not c.remove for c in changes)
+    if touched:
+        with replica.transaction(note=note or f"revert {agent}'s work", on=sorted(touched)):
+            for name, plan in plans.items():
+                if plan.edits:
+                    replica.document(name).apply_edits(plan.edits)
+            for change, value in zip(changes, values, strict=True):
+                _write(replica, change, value, kept)
+    return RevertResult(removed, restored, tuple(kept), replica.version().token())
+
+
+def _offsets_of(replica: RevertHost, name: str) -> Callable[[list[Id]], list[int]]:
+    return lambda ids: replica.text_offsets(name, ids)
+
+
+def _values_of(replica: RevertHost, changes: list[MapChange], kept: list[str]) -> list[Any]:
+    """The value to write for each change: shared types copied from the past version that
+    still held them (read before the revert's transaction starts)."""
+    pasts: dict[str, RevertHost] = {}
+    values: list[Any] = []
+    for change in changes:
+        if change.source is None:
+            values.append(change.value)
+            continue
+        token = change.source.token()
+        if token not in pasts:
+            pasts[token] = replica.at(change.source)
+        holder = _container(pasts[token].artifact_root(change.root, Map), change.path)
+        found = holder.get(change.key) if holder is not None else None
+        values.append(_copy(found))
+    return values
+
+
+def _container(root: Map[Any], path: tuple[str, ...]) -> Map[Any] | None:
+    """The map at `path` under `root`, or None if it is not there (or not a map)."""
+    current: Any = root
+    for key in path:
+        current = current.get(key) if isinstance(current, Map) else None
+    return current if isinstance(current, Map) else None
+
+
+def _copy(value: Any) -> Any:
+    """A shared type's content as new shared types to write (values as they are)."""
+    if isinstance(value, Map):
+        return Map({k: _copy(v) for k, v in value.items()})
+    if isinstance(value, Array):
+        return Array([_copy(v) for v in value])
+    if isinstance(value, Text):
+        return Text(str(value))
+    return value
+
+
+def _write(replica: RevertHost, change: MapChange, value: Any, kept: list[str]) -> None:
+    replica.record_write(change.root)
+    holder = _container(replica.artifact_root(change.root, Map), change.path)
+    where = "/".join((change.root, *change.path, change.key))
+    if holder is None:
+        kept.append(f"{where} (the map holding it is gone)")
+    elif change.remove:
+        if change.key in holder:
+            del holder[change.key]
+    elif value is None and change.source is not None:
+        kept.append(f"{where} (its past content could not be read)")
+    else:
+        holder[change.key] = value
