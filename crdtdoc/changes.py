@@ -37,7 +37,7 @@ class Change:
     client_id: int | None
     artifact: str
     kind: str
-    text: str = ""  # inserted text
+    text: str = ""  # inserted text; deleted text, where the document still holds it
     length: int = 0  # characters / elements inserted or deleted
     key: str | None = None  # the map key, for "set" and "remove"
     value: Any = None  # the new value, for "set"; the inserted elements, for list inserts
@@ -63,6 +63,8 @@ class Change:
                 return f"{who} inserted {what} at line {self.line} of {self.artifact}"
             what = repr(self.text) if self.text else f"{self.length} element(s)"  # lists
             return f"{who} inserted {what} into {self.artifact}"
+        if self.text and len(self.text) <= 40:
+            return f"{who} deleted {self.text!r} from {self.artifact}"
         unit = "character" if self.text_artifact else "element"
         plural = "" if self.length == 1 else "s"
         return f"{who} deleted {self.length} {unit}{plural} from {self.artifact}"
@@ -317,9 +319,7 @@ def changes_between(
         for lo, hi in deleted_now.gaps(item.client, start, end) if start < end else ():
             offset, stop = lo - item.clock, hi - item.clock
             # Consecutive typing (each item's origin is the previous one's last id) reads as one.
-            follows = prev_end is not None and (
-                (offset == 0 and item.origin == prev_end) or prev_end == (item.client, lo - 1)
-            )
+            follows = prev_end is not None and offset == 0 and item.origin == prev_end
             text = utf16_range(item.value, offset, stop) if item.content == STRING else ""
             elements = None
             if item.content in (ANY, JSON) and isinstance(item.value, list):
@@ -348,7 +348,12 @@ def changes_between(
             sub = index.sub(item)
             part = IdSet()
             part.add(client, lo, hi)
-            for author, length in _attribute(part, deleters):
+            authors = _attribute(part, deleters)
+            # A document keeping history still holds the deleted text: say what it was.
+            gone = ""
+            if item.content == STRING and len(authors) == 1:
+                gone = utf16_range(item.value, lo - item.clock, hi - item.clock)
+            for author, length in authors:
                 agent = agents.get(author) if author is not None else None
                 if sub is not None:
                     path = index.path(item)
@@ -356,7 +361,13 @@ def changes_between(
                         changes.append(Change(agent, author, root, "remove", key=sub, path=path))
                 else:
                     change = Change(
-                        agent, author, root, "delete", length=length, text_artifact=root in texts
+                        agent,
+                        author,
+                        root,
+                        "delete",
+                        gone,
+                        length=length,
+                        text_artifact=root in texts,
                     )
                     _add(changes, change, merge=True)
     return changes

@@ -71,12 +71,14 @@ class RoomHistory:
         self.doc = doc
         self.deleted = deleted
         self.steps = _steps(doc, deleted)
-        self._starts: dict[int, list[int]] = {}
-        self._owners: dict[int, list[int]] = {}
+        owners: dict[int, list[tuple[int, int]]] = {}  # client -> [(start, step number)]
         for number, step in enumerate(self.steps):
             if step.client is not None and step.root != DELETIONS_ROOT:
-                self._starts.setdefault(step.client, []).append(step.start)
-                self._owners.setdefault(step.client, []).append(number)
+                owners.setdefault(step.client, []).append((step.start, number))
+        for runs in owners.values():
+            runs.sort()
+        self._starts = {c: [start for start, _ in runs] for c, runs in owners.items()}
+        self._owners = {c: [number for _, number in runs] for c, runs in owners.items()}
 
     def step_of(self, client: int, clock: int) -> int | None:
         """The number of the step that wrote id `client:clock`."""
@@ -128,17 +130,18 @@ def _segments(doc: DocumentStructs) -> list[Step]:
             current = None
             continue
         root = index.root(item)
-        if root == DELETIONS_ROOT:
-            current = None
-            for clock in range(item.clock, item.clock + item.length):
-                ds = logged.get((item.client, clock), IdSet())
-                steps.append(Step(item.client, clock, clock + 1, root, ds, [], set()))
-            continue
         refs = [
             ref
             for ref in (item.origin, item.right_origin, item.parent)
             if isinstance(ref, tuple) and ref[0] != item.client
         ]
+        if root == DELETIONS_ROOT:
+            current = None
+            for clock in range(item.clock, item.clock + item.length):
+                ds = logged.get((item.client, clock), IdSet())
+                steps.append(Step(item.client, clock, clock + 1, root, ds, refs, set()))
+                refs = []  # the entries after the first follow it
+            continue
         if (
             current is None
             or refs
@@ -169,7 +172,7 @@ def _steps(doc: DocumentStructs, deleted: IdSet) -> list[Step]:
         at = max(bisect.bisect_right(starts.get(client, []), lo) - 1, 0)
         out = []
         while at < len(numbers) and steps[numbers[at]].start < hi:
-            if steps[numbers[at]].end > lo and steps[numbers[at]].root != DELETIONS_ROOT:
+            if steps[numbers[at]].end > lo:
                 out.append(numbers[at])
             at += 1
         return out
@@ -208,25 +211,27 @@ def _steps(doc: DocumentStructs, deleted: IdSet) -> list[Step]:
 
 
 def _rank(steps: list[Step]) -> None:
-    """Sets each step's rank: one more than the highest of its dependencies' (0 without)."""
-    done = [False] * len(steps)
+    """Sets each step's rank: one more than the highest of its dependencies' (0 without).
+    Depth first, without recursion (histories run to hundreds of thousands of steps)."""
+    NEW, OPEN, DONE = 0, 1, 2
+    state = [NEW] * len(steps)
     for first in range(len(steps)):
-        if done[first]:
+        if state[first] != NEW:
             continue
-        stack = [first]
-        visiting = {first}
+        state[first] = OPEN
+        stack = [(first, iter(steps[first].deps))]
         while stack:
-            number = stack[-1]
-            pending = [d for d in steps[number].deps if not done[d] and d not in visiting]
-            if pending:
-                stack.extend(pending)
-                visiting.update(pending)
-                continue
-            stack.pop()
-            visiting.discard(number)
-            ranks = [steps[d].rank for d in steps[number].deps if done[d]]
-            steps[number].rank = max(ranks) + 1 if ranks else 0
-            done[number] = True
+            number, deps = stack[-1]
+            for dep in deps:
+                if state[dep] == NEW:  # (OPEN: a circle, which no document holds; ignored)
+                    state[dep] = OPEN
+                    stack.append((dep, iter(steps[dep].deps)))
+                    break
+            else:
+                stack.pop()
+                ranks = [steps[d].rank for d in steps[number].deps if state[d] == DONE]
+                steps[number].rank = max(ranks) + 1 if ranks else 0
+                state[number] = DONE
 
 
 def artifact_history(

@@ -148,6 +148,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="seconds a send may block on a peer that does not read before it is disconnected",
     )
     add(
+        "--no-history",
+        dest="history",
+        action="store_false",
+        help="collect deleted content as Yjs does: smaller rooms, but no past versions, blame "
+        "or revert of deleted text (default: keep history)",
+    )
+    add(
         "--compact-log-updates",
         type=int,
         default=d.compact_log_updates,

@@ -96,7 +96,10 @@ class Room:
         self.metrics: HubMetrics | None = None  # set by the hub
         self._limits = limits
         self.replica = Replica(
-            agent="hub", limits=hub_limits(config), clock=self.scheduler.monotonic
+            agent="hub",
+            limits=hub_limits(config),
+            clock=self.scheduler.monotonic,
+            history=config.history,
         )
         self.replica.on_refused = self._refused
         self.replica.pending_holder = pending_holder

@@ -308,6 +308,7 @@ def connect(
     open_timeout: float = 10.0,
     backoff: Backoff | None = None,
     limits: ReplicaLimits | None = None,
+    history: bool = False,
 ) -> ConnectedReplica:
     """A replica of the room at `url` (`ws://HOST:PORT/<room>`) kept in sync with the hub.
 
@@ -318,8 +319,12 @@ def connect(
     `url` may be a list of URLs of hubs that share one PostgreSQL store (docs/SCALING.md): the
     replica uses the first, and when a link fails it moves on to the next, so an agent survives
     the death of its hub. What any hub acknowledged as durable is in the shared store.
+
+    `history=True` keeps what was deleted, for `at`, `history`, `Document.blame` and `revert`
+    (the hub keeps history unless started with `--no-history`).
     """
     options = LinkOptions(
+        history=history,
         token=token,
         client_id=client_id,
         limits=limits,

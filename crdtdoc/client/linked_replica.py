@@ -61,13 +61,16 @@ class LinkOptions:
     open_timeout: float = 10.0
     wait_synced: bool = True
     connect_timeout: float | None = None  # give up sooner if no hub even accepts a connection
+    history: bool = False  # keep deleted content: `at`, `history`, `blame` and `revert` need it
 
 
 class LinkedReplica(Replica):
     """A replica plus the link to one hub room that keeps it in sync (see the module docstring)."""
 
     def __init__(self, url: str | Sequence[str], agent: str, options: LinkOptions) -> None:
-        super().__init__(agent, client_id=options.client_id, limits=options.limits)
+        super().__init__(
+            agent, client_id=options.client_id, limits=options.limits, history=options.history
+        )
         urls = [url] if isinstance(url, str) else list(url)
         if not urls:
             raise UsageError("connect needs at least one hub URL")

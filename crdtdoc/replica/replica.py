@@ -18,6 +18,7 @@ from pycrdt import Array, Map, Text
 from crdtdoc.encoding import Encoder
 from crdtdoc.errors import (
     CrdtdocError,
+    HistoryUnavailable,
     NotFound,
     ReplicaRebuilt,
     StaleRead,
@@ -409,14 +410,15 @@ class Replica(RemoteUpdates):
         write_saved(replace(saved, pending=self.pending_entries()), path)
 
     @classmethod
-    def load(cls, path: str, *, agent: str | None = None) -> Replica:
-        """Restores a saved replica under a fresh client id, so no id is ever reused."""
+    def load(cls, path: str, *, agent: str | None = None, history: bool = False) -> Replica:
+        """Restores a saved replica under a fresh client id, so no id is ever reused
+        (`history=True`: keeping what the saved replica kept of deleted content)."""
         saved = read_saved(path)
         try:
             used = set(parse_update(saved.state).structs)
             if saved.client_id is not None:
                 used.add(saved.client_id)
-            fresh = cls(agent=agent or saved.agent, client_id=new_client_id(used))
+            fresh = cls(agent=agent or saved.agent, client_id=new_client_id(used), history=history)
             fresh.apply_update(saved.state)
             for part in saved.pending:
                 fresh.apply_update(part)
@@ -441,6 +443,11 @@ class PastReplica(Replica):
     def __init__(self, agent: str, update: bytes, version: Version) -> None:
         super().__init__(agent, history=True)
         super().apply_update(update, trusted=True)
+        if self.pending():
+            raise HistoryUnavailable(
+                "that version is not one any replica had: it holds writes without what they "
+                "were written against"
+            )
         self.version_shown = version
         """The version this replica shows."""
 
