@@ -8,6 +8,8 @@ struct). The version is the one after the history step that wrote the struct
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -17,7 +19,10 @@ from crdtdoc.errors import ReplicaError
 from crdtdoc.textmodel import EMBED as EMBED_CHAR
 
 if TYPE_CHECKING:
+    from crdtdoc.changes import DocumentStructs
     from crdtdoc.history import RoomHistory
+    from crdtdoc.idset import IdSet
+    from crdtdoc.updates import Item
 
 
 class BlameSource(Protocol):
@@ -47,40 +52,68 @@ class BlameSpan:
         return f"{self.start}-{self.end} {self.agent or f'client {self.client_id}'}: {shown!r}"
 
 
+Piece = tuple["Item", int, int]
+"""A live stretch of a text: the struct, and the clocks `[lo, hi)` of it that are live."""
+
+
+def text_items(doc: DocumentStructs, name: str) -> list[Item]:
+    """The structs that take positions in the text root `name` (strings, embeds, embedded
+    types written at its top level), deleted or not."""
+    index = doc.index
+    return [
+        item
+        for item in doc.items
+        if item.content in (STRING, EMBED, TYPE)
+        and index.root(item) == name
+        and index.sub(item) is None
+        and not index.path(item)
+    ]
+
+
+def ordered_pieces(
+    items: list[Item], deleted: IdSet, offsets: Callable[[list[tuple[int, int]]], list[int]]
+) -> list[Piece]:
+    """The live stretches of `items` in text order (`offsets`: the engine's offset of each)."""
+    pieces = [
+        (item, lo, hi)
+        for item in items
+        for lo, hi in deleted.gaps(item.client, item.clock, item.clock + item.length)
+    ]
+    where = offsets([(item.client, lo) for item, lo, _ in pieces])
+    return [piece for _, piece in sorted(zip(where, pieces, strict=True), key=lambda p: p[0])]
+
+
+def shown(piece: Piece) -> str:
+    """What `read()` shows of a piece: its characters, or U+FFFC for an embed."""
+    item, lo, hi = piece
+    if item.content == STRING:
+        return utf16_range(item.value, lo - item.clock, hi - item.clock)
+    return EMBED_CHAR
+
+
 def blame_text(source: BlameSource, name: str, text: str) -> list[BlameSpan]:
     """The spans of the text root `name` of `source`, whose `read()` is `text`, in order."""
     room = source.room_history()
-    index, deleted = room.doc.index, room.deleted
-    pieces: list[tuple[int, int, str, int | None]] = []  # (client, clock, text, step)
-    for item in room.doc.items:
-        if item.content not in (STRING, EMBED, TYPE):
-            continue
-        if index.root(item) != name or index.sub(item) is not None or index.path(item):
-            continue
-        for lo, hi in deleted.gaps(item.client, item.clock, item.clock + item.length):
-            if item.content == STRING:
-                shown = utf16_range(item.value, lo - item.clock, hi - item.clock)
-            else:
-                shown = EMBED_CHAR
-            pieces.append((item.client, lo, shown, room.step_of(item.client, lo)))
-    offsets = source.text_offsets(name, [(client, clock) for client, clock, _, _ in pieces])
-    ordered = [piece for _, piece in sorted(zip(offsets, pieces, strict=True))]
-    if "".join(piece[2] for piece in ordered) != text:
+    offsets = functools.partial(source.text_offsets, name)
+    ordered = ordered_pieces(text_items(room.doc, name), room.deleted, offsets)
+    if "".join(shown(piece) for piece in ordered) != text:
         raise ReplicaError(f"blame could not place every character of {name!r}")
     merged: list[tuple[int, str, int | None]] = []  # (client, text, step)
-    for client, _, shown, step in ordered:
+    for piece in ordered:
+        client = piece[0].client
+        step = room.step_of(client, piece[1])
         if merged and merged[-1][0] == client and merged[-1][2] == step:
-            merged[-1] = (client, merged[-1][1] + shown, step)
+            merged[-1] = (client, merged[-1][1] + shown(piece), step)
         else:
-            merged.append((client, shown, step))
+            merged.append((client, shown(piece), step))
     versions = room.versions({step for _, _, step in merged if step is not None})
     names = source.agents()
     spans = []
     start = 0
-    for client, shown, step in merged:
+    for client, written, step in merged:
         version = versions[step].token() if step is not None else ""
         spans.append(
-            BlameSpan(start, start + len(shown), shown, names.get(client), client, version)
+            BlameSpan(start, start + len(written), written, names.get(client), client, version)
         )
-        start += len(shown)
+        start += len(written)
     return spans

@@ -24,6 +24,7 @@ come in steps of their own, without an author, after what they delete.
 from __future__ import annotations
 
 import bisect
+import functools
 from dataclasses import dataclass, replace
 
 from crdtdoc.changes import Change, DocumentStructs, changes_between
@@ -70,25 +71,32 @@ class RoomHistory:
     def __init__(self, doc: DocumentStructs, deleted: IdSet) -> None:
         self.doc = doc
         self.deleted = deleted
-        self.steps = _steps(doc, deleted)
+
+    @functools.cached_property
+    def steps(self) -> list[Step]:
+        """The steps in history order (worked out on first use)."""
+        return _steps(self.doc, self.deleted)
+
+    @functools.cached_property
+    def _owners(self) -> dict[int, tuple[list[int], list[int]]]:
+        """client -> (start clocks, step numbers) of its write steps, by clock."""
         owners: dict[int, list[tuple[int, int]]] = {}  # client -> [(start, step number)]
         for number, step in enumerate(self.steps):
             if step.client is not None and step.root != DELETIONS_ROOT:
                 owners.setdefault(step.client, []).append((step.start, number))
         for runs in owners.values():
             runs.sort()
-        self._starts = {c: [start for start, _ in runs] for c, runs in owners.items()}
-        self._owners = {c: [number for _, number in runs] for c, runs in owners.items()}
+        return {c: ([s for s, _ in runs], [n for _, n in runs]) for c, runs in owners.items()}
 
     def step_of(self, client: int, clock: int) -> int | None:
         """The number of the step that wrote id `client:clock`."""
-        starts = self._starts.get(client)
-        if not starts:
+        owned = self._owners.get(client)
+        if not owned:
             return None
-        at = bisect.bisect_right(starts, clock) - 1
+        at = bisect.bisect_right(owned[0], clock) - 1
         if at < 0:
             return None
-        number = self._owners[client][at]
+        number = owned[1][at]
         return number if clock < self.steps[number].end else None
 
     def versions(self, wanted: set[int]) -> dict[int, Version]:

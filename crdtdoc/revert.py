@@ -7,7 +7,7 @@ back: the revert is a new change by whoever reverts (attributed, noted, merged l
 itself revertible), computed from a replica that keeps history:
 
 - texts: each live stretch the agent wrote is deleted, and each stretch it deleted is written
-  again, as a copy, right after the text it followed when it was written;
+  again, as a copy, exactly where it stood among everything written since;
 - maps (task lists, specs, maps, and the maps inside them): a key the agent set goes back to the
   value it overwrote (or away, if it had none), and a key the agent removed comes back with the
   value it had (a removed map or list as it was just before the removal).
@@ -19,16 +19,19 @@ after the agent, or text someone else deleted too, is theirs and stays as it is.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import functools
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pycrdt import Array, Map, Text
 
+from crdtdoc.blame import Piece, ordered_pieces, text_items
 from crdtdoc.errors import NotFound
+from crdtdoc.idset import IdSet
 from crdtdoc.revert_maps import MapChange, plan_maps
-from crdtdoc.revert_text import Id, TextPlan, plan_text, scope_of
+from crdtdoc.revert_text import Order, TextPlan, plan_text, scope_of
 from crdtdoc.versions import Version
 
 if TYPE_CHECKING:
@@ -44,7 +47,8 @@ class RevertResult:
     removed: int
     restored: int
     kept: tuple[str, ...]
-    version: str
+    version: str  # the version after the revert
+    before: str  # the version before it: `revert(<who reverted>, since=before)` undoes it
 
     def describe(self) -> str:
         lines = [f"removed {self.removed}, restored {self.restored}"]
@@ -90,6 +94,7 @@ def revert_work(
 ) -> RevertResult:
     """Reverts what `agent` did since `since` in the artifacts `on` (all when empty), in one
     transaction of `replica`'s own agent, noted with `note`."""
+    before = replica.version().token()
     names = replica.agents()
     clients = frozenset(c for c, n in names.items() if n == agent)
     if not clients:
@@ -101,9 +106,10 @@ def revert_work(
     wanted = on or set(kinds)
     plans: dict[str, TextPlan] = {}
     for name in sorted(n for n in wanted if kinds.get(n) == "document"):
-        text = replica.document(name).read()
-        plans[name] = plan_text(room, scope, name, _offsets_of(replica, name), text)
-    changes, kept = plan_maps(room, scope, {n for n in wanted if kinds.get(n) in MAP_KINDS})
+        length = len(replica.document(name).read())
+        plans[name] = plan_text(room, scope, name, _order_of(replica, name), length)
+    maps = {n for n in wanted if kinds.get(n) in MAP_KINDS}
+    changes, kept = plan_maps(room, scope, maps, {n for n in maps if kinds[n] == "spec"})
     values = _values_of(replica, changes, kept)
     for plan in plans.values():
         kept.extend(plan.kept)
@@ -117,11 +123,22 @@ def revert_work(
                     replica.document(name).apply_edits(plan.edits)
             for change, value in zip(changes, values, strict=True):
                 _write(replica, change, value, kept)
-    return RevertResult(removed, restored, tuple(kept), replica.version().token())
+    return RevertResult(removed, restored, tuple(kept), replica.version().token(), before)
 
 
-def _offsets_of(replica: RevertHost, name: str) -> Callable[[list[Id]], list[int]]:
-    return lambda ids: replica.text_offsets(name, ids)
+def _order_of(replica: RevertHost, name: str) -> Order:
+    """Reads the text `name` in order with given deleted ids brought back (`plan_text`)."""
+    now = replica.version()
+
+    def order(revived: IdSet) -> list[Piece]:
+        source = replica
+        if revived:  # the room with those deletions undone: a version below the current one
+            source = replica.at(Version(now.clocks, now.deleted.difference(revived)))
+        room = source.room_history()
+        offsets = functools.partial(source.text_offsets, name)
+        return ordered_pieces(text_items(room.doc, name), room.deleted, offsets)
+
+    return order
 
 
 def _values_of(replica: RevertHost, changes: list[MapChange], kept: list[str]) -> list[Any]:

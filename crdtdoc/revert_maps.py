@@ -31,11 +31,13 @@ class MapChange:
 
 
 def plan_maps(
-    room: RoomHistory, scope: Scope, roots: set[str]
+    room: RoomHistory, scope: Scope, roots: set[str], specs: set[str]
 ) -> tuple[list[MapChange], list[str]]:
-    """The key changes reverting `scope` in the maps of `roots`, and what is kept."""
-    index, deleted = room.doc.index, room.deleted
+    """The key changes reverting `scope` in the maps of `roots`, and what is kept. In the
+    specs among them, a member's entries are judged together (`_plan_members`)."""
+    index = room.doc.index
     groups: dict[tuple[object, str], list[Item]] = {}
+    members: dict[tuple[str, str], list[Item]] = {}  # (spec, member) -> its entries
     for item in room.doc.items:
         if item.content in (GC, SKIP, FORMAT):
             continue
@@ -43,7 +45,49 @@ def plan_maps(
         key = index.sub(item)
         if root not in roots or key is None:
             continue
-        groups.setdefault((index.container(item), key), []).append(item)
+        container = index.container(item)
+        if root in specs and container == root and key.startswith("m:"):
+            entry = item.value[-1] if item.content == ANY and item.value else None
+            member = entry.get("member") if isinstance(entry, dict) else None
+            if isinstance(member, str):
+                members.setdefault((root, member), []).append(item)
+                continue
+        groups.setdefault((container, key), []).append(item)
+    changes, kept = _plan_keys(room, scope, groups)
+    for (root, _member), entries in members.items():
+        changes += _plan_member(room, scope, root, entries)
+    # A map kept because others wrote inside it is reported once, not once per map within.
+    kept = [k for k in kept if not any(k.startswith(o.split(" (")[0] + "/") for o in kept)]
+    return changes, kept
+
+
+def _plan_member(
+    room: RoomHistory, scope: Scope, root: str, entries: list[Item]
+) -> list[MapChange]:
+    """A spec member (SCHEMA.md): each write deletes the entries its writer saw and adds its
+    own. The scope's live entries go; the entries it deleted come back, unless someone else
+    has written the member since (their value stands)."""
+    index, deleted = room.doc.index, room.deleted
+    live = [e for e in entries if not deleted.contains(e.client, e.clock)]
+    ours = [e for e in live if scope.wrote(e.client, e.clock)]
+    changes = [MapChange(root, (), index.sub(e) or "", remove=True) for e in ours]
+    if len(ours) == len(live):
+        for entry in entries:
+            if (
+                deleted.contains(entry.client, entry.clock)
+                and not scope.wrote(entry.client, entry.clock)
+                and scope.wrote_deletions.contains(entry.client, entry.clock)
+                and not scope.others_deleted.contains(entry.client, entry.clock)
+            ):
+                changes.append(_restore(room, root, (), index.sub(entry) or "", entry))
+    return changes
+
+
+def _plan_keys(
+    room: RoomHistory, scope: Scope, groups: dict[tuple[object, str], list[Item]]
+) -> tuple[list[MapChange], list[str]]:
+    """Each key on its own: set back, removed, or brought back (see the module docstring)."""
+    index, deleted = room.doc.index, room.deleted
     changes: list[MapChange] = []
     kept: list[str] = []
     for (container, key), group in groups.items():

@@ -1,20 +1,22 @@
 """Planning a revert of one agent's work in a text, and who did what since when (`Scope`).
 
 See `crdtdoc.revert`: each live stretch the agent wrote since the version is deleted (unless
-someone else wrote inside it), and each stretch it deleted is written again, as a copy, right
-after the text it followed when it was written. Positions come from the engine's relative
-positions of the stretches, so the plan is in positions of the text as `read()` shows it.
+someone else wrote inside it), and each stretch it deleted is written again, as a copy, exactly
+where it stood among everything written since: the engine reads the text as it would be had
+those deletions never happened, and the plan walks that order once, in positions of the text as
+`read()` shows it now.
 """
 
 from __future__ import annotations
 
-import bisect
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from crdtdoc import textdiff
-from crdtdoc.changes import utf16_range
-from crdtdoc.contents import EMBED, STRING, TYPE
+from crdtdoc.blame import Piece, shown, text_items
+from crdtdoc.contents import STRING
 from crdtdoc.idset import IdSet
 from crdtdoc.updates import Item
 from crdtdoc.versions import Version
@@ -23,7 +25,6 @@ if TYPE_CHECKING:
     from crdtdoc.history import RoomHistory
 
 Id = tuple[int, int]
-TEXT_KINDS = (STRING, EMBED, TYPE)
 
 
 @dataclass
@@ -47,6 +48,9 @@ def scope_of(room: RoomHistory, clients: frozenset[int], since: Version) -> Scop
             scope.wrote_deletions.update(ds)
         elif client not in clients:
             scope.others_deleted.update(ds)
+    # An entry written since may carry on a run of deletions from before (`Replica`'s
+    # deletions log extends a run's entry): what was deleted at `since` was not deleted since.
+    scope.wrote_deletions = scope.wrote_deletions.difference(since.deleted)
     return scope
 
 
@@ -60,175 +64,99 @@ class TextPlan:
     kept: list[str]
 
 
-def plan_text(room: RoomHistory, scope: Scope, name: str, offsets: Any, text: str) -> TextPlan:
-    """The edits reverting `scope` in the text root `name` (whose `read()` is `text`);
-    `offsets(ids)` gives the engine offset of live item ids (`Replica.text_offsets`)."""
-    index, deleted = room.doc.index, room.deleted
-    items = [
-        i
-        for i in room.doc.items
-        if i.content in TEXT_KINDS
-        and index.root(i) == name
-        and index.sub(i) is None
-        and not index.path(i)
-    ]
-    live: list[tuple[Item, int, int]] = []  # (item, lo, hi): live stretches, any author
-    for item in items:
-        for lo, hi in deleted.gaps(item.client, item.clock, item.clock + item.length):
-            live.append((item, lo, hi))
-    order = offsets([(item.client, lo) for item, lo, _ in live])
-    live = [piece for _, piece in sorted(zip(order, live, strict=True), key=lambda p: p[0])]
-    starts: dict[Id, int] = {}  # (client, lo) of each live stretch -> its index in `text`
-    position = 0
-    for item, lo, hi in live:
-        starts[(item.client, lo)] = position
-        position += len(_shown(item, lo, hi))
-    if position != len(text):
-        return TextPlan([], 0, 0, [f"{name}: its positions could not be read; nothing changed"])
+Order = Callable[[IdSet], list[Piece]]
+"""The live pieces of a text in order, with the given deleted ids brought back."""
 
-    stretches = Stretches(live)
 
-    def index_after(ref: Id | None) -> int | None:
-        """The index in `text` just after the live character `ref` (None if not live)."""
-        if ref is None:
-            return 0
-        found = stretches.holding(ref)
-        if found is None:
-            return None
-        item, lo, _ = found
-        return starts[(item.client, lo)] + len(_shown(item, lo, ref[1] + 1))
+def plan_text(room: RoomHistory, scope: Scope, name: str, order: Order, length: int) -> TextPlan:
+    """The edits reverting `scope` in the text root `name` (of `length` positions now).
 
-    # Others' live stretches written inside ours pin the stretches around them.
-    ours = [(i, lo, hi) for i, lo, hi in live if scope.wrote(i.client, lo)]
-    pinned: set[Id] = set()
+    `order(revived)` reads the text as it would be had `revived` never been deleted: the
+    stretches the scope deleted then sit exactly where they stood, among everything written
+    since, so one walk through it places every removal and every restoration."""
+    deleted = room.deleted
+    items = text_items(room.doc, name)
     kept: list[str] = []
-    for item, _, _ in live:
-        if scope.wrote(item.client, item.clock):
-            continue
-        inside = [r for r in (item.origin, item.right_origin) if r and scope.wrote(*r)]
-        if len(inside) < 2:
-            continue
-        for ref in inside:
-            found = stretches.holding(ref)
-            if found is not None and (found[0].client, found[1]) not in pinned:
-                pinned.add((found[0].client, found[1]))
-                kept.append(f"{name}: {_short(_shown(*found))} (someone else wrote inside it)")
-    edits: list[textdiff.Edit] = []
-    removed = 0
-    for item, lo, hi in ours:
-        if (item.client, lo) in pinned:
-            continue
-        shown = _shown(item, lo, hi)
-        edits.append(textdiff.Edit(starts[(item.client, lo)], len(shown), ""))
-        removed += len(shown)
-
-    # What they deleted comes back after the text it followed, as a copy.
-    back: list[tuple[Item, int, int]] = []
+    revived = IdSet()
     gone = scope.wrote_deletions.difference(scope.others_deleted)
     for item in items:
-        for lo, hi in _within(gone, item):
-            if scope.wrote(item.client, lo) or not deleted.contains(item.client, lo):
-                continue  # their own writing, or written back already
-            if item.content != STRING:
-                kept.append(f"{name}: an embed they deleted cannot be written back")
+        for lo, hi in _inside(gone, item.client, item.clock, item.clock + item.length):
+            for a, b in _inside(deleted, item.client, lo, hi):
+                if scope.wrote(item.client, a):
+                    continue  # their own writing since: it stays deleted
+                if item.content != STRING:
+                    kept.append(f"{name}: an embed they deleted cannot be written back")
+                    continue
+                revived.add(item.client, a, b)
+    pinned = _pinned(items, deleted, scope)
+    edits: list[textdiff.Edit] = []
+    removed = restored = index = 0
+    for item, lo, hi in order(revived):
+        for a, b in _runs(item, lo, hi, deleted, scope):
+            text = shown((item, a, b))
+            if deleted.contains(item.client, a):  # brought back
+                edits.append(textdiff.Edit(index, 0, text))
+                restored += len(text)
                 continue
-            back.append((item, lo, hi))
-    chains = _chains(back)
-    restored = 0
-    for chain in chains:
-        head, head_lo, _ = chain[0]
-        anchor = (head.client, head_lo - 1) if head_lo > head.clock else head.origin
-        at = None
-        while at is None:
-            at = index_after(anchor)
-            if at is None:
-                holder = index.find(*anchor) if anchor is not None else None
-                anchor = holder.origin if holder is not None else None
-                if holder is None:
-                    at = 0
-        restored_text = "".join(_shown(i, lo, hi) for i, lo, hi in chain)
-        edits.append(textdiff.Edit(at, 0, restored_text))
-        restored += len(restored_text)
+            if scope.wrote(item.client, a):
+                if any(item.client == c and a <= k < b for c, k in pinned):
+                    kept.append(f"{name}: {_short(text)} (someone else wrote inside it)")
+                else:
+                    edits.append(textdiff.Edit(index, len(text), ""))
+                    removed += len(text)
+            index += len(text)
+    if index != length:
+        return TextPlan([], 0, 0, [f"{name}: its positions could not be read; nothing changed"])
     return TextPlan(_merged(edits), removed, restored, kept)
 
 
+def _pinned(items: list[Item], deleted: IdSet, scope: Scope) -> set[Id]:
+    """Ids of the scope's live text that others' live text was written inside of (between
+    two of its characters): taking them out would leave those edits stranded."""
+    pinned: set[Id] = set()
+    for item in items:
+        if scope.wrote(item.client, item.clock) or deleted.contains(item.client, item.clock):
+            continue
+        refs = [r for r in (item.origin, item.right_origin) if r and scope.wrote(*r)]
+        if len(refs) == 2 and not any(deleted.contains(*r) for r in refs):
+            pinned.update(refs)
+    return pinned
+
+
+def _runs(item: Item, lo: int, hi: int, deleted: IdSet, scope: Scope) -> list[tuple[int, int]]:
+    """`[lo, hi)` of `item` cut where it changes between deleted and live, or between the
+    scope's writing and older writing."""
+    cuts = {lo, hi}
+    since = scope.since.clocks.get(item.client, 0) if item.client in scope.clients else 0
+    if lo < since < hi:
+        cuts.add(since)
+    for a, b in deleted.gaps(item.client, lo, hi):
+        cuts.update((a, b))
+    points = sorted(cuts)
+    return list(itertools.pairwise(points))
+
+
 def _merged(edits: list[textdiff.Edit]) -> list[textdiff.Edit]:
-    """Sorted, non-overlapping edits: an insertion that falls inside a deletion moves to its
-    start (the text around it is being taken out)."""
-    deletions = sorted((e for e in edits if e.delete), key=lambda e: e.index)
-    out: dict[int, list[Any]] = {}  # index -> [delete, insert]
-    for e in deletions:
-        out.setdefault(e.index, [0, ""])[0] += e.delete
-    for e in sorted((e for e in edits if not e.delete), key=lambda e: e.index):
-        at = e.index
-        for d in deletions:
-            if d.index < at < d.index + d.delete:
-                at = d.index
-        out.setdefault(at, [0, ""])[1] += e.insert
-    return [textdiff.Edit(at, d, s) for at, (d, s) in sorted(out.items())]
-
-
-def _chains(back: list[tuple[Item, int, int]]) -> list[list[tuple[Item, int, int]]]:
-    """Deleted stretches grouped into runs that followed one another when written (a stretch
-    whose origin is the last character of another comes right after it)."""
-    ends = {(i.client, hi - 1): n for n, (i, _, hi) in enumerate(back)}
-    follows: dict[int, int] = {}
-    for n, (item, lo, _) in enumerate(back):
-        before = (item.client, lo - 1) if lo > item.clock else item.origin
-        if before in ends and ends[before] != n:
-            follows[ends[before]] = n
-    heads = set(range(len(back))) - set(follows.values())
-    chains = []
-    for head in sorted(heads):
-        chain, at, seen = [back[head]], head, {head}
-        while at in follows and follows[at] not in seen:
-            at = follows[at]
-            seen.add(at)
-            chain.append(back[at])
-        chains.append(chain)
-    return chains
-
-
-class Stretches:
-    """Live stretches of a text looked up by the id of any character in them."""
-
-    def __init__(self, pieces: list[tuple[Item, int, int]]) -> None:
-        self._by_client: dict[int, list[tuple[int, int, Item]]] = {}
-        for item, lo, hi in pieces:
-            self._by_client.setdefault(item.client, []).append((lo, hi, item))
-        for runs in self._by_client.values():
-            runs.sort(key=lambda r: r[0])
-        self._starts = {c: [r[0] for r in runs] for c, runs in self._by_client.items()}
-
-    def holding(self, ref: Id) -> tuple[Item, int, int] | None:
-        runs = self._by_client.get(ref[0])
-        if not runs:
-            return None
-        at = bisect.bisect_right(self._starts[ref[0]], ref[1]) - 1
-        if at < 0:
-            return None
-        lo, hi, item = runs[at]
-        return (item, lo, hi) if ref[1] < hi else None
-
-
-def _within(ids: IdSet, item: Item) -> list[tuple[int, int]]:
-    """The parts of `item` that are in `ids`."""
-    end = item.clock + item.length
-    outside = ids.gaps(item.client, item.clock, end)
-    out, pos = [], item.clock
-    for lo, hi in outside:
-        if lo > pos:
-            out.append((pos, lo))
-        pos = hi
-    if pos < end:
-        out.append((pos, end))
+    """Edits at one index (an insertion, then a deletion) made one."""
+    out: list[textdiff.Edit] = []
+    for edit in edits:
+        if out and out[-1].index == edit.index and not out[-1].delete:
+            last = out.pop()
+            edit = textdiff.Edit(edit.index, edit.delete, last.insert + edit.insert)
+        out.append(edit)
     return out
 
 
-def _shown(item: Item, lo: int, hi: int) -> str:
-    if item.content == STRING:
-        return utf16_range(item.value, lo - item.clock, hi - item.clock)
-    return "\ufffc"
+def _inside(ids: IdSet, client: int, lo: int, hi: int) -> list[tuple[int, int]]:
+    """The parts of `client`'s clocks `[lo, hi)` that are in `ids`."""
+    out, pos = [], lo
+    for a, b in ids.gaps(client, lo, hi):
+        if a > pos:
+            out.append((pos, a))
+        pos = b
+    if pos < hi:
+        out.append((pos, hi))
+    return out
 
 
 def _short(text: str) -> str:
