@@ -109,7 +109,11 @@ def setting(args: argparse.Namespace, name: str, env: str) -> str:
 
 
 @contextmanager
-def connected_replica(args: argparse.Namespace) -> Iterator[BlockingReplica]:
+def connected_replica(
+    args: argparse.Namespace, *, history: bool = False
+) -> Iterator[BlockingReplica]:
+    """A replica of the room the options name, synced, for one command (`history=True`: one
+    that keeps deleted content, for commands that read the past)."""
     hubs = setting(args, "hub", "CRDTDOC_HUB")
     room = setting(args, "room", "CRDTDOC_ROOM")
     agent = setting(args, "agent", "CRDTDOC_AGENT")
@@ -134,6 +138,7 @@ def connected_replica(args: argparse.Namespace) -> Iterator[BlockingReplica]:
                 open_timeout=args.timeout,
                 connect_timeout=args.connect_timeout,
                 client_id=identity.client_id,
+                history=history,
             )
         except NotConnected as exc:  # say it in the shell's terms, not the Python API's
             what, within, option = (

@@ -23,6 +23,7 @@ from crdtdoc.agent_cli import (
     write_guard,
 )
 from crdtdoc.errors import LeaseHeld, LeaseLost
+from crdtdoc.history_cli import add_blame_action, blame_document
 
 if TYPE_CHECKING:  # loaded when a command runs, not for --help
     from crdtdoc.artifacts.tasks import TaskList
@@ -38,10 +39,13 @@ def _value(raw: str) -> Any:
 
 
 def _doc(args: argparse.Namespace) -> int:
-    with connected_replica(args) as r:
+    if args.action == "blame":
+        return blame_document(args)
+    at = getattr(args, "at", None)
+    with connected_replica(args, history=at is not None) as r:
         if args.action in ("cat", "edit"):
             r.require(args.name, "document")
-        doc = r.document(args.name)
+        doc = (r.at(at) if at else r).document(args.name)
         if args.action == "cat":
             if args.delta:
                 delta = doc.delta()
@@ -71,10 +75,11 @@ def _doc(args: argparse.Namespace) -> int:
 
 
 def _tasks(args: argparse.Namespace) -> int:
-    with connected_replica(args) as r:
+    at = getattr(args, "at", None)
+    with connected_replica(args, history=at is not None) as r:
         if args.action in ("list", "ready", "show"):
             r.require(args.name, "tasks")
-        tasks = r.tasks(args.name)
+        tasks = (r.at(at) if at else r).tasks(args.name)
         action = args.action
         if action in ("list", "ready"):
             everything = tasks.list() if action == "list" else tasks.ready()
@@ -151,11 +156,12 @@ def _give_back(r: BlockingReplica, name: str, token: int) -> None:
 
 
 def _spec(args: argparse.Namespace) -> int:
-    with connected_replica(args) as r:
+    at = getattr(args, "at", None)
+    with connected_replica(args, history=at is not None) as r:
         action = args.action
         if action in ("get", "show", "conflicts"):
             r.require(args.name, "spec")
-        spec = r.spec(args.name)
+        spec = (r.at(at) if at else r).spec(args.name)
         if action == "get":
             value = spec.get(args.member)  # ConcurrentValues (exit 6) lists every value
             result = {"member": args.member, "value": value, "lines": [json.dumps(value)]}
@@ -200,6 +206,8 @@ def add_commands(commands: Commands) -> None:
         action="store_true",
         help="print its Quill-style delta instead: text runs with their formatting, and embeds",
     )
+    add_at(s)
+    add_blame_action(doc, action)
     s = action(doc, "write", "make the document equal a file's text (a minimal diff)", True)
     s.add_argument("name")
     s.add_argument("source", nargs="?", default="-", help="file with the new text (- for stdin)")
@@ -220,6 +228,7 @@ def add_commands(commands: Commands) -> None:
     tasks = group("tasks", "list, add, claim, release and complete tasks", _tasks)
     s = action(tasks, "list", "list tasks")
     s.add_argument("name")
+    add_at(s)
     s.add_argument("--status", choices=["open", "claimed", "contested", "done"])
     s = action(tasks, "add", "add a task; prints its id", True)
     s.add_argument("name")
@@ -237,6 +246,7 @@ def add_commands(commands: Commands) -> None:
     s = action(tasks, "show", "print a task whole: description, claims, notes, who completed it")
     s.add_argument("name")
     s.add_argument("id")
+    add_at(s)
     for name, help_ in (
         ("claim", "claim a task, exclusively: the hub decides (exit 5 naming the holder)"),
         ("release", "give up your claim"),
@@ -265,6 +275,7 @@ def add_commands(commands: Commands) -> None:
     s = action(spec, "get", "print a member's value (exit 6 with every value if they conflict)")
     s.add_argument("name")
     s.add_argument("member")
+    add_at(s)
     for name in ("set", "resolve"):
         s = action(spec, name, f"{name} a member (VALUE is JSON, or a plain string)", True)
         s.add_argument("name")
@@ -272,7 +283,17 @@ def add_commands(commands: Commands) -> None:
         s.add_argument("value")
     s = action(spec, "show", "print the whole spec: values, conflicts, whether it is frozen")
     s.add_argument("name")
+    add_at(s)
     s = action(spec, "conflicts", "list members with several concurrent values")
     s.add_argument("name")
     s = action(spec, "freeze", "freeze the spec: later writes are refused", True)
     s.add_argument("name")
+
+
+def add_at(parser: argparse.ArgumentParser) -> None:
+    """--at TOKEN: read the artifact as it was at a version (`crdtdoc history` lists them)."""
+    parser.add_argument(
+        "--at",
+        metavar="TOKEN",
+        help="read it as it was at this version (crdtdoc history NAME lists versions)",
+    )

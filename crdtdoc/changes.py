@@ -349,14 +349,13 @@ def changes_between(
             part = IdSet()
             part.add(client, lo, hi)
             authors = _attribute(part, deleters)
-            # A document keeping history still holds the deleted text: say what it was.
-            gone = ""
-            if item.content == STRING and len(authors) == 1:
-                gone = utf16_range(item.value, lo - item.clock, hi - item.clock)
-            for author, length in authors:
+            for author, claimed in authors:
                 agent = agents.get(author) if author is not None else None
                 if sub is not None:
                     path = index.path(item)
+                    holder = index.container(item)
+                    if isinstance(holder, tuple) and deleted_now.contains(*holder):
+                        continue  # inside a map or list removed whole: that removal says it
                     if (root, path, sub) not in live_keys:
                         changes.append(Change(agent, author, root, "remove", key=sub, path=path))
                 else:
@@ -365,28 +364,35 @@ def changes_between(
                         author,
                         root,
                         "delete",
-                        gone,
-                        length=length,
+                        _deleted_text(item, claimed),
+                        length=len(claimed),
                         text_artifact=root in texts,
                     )
                     _add(changes, change, merge=True)
     return changes
 
 
-def _attribute(part: IdSet, deleters: list[tuple[int, IdSet]]) -> list[tuple[int | None, int]]:
+def _attribute(part: IdSet, deleters: list[tuple[int, IdSet]]) -> list[tuple[int | None, IdSet]]:
     """Splits deleted ids among the clients whose deletions log claims them."""
-    out: list[tuple[int | None, int]] = []
+    out: list[tuple[int | None, IdSet]] = []
     rest = part
     for author, ds in deleters:
         claimed = rest.intersection(ds)
         if claimed:
-            out.append((author, len(claimed)))
+            out.append((author, claimed))
             rest = rest.difference(claimed)
             if not rest:
                 break
     if rest:
-        out.append((None, len(rest)))
+        out.append((None, rest))
     return out
+
+
+def _deleted_text(item: Item, ids: IdSet) -> str:
+    """The text of `item` at `ids`, where the document still holds it (keeping history)."""
+    if item.content != STRING:
+        return ""
+    return "".join(utf16_range(item.value, lo - item.clock, hi - item.clock) for _, lo, hi in ids)
 
 
 def _add(changes: list[Change], change: Change, *, merge: bool) -> None:

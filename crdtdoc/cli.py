@@ -196,10 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options")
     bench.set_defaults(run=_bench)
 
-    from crdtdoc import artifact_cli, room_cli
+    from crdtdoc import artifact_cli, history_cli, room_cli
     from crdtdoc.agent_cli import add_connection_options, add_version_options
 
     artifact_cli.add_commands(commands)
+    history_cli.add_commands(commands)
     room_cli.add_commands(commands)
     demo = commands.add_parser(
         "demo",

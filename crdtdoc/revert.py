@@ -36,6 +36,7 @@ from crdtdoc.versions import Version
 
 if TYPE_CHECKING:
     from crdtdoc.artifacts.document import Document
+    from crdtdoc.artifacts.spec import InterfaceSpec
     from crdtdoc.history import RoomHistory
 
 
@@ -73,6 +74,10 @@ class RevertHost(Protocol):
 
     def record_write(self, name: str) -> None: ...
 
+    def declare_artifact(self, name: str, artifact: str, kind: type[Any]) -> None: ...
+
+    def spec(self, name: str) -> InterfaceSpec: ...
+
     def at(self, version: Version) -> RevertHost: ...
 
     def version(self) -> Version: ...
@@ -109,7 +114,9 @@ def revert_work(
         length = len(replica.document(name).read())
         plans[name] = plan_text(room, scope, name, _order_of(replica, name), length)
     maps = {n for n in wanted if kinds.get(n) in MAP_KINDS}
-    changes, kept = plan_maps(room, scope, maps, {n for n in maps if kinds[n] == "spec"})
+    frozen = {n for n in maps if kinds[n] == "spec" and replica.spec(n).frozen}
+    changes, kept = plan_maps(room, scope, maps - frozen, {n for n in maps if kinds[n] == "spec"})
+    kept += [f"{n}: the spec is frozen, so it is left as it is" for n in sorted(frozen)]
     values = _values_of(replica, changes, kept)
     for plan in plans.values():
         kept.extend(plan.kept)
@@ -122,7 +129,7 @@ def revert_work(
                 if plan.edits:
                     replica.document(name).apply_edits(plan.edits)
             for change, value in zip(changes, values, strict=True):
-                _write(replica, change, value, kept)
+                _write(replica, change, kinds[change.root], value, kept)
     return RevertResult(removed, restored, tuple(kept), replica.version().token(), before)
 
 
@@ -178,7 +185,8 @@ def _copy(value: Any) -> Any:
     return value
 
 
-def _write(replica: RevertHost, change: MapChange, value: Any, kept: list[str]) -> None:
+def _write(replica: RevertHost, change: MapChange, kind: str, value: Any, kept: list[str]) -> None:
+    replica.declare_artifact(change.root, kind, Map)
     replica.record_write(change.root)
     holder = _container(replica.artifact_root(change.root, Map), change.path)
     where = "/".join((change.root, *change.path, change.key))

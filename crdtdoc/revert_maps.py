@@ -58,7 +58,9 @@ def plan_maps(
         changes += _plan_member(room, scope, root, entries)
     # A map kept because others wrote inside it is reported once, not once per map within.
     kept = [k for k in kept if not any(k.startswith(o.split(" (")[0] + "/") for o in kept)]
-    return changes, kept
+    # A map taken out or written back whole takes what is inside it along.
+    whole = {(c.root, *c.path, c.key) for c in changes if c.remove or c.source is not None}
+    return [c for c in changes if not any((c.root, *c.path)[: len(w)] == w for w in whole)], kept
 
 
 def _plan_member(

@@ -20,6 +20,7 @@ APPS = {
     "crdtdoc.serve_cli",
     "crdtdoc.agent_cli",
     "crdtdoc.artifact_cli",
+    "crdtdoc.history_cli",
     "crdtdoc.room_cli",
     "crdtdoc.mcp_server",
     "crdtdoc.demo",

@@ -1,0 +1,168 @@
+"""`crdtdoc history|blame|revert`: the room's past from the shell.
+
+`history NAME` lists the steps that changed an artifact, each with the version token it led to
+(`doc cat --at TOKEN`, `tasks list --at`, `spec show --at` read the artifact as it was then);
+`blame NAME` says who wrote each line of a document; `revert AGENT --since TOKEN` undoes an
+agent's work as one guarded commit the hub decides, keeping everyone else's. These commands keep
+history in their copy of the room; the hub keeps it unless it runs with `--no-history`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from crdtdoc.agent_cli import EPILOG as EXIT_CODES
+from crdtdoc.agent_cli import (
+    Commands,
+    add_connection_options,
+    add_write_options,
+    connected_replica,
+    print_result,
+)
+
+if TYPE_CHECKING:
+    from crdtdoc.blame import BlameSpan
+
+
+def _history(args: argparse.Namespace) -> int:
+    with connected_replica(args, history=True) as r:
+        r.require(args.name, r.artifacts().get(args.name, "document"))
+        entries = r.history(args.name, limit=args.limit)
+        lines = []
+        for entry in entries:
+            lines += [c.describe() for c in entry.changes]
+            lines.append(f"  at {entry.version}")
+        shown = [
+            {
+                "version": e.version,
+                "agent": e.agent,
+                "changes": [{"kind": c.kind, "text": c.describe()} for c in e.changes],
+            }
+            for e in entries
+        ]
+        print_result(args, r, {"history": shown, "lines": lines or ["no history"]})
+    return 0
+
+
+def blame_lines(text: str, spans: list[BlameSpan]) -> list[dict[str, Any]]:
+    """Each line of `text` (1-based) with the agents who wrote it, in order, and the newest
+    version token among its spans (the step that last wrote in the line)."""
+    out: list[dict[str, Any]] = []
+    start = 0
+    at = 0
+    for number, line in enumerate(text.split("\n"), 1):
+        end = start + len(line) + 1  # the line and its newline
+        agents: list[str] = []
+        version = ""
+        while at < len(spans) and spans[at].start < end:
+            span = spans[at]
+            who = span.agent or f"client {span.client_id}"
+            if who not in agents:
+                agents.append(who)
+            version = span.version
+            if span.end > end:
+                break  # the span goes on into the next line
+            at += 1
+        if line or start < len(text):
+            out.append({"line": number, "agents": agents, "version": version, "text": line})
+        start = end
+    return out
+
+
+def blame_document(args: argparse.Namespace) -> int:
+    """`crdtdoc doc blame NAME [--at TOKEN] [--spans]`."""
+    with connected_replica(args, history=True) as r:
+        r.require(args.name, "document")
+        doc = r.document(args.name)
+        spans = doc.blame(at=args.at)
+        text = "".join(s.text for s in spans)
+        if args.spans:
+            lines = [s.describe() for s in spans]
+        else:
+            width = max([len(", ".join(e["agents"])) for e in blame_lines(text, spans)] + [1])
+            lines = [
+                f"{', '.join(e['agents']):<{width}} | {e['text']}" for e in blame_lines(text, spans)
+            ]
+        shown = [
+            {"start": s.start, "end": s.end, "text": s.text, "agent": s.agent, "version": s.version}
+            for s in spans
+        ]
+        print_result(args, r, {"spans": shown, "lines": lines or ["(empty)"]})
+    return 0
+
+
+def _revert(args: argparse.Namespace) -> int:
+    on = args.on or []
+    note = args.note or f"revert {args.whose}'s work"
+    with connected_replica(args, history=True) as r:
+        for name in on:
+            r.require(name, r.artifacts().get(name, "document"))
+        with r.commit(args.expect, on, fence=args.fence, note=note):
+            result = r.revert(args.whose, since=args.since, on=on, note=note)
+        lines = [
+            f"reverted {args.whose}'s work since the given version: took out {result.removed}, "
+            f"put back {result.restored}"
+        ]
+        lines += [f"kept (others built on it): {k}" for k in result.kept]
+        lines.append(f"undo with: crdtdoc revert {r.agent} --since {result.before}")
+        shown = {
+            "removed": result.removed,
+            "restored": result.restored,
+            "kept": list(result.kept),
+            "before": result.before,
+        }
+        print_result(args, r, {**shown, "lines": lines})
+    return 0
+
+
+def add_commands(commands: Commands) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    add_connection_options(common)
+
+    def command(name: str, help_: str, description: str, run: Any) -> argparse.ArgumentParser:
+        s: argparse.ArgumentParser = commands.add_parser(
+            name, parents=[common], epilog=EXIT_CODES, help=help_, description=description
+        )
+        s.set_defaults(run=run)
+        return s
+
+    s = command(
+        "history",
+        "the steps that changed an artifact: who, what, and the version each led to",
+        "The steps that changed an artifact, oldest first: who did what, and the version token "
+        "each led to (read the artifact as it was then with `doc cat --at TOKEN`, `tasks list "
+        "--at TOKEN`, `spec show --at TOKEN`). The order is causal, the same for every agent.",
+        _history,
+    )
+    s.add_argument("name", help="a document, task list, spec or map")
+    s.add_argument(
+        "--limit", type=int, default=50, help="the last LIMIT steps (default 50; 0: none)"
+    )
+    s = command(
+        "revert",
+        "undo an agent's work since a version, keeping everyone else's",
+        "Undo what AGENT did since --since: what it wrote is taken out, what it deleted is "
+        "written back, what others did meanwhile stays; parts others built on are kept and "
+        "listed. One guarded commit the hub decides, by you, with a note; itself revertible.",
+        _revert,
+    )
+    s.add_argument("whose", metavar="AGENT", help="the agent whose work to undo")
+    s.add_argument(
+        "--since",
+        required=True,
+        help="a version token from before the work (crdtdoc history or crdtdoc version)",
+    )
+    s.add_argument(
+        "--on", action="append", metavar="NAME", help="only this artifact (repeat for several)"
+    )
+    s.add_argument("--note", help="why (shown in everyone's change feed)")
+    add_write_options(s)
+
+
+def add_blame_action(doc: Any, action: Any) -> None:
+    """`doc blame` (added to `crdtdoc doc` by artifact_cli)."""
+    s = action(doc, "blame", "who wrote each line of the document (and when: a version token)")
+    s.add_argument("name")
+    s.add_argument("--at", metavar="TOKEN", help="the document as it was at this version")
+    s.add_argument("--spans", action="store_true", help="print each span, not each line")
