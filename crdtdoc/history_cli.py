@@ -98,19 +98,26 @@ def _revert(args: argparse.Namespace) -> int:
     with connected_replica(args, history=True) as r:
         for name in on:
             r.require(name, r.artifacts().get(name, "document"))
-        with r.commit(args.expect, on, fence=args.fence, note=note):
-            result = r.revert(args.whose, since=args.since, on=on, note=note)
+        before = r.version().token()
+        plan = r.plan_revert(args.whose, since=args.since, on=on)
+        if plan.touched and not args.dry_run:
+            with r.commit(args.expect, plan.touched, fence=args.fence, note=note):
+                plan.apply(r)
+        done = "would take" if args.dry_run else "took"
         lines = [
-            f"reverted {args.whose}'s work since the given version: took out {result.removed}, "
-            f"put back {result.restored}"
+            f"{args.whose}'s work since the given version: {done} out {plan.removed}, "
+            f"put back {plan.restored}"
         ]
-        lines += [f"kept (others built on it): {k}" for k in result.kept]
-        lines.append(f"undo with: crdtdoc revert {r.agent} --since {result.before}")
+        lines += [f"kept: {k}" for k in plan.kept]
+        if not args.dry_run and plan.touched:
+            lines.append(f"undo with: crdtdoc revert {r.agent} --since {before}")
         shown = {
-            "removed": result.removed,
-            "restored": result.restored,
-            "kept": list(result.kept),
-            "before": result.before,
+            "removed": plan.removed,
+            "restored": plan.restored,
+            "kept": plan.kept,
+            "artifacts": plan.touched,
+            "before": before,
+            "dry_run": args.dry_run,
         }
         print_result(args, r, {**shown, "lines": lines})
     return 0
@@ -157,6 +164,9 @@ def add_commands(commands: Commands) -> None:
         "--on", action="append", metavar="NAME", help="only this artifact (repeat for several)"
     )
     s.add_argument("--note", help="why (shown in everyone's change feed)")
+    s.add_argument(
+        "--dry-run", action="store_true", help="only say what it would take out and put back"
+    )
     add_write_options(s)
 
 

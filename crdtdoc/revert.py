@@ -94,12 +94,33 @@ class RevertHost(Protocol):
 MAP_KINDS = ("tasks", "spec", "map")
 
 
-def revert_work(
-    replica: RevertHost, agent: str, since: Version, on: set[str], note: str | None
-) -> RevertResult:
-    """Reverts what `agent` did since `since` in the artifacts `on` (all when empty), in one
-    transaction of `replica`'s own agent, noted with `note`."""
-    before = replica.version().token()
+@dataclass
+class RevertPlan:
+    """What reverting an agent's work would do, worked out before anything is written (so it
+    can be shown first, or written inside a guarded commit): `apply` writes it."""
+
+    agent: str
+    removed: int
+    restored: int
+    kept: list[str]
+    touched: list[str]  # the artifacts it changes
+    texts: dict[str, TextPlan]
+    changes: list[MapChange]
+    values: list[Any]
+    kinds: dict[str, str]
+
+    def apply(self, replica: RevertHost) -> None:
+        """Writes the plan into `replica` (inside the caller's transaction, if any). Between
+        planning and applying, `replica` must not change."""
+        for name, text in self.texts.items():
+            if text.edits:
+                replica.document(name).apply_edits(text.edits)
+        for change, value in zip(self.changes, self.values, strict=True):
+            _write(replica, change, self.kinds[change.root], value, self.kept)
+
+
+def plan_revert(replica: RevertHost, agent: str, since: Version, on: set[str]) -> RevertPlan:
+    """Plans reverting what `agent` did since `since` in the artifacts `on` (all when empty)."""
     names = replica.agents()
     clients = frozenset(c for c, n in names.items() if n == agent)
     if not clients:
@@ -109,28 +130,37 @@ def revert_work(
     scope = scope_of(room, clients, since)
     kinds = replica.artifacts()
     wanted = on or set(kinds)
-    plans: dict[str, TextPlan] = {}
+    texts: dict[str, TextPlan] = {}
     for name in sorted(n for n in wanted if kinds.get(n) == "document"):
         length = len(replica.document(name).read())
-        plans[name] = plan_text(room, scope, name, _order_of(replica, name), length)
+        texts[name] = plan_text(room, scope, name, _order_of(replica, name), length)
     maps = {n for n in wanted if kinds.get(n) in MAP_KINDS}
     frozen = {n for n in maps if kinds[n] == "spec" and replica.spec(n).frozen}
     changes, kept = plan_maps(room, scope, maps - frozen, {n for n in maps if kinds[n] == "spec"})
     kept += [f"{n}: the spec is frozen, so it is left as it is" for n in sorted(frozen)]
     values = _values_of(replica, changes, kept)
-    for plan in plans.values():
-        kept.extend(plan.kept)
-    touched = {n for n, p in plans.items() if p.edits} | {c.root for c in changes}
-    removed = sum(p.removed for p in plans.values()) + sum(c.remove for c in changes)
-    restored = sum(p.restored for p in plans.values()) + sum(not c.remove for c in changes)
-    if touched:
-        with replica.transaction(note=note or f"revert {agent}'s work", on=sorted(touched)):
-            for name, plan in plans.items():
-                if plan.edits:
-                    replica.document(name).apply_edits(plan.edits)
-            for change, value in zip(changes, values, strict=True):
-                _write(replica, change, kinds[change.root], value, kept)
-    return RevertResult(removed, restored, tuple(kept), replica.version().token(), before)
+    for text in texts.values():
+        kept.extend(text.kept)
+    touched = {n for n, p in texts.items() if p.edits} | {c.root for c in changes}
+    removed = sum(p.removed for p in texts.values()) + sum(c.remove for c in changes)
+    restored = sum(p.restored for p in texts.values()) + sum(not c.remove for c in changes)
+    return RevertPlan(
+        agent, removed, restored, kept, sorted(touched), texts, changes, values, kinds
+    )
+
+
+def revert_work(
+    replica: RevertHost, agent: str, since: Version, on: set[str], note: str | None
+) -> RevertResult:
+    """Reverts what `agent` did since `since` in the artifacts `on` (all when empty), in one
+    transaction of `replica`'s own agent, noted with `note`."""
+    before = replica.version().token()
+    plan = plan_revert(replica, agent, since, on)
+    if plan.touched:
+        with replica.transaction(note=note or f"revert {agent}'s work", on=plan.touched):
+            plan.apply(replica)
+    kept = tuple(plan.kept)
+    return RevertResult(plan.removed, plan.restored, kept, replica.version().token(), before)
 
 
 def _order_of(replica: RevertHost, name: str) -> Order:

@@ -4,12 +4,16 @@ attributed edits that keep everyone else's work and merge everywhere."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crdtdoc import NotFound, Replica, UsageError
+import crdtdoc
+from crdtdoc import NotFound, Replica, UsageError, Version
+from tests.support.aio import run
+from tests.support.hubs import running_hub
 from tests.support.sessions import DOC, LETTERS, Session, run_session
 
 
@@ -174,3 +178,57 @@ def test_revert_says_what_it_cannot_do() -> None:
         r.revert("alice", since=3)  # type: ignore[arg-type]
     nothing = r.revert("alice", since=r.version())
     assert (nothing.removed, nothing.restored) == (0, 0)
+
+
+def test_a_revert_through_a_real_hub_converges_and_keeps_concurrent_work(tmp_path: Path) -> None:
+    """Three connected agents: carol reverts bob's work in a guarded commit (planned first)
+    while alice keeps typing; everyone ends with alice's work, without bob's, and the same."""
+
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db") as hub:
+            url = hub.url + "/r"
+            agents = [
+                crdtdoc.connect(url, agent=n, history=True) for n in ("alice", "bob", "carol")
+            ]
+            alice, bob, carol = agents
+            async with alice, bob, carol:
+                alice.document("d").insert(0, "Intro.\n")
+                await everyone_has(agents, alice)
+                v = bob.version()
+                bob.document("d").append("A hallucinated paragraph.\n")
+                await everyone_has(agents, bob)
+                plan = carol.plan_revert("bob", since=v)
+                assert (plan.removed, plan.touched) == (26, ["d"])
+                alice.document("d").append("Alice goes on.\n")  # concurrent with the revert
+                async with carol.commit(on=plan.touched, note="not verified"):
+                    plan.apply(carol)
+                await alice.flush(timeout=10)
+                await carol.flush(timeout=10)
+                for replica in agents:
+                    for other in agents:
+                        await replica.wait_for(other.version(), timeout=10)
+                texts = {r.document("d").read() for r in agents}
+                assert texts == {"Intro.\nAlice goes on.\n"}
+
+    run(body())
+
+
+async def everyone_has(agents: list[crdtdoc.ConnectedReplica], writer: Replica) -> None:
+    await writer.flush(timeout=10)  # type: ignore[attr-defined]
+    for replica in agents:
+        await replica.wait_for(writer.version(), timeout=10)
+
+
+def test_inside_a_write_revert_points_to_plan_revert_and_the_past_waits() -> None:
+    r = Replica("alice", history=True)
+    r.document("d").insert(0, "x")
+    v = r.version()
+    plan = r.plan_revert("alice", since=Version())
+    assert (plan.removed, plan.touched) == (1, ["d"])
+    with r.transaction(note="undo"):
+        with pytest.raises(UsageError, match="plan_revert"):
+            r.revert("alice")
+        with pytest.raises(UsageError, match="not inside it"):
+            r.at(v)
+        plan.apply(r)
+    assert r.document("d").read() == ""

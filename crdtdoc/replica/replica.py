@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from crdtdoc.artifacts.tasks import TaskList
     from crdtdoc.changes import Change
     from crdtdoc.history import HistoryEntry, RoomHistory
-    from crdtdoc.revert import RevertResult
+    from crdtdoc.revert import RevertPlan, RevertResult
 
 _MAX_RUN_RANGES = 16  # a run's deletions-log entry starts afresh past this many ranges
 
@@ -323,6 +323,8 @@ class Replica(RemoteUpdates):
         from crdtdoc.replica.snapshots import past_update
 
         wanted = _version_of(version)
+        if self._txn_depth:
+            raise UsageError("read a past version before or after a write, not inside it")
         self._sync_point()
         return PastReplica(self._agent, past_update(self._doc, self.version(), wanted), wanted)
 
@@ -365,10 +367,22 @@ class Replica(RemoteUpdates):
         `history=True` to write deleted text back."""
         from crdtdoc.revert import revert_work
 
-        if not isinstance(agent, str) or not agent:
-            raise UsageError("revert takes the name of the agent whose work to undo")
-        wanted = Version() if since is None else _version_of(since)
-        return revert_work(self, agent, wanted, artifact_names(on), note)
+        if self._txn_depth:
+            raise UsageError(
+                "revert writes its own transaction; to write it inside another (a guarded "
+                "commit), use plan_revert(...) before it and plan.apply(replica) inside it"
+            )
+        return revert_work(self, _agent_arg(agent), _since_arg(since), artifact_names(on), note)
+
+    def plan_revert(
+        self, agent: str, since: Version | str | None = None, *, on: Iterable[object] = ()
+    ) -> RevertPlan:
+        """What `revert` would do, without writing anything: what it would take out, put back
+        and keep (`RevertPlan`); `plan.apply(replica)` writes it, for example inside a guarded
+        commit. Plan and apply with nothing changing the replica in between."""
+        from crdtdoc.revert import plan_revert
+
+        return plan_revert(self, _agent_arg(agent), _since_arg(since), artifact_names(on))
 
     def text_offsets(self, name: str, ids: list[tuple[int, int]]) -> list[int]:
         """Where each live item id stands in the text root `name`, as engine offsets: their
@@ -425,6 +439,16 @@ class Replica(RemoteUpdates):
         except CrdtdocError as exc:
             raise StorageError(f"{path} holds data that does not apply: {exc}") from None
         return fresh
+
+
+def _agent_arg(agent: object) -> str:
+    if not isinstance(agent, str) or not agent:
+        raise UsageError("revert takes the name of the agent whose work to undo")
+    return agent
+
+
+def _since_arg(since: object) -> Version:
+    return Version() if since is None else _version_of(since)
 
 
 def _version_of(version: object) -> Version:
