@@ -17,6 +17,7 @@ from crdtdoc.changes import utf16_range
 from crdtdoc.contents import EMBED, STRING, TYPE
 from crdtdoc.errors import ReplicaError
 from crdtdoc.textmodel import EMBED as EMBED_CHAR
+from crdtdoc.versions import Version
 
 if TYPE_CHECKING:
     from crdtdoc.changes import DocumentStructs
@@ -117,3 +118,54 @@ def blame_text(source: BlameSource, name: str, text: str) -> list[BlameSpan]:
         )
         start += len(written)
     return spans
+
+
+@dataclass(frozen=True)
+class BlameLine:
+    """One line of a text (1-based `number`, without its newline), the agents who wrote it in
+    order of appearance, and the newest version among its spans'."""
+
+    number: int
+    agents: tuple[str, ...]
+    version: str
+    text: str
+
+
+def blame_lines(spans: list[BlameSpan]) -> list[BlameLine]:
+    """The spans of a text regrouped by line."""
+    text = "".join(s.text for s in spans)
+    out: list[BlameLine] = []
+    start = at = 0
+    for number, line in enumerate(text.split("\n"), 1):
+        end = start + len(line) + 1  # the line and its newline
+        agents: list[str] = []
+        version = ""
+        while at < len(spans) and spans[at].start < end:
+            span = spans[at]
+            who = span.agent or f"client {span.client_id}"
+            if who not in agents:
+                agents.append(who)
+            version = max(version, span.version, key=_newest)
+            if span.end > end:
+                break  # the span goes on into the next line
+            at += 1
+        if line or start < len(text):
+            out.append(BlameLine(number, tuple(agents), version, line))
+        start = end
+    return out
+
+
+def by_line(spans: list[BlameSpan]) -> list[str]:
+    """Each line as `agents | text`, the agents' column aligned: what the command line and the
+    MCP server show."""
+    lines = blame_lines(spans)
+    width = max([len(", ".join(line.agents)) for line in lines] + [1])
+    return [f"{', '.join(line.agents):<{width}} | {line.text}" for line in lines]
+
+
+def _newest(token: str) -> tuple[int, int]:
+    """Orders version tokens of one history: a later step's version holds more."""
+    if not token:
+        return (0, 0)
+    version = Version.from_token(token)
+    return (sum(version.clocks.values()), len(version.deleted))

@@ -61,8 +61,8 @@ class HistoryEntry:
     changes: tuple[Change, ...]
 
     def describe(self) -> str:
-        """One line per change, as the change feed words them."""
-        return "\n".join(c.describe() for c in self.changes) or f"{self.agent or 'someone'} "
+        """One line per change, as the change feed words them, then `  at TOKEN`."""
+        return "\n".join([*(c.describe() for c in self.changes), f"  at {self.version}"])
 
 
 class RoomHistory:

@@ -10,7 +10,7 @@ history in their copy of the room; the hub keeps it unless it runs with `--no-hi
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from crdtdoc.agent_cli import EPILOG as EXIT_CODES
 from crdtdoc.agent_cli import (
@@ -20,19 +20,14 @@ from crdtdoc.agent_cli import (
     connected_replica,
     print_result,
 )
-
-if TYPE_CHECKING:
-    from crdtdoc.blame import BlameSpan
+from crdtdoc.blame import by_line
 
 
 def _history(args: argparse.Namespace) -> int:
     with connected_replica(args, history=True) as r:
         r.require(args.name, r.artifacts().get(args.name, "document"))
         entries = r.history(args.name, limit=args.limit)
-        lines = []
-        for entry in entries:
-            lines += [c.describe() for c in entry.changes]
-            lines.append(f"  at {entry.version}")
+        lines = [line for entry in entries for line in entry.describe().splitlines()]
         shown = [
             {
                 "version": e.version,
@@ -45,45 +40,13 @@ def _history(args: argparse.Namespace) -> int:
     return 0
 
 
-def blame_lines(text: str, spans: list[BlameSpan]) -> list[dict[str, Any]]:
-    """Each line of `text` (1-based) with the agents who wrote it, in order, and the newest
-    version token among its spans (the step that last wrote in the line)."""
-    out: list[dict[str, Any]] = []
-    start = 0
-    at = 0
-    for number, line in enumerate(text.split("\n"), 1):
-        end = start + len(line) + 1  # the line and its newline
-        agents: list[str] = []
-        version = ""
-        while at < len(spans) and spans[at].start < end:
-            span = spans[at]
-            who = span.agent or f"client {span.client_id}"
-            if who not in agents:
-                agents.append(who)
-            version = span.version
-            if span.end > end:
-                break  # the span goes on into the next line
-            at += 1
-        if line or start < len(text):
-            out.append({"line": number, "agents": agents, "version": version, "text": line})
-        start = end
-    return out
-
-
 def blame_document(args: argparse.Namespace) -> int:
     """`crdtdoc doc blame NAME [--at TOKEN] [--spans]`."""
     with connected_replica(args, history=True) as r:
         r.require(args.name, "document")
         doc = r.document(args.name)
         spans = doc.blame(at=args.at)
-        text = "".join(s.text for s in spans)
-        if args.spans:
-            lines = [s.describe() for s in spans]
-        else:
-            width = max([len(", ".join(e["agents"])) for e in blame_lines(text, spans)] + [1])
-            lines = [
-                f"{', '.join(e['agents']):<{width}} | {e['text']}" for e in blame_lines(text, spans)
-            ]
+        lines = [s.describe() for s in spans] if args.spans else by_line(spans)
         shown = [
             {"start": s.start, "end": s.end, "text": s.text, "agent": s.agent, "version": s.version}
             for s in spans

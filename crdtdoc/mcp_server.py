@@ -25,6 +25,7 @@ from crdtdoc.changes import Change
 from crdtdoc.client.connection import ConnectedReplica, Keep, connect, room_urls
 from crdtdoc.client.coordination import Lease
 from crdtdoc.errors import CrdtdocError, FencedOut, NotConnected, StaleRead, SyncTimeout, UsageError
+from crdtdoc.mcp_history import add_history_tools
 from crdtdoc.textmodel import EMBED
 from crdtdoc.tokens import check_token_agent
 from crdtdoc.versions import Version
@@ -127,7 +128,9 @@ def build_server(
         urls = room_urls(hub, room)
         # Starts without the hub, as a replica works offline; the answers say so. A hub that
         # answers gets up to `write_timeout` to sync first, so the first reads are not empty.
-        async with connect(urls, agent=agent, token=token, wait_synced=False) as replica:
+        # Keeping history: the agent may read the past, blame and revert (crdtdoc.mcp_history).
+        session_replica = connect(urls, agent=agent, token=token, wait_synced=False, history=True)
+        async with session_replica as replica:
             with contextlib.suppress(SyncTimeout):
                 await replica._wait_until(replica._opened, write_timeout, "no sync")
             state["session"] = Session(replica, write_timeout)
@@ -413,6 +416,8 @@ def build_server(
         async with s.writing():
             s.replica.spec(name).freeze()
         return await s.written(f"froze {name}")
+
+    add_history_tools(tool, session, known)
 
     @tool("The version token of everything this agent has seen now.")
     async def version() -> str:

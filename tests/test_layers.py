@@ -23,6 +23,7 @@ APPS = {
     "crdtdoc.history_cli",
     "crdtdoc.room_cli",
     "crdtdoc.mcp_server",
+    "crdtdoc.mcp_history",
     "crdtdoc.demo",
 }
 

@@ -1,0 +1,98 @@
+"""The MCP server's tools for the room's past: history, reading an artifact as it was, blame,
+and reverting an agent's work (`crdtdoc.mcp_server` registers them).
+
+They answer in the words the command line uses (`crdtdoc history`, `doc blame`, `revert`): the
+same `HistoryEntry.describe`, `blame.by_line` and revert plan, so an agent reading either sees
+the same thing. A revert is planned first and written as one guarded commit the hub decides.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from crdtdoc.blame import by_line
+from crdtdoc.errors import UsageError
+
+if TYPE_CHECKING:
+    from crdtdoc.mcp_server import Session, ToolFn
+
+
+def add_history_tools(
+    tool: Callable[[str], Callable[[ToolFn], ToolFn]],
+    session: Callable[[], Session],
+    known: Callable[[Any, str, str], None],
+) -> None:
+    """Registers the tools with `tool` (the server's decorator)."""
+
+    @tool(
+        "The steps that changed an artifact (document, task list, spec), oldest first: who did "
+        "what, each followed by 'at TOKEN', the version it led to (read_at shows the artifact "
+        "then; revert_agent_work takes one as `since`). The last `limit` steps."
+    )
+    async def history(name: str, limit: int = 20) -> str:
+        replica = session().replica
+        kind = replica.artifacts().get(name, "document")
+        known(replica, name, kind)
+        entries = replica.history(name, limit=max(0, min(limit, 1000)))
+        return "\n".join(e.describe() for e in entries) or "no history"
+
+    @tool(
+        "An artifact as it was at a version token (from history, or any version token): a "
+        "document's text, a task list's tasks, a spec as JSON."
+    )
+    async def read_at(name: str, token: str) -> str:
+        replica = session().replica
+        kind = replica.artifacts().get(name)
+        if kind is None:
+            known(replica, name, "document")  # names the artifacts there are
+        past = replica.at(token)
+        if kind == "tasks":
+            return "\n".join(t.describe() for t in past.tasks(name).list()) or "no tasks"
+        if kind == "spec":
+            return json.dumps(past.spec(name).summary(), ensure_ascii=False)
+        if kind == "map":
+            return json.dumps(past.map(name).to_dict(), ensure_ascii=False)
+        return past.document(name).read()
+
+    @tool(
+        "Who wrote each line of a document: 'agents | line', the agents in the order their "
+        "text appears in the line. `at`: a version token, for the document as it was then."
+    )
+    async def blame_document(name: str, at: str | None = None) -> str:
+        replica = session().replica
+        known(replica, name, "document")
+        return "\n".join(by_line(replica.document(name).blame(at=at))) or "(empty document)"
+
+    @tool(
+        "Undo an agent's work since a version token: what it wrote is taken out, what it "
+        "deleted is written back, what others did meanwhile stays; parts others built on are "
+        "kept and listed. Written by you, with `note` in everyone's change feed, as one commit "
+        "the hub decides; itself revertible (the answer says how). `artifacts`: only these "
+        "(comma-separated names). `dry_run`: only say what it would do."
+    )
+    async def revert_agent_work(
+        agent: str,
+        since: str,
+        artifacts: str | None = None,
+        note: str | None = None,
+        dry_run: bool = False,
+    ) -> str:
+        s = session()
+        on = [a.strip() for a in (artifacts or "").split(",") if a.strip()]
+        if note is not None and not note.strip():
+            raise UsageError("a note says why, in a few words; leave it out otherwise")
+        before = s.replica.version().token()
+        plan = s.replica.plan_revert(agent, since=since, on=on)
+        lines = [f"kept: {k}" for k in plan.kept]
+        summary = (
+            f"take out {plan.removed}, put back {plan.restored} in {plan.touched or 'nothing'}"
+        )
+        if dry_run or not plan.touched:
+            return "\n".join([f"would {summary}", *lines])
+        async with s.replica.commit(on=plan.touched, note=note or f"revert {agent}'s work"):
+            plan.apply(s.replica)
+        done = await s.written(f"reverted {agent}'s work: {summary}")
+        undo = f"undo with revert_agent_work(agent={s.replica.agent!r}, since={before!r})"
+        return "\n".join([done, *lines, undo])
