@@ -8,15 +8,15 @@ the same thing. A revert is planned first and written as one guarded commit the 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from crdtdoc.blame import by_line
 from crdtdoc.errors import UsageError
+from crdtdoc.mcp_resources import render
 
 if TYPE_CHECKING:
-    from crdtdoc.mcp_server import Session, ToolFn
+    from crdtdoc.mcp_session import Session, ToolFn
 
 
 def add_history_tools(
@@ -47,14 +47,7 @@ def add_history_tools(
         kind = replica.artifacts().get(name)
         if kind is None:
             known(replica, name, "document")  # names the artifacts there are
-        past = replica.at(token)
-        if kind == "tasks":
-            return "\n".join(t.describe() for t in past.tasks(name).list()) or "no tasks"
-        if kind == "spec":
-            return json.dumps(past.spec(name).summary(), ensure_ascii=False)
-        if kind == "map":
-            return json.dumps(past.map(name).to_dict(), ensure_ascii=False)
-        return past.document(name).read()
+        return render(replica.at(token), name, kind)
 
     @tool(
         "Who wrote each line of a document: 'agents | line', the agents in the order their "

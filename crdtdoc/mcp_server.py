@@ -16,94 +16,21 @@ import functools
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from crdtdoc import __version__
-from crdtdoc.changes import Change
-from crdtdoc.client.connection import ConnectedReplica, Keep, connect, room_urls
-from crdtdoc.client.coordination import Lease
-from crdtdoc.errors import CrdtdocError, FencedOut, NotConnected, StaleRead, SyncTimeout, UsageError
+from crdtdoc.client.connection import Keep, connect, room_urls
+from crdtdoc.errors import CrdtdocError, StaleRead, SyncTimeout, UsageError
 from crdtdoc.mcp_history import add_history_tools
+from crdtdoc.mcp_resources import ChangeAnnouncer, Subscribers, add_resources
+from crdtdoc.mcp_session import Session, ToolFn, known
 from crdtdoc.textmodel import EMBED
 from crdtdoc.tokens import check_token_agent
-from crdtdoc.versions import Version
-
-
-class Session:
-    """The agent's replica and what it last looked at."""
-
-    def __init__(self, replica: ConnectedReplica, write_timeout: float = 30.0) -> None:
-        self.replica = replica
-        self.write_timeout = write_timeout
-        self.last_look: Version = replica.version()
-        self.last_read: dict[str, str] = {}  # document -> its text when this agent last read it
-        self.claims: dict[tuple[str, str], Lease] = {}  # (list, task) -> the hub lease behind it
-        self.leases: dict[str, Lease] = {}  # leases the agent took with acquire_lease, by name
-
-    def others_since_last_look(self) -> list[Change]:
-        """What other agents changed since this agent last looked (`changes_since_last_look`)."""
-        return self.replica.changes_by_others(self.last_look, (), self.replica.client_id)
-
-    async def unclaim(self, name: str, task_id: str) -> bool:
-        """Releases the lease behind this session's claim of the task (which drops the claim);
-        returns whether there was one."""
-        lease = self.claims.pop((name, task_id), None)
-        if lease is None:
-            return False
-        await lease.release()
-        return True
-
-    @asynccontextmanager
-    async def writing(self, fence: str | None = None) -> AsyncIterator[None]:
-        """Where a tool's writes happen. Connected, they travel as one guarded commit the hub
-        decides: refused at once if larger than the hub accepts, or (with `fence`, the name of
-        a lease this session holds) once that lease is no longer current, and undone here when
-        refused. Offline, they are kept here and sent when the hub answers."""
-        lease = None
-        if fence is not None:
-            lease = self.leases.get(fence)
-            if lease is None or not lease.held:
-                raise FencedOut(
-                    f"this session holds no lease {fence!r}"
-                    + (" any more (it was lost)" if lease is not None else "")
-                    + ": take it with acquire_lease first; nothing was written"
-                )
-        if lease is None and not self.replica.synced:
-            with self.replica.transaction():
-                yield
-            return
-        async with self.replica.commit(fence=lease):
-            yield
-
-    async def written(self, what: str) -> str:
-        """`what` happened, once the hub stored it: with the version that holds it. If the hub
-        does not confirm in time, the change is still made here and will be sent: the answer
-        says so, and is not an error, so an agent does not repeat it (a second `add_task`
-        would add a second task)."""
-        try:
-            await self.replica.flush(timeout=self.write_timeout)
-        except (SyncTimeout, NotConnected) as exc:
-            return (
-                f"{what}, in this session; NOT yet confirmed stored by the hub ({exc}). The "
-                "change is kept and sent when the hub answers: do not repeat it; call version or "
-                "wait_for later to see it stored"
-            )
-        return f"{what}; version {self.replica.version().token()}"
-
 
 log = logging.getLogger("crdtdoc.mcp")
 
-
-def known(replica: ConnectedReplica, name: str, kind: str) -> None:
-    """`Replica.require` for readers while the session is synced: offline, what the session
-    holds is all it can say (the answer then says it is offline)."""
-    if replica.synced:
-        replica.require(name, kind)
-
-
-ToolFn = Callable[..., Awaitable[str]]
 
 FENCE = (
     " Pass `fence` (the name of a lease you took with acquire_lease) to have the hub refuse "
@@ -120,8 +47,11 @@ def build_server(
     answers once the hub stored it, or after `write_timeout` seconds saying it is kept."""
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
+    from mcp.server.subscriptions import InMemorySubscriptionBus
 
     state: dict[str, Session] = {}
+    bus = InMemorySubscriptionBus()  # resource updates, for subscriptions/listen streams
+    subscribers = Subscribers()  # and for sessions that subscribed the older way
 
     @asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
@@ -134,7 +64,11 @@ def build_server(
             with contextlib.suppress(SyncTimeout):
                 await replica._wait_until(replica._opened, write_timeout, "no sync")
             state["session"] = Session(replica, write_timeout)
-            yield
+            announcer = ChangeAnnouncer(replica, bus, subscribers)
+            try:
+                yield
+            finally:
+                announcer.stop()
 
     server = MCPServer(
         name="crdtdoc",
@@ -145,7 +79,10 @@ def build_server(
             "token once durable. Call changes_since_last_look to see what others did."
         ),
         lifespan=lifespan,
+        subscriptions=bus,
     )
+    add_resources(server, lambda: session().replica)
+    subscribers.register(server)
 
     def session() -> Session:
         return state["session"]
@@ -429,15 +366,19 @@ def build_server(
         return f"up to date with {token}"
 
     @tool(
-        "Wait (up to `timeout` seconds) until another agent changes something in the room, "
-        "then say what changed since you last looked; instead of polling."
+        "Wait (up to `timeout` seconds) until another agent changes something in the room (in "
+        "`artifacts`, comma-separated names, if given), then say what changed since you last "
+        "looked; instead of polling. Artifacts are also MCP resources you can subscribe to."
     )
-    async def wait_for_change(timeout: float = 60.0) -> str:
+    async def wait_for_change(timeout: float = 60.0, artifacts: str | None = None) -> str:
         s = session()
+        wanted = {a.strip() for a in (artifacts or "").split(",") if a.strip()}
+
+        def changed() -> bool:
+            return any(not wanted or c.artifact in wanted for c in s.others_since_last_look())
+
         with contextlib.suppress(SyncTimeout):
-            await s.replica._wait_until(
-                lambda: bool(s.others_since_last_look()), max(0.0, min(timeout, 3600.0)), ""
-            )
+            await s.replica._wait_until(changed, max(0.0, min(timeout, 3600.0)), "")
         return await changes_since_last_look()
 
     @tool("What others changed since you last asked, one sentence each.")

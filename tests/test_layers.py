@@ -24,6 +24,8 @@ APPS = {
     "crdtdoc.room_cli",
     "crdtdoc.mcp_server",
     "crdtdoc.mcp_history",
+    "crdtdoc.mcp_resources",
+    "crdtdoc.mcp_session",
     "crdtdoc.demo",
 }
 

@@ -31,7 +31,9 @@ def hub(tmp_path: Path) -> Iterator[str]:
 
 
 @asynccontextmanager
-async def agent_session(hub: str, agent: str, *options: str) -> AsyncIterator[Any]:
+async def agent_session(
+    hub: str, agent: str, *options: str, message_handler: Any = None
+) -> AsyncIterator[Any]:
     from mcp import ClientSession
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
@@ -40,7 +42,10 @@ async def agent_session(hub: str, agent: str, *options: str) -> AsyncIterator[An
         args=["-m", "crdtdoc.cli", "mcp", *options],
         env=dict(os.environ, CRDTDOC_HUB=hub, CRDTDOC_ROOM="mcp", CRDTDOC_AGENT=agent),
     )
-    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+    async with (
+        stdio_client(params) as (read, write),
+        ClientSession(read, write, message_handler=message_handler) as session,
+    ):
         initialized = await session.initialize()
         assert initialized.server_info.version == crdtdoc.__version__  # was ''
         yield session

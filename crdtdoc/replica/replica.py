@@ -27,7 +27,8 @@ from crdtdoc.errors import (
 )
 from crdtdoc.idset import IdSet
 from crdtdoc.replica.artifact_roots import KIND_LABELS
-from crdtdoc.replica.remote import RemoteUpdates, _is_panic
+from crdtdoc.replica.history_reads import HistoryReads, artifact_names, version_of
+from crdtdoc.replica.remote import _is_panic
 from crdtdoc.replica.state import ReplicaLimits, new_client_id
 from crdtdoc.roots import AGENTS_ROOT, DELETIONS_ROOT, NOTES_ROOT
 from crdtdoc.safe_read import entry as safe_entry
@@ -42,8 +43,6 @@ if TYPE_CHECKING:
     from crdtdoc.artifacts.spec import InterfaceSpec
     from crdtdoc.artifacts.tasks import TaskList
     from crdtdoc.changes import Change
-    from crdtdoc.history import HistoryEntry, RoomHistory
-    from crdtdoc.revert import RevertPlan, RevertResult
 
 _MAX_RUN_RANGES = 16  # a run's deletions-log entry starts afresh past this many ranges
 
@@ -56,18 +55,7 @@ def _deletion_of(client: int, clock: int) -> bytes:
     return enc.to_bytes()
 
 
-def artifact_names(on: Iterable[object]) -> set[str]:
-    """The names of `on` (artifacts or names); raises `CrdtdocError` for anything else."""
-    names = set()
-    for artifact in on:
-        name = artifact if isinstance(artifact, str) else getattr(artifact, "name", None)
-        if not isinstance(name, str):
-            raise UsageError(f"on= takes artifacts or their names, not {artifact!r}")
-        names.add(name)
-    return names
-
-
-class Replica(RemoteUpdates):
+class Replica(HistoryReads):
     """A local, Yjs-compatible CRDT replica: edit instantly and offline, merge without locks."""
 
     def __init__(
@@ -246,15 +234,7 @@ class Replica(RemoteUpdates):
         """Whether ids added or deleted since `since` (added by clients other than `client_id`)
         may belong to the artifacts `names`: a cheap, conservative test (ids whose artifact is
         unknown count as touching)."""
-        index = self.item_index()
-        now = self.version()
-        touched: set[str | None] = set()
-        for client, end in now.clocks.items():
-            start = since.clocks.get(client, 0)
-            if client != client_id and end > start:
-                touched |= index.roots_of_range(client, start, end)
-        for client, start, end in now.deleted.difference(since.deleted):
-            touched |= index.roots_of_range(client, start, end)  # whoever deleted them
+        touched = self.roots_touched(since, but=client_id)
         return None in touched or bool(touched & names)
 
     def _after_local_commit(self, start: int) -> None:
@@ -322,83 +302,11 @@ class Replica(RemoteUpdates):
         live then, which takes `history=True` (or a history replica's `at`)."""
         from crdtdoc.replica.snapshots import past_update
 
-        wanted = _version_of(version)
+        wanted = version_of(version)
         if self._txn_depth:
             raise UsageError("read a past version before or after a write, not inside it")
         self._sync_point()
         return PastReplica(self._agent, past_update(self._doc, self.version(), wanted), wanted)
-
-    def history(self, artifact: str, *, limit: int | None = 50) -> list[HistoryEntry]:
-        """The steps that changed `artifact`, oldest first (the last `limit`; None: all), each
-        with the version it led to (`at` shows it), who made it and what it changed, in the
-        artifact's terms. The order is causal and the same on every replica
-        (`crdtdoc.history`); the text of deleted content needs `history=True`."""
-        from crdtdoc.feed import in_artifact_terms
-        from crdtdoc.history import HistoryEntry, artifact_history
-
-        if limit is not None and (not isinstance(limit, int) or limit < 0):
-            raise UsageError(f"limit must be a non-negative int or None, got {limit!r}")
-        room = self.room_history()
-        names = self.agents()
-        entries = []
-        for number, after, raw in artifact_history(room, artifact, names, limit):
-            token = after.token()
-            stated = [replace(c, version=token) for c in in_artifact_terms(raw, self)]
-            if not stated:
-                continue
-            client = room.steps[number].client
-            agent = names.get(client) if client is not None else None
-            entries.append(HistoryEntry(token, agent, client, tuple(stated)))
-        return entries
-
-    def revert(
-        self,
-        agent: str,
-        since: Version | str | None = None,
-        *,
-        on: Iterable[object] = (),
-        note: str | None = None,
-    ) -> RevertResult:
-        """Undoes what `agent` did since `since` (a Version or token; None: all of it) in the
-        artifacts `on` (all when empty), with ordinary edits by this replica's agent in one
-        noted transaction that merges like any other: what `agent` wrote is taken out, what it
-        deleted is written back, and what others did meanwhile stays (`crdtdoc.revert`).
-        Parts others built on are kept and listed in the result's `kept`. Needs
-        `history=True` to write deleted text back."""
-        from crdtdoc.revert import revert_work
-
-        if self._txn_depth:
-            raise UsageError(
-                "revert writes its own transaction; to write it inside another (a guarded "
-                "commit), use plan_revert(...) before it and plan.apply(replica) inside it"
-            )
-        return revert_work(self, _agent_arg(agent), _since_arg(since), artifact_names(on), note)
-
-    def plan_revert(
-        self, agent: str, since: Version | str | None = None, *, on: Iterable[object] = ()
-    ) -> RevertPlan:
-        """What `revert` would do, without writing anything: what it would take out, put back
-        and keep (`RevertPlan`); `plan.apply(replica)` writes it, for example inside a guarded
-        commit. Plan and apply with nothing changing the replica in between."""
-        from crdtdoc.revert import plan_revert
-
-        return plan_revert(self, _agent_arg(agent), _since_arg(since), artifact_names(on))
-
-    def text_offsets(self, name: str, ids: list[tuple[int, int]]) -> list[int]:
-        """Where each live item id stands in the text root `name`, as engine offsets: their
-        order is the text's (`crdtdoc.blame`)."""
-        from crdtdoc.replica.snapshots import text_offsets
-
-        return text_offsets(self.artifact_root(name, Text), ids)
-
-    def room_history(self) -> RoomHistory:
-        """This replica's document read as steps (`crdtdoc.history.RoomHistory`)."""
-        from crdtdoc.changes import read_structs
-        from crdtdoc.history import RoomHistory
-
-        self._sync_point()
-        texts = frozenset(n for n, kind in self._root_kinds.items() if kind is Text)
-        return RoomHistory(read_structs(self._doc.get_update(), texts), self._deleted.copy())
 
     def observe(self, callback: Callable[[list[Change]], None]) -> Callable[[], None]:
         """Calls `callback(changes)` after each commit, local or remote, with what changed in
@@ -439,25 +347,6 @@ class Replica(RemoteUpdates):
         except CrdtdocError as exc:
             raise StorageError(f"{path} holds data that does not apply: {exc}") from None
         return fresh
-
-
-def _agent_arg(agent: object) -> str:
-    if not isinstance(agent, str) or not agent:
-        raise UsageError("revert takes the name of the agent whose work to undo")
-    return agent
-
-
-def _since_arg(since: object) -> Version:
-    return Version() if since is None else _version_of(since)
-
-
-def _version_of(version: object) -> Version:
-    """A `Version` from a Version or a version token; `UsageError` for anything else."""
-    if isinstance(version, str):
-        return Version.from_token(version)
-    if not isinstance(version, Version):
-        raise UsageError(f"expected a Version or a version token, got {type(version).__name__}")
-    return version
 
 
 class PastReplica(Replica):

@@ -3,7 +3,8 @@ values around it: its limits, what waits in its causal buffer, fresh client ids.
 
 The `Replica` class is built in layers, each in its own module and each calling only the layers
 below it: this state; the engine document (`engine`); the artifacts' roots (`artifact_roots`);
-updates from elsewhere (`remote`); local writes and the public face (`replica`).
+updates from elsewhere (`remote`); the room's past (`history_reads`); local writes and the
+public face (`replica`).
 """
 
 from __future__ import annotations

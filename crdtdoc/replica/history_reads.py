@@ -1,0 +1,150 @@
+"""`HistoryReads`: the room's past as a replica reads it: its history in steps, blame's
+positions, and reverting an agent's work (`crdtdoc.history`, `crdtdoc.blame`,
+`crdtdoc.revert`). Reading a whole past version (`Replica.at`) is the layer above's: it makes a
+replica.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, cast
+
+from pycrdt import Text
+
+from crdtdoc.errors import UsageError
+from crdtdoc.replica.remote import RemoteUpdates
+from crdtdoc.versions import Version
+
+if TYPE_CHECKING:
+    from crdtdoc.feed import ArtifactReader
+    from crdtdoc.history import HistoryEntry, RoomHistory
+    from crdtdoc.revert import RevertHost, RevertPlan, RevertResult
+
+
+def artifact_names(on: Iterable[object]) -> set[str]:
+    """The names of `on` (artifacts or names); raises `CrdtdocError` for anything else."""
+    names = set()
+    for artifact in on:
+        name = artifact if isinstance(artifact, str) else getattr(artifact, "name", None)
+        if not isinstance(name, str):
+            raise UsageError(f"on= takes artifacts or their names, not {artifact!r}")
+        names.add(name)
+    return names
+
+
+class HistoryReads(RemoteUpdates):
+    """History, blame positions and reverts, read off this replica's document."""
+
+    def history(self, artifact: str, *, limit: int | None = 50) -> list[HistoryEntry]:
+        """The steps that changed `artifact`, oldest first (the last `limit`; None: all), each
+        with the version it led to (`at` shows it), who made it and what it changed, in the
+        artifact's terms. The order is causal and the same on every replica
+        (`crdtdoc.history`); the text of deleted content needs `history=True`."""
+        from crdtdoc.feed import in_artifact_terms
+        from crdtdoc.history import HistoryEntry, artifact_history
+
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise UsageError(f"limit must be a non-negative int or None, got {limit!r}")
+        room = self.room_history()
+        names = self.agents()
+        entries = []
+        for number, after, raw in artifact_history(room, artifact, names, limit):
+            token = after.token()
+            stated = [
+                replace(c, version=token)
+                for c in in_artifact_terms(raw, cast("ArtifactReader", self))
+            ]
+            if not stated:
+                continue
+            client = room.steps[number].client
+            agent = names.get(client) if client is not None else None
+            entries.append(HistoryEntry(token, agent, client, tuple(stated)))
+        return entries
+
+    def revert(
+        self,
+        agent: str,
+        since: Version | str | None = None,
+        *,
+        on: Iterable[object] = (),
+        note: str | None = None,
+    ) -> RevertResult:
+        """Undoes what `agent` did since `since` (a Version or token; None: all of it) in the
+        artifacts `on` (all when empty), with ordinary edits by this replica's agent in one
+        noted transaction that merges like any other: what `agent` wrote is taken out, what it
+        deleted is written back, and what others did meanwhile stays (`crdtdoc.revert`).
+        Parts others built on are kept and listed in the result's `kept`. Needs
+        `history=True` to write deleted text back."""
+        from crdtdoc.revert import revert_work
+
+        if self._txn_depth:
+            raise UsageError(
+                "revert writes its own transaction; to write it inside another (a guarded "
+                "commit), use plan_revert(...) before it and plan.apply(replica) inside it"
+            )
+        return revert_work(
+            cast("RevertHost", self), _agent_arg(agent), _since_arg(since), artifact_names(on), note
+        )
+
+    def plan_revert(
+        self, agent: str, since: Version | str | None = None, *, on: Iterable[object] = ()
+    ) -> RevertPlan:
+        """What `revert` would do, without writing anything: what it would take out, put back
+        and keep (`RevertPlan`); `plan.apply(replica)` writes it, for example inside a guarded
+        commit. Plan and apply with nothing changing the replica in between."""
+        from crdtdoc.revert import plan_revert
+
+        return plan_revert(
+            cast("RevertHost", self), _agent_arg(agent), _since_arg(since), artifact_names(on)
+        )
+
+    def text_offsets(self, name: str, ids: list[tuple[int, int]]) -> list[int]:
+        """Where each live item id stands in the text root `name`, as engine offsets: their
+        order is the text's (`crdtdoc.blame`)."""
+        from crdtdoc.replica.snapshots import text_offsets
+
+        return text_offsets(self.artifact_root(name, Text), ids)
+
+    def room_history(self) -> RoomHistory:
+        """This replica's document read as steps (`crdtdoc.history.RoomHistory`)."""
+        from crdtdoc.changes import read_structs
+        from crdtdoc.history import RoomHistory
+
+        self._sync_point()
+        texts = frozenset(n for n, kind in self._root_kinds.items() if kind is Text)
+        return RoomHistory(read_structs(self._doc.get_update(), texts), self._deleted.copy())
+
+    def roots_touched(self, since: Version, *, but: int | None = None) -> set[str | None]:
+        """The roots (artifacts and bookkeeping) of the ids added since `since` (by clients
+        other than `but`) and of the ids deleted since, by anyone: cheap, from the item index,
+        and conservative (None: ids whose root is not known)."""
+        index = self.item_index()
+        now = self.version()
+        touched: set[str | None] = set()
+        for client, end in now.clocks.items():
+            start = since.clocks.get(client, 0)
+            if client != but and end > start:
+                touched |= index.roots_of_range(client, start, end)
+        for client, start, end in now.deleted.difference(since.deleted):
+            touched |= index.roots_of_range(client, start, end)  # whoever deleted them
+        return touched
+
+
+def _agent_arg(agent: object) -> str:
+    if not isinstance(agent, str) or not agent:
+        raise UsageError("revert takes the name of the agent whose work to undo")
+    return agent
+
+
+def _since_arg(since: object) -> Version:
+    return Version() if since is None else version_of(since)
+
+
+def version_of(version: object) -> Version:
+    """A `Version` from a Version or a version token; `UsageError` for anything else."""
+    if isinstance(version, str):
+        return Version.from_token(version)
+    if not isinstance(version, Version):
+        raise UsageError(f"expected a Version or a version token, got {type(version).__name__}")
+    return version
