@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from crdtdoc import safe_read
 from crdtdoc.changes import Change
 from crdtdoc.errors import CrdtdocError
+from crdtdoc.gates import APPROVAL_PREFIX, PROPOSAL_KEY, proposal_of
 from crdtdoc.roots import NOTES_ROOT
 
 if TYPE_CHECKING:
@@ -139,14 +140,19 @@ def _task(
         )
     if part == "completions":
         if change.kind == "set":
+            gate = _verify_gate(replica, artifact, task_id)
             return replace(
                 change,
                 kind="completed",
                 subject=task_id,
-                summary=f"completed {label} in {artifact}",
+                summary=f"completed {label} in {artifact}{gate}",
             )
         return replace(
             change, kind="reopened", subject=task_id, summary=f"reopened {label} in {artifact}"
+        )
+    if part == "verifications" and change.kind == "set":
+        return replace(
+            change, kind="verified", subject=task_id, summary=f"verified {label} in {artifact}"
         )
     if part == "notes" and change.kind == "insert":
         texts = [e.get("text") for e in change.value or [] if isinstance(e, dict)]
@@ -160,10 +166,31 @@ def _task(
     return None
 
 
+def _verify_gate(replica: ArtifactReader, artifact: str, task_id: str) -> str:
+    """What a completion of a task with a review gate still waits for, in words."""
+    try:
+        task = replica.tasks(artifact).get(task_id)
+    except CrdtdocError:
+        return ""
+    if task.status != "verifying":
+        return ""
+    return f": it counts once verified by {task.verify - len(task.verified_by)} more agent(s)"
+
+
 def _spec(change: Change, writers: set[tuple[str, str | None]]) -> Change | None:
     artifact = change.artifact
     if change.key == "frozen" and change.kind == "set":
         return replace(change, kind="frozen", summary=f"froze {artifact}")
+    if change.key == PROPOSAL_KEY and change.kind == "set":
+        proposal = proposal_of(change.value)
+        needs = ", ".join(proposal.missing(())) if proposal is not None else "approvals"
+        return replace(
+            change,
+            kind="freeze-proposed",
+            summary=f"proposed freezing {artifact}: it takes effect after {needs}",
+        )
+    if (change.key or "").startswith(APPROVAL_PREFIX) and change.kind == "set":
+        return replace(change, kind="approved", summary=f"approved freezing {artifact}")
     if not (change.key or "").startswith("m:"):
         return None
     if change.kind == "set" and isinstance(change.value, dict):

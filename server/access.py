@@ -19,12 +19,13 @@ The rules, one place for every surface (docs/SECURITY.md has the table):
   identity; notes are never deleted by others.
 - `__crdtdoc_deletions`: an entry is an encoded delete set of ids the writer's identity deleted;
   entries are never deleted by others.
+- review gates of task lists and specs: `crdtdoc.server.review_gates`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from crdtdoc.contents import ANY, DELETED, GC, SKIP
 from crdtdoc.errors import Forbidden
@@ -33,6 +34,13 @@ from crdtdoc.itemindex import ItemIndex, Locator
 from crdtdoc.places import Place
 from crdtdoc.replica import Replica
 from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT, DELETIONS_ROOT, INTERNAL_ROOTS, NOTES_ROOT
+from crdtdoc.server.review_gates import (
+    GateFacts,
+    judge_spec_delete,
+    judge_spec_item,
+    judge_task_delete,
+    judge_task_item,
+)
 from crdtdoc.tokens import Grant
 from crdtdoc.updates import Item, decode_delete_set, parse_update
 
@@ -85,6 +93,7 @@ class RoomFacts:
 
     kinds: Mapping[str, str]
     frozen: frozenset[str]
+    gates: GateFacts = field(default_factory=GateFacts)
 
 
 def judge_items(
@@ -93,6 +102,9 @@ def judge_items(
     """Raises `Forbidden` for an item this writer may not add; returns the roots touched."""
     touched: set[str | None] = set()
     claims = IdSet()  # deletions the update's log entries claim, checked once
+    kinds = dict(facts.kinds)  # with the artifacts the update itself registers
+    gated: set[str] = set()  # "completion", "verification": an update holds one or the other
+    fresh = []
     for item in items:
         if item.content in (GC, SKIP) or item.clock + item.length <= state.get(item.client, 0):
             continue
@@ -100,10 +112,21 @@ def judge_items(
         if place is not None and place.collected:
             continue  # dropped by every engine
         root = locator.root(place)
+        fresh.append((item, place, root))
+        if root == ARTIFACTS_ROOT and place is not None and place.sub and item.content == ANY:
+            kinds.setdefault(place.sub, str(item.value[-1]) if item.value else "")
+    for item, place, root in fresh:
         touched.add(root)
         _judge_root(root, writer, facts, "add to")
         if root in BOOKKEEPING and place is not None:
             _judge_bookkeeping(root, item, place, writer, facts, claims)
+        elif root is not None and place is not None and kinds.get(root) == "tasks":
+            entry = judge_task_item(item, place, locator, state, writer.identity, root, facts.gates)
+            gated.add(entry or "")
+        elif root is not None and place is not None and kinds.get(root) == "spec":
+            judge_spec_item(item, place, writer.identity, root, facts.gates)
+    if {"completion", "verification"} <= gated:
+        raise Forbidden("a verification comes from another agent than the completion it verifies")
     if claims and not writer.claim(claims):
         raise Forbidden(
             f"attribution refused: the entry claims deletions {writer.identity!r} did not make"
@@ -135,6 +158,11 @@ def judge_deletes(deletes: IdSet, index: ItemIndex, writer: Writer, facts: RoomF
                 raise Forbidden(
                     f"the kind of artifact {place.sub!r} is recorded once and never deleted"
                 )
+            kind = facts.kinds.get(root) if root is not None else None
+            if kind == "tasks" and root is not None:
+                judge_task_delete(place, lambda ref: index.place_of(*ref), root)
+            elif kind == "spec" and root is not None:
+                judge_spec_delete(place, client, writer.owns, writer.identity, root, facts.gates)
 
 
 def _judge_root(root: str | None, writer: Writer, facts: RoomFacts, verb: str) -> None:

@@ -65,6 +65,9 @@ from crdtdoc.slicing import SLICE_STRUCTS, slice_update
 from crdtdoc.updates import ParsedUpdate
 from crdtdoc.versions import Version
 
+GATE_MARKS = (b"frozen", b"freeze", b"approval:")
+"""Bytes in an update that may change a spec's freeze (a cheap, conservative test)."""
+
 log = logging.getLogger("crdtdoc.hub.room")
 
 REBUILD_STRUCTS = 2000
@@ -456,7 +459,7 @@ class Room:
         self.log.committed(update, from_log)
         if from_log:
             self.gate.learn(update)  # ids registered, deletions logged through other hubs
-        if b"frozen" in update or ARTIFACTS_ROOT.encode() in update:
+        if any(mark in update for mark in GATE_MARKS) or ARTIFACTS_ROOT.encode() in update:
             self.gate.forget()  # a spec may have been frozen (a cheap, conservative test)
         origin = self.origin
         exclude = origin[0] if origin is not None and origin[1] == update else None

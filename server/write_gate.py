@@ -17,7 +17,10 @@ client id, who deleted what, the artifact kinds recorded and the frozen specs.
 
 from __future__ import annotations
 
+import contextlib
+
 from crdtdoc.errors import CrdtdocError, Forbidden, RoomFull
+from crdtdoc.gates import Proposal
 from crdtdoc.itemindex import Locator
 from crdtdoc.replica import Replica
 from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT
@@ -32,6 +35,7 @@ from crdtdoc.server.access import (
     judge_items,
 )
 from crdtdoc.server.peer import Peer
+from crdtdoc.server.review_gates import GateFacts
 from crdtdoc.updates import Item, ParsedUpdate, carried, parse_update
 
 
@@ -45,6 +49,7 @@ class WriteGate:
         self.owners: dict[int, str] = {}  # client id -> the identity that introduced it
         self._ledger = DeletionLedger()
         self._frozen: frozenset[str] | None = None
+        self._gates = GateFacts()  # the review gates' facts, read with the frozen specs
         self._kinds: dict[str, str] | None = None  # artifact kinds recorded (cached)
         replica.judge = self.judge
 
@@ -148,7 +153,26 @@ class WriteGate:
             }
         if self._frozen is None:
             self._frozen = frozenset(name for name in self._kinds if self._is_frozen(name))
-        return RoomFacts(self._kinds, self._frozen)
+            self._gates = GateFacts(self._proposals(), self._completers)
+        return RoomFacts(self._kinds, self._frozen, self._gates)
+
+    def _proposals(self) -> dict[str, Proposal]:
+        """The specs' freeze proposals (crdtdoc.gates), read with the frozen specs."""
+        out = {}
+        for name, kind in (self._kinds or {}).items():
+            if kind == "spec":
+                with contextlib.suppress(CrdtdocError):
+                    proposal = self.replica.spec(name).proposal()
+                    if proposal is not None:
+                        out[name] = proposal
+        return out
+
+    def _completers(self, tasks: str, task_id: str) -> frozenset[str]:
+        """Who completed a task, as the room holds it now (read when a verification comes)."""
+        try:
+            return frozenset(self.replica.tasks(tasks).get(task_id).completed_by)
+        except CrdtdocError:
+            return frozenset()
 
     def _is_frozen(self, name: str) -> bool:
         if self._kinds is None or self._kinds.get(name) != "spec":

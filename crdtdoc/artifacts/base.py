@@ -26,6 +26,12 @@ class ArtifactHost(Protocol):
     def agent(self) -> str: ...
 
     @property
+    def client_id(self) -> int: ...
+
+    def agents(self) -> dict[int, str]:
+        """client id -> agent name, as the room's registry records them."""
+
+    @property
     def in_transaction(self) -> bool: ...
 
     def transaction(

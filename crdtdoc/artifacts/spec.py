@@ -10,6 +10,8 @@ reading the member raises `ConcurrentValues` with every value and its author unt
 key, which in Yjs would make one writer's whole subtree vanish.
 
 `freeze()` records `"frozen" -> {"by", "at", "version"}`; afterwards writes raise `FrozenError`.
+`freeze(approvers=..., quorum=...)` proposes the freeze instead (`"freeze"`), which takes effect
+once the approvals (`"approval:<client id>"` entries, `approve()`) do (`crdtdoc.gates`).
 
 Entries are read through `crdtdoc.safe_read`: an `m:` entry that is not an object naming its member
 is no value of any member, and entries the engine cannot read are left out.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +31,15 @@ from pycrdt import Map
 
 from crdtdoc import safe_read
 from crdtdoc.artifacts.base import Artifact
-from crdtdoc.errors import ConcurrentValues, FrozenError, NotFound, UsageError
+from crdtdoc.errors import ConcurrentValues, FrozenError, InvalidValue, NotFound, UsageError
+from crdtdoc.gates import (
+    APPROVAL_PREFIX,
+    PROPOSAL_KEY,
+    Proposal,
+    check_required,
+    proposal_of,
+    signed_by,
+)
 from crdtdoc.values import JSONValue, check_text, to_yjs
 from crdtdoc.versions import Version
 
@@ -126,10 +136,21 @@ class InterfaceSpec(Artifact[Map[Any]]):
                 del spec[key]
         return True
 
-    def freeze(self) -> Version:
+    def freeze(self, approvers: Iterable[str] = (), quorum: int = 0) -> Version:
         """Freezes the spec at the current version; returns that version. Raises
         `ConcurrentValues` (the first conflicted member, with its values) while members conflict:
-        a frozen spec could no longer resolve them."""
+        a frozen spec could no longer resolve them.
+
+        With `approvers` (agents who must all approve) or `quorum` (approvals needed from agents
+        other than you), this proposes the freeze instead: it takes effect, on every replica and
+        at the hub, once they `approve` (crdtdoc.gates); until then the spec stays writable."""
+        names = sorted(set(_agent_names(approvers)))
+        quorum = check_required(quorum, "quorum")
+        if self.proposal() is not None:
+            raise UsageError(
+                f"a freeze of {self._name!r} waits for approvals ({self._proposal_text()}); "
+                "approve it, or wait"
+            )
         conflicts = self.conflicts()
         if conflicts:
             member, values = next(iter(sorted(conflicts.items())))
@@ -141,13 +162,45 @@ class InterfaceSpec(Artifact[Map[Any]]):
                 values,
             )
         version = self._replica.version()
+        record = {"by": self._replica.agent, "at": time.time(), "version": version.token()}
         with self._writing() as spec:
-            spec[FROZEN_KEY] = {
-                "by": self._replica.agent,
-                "at": time.time(),
-                "version": version.token(),
-            }
+            if names or quorum:
+                spec[PROPOSAL_KEY] = {**record, "approvers": names, "quorum": quorum}
+            else:
+                spec[FROZEN_KEY] = record
         return version
+
+    def approve(self) -> None:
+        """Approves the freeze proposed for this spec (see `freeze`)."""
+        proposal = self.proposal()
+        if proposal is None:
+            raise UsageError(f"no freeze of {self._name!r} waits for approval")
+        agent = self._replica.agent
+        if proposal.approvers and agent not in proposal.approvers and proposal.quorum == 0:
+            raise UsageError(f"the freeze waits for {', '.join(proposal.approvers)}, not {agent}")
+        with self._writing() as spec:
+            spec[APPROVAL_PREFIX + str(self._replica.client_id)] = {"by": agent, "at": time.time()}
+
+    def proposal(self) -> Proposal | None:
+        """The freeze waiting for approvals, if one is proposed."""
+        raw = safe_read.entry(self._root(), PROPOSAL_KEY)
+        return None if raw is safe_read.ABSENT else proposal_of(safe_read.json_value(raw))
+
+    def approved_by(self) -> list[str]:
+        """The agents whose approvals count (crdtdoc.gates), sorted."""
+        entries = {
+            k: safe_read.json_value(v)
+            for k, v in safe_read.entries(self._root())
+            if k.startswith(APPROVAL_PREFIX)
+        }
+        return sorted(set(signed_by(entries, self._replica.agents()).values()))
+
+    def _proposal_text(self) -> str:
+        proposal = self.proposal()
+        if proposal is None:
+            return "none"
+        missing = proposal.missing(self.approved_by())
+        return f"proposed by {proposal.by}; needs {', '.join(missing) or 'nothing more'}"
 
     def _check_writable(self, member: str) -> None:
         with self._writing(member):
@@ -194,12 +247,23 @@ class InterfaceSpec(Artifact[Map[Any]]):
         conflicts: dict[str, JSONValue] = {
             m: [{"value": v.value, "by": v.agent} for v in vs] for m, vs in self.conflicts().items()
         }
-        return {
+        shown: dict[str, JSONValue] = {
             "members": dict(self.to_dict()),
             "conflicts": conflicts,
             "frozen": self.frozen,
             "frozen_by": self.frozen_by(),
         }
+        proposal = self.proposal()
+        if proposal is not None and not self.frozen:
+            approved = self.approved_by()
+            shown["freeze_proposed"] = {
+                "by": proposal.by,
+                "approvers": list(proposal.approvers),
+                "quorum": proposal.quorum,
+                "approved_by": list(approved),
+                "missing": list(proposal.missing(approved)),
+            }
+        return shown
 
     @property
     def frozen(self) -> bool:
@@ -222,12 +286,19 @@ class InterfaceSpec(Artifact[Map[Any]]):
 
     def _frozen_info(self) -> dict[str, JSONValue] | None:
         """What the freeze records; None when not frozen. Any object at `frozen` freezes the
-        spec, even one with damaged fields (then {}): a freeze is never lost to a bad field."""
+        spec, even one with damaged fields (then {}): a freeze is never lost to a bad field. A
+        proposed freeze counts once its approvals do (crdtdoc.gates)."""
         raw = safe_read.entry(self._root(), FROZEN_KEY)
         info = safe_read.json_value(raw) if raw is not safe_read.ABSENT else None
         if isinstance(info, dict):
             return info
-        return {} if isinstance(raw, (dict, Map)) else None
+        if isinstance(raw, (dict, Map)):
+            return {}
+        proposal = self.proposal()
+        if proposal is not None and not proposal.missing(self.approved_by()):
+            proposed = safe_read.json_value(safe_read.entry(self._root(), PROPOSAL_KEY))
+            return proposed if isinstance(proposed, dict) else {}
+        return None
 
     def __contains__(self, member: object) -> bool:
         return isinstance(member, str) and member in self._entries()
@@ -237,6 +308,15 @@ class InterfaceSpec(Artifact[Map[Any]]):
 
     def __repr__(self) -> str:
         return f"InterfaceSpec({self._name!r}, {len(self)} members)"
+
+
+def _agent_names(agents: Iterable[str]) -> list[str]:
+    if isinstance(agents, str):
+        raise InvalidValue("approvers is a list of agent names, not one str")
+    names = list(agents)
+    if not all(isinstance(a, str) and a for a in names):
+        raise InvalidValue("approvers are non-empty agent names")
+    return names
 
 
 def _same(a: JSONValue, b: JSONValue) -> bool:

@@ -13,9 +13,10 @@ of, so concurrent work is kept, never overwritten:
 - notes: a Y.Array of notes, append-only: concurrent notes are all kept, in a merge order every
   replica agrees on.
 
-Status: "done" while any completion remains; otherwise "claimed" while any claim remains;
-otherwise "open". `reopen` removes the claims it sees too. Plain fields (title, description,
-labels, depends_on) are last-writer-wins per field.
+Status: "done" while any completion remains (for a task added with `verify=N`, once N agents
+other than the completers also verified it: "verifying" until then, `crdtdoc.gates`); otherwise
+"claimed" while any claim remains; otherwise "open". `reopen` removes the claims it sees too.
+Plain fields (title, description, labels, depends_on) are last-writer-wins per field.
 
 Tasks are read through `crdtdoc.safe_read`: an entry of the list that is not a Y.Map is no task,
 a field of the wrong type reads as empty (a title that is not a string is "", a time that is not a
@@ -38,9 +39,10 @@ from pycrdt import Array, Map
 from crdtdoc import safe_read
 from crdtdoc.artifacts.base import Artifact
 from crdtdoc.errors import AlreadyClaimed, InvalidValue, NotFound, UsageError
+from crdtdoc.gates import check_required, verifiers
 from crdtdoc.values import check_text, to_yjs
 
-STATUSES = ("open", "claimed", "done")
+STATUSES = ("open", "claimed", "verifying", "done")
 
 
 @dataclass(frozen=True)
@@ -67,13 +69,16 @@ class Task:
     completed_by: list[str]
     created_by: str | None
     created_at: float | None
+    verify: int = 0  # verifications by others a completion needs (crdtdoc.gates)
+    verified_by: list[str] = dataclasses.field(default_factory=list)
 
     def describe(self) -> str:
         """One line for a person or an agent's prompt."""
-        by = (
-            self.completed_by if self.status == "done" else [self.assignee] if self.assignee else []
-        )
+        completed = self.status in ("done", "verifying")
+        by = self.completed_by if completed else [self.assignee] if self.assignee else []
         who = f" by {', '.join(by)}" if by else ""
+        if self.status == "verifying":
+            who += f", verified {len(self.verified_by)} of {self.verify}"
         contested = f" (contested: {', '.join(self.claimants)})" if self.contested else ""
         return f"[{self.status}{who}{contested}] {self.id}: {self.title}"
 
@@ -139,10 +144,14 @@ class TaskList(Artifact[Map[Any]]):
         description: str = "",
         depends_on: Iterable[str] = (),
         labels: Iterable[str] = (),
+        verify: int = 0,
     ) -> str:
-        """Adds an open task; returns its id (unique without coordination)."""
+        """Adds an open task; returns its id (unique without coordination). With `verify=N`,
+        a completion counts (status "done", not "verifying") once N agents other than those
+        who completed the task verified it (`verify`; crdtdoc.gates)."""
         if not isinstance(title, str) or not title.strip():
             raise InvalidValue("a task needs a non-empty title")
+        verify = check_required(verify, "verify")
         if not isinstance(description, str):
             raise InvalidValue("description must be a str")
         task_id = new_task_id()
@@ -156,9 +165,10 @@ class TaskList(Artifact[Map[Any]]):
                 "created_at": time.time(),
             }
         )
+        gate: dict[str, Any] = {"verify": verify, "verifications": Map()} if verify else {}
         with self._writing():
             self._root()[task_id] = Map(
-                {**fields, "claims": Map(), "completions": Map(), "notes": Array()}
+                {**fields, "claims": Map(), "completions": Map(), "notes": Array(), **gate}
             )
         return task_id
 
@@ -315,11 +325,27 @@ class TaskList(Artifact[Map[Any]]):
             if note:
                 self.note(task_id, note)
 
+    def verify(self, task_id: str) -> None:
+        """Verifies a completed task, as an agent who did not complete it: a task added with
+        `verify=N` is done once N such agents did (crdtdoc.gates)."""
+        task = self.get(task_id)
+        if not task.completed_by:
+            raise UsageError(f"task {task_id} is not completed: there is nothing to verify yet")
+        if self._replica.agent in task.completed_by:
+            raise UsageError(
+                f"{self._replica.agent} completed task {task_id}: another agent must verify it"
+            )
+        with self._writing():
+            self._part(self._task_map(task_id), "verifications", Map)[
+                str(self._replica.client_id)
+            ] = {"by": self._replica.agent, "at": time.time()}
+
     def reopen(self, task_id: str) -> None:
-        """Makes the task open again: removes the completions and claims this replica sees."""
+        """Makes the task open again: removes the completions, verifications and claims this
+        replica sees."""
         task = self._task_map(task_id)
         with self._writing():
-            for key in ("completions", "claims"):
+            for key in ("completions", "verifications", "claims"):
                 part = safe_read.entry(task, key)
                 if isinstance(part, Map):
                     for entry, _ in safe_read.entries(part):
@@ -328,7 +354,7 @@ class TaskList(Artifact[Map[Any]]):
     # -- reading ---------------------------------------------------------------------------
 
     def get(self, task_id: str) -> Task:
-        return self._read(task_id, self._task_map(task_id))
+        return self._read(task_id, self._task_map(task_id), self._replica.agents())
 
     def __contains__(self, task_id: object) -> bool:
         return isinstance(task_id, str) and isinstance(safe_read.entry(self._root(), task_id), Map)
@@ -340,7 +366,9 @@ class TaskList(Artifact[Map[Any]]):
         """Tasks (oldest first), optionally only those with this status / assignee."""
         if status is not None and status not in STATUSES:
             raise UsageError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
-        tasks = [self._read(k, v) for k, v in safe_read.entries(self._root()) if isinstance(v, Map)]
+        agents = self._replica.agents()
+        entries = safe_read.entries(self._root())
+        tasks = [self._read(k, v, agents) for k, v in entries if isinstance(v, Map)]
         tasks.sort(key=lambda t: (t.created_at or 0.0, t.id))
         return [
             t
@@ -361,7 +389,7 @@ class TaskList(Artifact[Map[Any]]):
     def __repr__(self) -> str:
         return f"TaskList({self._name!r}, {len(self)} tasks)"
 
-    def _read(self, task_id: str, task: Map[Any]) -> Task:
+    def _read(self, task_id: str, task: Map[Any], agents: dict[int, str]) -> Task:
         data = safe_read.json_value(task)
         if not isinstance(data, dict):
             data = {}
@@ -394,7 +422,13 @@ class TaskList(Artifact[Map[Any]]):
             for n in (notes_raw if isinstance(notes_raw, list) else [])
             if isinstance(n, dict)
         ]
+        verify = data.get("verify")
+        verify = verify if isinstance(verify, int) and not isinstance(verify, bool) else 0
+        checks = data.get("verifications")
+        verified_by = verifiers(checks if isinstance(checks, dict) else {}, agents, completed_by)
         status = "done" if completions else "claimed" if claimants else "open"
+        if status == "done" and len(verified_by) < verify:
+            status = "verifying"
         created_by = data.get("created_by")
         return Task(
             id=task_id,
@@ -403,11 +437,13 @@ class TaskList(Artifact[Map[Any]]):
             status=status,
             assignee=claimants[0] if claimants else None,
             claimants=claimants,
-            contested=status != "done" and len(claimants) > 1,
+            contested=not completions and len(claimants) > 1,
             labels=safe_read.string_list(data.get("labels")),
             depends_on=safe_read.string_list(data.get("depends_on")),
             notes=notes,
             completed_by=completed_by,
             created_by=created_by if isinstance(created_by, str) else None,
             created_at=safe_read.number(data.get("created_at")),
+            verify=verify,
+            verified_by=verified_by,
         )

@@ -1,0 +1,170 @@
+"""`crdtdoc.server.review_gates` against a writer that skips crdtdoc's checks: on a hub with a
+secret, a verification or approval forged, self-granted or under another's name, a lowered
+requirement, or a freeze that skips its approvals is refused (close 4403) and changes nothing;
+the honest path counts a task done and a spec frozen everywhere, the hub included."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pycrdt import Map
+
+import crdtdoc
+from crdtdoc import FrozenError, Replica, UsageError
+from crdtdoc.gates import APPROVAL_PREFIX
+from tests.server.test_access import FAST, MALLORY, SECRET, attempt, token
+from tests.support.aio import run
+from tests.support.hubs import running_hub
+
+
+def forged(room: bytes, edit: Callable[[Replica], None], client_id: int = MALLORY) -> bytes:
+    """An update mallory writes straight into the document, past crdtdoc's own checks."""
+    mallory = Replica("mallory", client_id=client_id)
+    mallory.apply_update(room)
+    before = mallory.version()
+    with mallory.transaction():
+        edit(mallory)
+    return mallory.encode_update(since=before)
+
+
+def part(replica: Replica, task_id: str, key: str) -> Map:  # type: ignore[type-arg]
+    task = replica.tasks("backlog")._task_map(task_id)
+    return replica.tasks("backlog")._part(task, key, Map)  # type: ignore[no-any-return]
+
+
+async def settle(*replicas: crdtdoc.ConnectedReplica) -> None:
+    for r in replicas:
+        await r.flush(timeout=10)
+    for r in replicas:
+        for other in replicas:
+            await r.wait_for(other.version(), timeout=10)
+
+
+def test_a_task_gate_cannot_be_forged_or_skipped(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db", secret=SECRET) as hub:
+            url = hub.url + "/room"
+
+            def agent(name: str) -> crdtdoc.ConnectedReplica:
+                return crdtdoc.connect(url, agent=name, token=token(name), backoff=FAST)
+
+            async with agent("alice") as alice, agent("bob") as bob, agent("mallory") as mal:
+                tid = alice.tasks("backlog").add("fix retries", verify=1)
+                await settle(alice, bob, mal)
+                mal.tasks("backlog").complete(tid)  # mallory completes, honestly
+                await settle(alice, bob, mal)
+                room = alice.encode_update()
+                alice_key = str(alice.client_id)
+                attacks = {
+                    "verifies own completion": lambda r: part(r, tid, "verifications").__setitem__(
+                        str(MALLORY), {"by": "mallory", "at": time.time()}
+                    ),
+                    "verifies as alice": lambda r: part(r, tid, "verifications").__setitem__(
+                        str(MALLORY), {"by": "alice", "at": time.time()}
+                    ),
+                    "verifies under alice's key": lambda r: part(
+                        r, tid, "verifications"
+                    ).__setitem__(alice_key, {"by": "mallory", "at": time.time()}),
+                    "lowers the requirement": lambda r: (
+                        r.tasks("backlog")._task_map(tid).__setitem__("verify", 0)
+                    ),
+                    "removes the requirement": lambda r: (
+                        r.tasks("backlog")._task_map(tid).__delitem__("verify")
+                    ),
+                    "completes as bob": lambda r: part(r, tid, "completions").__setitem__(
+                        "x1", {"by": "bob", "at": time.time()}
+                    ),
+                }
+                for what, edit in attacks.items():
+                    code, reason = await attempt(url, "mallory", forged(room, edit))
+                    assert code == 4403, (what, reason)
+                # completing and verifying in one update, as a fresh client of mallory's
+                both = forged(
+                    room,
+                    lambda r: (
+                        part(r, tid, "completions").__setitem__(
+                            "x2", {"by": "mallory", "at": time.time()}
+                        ),
+                        part(r, tid, "verifications").__setitem__(
+                            str(MALLORY + 1), {"by": "mallory", "at": time.time()}
+                        ),
+                    ),
+                    client_id=MALLORY + 1,
+                )
+                assert (await attempt(url, "mallory", both))[0] == 4403
+                await settle(alice, bob)
+                assert alice.tasks("backlog").get(tid).status == "verifying"
+                with pytest.raises(UsageError, match="another agent must verify"):
+                    mal.tasks("backlog").verify(tid)
+                bob.tasks("backlog").verify(tid)
+                await settle(alice, bob, mal)
+                for r in (alice, bob, mal):
+                    task = r.tasks("backlog").get(tid)
+                    assert (task.status, task.verified_by) == ("done", ["bob"])
+
+    run(body())
+
+
+def test_a_freeze_waits_for_its_approvals_and_cannot_be_forced(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db", secret=SECRET) as hub:
+            url = hub.url + "/room"
+
+            def agent(name: str) -> crdtdoc.ConnectedReplica:
+                return crdtdoc.connect(url, agent=name, token=token(name), backoff=FAST)
+
+            async with agent("alice") as alice, agent("bob") as bob, agent("mallory") as mal:
+                alice.spec("api").set("getUser", "(id) -> User")
+                alice.spec("api").freeze(approvers=["bob"])
+                await settle(alice, bob, mal)
+                assert not bob.spec("api").frozen
+                room = alice.encode_update()
+                now = time.time()
+                attacks: dict[str, Callable[[Replica], None]] = {
+                    "freezes outright": lambda r: (
+                        r.spec("api")._root().__setitem__("frozen", {"by": "mallory", "at": now})
+                    ),
+                    "approves, unnamed": lambda r: (
+                        r.spec("api")
+                        ._root()
+                        .__setitem__(APPROVAL_PREFIX + str(MALLORY), {"by": "mallory", "at": now})
+                    ),
+                    "approves as bob": lambda r: (
+                        r.spec("api")
+                        ._root()
+                        .__setitem__(APPROVAL_PREFIX + str(MALLORY), {"by": "bob", "at": now})
+                    ),
+                    "proposes again": lambda r: (
+                        r.spec("api")
+                        ._root()
+                        .__setitem__("freeze", {"by": "mallory", "at": now, "approvers": []})
+                    ),
+                    "withdraws alice's proposal": lambda r: (
+                        r.spec("api")._root().__delitem__("freeze")
+                    ),
+                }
+                for what, edit in attacks.items():
+                    code, reason = await attempt(url, "mallory", forged(room, edit))
+                    assert code == 4403, (what, reason)
+                with pytest.raises(UsageError, match="waits for bob"):
+                    mal.spec("api").approve()
+                bob.spec("api").approve()
+                await settle(alice, bob, mal)
+                for r in (alice, bob, mal):
+                    assert r.spec("api").frozen and r.spec("api").frozen_by() == "alice"
+                with pytest.raises(FrozenError):
+                    mal.spec("api").set("getUser", "(id) -> Any")
+                late = forged(
+                    alice.encode_update(),
+                    lambda r: (
+                        r.spec("api")
+                        ._root()
+                        .__setitem__("m:forged", {"member": "getUser", "value": 1, "by": "mallory"})
+                    ),
+                )
+                assert (await attempt(url, "mallory", late))[0] == 4403  # frozen at the hub
+
+    run(body())
