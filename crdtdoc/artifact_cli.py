@@ -96,7 +96,11 @@ def _tasks(args: argparse.Namespace) -> int:
         if action == "add":
             with write_guard(r, args, args.name):
                 task_id = tasks.add(
-                    args.title, args.description or "", args.depends_on or (), args.label or ()
+                    args.title,
+                    args.description or "",
+                    args.depends_on or (),
+                    args.label or (),
+                    verify=args.verify,
                 )
             print_result(args, r, {"id": task_id, "lines": [task_id]})  # the version holds it
             return 0
@@ -113,6 +117,8 @@ def _tasks(args: argparse.Namespace) -> int:
                     tasks.note(args.id, args.text)
                 elif action == "reopen":
                     tasks.reopen(args.id)  # removes every claim, ours included
+                elif action == "verify":
+                    tasks.verify(args.id)
             if action != "note" and lease is not None:  # recorded: the lease goes back
                 _give_back(r, tasks.lease_name(args.id), lease)
         task = tasks.get(args.id)
@@ -121,6 +127,9 @@ def _tasks(args: argparse.Namespace) -> int:
             lines += [task.description] if task.description else []
             lines += [f"  note by {n.agent}: {n.text}" for n in task.notes]
             lines += [f"  done by {', '.join(task.completed_by)}"] if task.completed_by else []
+            if task.verify:
+                who = ", ".join(task.verified_by) or "nobody yet"
+                lines.append(f"  needs {task.verify} verification(s) by others: {who}")
         print_result(args, r, {"task": task.to_json(), "lines": lines})
     return 0
 
@@ -188,10 +197,16 @@ def _spec(args: argparse.Namespace) -> int:
                 spec.set(args.member, _value(args.value))
             elif action == "resolve":
                 spec.resolve(args.member, _value(args.value))
+            elif action == "approve":
+                spec.approve()
             else:  # freeze
-                spec.freeze()
-        what = f"{action} {args.name}" + (f".{args.member}" if action != "freeze" else "")
-        print_result(args, r, {"lines": [what]})
+                spec.freeze(args.approver or (), args.quorum)
+        member = f".{args.member}" if action in ("set", "resolve") else ""
+        lines = [f"{action} {args.name}{member}"]
+        proposed = spec.summary().get("freeze_proposed")
+        if action in ("freeze", "approve") and isinstance(proposed, dict):
+            lines.append(f"the freeze waits for: {', '.join(proposed['missing'])}")
+        print_result(args, r, {"lines": lines, "frozen": spec.frozen})
     return 0
 
 
@@ -241,6 +256,13 @@ def add_commands(commands: Commands) -> None:
         help="a task that must be done first (repeat for several): `tasks ready` waits for it",
     )
     s.add_argument("--label", action="append", help="a label (repeat for several)")
+    s.add_argument(
+        "--verify",
+        type=int,
+        default=0,
+        metavar="N",
+        help="it counts as done once N agents other than whoever completed it verified it",
+    )
     s = action(tasks, "ready", "list open tasks whose dependencies are all done")
     s.add_argument("name")
     s = action(tasks, "show", "print a task whole: description, claims, notes, who completed it")
@@ -251,6 +273,7 @@ def add_commands(commands: Commands) -> None:
         ("claim", "claim a task, exclusively: the hub decides (exit 5 naming the holder)"),
         ("release", "give up your claim"),
         ("done", "mark a task done"),
+        ("verify", "verify a task another agent completed (a task added with --verify needs it)"),
         ("reopen", "make a done task open again"),
     ):
         s = action(tasks, name, help_, True)
@@ -287,6 +310,21 @@ def add_commands(commands: Commands) -> None:
     s = action(spec, "conflicts", "list members with several concurrent values")
     s.add_argument("name")
     s = action(spec, "freeze", "freeze the spec: later writes are refused", True)
+    s.add_argument("name")
+    s.add_argument(
+        "--approver",
+        action="append",
+        metavar="AGENT",
+        help="propose the freeze instead: it takes effect once AGENT approves (repeat for several)",
+    )
+    s.add_argument(
+        "--quorum",
+        type=int,
+        default=0,
+        metavar="N",
+        help="propose the freeze instead: it takes effect once N agents other than you approve",
+    )
+    s = action(spec, "approve", "approve the freeze proposed for the spec", True)
     s.add_argument("name")
 
 

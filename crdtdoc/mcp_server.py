@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from crdtdoc import __version__
+from crdtdoc.artifacts.spec import InterfaceSpec
 from crdtdoc.client.connection import Keep, connect, room_urls
 from crdtdoc.errors import CrdtdocError, StaleRead, SyncTimeout, UsageError
 from crdtdoc.mcp_history import add_history_tools
@@ -194,14 +195,25 @@ def build_server(
         tasks = replica.tasks(name).list(status=status)
         return "\n".join(t.describe() for t in tasks) or "no tasks"
 
-    @tool("Add a task; answers 'added task ID' with the version that holds it." + FENCE)
+    @tool(
+        "Add a task; answers 'added task ID' with the version that holds it. `verify`: how "
+        "many agents other than whoever completes it must verify it before it counts as done."
+        + FENCE
+    )
     async def add_task(
-        name: str, title: str, description: str = "", fence: str | None = None
+        name: str, title: str, description: str = "", verify: int = 0, fence: str | None = None
     ) -> str:
         s = session()
         async with s.writing(fence):
-            task_id = s.replica.tasks(name).add(title, description)
+            task_id = s.replica.tasks(name).add(title, description, verify=verify)
         return await s.written(f"added task {task_id}")
+
+    @tool("Verify a task another agent completed (one added with `verify` counts once verified).")
+    async def verify_task(name: str, task_id: str) -> str:
+        s = session()
+        async with s.writing():
+            s.replica.tasks(name).verify(task_id)
+        return await s.written(s.replica.tasks(name).get(task_id).describe())
 
     @tool(
         "Claim a task, exclusively: the hub decides, so of agents racing for it exactly one "
@@ -347,12 +359,25 @@ def build_server(
             s.replica.spec(name).set(member, value)
         return await s.written(f"set {name}.{member}")
 
-    @tool("Freeze a spec: later changes to it are refused (agree on an interface, then freeze).")
-    async def freeze_spec(name: str) -> str:
+    @tool(
+        "Freeze a spec: later changes to it are refused (agree on an interface, then freeze). "
+        "With `approvers` (comma-separated agents who must all approve) or `quorum` (approvals "
+        "needed from agents other than you), the freeze is proposed and takes effect once they "
+        "approve_spec_freeze."
+    )
+    async def freeze_spec(name: str, approvers: str | None = None, quorum: int = 0) -> str:
+        s = session()
+        named = [a.strip() for a in (approvers or "").split(",") if a.strip()]
+        async with s.writing():
+            s.replica.spec(name).freeze(named, quorum)
+        return await s.written(_freeze_state(s.replica.spec(name)))
+
+    @tool("Approve the freeze proposed for a spec.")
+    async def approve_spec_freeze(name: str) -> str:
         s = session()
         async with s.writing():
-            s.replica.spec(name).freeze()
-        return await s.written(f"froze {name}")
+            s.replica.spec(name).approve()
+        return await s.written(_freeze_state(s.replica.spec(name)))
 
     add_history_tools(tool, session, known)
 
@@ -389,6 +414,14 @@ def build_server(
         return "\n".join(c.describe() for c in changes) or "nothing changed"
 
     return server
+
+
+def _freeze_state(spec: InterfaceSpec) -> str:
+    if spec.frozen:
+        return f"{spec.name} is frozen"
+    proposed = spec.summary().get("freeze_proposed")
+    missing = proposed.get("missing") if isinstance(proposed, dict) else None
+    return f"the freeze of {spec.name} waits for: {', '.join(missing or [])}"
 
 
 async def serve_mcp(

@@ -225,3 +225,26 @@ def test_a_file_error_is_one_json_object_too_with_json(hub: str, tmp_path: Path)
         error = json.loads(result.stdout)
         assert error["error"] == "FileNotFoundError" and error["exit"] == 1
         assert "missing.md" in error["message"]
+
+
+def test_review_gates_from_the_shell(hub: str) -> None:
+    room = "gates"
+    task = ok(cli(hub, "tasks", "add", "backlog", "ship it", "--verify", "1", "--json", room=room))
+    task_id = str(task["id"])
+    ok(cli(hub, "tasks", "done", "backlog", task_id, "--json", room=room, agent="bob"))
+    own = cli(hub, "tasks", "verify", "backlog", task_id, room=room, agent="bob")
+    assert own.returncode != 0 and "another agent must verify" in own.stderr
+    shown = ok(cli(hub, "tasks", "show", "backlog", task_id, "--json", room=room))["task"]
+    assert isinstance(shown, dict) and shown["status"] == "verifying"
+    ok(cli(hub, "tasks", "verify", "backlog", task_id, "--json", room=room, agent="carol"))
+    shown = ok(cli(hub, "tasks", "show", "backlog", task_id, "--json", room=room))["task"]
+    assert isinstance(shown, dict) and (shown["status"], shown["verified_by"]) == (
+        "done",
+        ["carol"],
+    )
+
+    ok(cli(hub, "spec", "set", "api", "get", "x", "--json", room=room))
+    proposed = ok(cli(hub, "spec", "freeze", "api", "--quorum", "1", "--json", room=room))
+    assert proposed["frozen"] is False
+    approved = ok(cli(hub, "spec", "approve", "api", "--json", room=room, agent="dave"))
+    assert approved["frozen"] is True

@@ -341,3 +341,30 @@ def test_mcp_answers_do_not_mislead_an_agent(hub: str) -> None:
                 assert error and "NotFound" in text, (tool, text)
 
     run(body(), timeout=120)
+
+
+def test_review_gates_over_mcp(hub: str) -> None:
+    async def body() -> None:
+        async with agent_session(hub, "alice") as alice, agent_session(hub, "bob") as bob:
+            failed, added = await call(alice, "add_task", name="gated", title="ship it", verify=1)
+            assert not failed
+            task_id = added.split()[2].rstrip(";")
+            _, token = await call(alice, "version")
+            await call(bob, "wait_for", token=token)
+            assert not (await call(alice, "complete_task", name="gated", task_id=task_id))[0]
+            failed, why = await call(alice, "verify_task", name="gated", task_id=task_id)
+            assert failed and "another agent must verify" in why
+            _, token = await call(alice, "version")
+            await call(bob, "wait_for", token=token)
+            failed, said = await call(bob, "verify_task", name="gated", task_id=task_id)
+            assert not failed and said.startswith("[done by alice]"), said
+
+            await call(alice, "set_spec_member", name="api", member="get", value_json='"x"')
+            failed, said = await call(alice, "freeze_spec", name="api", approvers="bob")
+            assert not failed and "waits for: approval by bob" in said
+            _, token = await call(alice, "version")
+            await call(bob, "wait_for", token=token)
+            failed, said = await call(bob, "approve_spec_freeze", name="api")
+            assert not failed and "api is frozen" in said
+
+    run(body())
