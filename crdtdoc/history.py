@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from crdtdoc.changes import Change, DocumentStructs, changes_between
 from crdtdoc.contents import GC, SKIP
 from crdtdoc.idset import IdSet
-from crdtdoc.roots import DELETIONS_ROOT
+from crdtdoc.roots import DELETIONS_ROOT, NOTES_ROOT
 from crdtdoc.versions import Version
 
 Id = tuple[int, int]
@@ -243,16 +243,20 @@ def _rank(steps: list[Step]) -> None:
 
 
 def artifact_history(
-    history: RoomHistory,
-    artifact: str,
-    agents: dict[int, str],
-    limit: int | None,
+    history: RoomHistory, artifact: str, limit: int | None
 ) -> list[tuple[int, Version, list[Change]]]:
-    """The steps that changed `artifact` (the last `limit` of them), each with its number,
-    the version after it, and its changes to `artifact` (raw, as `changes_between` reads them)."""
+    """The steps that changed `artifact` (the last `limit` of them): see `described`."""
     numbers = [n for n, step in enumerate(history.steps) if history.touches(step, artifact)]
     if limit is not None:
         numbers = numbers[-limit:] if limit > 0 else []
+    return described(history, numbers, {artifact})
+
+
+def described(
+    history: RoomHistory, numbers: list[int], artifacts: set[str] | None
+) -> list[tuple[int, Version, list[Change]]]:
+    """Each step of `numbers` with the version after it and its changes (to `artifacts`, or to
+    any artifact when None), raw, as `changes_between` reads them."""
     versions = history.versions(set(numbers))
     out = []
     for number in numbers:
@@ -261,10 +265,37 @@ def artifact_history(
         changes = [
             c
             for c in changes_between(history.doc, before, after.deleted, until=after)
-            if c.artifact == artifact
+            if (c.artifact in artifacts if artifacts is not None else c.artifact != NOTES_ROOT)
         ]
         step = history.steps[number]
         if step.client is None:  # nobody recorded these deletions
             changes = [replace(c, agent=None, client_id=None) for c in changes]
         out.append((number, after, changes))
     return out
+
+
+def built_on(history: RoomHistory, clients: frozenset[int], since: Version) -> list[int]:
+    """The steps, by other clients, that depend on the steps `clients` wrote since `since`:
+    they refer to what those steps wrote (write next to it, inside it, delete it), or come
+    after a step of their own client that does, or after one that depends so in turn.
+
+    Exact for what was written on top of the work; for "who had seen it" a lower bound: an agent
+    that read the work and wrote elsewhere, touching nothing of it, is not found."""
+    steps = history.steps
+    later: dict[int, list[int]] = {}
+    for number, step in enumerate(steps):
+        for dep in step.deps:
+            later.setdefault(dep, []).append(number)
+    clocks = since.clocks
+    frontier = [
+        n
+        for n, step in enumerate(steps)
+        if step.client in clients and step.end > clocks.get(step.client, 0)
+    ]
+    reached = set(frontier)
+    while frontier:
+        for after in later.get(frontier.pop(), ()):
+            if after not in reached:
+                reached.add(after)
+                frontier.append(after)
+    return sorted(n for n in reached if steps[n].client not in clients)

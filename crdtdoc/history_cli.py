@@ -1,8 +1,9 @@
-"""`crdtdoc history|blame|revert`: the room's past from the shell.
+"""`crdtdoc history|built-on|revert` and `doc blame`: the room's past from the shell.
 
 `history NAME` lists the steps that changed an artifact, each with the version token it led to
 (`doc cat --at TOKEN`, `tasks list --at`, `spec show --at` read the artifact as it was then);
-`blame NAME` says who wrote each line of a document; `revert AGENT --since TOKEN` undoes an
+`doc blame NAME` says who wrote each line of a document; `built-on AGENT --since TOKEN` lists
+what others built on an agent's work; `revert AGENT --since TOKEN` undoes an
 agent's work as one guarded commit the hub decides, keeping everyone else's. These commands keep
 history in their copy of the room; the hub keeps it unless it runs with `--no-history`.
 """
@@ -37,6 +38,22 @@ def _history(args: argparse.Namespace) -> int:
             for e in entries
         ]
         print_result(args, r, {"history": shown, "lines": lines or ["no history"]})
+    return 0
+
+
+def _built_on(args: argparse.Namespace) -> int:
+    with connected_replica(args, history=True) as r:
+        entries = r.built_on(args.whose, since=args.since)
+        lines = [line for entry in entries for line in entry.describe().splitlines()]
+        shown = [
+            {
+                "version": e.version,
+                "agent": e.agent,
+                "changes": [{"kind": c.kind, "text": c.describe()} for c in e.changes],
+            }
+            for e in entries
+        ]
+        print_result(args, r, {"built_on": shown, "lines": lines or ["nothing built on it"]})
     return 0
 
 
@@ -109,6 +126,17 @@ def add_commands(commands: Commands) -> None:
     s.add_argument(
         "--limit", type=int, default=50, help="the last LIMIT steps (default 50; 0: none)"
     )
+    s = command(
+        "built-on",
+        "the changes others made on top of an agent's work since a version",
+        "The changes other agents made on top of AGENT's work since --since (writing next to "
+        "or inside it, deleting it, or later than a change of theirs that did): what to check "
+        "before reverting that work. Exact for what was written on top; an agent who read the "
+        "work and wrote elsewhere, touching none of it, is not listed.",
+        _built_on,
+    )
+    s.add_argument("whose", metavar="AGENT", help="the agent whose work others built on")
+    s.add_argument("--since", help="a version token from before the work (default: all of it)")
     s = command(
         "revert",
         "undo an agent's work since a version, keeping everyone else's",

@@ -59,6 +59,16 @@ def add_history_tools(
         return "\n".join(by_line(replica.document(name).blame(at=at))) or "(empty document)"
 
     @tool(
+        "The changes other agents made on top of an agent's work since a version token "
+        "(writing next to or inside it, deleting it, or after a change of theirs that did), "
+        "each followed by 'at TOKEN': what to check before reverting that work. An agent who "
+        "read the work and wrote elsewhere, touching none of it, is not listed."
+    )
+    async def built_on(agent: str, since: str | None = None) -> str:
+        entries = session().replica.built_on(agent, since=since)
+        return "\n".join(e.describe() for e in entries) or "nothing built on it"
+
+    @tool(
         "Undo an agent's work since a version token: what it wrote is taken out, what it "
         "deleted is written back, what others did meanwhile stays; parts others built on are "
         "kept and listed. Written by you, with `note` in everyone's change feed, as one commit "

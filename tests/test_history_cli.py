@@ -49,6 +49,8 @@ def test_the_story_history_blame_read_back_and_revert(hub: str) -> None:
     lines = cli(hub, "doc", "blame", "design", room=room, agent="carol")
     assert lines.returncode == 0 and lines.stdout.splitlines()[0].startswith("alice ")
 
+    built = ok(cli(hub, "built-on", "alice", "--json", room=room, agent="carol"))["built_on"]
+    assert isinstance(built, list) and {e["agent"] for e in built} == {"bob"}
     reverted = ok(
         cli(
             hub,

@@ -36,6 +36,8 @@ def test_history_read_at_blame_and_revert_over_mcp(hub: str) -> None:  # noqa: F
             assert not failed and blamed.splitlines()[0].startswith("alice")
             assert "bob" in blamed.splitlines()[1]
 
+            failed, built = await call(alice, "built_on", agent="alice")
+            assert not failed and "bob inserted 'Errors are retried forever'" in built, built
             failed, preview = await call(
                 alice, "revert_agent_work", agent="bob", since=before, dry_run=True
             )

@@ -17,6 +17,7 @@ from crdtdoc.replica.remote import RemoteUpdates
 from crdtdoc.versions import Version
 
 if TYPE_CHECKING:
+    from crdtdoc.changes import Change
     from crdtdoc.feed import ArtifactReader
     from crdtdoc.history import HistoryEntry, RoomHistory
     from crdtdoc.revert import RevertHost, RevertPlan, RevertResult
@@ -41,25 +42,46 @@ class HistoryReads(RemoteUpdates):
         with the version it led to (`at` shows it), who made it and what it changed, in the
         artifact's terms. The order is causal and the same on every replica
         (`crdtdoc.history`); the text of deleted content needs `history=True`."""
-        from crdtdoc.feed import in_artifact_terms
-        from crdtdoc.history import HistoryEntry, artifact_history
+        from crdtdoc.history import artifact_history
 
         if limit is not None and (not isinstance(limit, int) or limit < 0):
             raise UsageError(f"limit must be a non-negative int or None, got {limit!r}")
         room = self.room_history()
+        return self._entries(room, artifact_history(room, artifact, limit))
+
+    def built_on(self, agent: str, since: Version | str | None = None) -> list[HistoryEntry]:
+        """The changes other agents made on top of what `agent` did since `since` (a Version or
+        token; None: all of it), oldest first: writing next to or inside it, deleting it, or
+        after a change of theirs that did (they had seen it). What to look at before reverting
+        `agent`'s work, or to revert along with it. Exact for what was written on top; for
+        who had read the work, a lower bound (`crdtdoc.history.built_on`)."""
+        from crdtdoc.history import built_on, described
+
+        names = self.agents()
+        clients = frozenset(c for c, n in names.items() if n == _agent_arg(agent))
+        room = self.room_history()
+        return self._entries(
+            room, described(room, built_on(room, clients, _since_arg(since)), None)
+        )
+
+    def _entries(
+        self, room: RoomHistory, steps: list[tuple[int, Version, list[Change]]]
+    ) -> list[HistoryEntry]:
+        """History entries of described steps, in the artifacts' terms (steps that changed
+        nothing an artifact shows are left out)."""
+        from crdtdoc.feed import in_artifact_terms
+        from crdtdoc.history import HistoryEntry
+
         names = self.agents()
         entries = []
-        for number, after, raw in artifact_history(room, artifact, names, limit):
+        for number, after, raw in steps:
             token = after.token()
-            stated = [
-                replace(c, version=token)
-                for c in in_artifact_terms(raw, cast("ArtifactReader", self))
-            ]
-            if not stated:
-                continue
-            client = room.steps[number].client
-            agent = names.get(client) if client is not None else None
-            entries.append(HistoryEntry(token, agent, client, tuple(stated)))
+            terms = in_artifact_terms(raw, cast("ArtifactReader", self))
+            stated = [replace(c, version=token) for c in terms]
+            if stated:
+                client = room.steps[number].client
+                agent = names.get(client) if client is not None else None
+                entries.append(HistoryEntry(token, agent, client, tuple(stated)))
         return entries
 
     def revert(
