@@ -21,7 +21,6 @@ from crdtdoc.agent_cli import (
     connected_replica,
     print_result,
 )
-from crdtdoc.blame import by_line
 
 
 def _history(args: argparse.Namespace) -> int:
@@ -59,6 +58,8 @@ def _built_on(args: argparse.Namespace) -> int:
 
 def blame_document(args: argparse.Namespace) -> int:
     """`crdtdoc doc blame NAME [--at TOKEN] [--spans]`."""
+    from crdtdoc.blame import by_line  # loaded when it runs, not for --help
+
     with connected_replica(args, history=True) as r:
         r.require(args.name, "document")
         doc = r.document(args.name)

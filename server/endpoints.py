@@ -1,7 +1,8 @@
 """The hub's answers to plain HTTP requests, given before any websocket handshake: `/healthz`
 (the process runs), `/readyz` (it accepts connections and its store commits), `/metrics`
 (Prometheus, any valid token when the hub has a secret), and the supervision pages of
-`crdtdoc.server.web` (`/`, `/rooms/<room>`, `/rooms/<room>/state`, a token for the room when the
+`crdtdoc.server.web` (`/`, `/rooms/<room>`, `/rooms/<room>/state`, and the past:
+`/rooms/<room>/history|at|blame`, `crdtdoc.server.web_history`; a token for the room when the
 hub has a secret). A websocket upgrade passes through, unless the hub is full.
 """
 
@@ -12,7 +13,7 @@ import logging
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
@@ -20,6 +21,7 @@ from websockets.http11 import Request, Response
 from crdtdoc.errors import AuthError, CrdtdocError, Forbidden, RemoteError
 from crdtdoc.server.admission import RoomUnavailable, authenticate, room_name
 from crdtdoc.server.web import page, room_list, room_state
+from crdtdoc.server.web_history import VIEWS, past_view
 
 if TYPE_CHECKING:
     from crdtdoc.server.commit import GroupCommitter
@@ -96,8 +98,11 @@ def _respond(ws: ServerConnection, body: str, content_type: str) -> Response:
 async def _web(hub: HubView, ws: ServerConnection, request: Request, path: str) -> Response:
     """`/rooms/<room>`: the page; `/rooms/<room>/state`: what it shows, as JSON. Both need
     a token for the room when the hub has a secret (read-only is enough)."""
-    want_state = path.endswith("/state")
-    name = unquote(path[len("/rooms/") :].removesuffix("/state").strip("/"))
+    rest = path[len("/rooms/") :].rstrip("/")
+    view = rest.rsplit("/", 1)[-1] if "/" in rest else ""
+    if view not in ("state", *VIEWS):
+        view = ""
+    name = unquote(rest.removesuffix("/" + view) if view else rest)
     try:
         room_name("/" + name)
         authenticate(hub.config.secret, request, name)
@@ -111,8 +116,15 @@ async def _web(hub: HubView, ws: ServerConnection, request: Request, path: str) 
         return ws.respond(status, f"{exc}\n")
     except RoomUnavailable as exc:
         return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, f"{exc}\n")
-    if not want_state:
+    if not view:
         return _respond(ws, page(), "text/html; charset=utf-8")
+    if view in VIEWS:
+        params = {k: v[-1] for k, v in parse_qs(urlsplit(request.path).query).items()}
+        try:
+            answer = past_view(room, view, params)
+        except CrdtdocError as exc:
+            return ws.respond(HTTPStatus.BAD_REQUEST, f"{type(exc).__name__}: {exc}\n")
+        return _respond(ws, json.dumps(answer), "application/json")
     try:  # readers skip damaged entries; what still fails gets a readable answer, no crash
         state = room_state(room)
     except CrdtdocError as exc:

@@ -2,9 +2,11 @@
 
 `GET /rooms/<room>` serves one HTML page (plain HTML, CSS and a small script of our own, no build
 step) that reads `GET /rooms/<room>/state` once a second and redraws: the agents present, every
-artifact (documents as text, task lists as a board by status with contested claims marked, specs
-with conflicting members marked), the latest changes, and how far behind the hub each agent is
-(the messages the hub holds for it and has not sent yet). Both need the same token as a websocket
+artifact (documents as text, task lists as a board by status with contested claims and review
+gates marked, specs with conflicting members and a freeze waiting for approvals marked), the
+latest changes, and how far behind the hub each agent is (the messages the hub holds for it and
+has not sent yet). Each artifact's history (a slider and a list of steps: the artifact as it was
+after any of them) and each document's blame open on demand (`crdtdoc.server.web_history`). Both need the same token as a websocket
 connection to the room (`?token=`; a read-only token is enough) when the hub has a secret.
 
 Nothing a room or its agents name reaches a page as markup or script: the room page is static
@@ -32,6 +34,7 @@ from crdtdoc.errors import CrdtdocError
 from crdtdoc.protocol.presence import parse_presence
 
 if TYPE_CHECKING:
+    from crdtdoc.replica import Replica
     from crdtdoc.server.room import Room
 
 FEED_LENGTH = 30
@@ -83,7 +86,12 @@ def room_state(room: Room) -> dict[str, Any]:
 
 
 def _artifact(room: Room, name: str, kind: str) -> dict[str, Any]:
-    replica = room.replica
+    return artifact_view(room.replica, name, kind)
+
+
+def artifact_view(replica: Replica, name: str, kind: str) -> dict[str, Any]:
+    """One artifact as the page shows it: a document's text, a task list's board (with its
+    review gates), a spec's members (with a freeze waiting for approvals)."""
     if kind == "document":
         return {"name": name, "kind": kind, "text": replica.document(name).read()}
     if kind == "tasks":
@@ -98,6 +106,8 @@ def _artifact(room: Room, name: str, kind: str) -> dict[str, Any]:
                     "assignee": t.assignee,
                     "contested": t.contested,
                     "claimants": t.claimants,
+                    "verify": t.verify,
+                    "verified_by": t.verified_by,
                 }
                 for t in replica.tasks(name).list()
             ],
@@ -112,7 +122,14 @@ def _artifact(room: Room, name: str, kind: str) -> dict[str, Any]:
                 members.append({"member": member, "conflict": True, "values": values})
             else:
                 members.append({"member": member, "conflict": False, "value": spec.get(member)})
-        return {"name": name, "kind": kind, "frozen": spec.frozen, "members": members}
+        proposed = spec.summary().get("freeze_proposed")
+        return {
+            "name": name,
+            "kind": kind,
+            "frozen": spec.frozen,
+            "members": members,
+            "freeze_waits_for": proposed.get("missing") if isinstance(proposed, dict) else None,
+        }
     return {"name": name, "kind": kind}
 
 

@@ -130,3 +130,49 @@ def test_hostile_names_and_texts_show_as_text_and_never_run(tmp_path: Path) -> N
 def json_string(text: str) -> str:
     """`text` as the page shows a spec value (JSON)."""
     return json.dumps(text, ensure_ascii=False)
+
+
+def test_the_page_shows_history_blame_and_gates(tmp_path: Path) -> None:
+    """A person sees a document's history (and the text at a step, by clicking it), who wrote
+    what, and what a task's or a spec's review gate still waits for."""
+    executable = _browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    with (
+        hub_in_thread(tmp_path / "hub.db") as url,
+        crdtdoc.connect_blocking(url + "/team", agent="alice") as alice,
+        crdtdoc.connect_blocking(url + "/team", agent="bob") as bob,
+        sync_playwright() as pw,
+    ):
+        alice.document("design").write("The API returns JSON.\n")
+        alice.flush()
+        bob.wait_for(alice.version())
+        bob.document("design").replace("JSON", "XML")
+        task_id = bob.tasks("backlog").add("ship it", verify=2)
+        bob.tasks("backlog").complete(task_id)
+        bob.spec("api").set("get", "x")
+        bob.spec("api").freeze(approvers=["carol"])
+        bob.flush()
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page()
+            page.goto(url.replace("ws://", "http://") + "/rooms/team")
+            expect(page.locator(f"[data-task={task_id}]")).to_contain_text("verified 0 of 2")
+            expect(page.locator("[data-gate=api]")).to_contain_text("approval by carol")
+            design = page.locator("[data-card=design]")
+            design.locator("button[data-open=blame]").click()
+            blamed = page.locator("pre[data-blame=design] span")
+            expect(blamed.first).to_have_attribute("title", "alice", timeout=10_000)
+            expect(page.locator("pre[data-blame=design] span[title=bob]")).to_have_text("XML")
+            design.locator("button[data-open=blame]").click()  # back to now
+            design.locator("button[data-open=history]").click()
+            steps = page.locator("ol[data-history=design] li")
+            expect(steps.first).to_contain_text("alice inserted 'The API returns JSON.\\n'")
+            steps.first.click()
+            expect(design.locator("pre[data-doc=design]")).to_have_text(
+                "The API returns JSON.\n", timeout=10_000
+            )
+            OUTPUT.mkdir(exist_ok=True)
+            page.screenshot(path=str(OUTPUT / "supervision_page_history.png"), full_page=True)
+        finally:
+            browser.close()
