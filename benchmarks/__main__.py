@@ -1,7 +1,7 @@
 """`python -m benchmarks NAME [options]` (or `crdtdoc bench NAME`): runs one benchmark.
 
 Names: strategies, partitions, hub_load, trace, cluster_load, validation_overhead, instructions,
-gate_cost, abuse, and report (regenerates benchmarks/RESULTS.md from the recorded results).
+gate_cost, abuse, history, and report (regenerates benchmarks/RESULTS.md from the recorded results).
 `NAME --help` shows its options.
 """
 
@@ -20,6 +20,7 @@ BENCHMARKS = {
     "instructions": "benchmarks.instructions",
     "gate_cost": "benchmarks.gate_cost",
     "abuse": "benchmarks.abuse",
+    "history": "benchmarks.history",
     "report": "benchmarks.report",
 }
 

@@ -24,6 +24,7 @@ SECTIONS = [
     ("instructions", "The same in instructions (callgrind), for a noisy machine"),
     ("gate_cost", "What the semantic gate costs per update"),
     ("abuse", "The hub under abuse: issue 16's attacks beside an honest agent"),
+    ("history", "What history costs: keeping deleted content, reading the past"),
 ]
 
 
