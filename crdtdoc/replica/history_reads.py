@@ -57,8 +57,8 @@ class HistoryReads(RemoteUpdates):
         who had read the work, a lower bound (`crdtdoc.history.built_on`)."""
         from crdtdoc.history import built_on, described
 
-        names = self.agents()
-        clients = frozenset(c for c, n in names.items() if n == _agent_arg(agent))
+        whose = _agent_arg(agent)
+        clients = frozenset(c for c, n in self.agents().items() if n == whose)
         room = self.room_history()
         return self._entries(
             room, described(room, built_on(room, clients, _since_arg(since)), None)

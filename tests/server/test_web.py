@@ -18,7 +18,7 @@ from urllib.parse import quote
 import crdtdoc
 from tests.server.test_security import SECRET, token
 from tests.support.aio import run
-from tests.support.hubs import hub_in_thread, running_hub
+from tests.support.hubs import running_hub
 
 
 def get_full(url: str) -> tuple[int, Message, str]:
@@ -227,37 +227,3 @@ def test_no_room_name_reaches_the_page_as_markup_or_script(tmp_path: Path) -> No
             assert_hardened(headers)
 
     run(body(), timeout=30)
-
-
-def test_the_past_views_answer_json_and_refuse_bad_requests(tmp_path: Path) -> None:
-    """`/history`, `/at` and `/blame`: the library's answers as JSON; an unknown artifact, a
-    bad version token or blame of a task list is a 400 with the reason, never a crash."""
-    with hub_in_thread(tmp_path / "hub.db") as url:
-        with crdtdoc.connect_blocking(url + "/team", agent="alice") as alice:
-            alice.document("design").write("one\n")
-            first = alice.version().token()
-            alice.document("design").write("two\n")
-            alice.tasks("backlog").add("x")
-            alice.flush()
-        base = url.replace("ws://", "http://") + "/rooms/team/"
-
-        def get(path: str) -> tuple[int, str]:
-            try:
-                with urllib.request.urlopen(base + path, timeout=10) as response:
-                    return response.status, response.read().decode()
-            except urllib.error.HTTPError as exc:
-                return exc.code, exc.read().decode()
-
-        status, body = get("history?artifact=design")
-        assert status == 200 and len(json.loads(body)["entries"]) == 3
-        status, body = get(f"at?artifact=design&at={first}")
-        assert status == 200 and json.loads(body)["view"]["text"] == "one\n"
-        status, body = get("blame?artifact=design")
-        assert status == 200 and json.loads(body)["spans"][0]["agent"] == "alice"
-        for bad, reason in (
-            ("history?artifact=nothing", "no artifact named 'nothing'"),
-            ("at?artifact=design&at=not-a-token", "InvalidVersionToken"),
-            ("blame?artifact=backlog", "blame reads documents"),
-        ):
-            status, body = get(bad)
-            assert status == 400 and reason in body, (bad, body)
