@@ -27,7 +27,7 @@ def test_history_entries_describe_each_step_with_its_version() -> None:
     r.document("design").insert(0, "one\n")
     (entry,) = r.history("design")
     assert entry.agent == "alice" and r.at(entry.version).document("design").read() == "one\n"
-    assert entry.describe() == f"alice inserted 'one\\n' into design\n  at {entry.version}"
+    assert entry.describe() == f"alice inserted 'one\\n' at line 1 of design\n  at {entry.version}"
 
 
 def test_the_calls_check_their_arguments() -> None:
