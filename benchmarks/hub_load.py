@@ -5,6 +5,7 @@ providers, or Hocuspocus's own provider for Hocuspocus), so the comparison is be
 clients. In one invocation it runs:
 
 - crdtdoc: `crdtdoc serve` (validating every update, acknowledging only after the SQLite commit);
+  `crdtdoc-no-history` is the same with `--no-history` (run with `--hub crdtdoc-no-history`);
 - y-websocket: the npm `@y/websocket-server` reference server (in memory, no persistence);
 - hocuspocus: the npm `@hocuspocus/server` (in memory, no persistence extension);
 - pycrdt-websocket: `pycrdt.websocket.WebsocketServer` on `websockets` (in memory).
@@ -75,8 +76,9 @@ TITLE = "# Hub load (median of runs; see hub_load.json for every run and each sc
 
 
 def hub_command(hub: str, port: int, db: str) -> list[str]:
-    if hub == "crdtdoc":
-        return [sys.executable, "-m", "crdtdoc.cli", "serve", "--port", str(port), "--db", db]
+    if hub in ("crdtdoc", "crdtdoc-no-history"):
+        command = [sys.executable, "-m", "crdtdoc.cli", "serve", "--port", str(port), "--db", db]
+        return command + (["--no-history"] if hub == "crdtdoc-no-history" else [])
     if hub == "y-websocket":
         server = DRIVER_DIR / "node_modules" / "@y" / "websocket-server" / "src" / "server.js"
         return ["node", str(server)]
@@ -253,7 +255,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=2, help="runs per hub and scenario")
     parser.add_argument("--scenario", action="append", choices=list(SCENARIOS))
-    parser.add_argument("--hub", action="append", help="only these hubs")
+    parser.add_argument(
+        "--hub",
+        action="append",
+        help="only these hubs (crdtdoc-no-history: crdtdoc serve --no-history, only when named)",
+    )
     parser.add_argument(
         "--plot-only",
         action="store_true",

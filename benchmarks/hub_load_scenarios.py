@@ -13,7 +13,9 @@ SCENARIOS = {
     "reconnect-storm-50-fresh": ["50", "storm", "10", "fresh"],
 }
 CORE_SCENARIOS = ["burst-10x1000", "rate-50x2/s"]  # what cluster_load reuses
-HUB_ORDER = ["crdtdoc", "y-websocket", "hocuspocus", "pycrdt-websocket"]
+HUB_ORDER = ["crdtdoc", "crdtdoc-no-history", "y-websocket", "hocuspocus", "pycrdt-websocket"]
+"""`crdtdoc-no-history` (`crdtdoc serve --no-history`) runs only when asked (`--hub`): what the
+hub's history costs, side by side."""
 Results = dict[str, dict[str, dict[str, object]]]  # scenario -> hub -> median figures
 
 

@@ -7,16 +7,23 @@ sequence of writes. From these alone, without the hub's log, every replica that 
 (`Replica(history=True)`) orders the room's writes the same way:
 
 - a *step* is a run of one client's consecutive writes to one root that refers to nothing of
-  another client's after its first write (typing on from where it stands), or one entry of the
-  deletions log (what one commit deleted);
+  another client's after its first write (typing on from where it stands), with the
+  deletions-log entry written right after it (what the same commit deleted: replacing text or
+  a map value deletes and writes at once), or an entry of the deletions log on its own (a
+  commit that only deleted);
 - a step comes after the step before it of the same client, after the steps holding whatever its
-  first write refers to, and, for deletions, after the steps that wrote what it deletes;
+  first write refers to, after the steps that wrote what it deletes, and, for an approval or a
+  verification (`crdtdoc.gates`), after the freeze proposal or the completions it answers;
 - steps are ranked by the longest chain of such dependencies before them and listed by rank,
   client and clock, so every replica lists the same steps in the same order.
 
 The version after each step is everything up to it: a state vector and delete set closed under
 causality, which the engine can show (`Replica.at`). The order is causal, not the wall clock's:
-two writes neither of which saw the other may be listed either way round. Deletions no entry of
+two writes neither of which saw the other may be listed either way round. And the document
+records only what each write refers to, not everything its writer had seen: a write that saw
+another but touched none of it may be listed before it, and the version after it then shows a
+combination no agent saw at once (what the hub recorded of each writer would settle that; it
+does not record it yet). Deletions no entry of
 the deletions log claims (made by stock Yjs clients, or a stock client's overwrite of a map key)
 come in steps of their own, without an author, after what they delete.
 """
@@ -25,12 +32,15 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 from dataclasses import dataclass, replace
 
-from crdtdoc.changes import Change, DocumentStructs, changes_between
-from crdtdoc.contents import GC, SKIP
+from crdtdoc.changes import Change, DocumentStructs, StructIndex, changes_between
+from crdtdoc.contents import ANY, GC, JSON, SKIP
+from crdtdoc.gates import APPROVAL_PREFIX, PROPOSAL_KEY
 from crdtdoc.idset import IdSet
 from crdtdoc.roots import DELETIONS_ROOT, NOTES_ROOT
+from crdtdoc.updates import Item
 from crdtdoc.versions import Version
 
 Id = tuple[int, int]
@@ -132,6 +142,7 @@ def _segments(doc: DocumentStructs) -> list[Step]:
     steps: list[Step] = []
     logged = {(client, clock): ds for client, clock, ds in doc.deleters}
     index = doc.index
+    gates = _gate_items(doc)
     current: Step | None = None
     for item in doc.items:
         if item.content in (GC, SKIP):
@@ -140,7 +151,7 @@ def _segments(doc: DocumentStructs) -> list[Step]:
         root = index.root(item)
         refs = [
             ref
-            for ref in (item.origin, item.right_origin, item.parent)
+            for ref in (item.origin, item.right_origin, item.parent, *_gated_by(item, index, gates))
             if isinstance(ref, tuple) and ref[0] != item.client
         ]
         if root == DELETIONS_ROOT:
@@ -166,6 +177,51 @@ def _segments(doc: DocumentStructs) -> list[Step]:
     return steps
 
 
+def _gate_items(doc: DocumentStructs) -> dict[tuple[str, ...], list[Item]]:
+    """The entries a review gate's entries answer (`crdtdoc.gates`): each spec's freeze
+    proposal, each task's completions, by (root, key path)."""
+    index = doc.index
+    out: dict[tuple[str, ...], list[Item]] = {}
+    for item in doc.items:
+        key = index.sub(item) if item.content in (ANY, JSON) else None
+        if key is None:
+            continue
+        path = index.path(item)
+        if key == PROPOSAL_KEY and not path:
+            out.setdefault((index.root(item) or "", PROPOSAL_KEY), []).append(item)
+        elif len(path) == 2 and path[1] == "completions":
+            out.setdefault((index.root(item) or "", path[0], "completions"), []).append(item)
+    return out
+
+
+def _gated_by(item: Item, index: StructIndex, gates: dict[tuple[str, ...], list[Item]]) -> list[Id]:
+    """What an approval or a verification was written after, though it refers to none of it:
+    the freeze proposal it approves, the completions made before it that it verifies. Without
+    these, history could list an approval before the proposal it answers."""
+    if not gates or item.content not in (ANY, JSON):
+        return []
+    key = index.sub(item)
+    if key is None:
+        return []
+    root, path = index.root(item) or "", index.path(item)
+    if key.startswith(APPROVAL_PREFIX) and not path:
+        return [(p.client, p.clock) for p in gates.get((root, PROPOSAL_KEY), ())]
+    if len(path) == 2 and path[1] == "verifications":
+        at = _written_at(item)
+        completions = gates.get((root, path[0], "completions"), ())
+        return [
+            (c.client, c.clock) for c in completions if at is None or (_written_at(c) or 0.0) <= at
+        ]
+    return []
+
+
+def _written_at(item: Item) -> float | None:
+    """The time an entry says it was written (its "at"), if it says."""
+    value = item.value[-1] if isinstance(item.value, list) and item.value else None
+    at = value.get("at") if isinstance(value, dict) else None
+    return float(at) if isinstance(at, (int, float)) and not isinstance(at, bool) else None
+
+
 def _steps(doc: DocumentStructs, deleted: IdSet) -> list[Step]:
     """The document's steps in history order, each with its dependencies (step numbers)."""
     steps = _segments(doc)
@@ -176,6 +232,7 @@ def _steps(doc: DocumentStructs, deleted: IdSet) -> list[Step]:
     starts = {c: [steps[n].start for n in ns] for c, ns in by_client.items()}
 
     def owners(client: int, lo: int, hi: int) -> list[int]:
+        """The steps that wrote `client`'s ids [lo, hi)."""
         numbers = by_client.get(client, [])
         at = max(bisect.bisect_right(starts.get(client, []), lo) - 1, 0)
         out = []
@@ -202,6 +259,8 @@ def _steps(doc: DocumentStructs, deleted: IdSet) -> list[Step]:
         ds.add(client, lo, hi)
         steps.append(Step(None, 0, 0, None, ds, [], set(owners(client, lo, hi))))
     _rank(steps)
+    steps = _join_commits(steps, by_client)
+    _rank(steps)
     order = sorted(
         range(len(steps)),
         key=lambda n: (
@@ -216,6 +275,37 @@ def _steps(doc: DocumentStructs, deleted: IdSet) -> list[Step]:
     for step in ordered:
         step.deps = {renumber[d] for d in step.deps}
     return ordered
+
+
+def _join_commits(steps: list[Step], by_client: dict[int, list[int]]) -> list[Step]:
+    """Joins each write step to the deletions-log entry written right after it when that entry
+    records what the same commit deleted (replacing text or a map value deletes and writes at
+    once): then whoever saw the writing saw the deleting. An entry right after a write may also
+    record a later commit that only deleted; it is joined only when all it deleted could have
+    been there before the write (written by steps ranked no later), else it stays a step."""
+    into: dict[int, int] = {}  # log entry step -> the write step it joins
+    for numbers in by_client.values():
+        for write, entry in itertools.pairwise(numbers):
+            w, e = steps[write], steps[entry]
+            if e.root != DELETIONS_ROOT or w.root == DELETIONS_ROOT or e.start != w.end:
+                continue
+            if all(steps[d].rank <= w.rank for d in e.deps if d != write):
+                into[entry] = write
+    if not into:
+        return steps
+    for entry, write in into.items():
+        w, e = steps[write], steps[entry]
+        w.deletes = w.deletes.union(e.deletes)
+        w.end = e.end
+        w.deps |= e.deps - {write}
+    kept = [n for n in range(len(steps)) if n not in into]
+    renumber = {old: new for new, old in enumerate(kept)}
+    for entry, write in into.items():
+        renumber[entry] = renumber[write]
+    joined = [steps[n] for n in kept]
+    for number, step in enumerate(joined):
+        step.deps = {renumber[d] for d in step.deps} - {number}
+    return joined
 
 
 def _rank(steps: list[Step]) -> None:

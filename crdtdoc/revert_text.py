@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from crdtdoc import textdiff
 from crdtdoc.blame import Piece, shown, text_items
-from crdtdoc.contents import STRING
+from crdtdoc.contents import DELETED, STRING
 from crdtdoc.idset import IdSet
 from crdtdoc.updates import Item
 from crdtdoc.versions import Version
@@ -79,15 +79,25 @@ def plan_text(room: RoomHistory, scope: Scope, name: str, order: Order, length: 
     kept: list[str] = []
     revived = IdSet()
     gone = scope.wrote_deletions.difference(scope.others_deleted)
+    unheld = 0
     for item in items:
-        for lo, hi in _inside(gone, item.client, item.clock, item.clock + item.length):
+        # their own writing since the version stays deleted
+        end = item.clock + item.length
+        if item.client in scope.clients:
+            end = min(end, scope.since.clocks.get(item.client, 0))
+        for lo, hi in _inside(gone, item.client, item.clock, end) if item.clock < end else ():
             for a, b in _inside(deleted, item.client, lo, hi):
-                if scope.wrote(item.client, a):
-                    continue  # their own writing since: it stays deleted
-                if item.content != STRING:
+                if item.content == DELETED:
+                    unheld += b - a
+                elif item.content != STRING:
                     kept.append(f"{name}: an embed they deleted cannot be written back")
-                    continue
-                revived.add(item.client, a, b)
+                else:
+                    revived.add(item.client, a, b)
+    if unheld:
+        kept.append(
+            f"{name}: {unheld} character(s) they deleted cannot be written back: this replica "
+            "no longer holds deleted text (it needs history=True, and a hub that keeps history)"
+        )
     pinned = _pinned(items, deleted, scope)
     edits: list[textdiff.Edit] = []
     removed = restored = index = 0

@@ -286,7 +286,7 @@ class LinkedReplica(Replica):
         return expect
 
     def _runs_extend(self) -> bool:
-        return not self._held.active
+        return not self._held.active and super()._runs_extend()
 
     def _begin_hold(self) -> None:
         if not (self._session.connected and self._session.welcomed):

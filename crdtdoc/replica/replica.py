@@ -277,8 +277,9 @@ class Replica(HistoryReads):
     def _runs_extend(self) -> bool:
         """Whether a deleting commit may replace the run's log entry (see `_record_deletions`);
         a connected replica says no while its writes are held for a guarded commit, which the
-        hub judges whole, before it has the entry being replaced."""
-        return True
+        hub judges whole, before it has the entry being replaced. A replica that keeps history
+        does not extend runs either: the entries a run replaces stay in its document, whole."""
+        return not self._history
 
     def changes_since(self, since: Version | str | None = None) -> list[Change]:
         """What changed since `since` (a Version or token), by artifact and agent."""
