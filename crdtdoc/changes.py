@@ -13,7 +13,7 @@ a "set" of that key, not text; registry entries of the wrong shape name nobody.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from crdtdoc.contents import ANY, DELETED, EMBED, FORMAT, GC, JSON, SKIP, STRING, TYPE
@@ -217,6 +217,7 @@ class DocumentStructs:
     agents: dict[int, str]
     deleters: list[tuple[int, int, IdSet]]  # (client, clock of the log entry, ids it deleted)
     texts: frozenset[str]
+    restored: IdSet = field(default_factory=IdSet)  # deleted ids a revert wrote back (notes)
 
 
 def read_structs(full_update: bytes, text_roots: frozenset[str] = frozenset()) -> DocumentStructs:
@@ -228,6 +229,7 @@ def read_structs(full_update: bytes, text_roots: frozenset[str] = frozenset()) -
     texts = set(text_roots)
     agents: dict[int, str] = {}
     deleters: list[tuple[int, int, IdSet]] = []
+    restored = IdSet()
     for item in items:
         root = index.root(item) if item.content in (ANY, STRING) else None
         if item.content == STRING and root is not None and index.sub(item) is None:
@@ -243,7 +245,31 @@ def read_structs(full_update: bytes, text_roots: frozenset[str] = frozenset()) -
                 ds = decode_delete_set(entry)
                 if ds is not None:
                     deleters.append((item.client, item.clock + offset, ds))
-    return DocumentStructs(items, index, agents, deleters, frozenset(texts))
+        elif root == NOTES_ROOT and item.content == ANY:
+            for note in item.value or []:
+                _restores(note, restored)
+    return DocumentStructs(items, index, agents, deleters, frozenset(texts), restored)
+
+
+def _restores(note: object, into: IdSet) -> None:
+    """Adds the deleted ids a revert's note says it wrote back (`"restores": [[client, start,
+    end], ...]`); anything else in a note is no claim."""
+    ranges = note.get("restores") if isinstance(note, dict) else None
+    for entry in ranges if isinstance(ranges, list) else ():
+        numbers = [_count(n) for n in entry] if isinstance(entry, list) and len(entry) == 3 else []
+        if len(numbers) == 3 and None not in numbers:
+            client, start, end = (int(n) for n in numbers if n is not None)
+            if start < end <= start + 2**32:
+                into.add(client, start, end)
+
+
+def _count(value: object) -> int | None:
+    """A non-negative whole number as a JSON value holds it (Yjs numbers may read as floats)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not (value.is_integer() and value < 2**53):
+        return None
+    return int(value) if value >= 0 else None
 
 
 def changes_between(

@@ -82,8 +82,8 @@ def _revert(args: argparse.Namespace) -> int:
         before = r.version().token()
         plan = r.plan_revert(args.whose, since=args.since, on=on)
         if plan.touched and not args.dry_run:
-            with r.commit(args.expect, plan.touched, fence=args.fence, note=note):
-                plan.apply(r)
+            with r.commit(args.expect, plan.touched, fence=args.fence):
+                plan.apply(r, note)
         done = "would take" if args.dry_run else "took"
         lines = [
             f"{args.whose}'s work since the given version: {done} out {plan.removed}, "

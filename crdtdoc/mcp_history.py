@@ -94,8 +94,8 @@ def add_history_tools(
         )
         if dry_run or not plan.touched:
             return "\n".join([f"would {summary}", *lines])
-        async with s.replica.commit(on=plan.touched, note=note or f"revert {agent}'s work"):
-            plan.apply(s.replica)
+        async with s.replica.commit(on=plan.touched):
+            plan.apply(s.replica, note)
         done = await s.written(f"reverted {agent}'s work: {summary}")
         undo = f"undo with revert_agent_work(agent={s.replica.agent!r}, since={before!r})"
         return "\n".join([done, *lines, undo])

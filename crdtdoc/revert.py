@@ -82,6 +82,8 @@ class RevertHost(Protocol):
 
     def version(self) -> Version: ...
 
+    def write_note(self, note: str, on: Iterable[str], **fields: object) -> None: ...
+
     def transaction(
         self,
         *,
@@ -109,14 +111,21 @@ class RevertPlan:
     values: list[Any]
     kinds: dict[str, str]
 
-    def apply(self, replica: RevertHost) -> None:
-        """Writes the plan into `replica` (inside the caller's transaction, if any). Between
+    def apply(self, replica: RevertHost, note: str | None = None) -> None:
+        """Writes the plan into `replica`, inside the caller's transaction (a guarded commit,
+        say), with a note saying why (`note`; by default "revert <agent>'s work") that records
+        the deleted text it writes back, so that no revert writes it back twice. Between
         planning and applying, `replica` must not change."""
+        if not self.touched:
+            return
         for name, text in self.texts.items():
             if text.edits:
                 replica.document(name).apply_edits(text.edits)
         for change, value in zip(self.changes, self.values, strict=True):
             _write(replica, change, self.kinds[change.root], value, self.kept)
+        revived = [[c, lo, hi] for t in self.texts.values() for c, lo, hi in t.revived]
+        fields = {"restores": revived} if revived else {}
+        replica.write_note(note or f"revert {self.agent}'s work", self.touched, **fields)
 
 
 def plan_revert(replica: RevertHost, agent: str, since: Version, on: set[str]) -> RevertPlan:
@@ -157,8 +166,8 @@ def revert_work(
     before = replica.version().token()
     plan = plan_revert(replica, agent, since, on)
     if plan.touched:
-        with replica.transaction(note=note or f"revert {agent}'s work", on=plan.touched):
-            plan.apply(replica)
+        with replica.transaction(on=plan.touched):
+            plan.apply(replica, note)
     kept = tuple(plan.kept)
     return RevertResult(plan.removed, plan.restored, kept, replica.version().token(), before)
 

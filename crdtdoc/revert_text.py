@@ -62,6 +62,7 @@ class TextPlan:
     removed: int
     restored: int
     kept: list[str]
+    revived: IdSet = field(default_factory=IdSet)  # the deleted ids it writes back
 
 
 Order = Callable[[IdSet], list[Piece]]
@@ -78,7 +79,13 @@ def plan_text(room: RoomHistory, scope: Scope, name: str, order: Order, length: 
     items = text_items(room.doc, name)
     kept: list[str] = []
     revived = IdSet()
-    gone = scope.wrote_deletions.difference(scope.others_deleted)
+    # What a revert wrote back already stays as it is: a second revert writes it no second
+    # time (and says so: a note claiming it may be anyone's).
+    deleted_by_them = scope.wrote_deletions.difference(scope.others_deleted)
+    gone = deleted_by_them.difference(room.doc.restored)
+    again = _text_ids(items, deleted_by_them.intersection(room.doc.restored).intersection(deleted))
+    if again:
+        kept.append(f"{name}: {again} character(s) an earlier revert wrote back already")
     unheld = 0
     for item in items:
         # their own writing since the version stays deleted
@@ -117,7 +124,16 @@ def plan_text(room: RoomHistory, scope: Scope, name: str, order: Order, length: 
             index += len(text)
     if index != length:
         return TextPlan([], 0, 0, [f"{name}: its positions could not be read; nothing changed"])
-    return TextPlan(_merged(edits), removed, restored, kept)
+    return TextPlan(_merged(edits), removed, restored, kept, revived)
+
+
+def _text_ids(items: list[Item], ids: IdSet) -> int:
+    """How many of `ids` are in the text's `items`."""
+    return sum(
+        hi - lo
+        for item in items
+        for lo, hi in _inside(ids, item.client, item.clock, item.clock + item.length)
+    )
 
 
 def _pinned(items: list[Item], deleted: IdSet, scope: Scope) -> set[Id]:

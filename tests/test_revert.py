@@ -200,8 +200,8 @@ def test_a_revert_through_a_real_hub_converges_and_keeps_concurrent_work(tmp_pat
                 plan = carol.plan_revert("bob", since=v)
                 assert (plan.removed, plan.touched) == (26, ["d"])
                 alice.document("d").append("Alice goes on.\n")  # concurrent with the revert
-                async with carol.commit(on=plan.touched, note="not verified"):
-                    plan.apply(carol)
+                async with carol.commit(on=plan.touched):
+                    plan.apply(carol, "not verified")
                 await alice.flush(timeout=10)
                 await carol.flush(timeout=10)
                 for replica in agents:

@@ -41,3 +41,17 @@ def test_deleted_stretches_come_back_in_their_order_between_others_text() -> Non
 def test_an_insertion_and_a_deletion_at_one_index_are_one_edit() -> None:
     edits = [Edit(2, 0, "xy"), Edit(2, 3, ""), Edit(9, 0, "z")]
     assert _merged(edits) == [Edit(2, 3, "xy"), Edit(9, 0, "z")]
+
+
+def test_reverting_twice_writes_deleted_text_back_once() -> None:
+    alice, bob = Replica("alice", history=True), Replica("bob", history=True)
+    alice.document("d").insert(0, "keep this line\n")
+    bob.apply_update(alice.encode_update())
+    v = bob.version()
+    bob.document("d").delete(0, 5)
+    alice.apply_update(bob.encode_update())
+    first = alice.revert("bob", since=v)
+    second = alice.revert("bob", since=v)
+    assert alice.document("d").read() == "keep this line\n"
+    assert (first.restored, second.restored) == (5, 0)
+    assert second.kept == ("d: 5 character(s) an earlier revert wrote back already",)

@@ -176,10 +176,7 @@ class Replica(HistoryReads):
                         agents[key] = self._agent
                     self._registered = True
                 if note is not None:
-                    names = sorted(artifact_names(on))
-                    self._doc.get(NOTES_ROOT, type=Array).append(
-                        {"by": self._agent, "note": note, "at": time.time(), "artifacts": names}
-                    )
+                    self.write_note(note, artifact_names(on))
                 yield
                 if self._kinds_to_record:
                     self._write_kinds()
@@ -198,6 +195,15 @@ class Replica(HistoryReads):
         finally:
             self._txn_depth = 0
         self._after_local_commit(start)
+
+    def write_note(self, note: str, on: Iterable[str], **fields: object) -> None:
+        """Appends a note to the room's notes (PROTOCOL.md section 6): what a transaction says
+        it does, signed by this agent, on the artifacts `on`; `fields` are more of the entry's
+        JSON (a revert records the deleted ids it wrote back). Inside a write only."""
+        if not self._txn_depth:
+            raise UsageError("a note is written inside a transaction (transaction(note=...))")
+        entry = {"by": self._agent, "note": note, "at": time.time(), "artifacts": sorted(on)}
+        self._doc.get(NOTES_ROOT, type=Array).append({**fields, **entry})
 
     def _check_fresh(self, expect: Version | str, on: Iterable[object]) -> None:
         """Raises `StaleRead` if others changed the artifacts `on` since `expect`."""
