@@ -129,7 +129,7 @@ def _tasks(args: argparse.Namespace) -> int:
             lines += [f"  done by {', '.join(task.completed_by)}"] if task.completed_by else []
             if task.verify:
                 who = ", ".join(task.verified_by) or "nobody yet"
-                lines.append(f"  needs {task.verify} verification(s) by others: {who}")
+                lines.append(f"  needs {task.verify} verification(s) by others; verified by: {who}")
         print_result(args, r, {"task": task.to_json(), "lines": lines})
     return 0
 

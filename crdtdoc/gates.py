@@ -10,7 +10,8 @@ that would forge or skip them (docs/SECURITY.md, "Review gates").
 - A spec's freeze may wait for approvals: a proposal `freeze = {"by", "at", "approvers":
   [agents], "quorum": n}`, then entries `approval:<client id> = {"by": agent, "at"}`. The spec
   is frozen once every named approver approved and at least `quorum` agents other than the
-  proposer did. Approvals are counted by the same rule as verifications.
+  proposer did; the proposer's own approval never counts (nor may it name itself). Approvals are
+  counted by the same rule as verifications.
 """
 
 from __future__ import annotations
@@ -56,12 +57,15 @@ class Proposal:
     quorum: int  # approvals needed from agents other than the proposer
 
     def missing(self, approved: Iterable[str]) -> list[str]:
-        """What is still needed, in words (empty: the freeze takes effect)."""
-        have = set(approved)
+        """What is still needed, in words (empty: the freeze takes effect). The proposer's own
+        approval never counts."""
+        have = set(approved) - {self.by}
         out = [f"approval by {a}" for a in self.approvers if a not in have]
-        others = len(have - {self.by})
-        if others < self.quorum:
-            out.append(f"{self.quorum - others} more approval(s) by agents other than {self.by}")
+        if len(have) < self.quorum:
+            out.append(
+                f"{self.quorum - len(have)} more approval(s) by anyone but {self.by} "
+                "(named approvers count)"
+            )
         return out
 
 

@@ -140,3 +140,5 @@ class ChangeAnnouncer:
             await self.bus.publish(event)
             if isinstance(event, ResourceUpdated):
                 await self.subscribers.updated(event.uri)
+            elif isinstance(event, ResourcesListChanged):
+                await self.subscribers.updated(LIST_URI)  # the list is a resource too

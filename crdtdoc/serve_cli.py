@@ -151,8 +151,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--no-history",
         dest="history",
         action="store_false",
+        default=argparse.SUPPRESS,  # (HubConfig's default: keep history)
         help="collect deleted content as Yjs does: smaller rooms, but no past versions, blame "
-        "or revert of deleted text (default: keep history)",
+        "or revert of deleted text (without it, the hub keeps history)",
     )
     add(
         "--compact-log-updates",

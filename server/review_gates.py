@@ -8,11 +8,12 @@ skip them:
   `by`, and is not by an agent who completed the task (nor in the same update as a completion);
 - a completion names its writer as `by`;
 - a task's `verify` requirement is written only with the task itself, never changed after;
-- a spec's freeze proposal names its writer, is made once, and is removed only by its writer;
+- a spec's freeze proposal names its writer (and not as an approver), is made once, and is
+  removed only by its writer;
   while one waits, nobody writes the unconditional `frozen` entry;
-- an approval is written under the writer's own client id, names the writer, and, when the
-  proposal names approvers and asks no quorum, comes from one of them; approvals are removed
-  only by their own client.
+- an approval is written under the writer's own client id, names the writer, is not the
+  proposer's, and, when the proposal names approvers and asks no quorum, comes from one of them;
+  approvals are removed only by their own client.
 """
 
 from __future__ import annotations
@@ -87,7 +88,11 @@ def judge_spec_item(
     if place.sub == PROPOSAL_KEY:
         if proposal is not None:
             raise Forbidden(f"a freeze of {root!r} is proposed already; approve it")
-        _signed(item, identity, "a freeze proposal")
+        by = _signed(item, identity, "a freeze proposal")
+        value = item.value[-1] if item.content == ANY and item.value else None
+        named = value.get("approvers") if isinstance(value, dict) else None
+        if isinstance(named, list) and by in named:
+            raise Forbidden("a freeze waits for others: its proposer is no approver")
     elif place.sub == FROZEN_KEY and proposal is not None:
         raise Forbidden(f"the freeze of {root!r} waits for approvals: approve it")
     elif place.sub.startswith(APPROVAL_PREFIX):
@@ -96,6 +101,8 @@ def judge_spec_item(
         by = _signed(item, identity, "an approval")
         if proposal is None:
             raise Forbidden(f"no freeze of {root!r} waits for approval")
+        if by == proposal.by:
+            raise Forbidden(f"{by} proposed the freeze of {root!r}: another agent approves it")
         if proposal.approvers and not proposal.quorum and by not in proposal.approvers:
             raise Forbidden(f"the freeze waits for {', '.join(proposal.approvers)}, not {by}")
 

@@ -6,8 +6,9 @@ artifact (documents as text, task lists as a board by status with contested clai
 gates marked, specs with conflicting members and a freeze waiting for approvals marked), the
 latest changes, and how far behind the hub each agent is (the messages the hub holds for it and
 has not sent yet). Each artifact's history (a slider and a list of steps: the artifact as it was
-after any of them) and each document's blame open on demand (`crdtdoc.server.web_history`). Both need the same token as a websocket
-connection to the room (`?token=`; a read-only token is enough) when the hub has a secret.
+after any of them) and each document's blame open on demand (`crdtdoc.server.web_history`).
+Both need the same token as a websocket connection to the room (`?token=`; a read-only token is
+enough) when the hub has a secret.
 
 Nothing a room or its agents name reaches a page as markup or script: the room page is static
 (its script reads the room from its own URL and shows every name and text from the JSON state

@@ -34,11 +34,11 @@ def test_a_proposal_says_what_it_still_waits_for() -> None:
     assert proposal.missing([]) == [
         "approval by bob",
         "approval by carol",
-        "2 more approval(s) by agents other than alice",
+        "2 more approval(s) by anyone but alice (named approvers count)",
     ]
-    assert proposal.missing(["alice", "bob"]) == [
+    assert proposal.missing(["alice", "bob"]) == [  # the proposer's own approval never counts
         "approval by carol",
-        "1 more approval(s) by agents other than alice",
+        "1 more approval(s) by anyone but alice (named approvers count)",
     ]
     assert proposal.missing(["bob", "carol"]) == []
 

@@ -146,6 +146,8 @@ class InterfaceSpec(Artifact[Map[Any]]):
         at the hub, once they `approve` (crdtdoc.gates); until then the spec stays writable."""
         names = sorted(set(_agent_names(approvers)))
         quorum = check_required(quorum, "quorum")
+        if self._replica.agent in names:
+            raise UsageError("a freeze waits for others: you cannot name yourself as approver")
         if self.proposal() is not None:
             raise UsageError(
                 f"a freeze of {self._name!r} waits for approvals ({self._proposal_text()}); "
@@ -176,10 +178,15 @@ class InterfaceSpec(Artifact[Map[Any]]):
         if proposal is None:
             raise UsageError(f"no freeze of {self._name!r} waits for approval")
         agent = self._replica.agent
+        if agent == proposal.by:
+            raise UsageError("you proposed this freeze: another agent approves it")
         if proposal.approvers and agent not in proposal.approvers and proposal.quorum == 0:
             raise UsageError(f"the freeze waits for {', '.join(proposal.approvers)}, not {agent}")
+        key = APPROVAL_PREFIX + str(self._replica.client_id)
+        if key in self._root():
+            return  # approved already
         with self._writing() as spec:
-            spec[APPROVAL_PREFIX + str(self._replica.client_id)] = {"by": agent, "at": time.time()}
+            spec[key] = {"by": agent, "at": time.time()}
 
     def proposal(self) -> Proposal | None:
         """The freeze waiting for approvals, if one is proposed."""

@@ -335,10 +335,11 @@ class TaskList(Artifact[Map[Any]]):
             raise UsageError(
                 f"{self._replica.agent} completed task {task_id}: another agent must verify it"
             )
+        checks = self._part(self._task_map(task_id), "verifications", Map)
+        if str(self._replica.client_id) in checks:
+            return  # verified already
         with self._writing():
-            self._part(self._task_map(task_id), "verifications", Map)[
-                str(self._replica.client_id)
-            ] = {"by": self._replica.agent, "at": time.time()}
+            checks[str(self._replica.client_id)] = {"by": self._replica.agent, "at": time.time()}
 
     def reopen(self, task_id: str) -> None:
         """Makes the task open again: removes the completions, verifications and claims this

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, cast
 
 from pycrdt import Text
 
-from crdtdoc.errors import UsageError
+from crdtdoc.errors import HistoryUnavailable, NotFound, UsageError
 from crdtdoc.replica.remote import RemoteUpdates
 from crdtdoc.versions import Version
 
@@ -57,11 +57,10 @@ class HistoryReads(RemoteUpdates):
         who had read the work, a lower bound (`crdtdoc.history.built_on`)."""
         from crdtdoc.history import built_on, described
 
-        whose = _agent_arg(agent)
-        clients = frozenset(c for c, n in self.agents().items() if n == whose)
+        clients = self._agent_clients(agent)
         room = self.room_history()
         return self._entries(
-            room, described(room, built_on(room, clients, _since_arg(since)), None)
+            room, described(room, built_on(room, clients, self._since(since)), None)
         )
 
     def _entries(
@@ -106,7 +105,11 @@ class HistoryReads(RemoteUpdates):
                 "commit), use plan_revert(...) before it and plan.apply(replica) inside it"
             )
         return revert_work(
-            cast("RevertHost", self), _agent_arg(agent), _since_arg(since), artifact_names(on), note
+            cast("RevertHost", self),
+            _agent_arg(agent),
+            self._since(since),
+            self._artifacts_named(on),
+            note,
         )
 
     def plan_revert(
@@ -118,8 +121,46 @@ class HistoryReads(RemoteUpdates):
         from crdtdoc.revert import plan_revert
 
         return plan_revert(
-            cast("RevertHost", self), _agent_arg(agent), _since_arg(since), artifact_names(on)
+            cast("RevertHost", self),
+            _agent_arg(agent),
+            self._since(since),
+            self._artifacts_named(on),
         )
+
+    def _since(self, since: object) -> Version:
+        """`since` as a Version this replica has seen (None: the beginning)."""
+        version = Version() if since is None else version_of(since)
+        if not version <= self.version():
+            raise HistoryUnavailable(
+                "this replica has not seen that version (it is not before or equal to the "
+                "replica's own); sync first, or ask a replica that has seen it"
+            )
+        return version
+
+    def _agent_clients(self, agent: object) -> frozenset[int]:
+        """The client ids `agent` wrote under; `NotFound` naming the room's agents if none."""
+        whose = _agent_arg(agent)
+        names = self.agents()
+        clients = frozenset(c for c, n in names.items() if n == whose)
+        if not clients:
+            known = ", ".join(sorted(set(names.values()))) or "none"
+            raise NotFound(
+                f"no agent named {whose!r} has written in this room (its agents: {known})"
+            )
+        return clients
+
+    def _artifacts_named(self, on: Iterable[object]) -> set[str]:
+        """The artifacts `on` names (`artifact_names`), each one the room has."""
+        if isinstance(on, str):
+            raise UsageError(f"on= takes a list of artifacts or names, not one str: on=[{on!r}]")
+        names = artifact_names(on)
+        missing = sorted(names - set(self.artifacts()))
+        if missing:
+            known = ", ".join(sorted(self.artifacts())) or "none"
+            raise NotFound(
+                f"this room has no artifact named {missing[0]!r} (its artifacts: {known})"
+            )
+        return names
 
     def text_offsets(self, name: str, ids: list[tuple[int, int]]) -> list[int]:
         """Where each live item id stands in the text root `name`, as engine offsets: their
@@ -157,10 +198,6 @@ def _agent_arg(agent: object) -> str:
     if not isinstance(agent, str) or not agent:
         raise UsageError("revert takes the name of the agent whose work to undo")
     return agent
-
-
-def _since_arg(since: object) -> Version:
-    return Version() if since is None else version_of(since)
 
 
 def version_of(version: object) -> Version:

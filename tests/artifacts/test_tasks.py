@@ -156,3 +156,14 @@ def test_the_old_exclusive_claim_says_where_it_moved() -> None:
     task = tasks.add("write it")
     with pytest.raises(UsageError, match=r"await replica.claim_task\('backlog'"):
         asyncio.run(tasks.acquire(task))
+
+
+def test_a_second_verification_by_the_same_agent_writes_nothing() -> None:
+    alice, bob = Replica("alice"), Replica("bob")
+    task = alice.tasks("t").add("x", verify=1)
+    alice.tasks("t").complete(task)
+    bob.apply_update(alice.encode_update())
+    bob.tasks("t").verify(task)
+    version = bob.version()
+    bob.tasks("t").verify(task)
+    assert bob.version() == version and bob.tasks("t").get(task).status == "done"
