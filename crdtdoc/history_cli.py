@@ -21,11 +21,12 @@ from crdtdoc.agent_cli import (
     connected_replica,
     print_result,
 )
+from crdtdoc.errors import NotFound
 
 
 def _history(args: argparse.Namespace) -> int:
     with connected_replica(args, history=True) as r:
-        r.require(args.name, r.artifacts().get(args.name, "document"))
+        _require_artifact(r, args.name)
         entries = r.history(args.name, limit=args.limit)
         lines = [line for entry in entries for line in entry.describe().splitlines()]
         shown = [
@@ -38,6 +39,25 @@ def _history(args: argparse.Namespace) -> int:
         ]
         print_result(args, r, {"history": shown, "lines": lines or ["no history"]})
     return 0
+
+
+def _require_artifact(replica: Any, name: str) -> None:
+    """`NotFound` naming the room's artifacts unless it has one named `name` (of any kind)."""
+    kinds = replica.artifacts()
+    if name not in kinds:
+        known = ", ".join(sorted(kinds)) or "none"
+        raise NotFound(f"this room has no artifact named {name!r} (its artifacts: {known})")
+
+
+def _count(text: str) -> int:
+    """--limit: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("the limit is 0 or more")
+    return value
 
 
 def _built_on(args: argparse.Namespace) -> int:
@@ -78,18 +98,15 @@ def _revert(args: argparse.Namespace) -> int:
     note = args.note or f"revert {args.whose}'s work"
     with connected_replica(args, history=True) as r:
         for name in on:
-            r.require(name, r.artifacts().get(name, "document"))
+            _require_artifact(r, name)
         before = r.version().token()
         plan = r.plan_revert(args.whose, since=args.since, on=on)
         if plan.touched and not args.dry_run:
             with r.commit(args.expect, plan.touched, fence=args.fence):
                 plan.apply(r, note)
-        done = "would take" if args.dry_run else "took"
         lines = [
-            f"{args.whose}'s work since the given version: {done} out {plan.removed}, "
-            f"put back {plan.restored}"
+            ("would revert: " if args.dry_run else "reverted: ") + line for line in plan.describe()
         ]
-        lines += [f"kept: {k}" for k in plan.kept]
         if not args.dry_run and plan.touched:
             lines.append(f"undo with: crdtdoc revert {r.agent} --since {before}")
         shown = {
@@ -124,9 +141,7 @@ def add_commands(commands: Commands) -> None:
         _history,
     )
     s.add_argument("name", help="a document, task list, spec or map")
-    s.add_argument(
-        "--limit", type=int, default=50, help="the last LIMIT steps (default 50; 0: none)"
-    )
+    s.add_argument("--limit", type=_count, default=50, help="the last LIMIT steps (default 50)")
     s = command(
         "built-on",
         "the changes others made on top of an agent's work since a version",

@@ -31,7 +31,7 @@ def add_history_tools(
         "what, each followed by 'at TOKEN', the version it led to (read_at shows the artifact "
         "then; revert_agent_work takes one as `since`). The last `limit` steps."
     )
-    async def history(name: str, limit: int = 20) -> str:
+    async def history(name: str, limit: int = 50) -> str:
         replica = session().replica
         kind = replica.artifacts().get(name, "document")
         known(replica, name, kind)
@@ -39,15 +39,15 @@ def add_history_tools(
         return "\n".join(e.describe() for e in entries) or "no history"
 
     @tool(
-        "An artifact as it was at a version token (from history, or any version token): a "
+        "An artifact as it was at version token `at` (from history, or any version token): a "
         "document's text, a task list's tasks, a spec as JSON."
     )
-    async def read_at(name: str, token: str) -> str:
+    async def read_at(name: str, at: str) -> str:
         replica = session().replica
         kind = replica.artifacts().get(name)
         if kind is None:
             known(replica, name, "document")  # names the artifacts there are
-        return render(replica.at(token), name, kind)
+        return render(replica.at(at), name, kind)
 
     @tool(
         "Who wrote each line of a document: 'agents | line', the agents in the order their "
@@ -88,14 +88,10 @@ def add_history_tools(
             raise UsageError("a note says why, in a few words; leave it out otherwise")
         before = s.replica.version().token()
         plan = s.replica.plan_revert(agent, since=since, on=on)
-        lines = [f"kept: {k}" for k in plan.kept]
-        summary = (
-            f"take out {plan.removed}, put back {plan.restored} in {plan.touched or 'nothing'}"
-        )
         if dry_run or not plan.touched:
-            return "\n".join([f"would {summary}", *lines])
+            return "\n".join(f"would revert: {line}" for line in plan.describe())
         async with s.replica.commit(on=plan.touched):
             plan.apply(s.replica, note)
-        done = await s.written(f"reverted {agent}'s work: {summary}")
+        done = await s.written(f"reverted {agent}'s work")
         undo = f"undo with revert_agent_work(agent={s.replica.agent!r}, since={before!r})"
-        return "\n".join([done, *lines, undo])
+        return "\n".join([done, *plan.describe(), undo])

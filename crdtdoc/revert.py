@@ -111,6 +111,18 @@ class RevertPlan:
     values: list[Any]
     kinds: dict[str, str]
 
+    def describe(self) -> list[str]:
+        """What the plan does, a line per artifact and map key, then what it keeps."""
+        lines = [
+            f"{name}: take out {text.removed} character(s), put back {text.restored}"
+            for name, text in self.texts.items()
+            if text.edits
+        ]
+        for change in self.changes:
+            where = "/".join((change.root, *change.path, change.key))
+            lines.append(f"{where}: {'remove' if change.remove else 'set back'}")
+        return lines + [f"kept: {k}" for k in self.kept] or ["nothing to revert"]
+
     def apply(self, replica: RevertHost, note: str | None = None) -> None:
         """Writes the plan into `replica`, inside the caller's transaction (a guarded commit,
         say), with a note saying why (`note`; by default "revert <agent>'s work") that records
@@ -144,9 +156,15 @@ def plan_revert(replica: RevertHost, agent: str, since: Version, on: set[str]) -
         length = len(replica.document(name).read())
         texts[name] = plan_text(room, scope, name, _order_of(replica, name), length)
     maps = {n for n in wanted if kinds.get(n) in MAP_KINDS}
-    frozen = {n for n in maps if kinds[n] == "spec" and replica.spec(n).frozen}
-    changes, kept = plan_maps(room, scope, maps - frozen, {n for n in maps if kinds[n] == "spec"})
-    kept += [f"{n}: the spec is frozen, so it is left as it is" for n in sorted(frozen)]
+    specs = {n for n in maps if kinds[n] == "spec"}
+    frozen = {n for n in specs if replica.spec(n).frozen}
+    changes, kept = plan_maps(room, scope, maps - frozen, specs)
+    if frozen:  # said only where there was something to revert
+        held, _ = plan_maps(room, scope, frozen, specs)
+        kept += [
+            f"{n}: the spec is frozen, so it is left as it is"
+            for n in sorted({c.root for c in held})
+        ]
     values = _values_of(replica, changes, kept)
     for text in texts.values():
         kept.extend(text.kept)

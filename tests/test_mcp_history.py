@@ -31,7 +31,7 @@ def test_history_read_at_blame_and_revert_over_mcp(hub: str) -> None:  # noqa: F
             failed, listed = await call(alice, "history", name="design")
             assert not failed and "bob deleted 'Retry up to 3 times'" in listed, listed
             first = re.findall(r"  at (\S+)", listed)[0]
-            assert (await call(alice, "read_at", name="design", token=first))[1] == text
+            assert (await call(alice, "read_at", name="design", at=first))[1] == text
             failed, blamed = await call(alice, "blame_document", name="design")
             assert not failed and blamed.splitlines()[0].startswith("alice")
             assert "bob" in blamed.splitlines()[1]
@@ -41,7 +41,7 @@ def test_history_read_at_blame_and_revert_over_mcp(hub: str) -> None:  # noqa: F
             failed, preview = await call(
                 alice, "revert_agent_work", agent="bob", since=before, dry_run=True
             )
-            assert not failed and preview.startswith("would take out")
+            assert not failed and preview.startswith("would revert: design: take out")
             assert "Errors" in (await call(alice, "read_document", name="design"))[1]
             failed, done = await call(
                 alice, "revert_agent_work", agent="bob", since=before, note="not verified"
@@ -56,7 +56,7 @@ def test_history_read_at_blame_and_revert_over_mcp(hub: str) -> None:  # noqa: F
 
             failed, why = await call(alice, "revert_agent_work", agent="nobody", since=before)
             assert failed and "no agent named 'nobody'" in why
-            failed, why = await call(alice, "read_at", name="design", token="nonsense!")
+            failed, why = await call(alice, "read_at", name="design", at="nonsense!")
             assert failed and "version token" in why
 
     run(body())
