@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pycrdt import Array, Map, Text
 
 from crdtdoc.blame import Piece, ordered_pieces, text_items
-from crdtdoc.errors import NotFound
+from crdtdoc.errors import CrdtdocError, NotFound
 from crdtdoc.idset import IdSet
 from crdtdoc.revert_maps import MapChange, plan_maps
 from crdtdoc.revert_text import Order, TextPlan, plan_text, scope_of
@@ -152,9 +152,13 @@ def plan_revert(replica: RevertHost, agent: str, since: Version, on: set[str]) -
     kinds = replica.artifacts()
     wanted = on or set(kinds)
     texts: dict[str, TextPlan] = {}
+    kept_early: list[str] = []
     for name in sorted(n for n in wanted if kinds.get(n) == "document"):
-        length = len(replica.document(name).read())
-        texts[name] = plan_text(room, scope, name, _order_of(replica, name), length)
+        try:
+            length = len(replica.document(name).read())
+            texts[name] = plan_text(room, scope, name, _order_of(replica, name), length)
+        except CrdtdocError as exc:  # (a root others use as another type, say)
+            kept_early.append(f"{name}: left as it is: {exc}")
     maps = {n for n in wanted if kinds.get(n) in MAP_KINDS}
     specs = {n for n in maps if kinds[n] == "spec"}
     frozen = {n for n in specs if replica.spec(n).frozen}
@@ -165,6 +169,7 @@ def plan_revert(replica: RevertHost, agent: str, since: Version, on: set[str]) -
             f"{n}: the spec is frozen, so it is left as it is"
             for n in sorted({c.root for c in held})
         ]
+    kept = kept_early + kept
     values = _values_of(replica, changes, kept)
     for text in texts.values():
         kept.extend(text.kept)

@@ -121,7 +121,7 @@ def judge_items(
         if root in BOOKKEEPING and place is not None:
             _judge_bookkeeping(root, item, place, writer, facts, claims)
         elif root is not None and place is not None and kinds.get(root) == "tasks":
-            entry = judge_task_item(item, place, locator, state, writer.identity, root, facts.gates)
+            entry = judge_task_item(item, place, locator, writer.identity, root, facts.gates)
             gated.add(entry or "")
         elif root is not None and place is not None and kinds.get(root) == "spec":
             judge_spec_item(item, place, writer.identity, root, facts.gates)

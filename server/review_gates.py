@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from crdtdoc.contents import ANY
+from crdtdoc.contents import ANY, TYPE
 from crdtdoc.errors import Forbidden
 from crdtdoc.gates import APPROVAL_PREFIX, PROPOSAL_KEY, Proposal
 from crdtdoc.itemindex import Locator
@@ -37,13 +37,14 @@ class GateFacts:
 
     proposals: Mapping[str, Proposal] = field(default_factory=dict)  # spec -> its proposal
     completers: Callable[[str, str], frozenset[str]] = lambda tasks, task: frozenset()
+    task_exists: Callable[[str, str], bool] = lambda tasks, task: False
+    has: Callable[[int, int], bool] = lambda client, clock: False  # the room holds this id
 
 
 def judge_task_item(
     item: Item,
     place: Place,
     locator: Locator,
-    state: Mapping[int, int],
     identity: str | None,
     root: str,
     facts: GateFacts,
@@ -51,14 +52,18 @@ def judge_task_item(
     """Raises `Forbidden` for an item of a task list that would forge or skip a review gate;
     returns "completion" or "verification" for those entries (an update may not hold both)."""
     parent = place.parent
-    if not isinstance(parent, tuple):
-        return None  # a task itself, at the list's top level
+    if not isinstance(parent, tuple):  # a task itself, at the list's top level
+        if place.sub is not None and facts.task_exists(root, place.sub):
+            raise Forbidden(f"task {place.sub} exists: a task is never replaced (docs/SCHEMA.md)")
+        return None
     holder = locator.place_of_id(parent)
     if holder is None:
         return None
-    if holder.parent == root and place.sub == "verify":  # a field of a task
-        if parent[1] < state.get(parent[0], 0):
+    if holder.parent == root:  # a field of a task
+        if place.sub == "verify" and facts.has(*parent):
             raise Forbidden("a task's verification requirement is set when it is created")
+        if place.sub in ("completions", "verifications") and item.content != TYPE:
+            raise Forbidden(f"a task's {place.sub} is a Y.Map (docs/SCHEMA.md)")
         return None
     task = locator.place_of_id(holder.parent) if isinstance(holder.parent, tuple) else None
     if task is None or task.parent != root or task.sub is None:

@@ -44,7 +44,7 @@ from crdtdoc.protocol.messages import (
 )
 from crdtdoc.protocol.session import SyncSession
 from crdtdoc.replica import Replica
-from crdtdoc.roots import ARTIFACTS_ROOT
+from crdtdoc.roots import AGENTS_ROOT, ARTIFACTS_ROOT
 from crdtdoc.server.cluster import FROM_LOG, Cluster, SeqTracker
 from crdtdoc.server.commit import GroupCommitter, StoredRoom
 from crdtdoc.server.config import HubConfig
@@ -65,7 +65,7 @@ from crdtdoc.slicing import SLICE_STRUCTS, slice_update
 from crdtdoc.updates import ParsedUpdate
 from crdtdoc.versions import Version
 
-GATE_MARKS = (b"frozen", b"freeze", b"approval:")
+GATE_MARKS = (b"frozen", b"freeze", b"approval:", AGENTS_ROOT.encode())
 """Bytes in an update that may change a spec's freeze (a cheap, conservative test)."""
 
 log = logging.getLogger("crdtdoc.hub.room")
@@ -459,7 +459,11 @@ class Room:
         self.log.committed(update, from_log)
         if from_log:
             self.gate.learn(update)  # ids registered, deletions logged through other hubs
-        if any(mark in update for mark in GATE_MARKS) or ARTIFACTS_ROOT.encode() in update:
+        if (
+            any(mark in update for mark in GATE_MARKS)
+            or ARTIFACTS_ROOT.encode() in update
+            or update[-1:] != b"\x00"  # it deletes (an empty delete set ends with a zero)
+        ):
             self.gate.forget()  # a spec may have been frozen (a cheap, conservative test)
         origin = self.origin
         exclude = origin[0] if origin is not None and origin[1] == update else None

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from crdtdoc.errors import UsageError
 from crdtdoc.server.web import artifact_view
+from crdtdoc.updates import parse_update
 
 if TYPE_CHECKING:
     from crdtdoc.server.room import Room
@@ -19,11 +20,21 @@ if TYPE_CHECKING:
 VIEWS = ("history", "at", "blame")
 HISTORY_LIMIT = 100
 """Steps the page's history list shows (the most recent)."""
+MAX_STRUCTS = 10_000
+"""The largest room (in structs) whose past the page reads: the hub computes it on its event
+loop (a second or so at this size), so a larger room's past is read where it costs only its
+reader, with `crdtdoc history` and `crdtdoc doc blame`."""
 
 
 def past_view(room: Room, view: str, params: dict[str, str]) -> dict[str, Any]:
     """The JSON of one view (`VIEWS`); `UsageError` (a `CrdtdocError`) for a bad request."""
     replica = room.replica
+    structs = parse_update(replica.encode_update()).count
+    if structs > MAX_STRUCTS:
+        raise UsageError(
+            f"the room holds {structs:,} structs, more than the page reads the past of "
+            f"({MAX_STRUCTS:,}): it would hold the hub up; use crdtdoc history / doc blame"
+        )
     name = params.get("artifact", "")
     kind = replica.artifacts().get(name)
     if kind is None:

@@ -138,7 +138,11 @@ class WriteGate:
                 )
         facts = self.facts()
         touched = judge_items(items, locator, state, self._writer(origin), facts)
-        if ARTIFACTS_ROOT in touched or any(facts.kinds.get(str(r)) == "spec" for r in touched):
+        if (
+            ARTIFACTS_ROOT in touched
+            or AGENTS_ROOT in touched  # a registration may make an approval count
+            or any(facts.kinds.get(str(r)) == "spec" for r in touched)
+        ):
             self.forget()
         if identity is not None:  # bound only now: a refused update binds nothing
             for client in fresh:
@@ -153,7 +157,9 @@ class WriteGate:
             }
         if self._frozen is None:
             self._frozen = frozenset(name for name in self._kinds if self._is_frozen(name))
-            self._gates = GateFacts(self._proposals(), self._completers)
+            self._gates = GateFacts(
+                self._proposals(), self._completers, self._task_exists, self._has
+            )
         return RoomFacts(self._kinds, self._frozen, self._gates)
 
     def _proposals(self) -> dict[str, Proposal]:
@@ -166,6 +172,15 @@ class WriteGate:
                     if proposal is not None:
                         out[name] = proposal
         return out
+
+    def _task_exists(self, tasks: str, task_id: str) -> bool:
+        try:
+            return task_id in self.replica.tasks(tasks)
+        except CrdtdocError:
+            return False
+
+    def _has(self, client: int, clock: int) -> bool:
+        return clock < self.replica.applied()[0].get(client, 0)
 
     def _completers(self, tasks: str, task_id: str) -> frozenset[str]:
         """Who completed a task, as the room holds it now (read when a verification comes)."""

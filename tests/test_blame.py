@@ -3,6 +3,7 @@ version, placed by the engine and checked against what the text reads."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -84,3 +85,18 @@ def test_blame_of_an_empty_and_a_stock_client_text() -> None:
     (span,) = r.document("notes").blame()
     assert (span.text, span.agent, span.client_id) == ("from a Yjs editor", None, 7)
     assert span.describe() == "0-17 client 7: 'from a Yjs editor'"
+
+
+def test_a_version_that_splits_a_surrogate_pair_is_refused_not_a_panic() -> None:
+    """Review (issue 21): a hand-made token deleting half of an emoji made the engine panic
+    (a BaseException) when blame placed the text's items."""
+    from crdtdoc import HistoryUnavailable, Version
+    from crdtdoc.idset import IdSet
+
+    r = Replica("alice", client_id=11, history=True)
+    r.document("d").insert(0, "ab\U0001f600cd")
+    r.document("d").delete(2, 1)
+    half = IdSet()
+    half.add(11, 3, 4)  # the low half of the deleted emoji only
+    with pytest.raises(HistoryUnavailable):
+        r.document("d").blame(at=Version({11: 6}, half))

@@ -232,3 +232,26 @@ def test_inside_a_write_revert_points_to_plan_revert_and_the_past_waits() -> Non
             r.at(v)
         plan.apply(r)
     assert r.document("d").read() == ""
+
+
+def test_a_root_others_use_as_another_type_does_not_stop_a_revert() -> None:
+    """Review (issue 21): one writer registered `x` as a document and wrote another type
+    there (a Y.Array, an XML fragment); every revert without on= raised WrongKind."""
+    from pycrdt import Array, Doc, Map
+
+    alice, bob = Replica("alice", history=True), Replica("bob", history=True)
+    alice.document("design").insert(0, "Intro.\n")
+    bob.apply_update(alice.encode_update())
+    v = bob.version()
+    bob.document("design").append("bob's line\n")
+    mallory: Doc = Doc(client_id=99)  # type: ignore[type-arg]
+    mallory.apply_update(bob.encode_update())
+    state = mallory.get_state()
+    with mallory.transaction():
+        mallory.get("x", type=Array).append(1)
+        mallory.get("__crdtdoc_artifacts", type=Map)["x"] = "document"
+    alice.apply_update(bob.encode_update())
+    alice.apply_update(mallory.get_update(state))
+    result = alice.revert("bob", since=v)
+    assert alice.document("design").read() == "Intro.\n"
+    assert any(k.startswith("x: left as it is") for k in result.kept), result.kept

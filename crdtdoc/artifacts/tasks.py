@@ -404,8 +404,9 @@ class TaskList(Artifact[Map[Any]]):
             ),
         )
         claimants = [agent for agent, _ in order]
-        completions = data.get("completions")
-        completions = completions if isinstance(completions, dict) else {}
+        # A gate counts entries of the Y.Maps the schema names, never a plain value written in
+        # their place (crdtdoc.gates).
+        completions = _map_part(task, "completions")
         completed_by = sorted(
             {
                 c["by"]
@@ -425,8 +426,7 @@ class TaskList(Artifact[Map[Any]]):
         ]
         verify = data.get("verify")
         verify = verify if isinstance(verify, int) and not isinstance(verify, bool) else 0
-        checks = data.get("verifications")
-        verified_by = verifiers(checks if isinstance(checks, dict) else {}, agents, completed_by)
+        verified_by = verifiers(_map_part(task, "verifications"), agents, completed_by)
         status = "done" if completions else "claimed" if claimants else "open"
         if status == "done" and len(verified_by) < verify:
             status = "verifying"
@@ -448,3 +448,10 @@ class TaskList(Artifact[Map[Any]]):
             verify=verify,
             verified_by=verified_by,
         )
+
+
+def _map_part(task: Map[Any], key: str) -> dict[str, Any]:
+    """A task's nested Y.Map `key` as JSON; {} when it is missing or is no Y.Map."""
+    part = safe_read.entry(task, key)
+    value = safe_read.json_value(part) if isinstance(part, Map) else None
+    return value if isinstance(value, dict) else {}

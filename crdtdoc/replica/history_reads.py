@@ -37,6 +37,8 @@ def artifact_names(on: Iterable[object]) -> set[str]:
 class HistoryReads(RemoteUpdates):
     """History, blame positions and reverts, read off this replica's document."""
 
+    _past_read: tuple[int, RoomHistory] | None = None  # (generation, its document read)
+
     def history(self, artifact: str, *, limit: int | None = 50) -> list[HistoryEntry]:
         """The steps that changed `artifact`, oldest first (the last `limit`; None: all), each
         with the version it led to (`at` shows it), who made it and what it changed, in the
@@ -175,8 +177,14 @@ class HistoryReads(RemoteUpdates):
         from crdtdoc.history import RoomHistory
 
         self._sync_point()
+        cached = self._past_read
+        if cached is not None and cached[0] == self.generation and not self._txn_depth:
+            return cached[1]  # the document has not changed since: read once, asked often
         texts = frozenset(n for n, kind in self._root_kinds.items() if kind is Text)
-        return RoomHistory(read_structs(self._doc.get_update(), texts), self._deleted.copy())
+        room = RoomHistory(read_structs(self._doc.get_update(), texts), self._deleted.copy())
+        if not self._txn_depth:
+            self._past_read = (self.generation, room)
+        return room
 
     def roots_touched(self, since: Version, *, but: int | None = None) -> set[str | None]:
         """The roots (artifacts and bookkeeping) of the ids added since `since` (by clients

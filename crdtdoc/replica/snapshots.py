@@ -138,5 +138,12 @@ def _sticky(client: int, clock: int) -> bytes:
 
 
 def text_offsets(text: Text, ids: list[tuple[int, int]]) -> list[int]:
-    """The engine offset (UTF-8 bytes, one per embed) of each live item id in `text`."""
-    return [StickyIndex.decode(_sticky(c, k), text).get_index() for c, k in ids]
+    """The engine offset (UTF-8 bytes, one per embed) of each live item id in `text`.
+    `HistoryUnavailable` when the engine cannot place them (it panics on some versions a
+    hostile token names, such as one deleting half of a surrogate pair)."""
+    try:
+        return [StickyIndex.decode(_sticky(c, k), text).get_index() for c, k in ids]
+    except BaseException as exc:  # a PanicException is a BaseException
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise HistoryUnavailable(f"the engine cannot place the text's items: {exc}") from None

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from pycrdt import Map
+from pycrdt import Doc, Map
 
 import crdtdoc
 from crdtdoc import FrozenError, Replica, UsageError
@@ -166,5 +166,110 @@ def test_a_freeze_waits_for_its_approvals_and_cannot_be_forced(tmp_path: Path) -
                     ),
                 )
                 assert (await attempt(url, "mallory", late))[0] == 4403  # frozen at the hub
+
+    run(body())
+
+
+def raw(room: bytes, edit: Callable[[Doc], None], client_id: int = MALLORY) -> bytes:  # type: ignore[type-arg]
+    """An update written with pycrdt alone (no crdtdoc replica: no deletions-log entry)."""
+    doc: Doc = Doc(client_id=client_id)  # type: ignore[type-arg]
+    doc.apply_update(room)
+    state = doc.get_state()
+    edit(doc)
+    return doc.get_update(state)
+
+
+def test_a_gate_is_not_forged_by_replacing_what_it_reads(tmp_path: Path) -> None:
+    """Review (issue 21): plain values written where the gate's Y.Maps are, a task replaced
+    whole without its requirement, and an overwrite of `verify` that names only its origin,
+    each past crdtdoc's checks: all refused, and replicas would not count them anyway."""
+    from tests.support.yjs_items import RawWriter, entry_id, nested_type_id
+
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db", secret=SECRET) as hub:
+            url = hub.url + "/room"
+            async with crdtdoc.connect(
+                url, agent="alice", token=token("alice"), backoff=FAST
+            ) as alice:
+                tid = alice.tasks("backlog").add("fix", verify=2)
+                await alice.flush(timeout=10)
+                room = alice.encode_update()
+
+                def plain(d: Doc) -> None:  # type: ignore[type-arg]
+                    task = d.get("backlog", type=Map)[tid]
+                    task["completions"] = {"x": {"by": "mallory", "at": 1.0}}
+                    task["verifications"] = {"1": {"by": "bob", "at": 1.0}}
+
+                def replace(d: Doc) -> None:  # type: ignore[type-arg]
+                    d.get("backlog", type=Map)[tid] = Map(
+                        {"title": "fix", "completions": Map({"x": {"by": "mallory", "at": 1.0}})}
+                    )
+
+                for what, data in {
+                    "plain values": raw(room, plain),
+                    "a replaced task": raw(room, replace),
+                    "an origin-only overwrite of verify": RawWriter(MALLORY + 7).entry(
+                        "verify",
+                        "any",
+                        [0],
+                        after=entry_id(room, "verify", nested_type_id(room, tid, "backlog")),
+                    ),
+                }.items():
+                    code, reason = await attempt(url, "mallory", data)
+                    assert code == 4403, (what, reason)
+                local = Replica("reader")
+                local.apply_update(room)
+                local.apply_update(raw(room, plain))
+                assert local.tasks("backlog").get(tid).status == "open"  # not counted
+                await alice.flush(timeout=10)
+                task = alice.tasks("backlog").get(tid)
+                assert (task.status, task.verify) == ("open", 2)
+
+    run(body())
+
+
+def test_a_registration_that_makes_an_approval_count_freezes_the_spec_at_the_hub(
+    tmp_path: Path,
+) -> None:
+    """Review (issue 21): the hub knew a spec was not frozen, then an update that only
+    registered an approver's client made its approval count; the hub must see the freeze."""
+
+    async def body() -> None:
+        async with running_hub(tmp_path / "hub.db", secret=SECRET) as hub:
+            url = hub.url + "/room"
+            async with crdtdoc.connect(
+                url, agent="alice", token=token("alice"), backoff=FAST
+            ) as alice:
+                alice.spec("api").set("get", "x")
+                alice.spec("api").freeze(quorum=1)
+                await alice.flush(timeout=10)
+                room = alice.encode_update()
+                late = MALLORY + 9
+                approve = raw(
+                    room,
+                    lambda d: d.get("api", type=Map).__setitem__(
+                        f"approval:{late}", {"by": "mallory", "at": 1.0}
+                    ),
+                    client_id=late,
+                )
+                assert (await attempt(url, "mallory", approve))[0] is None
+                with_approval = Replica("r")
+                with_approval.apply_update(room)
+                with_approval.apply_update(approve)
+                register = raw(
+                    with_approval.encode_update(),
+                    lambda d: d.get("__crdtdoc_agents", type=Map).__setitem__(str(late), "mallory"),
+                    client_id=late,
+                )
+                assert (await attempt(url, "mallory", register))[0] is None
+                write = forged(
+                    with_approval.encode_update(),
+                    lambda r: (
+                        r.spec("api")
+                        ._root()
+                        .__setitem__("m:late", {"member": "get", "value": 1, "by": "mallory"})
+                    ),
+                )
+                assert (await attempt(url, "mallory", write))[0] == 4403  # frozen now
 
     run(body())
