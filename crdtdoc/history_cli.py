@@ -11,7 +11,7 @@ history in their copy of the room; the hub keeps it unless it runs with `--no-hi
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crdtdoc.agent_cli import EPILOG as EXIT_CODES
 from crdtdoc.agent_cli import (
@@ -23,22 +23,30 @@ from crdtdoc.agent_cli import (
 )
 from crdtdoc.errors import NotFound
 
+if TYPE_CHECKING:
+    from crdtdoc.history import HistoryEntry
+
 
 def _history(args: argparse.Namespace) -> int:
     with connected_replica(args, history=True) as r:
         _require_artifact(r, args.name)
         entries = r.history(args.name, limit=args.limit)
-        lines = [line for entry in entries for line in entry.describe().splitlines()]
-        shown = [
-            {
-                "version": e.version,
-                "agent": e.agent,
-                "changes": [{"kind": c.kind, "text": c.describe()} for c in e.changes],
-            }
-            for e in entries
-        ]
-        print_result(args, r, {"history": shown, "lines": lines or ["no history"]})
+        print_result(args, r, _listed("history", entries, "no history"))
     return 0
+
+
+def _listed(key: str, entries: list[HistoryEntry], none: str) -> dict[str, Any]:
+    """History entries as a command prints them: lines, and JSON under `key`."""
+    shown = [
+        {
+            "version": e.version,
+            "agent": e.agent,
+            "changes": [{"kind": c.kind, "text": c.describe()} for c in e.changes],
+        }
+        for e in entries
+    ]
+    lines = [line for entry in entries for line in entry.describe().splitlines()]
+    return {key: shown, "lines": lines or [none]}
 
 
 def _require_artifact(replica: Any, name: str) -> None:
@@ -63,16 +71,7 @@ def _count(text: str) -> int:
 def _built_on(args: argparse.Namespace) -> int:
     with connected_replica(args, history=True) as r:
         entries = r.built_on(args.whose, since=args.since)
-        lines = [line for entry in entries for line in entry.describe().splitlines()]
-        shown = [
-            {
-                "version": e.version,
-                "agent": e.agent,
-                "changes": [{"kind": c.kind, "text": c.describe()} for c in e.changes],
-            }
-            for e in entries
-        ]
-        print_result(args, r, {"built_on": shown, "lines": lines or ["nothing built on it"]})
+        print_result(args, r, _listed("built_on", entries, "nothing built on it"))
     return 0
 
 
@@ -137,7 +136,7 @@ def add_commands(commands: Commands) -> None:
         "the steps that changed an artifact: who, what, and the version each led to",
         "The steps that changed an artifact, oldest first: who did what, and the version token "
         "each led to (read the artifact as it was then with `doc cat --at TOKEN`, `tasks list "
-        "--at TOKEN`, `spec show --at TOKEN`). The order is causal, the same for every agent.",
+        "--at TOKEN`, `spec show --at TOKEN`), in a causal order every agent agrees on.",
         _history,
     )
     s.add_argument("name", help="a document, task list, spec or map")

@@ -151,9 +151,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--no-history",
         dest="history",
         action="store_false",
-        default=argparse.SUPPRESS,  # (HubConfig's default: keep history)
         help="collect deleted content as Yjs does: smaller rooms, but no past versions, blame "
-        "or revert of deleted text (without it, the hub keeps history)",
+        "or revert of deleted text (history kept unless given: %(default)s)",
     )
     add(
         "--compact-log-updates",
