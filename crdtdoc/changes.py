@@ -375,13 +375,13 @@ def changes_between(
             part = IdSet()
             part.add(client, lo, hi)
             authors = _attribute(part, deleters)
+            holder = index.container(item)
+            if isinstance(holder, tuple) and deleted_now.contains(*holder):
+                continue  # inside a map or list removed whole: that removal says it
             for author, claimed in authors:
                 agent = agents.get(author) if author is not None else None
                 if sub is not None:
                     path = index.path(item)
-                    holder = index.container(item)
-                    if isinstance(holder, tuple) and deleted_now.contains(*holder):
-                        continue  # inside a map or list removed whole: that removal says it
                     if (root, path, sub) not in live_keys:
                         changes.append(Change(agent, author, root, "remove", key=sub, path=path))
                 else:

@@ -151,3 +151,18 @@ def test_a_long_run_of_scattered_deletions_keeps_each_update_small() -> None:
     deleted = [c for c in bob.changes_since(mark) if c.kind == "delete"]
     assert {c.agent for c in deleted} == {"alice"} and sum(c.length for c in deleted) == 100
     assert bob.document("d").read() == "b" * 100 + "ab" * 100
+
+
+def test_a_task_removed_whole_is_one_removal_not_one_per_part() -> None:
+    """Review (issue 21): removing a task also listed the removal of its fields and notes,
+    one of them as "removed task  from backlog" (no id)."""
+    from crdtdoc import Replica
+
+    alice, bob = Replica("alice", history=True), Replica("bob", history=True)
+    task = alice.tasks("backlog").add("x", description="d", labels=["l"])
+    alice.tasks("backlog").note(task, "a note")
+    bob.apply_update(alice.encode_update())
+    v = bob.version()
+    with bob.transaction():
+        del bob.tasks("backlog")._root()[task]
+    assert [c.describe() for c in bob.changes_since(v)] == [f"bob removed task {task} from backlog"]
