@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from crdtdoc.errors import UsageError
+from crdtdoc.replica import KIND_LABELS
 from crdtdoc.server.web import artifact_view
 from crdtdoc.updates import parse_update
 
@@ -36,6 +37,8 @@ def past_view(room: Room, view: str, params: dict[str, str]) -> dict[str, Any]:
             f"({MAX_STRUCTS:,}): it would hold the hub up; use crdtdoc history / doc blame"
         )
     name = params.get("artifact", "")
+    if not name:
+        raise UsageError("name the artifact: ?artifact=NAME")
     kind = replica.artifacts().get(name)
     if kind is None:
         raise UsageError(f"this room has no artifact named {name!r}")
@@ -51,7 +54,7 @@ def past_view(room: Room, view: str, params: dict[str, str]) -> dict[str, Any]:
         }
     if view == "blame":
         if kind != "document":
-            raise UsageError(f"{name!r} is a {kind}: blame reads documents")
+            raise UsageError(f"{name!r} is a {KIND_LABELS.get(kind, kind)}: blame reads documents")
         spans = replica.document(name).blame(at=at)
         return {
             "artifact": name,
