@@ -13,6 +13,7 @@ a "set" of that key, not text; registry entries of the wrong shape name nobody.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -98,12 +99,12 @@ class StructIndex:
         if not starts:
             return []
         pos = max(bisect.bisect_right(starts, start) - 1, 0)
+        items = self.by_client[client]
         out = []
-        for item in self.by_client[client][pos:]:
-            if item.clock >= end:
-                break
-            if item.clock + item.length > start:
-                out.append(item)
+        while pos < len(items) and items[pos].clock < end:  # (no copy of the list's tail)
+            if items[pos].clock + items[pos].length > start:
+                out.append(items[pos])
+            pos += 1
         return out
 
     def root(self, item: Item) -> str | None:
@@ -218,6 +219,36 @@ class DocumentStructs:
     deleters: list[tuple[int, int, IdSet]]  # (client, clock of the log entry, ids it deleted)
     texts: frozenset[str]
     restored: IdSet = field(default_factory=IdSet)  # deleted ids a revert wrote back (notes)
+    _claims: Claims | None = None
+    _keyed: dict[tuple[str, tuple[str, ...], str], list[Item]] | None = None
+
+    def key_live(
+        self,
+        key: tuple[str, tuple[str, ...], str],
+        deleted: IdSet,
+        written: Mapping[int, int] | None = None,
+    ) -> bool:
+        """Whether map key `key` (root, path, key) holds a value: an entry not `deleted` (and,
+        with `written`, written by then)."""
+        if self._keyed is None:
+            self._keyed = {}
+            for item in self.items:
+                sub = self.index.sub(item) if item.content not in (GC, SKIP, FORMAT) else None
+                root = self.index.root(item) if sub is not None else None
+                if root is not None and sub is not None:
+                    self._keyed.setdefault((root, self.index.path(item), sub), []).append(item)
+        return any(
+            item.content != DELETED
+            and not deleted.contains(item.client, item.clock)
+            and (written is None or item.clock < written.get(item.client, 0))
+            for item in self._keyed.get(key, ())
+        )
+
+    def claims(self) -> Claims:
+        """The deletions log's entries by the ids they claim (built on first use)."""
+        if self._claims is None:
+            self._claims = Claims(self.deleters)
+        return self._claims
 
 
 def read_structs(full_update: bytes, text_roots: frozenset[str] = frozenset()) -> DocumentStructs:
@@ -289,16 +320,15 @@ def changes_between(
     if doc is None:
         assert isinstance(full_update, bytes)
         doc = read_structs(full_update, text_roots)
-    items, index, agents = doc.items, doc.index, doc.agents
+    index, agents = doc.index, doc.agents
     texts = set(doc.texts) | text_roots
-    deleters = [(client, ds) for client, _, ds in doc.deleters]
+    claims = doc.claims()
     limit = until.clocks if until is not None else None
 
     clocks = since.clocks
     changes: list[Change] = []
-    live_keys: set[tuple[str, tuple[str, ...], str]] = set()
     prev_end: tuple[int, int] | None = None
-    for item in items:
+    for item in _written_between(index, clocks, limit):
         if item.content in (GC, SKIP):
             continue
         written = item.length if limit is None else limit.get(item.client, 0) - item.clock
@@ -316,7 +346,6 @@ def changes_between(
             # set says.
             if item.content == DELETED or deleted_now.contains(item.client, item.clock):
                 continue
-            live_keys.add((root, index.path(item), sub))
             if item.clock + item.length <= seen:
                 continue
             value: Any = item.value[-1] if item.content in (ANY, JSON) and item.value else None
@@ -374,7 +403,7 @@ def changes_between(
             sub = index.sub(item)
             part = IdSet()
             part.add(client, lo, hi)
-            authors = _attribute(part, deleters)
+            authors = _attribute(part, claims)
             holder = index.container(item)
             if isinstance(holder, tuple) and deleted_now.contains(*holder):
                 continue  # inside a map or list removed whole: that removal says it
@@ -382,7 +411,7 @@ def changes_between(
                 agent = agents.get(author) if author is not None else None
                 if sub is not None:
                     path = index.path(item)
-                    if (root, path, sub) not in live_keys:
+                    if not doc.key_live((root, path, sub), deleted_now, limit):
                         changes.append(Change(agent, author, root, "remove", key=sub, path=path))
                 else:
                     change = Change(
@@ -398,11 +427,24 @@ def changes_between(
     return changes
 
 
-def _attribute(part: IdSet, deleters: list[tuple[int, IdSet]]) -> list[tuple[int | None, IdSet]]:
-    """Splits deleted ids among the clients whose deletions log claims them."""
+def _written_between(
+    index: StructIndex, since: Mapping[int, int], until: Mapping[int, int] | None
+) -> Iterator[Item]:
+    """The items holding ids written after `since` (and before `until`), in document order:
+    what a change may be made of, without walking the rest of the document."""
+    for client in index.by_client:
+        start = since.get(client, 0)
+        end = until.get(client, 0) if until is not None else 2**64
+        if start < end:
+            yield from index.overlapping(client, start, end)
+
+
+def _attribute(part: IdSet, claims: Claims) -> list[tuple[int | None, IdSet]]:
+    """Splits deleted ids among the clients whose deletions log claims them (the earliest
+    entry first, as the log lists them)."""
     out: list[tuple[int | None, IdSet]] = []
     rest = part
-    for author, ds in deleters:
+    for author, ds in claims.overlapping(part):
         claimed = rest.intersection(ds)
         if claimed:
             out.append((author, claimed))
@@ -412,6 +454,34 @@ def _attribute(part: IdSet, deleters: list[tuple[int, IdSet]]) -> list[tuple[int
     if rest:
         out.append((None, rest))
     return out
+
+
+class Claims:
+    """The deletions log's entries, found by the ids they claim: what `_attribute` asks of
+    every deleted range (a scan of every entry per range was quadratic on long histories)."""
+
+    def __init__(self, deleters: list[tuple[int, int, IdSet]]) -> None:
+        self._entries = [(client, ds) for client, _, ds in deleters]
+        ranges: dict[int, list[tuple[int, int, int]]] = {}  # client -> (start, end, entry)
+        for number, (_, ds) in enumerate(self._entries):
+            for client, start, end in ds:
+                ranges.setdefault(client, []).append((start, end, number))
+        self._ranges = {c: sorted(rs) for c, rs in ranges.items()}
+        self._longest = {c: max(e - s for s, e, _ in rs) for c, rs in self._ranges.items()}
+
+    def overlapping(self, part: IdSet) -> list[tuple[int, IdSet]]:
+        """The entries claiming any id of `part`, in log order."""
+        found: set[int] = set()
+        for client, start, end in part:
+            ranges = self._ranges.get(client)
+            if not ranges:
+                continue
+            at = bisect.bisect_left(ranges, (start - self._longest[client], -1, -1))
+            while at < len(ranges) and ranges[at][0] < end:
+                if ranges[at][1] > start:
+                    found.add(ranges[at][2])
+                at += 1
+        return [self._entries[n] for n in sorted(found)]
 
 
 def _deleted_text(item: Item, ids: IdSet) -> str:
