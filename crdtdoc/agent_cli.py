@@ -209,7 +209,7 @@ def print_result(
 ) -> None:
     """Waits until the hub stored this replica's changes, then prints the result."""
     replica.flush(timeout=args.timeout)
-    result["version"] = replica.version().token()
+    result["version"] = getattr(args, "at", None) or replica.version().token()  # what was read
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "lines"}, ensure_ascii=False))
         return
