@@ -13,16 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from crdtdoc.changes import utf16_range
 from crdtdoc.contents import EMBED, STRING, TYPE
 from crdtdoc.errors import ReplicaError
+from crdtdoc.structs import utf16_range
 from crdtdoc.textmodel import EMBED as EMBED_CHAR
 from crdtdoc.versions import Version
 
 if TYPE_CHECKING:
-    from crdtdoc.changes import DocumentStructs
     from crdtdoc.history import RoomHistory
     from crdtdoc.idset import IdSet
+    from crdtdoc.structs import DocumentStructs
     from crdtdoc.updates import Item
 
 

@@ -35,11 +35,12 @@ import functools
 import itertools
 from dataclasses import dataclass, replace
 
-from crdtdoc.changes import Change, DocumentStructs, StructIndex, changes_between
+from crdtdoc.changes import Change, changes_between
 from crdtdoc.contents import ANY, GC, JSON, SKIP
 from crdtdoc.gates import APPROVAL_PREFIX, PROPOSAL_KEY
 from crdtdoc.idset import IdSet
 from crdtdoc.roots import DELETIONS_ROOT, NOTES_ROOT
+from crdtdoc.structs import DocumentStructs, StructIndex
 from crdtdoc.updates import Item
 from crdtdoc.versions import Version
 

@@ -173,8 +173,8 @@ class HistoryReads(RemoteUpdates):
 
     def room_history(self) -> RoomHistory:
         """This replica's document read as steps (`crdtdoc.history.RoomHistory`)."""
-        from crdtdoc.changes import read_structs
         from crdtdoc.history import RoomHistory
+        from crdtdoc.structs import read_structs
 
         self._sync_point()
         cached = self._past_read
