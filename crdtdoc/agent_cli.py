@@ -287,6 +287,22 @@ def command_parsers(
     return group, action
 
 
+def simple_commands(commands: Commands) -> Callable[..., argparse.ArgumentParser]:
+    """A builder for commands without actions, sharing the connection options and the
+    exit-code epilog: `command(name, help, description, run)`."""
+    common = argparse.ArgumentParser(add_help=False)
+    add_connection_options(common)
+
+    def command(name: str, help_: str, description: str, run: Any) -> argparse.ArgumentParser:
+        s: argparse.ArgumentParser = commands.add_parser(
+            name, parents=[common], epilog=EPILOG, help=help_, description=description
+        )
+        s.set_defaults(run=run)
+        return s
+
+    return command
+
+
 def add_write_options(parser: argparse.ArgumentParser) -> None:
     """--expect TOKEN and --fence NAME:TOKEN, both decided by the hub."""
     parser.add_argument(

@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from crdtdoc.agent_cli import EPILOG as EXIT_CODES
 from crdtdoc.agent_cli import (
     Commands,
-    add_connection_options,
     add_write_options,
     connected_replica,
     print_result,
+    simple_commands,
 )
 from crdtdoc.errors import NotFound
 
@@ -121,15 +120,7 @@ def _revert(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: Commands) -> None:
-    common = argparse.ArgumentParser(add_help=False)
-    add_connection_options(common)
-
-    def command(name: str, help_: str, description: str, run: Any) -> argparse.ArgumentParser:
-        s: argparse.ArgumentParser = commands.add_parser(
-            name, parents=[common], epilog=EXIT_CODES, help=help_, description=description
-        )
-        s.set_defaults(run=run)
-        return s
+    command = simple_commands(commands)
 
     s = command(
         "history",

@@ -18,15 +18,14 @@ from collections.abc import Callable
 from typing import Any
 
 from crdtdoc.agent_cli import (
-    EPILOG,
     Commands,
-    add_connection_options,
     command_parsers,
     connected_replica,
     fencing_token,
     lease_name,
     print_result,
     seconds_between,
+    simple_commands,
 )
 from crdtdoc.errors import SyncTimeout, UsageError
 from crdtdoc.versions import Version
@@ -191,15 +190,7 @@ def _lease(args: argparse.Namespace) -> int:
 
 def add_commands(commands: Commands) -> None:
     group, action = command_parsers(commands)
-    common = argparse.ArgumentParser(add_help=False)
-    add_connection_options(common)
-
-    def command(name: str, help_: str, description: str, run: Any) -> argparse.ArgumentParser:
-        s: argparse.ArgumentParser = commands.add_parser(
-            name, parents=[common], epilog=EPILOG, help=help_, description=description
-        )
-        s.set_defaults(run=run)
-        return s
+    command = simple_commands(commands)
 
     s = command(
         "changes",

@@ -13,15 +13,9 @@ from hypothesis import strategies as st
 import crdtdoc
 from crdtdoc import NotFound, Replica, UsageError, Version
 from tests.support.aio import run
+from tests.support.builders import sync
 from tests.support.hubs import running_hub
 from tests.support.sessions import DOC, LETTERS, Session, run_session
-
-
-def sync(*replicas: Replica) -> None:
-    for x in replicas:
-        for y in replicas:
-            if x is not y:
-                y.apply_update(x.encode_update(since=y.version()))
 
 
 @settings(max_examples=40, deadline=None)

@@ -4,13 +4,7 @@ judged as a whole, and a map others wrote inside kept (and reported once)."""
 from __future__ import annotations
 
 from crdtdoc import Replica
-
-
-def sync(*replicas: Replica) -> None:
-    for x in replicas:
-        for y in replicas:
-            if x is not y:
-                y.apply_update(x.encode_update(since=y.version()))
+from tests.support.builders import sync
 
 
 def test_a_member_set_twice_by_the_agent_goes_back_to_the_value_before_both() -> None:
