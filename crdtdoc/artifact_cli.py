@@ -168,8 +168,8 @@ def _spec(args: argparse.Namespace) -> int:
     at = getattr(args, "at", None)
     with connected_replica(args, history=at is not None) as r:
         action = args.action
-        if action in ("get", "show", "conflicts"):
-            r.require(args.name, "spec")
+        if action in ("get", "show", "conflicts", "freeze", "approve"):
+            r.require(args.name, "spec")  # (a mistyped name frozen would be frozen for good)
         spec = (r.at(at) if at else r).spec(args.name)
         if action == "get":
             value = spec.get(args.member)  # ConcurrentValues (exit 6) lists every value

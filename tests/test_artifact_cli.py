@@ -248,3 +248,10 @@ def test_review_gates_from_the_shell(hub: str) -> None:
     assert proposed["frozen"] is False
     approved = ok(cli(hub, "spec", "approve", "api", "--json", room=room, agent="dave"))
     assert approved["frozen"] is True
+
+
+def test_freezing_a_spec_that_is_not_there_is_refused(hub: str) -> None:
+    """Review (issue 21): a mistyped name made a new, empty spec, frozen for good."""
+    result = cli(hub, "spec", "freeze", "no-such-spec", room="typo")
+    assert result.returncode == 8 and "no spec named 'no-such-spec'" in result.stderr
+    assert "no-such-spec" not in str(ok(cli(hub, "artifacts", "--json", room="typo")))
