@@ -459,12 +459,13 @@ class Room:
         self.log.committed(update, from_log)
         if from_log:
             self.gate.learn(update)  # ids registered, deletions logged through other hubs
-        if (
-            any(mark in update for mark in GATE_MARKS)
-            or ARTIFACTS_ROOT.encode() in update
-            or update[-1:] != b"\x00"  # it deletes (an empty delete set ends with a zero)
-        ):
-            self.gate.forget()  # a spec may have been frozen (a cheap, conservative test)
+        # Cheap, conservative tests of what an update may change in the gate's facts: a kind
+        # is recorded only through the registry; a freeze (or its gate) by a spec's keys, a
+        # registration, or a deletion (an empty delete set ends with a zero).
+        if ARTIFACTS_ROOT.encode() in update:
+            self.gate.forget()
+        elif any(mark in update for mark in GATE_MARKS) or update[-1:] != b"\x00":
+            self.gate.forget_freeze()
         origin = self.origin
         exclude = origin[0] if origin is not None and origin[1] == update else None
         self._broadcast(encode_message(SyncUpdate(update)), exclude=exclude)

@@ -74,8 +74,13 @@ class WriteGate:
 
     def forget(self) -> None:
         """Artifact kinds or a freeze may have changed: read them again when next needed."""
-        self._frozen = None
+        self.forget_freeze()
         self._kinds = None
+
+    def forget_freeze(self) -> None:
+        """A spec's freeze or its gate may have changed (the artifact kinds have not): read
+        them again when next needed."""
+        self._frozen = None
 
     def authorize(
         self, peer: Peer, update: bytes, room_bytes: int, parsed: ParsedUpdate | None = None
@@ -138,12 +143,10 @@ class WriteGate:
                 )
         facts = self.facts()
         touched = judge_items(items, locator, state, self._writer(origin), facts)
-        if (
-            ARTIFACTS_ROOT in touched
-            or AGENTS_ROOT in touched  # a registration may make an approval count
-            or any(facts.kinds.get(str(r)) == "spec" for r in touched)
-        ):
+        if ARTIFACTS_ROOT in touched:
             self.forget()
+        elif AGENTS_ROOT in touched or any(facts.kinds.get(str(r)) == "spec" for r in touched):
+            self.forget_freeze()  # (a registration may make an approval count)
         if identity is not None:  # bound only now: a refused update binds nothing
             for client in fresh:
                 self.owners.setdefault(client, identity)
