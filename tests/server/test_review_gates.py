@@ -35,6 +35,11 @@ def part(replica: Replica, task_id: str, key: str) -> Map:  # type: ignore[type-
     return replica.tasks("backlog")._part(task, key, Map)  # type: ignore[no-any-return]
 
 
+def agent(url: str, name: str) -> crdtdoc.ConnectedReplica:
+    """`name` connected to the room at `url` with its own token."""
+    return crdtdoc.connect(url, agent=name, token=token(name), backoff=FAST)
+
+
 async def settle(*replicas: crdtdoc.ConnectedReplica) -> None:
     for r in replicas:
         await r.flush(timeout=10)
@@ -48,10 +53,11 @@ def test_a_task_gate_cannot_be_forged_or_skipped(tmp_path: Path) -> None:
         async with running_hub(tmp_path / "hub.db", secret=SECRET) as hub:
             url = hub.url + "/room"
 
-            def agent(name: str) -> crdtdoc.ConnectedReplica:
-                return crdtdoc.connect(url, agent=name, token=token(name), backoff=FAST)
-
-            async with agent("alice") as alice, agent("bob") as bob, agent("mallory") as mal:
+            async with (
+                agent(url, "alice") as alice,
+                agent(url, "bob") as bob,
+                agent(url, "mallory") as mal,
+            ):
                 tid = alice.tasks("backlog").add("fix retries", verify=1)
                 await settle(alice, bob, mal)
                 mal.tasks("backlog").complete(tid)  # mallory completes, honestly
@@ -113,10 +119,11 @@ def test_a_freeze_waits_for_its_approvals_and_cannot_be_forced(tmp_path: Path) -
         async with running_hub(tmp_path / "hub.db", secret=SECRET) as hub:
             url = hub.url + "/room"
 
-            def agent(name: str) -> crdtdoc.ConnectedReplica:
-                return crdtdoc.connect(url, agent=name, token=token(name), backoff=FAST)
-
-            async with agent("alice") as alice, agent("bob") as bob, agent("mallory") as mal:
+            async with (
+                agent(url, "alice") as alice,
+                agent(url, "bob") as bob,
+                agent(url, "mallory") as mal,
+            ):
                 alice.spec("api").set("getUser", "(id) -> User")
                 alice.spec("api").freeze(approvers=["bob"])
                 await settle(alice, bob, mal)
@@ -188,9 +195,7 @@ def test_a_gate_is_not_forged_by_replacing_what_it_reads(tmp_path: Path) -> None
     async def body() -> None:
         async with running_hub(tmp_path / "hub.db", secret=SECRET) as hub:
             url = hub.url + "/room"
-            async with crdtdoc.connect(
-                url, agent="alice", token=token("alice"), backoff=FAST
-            ) as alice:
+            async with agent(url, "alice") as alice:
                 tid = alice.tasks("backlog").add("fix", verify=2)
                 await alice.flush(timeout=10)
                 room = alice.encode_update()
@@ -237,9 +242,7 @@ def test_a_registration_that_makes_an_approval_count_freezes_the_spec_at_the_hub
     async def body() -> None:
         async with running_hub(tmp_path / "hub.db", secret=SECRET) as hub:
             url = hub.url + "/room"
-            async with crdtdoc.connect(
-                url, agent="alice", token=token("alice"), backoff=FAST
-            ) as alice:
+            async with agent(url, "alice") as alice:
                 alice.spec("api").set("get", "x")
                 alice.spec("api").freeze(quorum=1)
                 await alice.flush(timeout=10)
