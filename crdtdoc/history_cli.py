@@ -20,7 +20,6 @@ from crdtdoc.agent_cli import (
     print_result,
     simple_commands,
 )
-from crdtdoc.errors import NotFound
 
 if TYPE_CHECKING:
     from crdtdoc.history import HistoryEntry
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
 
 def _history(args: argparse.Namespace) -> int:
     with connected_replica(args, history=True) as r:
-        _require_artifact(r, args.name)
+        r.artifacts_named([args.name])
         entries = r.history(args.name, limit=args.limit)
         print_result(args, r, _listed("history", entries, "no history"))
     return 0
@@ -46,14 +45,6 @@ def _listed(key: str, entries: list[HistoryEntry], none: str) -> dict[str, Any]:
     ]
     lines = [line for entry in entries for line in entry.describe().splitlines()]
     return {key: shown, "lines": lines or [none]}
-
-
-def _require_artifact(replica: Any, name: str) -> None:
-    """`NotFound` naming the room's artifacts unless it has one named `name` (of any kind)."""
-    kinds = replica.artifacts()
-    if name not in kinds:
-        known = ", ".join(sorted(kinds)) or "none"
-        raise NotFound(f"this room has no artifact named {name!r} (its artifacts: {known})")
 
 
 def _count(text: str) -> int:
@@ -95,8 +86,7 @@ def _revert(args: argparse.Namespace) -> int:
     on = args.on or []
     note = args.note or f"revert {args.whose}'s work"
     with connected_replica(args, history=True) as r:
-        for name in on:
-            _require_artifact(r, name)
+        r.artifacts_named(on)
         before = r.version().token()
         plan = r.plan_revert(args.whose, since=args.since, on=on)
         if plan.touched and not args.dry_run:

@@ -110,7 +110,7 @@ class HistoryReads(RemoteUpdates):
             cast("RevertHost", self),
             _agent_arg(agent),
             self._since(since),
-            self._artifacts_named(on),
+            self.artifacts_named(on),
             note,
         )
 
@@ -126,7 +126,7 @@ class HistoryReads(RemoteUpdates):
             cast("RevertHost", self),
             _agent_arg(agent),
             self._since(since),
-            self._artifacts_named(on),
+            self.artifacts_named(on),
         )
 
     def _since(self, since: object) -> Version:
@@ -151,8 +151,9 @@ class HistoryReads(RemoteUpdates):
             )
         return clients
 
-    def _artifacts_named(self, on: Iterable[object]) -> set[str]:
-        """The artifacts `on` names (`artifact_names`), each one the room has."""
+    def artifacts_named(self, on: Iterable[object]) -> set[str]:
+        """The names of the artifacts `on` (artifacts or names); `NotFound`, naming the room's
+        artifacts, for a name the room has none of (of any kind)."""
         if isinstance(on, str):
             raise UsageError(f"on= takes a list of artifacts or names, not one str: on=[{on!r}]")
         names = artifact_names(on)
