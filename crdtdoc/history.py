@@ -39,6 +39,7 @@ from crdtdoc.changes import Change, changes_between
 from crdtdoc.contents import ANY, GC, JSON, SKIP
 from crdtdoc.gates import APPROVAL_PREFIX, PROPOSAL_KEY
 from crdtdoc.idset import IdSet
+from crdtdoc.provenance import Provenance
 from crdtdoc.roots import DELETIONS_ROOT, NOTES_ROOT
 from crdtdoc.structs import DocumentStructs, StructIndex
 from crdtdoc.updates import Item
@@ -62,6 +63,15 @@ class Step:
     rank: int = 0
 
 
+WROTE_ON = "wrote on it"
+"""`HistoryEntry.basis` of a change written on the work (or after one of its writer's that
+was): exact, read off the document."""
+HAD_BEEN_SENT = "had been sent it"
+"""`HistoryEntry.basis` of a change whose writer, the hub recorded, had been sent the work
+before the change arrived (or written after one such of its writer's, or on one): it may have
+read it. A writer the hub recorded but does not list so had surely not been sent the work."""
+
+
 @dataclass(frozen=True)
 class HistoryEntry:
     """One step that changed an artifact: the version it led to, who made it, and what."""
@@ -70,10 +80,14 @@ class HistoryEntry:
     agent: str | None  # None: a deletion no agent recorded, or a client with no agent name
     client_id: int | None
     changes: tuple[Change, ...]
+    clock: int | None = None  # the first clock of the step's writes (None: nobody's deletions)
+    basis: str | None = None  # in `built_on` and `descendants`: WROTE_ON or HAD_BEEN_SENT
 
     def describe(self) -> str:
-        """One line per change, as the change feed words them, then `  at TOKEN`."""
-        return "\n".join([*(c.describe() for c in self.changes), f"  at {self.version}"])
+        """One line per change, as the change feed words them, then `  at TOKEN` (and the
+        basis, in parentheses, when it has one)."""
+        at = f"  at {self.version}" + (f" ({self.basis})" if self.basis else "")
+        return "\n".join([*(c.describe() for c in self.changes), at])
 
 
 class RoomHistory:
@@ -365,28 +379,87 @@ def described(
     return out
 
 
-def built_on(history: RoomHistory, clients: frozenset[int], since: Version) -> list[int]:
-    """The steps, by other clients, that depend on the steps `clients` wrote since `since`:
-    they refer to what those steps wrote (write next to it, inside it, delete it), or come
-    after a step of their own client that does, or after one that depends so in turn.
+def work_since(history: RoomHistory, clients: frozenset[int], since: Version) -> list[int]:
+    """The steps `clients` wrote (or deleted with) since `since`."""
+    clocks = since.clocks
+    return [
+        n
+        for n, step in enumerate(history.steps)
+        if step.client in clients and step.end > clocks.get(step.client, 0)
+    ]
 
-    Exact for what was written on top of the work; for "who had seen it" a lower bound: an agent
-    that read the work and wrote elsewhere, touching nothing of it, is not found."""
+
+def built_on(
+    history: RoomHistory,
+    work: list[int],
+    provenance: Provenance | None = None,
+) -> dict[int, str]:
+    """The steps, by other clients than the work's, built on the steps `work`, each with its
+    basis, in history order:
+
+    - `WROTE_ON`: it refers to what the work wrote (writes next to it, inside it, deletes it),
+      or comes after a step of its own client that does, or after one that depends so in turn.
+      Exact, from the document.
+    - `HAD_BEEN_SENT` (with the hub's `provenance`): its writer had been sent some of the work
+      before the write arrived (or it depends on such a step as above). An upper bound of who
+      read the work: a step the hub recorded that is not listed was written without it.
+
+    Without provenance, "who had seen it" is a lower bound: an agent that read the work and
+    wrote elsewhere, touching nothing of it, is not found. Steps the hub did not record (made
+    before it recorded, through a hub that does not) are judged by the document alone."""
     steps = history.steps
     later: dict[int, list[int]] = {}
     for number, step in enumerate(steps):
         for dep in step.deps:
             later.setdefault(dep, []).append(number)
-    clocks = since.clocks
-    frontier = [
-        n
-        for n, step in enumerate(steps)
-        if step.client in clients and step.end > clocks.get(step.client, 0)
-    ]
-    reached = set(frontier)
+    clients = {steps[n].client for n in work}
+    structural = _closure(later, work)
+    found = {n: WROTE_ON for n in structural if steps[n].client not in clients}
+    if provenance is not None and work:
+        first: dict[int, int] = {}
+        for n in work:
+            client = steps[n].client
+            if client is not None:
+                first[client] = min(first.get(client, steps[n].start), steps[n].start)
+        sent = [
+            n
+            for n, step in enumerate(steps)
+            if n not in structural
+            and step.client is not None
+            and step.client not in clients
+            and provenance.may_have_seen(step.client, step.start, step.end, first)
+        ]
+        for n in _closure(later, sent):
+            if n not in found and steps[n].client not in clients:
+                found[n] = HAD_BEEN_SENT
+    return dict(sorted(found.items()))
+
+
+def without_record(reason: object) -> str:
+    """What `built-on` says when the hub's record could not be read (an older hub): only
+    changes written on the work are listed."""
+    return (
+        f"(the hub's record of what each writer had been sent is not available: {reason}; "
+        "listing only changes written on the work)"
+    )
+
+
+def _closure(later: dict[int, list[int]], start: list[int]) -> set[int]:
+    """`start` and every step that depends on one of them, directly or not."""
+    reached = set(start)
+    frontier = list(start)
     while frontier:
         for after in later.get(frontier.pop(), ()):
             if after not in reached:
                 reached.add(after)
                 frontier.append(after)
-    return sorted(n for n in reached if steps[n].client not in clients)
+    return reached
+
+
+def step_numbered(history: RoomHistory, client: int, clock: int) -> int | None:
+    """The number of the step that starts at `client:clock` (a write or a deletions-log
+    entry), if any."""
+    for number, step in enumerate(history.steps):
+        if step.client == client and step.start == clock:
+            return number
+    return None

@@ -39,6 +39,7 @@ def _listed(key: str, entries: list[HistoryEntry], none: str) -> dict[str, Any]:
         {
             "version": e.version,
             "agent": e.agent,
+            "basis": e.basis,
             "changes": [{"kind": c.kind, "text": c.describe()} for c in e.changes],
         }
         for e in entries
@@ -59,9 +60,19 @@ def _count(text: str) -> int:
 
 
 def _built_on(args: argparse.Namespace) -> int:
+    from crdtdoc.errors import CrdtdocError
+    from crdtdoc.history import without_record
+
     with connected_replica(args, history=True) as r:
-        entries = r.built_on(args.whose, since=args.since)
-        print_result(args, r, _listed("built_on", entries, "nothing built on it"))
+        note = []
+        try:
+            provenance = r.provenance()
+        except CrdtdocError as exc:
+            provenance, note = None, [without_record(exc)]
+        entries = r.built_on(args.whose, since=args.since, provenance=provenance)
+        shown = _listed("built_on", entries, "nothing built on it")
+        shown["lines"] = note + shown["lines"]
+        print_result(args, r, shown)
     return 0
 
 
@@ -125,10 +136,12 @@ def add_commands(commands: Commands) -> None:
     s = command(
         "built-on",
         "the changes others made on top of an agent's work since a version",
-        "The changes other agents made on top of AGENT's work since --since (writing next to "
-        "or inside it, deleting it, or later than a change of theirs that did): what to check "
-        "before reverting that work. Exact for what was written on top; an agent who read the "
-        "work and wrote elsewhere, touching none of it, is not listed.",
+        "The changes other agents made on top of AGENT's work since --since: what to check "
+        "before reverting that work. Each says its basis: 'wrote on it' (written next to or "
+        "inside the work, deleting it, or later than a change of theirs that did: exact, from "
+        "the document) or 'had been sent it' (the hub recorded that its writer had been sent "
+        "the work before writing: it may have read it; a change the hub recorded and that is "
+        "not listed was made without the work).",
         _built_on,
     )
     s.add_argument("whose", metavar="AGENT", help="the agent whose work others built on")

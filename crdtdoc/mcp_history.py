@@ -12,7 +12,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from crdtdoc.blame import by_line
-from crdtdoc.errors import UsageError
+from crdtdoc.errors import CrdtdocError, UsageError
+from crdtdoc.history import without_record
 from crdtdoc.mcp_resources import render
 
 if TYPE_CHECKING:
@@ -59,14 +60,22 @@ def add_history_tools(
         return "\n".join(by_line(replica.document(name).blame(at=at))) or "(empty document)"
 
     @tool(
-        "The changes other agents made on top of an agent's work since a version token "
-        "(writing next to or inside it, deleting it, or after a change of theirs that did), "
-        "each followed by 'at TOKEN': what to check before reverting that work. An agent who "
-        "read the work and wrote elsewhere, touching none of it, is not listed."
+        "The changes other agents made on top of an agent's work since a version token, each "
+        "followed by 'at TOKEN (basis)': what to check before reverting that work. 'wrote on "
+        "it': written next to or inside the work, deleting it, or after a change of theirs "
+        "that did (exact). 'had been sent it': the hub recorded that its writer had been sent "
+        "the work before writing (it may have read it); a change the hub recorded and that is "
+        "not listed was made without the work."
     )
     async def built_on(agent: str, since: str | None = None) -> str:
-        entries = session().replica.built_on(agent, since=since)
-        return "\n".join(e.describe() for e in entries) or "nothing built on it"
+        replica = session().replica
+        note = []
+        try:
+            provenance = await replica.provenance()
+        except CrdtdocError as exc:
+            provenance, note = None, [without_record(exc)]
+        entries = replica.built_on(agent, since=since, provenance=provenance)
+        return "\n".join([*note, *(e.describe() for e in entries)]) or "nothing built on it"
 
     @tool(
         "Undo an agent's work since a version token: what it wrote is taken out, what it "

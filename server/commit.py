@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from crdtdoc.errors import StorageError
+from crdtdoc.provenance import StoredRecord
 
 log = logging.getLogger("crdtdoc.hub.store")
 
@@ -64,11 +65,13 @@ class StoredRoom:
 
 @dataclass(frozen=True, slots=True)
 class Append:
-    """Append `data` to the room's log at `seq` (0: the store numbers it)."""
+    """Append `data` to the room's log at `seq` (0: the store numbers it), and store or replace
+    the provenance rows `records` (`crdtdoc.server.provenance`) in the same transaction."""
 
     room: str
     seq: int
     data: bytes
+    records: tuple[StoredRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,28 @@ class Compact:
 
 
 Write = Append | Compact
+
+
+def record_rows(writes: list[Write]) -> list[tuple[object, ...]]:
+    """The provenance rows of a batch's appends as (room, hub, n, client, start, end, seen,
+    kind, at), the last version of each row only (a row extended twice in a batch)."""
+    rows: dict[tuple[str, str, int], tuple[object, ...]] = {}
+    for write in writes:
+        if isinstance(write, Append):
+            for r in write.records:
+                rows[(write.room, r.hub, r.n)] = (
+                    write.room,
+                    r.hub,
+                    r.n,
+                    r.client,
+                    r.start,
+                    r.end,
+                    r.seen,
+                    r.kind,
+                    r.at,
+                )
+    return list(rows.values())
+
 
 DurableCallback = Callable[[], Callable[[], None]]
 """Called when a room's writes are taken into a batch; returns what to call once it commits."""
@@ -123,11 +148,25 @@ class GroupCommitter:
     async def _close_store(self) -> None:
         raise NotImplementedError
 
+    async def provenance(
+        self, room: str, after: tuple[str, int] | None, limit: int
+    ) -> list[StoredRecord]:
+        """The room's provenance rows, in (hub, n) order, past `after` (at most `limit`).
+        Raises `StorageError`."""
+        raise NotImplementedError
+
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="committer")
 
-    def append(self, room: str, seq: int, data: bytes, on_taken: DurableCallback) -> None:
-        self._add(Append(room, seq, data), on_taken)
+    def append(
+        self,
+        room: str,
+        seq: int,
+        data: bytes,
+        on_taken: DurableCallback,
+        records: tuple[StoredRecord, ...] = (),
+    ) -> None:
+        self._add(Append(room, seq, data, records), on_taken)
 
     def compact(self, room: str, seq: int, data: bytes, on_taken: DurableCallback) -> None:
         self._add(Compact(room, seq, data), on_taken)

@@ -25,11 +25,14 @@ from websockets.protocol import State
 from crdtdoc.protocol.coalesce import coalesce
 from crdtdoc.server.config import HubConfig
 from crdtdoc.tokens import Grant
+from crdtdoc.updates import decode_state_vector
 from crdtdoc.versions import Version
 
 log = logging.getLogger("crdtdoc.hub.peer")
 
 MAX_CLOSE_REASON = 123  # bytes, per RFC 6455
+MAX_ANNOUNCED_BYTES = 1 << 16
+"""A sync step 1's state vector is noted (`Peer.announce`) up to this size."""
 CLOSE_TIMEOUT = 1.0
 """Seconds to wait for a closing handshake with a peer that stopped reading before dropping it."""
 
@@ -117,6 +120,9 @@ class Peer:
         # drained queue means the peer was sent all of the room up to that moment
         self.whole_room_queued = False
         self.on_drained: Callable[[Peer], None] | None = None  # set by the room
+        # the state vector it announced in its sync step 1: what its writes made before the
+        # link connected can have seen (`crdtdoc.server.provenance`); None: not announced
+        self.announced: dict[int, int] | None = None
         self.delivered: Delivered | None = None  # noted by `on_drained`; None: nothing known
         self._max_messages = config.send_queue_messages
         self._max_bytes = config.send_queue_bytes
@@ -148,6 +154,16 @@ class Peer:
     def queued(self) -> tuple[int, int]:
         """(messages, bytes) waiting to be sent."""
         return len(self._queue), self._queued_bytes
+
+    def announce(self, state_vector: bytes) -> None:
+        """Notes the state vector the peer sent in a sync step 1 (a valid one: the room's
+        session read it first). One too large to keep is not noted (its writes are then
+        recorded as if made while connected, an upper bound too)."""
+        if len(state_vector) <= MAX_ANNOUNCED_BYTES:
+            announced = decode_state_vector(state_vector)
+            for client, clock in (self.announced or {}).items():  # announced again: it grows
+                announced[client] = max(clock, announced.get(client, 0))
+            self.announced = announced
 
     def send(self, message: bytes, *, keep: bool = False) -> None:
         """Queues `message` without waiting; overflow turns into a resync, never into memory.

@@ -24,7 +24,15 @@ from psycopg import AsyncConnection, IsolationLevel
 from psycopg_pool import AsyncConnectionPool
 
 from crdtdoc.errors import StorageError
-from crdtdoc.server.commit import Append, GroupCommitter, StoredRoom, StoreFailure, Write
+from crdtdoc.provenance import StoredRecord
+from crdtdoc.server.commit import (
+    Append,
+    GroupCommitter,
+    StoredRoom,
+    StoreFailure,
+    Write,
+    record_rows,
+)
 
 log = logging.getLogger("crdtdoc.hub.store")
 
@@ -42,6 +50,11 @@ CREATE TABLE IF NOT EXISTS crdtdoc_updates (
 );
 CREATE TABLE IF NOT EXISTS crdtdoc_snapshots (
     room text PRIMARY KEY, seq bigint NOT NULL, data bytea NOT NULL
+);
+CREATE TABLE IF NOT EXISTS crdtdoc_provenance (
+    room text NOT NULL, hub text NOT NULL, n bigint NOT NULL, client bigint NOT NULL,
+    first bigint NOT NULL, stop bigint NOT NULL, seen bytea NOT NULL, kind smallint NOT NULL,
+    at double precision NOT NULL, PRIMARY KEY (room, hub, n)
 );
 CREATE TABLE IF NOT EXISTS crdtdoc_leases (
     room text NOT NULL, name text NOT NULL, owner text NOT NULL, agent text NOT NULL,
@@ -63,6 +76,10 @@ CREATE TABLE IF NOT EXISTS crdtdoc_waiters (
 );
 CREATE INDEX IF NOT EXISTS crdtdoc_waiters_queue ON crdtdoc_waiters (room, name, id);
 """
+_PUT_RECORD = (
+    "INSERT INTO crdtdoc_provenance VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (room, hub, n) DO UPDATE SET stop = EXCLUDED.stop"
+)
 _SCHEMA_LOCK = 0x63726474  # pg_advisory_lock key: one hub creates the schema at a time
 
 
@@ -186,10 +203,33 @@ class PostgresStore:
 
     # -- writing -----------------------------------------------------------------------------
 
-    async def append(self, appends: list[tuple[str, bytes]]) -> list[int]:
-        """Appends every (room, data) in one transaction; returns each one's log position."""
+    async def append(
+        self, appends: list[tuple[str, bytes]], records: list[tuple[object, ...]] | None = None
+    ) -> list[int]:
+        """Appends every (room, data) in one transaction, with the provenance rows `records`
+        (`crdtdoc.server.commit.record_rows`); returns each append's log position."""
         async with self.transaction("append updates") as db:
-            return await append_in(db, appends)
+            seqs = await append_in(db, appends)
+            if records:
+                async with db.cursor() as cur:
+                    await cur.executemany(_PUT_RECORD, records)
+            return seqs
+
+    async def provenance(
+        self, room: str, after: tuple[str, int] | None, limit: int
+    ) -> list[StoredRecord]:
+        """The room's provenance rows in (hub, n) order, past `after`, at most `limit`."""
+        sql = (
+            "SELECT hub, n, client, first, stop, seen, kind, at FROM crdtdoc_provenance "
+            "WHERE room = %s"
+        )
+        params: tuple[object, ...] = (room,)
+        if after is not None:
+            sql += " AND (hub > %s OR (hub = %s AND n > %s))"
+            params += (after[0], after[0], after[1])
+        async with self.transaction(f"read provenance of {room!r}") as db:
+            cur = await db.execute(f"{sql} ORDER BY hub, n LIMIT %s", (*params, limit))
+            return [StoredRecord.from_columns(row) for row in await cur.fetchall()]
 
     async def compact(self, room: str, seq: int, snapshot: bytes) -> bool:
         """Replaces the room's snapshot with `snapshot`, which covers log entries 1..`seq`, and
@@ -294,7 +334,12 @@ class PostgresCommitter(GroupCommitter):
         appends = [(w.room, w.data) for w in writes if isinstance(w, Append)]
         if len(appends) != len(writes):
             raise StorageError("shared rooms compact through PostgresStore.compact")
-        return await self.store.append(appends)
+        return await self.store.append(appends, record_rows(writes))
+
+    async def provenance(
+        self, room: str, after: tuple[str, int] | None, limit: int
+    ) -> list[StoredRecord]:
+        return await self.store.provenance(room, after, limit)
 
     async def _close_store(self) -> None:
         await asyncio.shield(self.store.close())

@@ -57,6 +57,7 @@ from crdtdoc.server.metrics import HubMetrics
 from crdtdoc.server.peer import Delivered, Peer
 from crdtdoc.server.pgstore import Fetched
 from crdtdoc.server.presence import KeptStatus, RoomPresence
+from crdtdoc.server.provenance import ProvenanceRecorder
 from crdtdoc.server.room_log import RoomLog
 from crdtdoc.server.room_requests import receive_extension
 from crdtdoc.server.schedule import Scheduler
@@ -111,6 +112,7 @@ class Room:
         self._whole: tuple[int, bytes] | None = None  # (replica generation, whole_state())
         self._state: tuple[int, dict[int, int]] | None = None  # (generation, state vector copy)
         self.gate = WriteGate(name, self.replica, config.max_room_bytes)
+        self.provenance = ProvenanceRecorder(self.scheduler.wall)
         self.peers: dict[Peer, SyncSession] = {}
         publish = None
         if cluster is not None:
@@ -222,6 +224,7 @@ class Room:
         if self.peers.pop(peer, None) is None:
             return
         self._slices.pop(peer, None)
+        self.provenance.forget(peer)
         self.replica.drop_pending(lambda origin: origin is not peer)
         self.coordinator.forget(peer)
         self.last_active = self.scheduler.monotonic()
@@ -285,6 +288,7 @@ class Room:
                 peer.send(reply)
             if isinstance(message, SyncStep1):  # what the peer lacked is queued: with what it
                 peer.whole_room_queued = True  # has (its state vector), the whole room
+                peer.announce(message.state_vector)
             self._limits.answered(peer.rate_key, sum(len(r) for r in replies))
 
     def brings_nothing(self, data: bytes) -> bool:
@@ -456,7 +460,8 @@ class Room:
         """The replica committed `update`: log it, fan it out (encoded once), maybe compact."""
         self._whole = None  # out of date: not kept in memory until someone asks again
         from_log = self.cluster is not None and self.replica.commit_origin is FROM_LOG
-        self.log.committed(update, from_log)
+        records = self.provenance.of_commit(self.replica, self.origin)
+        self.log.committed(update, from_log, records)
         if from_log:
             self.gate.learn(update)  # ids registered, deletions logged through other hubs
         # Cheap, conservative tests of what an update may change in the gate's facts: a kind

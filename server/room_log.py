@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from crdtdoc.errors import CrdtdocError, StorageError
+from crdtdoc.provenance import StoredRecord
 from crdtdoc.server.cluster import FROM_LOG, Cluster, SeqTracker
 from crdtdoc.server.commit import StoredRoom
 from crdtdoc.server.pgstore import Fetched
@@ -97,9 +98,12 @@ class RoomLog:
         """Whether every update this hub appended is durable."""
         return self._durable_seq == self._seq
 
-    def committed(self, update: bytes, from_log: bool) -> None:
-        """The replica committed `update`: append it to the store, or, when it came from the
-        shared log (`from_log`: stored already), only have the store acknowledge it."""
+    def committed(
+        self, update: bytes, from_log: bool, records: tuple[StoredRecord, ...] = ()
+    ) -> None:
+        """The replica committed `update`: append it to the store with its provenance rows
+        `records`, or, when it came from the shared log (`from_log`: stored already), only have
+        the store acknowledge it."""
         room = self.room
         if from_log:
             room.committer.touch(room.name, self.taken)  # stored already: durable now
@@ -107,7 +111,7 @@ class RoomLog:
             self._seq += 1
             if self._undurable_since is None:
                 self._undurable_since = room.scheduler.monotonic()
-            room.committer.append(room.name, self._seq, update, self.taken)
+            room.committer.append(room.name, self._seq, update, self.taken, records)
         self._updates += 1
         self._bytes += len(update)
         self.size_bytes += len(update)

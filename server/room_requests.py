@@ -25,16 +25,19 @@ from crdtdoc.protocol.extension import (
     encode_extension,
 )
 from crdtdoc.protocol.messages import Extension, encode_message
-from crdtdoc.protocol.requests import ReplyCode
+from crdtdoc.protocol.requests import ReadProvenance, ReplyCode
 from crdtdoc.server.peer import Peer
+from crdtdoc.server.provenance import read_rows
 
 if TYPE_CHECKING:
     from crdtdoc.server.cluster import Cluster
+    from crdtdoc.server.commit import GroupCommitter
     from crdtdoc.server.config import HubConfig
     from crdtdoc.server.coordination import Coordinator
     from crdtdoc.server.guarded import GuardedCommits
     from crdtdoc.server.limits import RateLimits
     from crdtdoc.server.presence import RoomPresence
+    from crdtdoc.server.room_log import RoomLog
     from crdtdoc.server.schedule import Scheduler
     from crdtdoc.versions import Version
 
@@ -68,6 +71,12 @@ class AnsweringRoom(Protocol):
 
     @property
     def durable(self) -> Version: ...
+
+    @property
+    def committer(self) -> GroupCommitter: ...
+
+    @property
+    def log(self) -> RoomLog: ...
 
 
 log = logging.getLogger("crdtdoc.hub.room")
@@ -111,6 +120,8 @@ def receive_extension(room: AnsweringRoom, peer: Peer, message: Extension) -> No
         return
     if ext.op == "commit":
         work = room.guarded.commit_shared(peer, ext)
+    elif ext.op == ReadProvenance.op:
+        work = read_rows(room.committer, room.name, room.log.own_durable, ext.id, ext.args)
     else:
         work = room.coordinator.handle(room.name, peer, peer.agent, ext.id, ext.op, ext.args)
     room.scheduler.spawn(work, lambda done: _reply_when_done(peer, ext.id, done))

@@ -19,10 +19,20 @@ from functools import partial
 from typing import TypeVar
 
 from crdtdoc.errors import StorageError
-from crdtdoc.server.commit import Append, GroupCommitter, StoredRoom, StoreFailure, Write
+from crdtdoc.provenance import StoredRecord
+from crdtdoc.server.commit import (
+    Append,
+    GroupCommitter,
+    StoredRoom,
+    StoreFailure,
+    Write,
+    record_rows,
+)
 
 SCHEMA_VERSION = 1
 _PUT_SNAPSHOT = "INSERT OR REPLACE INTO snapshots(room, seq, data) VALUES (?, ?, ?)"
+_PUT_RECORD = "INSERT OR REPLACE INTO provenance VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_RECORD_COLUMNS = "hub, n, client, first, stop, seen, kind, at"
 _T = TypeVar("_T")
 
 _SCHEMA = """
@@ -33,6 +43,11 @@ CREATE TABLE IF NOT EXISTS updates (
 CREATE TABLE IF NOT EXISTS snapshots (
     room TEXT PRIMARY KEY, seq INTEGER NOT NULL, data BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS provenance (
+    room TEXT NOT NULL, hub TEXT NOT NULL, n INTEGER NOT NULL, client INTEGER NOT NULL,
+    first INTEGER NOT NULL, stop INTEGER NOT NULL, seen BLOB NOT NULL, kind INTEGER NOT NULL,
+    at REAL NOT NULL, PRIMARY KEY (room, hub, n)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS leases (
     room TEXT NOT NULL, name TEXT NOT NULL, owner TEXT NOT NULL, agent TEXT NOT NULL,
     token INTEGER NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (room, name)
@@ -121,6 +136,7 @@ class SqliteStore:
     def commit(self, writes: list[Write]) -> None:
         """Writes everything in one transaction (all or nothing)."""
         with self._transaction(f"write to {self.path}") as db:
+            db.executemany(_PUT_RECORD, record_rows(writes))
             appends = [(w.room, w.seq, w.data) for w in writes if isinstance(w, Append)]
             if len(appends) == len(writes):
                 db.executemany("INSERT INTO updates(room, seq, data) VALUES (?, ?, ?)", appends)
@@ -134,6 +150,21 @@ class SqliteStore:
                 else:
                     db.execute(_PUT_SNAPSHOT, (w.room, w.seq, w.data))
                     db.execute("DELETE FROM updates WHERE room = ? AND seq <= ?", (w.room, w.seq))
+
+    def provenance(
+        self, room: str, after: tuple[str, int] | None, limit: int
+    ) -> list[StoredRecord]:
+        """The room's provenance rows in (hub, n) order, past `after`, at most `limit`."""
+        sql = f"SELECT {_RECORD_COLUMNS} FROM provenance WHERE room = ?"
+        params: tuple[object, ...] = (room,)
+        if after is not None:
+            sql += " AND (hub > ? OR (hub = ? AND n > ?))"
+            params += (after[0], after[0], after[1])
+        try:
+            rows = self._db.execute(f"{sql} ORDER BY hub, n LIMIT ?", (*params, limit))
+            return [StoredRecord.from_columns(row) for row in rows]
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read provenance of {room!r}: {exc}") from None
 
     @contextmanager
     def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
@@ -247,6 +278,11 @@ class SqliteCommitter(GroupCommitter):
     async def _write(self, writes: list[Write]) -> list[int]:
         await self.run_blocking(partial(self.store.commit, writes))
         return [w.seq for w in writes if isinstance(w, Append)]
+
+    async def provenance(
+        self, room: str, after: tuple[str, int] | None, limit: int
+    ) -> list[StoredRecord]:
+        return await self.run_blocking(partial(self.store.provenance, room, after, limit))
 
     async def _close_store(self) -> None:
         await self.run_blocking(self.store.close)

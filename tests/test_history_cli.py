@@ -52,6 +52,13 @@ def test_the_story_history_blame_read_back_and_revert(hub: str) -> None:
 
     built = ok(cli(hub, "built-on", "alice", "--json", room=room, agent="carol"))["built_on"]
     assert isinstance(built, list) and {e["agent"] for e in built} == {"bob"}
+    assert {e["basis"] for e in built} == {"wrote on it"}
+    # dave writes elsewhere, after bob's edit reached the hub: the hub had sent it to him
+    ok(cli(hub, "doc", "write", "notes", "--json", room=room, agent="dave", stdin="Notes.\n"))
+    built = ok(cli(hub, "built-on", "bob", "--since", str(before), "--json", room=room))
+    assert [(e["agent"], e["basis"]) for e in built["built_on"]] == [("dave", "had been sent it")]
+    shown = cli(hub, "built-on", "bob", "--since", str(before), room=room).stdout
+    assert "dave inserted 'Notes.\\n'" in shown and "(had been sent it)" in shown, shown
     reverted = ok(
         cli(
             hub,

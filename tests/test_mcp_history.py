@@ -38,6 +38,7 @@ def test_history_read_at_blame_and_revert_over_mcp(hub: str) -> None:  # noqa: F
 
             failed, built = await call(alice, "built_on", agent="alice")
             assert not failed and "bob inserted 'Errors are retried forever'" in built, built
+            assert "(wrote on it)" in built and "not available" not in built, built
             failed, preview = await call(
                 alice, "revert_agent_work", agent="bob", since=before, dry_run=True
             )

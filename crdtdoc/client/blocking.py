@@ -20,9 +20,11 @@ from typing import Any
 
 from crdtdoc.client.coordination import Fencing
 from crdtdoc.client.linked_replica import LinkedReplica, LinkOptions
+from crdtdoc.client.provenance_reads import read_provenance
 from crdtdoc.errors import InvalidValue, Refused, UsageError
 from crdtdoc.protocol.messages import Message
-from crdtdoc.protocol.requests import Commit, RequestError, read_request
+from crdtdoc.protocol.requests import Commit, ReadProvenance, RequestError, read_request
+from crdtdoc.provenance import Provenance
 from crdtdoc.replica import Replica
 from crdtdoc.versions import Version
 
@@ -128,6 +130,16 @@ class BlockingReplica(LinkedReplica):
             raise InvalidValue(str(exc)) from None
         call = self._request(asked.op, asked.to_args(), timeout=timeout)
         return asyncio.run_coroutine_threadsafe(call, self._loop).result()
+
+    def provenance(self, timeout: float = 60.0) -> Provenance:
+        """What the hub recorded, with each write it stored, of what its writer can have seen
+        (`crdtdoc.provenance`), blocking: pass it to `built_on` or `descendants`."""
+        self._sync_point()
+
+        async def ask(request: ReadProvenance) -> dict[str, Any]:
+            return await self._request(request.op, request.to_args(), timeout=timeout)
+
+        return asyncio.run_coroutine_threadsafe(read_provenance(ask), self._loop).result()
 
     @contextmanager
     def commit(

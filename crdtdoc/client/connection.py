@@ -20,10 +20,12 @@ from typing import Any
 from crdtdoc.client.coordination import Fencing, Lease, LeaseInfo
 from crdtdoc.client.link import HubLink
 from crdtdoc.client.linked_replica import Keep, LinkedReplica, LinkOptions
+from crdtdoc.client.provenance_reads import read_provenance
 from crdtdoc.client.urls import room_url, room_urls
 from crdtdoc.errors import CrdtdocError, FencedOut, LeaseHeld, NotConnected, SyncTimeout, UsageError
 from crdtdoc.protocol.backoff import Backoff
 from crdtdoc.protocol.requests import Acquire, Commit, ListLeases, NextNumber, OutgoingRequest
+from crdtdoc.provenance import Provenance
 from crdtdoc.replica import Replica, ReplicaLimits
 from crdtdoc.versions import Version
 
@@ -195,6 +197,11 @@ class ConnectedReplica(LinkedReplica):
         asked = Acquire(name, ttl, wait, self.client_id)
         result = await self.ask(asked, timeout=wait + 30.0)
         return Lease(self, name, int(result["token"]), float(result["ttl"]))
+
+    async def provenance(self) -> Provenance:
+        """What the hub recorded, with each write it stored, of what its writer can have seen
+        (`crdtdoc.provenance`): pass it to `built_on` or `descendants`."""
+        return await read_provenance(self.ask)
 
     async def ask(self, request: OutgoingRequest, timeout: float = 30.0) -> dict[str, Any]:
         """Sends one typed request (`crdtdoc.protocol.requests`) to the hub and returns its

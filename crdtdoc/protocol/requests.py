@@ -13,6 +13,7 @@ from typing import Any, ClassVar, TypeVar
 
 from crdtdoc.errors import CrdtdocError, InvalidValue, RemoteError
 from crdtdoc.protocol.awareness import check_presence
+from crdtdoc.provenance import MAX_HUB_TAG, MAX_ROWS_PER_REPLY
 from crdtdoc.values import check_text
 from crdtdoc.versions import Version
 
@@ -309,6 +310,45 @@ class Commit:
         return cls(tuple(updates), client, fence, since, tuple(on) if since is not None else ())
 
 
+@dataclass(frozen=True)
+class ReadProvenance:
+    """The hub's provenance rows of the room (`crdtdoc.provenance`), in (hub, n) order, past
+    the row `after` names (None: from the first), at most `limit`. The result is `{"rows":
+    [...], "more": bool}`; read on from the last row while `more`."""
+
+    op: ClassVar[str] = "provenance"
+    after: tuple[str, int] | None = None
+    limit: int = MAX_ROWS_PER_REPLY
+
+    def to_args(self) -> dict[str, Any]:
+        return _sent(after=list(self.after) if self.after is not None else None, limit=self.limit)
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any]) -> ReadProvenance:
+        after = args.get("after")
+        if after is not None:
+            if (
+                not isinstance(after, list)
+                or len(after) != 2
+                or not isinstance(after[0], str)
+                or len(after[0]) > MAX_HUB_TAG
+                or not isinstance(after[1], int)
+                or isinstance(after[1], bool)
+            ):
+                raise RequestError(ReplyCode.INVALID, "after must be [hub tag, row number]")
+            after = (after[0], after[1])
+        limit = args.get("limit", MAX_ROWS_PER_REPLY)
+        if (
+            not isinstance(limit, int)
+            or isinstance(limit, bool)
+            or not 0 < limit <= MAX_ROWS_PER_REPLY
+        ):
+            raise RequestError(
+                ReplyCode.INVALID, f"limit must be an int from 1 to {MAX_ROWS_PER_REPLY}"
+            )
+        return cls(after, limit)
+
+
 CoordinationRequest = Acquire | Renew | Release | ListLeases | NextNumber
 """A request the hub's coordinator answers."""
 _BY_OP: dict[str, Callable[[dict[str, Any]], CoordinationRequest]] = {
@@ -316,12 +356,13 @@ _BY_OP: dict[str, Callable[[dict[str, Any]], CoordinationRequest]] = {
 }
 
 
-OutgoingRequest = CoordinationRequest | Commit | SetStatus
+OutgoingRequest = CoordinationRequest | Commit | SetStatus | ReadProvenance
 """Any request a client sends."""
 _ANY_BY_OP: dict[str, Callable[[dict[str, Any]], OutgoingRequest]] = {
     **_BY_OP,
     SetStatus.op: SetStatus.from_args,
     Commit.op: Commit.from_args,
+    ReadProvenance.op: ReadProvenance.from_args,
 }
 
 
@@ -332,8 +373,9 @@ def parse_request(op: object, args: object) -> CoordinationRequest:
 
 
 def read_request(op: object, args: object) -> OutgoingRequest:
-    """Any request `op` with `args` describes, `status` and `commit` included (what a client
-    checks before sending a raw request); `RequestError` (code `invalid`) otherwise."""
+    """Any request `op` with `args` describes, `status`, `commit` and `provenance` included
+    (what a client checks before sending a raw request); `RequestError` (code `invalid`)
+    otherwise."""
     return _read(_ANY_BY_OP, op, args)
 
 

@@ -20,6 +20,7 @@ from crdtdoc.roots import AGENTS_ROOT
 from crdtdoc.updates import (
     MAX_CLIENT_ID,
     MAX_CLOCK,
+    ClientStructs,
     ParsedUpdate,
     advance,
     decode_state_vector,
@@ -122,6 +123,13 @@ class EngineDocument(ReplicaState):
         causal buffer (those may combine several updates, so no single origin is claimed)."""
         return self._commit_origin
 
+    @property
+    def commit_structs(self) -> Mapping[int, ClientStructs] | None:
+        """While an `on_update` listener runs: the structs of the remote update being announced,
+        by client (what it carries, re-sent ids included; for the hub's record of who wrote
+        what). None for local edits, whose structs are not parsed."""
+        return self._commit_structs
+
     def on_update(self, listener: UpdateListener) -> Callable[[], None]:
         """Calls `listener(update, local)` after each committed change; returns an unsubscribe.
         `update` holds what the engine integrated: the bytes received, unless they re-sent ids
@@ -143,12 +151,12 @@ class EngineDocument(ReplicaState):
         committed, self._committed = self._committed, []
         self._notifying += 1
         try:
-            for update, local, _, origin in committed:
-                self._commit_origin = origin
+            for update, local, _, origin, structs in committed:
+                self._commit_origin, self._commit_structs = origin, structs
                 for listener in list(self._listeners):
                     listener(update, local)
         finally:
-            self._commit_origin = None
+            self._commit_origin = self._commit_structs = None
             self._notifying -= 1
 
     def _engine_apply(self, data: bytes) -> None:
@@ -206,6 +214,7 @@ class EngineDocument(ReplicaState):
         """Tracks state vector, delete set and log after each commit (inside pycrdt: no edits)."""
         remote = self._applying
         origin = None
+        structs: dict[int, ClientStructs] | None = None
         if remote is None:  # a local transaction: ask pycrdt what it did
             update: bytes = event.update
             if update == _EMPTY_UPDATE:
@@ -238,7 +247,7 @@ class EngineDocument(ReplicaState):
             )
             self._deleted.update(ds)
             self._deletions_changed += 1
-        self._committed.append((update, remote is None, ds, origin))
+        self._committed.append((update, remote is None, ds, origin, structs))
         self._log.append(update)
         self._log_bytes += len(update)
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from crdtdoc.changes import Change
     from crdtdoc.feed import ArtifactReader
     from crdtdoc.history import HistoryEntry, RoomHistory
+    from crdtdoc.provenance import Provenance
     from crdtdoc.revert import RevertHost, RevertPlan, RevertResult
 
 
@@ -51,22 +52,59 @@ class HistoryReads(RemoteUpdates):
         room = self.room_history()
         return self._entries(room, artifact_history(room, artifact, limit))
 
-    def built_on(self, agent: str, since: Version | str | None = None) -> list[HistoryEntry]:
+    def built_on(
+        self,
+        agent: str,
+        since: Version | str | None = None,
+        *,
+        provenance: Provenance | None = None,
+    ) -> list[HistoryEntry]:
         """The changes other agents made on top of what `agent` did since `since` (a Version or
-        token; None: all of it), oldest first: writing next to or inside it, deleting it, or
-        after a change of theirs that did (they had seen it). What to look at before reverting
-        `agent`'s work, or to revert along with it. Exact for what was written on top; for
-        who had read the work, a lower bound (`crdtdoc.history.built_on`)."""
-        from crdtdoc.history import built_on, described
+        token; None: all of it), oldest first, each with its `basis`: `"wrote on it"` (writing
+        next to or inside it, deleting it, or after a change of theirs that did: exact) or,
+        given the hub's `provenance` (`ConnectedReplica.provenance()`), `"had been sent it"`
+        (its writer had been sent the work before writing: it may have read it; a change the
+        hub recorded and that is not listed was made without it). What to look at before
+        reverting `agent`'s work, or to revert along with it (`crdtdoc.history.built_on`)."""
+        from crdtdoc.history import work_since
 
         clients = self._agent_clients(agent)
         room = self.room_history()
-        return self._entries(
-            room, described(room, built_on(room, clients, self._since(since)), None)
-        )
+        return self._dependents(room, work_since(room, clients, self._since(since)), provenance)
+
+    def descendants(
+        self, change: HistoryEntry, *, provenance: Provenance | None = None
+    ) -> list[HistoryEntry]:
+        """The changes others made on top of one change (an entry of `history` or `built_on`),
+        as `built_on` lists them."""
+        from crdtdoc.history import HistoryEntry, step_numbered
+
+        if not isinstance(change, HistoryEntry):
+            raise UsageError(f"descendants takes a HistoryEntry, got {change!r:.80}")
+        room = self.room_history()
+        number = None
+        if change.client_id is not None and change.clock is not None:
+            number = step_numbered(room, change.client_id, change.clock)
+        if number is None:
+            raise UsageError("that change is not in this replica's history (or names no writer)")
+        return self._dependents(room, [number], provenance)
+
+    def _dependents(
+        self, room: RoomHistory, work: list[int], provenance: Provenance | None
+    ) -> list[HistoryEntry]:
+        from crdtdoc.history import built_on, described
+        from crdtdoc.provenance import Provenance
+
+        if provenance is not None and not isinstance(provenance, Provenance):
+            raise UsageError(f"provenance must be a Provenance, got {provenance!r:.80}")
+        found = built_on(room, work, provenance)
+        return self._entries(room, described(room, list(found), None), found)
 
     def _entries(
-        self, room: RoomHistory, steps: list[tuple[int, Version, list[Change]]]
+        self,
+        room: RoomHistory,
+        steps: list[tuple[int, Version, list[Change]]],
+        basis: dict[int, str] | None = None,
     ) -> list[HistoryEntry]:
         """History entries of described steps, in the artifacts' terms (steps that changed
         nothing an artifact shows are left out)."""
@@ -80,9 +118,12 @@ class HistoryReads(RemoteUpdates):
             terms = in_artifact_terms(raw, cast("ArtifactReader", self))
             stated = [replace(c, version=token) for c in terms]
             if stated:
-                client = room.steps[number].client
+                step = room.steps[number]
+                client = step.client
                 agent = names.get(client) if client is not None else None
-                entries.append(HistoryEntry(token, agent, client, tuple(stated)))
+                how = basis.get(number) if basis is not None else None
+                clock = step.start if client is not None else None
+                entries.append(HistoryEntry(token, agent, client, tuple(stated), clock, how))
         return entries
 
     def revert(

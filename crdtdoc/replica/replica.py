@@ -259,7 +259,7 @@ class Replica(HistoryReads):
         deleted struct and the delete set as one range: a run costs two structs, not one entry
         per commit (on the editing trace, 77,463 deleting commits in 3,872 runs)."""
         deleted = IdSet()
-        for _, local, ds, _ in self._committed[start:]:
+        for _, local, ds, _, _ in self._committed[start:]:
             if local:
                 deleted = deleted.union(ds)
         if not deleted:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,9 +114,13 @@ class ReplicaState:
         self._checkpoint = b""
         self._log: list[bytes] = []
         self._log_bytes = 0
-        # (update, local, delete set, origin), filled by the doc observer
-        self._committed: list[tuple[bytes, bool, IdSet, object]] = []
+        # (update, local, delete set, origin, the structs of a remote update), filled by the
+        # doc observer
+        self._committed: list[
+            tuple[bytes, bool, IdSet, object, Mapping[int, ClientStructs] | None]
+        ] = []
         self._commit_origin: object = None
+        self._commit_structs: Mapping[int, ClientStructs] | None = None
         self._listeners: list[UpdateListener] = []
         self._registered = False
         # (client, clock, ids) of the deletions-log entry this replica wrote last: a run of
