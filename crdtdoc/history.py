@@ -22,9 +22,10 @@ causality, which the engine can show (`Replica.at`). The order is causal, not th
 two writes neither of which saw the other may be listed either way round. And the document
 records only what each write refers to, not everything its writer had seen: a write that saw
 another but touched none of it may be listed before it, and the version after it then shows a
-combination no agent saw at once (what the hub recorded of each writer would settle that; it
-does not record it yet). Deletions no entry of
-the deletions log claims (made by stock Yjs clients, or a stock client's overwrite of a map key)
+combination no agent saw at once. The hub records what each writer had been sent
+(`crdtdoc.provenance`); `built_on` uses that record, the history order does not (yet): it is
+the same on every replica, with or without the record. Deletions no entry of the deletions log
+claims (made by stock Yjs clients, or a stock client's overwrite of a map key)
 come in steps of their own, without an author, after what they delete.
 """
 

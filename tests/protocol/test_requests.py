@@ -21,13 +21,16 @@ from crdtdoc.protocol.requests import (
     Commit,
     ListLeases,
     NextNumber,
+    ReadProvenance,
     Release,
     Renew,
     ReplyCode,
     RequestError,
     SetStatus,
     parse_request,
+    read_request,
 )
+from crdtdoc.provenance import MAX_HUB_TAG, MAX_ROWS_PER_REPLY
 
 names = st.text(
     st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"),
@@ -158,3 +161,35 @@ def test_a_name_no_store_can_hold_is_refused_on_both_sides(name: str) -> None:
     if "\x00" not in name:  # a status is JSON inside presence, where NUL is escaped: kept
         with pytest.raises(UsageError):
             SetStatus(f"busy {name}")
+
+
+@given(
+    st.none() | st.tuples(st.text(max_size=MAX_HUB_TAG), st.integers(0, 2**63 - 1)),
+    st.integers(1, MAX_ROWS_PER_REPLY),
+)
+def test_a_provenance_read_round_trips(after: tuple[str, int] | None, limit: int) -> None:
+    asked = ReadProvenance(after, limit)
+    assert read_request(asked.op, asked.to_args()) == asked
+
+
+@given(values)
+def test_any_provenance_read_reads_or_is_refused_as_invalid(args: object) -> None:
+    try:
+        read_request("provenance", args)
+    except RequestError as exc:
+        assert exc.code == ReplyCode.INVALID and str(exc)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ({"limit": 0}, "limit must be an int from 1 to 1000"),
+        ({"limit": MAX_ROWS_PER_REPLY + 1}, "limit must be an int"),
+        ({"after": ["h", 1, 2]}, "after must be"),
+        ({"after": ["h" * (MAX_HUB_TAG + 1), 1]}, "after must be"),
+        ({"after": ["h", True]}, "after must be"),
+    ],
+)
+def test_bad_provenance_reads_are_refused_by_name(args: dict[str, Any], says: str) -> None:
+    with pytest.raises(RequestError, match=says):
+        ReadProvenance.from_args(args)

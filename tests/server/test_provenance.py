@@ -6,14 +6,18 @@ restart of the hub, and reads the same through several hubs on PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
 import crdtdoc
 from crdtdoc.history import HAD_BEEN_SENT, WROTE_ON
 from crdtdoc.protocol.backoff import Backoff
+from crdtdoc.protocol.extension import Reply
 from crdtdoc.provenance import ANNOUNCED, DELTA, FULL, StoredRecord, records_from_rows
-from crdtdoc.server.provenance import ProvenanceRecorder
+from crdtdoc.server.commit import Append
+from crdtdoc.server.provenance import ProvenanceRecorder, read_rows
+from crdtdoc.server.store import SqliteCommitter, SqliteStore
 from crdtdoc.updates import ClientStructs, encode_state_vector
 from tests.support.aio import run
 from tests.support.hubs import free_port, running_cluster, running_hub
@@ -165,5 +169,36 @@ def test_the_record_reads_the_same_through_several_hubs(
             with_record, without = await _read(two.url + "/room", before)
             assert with_record == {"dave": WROTE_ON, "alice": HAD_BEEN_SENT}, with_record
             assert without == {"dave": WROTE_ON}, without
+
+    run(body())
+
+
+def test_answers_page_on_and_stay_bounded(tmp_path: Path) -> None:
+    committer = SqliteCommitter(SqliteStore(str(tmp_path / "hub.db")))
+    big = encode_state_vector({c: 1 for c in range(40_000)})  # a whole state vector, ~200 KB
+    records = [
+        StoredRecord("h", n, 1, n, n + 1, big if n in (3, 4) else b"\x00", FULL, 0.0)
+        for n in range(1, 1502)
+    ]
+    committer.store.commit([Append("room", 1, b"\x00\x00", tuple(records))])
+    stored = asyncio.Event()
+    stored.set()
+
+    async def page(args: object) -> Reply:
+        return await read_rows(committer, "room", stored, 7, args)
+
+    async def body() -> None:
+        first = await page({"limit": 1000})
+        assert first.error is None and first.result["more"] is True
+        assert [r[1] for r in first.result["rows"]] == [1, 2, 3]  # stops before the second big
+        second = await page({"after": ["h", 3], "limit": 1000})
+        assert len(second.result["rows"]) == 1000 and second.result["more"] is True
+        last = await page({"after": ["h", 1003]})
+        assert len(last.result["rows"]) == 498 and last.result["more"] is False
+        assert (await page({"after": ["h", 3000]})).result == {"rows": [], "more": False}
+        refused = await page({"limit": 5000})
+        assert refused.error == "invalid" and "limit" in refused.message
+        assert (await read_rows(committer, "other", stored, 8, {})).result["rows"] == []
+        await committer.close()
 
     run(body())

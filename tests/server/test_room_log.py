@@ -33,7 +33,9 @@ class Recorder:
         self.calls: list[tuple[Any, ...]] = []
         self.taken: list[Callable[[], Callable[[], None]]] = []
 
-    def append(self, room: str, seq: int, data: bytes, on_taken: Any) -> None:
+    def append(
+        self, room: str, seq: int, data: bytes, on_taken: Any, records: tuple[Any, ...] = ()
+    ) -> None:
         self.calls.append(("append", room, seq, data))
         self.taken.append(on_taken)
 
