@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from crdtdoc.errors import UsageError
-from crdtdoc.tokens import SECRET_ENV, load_secret
+from crdtdoc.tokens import SECRET_ENV, load_secret, parse_duration
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -32,6 +32,14 @@ def _serve(args: argparse.Namespace) -> int:
         )
     asyncio.run(serve(config))
     return 0
+
+
+def duration(text: str) -> float:
+    """An argparse type: seconds in "90", "90s", "15m", "12h" or "7d"."""
+    try:
+        return parse_duration(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _is_loopback(host: str) -> bool:
@@ -153,6 +161,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action="store_false",
         help="collect deleted content as Yjs does: smaller rooms, but no past versions, blame "
         "or revert of deleted text (history kept unless given: %(default)s)",
+    )
+    add(
+        "--history-horizon",
+        type=duration,
+        default=d.history_horizon,
+        metavar="DURATION",
+        help="keep the past readable for this long (seconds, or with a unit: 90m, 12h, 30d), "
+        "then collect what was deleted before it, at compaction (default: keep everything)",
     )
     add(
         "--compact-log-updates",

@@ -15,6 +15,7 @@ import fnmatch
 import hashlib
 import hmac
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -172,6 +173,6 @@ def parse_duration(text: str) -> float:
         value = float(number) * (factor or 1)
     except ValueError:
         raise UsageError(f"not a duration: {text!r} (use 90s, 15m, 12h or 7d)") from None
-    if value <= 0:
-        raise UsageError("a duration must be positive")
+    if not 0 < value < math.inf:
+        raise UsageError("a duration must be positive and finite")
     return value

@@ -61,6 +61,7 @@ class StoredRoom:
     snapshot_seq: int = 0
     updates: list[bytes] = field(default_factory=list)
     last_seq: int = 0
+    marks: list[tuple[float, bytes]] = field(default_factory=list)  # (time, version), by time
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +76,25 @@ class Append:
 
 
 @dataclass(frozen=True, slots=True)
+class HorizonWrite:
+    """What a compaction stores of a room's history horizon (`crdtdoc.server.room_log`): a new
+    mark (Unix time, encoded version) if one is due, and what it lets go: marks before
+    `marks_from`, provenance rows before `records_from`."""
+
+    mark: tuple[float, bytes] | None
+    marks_from: float
+    records_from: float
+
+
+@dataclass(frozen=True, slots=True)
 class Compact:
-    """Replace the room's snapshot with `data`, which covers every log entry up to `seq`."""
+    """Replace the room's snapshot with `data`, which covers every log entry up to `seq` (and
+    keep the history horizon's marks as `horizon` says)."""
 
     room: str
     seq: int
     data: bytes
+    horizon: HorizonWrite | None = None
 
 
 Write = Append | Compact
@@ -168,8 +182,15 @@ class GroupCommitter:
     ) -> None:
         self._add(Append(room, seq, data, records), on_taken)
 
-    def compact(self, room: str, seq: int, data: bytes, on_taken: DurableCallback) -> None:
-        self._add(Compact(room, seq, data), on_taken)
+    def compact(
+        self,
+        room: str,
+        seq: int,
+        data: bytes,
+        on_taken: DurableCallback,
+        horizon: HorizonWrite | None = None,
+    ) -> None:
+        self._add(Compact(room, seq, data, horizon), on_taken)
 
     def touch(self, room: str, on_taken: DurableCallback) -> None:
         """Asks for the room's durability callback after the next commit, even if the room

@@ -55,6 +55,10 @@ class HubConfig:
     version, blame and revert (`Replica.at`, `history`). Costs the bytes of deleted content:
     1.6x for an agent revising paragraphs, 3.1x on the keystroke editing trace (benchmarks history).
     `--no-history` collects deleted content as Yjs does."""
+    history_horizon: float | None = None
+    """With history: seconds the past stays readable. Compaction collects what was deleted
+    before a mark (the room's version, noted at compactions) older than this, and provenance rows
+    older than this; None keeps everything."""
     compact_log_updates: int = 1000
     """Logged updates in a room before they are compacted into a snapshot, in the background."""
     compact_log_bytes: int = 4 * 1024 * 1024
@@ -157,6 +161,11 @@ class HubConfig:
                 raise ValueError(f"{name} must be positive")
         if self.idle_timeout < 0:
             raise ValueError("idle_timeout must be 0 (off) or positive")
+        if self.history_horizon is not None:
+            if not self.history_horizon > 0:
+                raise ValueError("history_horizon must be positive (None: keep everything)")
+            if not self.history:
+                raise ValueError("a history horizon needs history (drop --no-history)")
 
 
 def ws_url(host: str, port: int) -> str:

@@ -28,6 +28,7 @@ from crdtdoc.provenance import StoredRecord
 from crdtdoc.server.commit import (
     Append,
     GroupCommitter,
+    HorizonWrite,
     StoredRoom,
     StoreFailure,
     Write,
@@ -55,6 +56,10 @@ CREATE TABLE IF NOT EXISTS crdtdoc_provenance (
     room text NOT NULL, hub text NOT NULL, n bigint NOT NULL, client bigint NOT NULL,
     first bigint NOT NULL, stop bigint NOT NULL, seen bytea NOT NULL, kind smallint NOT NULL,
     at double precision NOT NULL, PRIMARY KEY (room, hub, n)
+);
+CREATE TABLE IF NOT EXISTS crdtdoc_history_marks (
+    room text NOT NULL, at double precision NOT NULL, version bytea NOT NULL,
+    PRIMARY KEY (room, at)
 );
 CREATE TABLE IF NOT EXISTS crdtdoc_leases (
     room text NOT NULL, name text NOT NULL, owner text NOT NULL, agent text NOT NULL,
@@ -174,11 +179,18 @@ class PostgresStore:
 
     async def load(self, room: str) -> StoredRoom:
         fetched = await self.fetch(room, 0, limit=None)
+        async with self.transaction(f"read history marks of {room!r}") as db:
+            cur = await db.execute(
+                "SELECT at, version FROM crdtdoc_history_marks WHERE room = %s ORDER BY at",
+                (room,),
+            )
+            marks = [(float(at), bytes(version)) for at, version in await cur.fetchall()]
         return StoredRoom(
             snapshot=fetched.snapshot,
             snapshot_seq=fetched.snapshot_seq,
             updates=[data for _, data in fetched.entries],
             last_seq=fetched.last_seq,
+            marks=marks,
         )
 
     async def fetch(self, room: str, after: int, *, limit: int | None = FETCH_LIMIT) -> Fetched:
@@ -231,9 +243,12 @@ class PostgresStore:
             cur = await db.execute(f"{sql} ORDER BY hub, n LIMIT %s", (*params, limit))
             return [StoredRecord.from_columns(row) for row in await cur.fetchall()]
 
-    async def compact(self, room: str, seq: int, snapshot: bytes) -> bool:
+    async def compact(
+        self, room: str, seq: int, snapshot: bytes, horizon: HorizonWrite | None = None
+    ) -> bool:
         """Replaces the room's snapshot with `snapshot`, which covers log entries 1..`seq`, and
-        deletes those entries: one transaction. Returns False without writing when another hub is
+        deletes those entries (and keeps the history horizon's marks as `horizon` says): one
+        transaction. Returns False without writing when another hub is
         compacting the room right now, or a snapshot at or past `seq` is already stored."""
         async with self.transaction(f"compact room {room!r}") as db:
             cur = await db.execute(
@@ -257,7 +272,26 @@ class PostgresStore:
             await db.execute(
                 "DELETE FROM crdtdoc_updates WHERE room = %s AND seq <= %s", (room, seq)
             )
+            if horizon is not None:
+                await _keep_horizon(db, room, horizon)
             return True
+
+
+async def _keep_horizon(db: AsyncConnection, room: str, horizon: HorizonWrite) -> None:
+    """Stores a compaction's history mark and lets go of what the horizon passed."""
+    if horizon.mark is not None:
+        await db.execute(
+            "INSERT INTO crdtdoc_history_marks VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+            (room, *horizon.mark),
+        )
+    await db.execute(
+        "DELETE FROM crdtdoc_history_marks WHERE room = %s AND at < %s",
+        (room, horizon.marks_from),
+    )
+    await db.execute(
+        "DELETE FROM crdtdoc_provenance WHERE room = %s AND at < %s",
+        (room, horizon.records_from),
+    )
 
 
 async def fetch_in(

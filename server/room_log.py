@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Protocol
 from crdtdoc.errors import CrdtdocError, StorageError
 from crdtdoc.provenance import StoredRecord
 from crdtdoc.server.cluster import FROM_LOG, Cluster, SeqTracker
-from crdtdoc.server.commit import StoredRoom
+from crdtdoc.server.commit import HorizonWrite, StoredRoom
+from crdtdoc.server.horizon import HistoryHorizon
 from crdtdoc.server.pgstore import Fetched
 from crdtdoc.updates import parse_update
 
@@ -81,6 +82,12 @@ class RoomLog:
         self._snapshot_seq = 0
         self._compacting = False
         self._undurable_since: float | None = None  # when the oldest unstored update came
+        config = room.config
+        self.horizon = (
+            HistoryHorizon(config.history_horizon)
+            if config.history and config.history_horizon is not None
+            else None
+        )
 
     def restore(self, stored: StoredRoom) -> None:
         """Takes up the log where the store left it when the room was loaded."""
@@ -91,6 +98,8 @@ class RoomLog:
             self._seq = self._durable_seq = stored.last_seq
         self._updates = len(stored.updates)
         self._bytes = sum(len(u) for u in stored.updates)
+        if self.horizon is not None:
+            self.horizon.restore(self.room.name, stored.marks)
         self.size_bytes = len(stored.snapshot or b"") + self._bytes
 
     @property
@@ -133,10 +142,11 @@ class RoomLog:
                 self._compacting = True
                 room.scheduler.spawn(self._compact_shared(room.cluster))
             return
+        horizon = self._horizon()
         snapshot = room.replica.encode_snapshot()
         if room.metrics is not None:
             room.metrics.compactions.inc()
-        room.committer.compact(room.name, self._seq, snapshot, self.taken)
+        room.committer.compact(room.name, self._seq, snapshot, self.taken, horizon)
         self.size_bytes = len(snapshot)
         self._updates = 0
         self._bytes = 0
@@ -157,8 +167,10 @@ class RoomLog:
                 # filled (anti-entropy reads what Redis lost), not only at the next commit
                 room.scheduler.call_later(RETRY_COMPACTION_SECONDS, self.compact)
                 return
+            horizon = self._horizon()
             snapshot = room.replica.encode_snapshot()
-            if await cluster.store.compact(room.name, seq, snapshot) and room.metrics is not None:
+            stored = await cluster.store.compact(room.name, seq, snapshot, horizon)
+            if stored and room.metrics is not None:
                 room.metrics.compactions.inc()
             # Done here or by another hub: either way the log up to `seq` is folded.
             self._snapshot_seq = max(self._snapshot_seq, seq)
@@ -169,6 +181,13 @@ class RoomLog:
             log.warning("compaction failed", extra={"room": room.name, "error": str(exc)})
         finally:
             self._compacting = False
+
+    def _horizon(self) -> HorizonWrite | None:
+        """With a history horizon: what it collects now, and writes (`HistoryHorizon`)."""
+        if self.horizon is None:
+            return None
+        room = self.room
+        return self.horizon.at_compaction(room.replica, room.scheduler.wall())
 
     # -- the shared log (with a cluster) ---------------------------------------------------
 

@@ -23,6 +23,7 @@ from crdtdoc.provenance import StoredRecord
 from crdtdoc.server.commit import (
     Append,
     GroupCommitter,
+    HorizonWrite,
     StoredRoom,
     StoreFailure,
     Write,
@@ -47,6 +48,9 @@ CREATE TABLE IF NOT EXISTS provenance (
     room TEXT NOT NULL, hub TEXT NOT NULL, n INTEGER NOT NULL, client INTEGER NOT NULL,
     first INTEGER NOT NULL, stop INTEGER NOT NULL, seen BLOB NOT NULL, kind INTEGER NOT NULL,
     at REAL NOT NULL, PRIMARY KEY (room, hub, n)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history_marks (
+    room TEXT NOT NULL, at REAL NOT NULL, version BLOB NOT NULL, PRIMARY KEY (room, at)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS leases (
     room TEXT NOT NULL, name TEXT NOT NULL, owner TEXT NOT NULL, agent TEXT NOT NULL,
@@ -81,6 +85,7 @@ class SqliteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._db.execute("PRAGMA busy_timeout=5000")
+            self._check_writable()  # first: a read-only file fails here with the reason
             self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if row is None:
@@ -92,7 +97,6 @@ class SqliteStore:
                     f"{path} uses storage schema {row[0]}; this crdtdoc reads schema "
                     f"{SCHEMA_VERSION}"
                 )
-            self._check_writable()
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the hub database {path}: {exc}") from None
 
@@ -103,6 +107,7 @@ class SqliteStore:
         a transaction that is rolled back, so nothing changes and no disk space is needed."""
         try:
             self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(_SCHEMA.split(";")[0])  # the meta table, for a new file
             self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('write_check', '')")
         except sqlite3.Error as exc:
             self._rollback()
@@ -129,6 +134,12 @@ class SqliteStore:
             ):
                 stored.updates.append(bytes(data))
                 stored.last_seq = seq
+            stored.marks = [
+                (float(at), bytes(version))
+                for at, version in self._db.execute(
+                    "SELECT at, version FROM history_marks WHERE room = ? ORDER BY at", (room,)
+                )
+            ]
             return stored
         except sqlite3.Error as exc:
             raise StorageError(f"cannot read room {room!r} from {self.path}: {exc}") from None
@@ -150,6 +161,8 @@ class SqliteStore:
                 else:
                     db.execute(_PUT_SNAPSHOT, (w.room, w.seq, w.data))
                     db.execute("DELETE FROM updates WHERE room = ? AND seq <= ?", (w.room, w.seq))
+                    if w.horizon is not None:
+                        _keep_horizon(db, w.room, w.horizon)
 
     def provenance(
         self, room: str, after: tuple[str, int] | None, limit: int
@@ -258,6 +271,14 @@ class SqliteStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _keep_horizon(db: sqlite3.Connection, room: str, horizon: HorizonWrite) -> None:
+    """Stores a compaction's history mark and lets go of what the horizon passed."""
+    if horizon.mark is not None:
+        db.execute("INSERT OR REPLACE INTO history_marks VALUES (?, ?, ?)", (room, *horizon.mark))
+    db.execute("DELETE FROM history_marks WHERE room = ? AND at < ?", (room, horizon.marks_from))
+    db.execute("DELETE FROM provenance WHERE room = ? AND at < ?", (room, horizon.records_from))
 
 
 class SqliteCommitter(GroupCommitter):

@@ -35,6 +35,8 @@ def test_each_option_reaches_its_field() -> None:
         ["serve", "--store", "rooms.db", "--max-rooms", "7", "--idle-timeout", "0", "--insecure"]
     )
     assert (args.db, args.max_rooms, args.idle_timeout, args.insecure) == ("rooms.db", 7, 0.0, True)
+    horizon = build_parser().parse_args(["serve", "--history-horizon", "30d"]).history_horizon
+    assert horizon == 30 * 86400
 
 
 @pytest.mark.parametrize(
@@ -67,6 +69,10 @@ def _serve(*args: str) -> subprocess.CompletedProcess[str]:
         (["--synchronous", "off"], "invalid choice: 'off'"),
         (["--send-timeout", "0"], "bad setting: send_timeout must be positive"),
         (["--host", "0.0.0.0"], "refusing to listen on 0.0.0.0 without a secret"),
+        (["--history-horizon", "0"], "a duration must be positive"),
+        (["--history-horizon", "inf"], "a duration must be positive and finite"),
+        (["--history-horizon", "soon"], "not a duration: 'soon'"),
+        (["--history-horizon", "7d", "--no-history"], "a history horizon needs history"),
     ],
 )
 def test_a_refused_setting_exits_2_with_one_line(args: list[str], said: str) -> None:

@@ -282,6 +282,25 @@ class EngineDocument(ReplicaState):
         self._kinds_to_record.clear()
         self._doc = self._new_doc()
 
+    def forget_past(self, before: Version) -> bool:
+        """Collects the content of what was deleted by `before` (a version this replica has
+        seen), which a replica that keeps history holds: past versions up to it can no longer be
+        read (`HistoryUnavailable`), those after it still can. Rebuilds the document (one
+        whole-document load); returns whether anything was collected. For a hub's history
+        horizon."""
+        from crdtdoc.replica.snapshots import collected
+
+        self._sync_point()
+        full = self._doc.get_update()
+        kept = collected(full, before.deleted)
+        if kept == full:
+            return False
+        self._checkpoint, self._log, self._log_bytes = kept, [], 0
+        rebuilds = self.rebuilds  # counts the engine's refusals: this is none
+        self._rebuild()
+        self.rebuilds = rebuilds
+        return True
+
     def _take_checkpoint(self) -> None:
         self._checkpoint = self._doc.get_update()
         self._log = []

@@ -20,6 +20,7 @@ from pycrdt import Doc, StickyIndex, Text
 from crdtdoc.contents import DELETED, GC, SKIP, STRING
 from crdtdoc.encoding import Encoder
 from crdtdoc.errors import HistoryUnavailable
+from crdtdoc.idset import IdSet
 from crdtdoc.updates import Item, parse_update
 from crdtdoc.versions import Version
 
@@ -126,6 +127,22 @@ def _structs_until(full: bytes, version: Version, outsider: int | None) -> bytes
         enc.write_bytes(body)
     version.deleted.clip_to(clocks).encode_into(enc)
     return enc.to_bytes()
+
+
+def collected(full: bytes, before: IdSet) -> bytes:
+    """The whole document `full` (an update of a document that keeps history) without the
+    content of what `before` deletes, as Yjs collects it, keeping the content of everything
+    deleted since, and the same structs, state and delete set otherwise. The engine does the
+    collecting: a document that collects garbage, given the structs with only the old deletions,
+    collects exactly those; its structs then go out with the whole delete set."""
+    parsed = parse_update(full)
+    old = parsed.delete_set.intersection(before)
+    if not old:
+        return full
+    engine: Doc[Any] = Doc()  # collects what it deletes
+    engine.apply_update(full[: parsed.ds_offset] + old.encode())
+    kept = engine.get_update()
+    return kept[: parse_update(kept).ds_offset] + parsed.delete_set.encode()
 
 
 def _sticky(client: int, clock: int) -> bytes:

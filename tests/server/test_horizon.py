@@ -1,0 +1,102 @@
+"""`crdtdoc.server.horizon`: a hub with a history horizon lets the past go once it is older than
+the horizon. Marks are noted at compactions, at most 16 per horizon; the newest mark older than
+the horizon has its deletions collected, once; every version from that mark on still reads. On a
+real hub: the deleted secret is gone from the store, from the hub's memory and from a new
+reader's copy, through a restart, while what was deleted since stays readable."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import crdtdoc
+from crdtdoc import HistoryUnavailable, Replica
+from crdtdoc.protocol.backoff import Backoff
+from crdtdoc.server.horizon import HistoryHorizon
+from tests.support.aio import run
+from tests.support.hubs import running_hub
+
+FAST = Backoff(initial=0.05, maximum=0.2)
+
+
+def test_the_newest_mark_past_the_horizon_is_collected_once() -> None:
+    replica = Replica("hub", history=True)
+    doc = replica.document("d")
+    doc.insert(0, "keep. secret!")
+    horizon = HistoryHorizon(100.0)
+    first = horizon.at_compaction(replica, 0.0)
+    assert first.mark is not None and first.mark[0] == 0.0
+    assert horizon.at_compaction(replica, 5.0).mark is None  # 5 < 100/16: not due yet
+    before = replica.version()
+    doc.delete(6, 7)
+    noted = horizon.at_compaction(replica, 10.0)
+    assert noted.mark is not None and (noted.marks_from, noted.records_from) == (0.0, -90.0)
+    doc.insert(0, ">")
+    doc.delete(0, 1)  # deleted after the mark: stays readable
+    recent = replica.version()
+
+    horizon.at_compaction(replica, 105.0)  # the mark at 0 had deleted nothing
+    assert replica.at(before).document("d").read() == "keep. secret!"
+    write = horizon.at_compaction(replica, 111.0)  # the mark at 10 is past: collected
+    assert write.marks_from == 10.0 and write.records_from == 11.0
+    assert b"secret" not in replica.encode_update()
+    with pytest.raises(HistoryUnavailable):
+        replica.at(before).document("d").read()
+    assert replica.at(horizon.marks[0][1]).document("d").read() == "keep. "
+    assert replica.at(recent).document("d").read() == "keep. "
+    assert replica.document("d").read() == "keep. "
+    generation = replica.generation
+    horizon.at_compaction(replica, 112.0)  # the same mark: not collected again
+    assert replica.generation == generation
+
+
+def test_a_damaged_mark_is_skipped() -> None:
+    horizon = HistoryHorizon(10.0)
+    horizon.restore("r", [(1.0, b"\xff\xff"), (2.0, Replica("a").version().to_bytes())])
+    assert [at for at, _ in horizon.marks] == [2.0]
+
+
+def test_a_hub_lets_the_past_go_after_its_horizon(tmp_path: Path) -> None:
+    db = tmp_path / "hub.db"
+    settings = {"history_horizon": 1.0, "compact_log_updates": 2}
+
+    async def body() -> tuple[str, str]:
+        async with running_hub(db, **settings) as hub:
+            url = hub.url + "/room"
+            async with crdtdoc.connect(url, agent="alice", backoff=FAST, history=True) as alice:
+                design = alice.document("design")
+                design.write("Keep this. The key is hunter2!\n")
+                before = alice.version().token()
+                design.replace(" The key is hunter2!", "")
+                await alice.flush(timeout=10)
+                for round_ in range(3):  # marks, then the horizon passes them
+                    await asyncio.sleep(0.6)
+                    for n in range(3):
+                        alice.document("notes").append(f"{round_}.{n} ")
+                        await alice.flush(timeout=10)
+                design.append("Later.\n")
+                design.replace("Later.\n", "")  # deleted within the horizon: still readable
+                recent = alice.version().token()
+                await alice.flush(timeout=10)
+                assert b"hunter2" not in hub.rooms["room"].replica.encode_update()
+            return before, recent
+
+    before, recent = run(body())
+    with sqlite3.connect(db) as stored:
+        (snapshot,) = stored.execute("SELECT data FROM snapshots").fetchone()
+        assert b"hunter2" not in snapshot
+        assert 1 <= stored.execute("SELECT count(*) FROM history_marks").fetchone()[0] <= 17
+
+    async def reread() -> None:
+        async with running_hub(db, **settings) as hub:  # restarted from the store
+            url = hub.url + "/room"
+            async with crdtdoc.connect(url, agent="bob", backoff=FAST, history=True) as bob:
+                with pytest.raises(HistoryUnavailable):
+                    bob.at(before).document("design").read()
+                assert bob.at(recent).document("design").read() == "Keep this.\n"
+                assert b"hunter2" not in bob.encode_update()
+
+    run(reread())
