@@ -10,6 +10,7 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+import psycopg
 import pytest
 
 import crdtdoc
@@ -17,7 +18,8 @@ from crdtdoc import HistoryUnavailable, Replica
 from crdtdoc.protocol.backoff import Backoff
 from crdtdoc.server.horizon import HistoryHorizon
 from tests.support.aio import run
-from tests.support.hubs import running_hub
+from tests.support.hubs import running_cluster, running_hub
+from tests.support.services import RedisServer
 
 FAST = Backoff(initial=0.05, maximum=0.2)
 
@@ -59,30 +61,47 @@ def test_a_damaged_mark_is_skipped() -> None:
     assert [at for at, _ in horizon.marks] == [2.0]
 
 
+SETTINGS = {"history_horizon": 1.0, "compact_log_updates": 2}
+
+
+async def forget_a_secret(url: str) -> tuple[str, str]:
+    """alice pastes a secret and deletes it, then writes on until the horizon passes it, and
+    deletes a line within the horizon; returns the versions before the secret's deletion and
+    after the line's."""
+    async with crdtdoc.connect(url, agent="alice", backoff=FAST, history=True) as alice:
+        design = alice.document("design")
+        design.write("Keep this. The key is hunter2!\n")
+        before = alice.version().token()
+        design.replace(" The key is hunter2!", "")
+        await alice.flush(timeout=10)
+        for round_ in range(3):  # marks, then the horizon passes them
+            await asyncio.sleep(0.6)
+            for n in range(3):
+                alice.document("notes").append(f"{round_}.{n} ")
+                await alice.flush(timeout=10)
+        design.append("Later.\n")
+        design.replace("Later.\n", "")  # deleted within the horizon: still readable
+        recent = alice.version().token()
+        await alice.flush(timeout=10)
+    return before, recent
+
+
+async def read_back(url: str, before: str, recent: str) -> None:
+    async with crdtdoc.connect(url, agent="bob", backoff=FAST, history=True) as bob:
+        with pytest.raises(HistoryUnavailable):
+            bob.at(before).document("design").read()
+        assert bob.at(recent).document("design").read() == "Keep this.\n"
+        assert b"hunter2" not in bob.encode_update()
+
+
 def test_a_hub_lets_the_past_go_after_its_horizon(tmp_path: Path) -> None:
     db = tmp_path / "hub.db"
-    settings = {"history_horizon": 1.0, "compact_log_updates": 2}
 
     async def body() -> tuple[str, str]:
-        async with running_hub(db, **settings) as hub:
-            url = hub.url + "/room"
-            async with crdtdoc.connect(url, agent="alice", backoff=FAST, history=True) as alice:
-                design = alice.document("design")
-                design.write("Keep this. The key is hunter2!\n")
-                before = alice.version().token()
-                design.replace(" The key is hunter2!", "")
-                await alice.flush(timeout=10)
-                for round_ in range(3):  # marks, then the horizon passes them
-                    await asyncio.sleep(0.6)
-                    for n in range(3):
-                        alice.document("notes").append(f"{round_}.{n} ")
-                        await alice.flush(timeout=10)
-                design.append("Later.\n")
-                design.replace("Later.\n", "")  # deleted within the horizon: still readable
-                recent = alice.version().token()
-                await alice.flush(timeout=10)
-                assert b"hunter2" not in hub.rooms["room"].replica.encode_update()
-            return before, recent
+        async with running_hub(db, **SETTINGS) as hub:
+            versions = await forget_a_secret(hub.url + "/room")
+            assert b"hunter2" not in hub.rooms["room"].replica.encode_update()
+            return versions
 
     before, recent = run(body())
     with sqlite3.connect(db) as stored:
@@ -91,12 +110,20 @@ def test_a_hub_lets_the_past_go_after_its_horizon(tmp_path: Path) -> None:
         assert 1 <= stored.execute("SELECT count(*) FROM history_marks").fetchone()[0] <= 17
 
     async def reread() -> None:
-        async with running_hub(db, **settings) as hub:  # restarted from the store
-            url = hub.url + "/room"
-            async with crdtdoc.connect(url, agent="bob", backoff=FAST, history=True) as bob:
-                with pytest.raises(HistoryUnavailable):
-                    bob.at(before).document("design").read()
-                assert bob.at(recent).document("design").read() == "Keep this.\n"
-                assert b"hunter2" not in bob.encode_update()
+        async with running_hub(db, **SETTINGS) as hub:  # restarted from the store
+            await read_back(hub.url + "/room", before, recent)
 
     run(reread())
+
+
+def test_hubs_sharing_postgresql_let_the_past_go_too(pg_url: str, redis: RedisServer) -> None:
+    async def body() -> None:
+        async with running_cluster(pg_url, redis.url, 2, **SETTINGS) as (one, two):
+            before, recent = await forget_a_secret(one.url + "/room")
+            await read_back(two.url + "/room", before, recent)
+        async with await psycopg.AsyncConnection.connect(pg_url) as db:
+            cur = await db.execute("SELECT data FROM crdtdoc_snapshots")
+            (snapshot,) = await cur.fetchone() or (b"",)
+            assert snapshot and b"hunter2" not in bytes(snapshot)
+
+    run(body())
