@@ -7,7 +7,10 @@ that keeps history (`Replica(history=True)`, what the hub keeps by default) and 
 Reported: the replay time of each and their ratio, the document's encoded size (what a store
 holds and a fresh client downloads) and its ratio, then, on the history replica, the time to
 list the text's history (which orders every step of the room), to read the text as it was
-halfway through, and to blame the text now and halfway through.
+halfway through, and to blame the text now and halfway through. Last, what a hub's history
+horizon (`crdtdoc serve --history-horizon`) keeps when its horizon falls halfway through the
+trace: the size once what was deleted in the first half is collected (`Replica.forget_past`),
+and the time that collection takes (one whole-document rebuild).
 
 Run: `python -m benchmarks history` (`--edits N` for a prefix of the trace; `--quick`: the
 first 20,000 edits, results kept apart).
@@ -64,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     edits = 20_000 if args.quick and args.edits is None else args.edits
     trace = load_trace(trace_path(args.trace), edits)
-    progress = Progress(7, "history")
+    progress = Progress(8, "history")
     plain, plain_seconds, _ = replay(trace, False, progress)
     kept, kept_seconds, versions = replay(trace, True, progress)
     plain_bytes, kept_bytes = len(plain.encode_update()), len(kept.encode_update())
@@ -78,6 +81,11 @@ def main() -> None:
     progress.step("blame now")
     _, blame_past_seconds = timed(lambda: kept.document("text").blame(at=middle))
     progress.step("blame halfway")
+    _, horizon_seconds = timed(lambda: kept.forget_past(middle))
+    horizon_bytes = len(kept.encode_update())
+    if kept.at(middle).document("text").read() != past:
+        raise RuntimeError("the horizon changed what the version at its mark reads")
+    progress.step("a horizon halfway")
     ops = len(patches(trace))
     figures = {
         "edits": ops,
@@ -93,6 +101,9 @@ def main() -> None:
         "blame_spans": len(spans),
         "listed": len(listed),
         "past_characters": len(past),
+        "horizon_bytes": horizon_bytes,
+        "horizon_ratio": horizon_bytes / plain_bytes,
+        "horizon_seconds": horizon_seconds,
     }
     headline = [
         f"Keeping history: {kept_bytes:,} bytes against {plain_bytes:,} "
@@ -100,6 +111,8 @@ def main() -> None:
         f"Reading the past of {ops:,} edits ({len(room.steps):,} steps): history "
         f"{figures['history_seconds']:.2f} s, a past version {at_seconds:.2f} s, blame "
         f"{blame_seconds:.2f} s now and {blame_past_seconds:.2f} s halfway.",
+        f"A horizon halfway: {horizon_bytes:,} bytes ({figures['horizon_ratio']:.2f}x the plain "
+        f"document), collected in {horizon_seconds:.2f} s.",
     ]
     table = "\n".join(
         [
@@ -109,6 +122,8 @@ def main() -> None:
             f"| {figures['replay_ratio']:.2f}x |",
             f"| encoded document (bytes) | {kept_bytes:,} | {plain_bytes:,} "
             f"| {figures['bytes_ratio']:.2f}x |",
+            f"| encoded document, past kept from halfway only (a history horizon; bytes) "
+            f"| {horizon_bytes:,} | {plain_bytes:,} | {figures['horizon_ratio']:.2f}x |",
             "",
             "| reading the past (history replica) | seconds |",
             "|---|---|",
@@ -117,6 +132,8 @@ def main() -> None:
             f"| `at(halfway).document('text').read()` | {at_seconds:.2f} |",
             f"| `blame()` now ({len(spans):,} spans) | {blame_seconds:.2f} |",
             f"| `blame(at=halfway)` | {blame_past_seconds:.2f} |",
+            f"| `forget_past(halfway)` (what a horizon does once per mark) "
+            f"| {horizon_seconds:.2f} |",
             "",
         ]
     )
@@ -137,9 +154,13 @@ def plot(figures: dict[str, Any], folder: Any) -> None:
         return
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
     left.bar(
-        ["plain", "history"],
-        [figures["encoded_bytes"]["plain"] / 1024, figures["encoded_bytes"]["history"] / 1024],
-        color=["#999", "#48c"],
+        ["plain", "history", "horizon halfway"],
+        [
+            figures["encoded_bytes"]["plain"] / 1024,
+            figures["encoded_bytes"]["history"] / 1024,
+            figures["horizon_bytes"] / 1024,
+        ],
+        color=["#999", "#48c", "#8ac"],
     )
     left.set_ylabel("encoded document (KiB)")
     names = ["history list", "past version", "blame now", "blame halfway"]

@@ -34,6 +34,7 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from crdtdoc.changes import Change, changes_between
@@ -380,13 +381,18 @@ def described(
     return out
 
 
-def work_since(history: RoomHistory, clients: frozenset[int], since: Version) -> list[int]:
-    """The steps `clients` wrote (or deleted with) since `since`."""
+def work_since(
+    history: RoomHistory, clients: frozenset[int], since: Version, until: Version | None = None
+) -> list[int]:
+    """The steps `clients` wrote (or deleted with) since `since` (and by `until`, if given)."""
     clocks = since.clocks
+    last = until.clocks if until is not None else None
     return [
         n
         for n, step in enumerate(history.steps)
-        if step.client in clients and step.end > clocks.get(step.client, 0)
+        if step.client in clients
+        and step.end > clocks.get(step.client, 0)
+        and (last is None or step.start < last.get(step.client, 0))
     ]
 
 
@@ -414,7 +420,18 @@ def built_on(
         for dep in step.deps:
             later.setdefault(dep, []).append(number)
     clients = {steps[n].client for n in work}
-    structural = _closure(later, work)
+    chosen = set(work)
+
+    def follows(before: int, after: int) -> bool:
+        """Whether a dependency carries the work on: not from the agent's own step to a later
+        step of its own outside the work (its next change, left out by `until`)."""
+        return not (
+            steps[before].client in clients
+            and steps[after].client in clients
+            and after not in chosen
+        )
+
+    structural = _closure(later, work, follows)
     found = {n: WROTE_ON for n in structural if steps[n].client not in clients}
     if provenance is not None and work:
         first: dict[int, int] = {}
@@ -430,7 +447,7 @@ def built_on(
             and step.client not in clients
             and provenance.may_have_seen(step.client, step.start, step.end, first)
         ]
-        for n in _closure(later, sent):
+        for n in _closure(later, sent, follows):
             if n not in found and steps[n].client not in clients:
                 found[n] = HAD_BEEN_SENT
     return dict(sorted(found.items()))
@@ -445,13 +462,17 @@ def without_record(reason: object) -> str:
     )
 
 
-def _closure(later: dict[int, list[int]], start: list[int]) -> set[int]:
-    """`start` and every step that depends on one of them, directly or not."""
+def _closure(
+    later: dict[int, list[int]], start: list[int], follows: Callable[[int, int], bool]
+) -> set[int]:
+    """`start` and every step that depends on one of them, directly or not, through the
+    dependencies `follows` lets through."""
     reached = set(start)
     frontier = list(start)
     while frontier:
-        for after in later.get(frontier.pop(), ()):
-            if after not in reached:
+        step = frontier.pop()
+        for after in later.get(step, ()):
+            if after not in reached and follows(step, after):
                 reached.add(after)
                 frontier.append(after)
     return reached

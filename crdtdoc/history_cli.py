@@ -69,7 +69,7 @@ def _built_on(args: argparse.Namespace) -> int:
             provenance = r.provenance()
         except CrdtdocError as exc:
             provenance, note = None, [without_record(exc)]
-        entries = r.built_on(args.whose, since=args.since, provenance=provenance)
+        entries = r.built_on(args.whose, since=args.since, until=args.until, provenance=provenance)
         shown = _listed("built_on", entries, "nothing built on it")
         shown["lines"] = note + shown["lines"]
         print_result(args, r, shown)
@@ -146,6 +146,11 @@ def add_commands(commands: Commands) -> None:
     )
     s.add_argument("whose", metavar="AGENT", help="the agent whose work others built on")
     s.add_argument("--since", help="a version token from before the work (default: all of it)")
+    s.add_argument(
+        "--until",
+        help="a version token: leave out the agent's work after it (with the tokens `history` "
+        "lists before and after one change: what was built on that change)",
+    )
     s = command(
         "revert",
         "undo an agent's work since a version, keeping everyone else's",

@@ -65,16 +65,17 @@ def add_history_tools(
         "it': written next to or inside the work, deleting it, or after a change of theirs "
         "that did (exact). 'had been sent it': the hub recorded that its writer had been sent "
         "the work before writing (it may have read it); a change the hub recorded and that is "
-        "not listed was made without the work."
+        "not listed was made without the work. `until`: leave out the agent's work after this "
+        "token (with the tokens before and after one change in `history`: built on that change)."
     )
-    async def built_on(agent: str, since: str | None = None) -> str:
+    async def built_on(agent: str, since: str | None = None, until: str | None = None) -> str:
         replica = session().replica
         note = []
         try:
             provenance = await replica.provenance()
         except CrdtdocError as exc:
             provenance, note = None, [without_record(exc)]
-        entries = replica.built_on(agent, since=since, provenance=provenance)
+        entries = replica.built_on(agent, since=since, until=until, provenance=provenance)
         return "\n".join([*note, *(e.describe() for e in entries)]) or "nothing built on it"
 
     @tool(

@@ -137,6 +137,13 @@ def test_built_on_and_descendants_with_the_record() -> None:
     assert [(e.agent, e.basis) for e in a.built_on("bob", since=v)] == [("alice", WROTE_ON)]
     assert "(had been sent it)" in listed[0].describe()
 
+    after_fix = a.history("design", limit=None)[1].version
+    b.document("design").insert(0, "Bob again.\n")  # bob's later work: left out by `until`
+    sync()
+    d.document("design").replace("Bob again.", "Bob again, checked.")
+    sync()
+    assert [e.agent for e in a.built_on("bob", since=v, until=after_fix)] == ["alice"]
+    assert [e.agent for e in a.built_on("bob", since=v)] == ["alice", "dave"]
     (fix,) = a.history("design", limit=None)[1:2]
     assert fix.agent == "bob"
     assert [e.agent for e in a.descendants(fix, provenance=provenance)] == ["carol", "alice"]

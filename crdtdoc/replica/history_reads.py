@@ -57,6 +57,7 @@ class HistoryReads(RemoteUpdates):
         agent: str,
         since: Version | str | None = None,
         *,
+        until: Version | str | None = None,
         provenance: Provenance | None = None,
     ) -> list[HistoryEntry]:
         """The changes other agents made on top of what `agent` did since `since` (a Version or
@@ -65,12 +66,16 @@ class HistoryReads(RemoteUpdates):
         given the hub's `provenance` (`ConnectedReplica.provenance()`), `"had been sent it"`
         (its writer had been sent the work before writing: it may have read it; a change the
         hub recorded and that is not listed was made without it). What to look at before
-        reverting `agent`'s work, or to revert along with it (`crdtdoc.history.built_on`)."""
+        reverting `agent`'s work, or to revert along with it (`crdtdoc.history.built_on`).
+        `until` (a version or token) leaves out the agent's work after it: with the tokens
+        `history` lists before and after one change, what was built on that change."""
         from crdtdoc.history import work_since
 
         clients = self._agent_clients(agent)
         room = self.room_history()
-        return self._dependents(room, work_since(room, clients, self._since(since)), provenance)
+        last = self._since(until) if until is not None else None
+        work = work_since(room, clients, self._since(since), last)
+        return self._dependents(room, work, provenance)
 
     def descendants(
         self, change: HistoryEntry, *, provenance: Provenance | None = None
