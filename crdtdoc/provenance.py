@@ -17,8 +17,8 @@ that advanced since the previous row of its chain (`DELTA`), the whole state vec
 where a chain starts, and every `FULL_EVERY` rows so that a chain whose older rows were pruned
 is known again soon), or the announced state vector (`ANNOUNCED`, outside the chain). So a row
 costs a few bytes however many clients the room has. `records_from_rows` rebuilds the records; a
-row whose chain lost its start has `seen` None: not known, which every reader treats as "may
-have seen everything".
+row whose chain lost its start has `seen` None: not known, and `Provenance` reads it as no
+record.
 
 This module does no I/O; the hub's recorder is `crdtdoc.server.provenance`, the request that
 reads the rows `crdtdoc.protocol.requests.ReadProvenance`.
@@ -60,7 +60,7 @@ class WriteRecord:
 
     def may_have_seen(self, client: int, clock: int) -> bool:
         """Whether the writer may have seen id `client:clock` when it wrote: it had been sent
-        it (or announced it), or the record does not know. False is exact."""
+        it (or announced it), or the record does not know (`seen` None). False is exact."""
         if client == self.client:
             return clock < self.start
         return self.seen is None or self.seen.get(client, 0) > clock
@@ -141,12 +141,15 @@ def records_from_rows(rows: Iterable[StoredRecord]) -> list[WriteRecord]:
 
 
 class Provenance:
-    """The hub's records of a room, looked up by the id of a write."""
+    """The hub's records of a room, looked up by the id of a write. A record that does not know
+    what its writer had seen (`seen` None: its chain's start was pruned) counts as none: such
+    writes are judged from the document alone, as writes the hub never recorded are."""
 
     def __init__(self, records: Iterable[WriteRecord]) -> None:
         by_client: dict[int, list[WriteRecord]] = {}
         for record in records:
-            by_client.setdefault(record.client, []).append(record)
+            if record.seen is not None:
+                by_client.setdefault(record.client, []).append(record)
         self._by_client = {c: sorted(rs, key=lambda r: r.start) for c, rs in by_client.items()}
         self._starts = {c: [r.start for r in rs] for c, rs in self._by_client.items()}
 

@@ -16,6 +16,7 @@ import contextlib
 import secrets
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from crdtdoc.errors import StorageError
 from crdtdoc.protocol.extension import Reply
@@ -25,6 +26,9 @@ from crdtdoc.replica import Replica
 from crdtdoc.server.commit import GroupCommitter
 from crdtdoc.server.peer import Peer
 from crdtdoc.updates import ClientStructs, encode_state_vector
+
+if TYPE_CHECKING:
+    from crdtdoc.server.room_log import RoomLog
 
 MAX_REPLY_BYTES = 256 * 1024
 """About the most an answer to `ReadProvenance` carries; the asker reads on for the rest."""
@@ -154,16 +158,18 @@ class ProvenanceRecorder:
 
 
 async def read_rows(
-    committer: GroupCommitter, room: str, stored: asyncio.Event, request_id: int, args: object
+    committer: GroupCommitter, room: str, log: RoomLog, request_id: int, args: object
 ) -> Reply:
     """The answer to a `ReadProvenance` request for `room`: its stored rows, read once the
-    room's own writes are stored (`stored` is set), or after `DURABLE_WAIT_SECONDS`."""
+    room's own writes so far are stored (its `log` says), or after `DURABLE_WAIT_SECONDS`."""
     try:
         asked = ReadProvenance.from_args(args if isinstance(args, dict) else {})
     except RequestError as exc:
         return Reply(request_id, {}, exc.code, str(exc))
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stored.wait(), DURABLE_WAIT_SECONDS)
+    if not log.fully_durable:
+        log.own_durable.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(log.own_durable.wait(), DURABLE_WAIT_SECONDS)
     try:
         rows = await committer.provenance(room, asked.after, asked.limit + 1)
     except StorageError as exc:

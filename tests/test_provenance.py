@@ -95,8 +95,10 @@ def test_a_record_says_what_its_writer_may_have_seen() -> None:
     assert not record.may_have_seen(2, 0)
     assert WriteRecord(7, 10, 20, None, 0.0, False).may_have_seen(2, 0)  # not known: may have
 
-    provenance = Provenance([record, WriteRecord(7, 20, 30, {1: 9}, 0.0, False)])
-    assert len(provenance) == 2
+    unknown = WriteRecord(7, 30, 40, None, 0.0, False)
+    provenance = Provenance([record, WriteRecord(7, 20, 30, {1: 9}, 0.0, False), unknown])
+    assert len(provenance) == 2  # the unknown one counts as none
+    assert provenance.record_of(7, 35) is None
     assert provenance.record_of(7, 25) == WriteRecord(7, 20, 30, {1: 9}, 0.0, False)
     assert provenance.record_of(7, 30) is None and provenance.record_of(8, 1) is None
     assert [r.start for r in provenance.overlapping(7, 15, 21)] == [10, 20]
