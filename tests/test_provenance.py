@@ -21,6 +21,7 @@ from crdtdoc.provenance import (
     records_from_rows,
 )
 from crdtdoc.updates import encode_state_vector
+from tests.support.builders import sync as synced
 
 state_vectors = st.dictionaries(st.integers(0, 2**32), st.integers(0, 2**20), max_size=4)
 rows = st.builds(
@@ -108,13 +109,10 @@ def test_a_record_says_what_its_writer_may_have_seen() -> None:
 
 
 def test_built_on_and_descendants_with_the_record() -> None:
-    a, b, c, d = (Replica(n, history=True) for n in ("alice", "bob", "carol", "dave"))
+    a, b, c, d = team = [Replica(n, history=True) for n in ("alice", "bob", "carol", "dave")]
 
     def sync() -> None:
-        for x in (a, b, c, d):
-            for y in (a, b, c, d):
-                if x is not y:
-                    y.apply_update(x.encode_update())
+        synced(*team)
 
     a.document("design").insert(0, "Intro.\n")
     sync()
