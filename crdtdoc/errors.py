@@ -132,6 +132,14 @@ class HistoryUnavailable(NotFound):
     """A past version this replica cannot show: it has not seen it, or no longer holds what was
     live then (it does not keep history, or joined from a document that did not)."""
 
+    COLLECTED = (
+        "its deleted content was collected: the version is older than the hub's history "
+        "horizon (crdtdoc serve --history-horizon), or this replica or the hub it joined from "
+        "did not keep history (it needs Replica(history=True) from the start, and a hub "
+        "without --no-history)"
+    )
+    """Why deleted content is not held, as messages say it."""
+
 
 class AmbiguousText(UsageError, ValueError):
     """`Document.replace` found the text to replace more than once."""

@@ -34,14 +34,12 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from crdtdoc.changes import Change, changes_between
 from crdtdoc.contents import ANY, GC, JSON, SKIP
 from crdtdoc.gates import APPROVAL_PREFIX, PROPOSAL_KEY
 from crdtdoc.idset import IdSet
-from crdtdoc.provenance import Provenance
 from crdtdoc.roots import DELETIONS_ROOT, NOTES_ROOT
 from crdtdoc.structs import DocumentStructs, StructIndex
 from crdtdoc.updates import Item
@@ -88,7 +86,10 @@ class HistoryEntry:
     def describe(self) -> str:
         """One line per change, as the change feed words them, then `  at TOKEN` (and the
         basis, in parentheses, when it has one)."""
-        at = f"  at {self.version}" + (f" ({self.basis})" if self.basis else "")
+        said = {HAD_BEEN_SENT: f"{HAD_BEEN_SENT} before writing: may have read it"}
+        at = f"  at {self.version}"
+        if self.basis:
+            at += f" ({said.get(self.basis, self.basis)})"
         return "\n".join([*(c.describe() for c in self.changes), at])
 
 
@@ -161,11 +162,24 @@ def _segments(doc: DocumentStructs) -> list[Step]:
     index = doc.index
     gates = _gate_items(doc)
     current: Step | None = None
+    right: object = None  # the right origin of the current step's last item
     for item in doc.items:
         if item.content in (GC, SKIP):
             current = None
             continue
         root = index.root(item)
+        if (  # typing on where the step stands: what an engine may merge into one struct, so
+            # a step must not depend on whether it did
+            current is not None
+            and current.client == item.client
+            and current.root == root
+            and current.end == item.clock
+            and item.origin == (item.client, item.clock - 1)
+            and item.right_origin == right
+        ):
+            current.end = item.clock + item.length
+            continue
+        right = item.right_origin
         refs = [
             ref
             for ref in (item.origin, item.right_origin, item.parent, *_gated_by(item, index, gates))
@@ -379,109 +393,3 @@ def described(
             changes = [replace(c, agent=None, client_id=None) for c in changes]
         out.append((number, after, changes))
     return out
-
-
-def work_since(
-    history: RoomHistory, clients: frozenset[int], since: Version, until: Version | None = None
-) -> list[int]:
-    """The steps `clients` wrote (or deleted with) since `since` (and by `until`, if given)."""
-    clocks = since.clocks
-    last = until.clocks if until is not None else None
-    return [
-        n
-        for n, step in enumerate(history.steps)
-        if step.client in clients
-        and step.end > clocks.get(step.client, 0)
-        and (last is None or step.start < last.get(step.client, 0))
-    ]
-
-
-def built_on(
-    history: RoomHistory,
-    work: list[int],
-    provenance: Provenance | None = None,
-) -> dict[int, str]:
-    """The steps, by other clients than the work's, built on the steps `work`, each with its
-    basis, in history order:
-
-    - `WROTE_ON`: it refers to what the work wrote (writes next to it, inside it, deletes it),
-      or comes after a step of its own client that does, or after one that depends so in turn.
-      Exact, from the document.
-    - `HAD_BEEN_SENT` (with the hub's `provenance`): its writer had been sent some of the work
-      before the write arrived (or it depends on such a step as above). An upper bound of who
-      read the work: a step the hub recorded that is not listed was written without it.
-
-    Without provenance, "who had seen it" is a lower bound: an agent that read the work and
-    wrote elsewhere, touching nothing of it, is not found. Steps the hub did not record (made
-    before it recorded, through a hub that does not) are judged by the document alone."""
-    steps = history.steps
-    later: dict[int, list[int]] = {}
-    for number, step in enumerate(steps):
-        for dep in step.deps:
-            later.setdefault(dep, []).append(number)
-    clients = {steps[n].client for n in work}
-    chosen = set(work)
-
-    def follows(before: int, after: int) -> bool:
-        """Whether a dependency carries the work on: not from the agent's own step to a later
-        step of its own outside the work (its next change, left out by `until`)."""
-        return not (
-            steps[before].client in clients
-            and steps[after].client in clients
-            and after not in chosen
-        )
-
-    structural = _closure(later, work, follows)
-    found = {n: WROTE_ON for n in structural if steps[n].client not in clients}
-    if provenance is not None and work:
-        first: dict[int, int] = {}
-        for n in work:
-            client = steps[n].client
-            if client is not None:
-                first[client] = min(first.get(client, steps[n].start), steps[n].start)
-        sent = [
-            n
-            for n, step in enumerate(steps)
-            if n not in structural
-            and step.client is not None
-            and step.client not in clients
-            and provenance.may_have_seen(step.client, step.start, step.end, first)
-        ]
-        for n in _closure(later, sent, follows):
-            if n not in found and steps[n].client not in clients:
-                found[n] = HAD_BEEN_SENT
-    return dict(sorted(found.items()))
-
-
-def without_record(reason: object) -> str:
-    """What `built-on` says when the hub's record could not be read (an older hub): only
-    changes written on the work are listed."""
-    return (
-        f"(the hub's record of what each writer had been sent is not available: {reason}; "
-        "listing only changes written on the work)"
-    )
-
-
-def _closure(
-    later: dict[int, list[int]], start: list[int], follows: Callable[[int, int], bool]
-) -> set[int]:
-    """`start` and every step that depends on one of them, directly or not, through the
-    dependencies `follows` lets through."""
-    reached = set(start)
-    frontier = list(start)
-    while frontier:
-        step = frontier.pop()
-        for after in later.get(step, ()):
-            if after not in reached and follows(step, after):
-                reached.add(after)
-                frontier.append(after)
-    return reached
-
-
-def step_numbered(history: RoomHistory, client: int, clock: int) -> int | None:
-    """The number of the step that starts at `client:clock` (a write or a deletions-log
-    entry), if any."""
-    for number, step in enumerate(history.steps):
-        if step.client == client and step.start == clock:
-            return number
-    return None

@@ -60,18 +60,20 @@ def _count(text: str) -> int:
 
 
 def _built_on(args: argparse.Namespace) -> int:
+    from crdtdoc.built_on import record_notes
     from crdtdoc.errors import CrdtdocError
-    from crdtdoc.history import without_record
 
     with connected_replica(args, history=True) as r:
-        note = []
+        failure = None
         try:
             provenance = r.provenance()
         except CrdtdocError as exc:
-            provenance, note = None, [without_record(exc)]
-        entries = r.built_on(args.whose, since=args.since, until=args.until, provenance=provenance)
-        shown = _listed("built_on", entries, "nothing built on it")
-        shown["lines"] = note + shown["lines"]
+            provenance, failure = None, exc
+        found = r.built_on(args.whose, since=args.since, until=args.until, provenance=provenance)
+        shown = _listed("built_on", found, "nothing built on it")
+        notes = record_notes(found, failure)
+        shown["lines"] = notes + shown["lines"]
+        shown["record"] = {"used": found.recorded, "unrecorded": found.unrecorded, "notes": notes}
         print_result(args, r, shown)
     return 0
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from crdtdoc.blame import by_line
+from crdtdoc.built_on import record_notes
 from crdtdoc.errors import CrdtdocError, UsageError
-from crdtdoc.history import without_record
 from crdtdoc.mcp_resources import render
 
 if TYPE_CHECKING:
@@ -70,13 +70,14 @@ def add_history_tools(
     )
     async def built_on(agent: str, since: str | None = None, until: str | None = None) -> str:
         replica = session().replica
-        note = []
+        failure = None
         try:
             provenance = await replica.provenance()
         except CrdtdocError as exc:
-            provenance, note = None, [without_record(exc)]
-        entries = replica.built_on(agent, since=since, until=until, provenance=provenance)
-        return "\n".join([*note, *(e.describe() for e in entries)]) or "nothing built on it"
+            provenance, failure = None, exc
+        found = replica.built_on(agent, since=since, until=until, provenance=provenance)
+        lines = [*record_notes(found, failure), *(e.describe() for e in found)]
+        return "\n".join(lines) or "nothing built on it"
 
     @tool(
         "Undo an agent's work since a version token: what it wrote is taken out, what it "

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from crdtdoc import textdiff
 from crdtdoc.blame import Piece, shown, text_items
 from crdtdoc.contents import DELETED, STRING
+from crdtdoc.errors import HistoryUnavailable
 from crdtdoc.idset import IdSet
 from crdtdoc.updates import Item
 from crdtdoc.versions import Version
@@ -102,8 +103,8 @@ def plan_text(room: RoomHistory, scope: Scope, name: str, order: Order, length: 
                     revived.add(item.client, a, b)
     if unheld:
         kept.append(
-            f"{name}: {unheld} character(s) they deleted cannot be written back: this replica "
-            "no longer holds deleted text (it needs history=True, and a hub that keeps history)"
+            f"{name}: {unheld} character(s) they deleted cannot be written back: "
+            f"{HistoryUnavailable.COLLECTED}"
         )
     pinned = _pinned(items, deleted, scope)
     edits: list[textdiff.Edit] = []

@@ -288,9 +288,11 @@ async def _keep_horizon(db: AsyncConnection, room: str, horizon: HorizonWrite) -
         "DELETE FROM crdtdoc_history_marks WHERE room = %s AND at < %s",
         (room, horizon.marks_from),
     )
-    await db.execute(
-        "DELETE FROM crdtdoc_provenance WHERE room = %s AND at < %s",
-        (room, horizon.records_from),
+    await db.execute(  # each chain keeps its newest whole row older than the horizon, and on
+        "DELETE FROM crdtdoc_provenance AS r WHERE room = %s AND at < %s AND n < ("
+        "SELECT max(p.n) FROM crdtdoc_provenance p WHERE p.room = r.room AND p.hub = r.hub "
+        "AND p.kind = 1 AND p.at < %s)",
+        (room, horizon.records_from, horizon.records_from),
     )
 
 

@@ -34,6 +34,13 @@ SCHEMA_VERSION = 1
 _PUT_SNAPSHOT = "INSERT OR REPLACE INTO snapshots(room, seq, data) VALUES (?, ?, ?)"
 _PUT_RECORD = "INSERT OR REPLACE INTO provenance VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _RECORD_COLUMNS = "hub, n, client, first, stop, seen, kind, at"
+# Rows older than the horizon go, but each chain keeps its newest whole row older than that, and
+# everything after it: the rows after it hold only what changed since (crdtdoc.provenance).
+_PRUNE_RECORDS = """
+DELETE FROM provenance WHERE room = ?1 AND at < ?2 AND n < (
+    SELECT max(p.n) FROM provenance p
+    WHERE p.room = provenance.room AND p.hub = provenance.hub AND p.kind = 1 AND p.at < ?3
+)"""
 _T = TypeVar("_T")
 
 _SCHEMA = """
@@ -278,7 +285,7 @@ def _keep_horizon(db: sqlite3.Connection, room: str, horizon: HorizonWrite) -> N
     if horizon.mark is not None:
         db.execute("INSERT OR REPLACE INTO history_marks VALUES (?, ?, ?)", (room, *horizon.mark))
     db.execute("DELETE FROM history_marks WHERE room = ? AND at < ?", (room, horizon.marks_from))
-    db.execute("DELETE FROM provenance WHERE room = ? AND at < ?", (room, horizon.records_from))
+    db.execute(_PRUNE_RECORDS, (room, horizon.records_from, horizon.records_from))
 
 
 class SqliteCommitter(GroupCommitter):

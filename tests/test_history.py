@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from crdtdoc import HistoryUnavailable, Replica, UsageError, Version
@@ -45,6 +45,8 @@ def test_every_step_leads_to_a_version_the_engine_can_show_and_the_last_is_now(s
 
 @settings(max_examples=20, deadline=None)
 @given(st.integers(0, 2**32))
+@example(4994)  # an engine that merged a typist's two structs into one made another step
+@example(3315448086)
 def test_every_replica_lists_the_same_history(seed: int) -> None:
     """The order depends only on the document: replicas that received the same updates in
     different orders list the same steps, versions and authors."""
@@ -153,33 +155,3 @@ def test_a_saved_history_replica_loads_with_its_history() -> None:
         r.save(path)
         again = Replica.load(path, history=True)
     assert again.at(v).document("d").read() == "hello world"
-
-
-def test_built_on_lists_what_others_wrote_on_top_and_after() -> None:
-    a, b, c, d = (Replica(n, history=True) for n in ("alice", "bob", "carol", "dave"))
-
-    def sync() -> None:
-        for x in (a, b, c, d):
-            for y in (a, b, c, d):
-                if x is not y:
-                    y.apply_update(x.encode_update())
-
-    a.document("design").insert(0, "Intro.\n")
-    a.document("other").insert(0, "unrelated\n")
-    sync()
-    v = b.version()
-    b.document("design").append("Retry forever.\n")
-    sync()
-    c.document("design").replace("forever", "forever (carol: with backoff)")
-    sync()
-    c.document("other").append("carol later\n")  # carol had seen it: built on, too
-    d.document("other").append("dave elsewhere\n")  # touches nothing of bob's: not found
-    sync()
-    built = a.built_on("bob", since=v)
-    assert [(e.agent, e.changes[0].text) for e in built] == [
-        ("carol", " (carol: with backoff)"),
-        ("carol", "carol later\n"),
-    ]
-    assert a.built_on("bob", since=a.version()) == []
-    assert a.built_on("carol") == []  # nobody wrote on top of carol's work
-    assert {e.agent for e in a.built_on("alice")} == {"bob", "carol", "dave"}

@@ -57,8 +57,10 @@ def test_the_story_history_blame_read_back_and_revert(hub: str) -> None:
     ok(cli(hub, "doc", "write", "notes", "--json", room=room, agent="dave", stdin="Notes.\n"))
     built = ok(cli(hub, "built-on", "bob", "--since", str(before), "--json", room=room))
     assert [(e["agent"], e["basis"]) for e in built["built_on"]] == [("dave", "had been sent it")]
+    assert built["record"] == {"used": True, "unrecorded": 0, "notes": []}
     shown = cli(hub, "built-on", "bob", "--since", str(before), room=room).stdout
-    assert "dave inserted 'Notes.\\n'" in shown and "(had been sent it)" in shown, shown
+    assert "dave inserted 'Notes.\\n'" in shown, shown
+    assert "(had been sent it before writing: may have read it)" in shown, shown
     reverted = ok(
         cli(
             hub,

@@ -8,9 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crdtdoc import Replica, UsageError
 from crdtdoc.errors import InvalidMessage
-from crdtdoc.history import HAD_BEEN_SENT, WROTE_ON
 from crdtdoc.provenance import (
     ANNOUNCED,
     DELTA,
@@ -21,7 +19,6 @@ from crdtdoc.provenance import (
     records_from_rows,
 )
 from crdtdoc.updates import encode_state_vector
-from tests.support.builders import sync as synced
 
 state_vectors = st.dictionaries(st.integers(0, 2**32), st.integers(0, 2**20), max_size=4)
 rows = st.builds(
@@ -106,49 +103,3 @@ def test_a_record_says_what_its_writer_may_have_seen() -> None:
     assert provenance.may_have_seen(7, 15, 25, {1: 7})  # the second record had been sent it
     assert not provenance.may_have_seen(7, 10, 20, {1: 7})
     assert not provenance.may_have_seen(7, 40, 50, {1: 0})  # no record: the hub does not know
-
-
-def test_built_on_and_descendants_with_the_record() -> None:
-    a, b, c, d = team = [Replica(n, history=True) for n in ("alice", "bob", "carol", "dave")]
-
-    def sync() -> None:
-        synced(*team)
-
-    a.document("design").insert(0, "Intro.\n")
-    sync()
-    v = a.version()
-    b.document("design").append("Retry forever.\n")
-    sync()
-    c.document("notes").insert(0, "carol elsewhere\n")
-    d.document("todo").insert(0, "dave elsewhere\n")
-    sync()
-    a.document("design").replace("forever", "forever, backing off")
-    sync()
-    bob = b.client_id
-    seen_bob = {bob: b.version().clocks[bob], a.client_id: v.clocks[a.client_id]}
-    record = {  # carol had been sent bob's line; dave wrote without it
-        c.client_id: WriteRecord(c.client_id, 0, 10**6, seen_bob, 0.0, False),
-        d.client_id: WriteRecord(d.client_id, 0, 10**6, {a.client_id: 1}, 0.0, True),
-    }
-    provenance = Provenance(record.values())
-
-    listed = a.built_on("bob", since=v, provenance=provenance)
-    assert [(e.agent, e.basis) for e in listed] == [("carol", HAD_BEEN_SENT), ("alice", WROTE_ON)]
-    assert [(e.agent, e.basis) for e in a.built_on("bob", since=v)] == [("alice", WROTE_ON)]
-    assert "(had been sent it)" in listed[0].describe()
-
-    after_fix = a.history("design", limit=None)[1].version
-    b.document("design").insert(0, "Bob again.\n")  # bob's later work: left out by `until`
-    sync()
-    d.document("design").replace("Bob again.", "Bob again, checked.")
-    sync()
-    assert [e.agent for e in a.built_on("bob", since=v, until=after_fix)] == ["alice"]
-    assert [e.agent for e in a.built_on("bob", since=v)] == ["alice", "dave"]
-    (fix,) = a.history("design", limit=None)[1:2]
-    assert fix.agent == "bob"
-    assert [e.agent for e in a.descendants(fix, provenance=provenance)] == ["carol", "alice"]
-    assert [e.agent for e in a.descendants(fix)] == ["alice"]
-    with pytest.raises(UsageError, match="HistoryEntry"):
-        a.descendants("bob")  # type: ignore[arg-type]
-    with pytest.raises(UsageError, match="Provenance"):
-        a.built_on("bob", provenance={})  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from crdtdoc.replica.remote import RemoteUpdates
 from crdtdoc.versions import Version
 
 if TYPE_CHECKING:
+    from crdtdoc.built_on import BuiltOn
     from crdtdoc.changes import Change
     from crdtdoc.feed import ArtifactReader
     from crdtdoc.history import HistoryEntry, RoomHistory
@@ -59,7 +60,7 @@ class HistoryReads(RemoteUpdates):
         *,
         until: Version | str | None = None,
         provenance: Provenance | None = None,
-    ) -> list[HistoryEntry]:
+    ) -> BuiltOn:
         """The changes other agents made on top of what `agent` did since `since` (a Version or
         token; None: all of it), oldest first, each with its `basis`: `"wrote on it"` (writing
         next to or inside it, deleting it, or after a change of theirs that did: exact) or,
@@ -68,42 +69,56 @@ class HistoryReads(RemoteUpdates):
         hub recorded and that is not listed was made without it). What to look at before
         reverting `agent`'s work, or to revert along with it (`crdtdoc.history.built_on`).
         `until` (a version or token) leaves out the agent's work after it: with the tokens
-        `history` lists before and after one change, what was built on that change."""
-        from crdtdoc.history import work_since
+        `history` lists before and after one change, what was built on that change. The list
+        says whether the record was used (`recorded`) and how many later changes by others
+        it does not cover (`unrecorded`: judged from the document alone)."""
+        from crdtdoc.built_on import work_since
 
         clients = self._agent_clients(agent)
         room = self.room_history()
         last = self._since(until) if until is not None else None
         work = work_since(room, clients, self._since(since), last)
-        return self._dependents(room, work, provenance)
+        return self._dependents(room, work, clients, provenance)
 
-    def descendants(
-        self, change: HistoryEntry, *, provenance: Provenance | None = None
-    ) -> list[HistoryEntry]:
-        """The changes others made on top of one change (an entry of `history` or `built_on`),
-        as `built_on` lists them."""
-        from crdtdoc.history import HistoryEntry, step_numbered
+    def descendants(self, change: HistoryEntry, *, provenance: Provenance | None = None) -> BuiltOn:
+        """The changes other agents made on top of one change (an entry of `history` or
+        `built_on`), as `built_on` lists them."""
+        from crdtdoc.built_on import step_numbered
+        from crdtdoc.history import HistoryEntry
 
         if not isinstance(change, HistoryEntry):
             raise UsageError(f"descendants takes a HistoryEntry, got {change!r:.80}")
         room = self.room_history()
+        client, clock = change.client_id, change.clock
         number = None
-        if change.client_id is not None and change.clock is not None:
-            number = step_numbered(room, change.client_id, change.clock)
-        if number is None:
+        if client is not None and clock is not None:
+            number = step_numbered(room, client, clock)
+        if client is None or number is None:
             raise UsageError("that change is not in this replica's history (or names no writer)")
-        return self._dependents(room, [number], provenance)
+        names = self.agents()
+        writer = names.get(client)
+        own = frozenset(c for c, n in names.items() if writer is not None and n == writer)
+        return self._dependents(room, [number], own | {client}, provenance)
 
     def _dependents(
-        self, room: RoomHistory, work: list[int], provenance: Provenance | None
-    ) -> list[HistoryEntry]:
-        from crdtdoc.history import built_on, described
+        self,
+        room: RoomHistory,
+        work: list[int],
+        own: frozenset[int],
+        provenance: Provenance | None,
+    ) -> BuiltOn:
+        """`built_on`'s answer for the steps `work` of the agent writing as `own`."""
+        from crdtdoc.built_on import BuiltOn, built_on, unrecorded_after
+        from crdtdoc.history import described
         from crdtdoc.provenance import Provenance
 
         if provenance is not None and not isinstance(provenance, Provenance):
             raise UsageError(f"provenance must be a Provenance, got {provenance!r:.80}")
-        found = built_on(room, work, provenance)
-        return self._entries(room, described(room, list(found), None), found)
+        found = built_on(room, work, own, provenance)
+        entries = self._entries(room, described(room, list(found), None), found)
+        if provenance is None:
+            return BuiltOn(entries)
+        return BuiltOn(entries, True, len(unrecorded_after(room, work, own, provenance, found)))
 
     def _entries(
         self,
@@ -251,7 +266,7 @@ class HistoryReads(RemoteUpdates):
 
 def _agent_arg(agent: object) -> str:
     if not isinstance(agent, str) or not agent:
-        raise UsageError("revert takes the name of the agent whose work to undo")
+        raise UsageError(f"an agent is named by a non-empty str, not {agent!r:.80}")
     return agent
 
 

@@ -78,9 +78,8 @@ def past_update(doc: Doc[Any], now: Version, version: Version) -> bytes:
     missing = unheld(items, version)
     if missing:
         raise HistoryUnavailable(
-            f"this replica no longer holds what was live at that version ({missing} deleted "
-            "item(s) were collected): history needs Replica(history=True) from the start, "
-            "and a hub that keeps history (crdtdoc serve keeps it unless --no-history)"
+            f"this replica no longer holds what was live at that version ({missing} "
+            f"item(s)): {HistoryUnavailable.COLLECTED}"
         )
     # A copy, split where the version cuts a struct: the engine merges structs it applies
     # whole, so where they are cut is read off the copy.

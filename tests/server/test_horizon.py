@@ -16,7 +16,11 @@ import pytest
 import crdtdoc
 from crdtdoc import HistoryUnavailable, Replica
 from crdtdoc.protocol.backoff import Backoff
+from crdtdoc.provenance import ANNOUNCED, DELTA, FULL, StoredRecord, records_from_rows
+from crdtdoc.server.commit import Append, Compact, HorizonWrite
 from crdtdoc.server.horizon import HistoryHorizon
+from crdtdoc.server.store import SqliteStore
+from crdtdoc.updates import encode_state_vector
 from tests.support.aio import run
 from tests.support.hubs import running_cluster, running_hub
 from tests.support.services import RedisServer
@@ -127,3 +131,30 @@ def test_hubs_sharing_postgresql_let_the_past_go_too(pg_url: str, redis: RedisSe
             assert snapshot and b"hunter2" not in bytes(snapshot)
 
     run(body())
+
+
+def test_pruned_provenance_keeps_each_chain_readable(tmp_path: Path) -> None:
+    """Rows older than the horizon go, but each hub's chain keeps its newest whole row older
+    than that: the rows after it only hold what changed, so the chain still reads whole."""
+    store = SqliteStore(str(tmp_path / "hub.db"))
+
+    def row(hub: str, n: int, kind: int, at: float) -> StoredRecord:
+        seen = encode_state_vector({1: n})
+        return StoredRecord(hub, n, 2, n, n + 1, seen, kind, at)
+
+    rows = [
+        row("a", 1, FULL, 1.0),
+        row("a", 2, DELTA, 2.0),
+        row("a", 3, FULL, 3.0),
+        row("a", 4, DELTA, 4.0),  # older than the horizon, after the last whole row: kept
+        row("a", 5, DELTA, 9.0),
+        row("b", 1, FULL, 8.0),  # a chain wholly within the horizon
+        row("b", 2, ANNOUNCED, 9.0),
+    ]
+    store.commit([Append("room", 1, b"\x00\x00", tuple(rows))])
+    horizon = HorizonWrite(None, 0.0, 5.0)
+    store.commit([Compact("room", 1, b"\x00\x00", horizon)])
+    kept = store.provenance("room", None, 100)
+    assert [(r.hub, r.n) for r in kept] == [("a", 3), ("a", 4), ("a", 5), ("b", 1), ("b", 2)]
+    assert all(r.seen is not None for r in records_from_rows(kept))
+    store.close()

@@ -43,7 +43,7 @@ class Recorder:
         self.calls.append(("touch", room))
         self.taken.append(on_taken)
 
-    def compact(self, room: str, seq: int, data: bytes, on_taken: Any) -> None:
+    def compact(self, room: str, seq: int, data: bytes, on_taken: Any, horizon: Any = None) -> None:
         self.calls.append(("compact", room, seq, data))
 
     def durable(self, version: Version) -> None:
@@ -80,7 +80,7 @@ class SharedStore:
         self.compacted: list[int] = []
         self.answer: bool | StorageError = True
 
-    async def compact(self, room: str, seq: int, snapshot: bytes) -> bool:
+    async def compact(self, room: str, seq: int, snapshot: bytes, horizon: Any = None) -> bool:
         if isinstance(self.answer, StorageError):
             raise self.answer
         self.compacted.append(seq)
