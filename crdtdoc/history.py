@@ -37,7 +37,7 @@ import itertools
 from dataclasses import dataclass, replace
 
 from crdtdoc.changes import Change, changes_between
-from crdtdoc.contents import ANY, GC, JSON, SKIP
+from crdtdoc.contents import ANY, DELETED, GC, JSON, SKIP
 from crdtdoc.gates import APPROVAL_PREFIX, PROPOSAL_KEY
 from crdtdoc.idset import IdSet
 from crdtdoc.roots import DELETIONS_ROOT, NOTES_ROOT
@@ -82,6 +82,7 @@ class HistoryEntry:
     changes: tuple[Change, ...]
     clock: int | None = None  # the first clock of the step's writes (None: nobody's deletions)
     basis: str | None = None  # in `built_on` and `descendants`: WROTE_ON or HAD_BEEN_SENT
+    collected: bool = False  # some of its text is no longer held: its changes read short
 
     def describe(self) -> str:
         """One line per change, as the change feed words them, then `  at TOKEN` (and the
@@ -90,6 +91,8 @@ class HistoryEntry:
         at = f"  at {self.version}"
         if self.basis:
             at += f" ({said.get(self.basis, self.basis)})"
+        if self.collected:
+            at += " (some of its deleted text was collected: it reads short here)"
         return "\n".join([*(c.describe() for c in self.changes), at])
 
 
@@ -141,6 +144,18 @@ class RoomHistory:
             if number in needed:
                 out[number] = Version(dict(clocks), deleted.copy())
         return out
+
+    def collected(self, step: Step) -> bool:
+        """Whether content `step` wrote or deleted is no longer held (collected: a hub's history
+        horizon passed it, or a document that keeps no history), so its changes read short."""
+        index = self.doc.index
+        ranges = [(step.client, step.start, step.end)] if step.root != DELETIONS_ROOT else []
+        for client, lo, hi in [*ranges, *step.deletes]:
+            if client is not None and any(
+                item.content in (DELETED, GC) for item in index.overlapping(client, lo, hi)
+            ):
+                return True
+        return False
 
     def touches(self, step: Step, artifact: str) -> bool:
         """Whether `step` wrote to or deleted from `artifact`."""
@@ -313,14 +328,16 @@ def _join_commits(steps: list[Step], by_client: dict[int, list[int]]) -> list[St
     records what the same commit deleted (replacing text or a map value deletes and writes at
     once): then whoever saw the writing saw the deleting. An entry right after a write may also
     record a later commit that only deleted; it is joined only when all it deleted could have
-    been there before the write (written by steps ranked no later), else it stays a step."""
+    been there before the write (written by steps ranked no later, and none by the write
+    itself: a commit does not delete what it writes), else it stays a step."""
     into: dict[int, int] = {}  # log entry step -> the write step it joins
     for numbers in by_client.values():
         for write, entry in itertools.pairwise(numbers):
             w, e = steps[write], steps[entry]
             if e.root != DELETIONS_ROOT or w.root == DELETIONS_ROOT or e.start != w.end:
                 continue
-            if all(steps[d].rank <= w.rank for d in e.deps if d != write):
+            own = any(c == w.client and lo < w.end and hi > w.start for c, lo, hi in e.deletes)
+            if not own and all(steps[d].rank <= w.rank for d in e.deps if d != write):
                 into[entry] = write
     if not into:
         return steps

@@ -162,8 +162,8 @@ class HubConfig:
         if self.idle_timeout < 0:
             raise ValueError("idle_timeout must be 0 (off) or positive")
         if self.history_horizon is not None:
-            if not self.history_horizon > 0:
-                raise ValueError("history_horizon must be positive (None: keep everything)")
+            if not self.history_horizon >= 1.0:
+                raise ValueError("history_horizon must be at least 1 second (None: keep all)")
             if not self.history:
                 raise ValueError("a history horizon needs history (drop --no-history)")
 

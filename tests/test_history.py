@@ -155,3 +155,19 @@ def test_a_saved_history_replica_loads_with_its_history() -> None:
         r.save(path)
         again = Replica.load(path, history=True)
     assert again.at(v).document("d").read() == "hello world"
+
+
+def test_a_deletion_of_what_was_just_typed_is_a_step_of_its_own() -> None:
+    """Typing, then deleting it in the next commit: the deletions-log entry follows the typing
+    at the next id, as a replace's does, but a commit does not delete what it writes."""
+    r = Replica("ann", history=True)
+    doc = r.document("d")
+    doc.insert(0, "keep.")
+    doc.insert(0, "XY")
+    doc.delete(0, 2)
+    listed = [e.describe().splitlines()[0] for e in r.history("d", limit=None)]
+    assert listed == [
+        "ann inserted 'keep.' at line 1 of d",
+        "ann inserted 'XY' into d",
+        "ann deleted 'XY' from d",
+    ]

@@ -70,6 +70,7 @@ def _serve(*args: str) -> subprocess.CompletedProcess[str]:
         (["--send-timeout", "0"], "bad setting: send_timeout must be positive"),
         (["--host", "0.0.0.0"], "refusing to listen on 0.0.0.0 without a secret"),
         (["--history-horizon", "0"], "a duration must be positive"),
+        (["--history-horizon", "0.5s"], "history_horizon must be at least 1 second"),
         (["--history-horizon", "inf"], "a duration must be positive and finite"),
         (["--history-horizon", "soon"], "not a duration: 'soon'"),
         (["--history-horizon", "7d", "--no-history"], "a history horizon needs history"),

@@ -143,7 +143,8 @@ class HistoryReads(RemoteUpdates):
                 agent = names.get(client) if client is not None else None
                 how = basis.get(number) if basis is not None else None
                 clock = step.start if client is not None else None
-                entries.append(HistoryEntry(token, agent, client, tuple(stated), clock, how))
+                gone = room.collected(step)
+                entries.append(HistoryEntry(token, agent, client, tuple(stated), clock, how, gone))
         return entries
 
     def revert(

@@ -54,6 +54,9 @@ def test_the_newest_mark_past_the_horizon_is_collected_once() -> None:
     assert replica.at(horizon.marks[0][1]).document("d").read() == "keep. "
     assert replica.at(recent).document("d").read() == "keep. "
     assert replica.document("d").read() == "keep. "
+    steps = replica.history("d", limit=None)
+    assert [e.collected for e in steps] == [True, True, False, False]
+    assert "was collected: it reads short here" in steps[0].describe()
     generation = replica.generation
     horizon.at_compaction(replica, 112.0)  # the same mark: not collected again
     assert replica.generation == generation
