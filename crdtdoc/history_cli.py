@@ -143,7 +143,10 @@ def add_commands(commands: Commands) -> None:
         "inside the work, deleting it, or later than a change of theirs that did: exact, from "
         "the document) or 'had been sent it' (the hub recorded that its writer had been sent "
         "the work before writing: it may have read it; a change the hub recorded and that is "
-        "not listed was made without the work).",
+        "not listed was made without the work). The hub records what each connection was "
+        "sent; a count says how many changes its record does not cover. An entry's 'at' token "
+        "is its place in history's causal order, which need not include the work even when "
+        "its writer had been sent it.",
         _built_on,
     )
     s.add_argument("whose", metavar="AGENT", help="the agent whose work others built on")

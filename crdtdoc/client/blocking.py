@@ -14,19 +14,21 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from crdtdoc.client.coordination import Fencing
 from crdtdoc.client.linked_replica import LinkedReplica, LinkOptions
 from crdtdoc.client.provenance_reads import read_provenance
-from crdtdoc.errors import InvalidValue, Refused, UsageError
+from crdtdoc.errors import InvalidValue, NotConnected, Refused, UsageError
 from crdtdoc.protocol.messages import Message
 from crdtdoc.protocol.requests import Commit, ReadProvenance, RequestError, read_request
 from crdtdoc.provenance import Provenance
 from crdtdoc.replica import Replica
 from crdtdoc.versions import Version
+
+T = TypeVar("T")
 
 
 class BlockingReplica(LinkedReplica):
@@ -128,8 +130,14 @@ class BlockingReplica(LinkedReplica):
             asked = read_request(op, args)
         except RequestError as exc:
             raise InvalidValue(str(exc)) from None
-        call = self._request(asked.op, asked.to_args(), timeout=timeout)
-        return asyncio.run_coroutine_threadsafe(call, self._loop).result()
+        return self._on_loop(self._request(asked.op, asked.to_args(), timeout=timeout))
+
+    def _on_loop(self, work: Coroutine[Any, Any, T]) -> T:
+        """Runs `work` on the link's loop and waits for it; `NotConnected` once closed."""
+        if self._loop.is_closed():
+            work.close()
+            raise NotConnected("this replica is closed: connect again")
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
 
     def provenance(self, timeout: float = 60.0) -> Provenance:
         """What the hub recorded, with each write it stored, of what its writer can have seen
@@ -139,7 +147,7 @@ class BlockingReplica(LinkedReplica):
         async def ask(request: ReadProvenance) -> dict[str, Any]:
             return await self._request(request.op, request.to_args(), timeout=timeout)
 
-        return asyncio.run_coroutine_threadsafe(read_provenance(ask), self._loop).result()
+        return self._on_loop(read_provenance(ask))
 
     @contextmanager
     def commit(

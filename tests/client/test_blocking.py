@@ -9,7 +9,7 @@ import pytest
 
 from crdtdoc.client.blocking import BlockingReplica, connect_blocking
 from crdtdoc.client.coordination import Fence
-from crdtdoc.errors import Conflict, CrdtdocError, FencedOut, TooLarge
+from crdtdoc.errors import Conflict, CrdtdocError, FencedOut, NotConnected, TooLarge
 from tests.support.hubs import HubProcess, free_port, hub_in_thread
 
 
@@ -136,3 +136,16 @@ def test_edits_made_offline_past_the_hub_s_message_limit_arrive_when_it_comes_up
                 assert bob.document("draft").read() == doc.read()
         finally:
             hub.stop()
+
+
+def test_the_hubs_record_reads_blocking_and_a_closed_replica_says_so(hub: str) -> None:
+    alice = connect_blocking(hub, agent="alice")
+    with alice:
+        alice.document("design").write("Intro.\n")
+        alice.flush(timeout=10)
+        record = alice.provenance().record_of(alice.client_id, 1)
+        assert record is not None and not record.announced
+    with pytest.raises(NotConnected, match="closed"):
+        alice.provenance()
+    with pytest.raises(NotConnected, match="closed"):
+        alice.request("next", {"sequence": "s"})
