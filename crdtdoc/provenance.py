@@ -8,17 +8,19 @@ with each run of a client's writes, as *provenance records*:
 - a write made while its link was connected: `seen` is the room's state vector when the write was
   committed. Its writer cannot have read anything beyond it, so "not seen" is exact; "seen" says
   only that the writer had been sent it (it may not have read it): an upper bound;
-- a write made before its link connected (offline work, sent when the link opened; told by its
-  clock, below the state vector the link announced in its sync step 1): `seen` is that announced
-  state vector, the writer's own word (`announced`).
+- a write made before its link connected (offline work: what a link sends up to its first sync
+  step 2, the answer to the hub's step 1, below the clocks of the state vector its first step 1
+  announced): `seen` is the room's state, lowered to what the link announced for the clients it
+  lagged behind in, the writer's own word (`announced`). A link lagging behind in more than
+  `MAX_LAGGING` clients is recorded as connected: an upper bound too.
 
 Records are stored as rows (`StoredRecord`), chained per hub process: a row holds the clients
-that advanced since the previous row of its chain (`DELTA`), the whole state vector (`FULL`,
+that advanced since the previous row of its chain (`DELTA`), or the whole state vector (`FULL`,
 where a chain starts, and every `FULL_EVERY` rows so that a chain whose older rows were pruned
-is known again soon), or the announced state vector (`ANNOUNCED`, outside the chain). So a row
-costs a few bytes however many clients the room has. `records_from_rows` rebuilds the records; a
-row whose chain lost its start has `seen` None: not known, and `Provenance` reads it as no
-record.
+is known again soon); offline work's rows (`ANNOUNCED`, `ANNOUNCED_FULL`) add the clients their
+link lagged behind in. So a row costs a few bytes however many clients the room has.
+`records_from_rows` rebuilds the records; a row whose chain lost its start has `seen` None: not
+known, and `Provenance` reads it as no record.
 
 This module does no I/O; the hub's recorder is `crdtdoc.server.provenance`, the request that
 reads the rows `crdtdoc.protocol.requests.ReadProvenance`.
@@ -27,23 +29,40 @@ reads the rows `crdtdoc.protocol.requests.ReadProvenance`.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from crdtdoc.errors import CrdtdocError, InvalidMessage
-from crdtdoc.updates import decode_state_vector
+from crdtdoc.encoding import Decoder
+from crdtdoc.errors import CrdtdocError, InvalidMessage, InvalidUpdate
+from crdtdoc.updates import decode_state_vector, read_state_vector
 
-DELTA, FULL, ANNOUNCED = 0, 1, 2
-"""Row kinds: clients advanced since the chain's previous row; a whole state vector; the state
-vector a link announced (offline work, outside the chain)."""
+DELTA, FULL, ANNOUNCED, ANNOUNCED_FULL = 0, 1, 2, 3
+"""Row kinds: the clients advanced since the chain's previous row; the whole state vector; and
+for offline work, either of those followed by a second state vector: the clients its link
+lagged behind in when it connected, with the clocks it had of them."""
+WHOLE = (FULL, ANNOUNCED_FULL)
+"""Kinds whose (first) state vector is the whole room's."""
+MAX_LAGGING = 256
+"""Offline work whose link lagged behind in more clients than this is recorded as if made while
+connected (an upper bound too): no row holds more than a few KB."""
 FULL_EVERY = 1000
 """A chain stores the whole state vector at least every this many rows."""
 MAX_ROWS_PER_REPLY = 1000
 """Most rows one `ReadProvenance` answer carries (the client asks again for more)."""
 MAX_HUB_TAG = 64
-"""Longest hub tag a row may carry, in characters."""
+"""Longest hub tag a row may carry, in characters (lowercase hex)."""
+
+
+def is_hub_tag(value: object) -> bool:
+    """Whether `value` can be a hub tag: lowercase hex, at most `MAX_HUB_TAG` characters."""
+    return (
+        isinstance(value, str)
+        and len(value) <= MAX_HUB_TAG
+        and all(c in "0123456789abcdef" for c in value)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +105,11 @@ class StoredRecord:
         ints = int(n), int(client), int(start), int(end)
         return cls(str(hub), *ints, bytes(seen), int(kind), float(at))
 
+    @property
+    def size(self) -> int:
+        """About what the row costs to send, in bytes."""
+        return len(self.seen) + len(self.hub) + 48
+
     def to_wire(self) -> list[object]:
         return [self.hub, self.n, self.client, self.start, self.end, self.seen, self.kind, self.at]
 
@@ -96,12 +120,13 @@ class StoredRecord:
             raise InvalidMessage("a provenance row is a list of 8 fields")
         hub, n, client, start, end, seen, kind, at = value
         ints = (n, client, start, end, kind)
+        if any(isinstance(i, int) and i >= 2**64 for i in ints):
+            raise InvalidMessage(f"a provenance row's numbers are out of range: {value!r:.200}")
         if (
-            not isinstance(hub, str)
-            or len(hub) > MAX_HUB_TAG
+            not is_hub_tag(hub)
             or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ints)
             or not isinstance(seen, bytes)
-            or kind not in (DELTA, FULL, ANNOUNCED)
+            or kind not in (DELTA, FULL, ANNOUNCED, ANNOUNCED_FULL)
             or not isinstance(at, (int, float))
             or isinstance(at, bool)
             or not math.isfinite(at)
@@ -109,33 +134,41 @@ class StoredRecord:
         ):
             raise InvalidMessage(f"malformed provenance row {value!r:.200}")
         try:
-            decode_state_vector(seen)
+            split_seen(seen, kind)
         except CrdtdocError as exc:
             raise InvalidMessage(f"a provenance row's state vector is invalid: {exc}") from None
         return cls(hub, n, client, start, end, seen, kind, float(at))
 
 
+def split_seen(seen: bytes, kind: int) -> tuple[dict[int, int], dict[int, int] | None]:
+    """A row's `seen`: its chain state vector, and for offline work (`ANNOUNCED`,
+    `ANNOUNCED_FULL`) the clients its link lagged behind in. Raises `InvalidUpdate`."""
+    if kind not in (ANNOUNCED, ANNOUNCED_FULL):
+        return decode_state_vector(seen), None
+    dec = Decoder(bytes(seen), InvalidUpdate)
+    chain, lagging = read_state_vector(dec), read_state_vector(dec)
+    if not dec.at_end():
+        raise dec.fail(f"{dec.remaining} trailing bytes after a provenance row's state vectors")
+    return chain, lagging
+
+
 def records_from_rows(rows: Iterable[StoredRecord]) -> list[WriteRecord]:
-    """The records the rows describe (any order in, by hub and chain order out). A delta row
-    whose chain has no full row before it (older rows were pruned) gets `seen` None."""
+    """The records the rows describe (any order in, by hub and chain order out). A row whose
+    chain has no whole row before it (older rows were pruned) gets `seen` None."""
     records = []
     known: dict[int, int] | None = None
     hub: str | None = None
     for row in sorted(rows, key=lambda r: (r.hub, r.n)):
         if row.hub != hub:
             hub, known = row.hub, None
-        state = decode_state_vector(row.seen)
-        seen: Mapping[int, int] | None
-        if row.kind == ANNOUNCED:
-            seen = state
-        else:
-            if row.kind == FULL:
-                known = state
-            elif known is not None:
-                known = {**known, **state}
-            seen = known
+        chain, lagging = split_seen(row.seen, row.kind)
+        if row.kind in WHOLE:
+            known = chain
+        elif known is not None:
+            known = {**known, **chain}
+        seen = known if known is None or lagging is None else {**known, **lagging}
         records.append(
-            WriteRecord(row.client, row.start, row.end, seen, row.at, row.kind == ANNOUNCED)
+            WriteRecord(row.client, row.start, row.end, seen, row.at, lagging is not None)
         )
     return records
 
@@ -152,6 +185,12 @@ class Provenance:
                 by_client.setdefault(record.client, []).append(record)
         self._by_client = {c: sorted(rs, key=lambda r: r.start) for c, rs in by_client.items()}
         self._starts = {c: [r.start for r in rs] for c, rs in self._by_client.items()}
+        # the highest end among each client's records up to each one (records of two hubs may
+        # overlap: a lookup must see every one)
+        self._reach = {
+            c: list(itertools.accumulate((r.end for r in rs), max))
+            for c, rs in self._by_client.items()
+        }
 
     def __len__(self) -> int:
         return sum(len(rs) for rs in self._by_client.values())
@@ -167,14 +206,14 @@ class Provenance:
         starts = self._starts.get(client)
         if not starts:
             return []
-        records = self._by_client[client]
-        at = max(bisect.bisect_right(starts, start) - 1, 0)
+        records, reach = self._by_client[client], self._reach[client]
+        at = bisect.bisect_left(starts, end) - 1  # the last record starting before `end`
         found = []
-        while at < len(records) and records[at].start < end:
+        while at >= 0 and reach[at] > start:
             if records[at].end > start:
                 found.append(records[at])
-            at += 1
-        return found
+            at -= 1
+        return found[::-1]
 
     def may_have_seen(self, client: int, start: int, end: int, work: Mapping[int, int]) -> bool:
         """Whether `client`'s writes `[start, end)` may have been made by a writer that had

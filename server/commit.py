@@ -163,10 +163,10 @@ class GroupCommitter:
         raise NotImplementedError
 
     async def provenance(
-        self, room: str, after: tuple[str, int] | None, limit: int
-    ) -> list[StoredRecord]:
-        """The room's provenance rows, in (hub, n) order, past `after` (at most `limit`).
-        Raises `StorageError`."""
+        self, room: str, after: tuple[str, int] | None, limit: int, max_bytes: int
+    ) -> tuple[list[StoredRecord], bool]:
+        """The room's provenance rows, in (hub, n) order, past `after`: at most `limit` and
+        about `max_bytes` (at least one), and whether more follow. Raises `StorageError`."""
         raise NotImplementedError
 
     def start(self) -> None:

@@ -48,6 +48,7 @@ class HistoryHorizon:
         """Collects what the newest mark older than the horizon had deleted (once per mark),
         notes a new mark when one is due, and says what the store keeps."""
         cutoff = now - self.seconds
+        self.marks.sort(key=lambda mark: mark[0])  # hubs' clocks may disagree: kept in order
         passed = sum(1 for at, _ in self.marks if at <= cutoff)
         if passed:
             at, version = self.marks[passed - 1]

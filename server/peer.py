@@ -33,6 +33,9 @@ log = logging.getLogger("crdtdoc.hub.peer")
 MAX_CLOSE_REASON = 123  # bytes, per RFC 6455
 MAX_ANNOUNCED_BYTES = 1 << 16
 """A sync step 1's state vector is noted (`Peer.announce`) up to this size."""
+OFFLINE_SECONDS = 10.0
+"""How long after its first sync step 1 a link's offline work may arrive (it comes with the
+link's first sync step 2, at once)."""
 CLOSE_TIMEOUT = 1.0
 """Seconds to wait for a closing handshake with a peer that stopped reading before dropping it."""
 
@@ -120,9 +123,10 @@ class Peer:
         # drained queue means the peer was sent all of the room up to that moment
         self.whole_room_queued = False
         self.on_drained: Callable[[Peer], None] | None = None  # set by the room
-        # the state vector it announced in its sync step 1: what its writes made before the
+        # the state vector its first sync step 1 announced: what its writes made before the
         # link connected can have seen (`crdtdoc.server.provenance`); None: not announced
         self.announced: dict[int, int] | None = None
+        self._offline_until = 0.0  # monotonic time its offline work must have arrived by
         self.delivered: Delivered | None = None  # noted by `on_drained`; None: nothing known
         self._max_messages = config.send_queue_messages
         self._max_bytes = config.send_queue_bytes
@@ -156,14 +160,25 @@ class Peer:
         return len(self._queue), self._queued_bytes
 
     def announce(self, state_vector: bytes) -> None:
-        """Notes the state vector the peer sent in a sync step 1 (a valid one: the room's
-        session read it first). One too large to keep is not noted (its writes are then
-        recorded as if made while connected, an upper bound too)."""
-        if len(state_vector) <= MAX_ANNOUNCED_BYTES:
-            announced = decode_state_vector(state_vector)
-            for client, clock in (self.announced or {}).items():  # announced again: it grows
-                announced[client] = max(clock, announced.get(client, 0))
-            self.announced = announced
+        """Notes the state vector of the peer's first sync step 1 (a valid one: the room's
+        session read it first): what it held when the link connected. Its offline work comes
+        with its first sync step 2 (the answer to the hub's step 1), at most `OFFLINE_SECONDS`
+        later (`offline_state`). Later step 1s, and one too large to keep, are not noted: its
+        writes are then recorded as made while connected, an upper bound too."""
+        if self.announced is None and len(state_vector) <= MAX_ANNOUNCED_BYTES:
+            self.announced = decode_state_vector(state_vector)
+            self._offline_until = time.monotonic() + OFFLINE_SECONDS
+
+    def synced_offline_work(self) -> None:
+        """Its first sync step 2 was applied: what it writes from now on, it wrote connected."""
+        self._offline_until = 0.0
+
+    def offline_state(self) -> dict[int, int] | None:
+        """The state vector it announced, while what it sends may still be work made before
+        the link connected; None after."""
+        if self.announced is None or time.monotonic() >= self._offline_until:
+            return None
+        return self.announced
 
     def send(self, message: bytes, *, keep: bool = False) -> None:
         """Queues `message` without waiting; overflow turns into a resync, never into memory.

@@ -228,9 +228,10 @@ class PostgresStore:
             return seqs
 
     async def provenance(
-        self, room: str, after: tuple[str, int] | None, limit: int
-    ) -> list[StoredRecord]:
-        """The room's provenance rows in (hub, n) order, past `after`, at most `limit`."""
+        self, room: str, after: tuple[str, int] | None, limit: int, max_bytes: int
+    ) -> tuple[list[StoredRecord], bool]:
+        """The room's provenance rows in (hub, n) order, past `after`: at most `limit` and
+        about `max_bytes` (at least one), read a few at a time; and whether more follow."""
         sql = (
             "SELECT hub, n, client, first, stop, seen, kind, at FROM crdtdoc_provenance "
             "WHERE room = %s"
@@ -239,9 +240,21 @@ class PostgresStore:
         if after is not None:
             sql += " AND (hub > %s OR (hub = %s AND n > %s))"
             params += (after[0], after[0], after[1])
-        async with self.transaction(f"read provenance of {room!r}") as db:
-            cur = await db.execute(f"{sql} ORDER BY hub, n LIMIT %s", (*params, limit))
-            return [StoredRecord.from_columns(row) for row in await cur.fetchall()]
+        rows: list[StoredRecord] = []
+        size = 0
+        async with (
+            self.transaction(f"read provenance of {room!r}") as db,
+            db.cursor(name="crdtdoc_provenance") as cur,
+        ):
+            cur.itersize = 50
+            await cur.execute(f"{sql} ORDER BY hub, n LIMIT %s", (*params, limit + 1))
+            async for columns in cur:
+                row = StoredRecord.from_columns(columns)
+                size += row.size
+                if len(rows) == limit or (rows and size > max_bytes):
+                    return rows, True
+                rows.append(row)
+        return rows, False
 
     async def compact(
         self, room: str, seq: int, snapshot: bytes, horizon: HorizonWrite | None = None
@@ -291,7 +304,7 @@ async def _keep_horizon(db: AsyncConnection, room: str, horizon: HorizonWrite) -
     await db.execute(  # each chain keeps its newest whole row older than the horizon, and on
         "DELETE FROM crdtdoc_provenance AS r WHERE room = %s AND at < %s AND n < ("
         "SELECT max(p.n) FROM crdtdoc_provenance p WHERE p.room = r.room AND p.hub = r.hub "
-        "AND p.kind = 1 AND p.at < %s)",
+        "AND p.kind IN (1, 3) AND p.at < %s)",
         (room, horizon.records_from, horizon.records_from),
     )
 
@@ -373,9 +386,9 @@ class PostgresCommitter(GroupCommitter):
         return await self.store.append(appends, record_rows(writes))
 
     async def provenance(
-        self, room: str, after: tuple[str, int] | None, limit: int
-    ) -> list[StoredRecord]:
-        return await self.store.provenance(room, after, limit)
+        self, room: str, after: tuple[str, int] | None, limit: int, max_bytes: int
+    ) -> tuple[list[StoredRecord], bool]:
+        return await self.store.provenance(room, after, limit, max_bytes)
 
     async def _close_store(self) -> None:
         await asyncio.shield(self.store.close())

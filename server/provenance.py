@@ -21,11 +21,20 @@ from typing import TYPE_CHECKING
 from crdtdoc.errors import StorageError
 from crdtdoc.protocol.extension import Reply
 from crdtdoc.protocol.requests import ReadProvenance, ReplyCode, RequestError
-from crdtdoc.provenance import ANNOUNCED, DELTA, FULL, FULL_EVERY, StoredRecord
+from crdtdoc.provenance import (
+    ANNOUNCED,
+    ANNOUNCED_FULL,
+    DELTA,
+    FULL,
+    FULL_EVERY,
+    MAX_LAGGING,
+    StoredRecord,
+)
 from crdtdoc.replica import Replica
+from crdtdoc.server.cluster import FROM_LOG
 from crdtdoc.server.commit import GroupCommitter
 from crdtdoc.server.peer import Peer
-from crdtdoc.updates import ClientStructs, encode_state_vector
+from crdtdoc.updates import encode_state_vector
 
 if TYPE_CHECKING:
     from crdtdoc.server.room_log import RoomLog
@@ -41,7 +50,7 @@ class ProvenanceRecorder:
     """One room's recorder on one hub process (see the module docstring)."""
 
     def __init__(self, wall: Callable[[], float], hub: str | None = None) -> None:
-        self.hub = hub or secrets.token_hex(4)  # this process's chain in the room
+        self.hub = hub or secrets.token_hex(8)  # this process's chain in the room
         self._wall = wall
         self._n = 0  # rows made
         self._commits = 0
@@ -50,62 +59,57 @@ class ProvenanceRecorder:
         self._advanced: dict[int, int] = {}  # clients advanced since the chain's last row
         self._full_due = True  # the next chained row holds the whole state vector
         self._since_full = 0
-        self._recorded: dict[int, int] = {}  # client -> end of its writes recorded
 
     def of_commit(
         self, replica: Replica, applying: tuple[Peer, bytes] | None
     ) -> tuple[StoredRecord, ...]:
         """`committed`, told by the room's replica while it announces a commit: the writer is
-        the link the update came on, or the sender of the guarded commit being `applying`."""
-        writer = replica.commit_origin
-        if not isinstance(writer, Peer):
-            writer = applying[0] if applying is not None else None
-        announced = writer.announced if writer is not None else None
-        return tuple(
-            self.committed(writer, replica.commit_structs, replica.applied()[0], announced)
-        )
+        the link the update came on, or the sender of the guarded commit being `applying`;
+        nobody's for what came from another hub (`FROM_LOG`: that hub records it)."""
+        origin = replica.commit_origin
+        writer = origin if isinstance(origin, Peer) else None
+        if writer is None and origin is not FROM_LOG and applying is not None:
+            writer = applying[0]
+        offline = writer.offline_state() if writer is not None else None
+        return tuple(self.committed(writer, replica.commit_fresh, replica.applied()[0], offline))
 
     def committed(
         self,
         writer: Hashable | None,
-        structs: Mapping[int, ClientStructs] | None,
+        fresh: Mapping[int, tuple[int, int]] | None,
         state: Mapping[int, int],
-        announced: Mapping[int, int] | None = None,
+        offline: Mapping[int, int] | None = None,
     ) -> list[StoredRecord]:
         """The room committed an update: the rows to store with it (new or extended). `writer`
-        is the link it came on (None: not a link's: the hub's own, or another hub's); `structs`
-        what it carries by client (None: not known, a local commit); `state` the room's state
-        vector after it; `announced` the state vector the link announced when it connected."""
+        is the link it came on (None: not a link's: the hub's own, or another hub's); `fresh`
+        the ids it added, by client (None: not known, a local commit); `state` the room's state
+        vector after it; `offline` the state vector the link announced when it connected, while
+        its writes may still be work made before (`Peer.offline_state`)."""
         self._commits += 1
         commit = self._commits
-        if structs is None:  # a local commit: which clients advanced is not known
+        if fresh is None:  # a local commit: which clients advanced is not known
             self._full_due, self._streak = True, None
             return []
-        if not structs:  # deletions only: the state vector did not move
+        if not fresh:  # deletions only, or ids re-sent: the state vector did not move
             return []
-        single = next(iter(structs)) if len(structs) == 1 else None
+        single = next(iter(fresh)) if len(fresh) == 1 else None
         if single is None or self._streak is None or self._streak[0] != single:
             self._streak = (single, commit) if single is not None else None
-        for client, s in structs.items():
-            self._advanced[client] = max(self._advanced.get(client, 0), s.end)
+        for client, (_, end) in fresh.items():
+            self._advanced[client] = max(self._advanced.get(client, 0), end)
         if writer is None:
             return []
         rows = []
-        for client, s in structs.items():
-            start = max(s.start, self._recorded.get(client, 0))
-            if start >= s.end:
-                continue  # re-sent: recorded already
-            self._recorded[client] = s.end
-            before = announced.get(client, 0) if announced else 0
-            if start < before and announced:  # written before the link connected
-                end = min(s.end, before)
-                # clients the room has never seen say nothing: not kept (a link may announce
-                # up to 64 KiB of them)
-                said = {c: k for c, k in announced.items() if c in state}
-                rows.append(self._row(client, start, end, said, ANNOUNCED))
-                start = end
-            if start < s.end:
-                rows.append(self._connected(writer, client, start, s.end, state, commit))
+        for client, (start, end) in fresh.items():
+            before = offline.get(client, 0) if offline else 0
+            lagging = _lagging(offline, state, client) if start < before else None
+            if lagging is not None:  # work made before the link connected
+                cut = min(end, before)
+                rows.append(self._chained(client, start, cut, state, lagging))
+                self._open.pop(writer, None)
+                start = cut
+            if start < end:
+                rows.append(self._connected(writer, client, start, end, state, commit))
         return rows
 
     def _connected(
@@ -133,35 +137,70 @@ class ProvenanceRecorder:
                 row = replace(row, end=end)
                 self._open[writer] = (row, commit)
                 return row
-        if self._full_due or self._since_full >= FULL_EVERY:
-            seen, kind = dict(state), FULL
-            self._full_due, self._since_full = False, 0
-        else:
-            seen, kind = {c: state.get(c, clock) for c, clock in self._advanced.items()}, DELTA
-        self._since_full += 1
-        self._advanced = {}
-        row = self._row(client, start, end, seen, kind)
+        row = self._chained(client, start, end, state, None)
         self._open[writer] = (row, commit)
         return row
 
-    def _row(
-        self, client: int, start: int, end: int, seen: dict[int, int], kind: int
+    def _chained(
+        self,
+        client: int,
+        start: int,
+        end: int,
+        state: Mapping[int, int],
+        lagging: dict[int, int] | None,
     ) -> StoredRecord:
+        """A new row in the chain: the room's state (whole, or what advanced since the row
+        before), and for offline work what its link lagged behind in (`lagging`)."""
+        if self._full_due or self._since_full >= FULL_EVERY:
+            chain, kind = dict(state), FULL
+            self._full_due, self._since_full = False, 0
+        else:
+            chain = {c: state.get(c, clock) for c, clock in self._advanced.items()}
+            kind = DELTA
+        self._since_full += 1
+        self._advanced = {}
+        seen = encode_state_vector(chain)
+        if lagging is not None:
+            kind = ANNOUNCED_FULL if kind == FULL else ANNOUNCED
+            seen += encode_state_vector(lagging)
         self._n += 1
-        return StoredRecord(
-            self.hub, self._n, client, start, end, encode_state_vector(seen), kind, self._wall()
-        )
+        return StoredRecord(self.hub, self._n, client, start, end, seen, kind, self._wall())
 
     def forget(self, writer: Hashable) -> None:
         """`writer`'s link closed: its next write (on a new link) starts a new row."""
         self._open.pop(writer, None)
 
 
+def _lagging(
+    offline: Mapping[int, int] | None, state: Mapping[int, int], writer: int
+) -> dict[int, int] | None:
+    """What a link that announced `offline` lacked of the room's `state` (other clients than
+    the writer's): the clocks it had of the clients it lagged behind in. None when that is more
+    than `MAX_LAGGING` clients: the write is then recorded as made while connected (the room's
+    state: an upper bound too), so that no link makes a row of more than a few KB."""
+    if offline is None:
+        return None
+    lagging = {}
+    for client, clock in state.items():
+        had = offline.get(client, 0)
+        if had < clock and client != writer:
+            lagging[client] = had
+            if len(lagging) > MAX_LAGGING:
+                return None
+    return lagging
+
+
 async def read_rows(
-    committer: GroupCommitter, room: str, log: RoomLog, request_id: int, args: object
+    committer: GroupCommitter,
+    room: str,
+    log: RoomLog,
+    request_id: int,
+    args: object,
+    charge: Callable[[int], object] = lambda size: None,
 ) -> Reply:
     """The answer to a `ReadProvenance` request for `room`: its stored rows, read once the
-    room's own writes so far are stored (its `log` says), or after `DURABLE_WAIT_SECONDS`."""
+    room's own writes so far are stored (its `log` says), or after `DURABLE_WAIT_SECONDS`;
+    what it sends is `charge`d to the asker (its byte budget, as a sync answer is)."""
     try:
         asked = ReadProvenance.from_args(args if isinstance(args, dict) else {})
     except RequestError as exc:
@@ -171,15 +210,8 @@ async def read_rows(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(log.own_durable.wait(), DURABLE_WAIT_SECONDS)
     try:
-        rows = await committer.provenance(room, asked.after, asked.limit + 1)
+        rows, more = await committer.provenance(room, asked.after, asked.limit, MAX_REPLY_BYTES)
     except StorageError as exc:
         return Reply(request_id, {}, ReplyCode.UNAVAILABLE, f"cannot read provenance: {exc}")
-    more = len(rows) > asked.limit
-    rows = rows[: asked.limit]
-    size = 0
-    for count, row in enumerate(rows):  # whole state vectors may be large: a bounded answer
-        size += len(row.seen) + 64
-        if size > MAX_REPLY_BYTES and count:
-            rows, more = rows[:count], True
-            break
+    charge(sum(row.size for row in rows))
     return Reply(request_id, {"rows": [r.to_wire() for r in rows], "more": more})

@@ -325,6 +325,8 @@ class Room:
         rebuilds = self.replica.rebuilds
         try:  # a full causal buffer makes the session ask the peer to resync instead
             replies = self.peers[peer].handle(message, parsed)
+            if isinstance(message, SyncStep2):
+                peer.synced_offline_work()
         except ReplicaRebuilt as exc:
             raise InvalidUpdate(f"update refused by the CRDT engine: {exc}") from None
         finally:

@@ -121,7 +121,8 @@ def receive_extension(room: AnsweringRoom, peer: Peer, message: Extension) -> No
     if ext.op == "commit":
         work = room.guarded.commit_shared(peer, ext)
     elif ext.op == ReadProvenance.op:
-        work = read_rows(room.committer, room.name, room.log, ext.id, ext.args)
+        charge = lambda size: room.limits.answered(peer.rate_key, size)  # noqa: E731
+        work = read_rows(room.committer, room.name, room.log, ext.id, ext.args, charge)
     else:
         work = room.coordinator.handle(room.name, peer, peer.agent, ext.id, ext.op, ext.args)
     room.scheduler.spawn(work, lambda done: _reply_when_done(peer, ext.id, done))

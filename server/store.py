@@ -39,7 +39,8 @@ _RECORD_COLUMNS = "hub, n, client, first, stop, seen, kind, at"
 _PRUNE_RECORDS = """
 DELETE FROM provenance WHERE room = ?1 AND at < ?2 AND n < (
     SELECT max(p.n) FROM provenance p
-    WHERE p.room = provenance.room AND p.hub = provenance.hub AND p.kind = 1 AND p.at < ?3
+    WHERE p.room = provenance.room AND p.hub = provenance.hub AND p.kind IN (1, 3)
+    AND p.at < ?3
 )"""
 _T = TypeVar("_T")
 
@@ -172,19 +173,10 @@ class SqliteStore:
                         _keep_horizon(db, w.room, w.horizon)
 
     def provenance(
-        self, room: str, after: tuple[str, int] | None, limit: int
-    ) -> list[StoredRecord]:
-        """The room's provenance rows in (hub, n) order, past `after`, at most `limit`."""
-        sql = f"SELECT {_RECORD_COLUMNS} FROM provenance WHERE room = ?"
-        params: tuple[object, ...] = (room,)
-        if after is not None:
-            sql += " AND (hub > ? OR (hub = ? AND n > ?))"
-            params += (after[0], after[0], after[1])
-        try:
-            rows = self._db.execute(f"{sql} ORDER BY hub, n LIMIT ?", (*params, limit))
-            return [StoredRecord.from_columns(row) for row in rows]
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot read provenance of {room!r}: {exc}") from None
+        self, room: str, after: tuple[str, int] | None, limit: int, max_bytes: int
+    ) -> tuple[list[StoredRecord], bool]:
+        """`read_provenance` on this store's own connection."""
+        return read_provenance(self._db, room, after, limit, max_bytes)
 
     @contextmanager
     def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
@@ -288,6 +280,30 @@ def _keep_horizon(db: sqlite3.Connection, room: str, horizon: HorizonWrite) -> N
     db.execute(_PRUNE_RECORDS, (room, horizon.records_from, horizon.records_from))
 
 
+def read_provenance(
+    db: sqlite3.Connection, room: str, after: tuple[str, int] | None, limit: int, max_bytes: int
+) -> tuple[list[StoredRecord], bool]:
+    """The room's provenance rows in (hub, n) order, past `after`: at most `limit`, and no
+    more than about `max_bytes` (at least one), read one by one; and whether more follow."""
+    sql = f"SELECT {_RECORD_COLUMNS} FROM provenance WHERE room = ?"
+    params: tuple[object, ...] = (room,)
+    if after is not None:
+        sql += " AND (hub > ? OR (hub = ? AND n > ?))"
+        params += (after[0], after[0], after[1])
+    rows: list[StoredRecord] = []
+    size = 0
+    try:
+        for columns in db.execute(f"{sql} ORDER BY hub, n LIMIT ?", (*params, limit + 1)):
+            row = StoredRecord.from_columns(columns)
+            size += row.size
+            if len(rows) == limit or (rows and size > max_bytes):
+                return rows, True
+            rows.append(row)
+        return rows, False
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot read provenance of {room!r}: {exc}") from None
+
+
 class SqliteCommitter(GroupCommitter):
     """Group commit into a `SqliteStore`, on the store's own thread."""
 
@@ -295,6 +311,10 @@ class SqliteCommitter(GroupCommitter):
         super().__init__()
         self.store = store
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crdtdoc-store")
+        # Reads agents ask for (provenance) take their own connection and thread: WAL lets them
+        # run beside commits, which they must never delay.
+        self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crdtdoc-reads")
+        self._read_db: sqlite3.Connection | None = None
 
     async def run_blocking(self, fn: Callable[[], _T]) -> _T:
         """Runs `fn` on the store's thread (reads go there too: one connection, one thread)."""
@@ -308,10 +328,26 @@ class SqliteCommitter(GroupCommitter):
         return [w.seq for w in writes if isinstance(w, Append)]
 
     async def provenance(
-        self, room: str, after: tuple[str, int] | None, limit: int
-    ) -> list[StoredRecord]:
-        return await self.run_blocking(partial(self.store.provenance, room, after, limit))
+        self, room: str, after: tuple[str, int] | None, limit: int, max_bytes: int
+    ) -> tuple[list[StoredRecord], bool]:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._reads, partial(self._read_provenance, room, after, limit, max_bytes)
+        )
+
+    def _read_provenance(
+        self, room: str, after: tuple[str, int] | None, limit: int, max_bytes: int
+    ) -> tuple[list[StoredRecord], bool]:
+        if self._read_db is None:
+            try:
+                self._read_db = sqlite3.connect(self.store.path, check_same_thread=False)
+                self._read_db.execute("PRAGMA busy_timeout=5000")
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot open {self.store.path} to read: {exc}") from None
+        return read_provenance(self._read_db, room, after, limit, max_bytes)
 
     async def _close_store(self) -> None:
         await self.run_blocking(self.store.close)
         self._executor.shutdown(wait=True)
+        if self._read_db is not None:
+            await asyncio.get_running_loop().run_in_executor(self._reads, self._read_db.close)
+        self._reads.shutdown(wait=True)

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, TypeVar
 
 from crdtdoc.errors import CrdtdocError, InvalidValue, RemoteError
 from crdtdoc.protocol.awareness import check_presence
-from crdtdoc.provenance import MAX_HUB_TAG, MAX_ROWS_PER_REPLY
+from crdtdoc.provenance import MAX_ROWS_PER_REPLY, is_hub_tag
 from crdtdoc.values import check_text
 from crdtdoc.versions import Version
 
@@ -330,12 +330,14 @@ class ReadProvenance:
             if (
                 not isinstance(after, list)
                 or len(after) != 2
-                or not isinstance(after[0], str)
-                or len(after[0]) > MAX_HUB_TAG
+                or not is_hub_tag(after[0])
                 or not isinstance(after[1], int)
                 or isinstance(after[1], bool)
+                or not 0 <= after[1] < 2**63
             ):
-                raise RequestError(ReplyCode.INVALID, "after must be [hub tag, row number]")
+                raise RequestError(
+                    ReplyCode.INVALID, "after must be [hub tag (hex), row number (0..2**63-1)]"
+                )
             after = (after[0], after[1])
         limit = args.get("limit", MAX_ROWS_PER_REPLY)
         if (

@@ -20,7 +20,6 @@ from crdtdoc.roots import AGENTS_ROOT
 from crdtdoc.updates import (
     MAX_CLIENT_ID,
     MAX_CLOCK,
-    ClientStructs,
     ParsedUpdate,
     advance,
     decode_state_vector,
@@ -124,11 +123,11 @@ class EngineDocument(ReplicaState):
         return self._commit_origin
 
     @property
-    def commit_structs(self) -> Mapping[int, ClientStructs] | None:
-        """While an `on_update` listener runs: the structs of the remote update being announced,
-        by client (what it carries, re-sent ids included; for the hub's record of who wrote
-        what). None for local edits, whose structs are not parsed."""
-        return self._commit_structs
+    def commit_fresh(self) -> Mapping[int, tuple[int, int]] | None:
+        """While an `on_update` listener runs: the ids the remote update being announced added,
+        by client, as clock ranges `(start, end)` (ids it re-sent are not in them: for the hub's
+        record of who wrote what). None for local edits, whose structs are not parsed."""
+        return self._commit_fresh
 
     def on_update(self, listener: UpdateListener) -> Callable[[], None]:
         """Calls `listener(update, local)` after each committed change; returns an unsubscribe.
@@ -151,12 +150,12 @@ class EngineDocument(ReplicaState):
         committed, self._committed = self._committed, []
         self._notifying += 1
         try:
-            for update, local, _, origin, structs in committed:
-                self._commit_origin, self._commit_structs = origin, structs
+            for update, local, _, origin, fresh in committed:
+                self._commit_origin, self._commit_fresh = origin, fresh
                 for listener in list(self._listeners):
                     listener(update, local)
         finally:
-            self._commit_origin = self._commit_structs = None
+            self._commit_origin = self._commit_fresh = None
             self._notifying -= 1
 
     def _engine_apply(self, data: bytes) -> None:
@@ -214,7 +213,7 @@ class EngineDocument(ReplicaState):
         """Tracks state vector, delete set and log after each commit (inside pycrdt: no edits)."""
         remote = self._applying
         origin = None
-        structs: dict[int, ClientStructs] | None = None
+        fresh: dict[int, tuple[int, int]] | None = None
         if remote is None:  # a local transaction: ask pycrdt what it did
             update: bytes = event.update
             if update == _EMPTY_UPDATE:
@@ -234,7 +233,13 @@ class EngineDocument(ReplicaState):
             # announced and logged is what the engine integrated, so that a merge of announced
             # updates (a hub coalescing them) reads as the replica does.
             update, structs, origin = remote
-            if advance(self._state, structs):
+            state = self._state
+            fresh = {
+                c: (max(s.start, have), s.end)
+                for c, s in structs.items()
+                if s.end > (have := state.get(c, 0))
+            }
+            if advance(state, structs):
                 update = event.update
         self.generation += 1
         # The transaction's own delete set: it includes deletions made while integrating (the
@@ -247,7 +252,7 @@ class EngineDocument(ReplicaState):
             )
             self._deleted.update(ds)
             self._deletions_changed += 1
-        self._committed.append((update, remote is None, ds, origin, structs))
+        self._committed.append((update, remote is None, ds, origin, fresh))
         self._log.append(update)
         self._log_bytes += len(update)
 

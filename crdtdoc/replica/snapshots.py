@@ -17,7 +17,7 @@ from typing import Any
 
 from pycrdt import Doc, StickyIndex, Text
 
-from crdtdoc.contents import DELETED, GC, SKIP, STRING
+from crdtdoc.contents import ANY, BINARY, DELETED, EMBED, FORMAT, GC, JSON, SKIP, STRING
 from crdtdoc.encoding import Encoder
 from crdtdoc.errors import HistoryUnavailable
 from crdtdoc.idset import IdSet
@@ -41,14 +41,20 @@ def unheld(items: list[Item], version: Version) -> int:
 
 def _splitting(items: list[Item], version: Version) -> tuple[bytes, int] | None:
     """An update that makes the engine split every struct the version's clocks cut in two (and
-    the client it writes as), or None if none is: one struct of a client no one has, written
-    after the last id the version has of each cut struct."""
+    the client it writes as), or None if none is (`_split_after`)."""
     clocks = version.clocks
     cuts = [
         (item.client, clocks[item.client] - 1)
         for item in items
         if item.clock < clocks.get(item.client, 0) < item.clock + item.length
     ]
+    return _split_after(items, cuts)
+
+
+def _split_after(items: list[Item], cuts: list[tuple[int, int]]) -> tuple[bytes, int] | None:
+    """An update that makes the engine split structs after each id of `cuts` (and the client
+    it writes as), or None if there are none: one struct of a client no one has, written right
+    after each of those ids."""
     if not cuts:
         return None
     used = {item.client for item in items}
@@ -128,20 +134,88 @@ def _structs_until(full: bytes, version: Version, outsider: int | None) -> bytes
     return enc.to_bytes()
 
 
+_COLLECTABLE = frozenset({JSON, BINARY, STRING, EMBED, FORMAT, ANY})
+"""Contents a collected item drops (a nested type's item stays: its own content goes item by
+item)."""
+
+
 def collected(full: bytes, before: IdSet) -> bytes:
     """The whole document `full` (an update of a document that keeps history) without the
-    content of what `before` deletes, as Yjs collects it, keeping the content of everything
-    deleted since, and the same structs, state and delete set otherwise. The engine does the
-    collecting: a document that collects garbage, given the structs with only the old deletions,
-    collects exactly those; its structs then go out with the whole delete set."""
+    content of what `before` deletes, kept as deleted structs of the same length, as Yjs keeps
+    collected items, and everything else as it was: the content of what was deleted since (a
+    map value overwritten later included), the structs, state and delete set. Structs a range
+    of `before` cuts are split by the engine first; the others are copied as encoded."""
     parsed = parse_update(full)
     old = parsed.delete_set.intersection(before)
     if not old:
         return full
-    engine: Doc[Any] = Doc()  # collects what it deletes
-    engine.apply_update(full[: parsed.ds_offset] + old.encode())
-    kept = engine.get_update()
-    return kept[: parse_update(kept).ds_offset] + parsed.delete_set.encode()
+    items = parse_update(full, details=True).items or []
+    ranges = old.ranges
+    cuts = [
+        (item.client, edge - 1)
+        for item in items
+        if item.content in _COLLECTABLE and item.length > 1
+        for lo, hi in ranges.get(item.client, ())
+        for edge in (lo, hi)
+        if item.clock < edge < item.clock + item.length
+    ]
+    outsider = None
+    splitting = _split_after(items, cuts)
+    if splitting is not None:
+        copy: Doc[Any] = Doc(skip_gc=True)
+        copy.apply_update(full)
+        copy.apply_update(splitting[0])
+        full, outsider = copy.get_update(), splitting[1]
+    split = parse_update(full, details=True)
+    items, starts, ends = split.items or [], split.starts or [], split.section_ends or {}
+    enc = Encoder()
+    enc.write_var_uint(len({item.client for item in items} - {outsider}))
+    at = 0
+    while at < len(items):
+        client, first = items[at].client, at
+        while at < len(items) and items[at].client == client:
+            at += 1
+        if client == outsider:
+            continue
+        for n in (at - first, client, items[first].clock):
+            enc.write_var_uint(n)
+        for number in range(first, at):
+            item = items[number]
+            end = item.clock + item.length
+            if item.content in _COLLECTABLE and not old.gaps(client, item.clock, end):
+                _write_deleted(enc, item)
+            else:
+                stop = starts[number + 1] if number + 1 < at else ends[client]
+                enc.write_bytes(full[starts[number] : stop])
+    parsed.delete_set.encode_into(enc)
+    return enc.to_bytes()
+
+
+def _write_deleted(enc: Encoder, item: Item) -> None:
+    """`item` as a deleted struct of its length: its origins (or its parent), no content."""
+    origin, right = item.origin, item.right_origin
+    info = DELETED | (0x80 if origin else 0) | (0x40 if right else 0)
+    if not origin and not right and item.parent_sub is not None:
+        info |= 0x20
+    enc.write_u8(info)
+    for ref in (origin, right):
+        if ref:
+            enc.write_var_uint(ref[0])
+            enc.write_var_uint(ref[1])
+    if not origin and not right:
+        parent = item.parent
+        if isinstance(parent, str):
+            enc.write_var_uint(1)
+            enc.write_var_string(parent)
+        elif isinstance(parent, tuple):
+            enc.write_var_uint(0)
+            enc.write_var_uint(parent[0])
+            enc.write_var_uint(parent[1])
+        else:
+            raise HistoryUnavailable("a struct to collect names no parent")
+        if item.parent_sub is not None:
+            enc.write_var_string(item.parent_sub)
+    enc.write_var_uint(item.length)
 
 
 def _sticky(client: int, clock: int) -> bytes:

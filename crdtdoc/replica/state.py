@@ -114,13 +114,13 @@ class ReplicaState:
         self._checkpoint = b""
         self._log: list[bytes] = []
         self._log_bytes = 0
-        # (update, local, delete set, origin, the structs of a remote update), filled by the
+        # (update, local, delete set, origin, the ids a remote update added), filled by the
         # doc observer
         self._committed: list[
-            tuple[bytes, bool, IdSet, object, Mapping[int, ClientStructs] | None]
+            tuple[bytes, bool, IdSet, object, Mapping[int, tuple[int, int]] | None]
         ] = []
         self._commit_origin: object = None
-        self._commit_structs: Mapping[int, ClientStructs] | None = None
+        self._commit_fresh: Mapping[int, tuple[int, int]] | None = None
         self._listeners: list[UpdateListener] = []
         self._registered = False
         # (client, clock, ids) of the deletions-log entry this replica wrote last: a run of

@@ -164,7 +164,8 @@ def test_a_name_no_store_can_hold_is_refused_on_both_sides(name: str) -> None:
 
 
 @given(
-    st.none() | st.tuples(st.text(max_size=MAX_HUB_TAG), st.integers(0, 2**63 - 1)),
+    st.none()
+    | st.tuples(st.text("0123456789abcdef", max_size=MAX_HUB_TAG), st.integers(0, 2**63 - 1)),
     st.integers(1, MAX_ROWS_PER_REPLY),
 )
 def test_a_provenance_read_round_trips(after: tuple[str, int] | None, limit: int) -> None:
@@ -185,9 +186,11 @@ def test_any_provenance_read_reads_or_is_refused_as_invalid(args: object) -> Non
     [
         ({"limit": 0}, "limit must be an int from 1 to 1000"),
         ({"limit": MAX_ROWS_PER_REPLY + 1}, "limit must be an int"),
-        ({"after": ["h", 1, 2]}, "after must be"),
-        ({"after": ["h" * (MAX_HUB_TAG + 1), 1]}, "after must be"),
-        ({"after": ["h", True]}, "after must be"),
+        ({"after": ["0f", 1, 2]}, "after must be"),
+        ({"after": ["f" * (MAX_HUB_TAG + 1), 1]}, "after must be"),
+        ({"after": ["0f", True]}, "after must be"),
+        ({"after": ["0f", 2**63]}, "after must be"),
+        ({"after": ["h\x00", 1]}, "after must be"),
     ],
 )
 def test_bad_provenance_reads_are_refused_by_name(args: dict[str, Any], says: str) -> None:

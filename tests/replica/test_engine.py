@@ -261,3 +261,21 @@ def test_the_shared_empty_deletions_of_commits_stay_empty() -> None:
         r.document("d").insert(0, "x")
         r.document("d").delete(0, 1)
     assert not _NO_DELETIONS
+
+
+def test_listeners_read_only_the_ids_a_remote_update_added() -> None:
+    """`commit_fresh` names the ids the update integrated, not ids it re-sent (attack review:
+    re-sending another client's stored structs with one new struct made the hub record the
+    other client's writes under the sender's link)."""
+    alice, mallory = Replica("alice"), Replica("mallory")
+    alice.document("t").insert(0, "abc")
+    mallory.apply_update(alice.encode_update())
+    mallory.document("t").insert(3, "!")
+    r = Replica("r")
+    r.apply_update(alice.encode_update())
+    heard: list[object] = []
+    r.on_update(lambda u, local: heard.append(r.commit_fresh))
+    r.apply_update(mallory.encode_update())  # alice's structs again, and mallory's one
+    r.document("t").insert(0, "?")
+    end = r.version().clocks[mallory.client_id]
+    assert heard == [{mallory.client_id: (end - 1, end)}, None]

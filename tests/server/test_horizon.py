@@ -16,7 +16,7 @@ import pytest
 import crdtdoc
 from crdtdoc import HistoryUnavailable, Replica
 from crdtdoc.protocol.backoff import Backoff
-from crdtdoc.provenance import ANNOUNCED, DELTA, FULL, StoredRecord, records_from_rows
+from crdtdoc.provenance import DELTA, FULL, StoredRecord, records_from_rows
 from crdtdoc.server.commit import Append, Compact, HorizonWrite
 from crdtdoc.server.horizon import HistoryHorizon
 from crdtdoc.server.store import SqliteStore
@@ -152,12 +152,12 @@ def test_pruned_provenance_keeps_each_chain_readable(tmp_path: Path) -> None:
         row("a", 4, DELTA, 4.0),  # older than the horizon, after the last whole row: kept
         row("a", 5, DELTA, 9.0),
         row("b", 1, FULL, 8.0),  # a chain wholly within the horizon
-        row("b", 2, ANNOUNCED, 9.0),
+        row("b", 2, DELTA, 9.0),
     ]
     store.commit([Append("room", 1, b"\x00\x00", tuple(rows))])
     horizon = HorizonWrite(None, 0.0, 5.0)
     store.commit([Compact("room", 1, b"\x00\x00", horizon)])
-    kept = store.provenance("room", None, 100)
+    kept, _ = store.provenance("room", None, 100, 1 << 20)
     assert [(r.hub, r.n) for r in kept] == [("a", 3), ("a", 4), ("a", 5), ("b", 1), ("b", 2)]
     assert all(r.seen is not None for r in records_from_rows(kept))
     store.close()

@@ -14,6 +14,7 @@ import crdtdoc
 import crdtdoc.server.peer
 from crdtdoc.server.config import HubConfig
 from crdtdoc.server.peer import Peer
+from crdtdoc.updates import encode_state_vector
 from tests.support.aio import run
 from tests.support.hubs import running_hub
 
@@ -239,3 +240,16 @@ def test_what_a_turn_sends_a_keeping_up_peer_is_written_at_its_end_merged() -> N
     assert isinstance(decoded, SyncUpdate)
     reader.apply_update(decoded.update)
     assert reader.document("d").read() == writer.document("d").read()
+
+
+def test_only_the_first_announcement_counts_and_offline_work_ends_with_the_sync() -> None:
+    """A link's offline work is what it sends up to its first sync step 2, with the state its
+    first step 1 announced (attack review: every later step 1 was merged in, growing memory
+    without bound, and let a connected writer re-announce itself offline)."""
+    peer = Peer(cast(ServerConnection, None), HubConfig(), "127.0.0.1:1")
+    assert peer.offline_state() is None
+    peer.announce(encode_state_vector({1: 5}))
+    peer.announce(encode_state_vector({1: 2**31, 2: 9}))  # ignored
+    assert peer.offline_state() == {1: 5}
+    peer.synced_offline_work()
+    assert peer.offline_state() is None and peer.announced == {1: 5}

@@ -9,16 +9,29 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 from types import SimpleNamespace
+from typing import cast
+
+from websockets.asyncio.server import ServerConnection
 
 import crdtdoc
 from crdtdoc.history import HAD_BEEN_SENT, WROTE_ON
 from crdtdoc.protocol.backoff import Backoff
 from crdtdoc.protocol.extension import Reply
-from crdtdoc.provenance import ANNOUNCED, DELTA, FULL, StoredRecord, records_from_rows
+from crdtdoc.provenance import (
+    ANNOUNCED_FULL,
+    DELTA,
+    FULL,
+    MAX_LAGGING,
+    StoredRecord,
+    records_from_rows,
+)
+from crdtdoc.server.cluster import FROM_LOG
 from crdtdoc.server.commit import Append
+from crdtdoc.server.config import HubConfig
+from crdtdoc.server.peer import Peer
 from crdtdoc.server.provenance import ProvenanceRecorder, read_rows
 from crdtdoc.server.store import SqliteCommitter, SqliteStore
-from crdtdoc.updates import ClientStructs, encode_state_vector
+from crdtdoc.updates import encode_state_vector
 from tests.support.aio import run
 from tests.support.hubs import free_port, running_cluster, running_hub
 from tests.support.services import RedisServer
@@ -107,12 +120,12 @@ async def _read(url: str, before: str) -> Listed:
 
 
 def test_a_run_of_keystrokes_is_one_row_and_others_writing_starts_a_new_one() -> None:
-    rec = ProvenanceRecorder(lambda: 1.0, hub="h")
+    rec = ProvenanceRecorder(lambda: 1.0, hub="0f")
     typist, other = object(), object()
 
     def commit(writer: object, client: int, start: int, end: int) -> list[StoredRecord]:
         state[client] = end
-        return rec.committed(writer, {client: ClientStructs(start, end)}, state)
+        return rec.committed(writer, {client: (start, end)}, state)
 
     state: dict[int, int] = {}
     first = commit(typist, 1, 0, 1)
@@ -136,25 +149,33 @@ def test_a_run_of_keystrokes_is_one_row_and_others_writing_starts_a_new_one() ->
     assert records_from_rows([row])[0].seen is None  # its chain's start is gone: not known
 
 
-def test_offline_work_is_recorded_with_what_its_link_announced() -> None:
-    rec = ProvenanceRecorder(lambda: 1.0, hub="h")
+def test_offline_work_is_recorded_with_what_its_link_lagged_behind_in() -> None:
+    rec = ProvenanceRecorder(lambda: 1.0, hub="0f")
     writer = object()
-    state = {1: 10, 7: 4}
-    rows = rec.committed(writer, {7: ClientStructs(0, 6)}, state, announced={7: 4, 1: 2})
-    assert [(r.start, r.end, r.kind) for r in rows] == [(0, 4, ANNOUNCED), (4, 6, FULL)]
-    assert rows[0].seen == encode_state_vector({7: 4, 1: 2})
-    assert rec.committed(writer, {7: ClientStructs(0, 6)}, state) == []  # re-sent: recorded
+    state = {1: 10, 3: 2, 7: 6}
+    rows = rec.committed(writer, {7: (0, 6)}, state, offline={7: 4, 1: 2, 3: 2})
+    assert [(r.start, r.end, r.kind) for r in rows] == [(0, 4, ANNOUNCED_FULL), (4, 6, DELTA)]
+    (record, _) = records_from_rows(rows)
+    assert record.announced and record.seen == {1: 2, 3: 2, 7: 6}  # it lagged behind in 1
+    assert rows[0].seen == encode_state_vector(state) + encode_state_vector({1: 2})
+
+
+def test_a_link_lagging_behind_in_many_clients_is_recorded_as_connected() -> None:
+    rec = ProvenanceRecorder(lambda: 1.0, hub="0f")
+    state = {c: 1 for c in range(1, MAX_LAGGING + 3)}
+    (row,) = rec.committed(object(), {1: (0, 1)}, state, offline={1: 1})
+    assert row.kind == FULL  # the room's state: an upper bound, a few bytes per client at most
 
 
 def test_a_local_commit_makes_the_next_row_whole() -> None:
-    rec = ProvenanceRecorder(lambda: 1.0, hub="h")
+    rec = ProvenanceRecorder(lambda: 1.0, hub="0f")
     w = object()
     state = {1: 1}
-    assert rec.committed(w, {1: ClientStructs(0, 1)}, state)[0].kind == FULL
+    assert rec.committed(w, {1: (0, 1)}, state)[0].kind == FULL
     state = {1: 1, 9: 3}
     assert rec.committed(None, None, state) == []  # the hub's own edit
     state[2] = 1
-    assert rec.committed(object(), {2: ClientStructs(0, 1)}, state)[0].kind == FULL
+    assert rec.committed(object(), {2: (0, 1)}, state)[0].kind == FULL
 
 
 def test_the_record_reads_the_same_through_several_hubs(
@@ -177,24 +198,27 @@ def test_answers_page_on_and_stay_bounded(tmp_path: Path) -> None:
     committer = SqliteCommitter(SqliteStore(str(tmp_path / "hub.db")))
     big = encode_state_vector({c: 1 for c in range(40_000)})  # a whole state vector, ~200 KB
     records = [
-        StoredRecord("h", n, 1, n, n + 1, big if n in (3, 4) else b"\x00", FULL, 0.0)
+        StoredRecord("0f", n, 1, n, n + 1, big if n in (3, 4) else b"\x00", FULL, 0.0)
         for n in range(1, 1502)
     ]
     committer.store.commit([Append("room", 1, b"\x00\x00", tuple(records))])
     stored = SimpleNamespace(fully_durable=True)
 
+    charged: list[int] = []
+
     async def page(args: object) -> Reply:
-        return await read_rows(committer, "room", stored, 7, args)  # type: ignore[arg-type]
+        return await read_rows(committer, "room", stored, 7, args, charged.append)  # type: ignore[arg-type]
 
     async def body() -> None:
         first = await page({"limit": 1000})
         assert first.error is None and first.result["more"] is True
         assert [r[1] for r in first.result["rows"]] == [1, 2, 3]  # stops before the second big
-        second = await page({"after": ["h", 3], "limit": 1000})
+        assert charged and charged[-1] > len(big)  # what it sends, charged to the asker
+        second = await page({"after": ["0f", 3], "limit": 1000})
         assert len(second.result["rows"]) == 1000 and second.result["more"] is True
-        last = await page({"after": ["h", 1003]})
+        last = await page({"after": ["0f", 1003]})
         assert len(last.result["rows"]) == 498 and last.result["more"] is False
-        assert (await page({"after": ["h", 3000]})).result == {"rows": [], "more": False}
+        assert (await page({"after": ["0f", 3000]})).result == {"rows": [], "more": False}
         refused = await page({"limit": 5000})
         assert refused.error == "invalid" and "limit" in refused.message
         other = await read_rows(committer, "other", stored, 8, {})  # type: ignore[arg-type]
@@ -202,3 +226,16 @@ def test_answers_page_on_and_stay_bounded(tmp_path: Path) -> None:
         await committer.close()
 
     run(body())
+
+
+def test_what_came_from_another_hub_makes_no_row_and_takes_no_whole_row() -> None:
+    """Another hub records what it stored (a guarded commit through a cluster among it); this
+    hub's chain must not spend its whole row on it (attack review: the row was dropped, and up
+    to 1,000 rows after it read as unknown)."""
+    rec = ProvenanceRecorder(lambda: 1.0, hub="0f")
+    applying = (Peer(cast(ServerConnection, None), HubConfig(), "127.0.0.1:1"), b"")
+    stored = SimpleNamespace(commit_origin=FROM_LOG, commit_fresh={5: (0, 3)})
+    stored.applied = lambda: ({5: 3}, None)
+    assert rec.of_commit(stored, applying) == ()  # type: ignore[arg-type]
+    (row,) = rec.committed(object(), {6: (0, 1)}, {5: 3, 6: 1})
+    assert row.kind == FULL
