@@ -39,6 +39,7 @@ from crdtdoc.errors import (
     NotConnected,
     NotFound,
     Refused,
+    ReviewRefused,
     StaleRead,
     SyncTimeout,
     UsageError,
@@ -56,7 +57,8 @@ EPILOG = (
     "4 stale (others changed what "
     "--expect read, or the --fence lease is no longer yours); 5 held by another (a claimed task "
     "or a lease: the holder is named) or waiting would deadlock; 6 conflicting spec values; "
-    "7 refused (bad token, room out of scope, forbidden, frozen, too large); 8 not found or not "
+    "7 refused (bad token, room out of scope, forbidden, frozen, too large, a review gate "
+    "that does not take your word); 8 not found or not "
     "unique; 9 the hub cannot store now (it keeps the change); 1 other errors; 2 bad usage; "
     "130 interrupted; 141 the reader of the output went away."
 )
@@ -77,6 +79,7 @@ EXIT_CODES: list[tuple[type[CrdtdocError], int]] = [
     (Forbidden, 7),
     (AuthError, 7),  # a missing, bad or expired token: refused at once, not retried
     (FrozenError, 7),
+    (ReviewRefused, 7),  # a review gate does not take this agent's word
     (NotFound, 8),
     (AmbiguousText, 8),
     (WrongKind, 8),  # the name is another kind of artifact
@@ -177,6 +180,7 @@ def quiet_logs(args: argparse.Namespace) -> None:
 
 DECIDED = (
     UsageError,
+    ReviewRefused,
     StaleRead,
     FencedOut,
     LeaseLost,

@@ -179,6 +179,11 @@ class FrozenError(CoordinationError):
     """The spec is frozen: it no longer accepts writes."""
 
 
+class ReviewRefused(CoordinationError):
+    """A review gate does not take this agent's word (crdtdoc.gates): it completed the task it
+    would verify, or proposed the freeze it would approve, or is not one of the approvers."""
+
+
 class StaleRead(CoordinationError):
     """A guarded write found that others changed what it read: `changes` lists what, by whom.
     Nothing was written; read again and redo the work."""

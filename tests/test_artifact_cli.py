@@ -233,7 +233,7 @@ def test_review_gates_from_the_shell(hub: str) -> None:
     task_id = str(task["id"])
     ok(cli(hub, "tasks", "done", "backlog", task_id, "--json", room=room, agent="bob"))
     own = cli(hub, "tasks", "verify", "backlog", task_id, room=room, agent="bob")
-    assert own.returncode != 0 and "another agent must verify" in own.stderr
+    assert own.returncode == 7 and "another agent must verify" in own.stderr
     shown = ok(cli(hub, "tasks", "show", "backlog", task_id, "--json", room=room))["task"]
     assert isinstance(shown, dict) and shown["status"] == "verifying"
     ok(cli(hub, "tasks", "verify", "backlog", task_id, "--json", room=room, agent="carol"))

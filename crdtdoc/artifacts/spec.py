@@ -31,7 +31,14 @@ from pycrdt import Map
 
 from crdtdoc import safe_read
 from crdtdoc.artifacts.base import Artifact
-from crdtdoc.errors import ConcurrentValues, FrozenError, InvalidValue, NotFound, UsageError
+from crdtdoc.errors import (
+    ConcurrentValues,
+    FrozenError,
+    InvalidValue,
+    NotFound,
+    ReviewRefused,
+    UsageError,
+)
 from crdtdoc.gates import (
     APPROVAL_PREFIX,
     PROPOSAL_KEY,
@@ -147,7 +154,7 @@ class InterfaceSpec(Artifact[Map[Any]]):
         names = sorted(set(_agent_names(approvers)))
         quorum = check_required(quorum, "quorum")
         if self._replica.agent in names:
-            raise UsageError("a freeze waits for others: you cannot name yourself as approver")
+            raise ReviewRefused("a freeze waits for others: you cannot name yourself as approver")
         if self.proposal() is not None:
             raise UsageError(
                 f"a freeze of {self._name!r} waits for approvals ({self._proposal_text()}); "
@@ -179,9 +186,11 @@ class InterfaceSpec(Artifact[Map[Any]]):
             raise UsageError(f"no freeze of {self._name!r} waits for approval")
         agent = self._replica.agent
         if agent == proposal.by:
-            raise UsageError("you proposed this freeze: another agent approves it")
+            raise ReviewRefused("you proposed this freeze: another agent approves it")
         if proposal.approvers and agent not in proposal.approvers and proposal.quorum == 0:
-            raise UsageError(f"the freeze waits for {', '.join(proposal.approvers)}, not {agent}")
+            raise ReviewRefused(
+                f"the freeze waits for {', '.join(proposal.approvers)}, not {agent}"
+            )
         key = APPROVAL_PREFIX + str(self._replica.client_id)
         if key in self._root():
             return  # approved already

@@ -38,7 +38,7 @@ from pycrdt import Array, Map
 
 from crdtdoc import safe_read
 from crdtdoc.artifacts.base import Artifact
-from crdtdoc.errors import AlreadyClaimed, InvalidValue, NotFound, UsageError
+from crdtdoc.errors import AlreadyClaimed, InvalidValue, NotFound, ReviewRefused, UsageError
 from crdtdoc.gates import check_required, verifiers
 from crdtdoc.values import check_text, to_yjs
 
@@ -332,7 +332,7 @@ class TaskList(Artifact[Map[Any]]):
         if not task.completed_by:
             raise UsageError(f"task {task_id} is not completed: there is nothing to verify yet")
         if self._replica.agent in task.completed_by:
-            raise UsageError(
+            raise ReviewRefused(
                 f"{self._replica.agent} completed task {task_id}: another agent must verify it"
             )
         checks = self._part(self._task_map(task_id), "verifications", Map)

@@ -112,11 +112,11 @@ def test_a_write_that_fails_leaves_no_artifact_behind() -> None:
 
 def test_a_freeze_waiting_for_approvals_counts_no_self_approval() -> None:
     alice, bob = Replica("alice"), Replica("bob")
-    with pytest.raises(crdtdoc.UsageError, match="cannot name yourself"):
+    with pytest.raises(crdtdoc.ReviewRefused, match="cannot name yourself"):
         alice.spec("api").freeze(approvers=["alice"])
     alice.spec("api").set("get", "x")
     alice.spec("api").freeze(quorum=1)
-    with pytest.raises(crdtdoc.UsageError, match="another agent approves it"):
+    with pytest.raises(crdtdoc.ReviewRefused, match="another agent approves it"):
         alice.spec("api").approve()
     bob.apply_update(alice.encode_update())
     bob.spec("api").approve()

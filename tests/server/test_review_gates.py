@@ -13,7 +13,7 @@ import pytest
 from pycrdt import Doc, Map
 
 import crdtdoc
-from crdtdoc import FrozenError, Replica, UsageError
+from crdtdoc import FrozenError, Replica, ReviewRefused
 from crdtdoc.gates import APPROVAL_PREFIX
 from tests.server.test_access import FAST, MALLORY, SECRET, attempt, token
 from tests.support.aio import run
@@ -103,7 +103,7 @@ def test_a_task_gate_cannot_be_forged_or_skipped(tmp_path: Path) -> None:
                 assert (await attempt(url, "mallory", both))[0] == 4403
                 await settle(alice, bob)
                 assert alice.tasks("backlog").get(tid).status == "verifying"
-                with pytest.raises(UsageError, match="another agent must verify"):
+                with pytest.raises(ReviewRefused, match="another agent must verify"):
                     mal.tasks("backlog").verify(tid)
                 bob.tasks("backlog").verify(tid)
                 await settle(alice, bob, mal)
@@ -156,7 +156,7 @@ def test_a_freeze_waits_for_its_approvals_and_cannot_be_forced(tmp_path: Path) -
                 for what, edit in attacks.items():
                     code, reason = await attempt(url, "mallory", forged(room, edit))
                     assert code == 4403, (what, reason)
-                with pytest.raises(UsageError, match="waits for bob"):
+                with pytest.raises(ReviewRefused, match="waits for bob"):
                     mal.spec("api").approve()
                 bob.spec("api").approve()
                 await settle(alice, bob, mal)
