@@ -140,6 +140,16 @@ class StoredRecord:
         return cls(hub, n, client, start, end, seen, kind, float(at))
 
 
+def prune_ranges(recent: bool, whole: int | None) -> list[tuple[int, int]]:
+    """Which rows of one chain a horizon lets go (of those older than it), as ranges of row
+    numbers: all of them when the chain has none within the horizon (it ended: a hub process
+    that stopped); else those before its newest whole row older than the horizon, which the
+    rows after it need (they hold only what changed); none if it has no such row."""
+    if not recent:
+        return [(0, 2**63 - 1)]
+    return [(0, whole)] if whole is not None else []
+
+
 def split_seen(seen: bytes, kind: int) -> tuple[dict[int, int], dict[int, int] | None]:
     """A row's `seen`: its chain state vector, and for offline work (`ANNOUNCED`,
     `ANNOUNCED_FULL`) the clients its link lagged behind in. Raises `InvalidUpdate`."""

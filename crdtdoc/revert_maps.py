@@ -115,18 +115,23 @@ def _plan_keys(
                 before = ends.get(before.origin) if before.origin else None
             if before is None or scope.others_deleted.contains(before.client, before.clock):
                 changes.append(MapChange(root, path, key, remove=True))
+            elif before.content == DELETED:
+                kept.append(f"{where} (the value it overwrote is no longer held: collected)")
             else:
                 changes.append(_restore(room, root, path, key, before))
             continue
         referenced = {i.origin for i in group if i.origin}
         tails = [i for i in group if (i.client, i.clock + i.length - 1) not in referenced]
         for tail in tails[-1:]:
-            if scope.wrote(tail.client, tail.clock) or tail.content == DELETED:
+            if scope.wrote(tail.client, tail.clock):
                 continue
             if scope.wrote_deletions.contains(
                 tail.client, tail.clock
             ) and not scope.others_deleted.contains(tail.client, tail.clock):
-                changes.append(_restore(room, root, path, key, tail))
+                if tail.content == DELETED:
+                    kept.append(f"{where} (the value they deleted is no longer held: collected)")
+                else:
+                    changes.append(_restore(room, root, path, key, tail))
     return changes, kept
 
 

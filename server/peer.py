@@ -34,8 +34,8 @@ MAX_CLOSE_REASON = 123  # bytes, per RFC 6455
 MAX_ANNOUNCED_BYTES = 1 << 16
 """A sync step 1's state vector is noted (`Peer.announce`) up to this size."""
 OFFLINE_SECONDS = 10.0
-"""How long after its first sync step 1 a link's offline work may arrive (it comes with the
-link's first sync step 2, at once)."""
+"""How long after a link opens its offline work may arrive (it comes with the link's first sync
+step 2, at once)."""
 CLOSE_TIMEOUT = 1.0
 """Seconds to wait for a closing handshake with a peer that stopped reading before dropping it."""
 
@@ -127,6 +127,8 @@ class Peer:
         # link connected can have seen (`crdtdoc.server.provenance`); None: not announced
         self.announced: dict[int, int] | None = None
         self._offline_until = 0.0  # monotonic time its offline work must have arrived by
+        self._opened = time.monotonic()
+        self._offline_told = False  # it sent a sync step 1 or step 2: no later step 1 counts
         self.delivered: Delivered | None = None  # noted by `on_drained`; None: nothing known
         self._max_messages = config.send_queue_messages
         self._max_bytes = config.send_queue_bytes
@@ -162,15 +164,19 @@ class Peer:
     def announce(self, state_vector: bytes) -> None:
         """Notes the state vector of the peer's first sync step 1 (a valid one: the room's
         session read it first): what it held when the link connected. Its offline work comes
-        with its first sync step 2 (the answer to the hub's step 1), at most `OFFLINE_SECONDS`
-        later (`offline_state`). Later step 1s, and one too large to keep, are not noted: its
-        writes are then recorded as made while connected, an upper bound too."""
-        if self.announced is None and len(state_vector) <= MAX_ANNOUNCED_BYTES:
-            self.announced = decode_state_vector(state_vector)
-            self._offline_until = time.monotonic() + OFFLINE_SECONDS
+        with its first sync step 2 (the answer to the hub's step 1), within `OFFLINE_SECONDS`
+        of the link opening (`offline_state`). Only a first step 1, sent before any step 2, is
+        noted, and not one too large to keep: its writes are then recorded as made while
+        connected, an upper bound too."""
+        told, self._offline_told = self._offline_told, True
+        if told or len(state_vector) > MAX_ANNOUNCED_BYTES:
+            return
+        self.announced = decode_state_vector(state_vector)
+        self._offline_until = self._opened + OFFLINE_SECONDS
 
     def synced_offline_work(self) -> None:
         """Its first sync step 2 was applied: what it writes from now on, it wrote connected."""
+        self._offline_told = True
         self._offline_until = 0.0
 
     def offline_state(self) -> dict[int, int] | None:

@@ -24,7 +24,7 @@ from psycopg import AsyncConnection, IsolationLevel
 from psycopg_pool import AsyncConnectionPool
 
 from crdtdoc.errors import StorageError
-from crdtdoc.provenance import StoredRecord
+from crdtdoc.provenance import StoredRecord, prune_ranges
 from crdtdoc.server.commit import (
     Append,
     GroupCommitter,
@@ -301,12 +301,19 @@ async def _keep_horizon(db: AsyncConnection, room: str, horizon: HorizonWrite) -
         "DELETE FROM crdtdoc_history_marks WHERE room = %s AND at < %s",
         (room, horizon.marks_from),
     )
-    await db.execute(  # each chain keeps its newest whole row older than the horizon, and on
-        "DELETE FROM crdtdoc_provenance AS r WHERE room = %s AND at < %s AND n < ("
-        "SELECT max(p.n) FROM crdtdoc_provenance p WHERE p.room = r.room AND p.hub = r.hub "
-        "AND p.kind IN (1, 3) AND p.at < %s)",
-        (room, horizon.records_from, horizon.records_from),
+    cutoff = horizon.records_from
+    cur = await db.execute(
+        "SELECT hub, bool_or(at >= %s), max(CASE WHEN kind IN (1, 3) AND at < %s THEN n END) "
+        "FROM crdtdoc_provenance WHERE room = %s GROUP BY hub",
+        (cutoff, cutoff, room),
     )
+    for hub, recent, whole in await cur.fetchall():
+        for lo, hi in prune_ranges(bool(recent), whole):
+            await db.execute(
+                "DELETE FROM crdtdoc_provenance WHERE room = %s AND hub = %s AND n >= %s "
+                "AND n < %s AND at < %s",
+                (room, hub, lo, hi, cutoff),
+            )
 
 
 async def fetch_in(

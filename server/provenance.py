@@ -16,7 +16,7 @@ import contextlib
 import secrets
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from crdtdoc.errors import StorageError
 from crdtdoc.protocol.extension import Reply
@@ -36,11 +36,22 @@ from crdtdoc.server.commit import GroupCommitter
 from crdtdoc.server.peer import Peer
 from crdtdoc.updates import encode_state_vector
 
-if TYPE_CHECKING:
-    from crdtdoc.server.room_log import RoomLog
+
+class OwnWrites(Protocol):
+    """Whether a room's own writes are stored (`crdtdoc.server.room_log.RoomLog` says)."""
+
+    @property
+    def fully_durable(self) -> bool: ...
+
+    @property
+    def own_durable(self) -> asyncio.Event: ...
+
 
 MAX_REPLY_BYTES = 256 * 1024
 """About the most an answer to `ReadProvenance` carries; the asker reads on for the rest."""
+MAX_OFFLINE_ROWS = 16
+"""A link's offline work makes at most this many rows (its writes are extended into them while
+nobody else writes; past that, they are recorded as made while connected: an upper bound)."""
 DURABLE_WAIT_SECONDS = 2.0
 """How long an answer waits for the room's own writes to be stored, so that it holds the rows
 of every write the asker could have seen acknowledged (it answers with what is stored then)."""
@@ -59,6 +70,7 @@ class ProvenanceRecorder:
         self._advanced: dict[int, int] = {}  # clients advanced since the chain's last row
         self._full_due = True  # the next chained row holds the whole state vector
         self._since_full = 0
+        self._offline_rows: dict[Hashable, int] = {}  # link -> its offline rows (capped)
 
     def of_commit(
         self, replica: Replica, applying: tuple[Peer, bytes] | None
@@ -102,17 +114,18 @@ class ProvenanceRecorder:
         rows = []
         for client, (start, end) in fresh.items():
             before = offline.get(client, 0) if offline else 0
-            lagging = _lagging(offline, state, client) if start < before else None
+            lagging = None
+            if start < before and self._offline_rows.get(writer, 0) < MAX_OFFLINE_ROWS:
+                lagging = _lagging(offline, state, client)
             if lagging is not None:  # work made before the link connected
                 cut = min(end, before)
-                rows.append(self._chained(client, start, cut, state, lagging))
-                self._open.pop(writer, None)
+                rows.append(self._row_for(writer, client, start, cut, state, commit, lagging))
                 start = cut
             if start < end:
-                rows.append(self._connected(writer, client, start, end, state, commit))
+                rows.append(self._row_for(writer, client, start, end, state, commit, None))
         return rows
 
-    def _connected(
+    def _row_for(
         self,
         writer: Hashable,
         client: int,
@@ -120,9 +133,10 @@ class ProvenanceRecorder:
         end: int,
         state: Mapping[int, int],
         commit: int,
+        lagging: dict[int, int] | None,
     ) -> StoredRecord:
-        """The row of a write made while connected: the writer's open row, extended, when only
-        its client wrote since; else a new row in the chain."""
+        """The row of a write: the writer's open row, extended, when only its client wrote
+        since (and it is as much offline work as the write); else a new row in the chain."""
         opened = self._open.get(writer)
         if opened is not None:
             row, last = opened
@@ -130,6 +144,7 @@ class ProvenanceRecorder:
             if (
                 row.client == client
                 and row.end == start
+                and (row.kind in (ANNOUNCED, ANNOUNCED_FULL)) == (lagging is not None)
                 and streak is not None
                 and streak[0] == client
                 and streak[1] <= last + 1
@@ -137,7 +152,9 @@ class ProvenanceRecorder:
                 row = replace(row, end=end)
                 self._open[writer] = (row, commit)
                 return row
-        row = self._chained(client, start, end, state, None)
+        row = self._chained(client, start, end, state, lagging)
+        if lagging is not None:
+            self._offline_rows[writer] = self._offline_rows.get(writer, 0) + 1
         self._open[writer] = (row, commit)
         return row
 
@@ -169,6 +186,12 @@ class ProvenanceRecorder:
     def forget(self, writer: Hashable) -> None:
         """`writer`'s link closed: its next write (on a new link) starts a new row."""
         self._open.pop(writer, None)
+        self._offline_rows.pop(writer, None)
+
+    def whole_next(self) -> None:
+        """The next row holds the whole state vector (a horizon may have let go of the rows
+        this chain's next ones would build on)."""
+        self._full_due = True
 
 
 def _lagging(
@@ -193,7 +216,7 @@ def _lagging(
 async def read_rows(
     committer: GroupCommitter,
     room: str,
-    log: RoomLog,
+    log: OwnWrites,
     request_id: int,
     args: object,
     charge: Callable[[int], object] = lambda size: None,

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from crdtdoc.server.config import HubConfig
     from crdtdoc.server.durability import DurableAnnouncer
     from crdtdoc.server.metrics import HubMetrics
+    from crdtdoc.server.provenance import ProvenanceRecorder
     from crdtdoc.server.schedule import Scheduler
 
 
@@ -59,6 +60,9 @@ class LoggedRoom(Protocol):
 
     @property
     def announcer(self) -> DurableAnnouncer: ...
+
+    @property
+    def provenance(self) -> ProvenanceRecorder: ...
 
 
 log = logging.getLogger("crdtdoc.hub.room")
@@ -187,6 +191,7 @@ class RoomLog:
         if self.horizon is None:
             return None
         room = self.room
+        room.provenance.whole_next()  # its older rows may go: the next one stands alone
         return self.horizon.at_compaction(room.replica, room.scheduler.wall())
 
     # -- the shared log (with a cluster) ---------------------------------------------------

@@ -19,7 +19,7 @@ from functools import partial
 from typing import TypeVar
 
 from crdtdoc.errors import StorageError
-from crdtdoc.provenance import StoredRecord
+from crdtdoc.provenance import StoredRecord, prune_ranges
 from crdtdoc.server.commit import (
     Append,
     GroupCommitter,
@@ -34,14 +34,10 @@ SCHEMA_VERSION = 1
 _PUT_SNAPSHOT = "INSERT OR REPLACE INTO snapshots(room, seq, data) VALUES (?, ?, ?)"
 _PUT_RECORD = "INSERT OR REPLACE INTO provenance VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _RECORD_COLUMNS = "hub, n, client, first, stop, seen, kind, at"
-# Rows older than the horizon go, but each chain keeps its newest whole row older than that, and
-# everything after it: the rows after it hold only what changed since (crdtdoc.provenance).
-_PRUNE_RECORDS = """
-DELETE FROM provenance WHERE room = ?1 AND at < ?2 AND n < (
-    SELECT max(p.n) FROM provenance p
-    WHERE p.room = provenance.room AND p.hub = provenance.hub AND p.kind IN (1, 3)
-    AND p.at < ?3
-)"""
+# Per chain: whether it has rows within the horizon, and its newest whole row before it.
+_CHAINS = """
+SELECT hub, max(at >= ?1), max(CASE WHEN kind IN (1, 3) AND at < ?1 THEN n END)
+FROM provenance WHERE room = ?2 GROUP BY hub"""
 _T = TypeVar("_T")
 
 _SCHEMA = """
@@ -277,7 +273,13 @@ def _keep_horizon(db: sqlite3.Connection, room: str, horizon: HorizonWrite) -> N
     if horizon.mark is not None:
         db.execute("INSERT OR REPLACE INTO history_marks VALUES (?, ?, ?)", (room, *horizon.mark))
     db.execute("DELETE FROM history_marks WHERE room = ? AND at < ?", (room, horizon.marks_from))
-    db.execute(_PRUNE_RECORDS, (room, horizon.records_from, horizon.records_from))
+    cutoff = horizon.records_from
+    for hub, recent, whole in db.execute(_CHAINS, (cutoff, room)).fetchall():
+        for lo, hi in prune_ranges(bool(recent), whole):
+            db.execute(
+                "DELETE FROM provenance WHERE room = ? AND hub = ? AND n >= ? AND n < ? AND at < ?",
+                (room, hub, lo, hi, cutoff),
+            )
 
 
 def read_provenance(

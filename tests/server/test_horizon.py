@@ -138,7 +138,8 @@ def test_hubs_sharing_postgresql_let_the_past_go_too(pg_url: str, redis: RedisSe
 
 def test_pruned_provenance_keeps_each_chain_readable(tmp_path: Path) -> None:
     """Rows older than the horizon go, but each hub's chain keeps its newest whole row older
-    than that: the rows after it only hold what changed, so the chain still reads whole."""
+    than that: the rows after it only hold what changed, so the chain still reads whole. A chain
+    with nothing within the horizon (its hub process stopped) goes whole."""
     store = SqliteStore(str(tmp_path / "hub.db"))
 
     def row(hub: str, n: int, kind: int, at: float) -> StoredRecord:
@@ -153,6 +154,8 @@ def test_pruned_provenance_keeps_each_chain_readable(tmp_path: Path) -> None:
         row("a", 5, DELTA, 9.0),
         row("b", 1, FULL, 8.0),  # a chain wholly within the horizon
         row("b", 2, DELTA, 9.0),
+        row("c", 1, FULL, 1.0),  # a chain that ended before the horizon: all of it goes
+        row("c", 2, DELTA, 2.0),
     ]
     store.commit([Append("room", 1, b"\x00\x00", tuple(rows))])
     horizon = HorizonWrite(None, 0.0, 5.0)
@@ -161,3 +164,20 @@ def test_pruned_provenance_keeps_each_chain_readable(tmp_path: Path) -> None:
     assert [(r.hub, r.n) for r in kept] == [("a", 3), ("a", 4), ("a", 5), ("b", 1), ("b", 2)]
     assert all(r.seen is not None for r in records_from_rows(kept))
     store.close()
+
+
+def test_a_revert_past_what_was_collected_keeps_the_live_value_and_says_why() -> None:
+    """Attack review: reverting an overwrite whose old value was collected wrote None over the
+    live value; it is now kept and listed."""
+    alice = Replica("alice", history=True)
+    cfg = alice.map("cfg")
+    cfg.set("retries", 3)
+    after_first = alice.version()
+    cfg.set("retries", 5)  # overwrites 3: the old value is deleted
+    horizon = HistoryHorizon(100.0)
+    horizon.at_compaction(alice, 0.0)
+    horizon.at_compaction(alice, 101.0)  # the mark at 0 passed: 3 is collected
+    plan = alice.plan_revert("alice", since=after_first)
+    assert any("no longer held" in k for k in plan.kept), plan.kept
+    alice.revert("alice", since=after_first)
+    assert alice.map("cfg").get("retries") == 5

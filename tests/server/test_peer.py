@@ -253,3 +253,17 @@ def test_only_the_first_announcement_counts_and_offline_work_ends_with_the_sync(
     assert peer.offline_state() == {1: 5}
     peer.synced_offline_work()
     assert peer.offline_state() is None and peer.announced == {1: 5}
+
+
+def test_a_late_or_second_announcement_opens_no_offline_window() -> None:
+    """Attack review: a link that sent no step 1 (or one too large to note), or a step 2 first,
+    could open the offline window later with a small step 1."""
+    too_large = encode_state_vector({c: 1 for c in range(2**40, 2**40 + 20_000)})
+    for first in (too_large, None):
+        peer = Peer(cast(ServerConnection, None), HubConfig(), "127.0.0.1:1")
+        if first is None:
+            peer.synced_offline_work()  # a step 2 before any step 1
+        else:
+            peer.announce(first)
+        peer.announce(encode_state_vector({1: 5}))
+        assert peer.offline_state() is None

@@ -18,6 +18,7 @@ from crdtdoc.history import HAD_BEEN_SENT, WROTE_ON
 from crdtdoc.protocol.backoff import Backoff
 from crdtdoc.protocol.extension import Reply
 from crdtdoc.provenance import (
+    ANNOUNCED,
     ANNOUNCED_FULL,
     DELTA,
     FULL,
@@ -29,7 +30,7 @@ from crdtdoc.server.cluster import FROM_LOG
 from crdtdoc.server.commit import Append
 from crdtdoc.server.config import HubConfig
 from crdtdoc.server.peer import Peer
-from crdtdoc.server.provenance import ProvenanceRecorder, read_rows
+from crdtdoc.server.provenance import MAX_OFFLINE_ROWS, ProvenanceRecorder, read_rows
 from crdtdoc.server.store import SqliteCommitter, SqliteStore
 from crdtdoc.updates import encode_state_vector
 from tests.support.aio import run
@@ -239,3 +240,25 @@ def test_what_came_from_another_hub_makes_no_row_and_takes_no_whole_row() -> Non
     assert rec.of_commit(stored, applying) == ()  # type: ignore[arg-type]
     (row,) = rec.committed(object(), {6: (0, 1)}, {5: 3, 6: 1})
     assert row.kind == FULL
+
+
+def test_offline_work_extends_its_row_and_a_link_makes_few_such_rows() -> None:
+    """Attack review: each offline write made a new row of up to a few KB; they now extend one
+    row while nobody else writes, and a link makes at most MAX_OFFLINE_ROWS of them."""
+    rec = ProvenanceRecorder(lambda: 1.0, hub="0f")
+    link, other = object(), object()
+    state = {1: 0, 2: 1}
+    offline = {1: 10**6, 2: 0}  # it lagged behind in client 2
+    rows = []
+    for clock in range(3 * MAX_OFFLINE_ROWS):
+        state[1] = clock + 1
+        rows += rec.committed(link, {1: (clock, clock + 1)}, state, offline)
+        state[2] += 1
+        rec.committed(other, {2: (state[2] - 1, state[2])}, state)  # another writes between
+    kinds = [r.kind for r in rows]
+    offline_rows = {r.n for r in rows if r.kind in (ANNOUNCED, ANNOUNCED_FULL)}
+    assert len(offline_rows) == MAX_OFFLINE_ROWS and DELTA in kinds
+    again = ProvenanceRecorder(lambda: 1.0, hub="0f")
+    state = {1: 0, 2: 1}
+    grown = [again.committed(link, {1: (c, c + 1)}, {**state, 1: c + 1}, offline) for c in range(5)]
+    assert {r.n for rs in grown for r in rs} == {1} and grown[-1][0].end == 5  # one row, extended
