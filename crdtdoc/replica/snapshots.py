@@ -13,6 +13,7 @@ update it cannot read back (found by tests/test_history.py).
 
 from __future__ import annotations
 
+import bisect
 from typing import Any
 
 from pycrdt import Doc, StickyIndex, Text
@@ -150,14 +151,11 @@ def collected(full: bytes, before: IdSet) -> bytes:
     if not old:
         return full
     items = parse_update(full, details=True).items or []
-    ranges = old.ranges
     cuts = [
         (item.client, edge - 1)
         for item in items
         if item.content in _COLLECTABLE and item.length > 1
-        for lo, hi in ranges.get(item.client, ())
-        for edge in (lo, hi)
-        if item.clock < edge < item.clock + item.length
+        for edge in _edges_inside(old, item.client, item.clock, item.clock + item.length)
     ]
     outsider = None
     splitting = _split_after(items, cuts)
@@ -189,6 +187,19 @@ def collected(full: bytes, before: IdSet) -> bytes:
                 enc.write_bytes(full[starts[number] : stop])
     parsed.delete_set.encode_into(enc)
     return enc.to_bytes()
+
+
+def _edges_inside(ids: IdSet, client: int, start: int, end: int) -> list[int]:
+    """Where the ranges of `ids` begin or end strictly inside clocks `[start, end)`."""
+    ranges = ids.ranges.get(client)
+    if not ranges:
+        return []
+    at = max(bisect.bisect_right(ranges, (start, start)) - 1, 0)
+    edges = []
+    while at < len(ranges) and ranges[at][0] < end:
+        edges += [edge for edge in ranges[at] if start < edge < end]
+        at += 1
+    return edges
 
 
 def _write_deleted(enc: Encoder, item: Item) -> None:
