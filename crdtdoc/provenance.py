@@ -162,6 +162,27 @@ def split_seen(seen: bytes, kind: int) -> tuple[dict[int, int], dict[int, int] |
     return chain, lagging
 
 
+class RowPage:
+    """The rows one answer carries, as a store reads them: at most `limit`, and no more than
+    about `max_bytes` (at least one). `take` says whether a row read fits; once one does not,
+    more follow."""
+
+    def __init__(self, limit: int, max_bytes: int) -> None:
+        self.rows: list[StoredRecord] = []
+        self.more = False
+        self._limit, self._left = limit, max_bytes
+
+    def take(self, columns: Sequence[Any]) -> bool:
+        """Adds the row a store read as `columns`, if it fits; False once the page is full."""
+        row = StoredRecord.from_columns(columns)
+        self._left -= row.size
+        if len(self.rows) == self._limit or (self.rows and self._left < 0):
+            self.more = True
+            return False
+        self.rows.append(row)
+        return True
+
+
 def records_from_rows(rows: Iterable[StoredRecord]) -> list[WriteRecord]:
     """The records the rows describe (any order in, by hub and chain order out). A row whose
     chain has no whole row before it (older rows were pruned) gets `seen` None."""

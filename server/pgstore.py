@@ -24,7 +24,7 @@ from psycopg import AsyncConnection, IsolationLevel
 from psycopg_pool import AsyncConnectionPool
 
 from crdtdoc.errors import StorageError
-from crdtdoc.provenance import StoredRecord, prune_ranges
+from crdtdoc.provenance import RowPage, StoredRecord, prune_ranges
 from crdtdoc.server.commit import (
     Append,
     GroupCommitter,
@@ -240,8 +240,7 @@ class PostgresStore:
         if after is not None:
             sql += " AND (hub > %s OR (hub = %s AND n > %s))"
             params += (after[0], after[0], after[1])
-        rows: list[StoredRecord] = []
-        size = 0
+        page = RowPage(limit, max_bytes)
         async with (
             self.transaction(f"read provenance of {room!r}") as db,
             db.cursor(name="crdtdoc_provenance") as cur,
@@ -249,12 +248,9 @@ class PostgresStore:
             cur.itersize = 50
             await cur.execute(f"{sql} ORDER BY hub, n LIMIT %s", (*params, limit + 1))
             async for columns in cur:
-                row = StoredRecord.from_columns(columns)
-                size += row.size
-                if len(rows) == limit or (rows and size > max_bytes):
-                    return rows, True
-                rows.append(row)
-        return rows, False
+                if not page.take(columns):
+                    break
+        return page.rows, page.more
 
     async def compact(
         self, room: str, seq: int, snapshot: bytes, horizon: HorizonWrite | None = None

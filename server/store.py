@@ -19,7 +19,7 @@ from functools import partial
 from typing import TypeVar
 
 from crdtdoc.errors import StorageError
-from crdtdoc.provenance import StoredRecord, prune_ranges
+from crdtdoc.provenance import RowPage, StoredRecord, prune_ranges
 from crdtdoc.server.commit import (
     Append,
     GroupCommitter,
@@ -292,16 +292,12 @@ def read_provenance(
     if after is not None:
         sql += " AND (hub > ? OR (hub = ? AND n > ?))"
         params += (after[0], after[0], after[1])
-    rows: list[StoredRecord] = []
-    size = 0
+    page = RowPage(limit, max_bytes)
     try:
         for columns in db.execute(f"{sql} ORDER BY hub, n LIMIT ?", (*params, limit + 1)):
-            row = StoredRecord.from_columns(columns)
-            size += row.size
-            if len(rows) == limit or (rows and size > max_bytes):
-                return rows, True
-            rows.append(row)
-        return rows, False
+            if not page.take(columns):
+                break
+        return page.rows, page.more
     except sqlite3.Error as exc:
         raise StorageError(f"cannot read provenance of {room!r}: {exc}") from None
 
