@@ -106,6 +106,7 @@ class Room:
             history=config.history,
         )
         self.replica.on_refused = self._refused
+        self.replica.record_fresh = True  # for the provenance record
         self.replica.pending_holder = pending_holder
         self.replica.share_pending(limits.waiting)  # a sender's share counts over all rooms
         self._expiry_due = False  # a sweep of the causal buffer is scheduled

@@ -126,7 +126,8 @@ class EngineDocument(ReplicaState):
     def commit_fresh(self) -> Mapping[int, tuple[int, int]] | None:
         """While an `on_update` listener runs: the ids the remote update being announced added,
         by client, as clock ranges `(start, end)` (ids it re-sent are not in them: for the hub's
-        record of who wrote what). None for local edits, whose structs are not parsed."""
+        record of who wrote what). None for local edits, whose structs are not parsed, and
+        unless `record_fresh` was set (it costs every remote update a little)."""
         return self._commit_fresh
 
     def on_update(self, listener: UpdateListener) -> Callable[[], None]:
@@ -234,11 +235,12 @@ class EngineDocument(ReplicaState):
             # updates (a hub coalescing them) reads as the replica does.
             update, structs, origin = remote
             state = self._state
-            fresh = {
-                c: (max(s.start, have), s.end)
-                for c, s in structs.items()
-                if s.end > (have := state.get(c, 0))
-            }
+            if self.record_fresh:
+                fresh = {
+                    c: (max(s.start, have), s.end)
+                    for c, s in structs.items()
+                    if s.end > (have := state.get(c, 0))
+                }
             if advance(state, structs):
                 update = event.update
         self.generation += 1

@@ -121,6 +121,8 @@ class ReplicaState:
         ] = []
         self._commit_origin: object = None
         self._commit_fresh: Mapping[int, tuple[int, int]] | None = None
+        # whether listeners read `commit_fresh` (the hub's record does): off, it costs nothing
+        self.record_fresh = False
         self._listeners: list[UpdateListener] = []
         self._registered = False
         # (client, clock, ids) of the deletions-log entry this replica wrote last: a run of

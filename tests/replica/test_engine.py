@@ -272,6 +272,7 @@ def test_listeners_read_only_the_ids_a_remote_update_added() -> None:
     mallory.apply_update(alice.encode_update())
     mallory.document("t").insert(3, "!")
     r = Replica("r")
+    r.record_fresh = True
     r.apply_update(alice.encode_update())
     heard: list[object] = []
     r.on_update(lambda u, local: heard.append(r.commit_fresh))
@@ -279,3 +280,7 @@ def test_listeners_read_only_the_ids_a_remote_update_added() -> None:
     r.document("t").insert(0, "?")
     end = r.version().clocks[mallory.client_id]
     assert heard == [{mallory.client_id: (0, end)}, None]  # alice's ids: not fresh
+    quiet = Replica("quiet")  # not asked for: not computed
+    quiet.on_update(lambda u, local: heard.append(quiet.commit_fresh))
+    quiet.apply_update(mallory.encode_update())
+    assert heard[-1] is None
