@@ -141,7 +141,10 @@ class BlockingReplica(LinkedReplica):
 
     def provenance(self, timeout: float = 60.0) -> Provenance:
         """What the hub recorded, with each write it stored, of what its writer can have seen
-        (`crdtdoc.provenance`), blocking: pass it to `built_on` or `descendants`."""
+        (`crdtdoc.provenance`), blocking: pass it to `built_on` or `descendants`. `timeout`:
+        seconds per page asked for."""
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise UsageError(f"timeout is a positive number of seconds, not {timeout!r}")
         self._sync_point()
 
         async def ask(request: ReadProvenance) -> dict[str, Any]:

@@ -9,7 +9,14 @@ import pytest
 
 from crdtdoc.client.blocking import BlockingReplica, connect_blocking
 from crdtdoc.client.coordination import Fence
-from crdtdoc.errors import Conflict, CrdtdocError, FencedOut, NotConnected, TooLarge
+from crdtdoc.errors import (
+    Conflict,
+    CrdtdocError,
+    FencedOut,
+    NotConnected,
+    TooLarge,
+    UsageError,
+)
 from tests.support.hubs import HubProcess, free_port, hub_in_thread
 
 
@@ -145,6 +152,8 @@ def test_the_hubs_record_reads_blocking_and_a_closed_replica_says_so(hub: str) -
         alice.flush(timeout=10)
         record = alice.provenance().record_of(alice.client_id, 1)
         assert record is not None and not record.announced
+        with pytest.raises(UsageError, match="timeout"):
+            alice.provenance(timeout="x")  # type: ignore[arg-type]
     with pytest.raises(NotConnected, match="closed"):
         alice.provenance()
     with pytest.raises(NotConnected, match="closed"):
