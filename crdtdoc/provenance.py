@@ -33,7 +33,7 @@ import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from crdtdoc.encoding import Decoder
 from crdtdoc.errors import CrdtdocError, InvalidMessage, InvalidUpdate
@@ -85,9 +85,9 @@ class WriteRecord:
         return self.seen is None or self.seen.get(client, 0) > clock
 
 
-@dataclass(frozen=True, slots=True)
-class StoredRecord:
-    """One provenance row as stored and sent: row `n` of hub process `hub`'s chain in a room."""
+class StoredRecord(NamedTuple):
+    """One provenance row as stored and sent: row `n` of hub process `hub`'s chain in a room.
+    (A named tuple: the hub makes or extends one per update, so it must be cheap to make.)"""
 
     hub: str
     n: int

@@ -182,7 +182,7 @@ class Peer:
     def offline_state(self) -> dict[int, int] | None:
         """The state vector it announced, while what it sends may still be work made before
         the link connected; None after."""
-        if self.announced is None or time.monotonic() >= self._offline_until:
+        if not self._offline_until or time.monotonic() >= self._offline_until:
             return None
         return self.announced
 

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import replace
 from typing import Protocol
 
 from crdtdoc.errors import StorageError
@@ -149,7 +148,7 @@ class ProvenanceRecorder:
                 and streak[0] == client
                 and streak[1] <= last + 1
             ):
-                row = replace(row, end=end)
+                row = row._replace(end=end)
                 self._open[writer] = (row, commit)
                 return row
         row = self._chained(client, start, end, state, lagging)
