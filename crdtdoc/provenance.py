@@ -111,7 +111,7 @@ class StoredRecord(NamedTuple):
         return len(self.seen) + len(self.hub) + 48
 
     def to_wire(self) -> list[object]:
-        return [self.hub, self.n, self.client, self.start, self.end, self.seen, self.kind, self.at]
+        return list(self)
 
     @classmethod
     def from_wire(cls, value: object) -> StoredRecord:

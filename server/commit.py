@@ -107,17 +107,7 @@ def record_rows(writes: list[Write]) -> list[tuple[object, ...]]:
     for write in writes:
         if isinstance(write, Append):
             for r in write.records:
-                rows[(write.room, r.hub, r.n)] = (
-                    write.room,
-                    r.hub,
-                    r.n,
-                    r.client,
-                    r.start,
-                    r.end,
-                    r.seen,
-                    r.kind,
-                    r.at,
-                )
+                rows[(write.room, r.hub, r.n)] = (write.room, *r)
     return list(rows.values())
 
 

@@ -113,18 +113,45 @@ class ProvenanceRecorder:
         rows = []
         for client, (start, end) in fresh.items():
             before = offline.get(client, 0) if offline else 0
-            lagging = None
             if start < before and self._offline_rows.get(writer, 0) < MAX_OFFLINE_ROWS:
-                lagging = _lagging(offline, state, client)
-            if lagging is not None:  # work made before the link connected
+                # work made before the link connected: what the link lagged behind in is
+                # worked out only for a new row (an extended one lagged behind in the same)
                 cut = min(end, before)
-                rows.append(self._row_for(writer, client, start, cut, state, commit, lagging))
-                start = cut
+                row = self._extended(writer, client, start, cut, commit, True)
+                if row is None and (lagging := _lagging(offline, state, client)) is not None:
+                    row = self._new_row(writer, client, start, cut, state, commit, lagging)
+                if row is not None:
+                    rows.append(row)
+                    start = cut
             if start < end:
-                rows.append(self._row_for(writer, client, start, end, state, commit, None))
+                row = self._extended(writer, client, start, end, commit, False)
+                rows.append(row or self._new_row(writer, client, start, end, state, commit, None))
         return rows
 
-    def _row_for(
+    def _extended(
+        self, writer: Hashable, client: int, start: int, end: int, commit: int, offline: bool
+    ) -> StoredRecord | None:
+        """The writer's open row extended to `end`, when only its client wrote since and it is
+        as much offline work as the write; None otherwise."""
+        opened = self._open.get(writer)
+        if opened is None:
+            return None
+        row, last = opened
+        streak = self._streak
+        if (
+            row.client != client
+            or row.end != start
+            or (row.kind in (ANNOUNCED, ANNOUNCED_FULL)) != offline
+            or streak is None
+            or streak[0] != client
+            or streak[1] > last + 1
+        ):
+            return None
+        row = row._replace(end=end)
+        self._open[writer] = (row, commit)
+        return row
+
+    def _new_row(
         self,
         writer: Hashable,
         client: int,
@@ -134,23 +161,7 @@ class ProvenanceRecorder:
         commit: int,
         lagging: dict[int, int] | None,
     ) -> StoredRecord:
-        """The row of a write: the writer's open row, extended, when only its client wrote
-        since (and it is as much offline work as the write); else a new row in the chain."""
-        opened = self._open.get(writer)
-        if opened is not None:
-            row, last = opened
-            streak = self._streak
-            if (
-                row.client == client
-                and row.end == start
-                and (row.kind in (ANNOUNCED, ANNOUNCED_FULL)) == (lagging is not None)
-                and streak is not None
-                and streak[0] == client
-                and streak[1] <= last + 1
-            ):
-                row = row._replace(end=end)
-                self._open[writer] = (row, commit)
-                return row
+        """A new row for a write, which the writer's next writes may extend."""
         row = self._chained(client, start, end, state, lagging)
         if lagging is not None:
             self._offline_rows[writer] = self._offline_rows.get(writer, 0) + 1

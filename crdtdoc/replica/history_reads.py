@@ -95,9 +95,8 @@ class HistoryReads(RemoteUpdates):
             number = step_numbered(room, client, clock)
         if client is None or number is None:
             raise UsageError("that change is not in this replica's history (or names no writer)")
-        names = self.agents()
-        writer = names.get(client)
-        own = frozenset(c for c, n in names.items() if writer is not None and n == writer)
+        writer = self.agents().get(client)
+        own = self._agent_clients(writer) if writer is not None else frozenset()
         return self._dependents(room, [number], own | {client}, provenance)
 
     def _dependents(
